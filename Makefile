@@ -1,0 +1,93 @@
+# pgwarden - top-level Makefile.
+#
+#   make            build build/pgwarden (optimised)
+#   make test       install what is missing, build with ASan+UBSan, run unit and integration tests
+#   make unit       unit tests only (no root needed)
+#   make demo       a three-node cluster on loopback with a failover to watch
+#   make check-format / make cppcheck
+#
+# Objects go to build/<variant>/, so the normal and the sanitizer builds coexist and
+# parallel make (-j) is safe.
+
+VERSION := 0.1.0
+
+PKGS    := libpq libcurl json-c yaml-0.1 libmicrohttpd libsystemd
+CC      ?= gcc
+CSTD    := -std=c11 -D_GNU_SOURCE
+WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+VARIANT ?= release
+ifeq ($(VARIANT),asan)
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+  OPT := -O2 -g
+endif
+B := build/$(VARIANT)
+
+CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) -pthread -DPGW_VERSION='"$(VERSION)"' -Idaemon $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL := $(OPT) -pthread $(LDFLAGS)
+
+LIB_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard watchdog/*.c) $(wildcard fencing/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+
+.PHONY: all deps test unit integration demo clean check-format format cppcheck asan bench
+all: deps-build
+	@$(MAKE) --no-print-directory $(B)/pgwarden
+	@ln -sf $(VARIANT)/pgwarden build/pgwarden
+
+# Install missing Debian packages (needs root only when something is missing).
+deps-build:
+	@scripts/install-deps.sh build
+deps-test:
+	@scripts/install-deps.sh test
+
+$(B)/%.o: %.c $(wildcard daemon/*.h watchdog/*.h fencing/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(B)/libpgw.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/pgwarden: $(B)/daemon/main.o $(B)/libpgw.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
+$(B)/tests/%: tests/unit/%.c $(B)/libpgw.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests/unit $(LDFLAGS_ALL) -o $@ $< $(B)/libpgw.a $(PKG_LIBS) $(CMOCKA_LIBS)
+
+# The sanitizer build used by the whole test suite.
+asan:
+	@$(MAKE) --no-print-directory VARIANT=asan build/asan/pgwarden $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
+
+unit: deps-test asan
+	@tests/run-unit.sh build/asan/tests
+
+integration: deps-test asan
+	@PGWARDEN_BIN=$(CURDIR)/build/asan/pgwarden tests/run-integration.sh
+
+test: deps-test asan
+	@tests/run-unit.sh build/asan/tests
+	@PGWARDEN_BIN=$(CURDIR)/build/asan/pgwarden tests/run-integration.sh
+
+demo: all
+	@scripts/install-deps.sh demo
+	@scripts/demo.sh $(CURDIR)/build/release/pgwarden
+
+check-format:
+	@clang-format --dry-run --Werror $(wildcard daemon/*.[ch] watchdog/*.[ch] fencing/*.[ch] tests/unit/*.[ch])
+
+format:
+	clang-format -i $(wildcard daemon/*.[ch] watchdog/*.[ch] fencing/*.[ch] tests/unit/*.[ch])
+
+cppcheck:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+		--std=c11 -Idaemon -D__GNUC__ daemon watchdog fencing
+
+clean:
+	rm -rf build

@@ -1,0 +1,112 @@
+/*
+ * config.h - pgwarden's configuration: the YAML file (keys as in patroni.yml)
+ * parsed with libyaml into one immutable struct.
+ *
+ * A config is either fully understood or rejected: pgw_config_load() returns NULL
+ * and an error naming the file, the line and the key, e.g.
+ *   pgwarden.yml:12: bootstrap.dcs.ttl: expected a positive integer, got "3O"
+ * Unknown keys only produce warnings (collected in cfg->warnings).
+ */
+#ifndef PGW_CONFIG_H
+#define PGW_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* An ordered list of name = value pairs (PostgreSQL parameters). */
+struct pgw_kv {
+	char *name;
+	char *value;
+};
+
+struct pgw_kvlist {
+	struct pgw_kv *items;
+	size_t n;
+};
+
+struct pgw_strlist {
+	char **items;
+	size_t n;
+};
+
+struct pgw_auth {
+	char *username; /* NULL when not set */
+	char *password; /* NULL when not set */
+};
+
+/* The dynamic ("DCS") settings: bootstrap.dcs in the file, later the config key. */
+struct pgw_dcs {
+	int ttl;			   /* s, default 30 */
+	int loop_wait;			   /* s, default 10 */
+	int retry_timeout;		   /* s, default 10 */
+	int64_t maximum_lag_on_failover;   /* bytes, default 1048576 */
+	int primary_start_timeout;	   /* s, default 300 */
+	bool use_pg_rewind;		   /* default true */
+	bool use_slots;			   /* default true */
+	struct pgw_kvlist pg_parameters;   /* bootstrap.dcs.postgresql.parameters */
+};
+
+struct pgw_config {
+	char *path;	 /* the file it came from */
+	char *scope;	 /* required */
+	char *namespace; /* default "/service/", always begins and ends with '/' */
+	char *name;	 /* required: this member's name */
+	char *user;	 /* pgwarden-only: unprivileged user to run as when started as root; default "postgres" */
+
+	struct {
+		char *listen;		/* host:port, default "127.0.0.1:8008" */
+		char *connect_address;	/* host:port, default = listen */
+	} restapi;
+
+	struct {
+		struct pgw_strlist hosts; /* "host:port" each; at least one */
+		char *protocol;		  /* "http" (default) or "https" */
+		char *username, *password, *cacert, *cert, *key; /* NULL when not set */
+	} etcd3;
+
+	struct pgw_dcs dcs; /* bootstrap.dcs with defaults filled in */
+
+	/* bootstrap.initdb: a list of "flag" or {key: value}; stored as initdb
+	 * arguments, e.g. "--data-checksums", "--encoding=UTF8". */
+	struct pgw_strlist initdb_args;
+
+	struct {
+		char *listen;		/* host:port, default "127.0.0.1:5432" */
+		char *connect_address;	/* host:port, default = listen */
+		char *data_dir;		/* required */
+		char *bin_dir;		/* default "/usr/lib/postgresql/15/bin" */
+		char *pgpass;		/* default "<data_dir>/../pgpass.<name>" -> see config.c */
+		struct pgw_auth superuser;   /* username default "postgres" */
+		struct pgw_auth replication; /* username default "replicator" */
+		struct pgw_auth rewind;	     /* optional; superuser used when unset */
+		struct pgw_kvlist parameters; /* local postgresql.parameters */
+		struct pgw_strlist pg_hba;    /* lines of pg_hba.conf */
+	} postgresql;
+
+	struct {
+		bool nofailover, noloadbalance, clonefrom, nosync;
+		int failover_priority; /* default 1 */
+	} tags;
+
+	struct pgw_strlist warnings; /* "file:line: key: unknown key, ignored" */
+};
+
+/*
+ * Parse and validate PATH.  On failure returns NULL and writes one line into
+ * err (errlen bytes) such as "pgwarden.yml:12: bootstrap.dcs.ttl: expected a
+ * positive integer, got \"3O\"".  Validation includes the timing rule
+ * loop_wait + 2 * retry_timeout <= ttl.
+ */
+struct pgw_config *pgw_config_load(const char *path, char *err, size_t errlen);
+
+/* Same, from a buffer; `name` is used in messages in place of the file path. */
+struct pgw_config *pgw_config_parse(const char *name, const char *text, size_t len,
+				    char *err, size_t errlen);
+
+void pgw_config_free(struct pgw_config *cfg);
+
+/* Split "host:port" (or "[v6]:port"); returns false when malformed. host gets a malloc'd copy. */
+bool pgw_split_hostport(const char *hostport, char **host, int *port);
+
+#endif

@@ -1,0 +1,139 @@
+/*
+ * pg.h - the PostgreSQL controller: everything pgwarden does to the local
+ * PostgreSQL 15 (initdb, configuration files, pg_ctl start/stop/promote,
+ * pg_basebackup, pg_rewind, replication slots, and observing its state through
+ * libpq and pg_controldata).
+ *
+ * All functions block, each bounded by the timeout given; they never run as root
+ * (the daemon dropped privileges before).  Errors are logged with context (the
+ * command line, its exit status and the last lines of its output) and returned
+ * as -1; success is 0.
+ */
+#ifndef PGW_PG_H
+#define PGW_PG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* What the data directory holds, as far as pg_controldata tells. */
+enum pgw_datadir_state {
+	PGW_DATADIR_EMPTY,	/* missing or empty: needs initdb or a clone */
+	PGW_DATADIR_VALID,	/* PG_VERSION and a readable control file */
+	PGW_DATADIR_INVALID,	/* something there but not a usable cluster */
+};
+
+/* pg_controldata's "Database cluster state". */
+enum pgw_cluster_state {
+	PGW_CS_UNKNOWN,
+	PGW_CS_SHUT_DOWN,		/* "shut down": was a primary, clean */
+	PGW_CS_SHUT_DOWN_IN_RECOVERY,	/* "shut down in recovery": was a replica, clean */
+	PGW_CS_IN_PRODUCTION,		/* "in production": primary, running or crashed */
+	PGW_CS_IN_ARCHIVE_RECOVERY,	/* "in archive recovery": replica, running or crashed */
+	PGW_CS_OTHER,
+};
+
+struct pgw_controldata {
+	enum pgw_cluster_state state;
+	uint64_t system_identifier;
+	int timeline;		 /* "Latest checkpoint's TimeLineID" */
+	uint64_t checkpoint_lsn; /* "Latest checkpoint location" */
+	uint64_t min_recovery_lsn; /* "Minimum recovery ending location" (0 when none) */
+};
+
+/* One row of pg_stat_replication, on a primary. */
+struct pgw_pg_replication {
+	char usename[64];
+	char application_name[64];
+	char client_addr[64];
+	char state[32];
+	char sync_state[16];
+	int sync_priority;
+};
+
+#define PGW_PG_MAX_REPLICATION 16
+
+/* The observed state of the local PostgreSQL at one instant. */
+struct pgw_pg_state {
+	enum pgw_datadir_state datadir;
+	bool running;	  /* postmaster alive (postmaster.pid and a live pid) */
+	bool accepting;	  /* a libpq connection and query succeeded */
+	bool in_recovery; /* pg_is_in_recovery() */
+	int timeline;	  /* current timeline (0 when unknown) */
+	uint64_t system_identifier;
+	int server_version; /* e.g. 150018 */
+	double postmaster_start_time; /* unix time, 0 when unknown */
+	/* primary: pg_current_wal_lsn(); replica: received and replayed */
+	uint64_t wal_lsn;
+	uint64_t received_lsn;
+	uint64_t replayed_lsn;
+	double replayed_timestamp; /* unix time of the last replayed xact, 0 when none */
+	bool replay_paused;
+	bool streaming;	       /* pg_stat_wal_receiver.status = 'streaming' */
+	char primary_host[256]; /* host and port the WAL receiver connects to (from primary_conninfo) */
+	int primary_port;
+	bool pending_restart; /* some parameter waits for a restart */
+	struct pgw_pg_replication replication[PGW_PG_MAX_REPLICATION];
+	int nreplication;
+};
+
+struct pgw_pg; /* the controller: config, paths, a cached libpq connection */
+
+struct pgw_pg *pgw_pg_new(const struct pgw_config *cfg);
+void pgw_pg_free(struct pgw_pg *pg);
+
+/* Fill *st; never fails (unknown fields stay 0/false).  timeout bounds the libpq work. */
+void pgw_pg_observe(struct pgw_pg *pg, int timeout_ms, struct pgw_pg_state *st);
+
+/* pg_controldata of the data directory; -1 when it cannot be read. */
+int pgw_pg_controldata(struct pgw_pg *pg, struct pgw_controldata *cd);
+
+/* initdb with cfg->initdb_args, then write the configuration (as a primary). */
+int pgw_pg_initdb(struct pgw_pg *pg, int timeout_ms);
+
+/*
+ * Write postgresql.conf (including initdb's settings, kept as postgresql.base.conf),
+ * pg_hba.conf and the pgpass file.  When primary_host is NULL the node is set up as a
+ * primary (no standby.signal); otherwise as a standby streaming from primary_host:port
+ * through the physical slot `slot` (may be NULL).  dcs_params and the local
+ * parameters are merged, local ones winning.
+ */
+int pgw_pg_write_config(struct pgw_pg *pg, const struct pgw_kvlist *dcs_params,
+			const char *primary_host, int primary_port, const char *slot);
+
+/* On a fresh primary: create the replication user (and the rewind user when it is
+ * not the superuser) with the configured passwords.  Idempotent. */
+int pgw_pg_bootstrap_roles(struct pgw_pg *pg, int timeout_ms);
+
+/* pg_ctl start -w; the server log goes to "<data_dir>.log" (a sibling file, so a
+ * re-clone that replaces the data directory keeps it). */
+int pgw_pg_start(struct pgw_pg *pg, int timeout_ms);
+/* mode: "fast" or "immediate". */
+int pgw_pg_stop(struct pgw_pg *pg, const char *mode, int timeout_ms);
+/* Re-read the configuration files (pg_ctl reload). */
+int pgw_pg_reload(struct pgw_pg *pg);
+/* pg_ctl promote and wait until pg_is_in_recovery() is false. */
+int pgw_pg_promote(struct pgw_pg *pg, int timeout_ms);
+
+/* Remove the data directory and clone it from host:port with pg_basebackup. */
+int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout_ms);
+/* Rewind the (stopped) data directory from the primary at host:port with pg_rewind. */
+int pgw_pg_rewind(struct pgw_pg *pg, const char *host, int port, int timeout_ms);
+
+/* Physical slots on a primary: create the missing ones among names, drop pgwarden's
+ * slots that are not in names (only slots whose name is a member name form). */
+int pgw_pg_sync_slots(struct pgw_pg *pg, const char *const *names, int n, int timeout_ms);
+
+/* The member name as a slot name: lower case, [a-z0-9_] only, others become '_'. */
+void pgw_pg_slot_name(const char *member, char *out, size_t outlen);
+
+/* Read "<data_dir>/pg_wal/<TL>.history" last line: parent timeline's switch LSN and reason. */
+int pgw_pg_timeline_switch(struct pgw_pg *pg, int timeline, uint64_t *switch_lsn,
+			   char *reason, size_t reasonlen);
+
+/* "0/3000060" <-> integer. */
+bool pgw_lsn_parse(const char *s, uint64_t *lsn);
+void pgw_lsn_format(uint64_t lsn, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * rest.h - the REST API (libmicrohttpd, its own thread).  It never takes a
+ * decision and never blocks the HA loop: the loop publishes an immutable
+ * snapshot after every cycle (pgw_rest_publish copies it under a mutex), and
+ * request handlers answer from the latest snapshot only.
+ *
+ * Endpoints (status codes as in Patroni's contract): GET/HEAD/OPTIONS on
+ *   /, /primary, /master, /read-write, /leader, /replica (?lag=N[unit],
+ *   ?tag_KEY=VALUE), /read-only, /health, /liveness, /readiness, /patroni.
+ * Every role endpoint answers with the JSON body of GET /patroni.
+ */
+#ifndef PGW_REST_H
+#define PGW_REST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pg.h"
+
+enum pgw_role { PGW_ROLE_UNINITIALIZED, PGW_ROLE_PRIMARY, PGW_ROLE_REPLICA };
+
+#define PGW_MAX_TAGS 8
+
+struct pgw_snapshot {
+	char scope[128];
+	char name[128];
+	char version[32];	   /* pgwarden version */
+	enum pgw_role role;	   /* from the local PostgreSQL (in recovery or not) */
+	bool holds_leader_key;	   /* this node holds the leader key with its live lease */
+	bool cluster_unlocked;	   /* no leader key in the last read */
+	const char *state_str;	   /* "running", "stopped", "starting", "crashed", ... (static) */
+	struct pgw_pg_state pg;	   /* the last observation of PostgreSQL */
+	int64_t leader_optime;	   /* leader's last published WAL position, -1 unknown */
+	double dcs_last_seen;	   /* unix time of the last successful etcd read, 0 never */
+	int64_t loop_mono_ms;	   /* CLOCK_MONOTONIC ms of the last completed HA cycle */
+	int loop_wait;		   /* s, for /liveness */
+	int ttl;		   /* s */
+	bool paused;
+	bool pending_restart;
+	bool watchdog_failed;
+	bool noloadbalance;
+	bool nofailover;
+	int failover_priority;
+	struct { char key[32]; char value[128]; } tags[PGW_MAX_TAGS]; /* all tags as strings */
+	int ntags;
+	char last_action[64];	   /* the last decision's action name */
+	char last_reason[256];	   /* and its reason */
+};
+
+struct pgw_rest;
+
+/* Start listening on host:port (a literal address); NULL with err filled on failure. */
+struct pgw_rest *pgw_rest_start(const char *listen, char *err, size_t errlen);
+/* The TCP port actually bound (useful with port 0 in tests). */
+int pgw_rest_port(const struct pgw_rest *r);
+void pgw_rest_publish(struct pgw_rest *r, const struct pgw_snapshot *snap);
+void pgw_rest_stop(struct pgw_rest *r);
+
+/*
+ * Pure helpers, exposed for unit tests: the status code a GET of `path` with
+ * query arguments would get from this snapshot (`now_mono_ms` for /liveness),
+ * and the JSON body of /patroni (malloc'd).
+ *   query: "lag=10MB&tag_dc=east" style string or NULL.
+ */
+int pgw_rest_status_for(const struct pgw_snapshot *s, const char *path, const char *query,
+			int64_t now_mono_ms);
+char *pgw_rest_patroni_json(const struct pgw_snapshot *s);
+
+#endif

@@ -1,0 +1,45 @@
+#!/bin/sh
+# install-deps.sh - install the Debian 12 packages pgwarden needs to build, test and demo.
+#
+# Usage: scripts/install-deps.sh [build|test|demo|all]   (default: all)
+# Idempotent: packages already installed are skipped, and apt-get update runs only when
+# something is missing.  Must run as root (it is what `make` calls when a tool is missing).
+set -eu
+
+BUILD="gcc make pkg-config libc6-dev libpq-dev libcurl4-openssl-dev libjson-c-dev
+libyaml-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev"
+RUNTIME="postgresql-15 postgresql-client-15 etcd-server etcd-client curl ca-certificates"
+TEST="python3-pytest python3-psycopg2 iproute2 procps psmisc"
+
+what=${1:-all}
+case "$what" in
+  build) pkgs="$BUILD" ;;
+  test)  pkgs="$BUILD $RUNTIME $TEST" ;;
+  demo)  pkgs="$BUILD $RUNTIME" ;;
+  all)   pkgs="$BUILD $RUNTIME $TEST" ;;
+  *) echo "install-deps.sh: unknown set '$what' (expected build, test, demo or all)" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps.sh: missing packages:$missing; run this script as root to install them" >&2
+  exit 1
+fi
+echo "install-deps.sh: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+# The Debian PostgreSQL packages create and start a "main" cluster; a test machine does not
+# want it running on port 5432 next to the test clusters.
+if [ ! -e /etc/postgresql-common/createcluster.conf ] || ! grep -q '^create_main_cluster = false' /etc/postgresql-common/createcluster.conf 2>/dev/null; then
+  mkdir -p /etc/postgresql-common
+  echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
+fi
+apt-get update -q
+# policy-rc.d keeps etcd-server's postinst from starting a system etcd on 2379.
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+apt-get install -y -q --no-install-recommends $missing
