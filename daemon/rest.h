@@ -60,7 +60,10 @@ void pgw_rest_stop(struct pgw_rest *r);
  * Pure helpers, exposed for unit tests: the status code a GET of `path` with
  * query arguments would get from this snapshot (`now_mono_ms` for /liveness),
  * and the JSON body of /patroni (malloc'd).
- *   query: "lag=10MB&tag_dc=east" style string or NULL.
+ *   query: "lag=10MB&tag_dc=east" style string (URL-encoded) or NULL.
+ *   s: NULL means "nothing published yet" (503 for every path).
+ * Over HTTP, other methods than GET/HEAD/OPTIONS answer 405, a body larger than
+ * 64 KiB 413, and an unknown path 404 with {"error": ...}.
  */
 int pgw_rest_status_for(const struct pgw_snapshot *s, const char *path, const char *query,
 			int64_t now_mono_ms);

@@ -1,0 +1,835 @@
+/*
+ * rest.c - the REST API on libmicrohttpd; see rest.h.
+ *
+ * The HA loop publishes a snapshot with pgw_rest_publish(): it is copied under
+ * the mutex together with its prebuilt /patroni JSON body, so a request handler
+ * only takes the mutex to compute a status code (a pure function of the
+ * snapshot) and to copy a string.  Nothing else blocks a handler.
+ *
+ * Requests: GET/HEAD/OPTIONS on the health-check endpoints; every other method
+ * answers 405 for now; a body announced larger than 64 KiB answers 413 (a
+ * chunked body that grows past it makes us drop the connection).
+ */
+#include "rest.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define REST_MAX_BODY        (64 * 1024)
+#define REST_THREADS         2u
+#define REST_CONN_LIMIT      128u
+#define REST_CONN_TIMEOUT_S  10u
+#define REST_CONN_MEMORY     ((size_t)32 * 1024) /* bounds request line + headers */
+#define REST_MAX_TAG_FILTERS 16
+#define REST_ALLOW           "GET, HEAD, OPTIONS"
+#define REST_STARTING_BODY   "{\"state\":\"starting\"}"
+
+struct pgw_rest {
+	struct MHD_Daemon *mhd;
+	int port;
+	char listen[128];
+	pthread_mutex_t mu; /* guards everything below */
+	bool have_snap;
+	struct pgw_snapshot snap;
+	char *body; /* pgw_rest_patroni_json(&snap), NULL when it could not be built */
+};
+
+/* Per-request state, between MHD's calls of the handler. */
+struct rest_req {
+	size_t body_len;
+};
+
+/* The query arguments the checks look at, URL-decoded. */
+struct rest_query {
+	bool lag_given;
+	bool lag_valid;
+	int64_t lag_max;
+	bool tags_unmatchable; /* a filter that no tag can satisfy (too long, too many) */
+	int ntags;
+	struct {
+		char key[32];
+		char value[128];
+	} tags[REST_MAX_TAG_FILTERS];
+};
+
+/* ---- pure helpers: sizes, query strings, status codes ---------------- */
+
+/* "1048576", "10MB", "1024kB", "1gb": 1024-based units like Patroni. */
+static bool parse_lag(const char *v, int64_t *out)
+{
+	static const char *const units[] = {"b", "kb", "mb", "gb", "tb"};
+	int64_t n = 0;
+	const char *p = v;
+
+	if (v == NULL || *v < '0' || *v > '9')
+		return false;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (n > (INT64_MAX - (*p - '0')) / 10)
+			return false;
+		n = n * 10 + (*p - '0');
+	}
+	if (*p == '\0') {
+		*out = n;
+		return true;
+	}
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcasecmp(p, units[i]) != 0)
+			continue;
+		for (size_t k = 0; k < i; k++) {
+			if (n > INT64_MAX / 1024)
+				return false;
+			n *= 1024;
+		}
+		*out = n;
+		return true;
+	}
+	return false;
+}
+
+static void query_add(struct rest_query *q, const char *key, const char *value)
+{
+	if (key == NULL)
+		return;
+	if (strcmp(key, "lag") == 0) {
+		if (!q->lag_given) { /* the first one counts, like parse_qs()[0] */
+			q->lag_given = true;
+			q->lag_valid = parse_lag(value, &q->lag_max);
+		}
+		return;
+	}
+	if (strncmp(key, "tag_", 4) != 0)
+		return;
+	if (value == NULL)
+		value = "";
+	if (q->ntags >= REST_MAX_TAG_FILTERS || strlen(key + 4) >= sizeof(q->tags[0].key) ||
+	    strlen(value) >= sizeof(q->tags[0].value)) {
+		q->tags_unmatchable = true;
+		return;
+	}
+	strcpy(q->tags[q->ntags].key, key + 4);
+	strcpy(q->tags[q->ntags].value, value);
+	q->ntags++;
+}
+
+static int hex_val(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* In place: '+' is a space, %XX a byte (a bad escape stays as is, like MHD). */
+static void url_decode(char *s)
+{
+	char *w = s;
+
+	for (const char *p = s; *p; p++) {
+		int hi, lo;
+
+		if (*p == '+') {
+			*w++ = ' ';
+		} else if (*p == '%' && (hi = hex_val(p[1])) >= 0 && (lo = hex_val(p[2])) >= 0) {
+			*w++ = (char)(hi * 16 + lo);
+			p += 2;
+		} else {
+			*w++ = *p;
+		}
+	}
+	*w = '\0';
+}
+
+/* "lag=10MB&tag_dc=east"; false only when out of memory. */
+static bool query_parse(const char *query, struct rest_query *q)
+{
+	char *copy, *save = NULL;
+
+	memset(q, 0, sizeof(*q));
+	if (query == NULL)
+		return true;
+	copy = strdup(query);
+	if (copy == NULL)
+		return false;
+	for (char *pair = strtok_r(copy, "&", &save); pair; pair = strtok_r(NULL, "&", &save)) {
+		char *eq = strchr(pair, '=');
+
+		if (eq)
+			*eq++ = '\0';
+		url_decode(pair);
+		if (eq)
+			url_decode(eq);
+		query_add(q, pair, eq);
+	}
+	free(copy);
+	return true;
+}
+
+static bool primary_ok(const struct pgw_snapshot *s)
+{
+	return s->holds_leader_key && s->role == PGW_ROLE_PRIMARY;
+}
+
+/* The snapshot's tag `key` as a string, NULL when the node has no such tag. */
+static const char *snap_tag(const struct pgw_snapshot *s, const char *key)
+{
+	int n = s->ntags < 0 ? 0 : s->ntags > PGW_MAX_TAGS ? PGW_MAX_TAGS : s->ntags;
+
+	for (int i = 0; i < n; i++) {
+		if (strncmp(s->tags[i].key, key, sizeof(s->tags[i].key)) == 0)
+			return s->tags[i].value;
+	}
+	return NULL;
+}
+
+static bool tags_match(const struct pgw_snapshot *s, const struct rest_query *q)
+{
+	if (q->tags_unmatchable)
+		return false;
+	for (int i = 0; i < q->ntags; i++) {
+		const char *v = snap_tag(s, q->tags[i].key);
+
+		if (v == NULL || strncmp(v, q->tags[i].value, sizeof(s->tags[0].value)) != 0)
+			return false;
+	}
+	return true;
+}
+
+static bool lag_ok(const struct pgw_snapshot *s, const struct rest_query *q)
+{
+	uint64_t pos =
+	    s->pg.received_lsn > s->pg.replayed_lsn ? s->pg.received_lsn : s->pg.replayed_lsn;
+	int64_t lag;
+
+	if (!q->lag_given)
+		return true;
+	if (!q->lag_valid || s->leader_optime < 0)
+		return false;
+	if (pos >= (uint64_t)s->leader_optime)
+		return true;
+	lag = s->leader_optime - (int64_t)pos;
+	return lag <= q->lag_max;
+}
+
+static bool replica_ok(const struct pgw_snapshot *s, const struct rest_query *q)
+{
+	return s->role == PGW_ROLE_REPLICA && s->pg.running && !s->noloadbalance && lag_ok(s, q) &&
+	       tags_match(s, q);
+}
+
+static bool liveness_ok(const struct pgw_snapshot *s, int64_t now_mono_ms)
+{
+	int64_t limit_s = s->ttl > 0 ? s->ttl : (int64_t)s->loop_wait * 2;
+
+	return s->paused || now_mono_ms - s->loop_mono_ms <= limit_s * 1000;
+}
+
+static bool readiness_ok(const struct pgw_snapshot *s)
+{
+	if (!s->pg.running)
+		return false;
+	return (s->holds_leader_key && s->role == PGW_ROLE_PRIMARY) ||
+	       (s->role == PGW_ROLE_REPLICA && s->pg.streaming);
+}
+
+/* path equals name, or name followed by one trailing slash. */
+static bool path_is(const char *path, const char *name)
+{
+	size_t n = strlen(name);
+
+	return strncmp(path, name, n) == 0 && (path[n] == '\0' || (path[n] == '/' && !path[n + 1]));
+}
+
+static int code(bool ok)
+{
+	return ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
+}
+
+/* The one status function both pgw_rest_status_for() and the handler use. */
+static int status_core(const struct pgw_snapshot *s, const char *path, const struct rest_query *q,
+                       int64_t now_mono_ms)
+{
+	if (s == NULL)
+		return MHD_HTTP_SERVICE_UNAVAILABLE;
+	if (strcmp(path, "/") == 0 || path_is(path, "/primary") || path_is(path, "/master") ||
+	    path_is(path, "/read-write"))
+		return code(primary_ok(s));
+	if (path_is(path, "/leader"))
+		return code(s->holds_leader_key);
+	if (path_is(path, "/standby-leader") || path_is(path, "/standby_leader"))
+		return MHD_HTTP_SERVICE_UNAVAILABLE; /* no standby clusters yet */
+	if (path_is(path, "/replica"))
+		return code(replica_ok(s, q));
+	if (path_is(path, "/read-only"))
+		return code(primary_ok(s) || replica_ok(s, q));
+	if (path_is(path, "/health"))
+		return code(s->pg.running);
+	if (path_is(path, "/liveness"))
+		return code(liveness_ok(s, now_mono_ms));
+	if (path_is(path, "/readiness"))
+		return code(readiness_ok(s));
+	if (path_is(path, "/patroni"))
+		return MHD_HTTP_OK;
+	return MHD_HTTP_NOT_FOUND;
+}
+
+int pgw_rest_status_for(const struct pgw_snapshot *s, const char *path, const char *query,
+                        int64_t now_mono_ms)
+{
+	struct rest_query q;
+
+	if (path == NULL)
+		return MHD_HTTP_NOT_FOUND;
+	if (!query_parse(query, &q))
+		return MHD_HTTP_SERVICE_UNAVAILABLE;
+	return status_core(s, path, &q, now_mono_ms);
+}
+
+/* ---- the /patroni JSON body -------------------------------------------- */
+
+/* A fixed-size field that may lack its NUL. */
+static void add_str(json_object *o, const char *key, const char *s, size_t size)
+{
+	json_object_object_add(o, key, json_object_new_string_len(s, (int)strnlen(s, size)));
+}
+
+#define ADD_FIELD(o, key, arr) add_str((o), (key), (arr), sizeof(arr))
+
+/* Patroni's format: "2024-08-28 19:39:26.352526+00:00" (we always say UTC). */
+static json_object *json_time(double t)
+{
+	time_t sec = (time_t)t;
+	long usec = (long)((t - (double)sec) * 1e6 + 0.5);
+	struct tm tm;
+	char buf[64];
+
+	if (usec >= 1000000) {
+		sec++;
+		usec -= 1000000;
+	}
+	if (gmtime_r(&sec, &tm) == NULL)
+		return NULL;
+	snprintf(buf, sizeof(buf), "%04d-%02d-%02d %02d:%02d:%02d.%06ld+00:00", tm.tm_year + 1900,
+	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, usec);
+	return json_object_new_string(buf);
+}
+
+static const char *role_name(enum pgw_role role)
+{
+	switch (role) {
+	case PGW_ROLE_PRIMARY:
+		return "master"; /* Patroni 3.0.2's word */
+	case PGW_ROLE_REPLICA:
+		return "replica";
+	default:
+		return "uninitialized";
+	}
+}
+
+static json_object *json_xlog(const struct pgw_snapshot *s)
+{
+	json_object *x = json_object_new_object();
+
+	if (s->role == PGW_ROLE_PRIMARY) {
+		json_object_object_add(x, "location", json_object_new_uint64(s->pg.wal_lsn));
+		return x;
+	}
+	json_object_object_add(x, "received_location", json_object_new_uint64(s->pg.received_lsn));
+	json_object_object_add(x, "replayed_location", json_object_new_uint64(s->pg.replayed_lsn));
+	json_object_object_add(x, "replayed_timestamp",
+	                       s->pg.replayed_timestamp > 0 ? json_time(s->pg.replayed_timestamp)
+	                                                    : NULL);
+	json_object_object_add(x, "paused", json_object_new_boolean(s->pg.replay_paused));
+	return x;
+}
+
+static json_object *json_replication(const struct pgw_pg_state *pg)
+{
+	json_object *list = json_object_new_array();
+	int n =
+	    pg->nreplication > PGW_PG_MAX_REPLICATION ? PGW_PG_MAX_REPLICATION : pg->nreplication;
+
+	for (int i = 0; i < n; i++) {
+		const struct pgw_pg_replication *r = &pg->replication[i];
+		json_object *o = json_object_new_object();
+
+		ADD_FIELD(o, "usename", r->usename);
+		ADD_FIELD(o, "application_name", r->application_name);
+		ADD_FIELD(o, "client_addr", r->client_addr);
+		ADD_FIELD(o, "state", r->state);
+		ADD_FIELD(o, "sync_state", r->sync_state);
+		json_object_object_add(o, "sync_priority", json_object_new_int(r->sync_priority));
+		json_object_array_add(list, o);
+	}
+	return list;
+}
+
+/* A tag's value with Patroni's types: booleans and failover_priority typed. */
+static json_object *json_tag_value(const char *key, const char *value)
+{
+	static const char *const bools[] = {"nofailover", "noloadbalance", "clonefrom", "nosync"};
+	char *end;
+	long n;
+
+	for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++) {
+		if (strcmp(key, bools[i]) != 0)
+			continue;
+		if (strcasecmp(value, "true") == 0 || strcasecmp(value, "false") == 0)
+			return json_object_new_boolean(strcasecmp(value, "true") == 0);
+	}
+	if (strcmp(key, "failover_priority") == 0) {
+		errno = 0;
+		n = strtol(value, &end, 10);
+		if (*value && *end == '\0' && errno == 0 && n >= INT32_MIN && n <= INT32_MAX)
+			return json_object_new_int((int32_t)n);
+	}
+	return json_object_new_string(value);
+}
+
+static json_object *json_tags(const struct pgw_snapshot *s)
+{
+	json_object *o = json_object_new_object();
+	int n = s->ntags < 0 ? 0 : s->ntags > PGW_MAX_TAGS ? PGW_MAX_TAGS : s->ntags;
+
+	for (int i = 0; i < n; i++) {
+		char key[sizeof(s->tags[i].key) + 1];
+		char value[sizeof(s->tags[i].value) + 1];
+
+		snprintf(key, sizeof(key), "%.*s", (int)sizeof(s->tags[i].key), s->tags[i].key);
+		snprintf(value, sizeof(value), "%.*s", (int)sizeof(s->tags[i].value),
+		         s->tags[i].value);
+		if (key[0])
+			json_object_object_add(o, key, json_tag_value(key, value));
+	}
+	return o;
+}
+
+static void add_flag(json_object *o, const char *key, bool on)
+{
+	if (on)
+		json_object_object_add(o, key, json_object_new_boolean(true));
+}
+
+static json_object *json_pgwarden(const struct pgw_snapshot *s)
+{
+	json_object *o = json_object_new_object();
+
+	ADD_FIELD(o, "name", s->name);
+	json_object_object_add(o, "holds_leader_key", json_object_new_boolean(s->holds_leader_key));
+	ADD_FIELD(o, "last_action", s->last_action);
+	ADD_FIELD(o, "last_reason", s->last_reason);
+	return o;
+}
+
+static json_object *json_patroni(const struct pgw_snapshot *s)
+{
+	json_object *o = json_object_new_object();
+
+	ADD_FIELD(o, "version", s->version);
+	ADD_FIELD(o, "scope", s->scope);
+	return o;
+}
+
+/* The PostgreSQL half: state, start time, role, version, xlog, timeline, replication. */
+static void json_add_pg(json_object *o, const struct pgw_snapshot *s)
+{
+	const struct pgw_pg_state *pg = &s->pg;
+
+	json_object_object_add(o, "state",
+	                       json_object_new_string(s->state_str ? s->state_str : "unknown"));
+	if (pg->postmaster_start_time > 0)
+		json_object_object_add(o, "postmaster_start_time",
+		                       json_time(pg->postmaster_start_time));
+	json_object_object_add(o, "role", json_object_new_string(role_name(s->role)));
+	if (pg->server_version > 0)
+		json_object_object_add(o, "server_version",
+		                       json_object_new_int(pg->server_version));
+	if (pg->running && s->role != PGW_ROLE_UNINITIALIZED)
+		json_object_object_add(o, "xlog", json_xlog(s));
+	if (pg->timeline > 0)
+		json_object_object_add(o, "timeline", json_object_new_int(pg->timeline));
+	if (pg->nreplication > 0)
+		json_object_object_add(o, "replication", json_replication(pg));
+}
+
+char *pgw_rest_patroni_json(const struct pgw_snapshot *s)
+{
+	json_object *o = json_object_new_object();
+	char sysid[32];
+	char *out;
+
+	if (o == NULL)
+		return NULL;
+	json_add_pg(o, s);
+	add_flag(o, "cluster_unlocked", s->cluster_unlocked);
+	if (s->dcs_last_seen > 0)
+		json_object_object_add(o, "dcs_last_seen",
+		                       json_object_new_int64((int64_t)s->dcs_last_seen));
+	json_object_object_add(o, "tags", json_tags(s));
+	if (s->pg.system_identifier) {
+		snprintf(sysid, sizeof(sysid), "%" PRIu64, s->pg.system_identifier);
+		json_object_object_add(o, "database_system_identifier",
+		                       json_object_new_string(sysid));
+	}
+	add_flag(o, "pending_restart", s->pending_restart || s->pg.pending_restart);
+	json_object_object_add(o, "patroni", json_patroni(s));
+	add_flag(o, "pause", s->paused);
+	add_flag(o, "watchdog_failed", s->watchdog_failed);
+	json_object_object_add(o, "pgwarden", json_pgwarden(s));
+	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	return out;
+}
+
+/* ---- HTTP ----------------------------------------------------------------- */
+
+static enum MHD_Result reply(struct MHD_Connection *c, int status, char *body, bool json)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	if (body == NULL)
+		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	else
+		resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(body);
+		return MHD_NO;
+	}
+	if (json)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, REST_ALLOW);
+	ret = MHD_queue_response(c, (unsigned int)status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* {"error": "<what> <subject>"}, malloc'd (NULL when out of memory). */
+static char *error_body(const char *what, const char *subject)
+{
+	json_object *o = json_object_new_object();
+	char msg[512];
+	char *out;
+
+	snprintf(msg, sizeof(msg), "%s %.400s", what, subject ? subject : "");
+	json_object_object_add(o, "error", json_object_new_string(msg));
+	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	return out;
+}
+
+static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+	(void)kind;
+	query_add(cls, key, value);
+	return MHD_YES;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Status code and a copy of the body, under the mutex and nothing else. */
+static int answer_from_snapshot(struct pgw_rest *r, const char *url, const struct rest_query *q,
+                                char **body)
+{
+	int64_t now = mono_ms();
+	int status;
+
+	pthread_mutex_lock(&r->mu);
+	if (!r->have_snap) {
+		status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		*body = strdup(REST_STARTING_BODY);
+	} else {
+		status = status_core(&r->snap, url, q, now);
+		*body = strdup(r->body ? r->body : "{}");
+	}
+	pthread_mutex_unlock(&r->mu);
+	return status;
+}
+
+static enum MHD_Result answer_get(struct pgw_rest *r, struct MHD_Connection *c, const char *url,
+                                  const char *method)
+{
+	struct rest_query q;
+	char *body;
+	int status;
+
+	memset(&q, 0, sizeof(q));
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, query_arg, &q);
+	status = answer_from_snapshot(r, url, &q, &body);
+	if (status == MHD_HTTP_NOT_FOUND) {
+		free(body);
+		body = error_body("not found:", url);
+	}
+	if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0) {
+		free(body);
+		return reply(c, status, NULL, false);
+	}
+	if (body == NULL)
+		return MHD_NO; /* out of memory: drop the connection */
+	return reply(c, status, body, true);
+}
+
+static bool method_is_read(const char *method)
+{
+	return strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+	       strcmp(method, MHD_HTTP_METHOD_HEAD) == 0 ||
+	       strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0;
+}
+
+static bool body_too_large(struct MHD_Connection *c)
+{
+	const char *cl =
+	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	char *end;
+	unsigned long long n;
+
+	if (cl == NULL)
+		return false;
+	errno = 0;
+	n = strtoull(cl, &end, 10);
+	return errno != 0 || n > REST_MAX_BODY;
+}
+
+/* First call for a request: refuse an oversized body at once, else start reading. */
+static enum MHD_Result begin_request(struct MHD_Connection *c, void **req_cls)
+{
+	struct rest_req *req;
+
+	if (body_too_large(c))
+		return reply(c, MHD_HTTP_CONTENT_TOO_LARGE,
+		             error_body("request body larger than", "65536 bytes"), true);
+	req = calloc(1, sizeof(*req));
+	if (req == NULL)
+		return MHD_NO;
+	*req_cls = req;
+	return MHD_YES;
+}
+
+static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **req_cls)
+{
+	struct rest_req *req = *req_cls;
+
+	(void)version;
+	(void)upload_data;
+	if (req == NULL)
+		return begin_request(c, req_cls);
+	if (*upload_data_size > 0) { /* nothing reads a body yet: count and discard */
+		req->body_len += *upload_data_size;
+		*upload_data_size = 0;
+		return req->body_len > REST_MAX_BODY ? MHD_NO : MHD_YES;
+	}
+	if (!method_is_read(method))
+		return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+		             error_body("method not allowed:", method), true);
+	return answer_get(cls, c, url, method);
+}
+
+static void request_done(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)c;
+	(void)toe;
+	free(*req_cls);
+	*req_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	const struct pgw_rest *r = cls;
+	char msg[512];
+	size_t n;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		msg[--n] = '\0';
+	pgw_warn("restapi %s: %s", r->listen, msg);
+}
+
+/* ---- start / publish / stop ------------------------------------------------ */
+
+/* "127.0.0.1:8008" or "[::1]:8008" (literal addresses only). */
+static bool parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len, char *err,
+                         size_t errlen)
+{
+	char host[64];
+	const char *colon = strrchr(listen, ':');
+	const char *h = listen;
+	size_t hlen;
+	char *end;
+	long port;
+
+	if (colon == NULL || colon[1] == '\0')
+		goto bad;
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || errno != 0 || port < 0 || port > 65535 || colon[1] < '0' ||
+	    colon[1] > '9')
+		goto bad;
+	hlen = (size_t)(colon - listen);
+	if (hlen >= 2 && listen[0] == '[' && colon[-1] == ']') {
+		h++;
+		hlen -= 2;
+	}
+	if (hlen == 0 || hlen >= sizeof(host))
+		goto bad;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	memset(ss, 0, sizeof(*ss));
+	if (h == listen) {
+		struct sockaddr_in *in = (struct sockaddr_in *)ss;
+
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16_t)port);
+		*len = sizeof(*in);
+		if (inet_pton(AF_INET, host, &in->sin_addr) == 1)
+			return true;
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*in6);
+		if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1)
+			return true;
+	}
+bad:
+	snprintf(err, errlen,
+	         "restapi.listen %s: expected IPv4:port or [IPv6]:port with a literal address",
+	         listen);
+	return false;
+}
+
+/* MHD does not say why it could not start: find out by binding the same address. */
+static void explain_failure(const char *addr, const struct sockaddr_storage *ss, socklen_t len,
+                            char *err, size_t errlen)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	int e = 0;
+
+	if (fd < 0) {
+		e = errno;
+	} else {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (ss->ss_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		if (bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, 1) != 0)
+			e = errno;
+		close(fd);
+	}
+	if (e)
+		snprintf(err, errlen, "restapi.listen %s: cannot listen: %s", addr, strerror(e));
+	else
+		snprintf(err, errlen,
+		         "restapi.listen %s: cannot listen: libmicrohttpd failed to start (see the "
+		         "log)",
+		         addr);
+}
+
+static struct MHD_Daemon *start_mhd(struct pgw_rest *r, const struct sockaddr_storage *ss)
+{
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_AUTO;
+	uint16_t port = ss->ss_family == AF_INET6
+	                    ? ntohs(((const struct sockaddr_in6 *)ss)->sin6_port)
+	                    : ntohs(((const struct sockaddr_in *)ss)->sin_port);
+
+	if (ss->ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	/* The logger goes first so that MHD reports everything through it. */
+	return MHD_start_daemon(
+	    flags, port, NULL, NULL, handle_request, r, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, r,
+	    MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)ss, MHD_OPTION_THREAD_POOL_SIZE,
+	    REST_THREADS, MHD_OPTION_CONNECTION_LIMIT, REST_CONN_LIMIT,
+	    MHD_OPTION_CONNECTION_TIMEOUT, REST_CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    REST_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL, MHD_OPTION_END);
+}
+
+struct pgw_rest *pgw_rest_start(const char *listen, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	const union MHD_DaemonInfo *info;
+	socklen_t len;
+	struct pgw_rest *r;
+
+	if (!parse_listen(listen, &ss, &len, err, errlen))
+		return NULL;
+	r = calloc(1, sizeof(*r));
+	if (r == NULL) {
+		snprintf(err, errlen, "restapi.listen %s: out of memory", listen);
+		return NULL;
+	}
+	snprintf(r->listen, sizeof(r->listen), "%s", listen);
+	pthread_mutex_init(&r->mu, NULL);
+	r->mhd = start_mhd(r, &ss);
+	if (r->mhd == NULL) {
+		explain_failure(listen, &ss, len, err, errlen);
+		pthread_mutex_destroy(&r->mu);
+		free(r);
+		return NULL;
+	}
+	info = MHD_get_daemon_info(r->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	r->port = info ? info->port : 0;
+	pgw_info("restapi: listening on %s (port %d)", listen, r->port);
+	return r;
+}
+
+int pgw_rest_port(const struct pgw_rest *r)
+{
+	return r->port;
+}
+
+void pgw_rest_publish(struct pgw_rest *r, const struct pgw_snapshot *snap)
+{
+	char *body = pgw_rest_patroni_json(snap); /* built outside the lock */
+	char *old;
+
+	if (body == NULL)
+		pgw_error("restapi: cannot build the /patroni body: out of memory");
+	pthread_mutex_lock(&r->mu);
+	r->snap = *snap;
+	r->have_snap = true;
+	old = r->body;
+	r->body = body;
+	pthread_mutex_unlock(&r->mu);
+	free(old);
+}
+
+void pgw_rest_stop(struct pgw_rest *r)
+{
+	if (r == NULL)
+		return;
+	MHD_stop_daemon(r->mhd);
+	pthread_mutex_destroy(&r->mu);
+	free(r->body);
+	free(r);
+}
