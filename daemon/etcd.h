@@ -25,6 +25,7 @@ enum pgw_etcd_err {
 	PGW_ETCD_EPROTO = -2,	/* unparsable or unexpected answer */
 	PGW_ETCD_EREJECT = -3,	/* etcd answered with an error (e.g. lease not found) */
 	PGW_ETCD_ENOMEM = -4,
+	PGW_ETCD_ECOMPACTED = -5, /* watch: start revision already compacted; re-read */
 };
 
 struct pgw_etcd;
@@ -99,5 +100,13 @@ struct pgw_etcd_event {
 typedef bool (*pgw_etcd_watch_fn)(void *arg, const struct pgw_etcd_event *ev);
 int pgw_etcd_watch(struct pgw_etcd *c, const char *prefix, int64_t start_rev, int timeout_ms,
 		   pgw_etcd_watch_fn fn, void *arg, bool *fired);
+
+/*
+ * Base64 (standard alphabet, padded), as etcd's gateway uses it; exported for
+ * the tests.  encode: malloc'd NUL-terminated text.  decode: malloc'd bytes
+ * followed by a NUL (not counted in *out_len); NULL on bad input or no memory.
+ */
+char *pgw_etcd_b64_encode(const void *data, size_t len);
+char *pgw_etcd_b64_decode(const char *text, size_t text_len, size_t *out_len);
 
 #endif
