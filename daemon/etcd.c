@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,6 +34,7 @@ struct pgw_etcd {
 	char *token; /* auth token, valid for urls[token_ep] */
 	size_t token_ep;
 	CURL *curl;
+	volatile sig_atomic_t *interrupt; /* watches end early when *interrupt != 0 */
 	char curl_err[CURL_ERROR_SIZE];
 	char errmsg[512];
 };
@@ -487,6 +489,7 @@ static CURLcode attempt(struct pgw_etcd *c, size_t ep, struct req *r, int64_t de
 static bool reached(CURLcode cc, const struct req *r)
 {
 	return cc == CURLE_OK || cc == CURLE_WRITE_ERROR || cc == CURLE_FILESIZE_EXCEEDED ||
+	       cc == CURLE_ABORTED_BY_CALLBACK ||
 	       (cc == CURLE_OPERATION_TIMEDOUT && r->received > 0);
 }
 
@@ -1212,12 +1215,30 @@ static int watch_result(struct pgw_etcd *c, struct watch *w, int rc, CURLcode cc
 		*fired = true;
 		return 0;
 	}
-	if (cc == CURLE_OPERATION_TIMEDOUT)
-		return 0; /* quiet until the timeout: the normal case */
+	if (cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_ABORTED_BY_CALLBACK)
+		return 0; /* quiet until the timeout (or interrupted): the normal case */
 	if (cc == CURLE_WRITE_ERROR)
 		return fail(c, PGW_ETCD_ENOMEM, "etcd watch: out of memory");
 	return fail(c, PGW_ETCD_EPROTO, "etcd watch at %s: stream ended%s (%s)", c->urls[c->at],
 	            w->created ? "" : " before the watch was created", curl_easy_strerror(cc));
+}
+
+/* curl's progress callback during a watch: non-zero aborts the transfer. */
+static int interrupt_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                        curl_off_t ulnow)
+{
+	const struct pgw_etcd *c = ud;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return c->interrupt && *c->interrupt ? 1 : 0;
+}
+
+void pgw_etcd_set_interrupt(struct pgw_etcd *c, volatile sig_atomic_t *flag)
+{
+	c->interrupt = flag;
 }
 
 int pgw_etcd_watch(struct pgw_etcd *c, const char *prefix, int64_t start_rev, int timeout_ms,
@@ -1241,7 +1262,13 @@ int pgw_etcd_watch(struct pgw_etcd *c, const char *prefix, int64_t start_rev, in
 		json_tokener_set_flags(w.tok,
 		                       JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS);
 		r.body = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN);
+		if (c->interrupt) {
+			curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, interrupt_cb);
+			curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c);
+			curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+		}
 		rc = exchange(c, &r, timeout_ms, NULL, &cc);
+		curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 1L);
 		rc = watch_result(c, &w, rc, cc, fired);
 	}
 	if (w.tok)

@@ -15,6 +15,7 @@
 #ifndef PGW_ETCD_H
 #define PGW_ETCD_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -98,6 +99,8 @@ struct pgw_etcd_event {
 	int64_t mod_revision, create_revision, version;
 };
 typedef bool (*pgw_etcd_watch_fn)(void *arg, const struct pgw_etcd_event *ev);
+/* Watches return early (not fired, no error) once *flag becomes non-zero (a stop signal). */
+void pgw_etcd_set_interrupt(struct pgw_etcd *c, volatile sig_atomic_t *flag);
 int pgw_etcd_watch(struct pgw_etcd *c, const char *prefix, int64_t start_rev, int timeout_ms,
 		   pgw_etcd_watch_fn fn, void *arg, bool *fired);
 

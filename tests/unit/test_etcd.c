@@ -616,6 +616,43 @@ static void test_watch_timeout(void **state)
 	pgw_etcd_free(c);
 }
 
+/* A stop signal ends a quiet watch early, without an error, so shutdown is prompt. */
+static void *raise_flag_later(void *arg)
+{
+	volatile sig_atomic_t *flag = arg;
+
+	usleep(200 * 1000);
+	*flag = 1;
+	return NULL;
+}
+
+static void test_watch_interrupted(void **state)
+{
+	struct seen s = {.stop_on_delete_of = "/wi/leader"};
+	static volatile sig_atomic_t flag;
+	struct pgw_etcd *c;
+	bool fired = true;
+	pthread_t t;
+	int64_t t0, took;
+
+	(void)state;
+	need_etcd();
+	c = client();
+	flag = 0;
+	pgw_etcd_set_interrupt(c, &flag);
+	assert_int_equal(pthread_create(&t, NULL, raise_flag_later, (void *)&flag), 0);
+	t0 = now_ms();
+	assert_int_equal(pgw_etcd_watch(c, "/wi/", 0, 5000, on_event, &s, &fired), 0);
+	took = now_ms() - t0;
+	pthread_join(t, NULL);
+	assert_false(fired);
+	assert_in_range(took, 150, 1500);
+	/* other calls are not interrupted by the flag */
+	put_str(c, "/wi/leader", "n1", 0);
+	assert_true(mod_rev(c, "/wi/leader") > 0);
+	pgw_etcd_free(c);
+}
+
 static void test_watch_compacted(void **state)
 {
 	struct seen s = {0};
@@ -948,6 +985,7 @@ int main(void)
 	    cmocka_unit_test(test_delete_if_mod),
 	    cmocka_unit_test(test_watch_fires_on_delete),
 	    cmocka_unit_test(test_watch_timeout),
+	    cmocka_unit_test(test_watch_interrupted),
 	    cmocka_unit_test(test_watch_compacted),
 	    cmocka_unit_test(test_failover),
 	    cmocka_unit_test(test_all_dead),
