@@ -80,10 +80,14 @@ struct pgw_pg_state {
 
 struct pgw_pg; /* the controller: config, paths, a cached libpq connection */
 
+/* cfg must outlive the controller.  NULL (logged) when data_dir or pgpass is unset. */
 struct pgw_pg *pgw_pg_new(const struct pgw_config *cfg);
 void pgw_pg_free(struct pgw_pg *pg);
 
-/* Fill *st; never fails (unknown fields stay 0/false).  timeout bounds the libpq work. */
+/* Fill *st; never fails (unknown fields stay 0/false).  timeout bounds the libpq work
+ * (one round trip on a cached connection) and pg_controldata (half of it).  A data
+ * directory with PG_VERSION served by a live postmaster counts as VALID even if
+ * pg_controldata fails at that instant. */
 void pgw_pg_observe(struct pgw_pg *pg, int timeout_ms, struct pgw_pg_state *st);
 
 /* pg_controldata of the data directory; -1 when it cannot be read. */
@@ -96,7 +100,8 @@ int pgw_pg_initdb(struct pgw_pg *pg, int timeout_ms);
  * Write postgresql.conf (including initdb's settings, kept as postgresql.base.conf),
  * pg_hba.conf and the pgpass file.  When primary_host is NULL the node is set up as a
  * primary (no standby.signal); otherwise as a standby streaming from primary_host:port
- * through the physical slot `slot` (may be NULL).  dcs_params and the local
+ * through the physical slot `slot` (may be NULL); primary_host "" makes a standby that
+ * follows nobody yet.  dcs_params and the local
  * parameters are merged, local ones winning.
  */
 int pgw_pg_write_config(struct pgw_pg *pg, const struct pgw_kvlist *dcs_params,
@@ -106,8 +111,8 @@ int pgw_pg_write_config(struct pgw_pg *pg, const struct pgw_kvlist *dcs_params,
  * not the superuser) with the configured passwords.  Idempotent. */
 int pgw_pg_bootstrap_roles(struct pgw_pg *pg, int timeout_ms);
 
-/* pg_ctl start -w; the server log goes to "<data_dir>.log" (a sibling file, so a
- * re-clone that replaces the data directory keeps it). */
+/* pg_ctl start -w (timeout_ms 0: -W, return once started); the server log goes to "<data_dir>.log" (a sibling file, so a
+ * re-clone that replaces the data directory keeps it).  0 at once when it already runs. */
 int pgw_pg_start(struct pgw_pg *pg, int timeout_ms);
 /* mode: "fast" or "immediate". */
 int pgw_pg_stop(struct pgw_pg *pg, const char *mode, int timeout_ms);
@@ -131,6 +136,28 @@ void pgw_pg_slot_name(const char *member, char *out, size_t outlen);
 /* Read "<data_dir>/pg_wal/<TL>.history" last line: parent timeline's switch LSN and reason. */
 int pgw_pg_timeline_switch(struct pgw_pg *pg, int timeline, uint64_t *switch_lsn,
 			   char *reason, size_t reasonlen);
+
+/* The last error of this controller (a failed command's line, exit status and output
+ * tail, or the SQL error), "" when none.  Valid until the next call on pg. */
+const char *pgw_pg_last_error(const struct pgw_pg *pg);
+
+/*
+ * Parse pg_controldata's output (run with LC_ALL=C).  Returns -1 when the cluster
+ * state, the system identifier or the checkpoint location is missing or malformed.
+ */
+int pgw_pg_parse_controldata(const char *text, struct pgw_controldata *cd);
+
+/*
+ * The text of the managed postgresql.conf (pure: no I/O).  Settings in order: the
+ * managed defaults, then dcs_params, then cfg->postgresql.parameters, each name
+ * once with its last value; then, when primary_host is not NULL, the standby
+ * settings.  listen_addresses, port, hba_file and the recovery settings cannot be
+ * overridden.  Returns a malloc'd string, or NULL with a message in err when a
+ * name or value cannot be written safely.
+ */
+char *pgw_pg_render_conf(const struct pgw_config *cfg, const struct pgw_kvlist *dcs_params,
+                         const char *primary_host, int primary_port, const char *slot, char *err,
+                         size_t errlen);
 
 /* "0/3000060" <-> integer. */
 bool pgw_lsn_parse(const char *s, uint64_t *lsn);

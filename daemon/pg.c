@@ -1,0 +1,2232 @@
+/*
+ * pg.c - the PostgreSQL controller (see pg.h): child programs (initdb, pg_ctl,
+ * pg_controldata, pg_basebackup, pg_rewind) run with fork/execve, bounded by a
+ * timeout, their output captured; observation and SQL through one cached libpq
+ * connection driven without blocking past a deadline; configuration files
+ * written atomically.
+ */
+#include "pg.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+extern char **environ;
+
+#define DEFAULT_BIN_DIR        "/usr/lib/postgresql/15/bin"
+#define DEFAULT_SUPERUSER      "postgres"
+#define DEFAULT_REPLICATION    "replicator"
+#define OUT_KEEP               16384 /* bytes of a child's output kept */
+#define TAIL_LINES             20    /* lines of it quoted in errors */
+#define TAIL_MAX               1400  /* characters of it quoted in errors */
+#define CONTROLDATA_TIMEOUT_MS 10000
+#define RELOAD_TIMEOUT_MS      10000
+#define CLONE_CONNECT_TIMEOUT  "10"
+#define CONF_MARKER            "# Written by pgwarden"
+#define MAX_RESULTS            4
+
+struct pgw_pg {
+	const struct pgw_config *cfg;
+	const char *bin_dir;
+	const char *data_dir;
+	char *log_path;   /* <data_dir>.log */
+	char *local_host; /* where to connect to the local server */
+	int local_port;
+	PGconn *conn; /* cached; NULL when not connected */
+	char err[2048];
+};
+
+/* Flags of run_cmd(). */
+enum { RUN_QUIET = 1 }; /* log the command at DEBUG and a failure at WARNING */
+
+struct cmd_out {
+	char buf[OUT_KEEP + 1];
+	size_t len;
+};
+
+struct cmd_result {
+	int status; /* exit code; -1 when killed, timed out or not started */
+	bool timed_out;
+	struct cmd_out out;
+};
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int remaining_ms(int64_t deadline)
+{
+	int64_t left = deadline - now_ms();
+
+	if (left <= 0)
+		return 0;
+	return left > 1000000000 ? 1000000000 : (int)left;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* pg_ctl's -t: one second less than our own bound, so pg_ctl reports first. */
+static int pgctl_seconds(int timeout_ms)
+{
+	int s = (timeout_ms - 1000) / 1000;
+
+	return s < 1 ? 1 : s;
+}
+
+__attribute__((format(printf, 3, 4))) static void set_err(struct pgw_pg *pg, bool log,
+                                                          const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(pg->err, sizeof(pg->err), fmt, ap);
+	va_end(ap);
+	if (log)
+		pgw_error("%s", pg->err);
+}
+
+static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	return n < 0 ? NULL : s;
+}
+
+/* A growing string; on allocation failure it stays failed (s == NULL). */
+struct sbuf {
+	char *s;
+	size_t len, cap;
+	bool failed;
+};
+
+static void sb_addn(struct sbuf *b, const char *p, size_t n)
+{
+	if (b->failed)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		char *s;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		s = realloc(b->s, cap);
+		if (!s) {
+			free(b->s);
+			*b = (struct sbuf){.failed = true};
+			return;
+		}
+		b->s = s;
+		b->cap = cap;
+	}
+	memcpy(b->s + b->len, p, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+}
+
+static void sb_add(struct sbuf *b, const char *s)
+{
+	sb_addn(b, s, strlen(s));
+}
+
+static void sb_addf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_addf(struct sbuf *b, const char *fmt, ...)
+{
+	char tmp[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(tmp)) {
+		b->failed = true;
+		return;
+	}
+	sb_addn(b, tmp, (size_t)n);
+}
+
+/* Take the string out of b (NULL when it failed); b is reset. */
+static char *sb_take(struct sbuf *b)
+{
+	char *s = b->failed ? NULL : b->s;
+
+	if (!s && !b->failed)
+		s = strdup("");
+	*b = (struct sbuf){0};
+	return s;
+}
+
+static const char *su_name(const struct pgw_config *cfg)
+{
+	return cfg->postgresql.superuser.username ? cfg->postgresql.superuser.username
+	                                          : DEFAULT_SUPERUSER;
+}
+
+static const char *repl_name(const struct pgw_config *cfg)
+{
+	return cfg->postgresql.replication.username ? cfg->postgresql.replication.username
+	                                            : DEFAULT_REPLICATION;
+}
+
+/* The user pg_rewind connects as: the rewind user, else the superuser. */
+static const char *rewind_name(const struct pgw_config *cfg)
+{
+	return cfg->postgresql.rewind.username ? cfg->postgresql.rewind.username : su_name(cfg);
+}
+
+/* "host:port" or "[v6]:port" -> malloc'd host and port; false when malformed. */
+static bool split_hostport(const char *hp, char **host, int *port)
+{
+	const char *colon, *h = hp;
+	size_t hlen;
+	char *end;
+	long p;
+
+	colon = strrchr(hp, ':');
+	if (!colon || colon == hp)
+		return false;
+	hlen = (size_t)(colon - hp);
+	if (hp[0] == '[') {
+		if (hlen < 3 || hp[hlen - 1] != ']')
+			return false;
+		h = hp + 1;
+		hlen -= 2;
+	}
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (errno || *end || end == colon + 1 || p < 1 || p > 65535)
+		return false;
+	*host = strndup(h, hlen);
+	*port = (int)p;
+	return *host != NULL;
+}
+
+/* The address to reach a server listening on `listen` from this machine. */
+static char *local_connect_host(const char *listen_host)
+{
+	size_t n = strcspn(listen_host, ",");
+
+	if (n == 0 || !strncmp(listen_host, "0.0.0.0", n) || !strncmp(listen_host, "*", n) ||
+	    !strncmp(listen_host, "::", n))
+		return strdup("127.0.0.1");
+	return strndup(listen_host, n);
+}
+
+static char *path_in(const char *dir, const char *name)
+{
+	return xasprintf("%s/%s", dir, name);
+}
+
+static bool file_exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+/* ---- files ------------------------------------------------------------------------ */
+
+static int fsync_parent(const char *path)
+{
+	char *dir = strdup(path);
+	char *slash;
+	int fd, rc;
+
+	if (!dir)
+		return -1;
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		strcpy(dir, ".");
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	if (fd < 0)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Replace path with text (mode `mode`): write "<path>.tmp", fsync, rename, fsync dir. */
+static int write_file_atomic(struct pgw_pg *pg, const char *path, const char *text, mode_t mode)
+{
+	char *tmp = xasprintf("%s.tmp", path);
+	int fd, saved;
+
+	if (!tmp)
+		return -1;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+	if (fd < 0)
+		goto fail;
+	if (fchmod(fd, mode) < 0 || write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		goto fail;
+	}
+	if (close(fd) < 0 || rename(tmp, path) < 0)
+		goto fail;
+	free(tmp);
+	if (fsync_parent(path) < 0)
+		pgw_warn("cannot fsync the directory of %s: %s", path, strerror(errno));
+	return 0;
+fail:
+	saved = errno;
+	set_err(pg, true, "cannot write %s: %s", path, strerror(saved));
+	unlink(tmp);
+	free(tmp);
+	return -1;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP)
+		return rmdir(path);
+	return unlink(path);
+}
+
+/* rm -rf path (no error when it does not exist). */
+static int remove_tree(struct pgw_pg *pg, const char *path)
+{
+	if (!file_exists(path))
+		return 0;
+	pgw_info("removing %s", path);
+	if (nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS) != 0) {
+		set_err(pg, true, "cannot remove %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- child programs --------------------------------------------------------------- */
+
+static void out_append(struct cmd_out *o, const char *data, size_t n)
+{
+	if (n >= OUT_KEEP) {
+		data += n - OUT_KEEP;
+		n = OUT_KEEP;
+		o->len = 0;
+	}
+	if (o->len + n > OUT_KEEP) {
+		size_t drop = o->len + n - OUT_KEEP;
+
+		memmove(o->buf, o->buf + drop, o->len - drop);
+		o->len -= drop;
+	}
+	memcpy(o->buf + o->len, data, n);
+	o->len += n;
+	o->buf[o->len] = '\0';
+}
+
+/* The last TAIL_LINES lines of the output on one line, joined by " | ". */
+static void out_tail(const struct cmd_out *o, char *dst, size_t dstlen)
+{
+	size_t end = o->len, start, j = 0;
+	int lines = 0;
+
+	while (end > 0 && (o->buf[end - 1] == '\n' || o->buf[end - 1] == ' '))
+		end--;
+	start = end;
+	while (start > 0 && !(o->buf[start - 1] == '\n' && ++lines >= TAIL_LINES))
+		start--;
+	if (end - start > TAIL_MAX)
+		start = end - TAIL_MAX;
+	for (size_t i = start; i < end && j + 4 < dstlen; i++) {
+		if (o->buf[i] == '\n') {
+			memcpy(dst + j, " | ", 3);
+			j += 3;
+		} else if (o->buf[i] != '\r') {
+			dst[j++] = o->buf[i] == '\t' ? ' ' : o->buf[i];
+		}
+	}
+	if (dstlen)
+		dst[j < dstlen ? j : dstlen - 1] = '\0';
+}
+
+/* The command line for the log (arguments with blanks or quotes single-quoted). */
+static void format_cmdline(char *const argv[], char *dst, size_t dstlen)
+{
+	size_t j = 0;
+
+	dst[0] = '\0';
+	for (int i = 0; argv[i] && j + 1 < dstlen; i++) {
+		bool quote = argv[i][0] == '\0' || strpbrk(argv[i], " \t'\"\\") != NULL;
+		int n =
+		    snprintf(dst + j, dstlen - j, quote ? "%s'%s'" : "%s%s", i ? " " : "", argv[i]);
+
+		if (n < 0)
+			break;
+		j += (size_t)n;
+	}
+}
+
+static bool env_dropped(const char *e)
+{
+	return !strncmp(e, "PG", 2) || !strncmp(e, "LC_", 3) || !strncmp(e, "LANG=", 5) ||
+	       !strncmp(e, "LANGUAGE=", 9);
+}
+
+/*
+ * The environment of a child: ours without PG* and locale variables, plus
+ * LC_ALL=C, PGPASSFILE and `extra` (may be NULL).  Built before fork.
+ */
+static char **build_env(const struct pgw_pg *pg, const char *extra)
+{
+	size_t n = 0, j = 0;
+	char **env;
+
+	while (environ && environ[n])
+		n++;
+	env = calloc(n + 4, sizeof(*env));
+	if (!env)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (!env_dropped(environ[i]))
+			env[j++] = environ[i];
+	env[j++] = "LC_ALL=C";
+	env[j] = xasprintf("PGPASSFILE=%s", pg->cfg->postgresql.pgpass);
+	if (!env[j]) {
+		free(env);
+		return NULL;
+	}
+	if (extra)
+		env[j + 1] = (char *)extra;
+	return env;
+}
+
+/* Free what build_env allocated: the array and its PGPASSFILE entry. */
+static void free_env(char **env)
+{
+	for (size_t i = 0; env && env[i]; i++)
+		if (!strncmp(env[i], "PGPASSFILE=", 11))
+			free(env[i]);
+	free(env);
+}
+
+/* In the child after fork: only async-signal-safe calls. Never returns. */
+static void child_exec(char *const argv[], char **env, int devnull, int outfd)
+{
+	static const int sigs[] = {SIGPIPE, SIGINT,  SIGQUIT, SIGTERM, SIGHUP,
+	                           SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM};
+	struct sigaction sa;
+	sigset_t none;
+
+	setpgid(0, 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (dup2(devnull, 0) < 0 || dup2(outfd, 1) < 0 || dup2(outfd, 2) < 0)
+		_exit(127);
+	/* no daemon descriptor (watchdog, sockets, etcd) may leak into PostgreSQL */
+	if (close_range(3, ~0U, 0) < 0)
+		for (int fd = 3; fd < 65536; fd++)
+			close(fd);
+	execve(argv[0], argv, env);
+	static const char msg[] = "pgwarden: cannot execute ";
+	if (write(2, msg, sizeof(msg) - 1) < 0 || write(2, argv[0], strlen(argv[0])) < 0 ||
+	    write(2, "\n", 1) < 0)
+		_exit(127);
+	_exit(127);
+}
+
+static void read_available(int *fd, struct cmd_out *out, int wait_ms)
+{
+	struct pollfd pfd = {.fd = *fd, .events = POLLIN};
+	char chunk[4096];
+	ssize_t n;
+
+	if (poll(&pfd, 1, wait_ms) <= 0)
+		return;
+	n = read(*fd, chunk, sizeof(chunk));
+	if (n > 0) {
+		out_append(out, chunk, (size_t)n);
+	} else if (n == 0 || errno != EINTR) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+/* After the child exited: read what is left without waiting for grandchildren. */
+static void drain(int fd, struct cmd_out *out)
+{
+	char chunk[4096];
+	ssize_t n;
+
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0 || (n < 0 && errno == EINTR))
+		if (n > 0)
+			out_append(out, chunk, (size_t)n);
+	close(fd);
+}
+
+/* Collect output and wait for pid until deadline; kill its process group then. */
+static void wait_child(pid_t pid, int fd, int64_t deadline, struct cmd_result *res)
+{
+	int wstatus = 0;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &wstatus, WNOHANG);
+
+		if (r == pid || (r < 0 && errno != EINTR))
+			break;
+		if (remaining_ms(deadline) == 0) {
+			res->timed_out = true;
+			kill(-pid, SIGKILL);
+			kill(pid, SIGKILL);
+			while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+				;
+			break;
+		}
+		if (fd >= 0) {
+			int slice = remaining_ms(deadline);
+
+			read_available(&fd, &res->out, slice < 100 ? slice : 100);
+		} else {
+			sleep_ms(10);
+		}
+	}
+	if (fd >= 0)
+		drain(fd, &res->out);
+	if (!res->timed_out && WIFEXITED(wstatus))
+		res->status = WEXITSTATUS(wstatus);
+}
+
+/* Describe a failed command in pg->err and the log. */
+static void report_failure(struct pgw_pg *pg, const char *cmdline, const struct cmd_result *res,
+                           int timeout_ms, int flags)
+{
+	char tail[TAIL_MAX + 64];
+	char how[64];
+
+	out_tail(&res->out, tail, sizeof(tail));
+	if (res->timed_out)
+		snprintf(how, sizeof(how), "timed out after %d ms (killed)", timeout_ms);
+	else if (res->status < 0)
+		snprintf(how, sizeof(how), "was killed by a signal");
+	else
+		snprintf(how, sizeof(how), "exited with status %d", res->status);
+	set_err(pg, false, "%s %s: %s", cmdline, how, tail[0] ? tail : "(no output)");
+	if (flags & RUN_QUIET)
+		pgw_warn("%s", pg->err);
+	else
+		pgw_error("%s", pg->err);
+}
+
+/*
+ * Run argv (argv[0] a full path) with our environment rules, bounded by timeout_ms.
+ * Returns 0 when it exited with status 0, -1 otherwise (logged, pg->err set).
+ */
+static int run_cmd(struct pgw_pg *pg, char *const argv[], const char *extra_env, int timeout_ms,
+                   int flags, struct cmd_result *res)
+{
+	char cmdline[1024];
+	int pfd[2], devnull;
+	char **env;
+	pid_t pid;
+
+	memset(res, 0, sizeof(*res));
+	res->status = -1;
+	format_cmdline(argv, cmdline, sizeof(cmdline));
+	pgw_log(flags & RUN_QUIET ? PGW_DEBUG : PGW_INFO, "running %s", cmdline);
+	env = build_env(pg, extra_env);
+	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (!env || devnull < 0 || pipe2(pfd, O_CLOEXEC) < 0) {
+		set_err(pg, true, "cannot run %s: %s", cmdline, strerror(errno));
+		goto fail_setup;
+	}
+	pid = fork();
+	if (pid == 0)
+		child_exec(argv, env, devnull, pfd[1]);
+	close(pfd[1]);
+	if (pid < 0) {
+		set_err(pg, true, "cannot fork for %s: %s", cmdline, strerror(errno));
+		close(pfd[0]);
+		goto fail_setup;
+	}
+	setpgid(pid, pid); /* also here: no window where a kill of the group misses it */
+	close(devnull);
+	free_env(env);
+	wait_child(pid, pfd[0], now_ms() + timeout_ms, res);
+	if (res->status == 0)
+		return 0;
+	report_failure(pg, cmdline, res, timeout_ms, flags);
+	return -1;
+fail_setup:
+	if (devnull >= 0)
+		close(devnull);
+	free_env(env);
+	return -1;
+}
+
+/* The full path of a PostgreSQL program. */
+static char *bin(const struct pgw_pg *pg, const char *prog)
+{
+	return path_in(pg->bin_dir, prog);
+}
+
+/* ---- pg_controldata --------------------------------------------------------------- */
+
+static enum pgw_cluster_state parse_cluster_state(const char *v)
+{
+	static const struct {
+		const char *text;
+		enum pgw_cluster_state state;
+	} states[] = {
+	    {"shut down", PGW_CS_SHUT_DOWN},
+	    {"shut down in recovery", PGW_CS_SHUT_DOWN_IN_RECOVERY},
+	    {"in production", PGW_CS_IN_PRODUCTION},
+	    {"in archive recovery", PGW_CS_IN_ARCHIVE_RECOVERY},
+	};
+
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
+		if (!strcmp(v, states[i].text))
+			return states[i].state;
+	return v[0] ? PGW_CS_OTHER : PGW_CS_UNKNOWN;
+}
+
+static bool parse_u64(const char *v, uint64_t *out)
+{
+	char *end;
+
+	if (!(*v >= '0' && *v <= '9'))
+		return false;
+	errno = 0;
+	*out = strtoull(v, &end, 10);
+	return errno == 0 && *end == '\0';
+}
+
+enum { CD_STATE = 1, CD_SYSID = 2, CD_TLI = 4, CD_CKPT = 8, CD_MINREC = 16 };
+
+/* Apply one "key: value" line; returns the CD_* bit it set, 0 if none, -1 if malformed. */
+static int controldata_line(const char *key, const char *v, struct pgw_controldata *cd)
+{
+	uint64_t u;
+
+	if (!strcmp(key, "Database cluster state")) {
+		cd->state = parse_cluster_state(v);
+		return cd->state == PGW_CS_UNKNOWN ? -1 : CD_STATE;
+	}
+	if (!strcmp(key, "Database system identifier"))
+		return parse_u64(v, &cd->system_identifier) ? CD_SYSID : -1;
+	if (!strcmp(key, "Latest checkpoint's TimeLineID")) {
+		if (!parse_u64(v, &u) || u == 0 || u > 0x7fffffff)
+			return -1;
+		cd->timeline = (int)u;
+		return CD_TLI;
+	}
+	if (!strcmp(key, "Latest checkpoint location"))
+		return pgw_lsn_parse(v, &cd->checkpoint_lsn) ? CD_CKPT : -1;
+	if (!strcmp(key, "Minimum recovery ending location"))
+		return pgw_lsn_parse(v, &cd->min_recovery_lsn) ? CD_MINREC : -1;
+	return 0;
+}
+
+int pgw_pg_parse_controldata(const char *text, struct pgw_controldata *cd)
+{
+	const int needed = CD_STATE | CD_SYSID | CD_CKPT;
+	int seen = 0;
+
+	memset(cd, 0, sizeof(*cd));
+	for (const char *p = text; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		char line[256], *colon, *v, *e;
+		int bit;
+
+		if (n < sizeof(line)) {
+			memcpy(line, p, n);
+			line[n] = '\0';
+			colon = strchr(line, ':');
+			if (colon) {
+				*colon = '\0';
+				for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
+					;
+				for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\r');)
+					*--e = '\0';
+				bit = controldata_line(line, v, cd);
+				if (bit < 0)
+					return -1;
+				seen |= bit;
+			}
+		}
+		p = nl ? nl + 1 : NULL;
+	}
+	return (seen & needed) == needed ? 0 : -1;
+}
+
+static int controldata_run(struct pgw_pg *pg, int flags, int timeout_ms, struct pgw_controldata *cd)
+{
+	char *prog = bin(pg, "pg_controldata");
+	char *argv[] = {prog, "-D", (char *)pg->data_dir, NULL};
+	struct cmd_result *res = malloc(sizeof(*res));
+	int rc = -1;
+
+	if (!prog || !res)
+		goto out;
+	/* a read racing a control file update can fail its CRC check: read again */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		if (attempt)
+			sleep_ms(100);
+		if (run_cmd(pg, argv, NULL, timeout_ms, flags, res) < 0)
+			break;
+		if (strstr(res->out.buf, "calculated CRC checksum does not match")) {
+			set_err(pg, false, "pg_controldata -D %s: CRC mismatch", pg->data_dir);
+			continue;
+		}
+		rc = pgw_pg_parse_controldata(res->out.buf, cd);
+		if (rc < 0)
+			set_err(pg, !(flags & RUN_QUIET), "pg_controldata -D %s: unexpected output",
+			        pg->data_dir);
+		break;
+	}
+out:
+	free(res);
+	free(prog);
+	return rc;
+}
+
+int pgw_pg_controldata(struct pgw_pg *pg, struct pgw_controldata *cd)
+{
+	return controldata_run(pg, 0, CONTROLDATA_TIMEOUT_MS, cd);
+}
+
+/* ---- the local postmaster --------------------------------------------------------- */
+
+/* The pid in postmaster.pid, 0 when there is none. */
+static pid_t postmaster_pid(const struct pgw_pg *pg)
+{
+	char *path = path_in(pg->data_dir, "postmaster.pid");
+	char line[32] = "";
+	FILE *f = path ? fopen(path, "re") : NULL;
+	long pid;
+	char *end;
+
+	free(path);
+	if (!f)
+		return 0;
+	if (!fgets(line, sizeof(line), f))
+		line[0] = '\0';
+	fclose(f);
+	pid = strtol(line, &end, 10);
+	if (end == line || (*end != '\n' && *end != '\0') || pid <= 1)
+		return 0;
+	return (pid_t)pid;
+}
+
+/* Is pid a live (non-zombie) postgres process?  Like PostgreSQL, EPERM means no. */
+static bool postmaster_alive(pid_t pid)
+{
+	char path[64], buf[512];
+	ssize_t n;
+	char *paren;
+	int fd;
+
+	if (kill(pid, 0) < 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true; /* no /proc: trust kill() */
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = '\0';
+	paren = strrchr(buf, ')');
+	if (paren && (paren[2] == 'Z' || paren[2] == 'X'))
+		return false;
+	/* a stale postmaster.pid whose pid now names another program */
+	return strncmp(buf + strcspn(buf, "(") + 1, "postgres)", 9) == 0 ||
+	       strncmp(buf + strcspn(buf, "(") + 1, "postmaster)", 11) == 0;
+}
+
+static bool is_running(const struct pgw_pg *pg)
+{
+	pid_t pid = postmaster_pid(pg);
+
+	return pid > 0 && postmaster_alive(pid);
+}
+
+static enum pgw_datadir_state datadir_state(struct pgw_pg *pg, bool running, int timeout_ms)
+{
+	DIR *d = opendir(pg->data_dir);
+	struct pgw_controldata cd;
+	struct dirent *e;
+	bool empty = true;
+	char *ver;
+	bool has_version;
+
+	if (!d)
+		return errno == ENOENT ? PGW_DATADIR_EMPTY : PGW_DATADIR_INVALID;
+	while (empty && (e = readdir(d)))
+		empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+	closedir(d);
+	if (empty)
+		return PGW_DATADIR_EMPTY;
+	ver = path_in(pg->data_dir, "PG_VERSION");
+	has_version = ver && file_exists(ver);
+	free(ver);
+	if (!has_version)
+		return PGW_DATADIR_INVALID;
+	/* a running postmaster vouches for its directory even if a read fails */
+	if (controldata_run(pg, RUN_QUIET, timeout_ms, &cd) == 0 || running)
+		return PGW_DATADIR_VALID;
+	return PGW_DATADIR_INVALID;
+}
+
+/* ---- libpq ------------------------------------------------------------------------ */
+
+static void notice_cb(void *arg, const char *message)
+{
+	(void)arg;
+	pgw_debug("postgres: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+static void pq_drop(struct pgw_pg *pg)
+{
+	if (pg->conn)
+		PQfinish(pg->conn);
+	pg->conn = NULL;
+}
+
+/* Wait for the socket until the deadline; false on timeout or error. */
+static bool pq_wait(PGconn *conn, short events, int64_t deadline)
+{
+	struct pollfd pfd = {.fd = PQsocket(conn), .events = events};
+	int rc;
+
+	if (pfd.fd < 0)
+		return false;
+	do {
+		rc = poll(&pfd, 1, remaining_ms(deadline));
+	} while (rc < 0 && errno == EINTR);
+	return rc > 0;
+}
+
+static PGconn *pq_start(struct pgw_pg *pg, int64_t deadline)
+{
+	char port[16], timeout[16], options[64];
+	int left = remaining_ms(deadline);
+	const char *kw[] = {"host",     "port",
+	                    "user",     "dbname",
+	                    "passfile", "connect_timeout",
+	                    "options",  "application_name",
+	                    NULL};
+	const char *val[] = {
+	    pg->local_host, port,    su_name(pg->cfg), "postgres", pg->cfg->postgresql.pgpass,
+	    timeout,        options, "pgwarden",       NULL};
+
+	snprintf(port, sizeof(port), "%d", pg->local_port);
+	snprintf(timeout, sizeof(timeout), "%d", left / 1000 + 1);
+	snprintf(options, sizeof(options), "-c statement_timeout=%d", left > 0 ? left : 1);
+	return PQconnectStartParams(kw, val, 0);
+}
+
+/* Connect to the local server (non-blocking, bounded by deadline). */
+static PGconn *pq_connect(struct pgw_pg *pg, int64_t deadline)
+{
+	PGconn *conn = pq_start(pg, deadline);
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+
+	if (!conn || PQstatus(conn) == CONNECTION_BAD)
+		goto fail;
+	while (st != PGRES_POLLING_OK) {
+		if (st == PGRES_POLLING_FAILED)
+			goto fail;
+		if (!pq_wait(conn, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline)) {
+			set_err(pg, false, "connecting to %s:%d: timed out", pg->local_host,
+			        pg->local_port);
+			PQfinish(conn);
+			return NULL;
+		}
+		st = PQconnectPoll(conn);
+	}
+	PQsetNoticeProcessor(conn, notice_cb, NULL);
+	return conn;
+fail:
+	set_err(pg, false, "connecting to %s:%d: %.*s", pg->local_host, pg->local_port,
+	        conn ? (int)strcspn(PQerrorMessage(conn), "\n") : 20,
+	        conn ? PQerrorMessage(conn) : "out of memory");
+	PQfinish(conn);
+	return NULL;
+}
+
+static PGconn *pq_conn(struct pgw_pg *pg, int64_t deadline)
+{
+	if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK)
+		return pg->conn;
+	pq_drop(pg);
+	pg->conn = pq_connect(pg, deadline);
+	return pg->conn;
+}
+
+/* Wait for the whole answer; up to maxres results in res[]. -1 (connection dropped)
+ * on timeout or a broken connection. */
+static int pq_collect(struct pgw_pg *pg, int64_t deadline, PGresult **res, int maxres)
+{
+	PGresult *r;
+	int n = 0;
+
+	for (;;) {
+		while (PQisBusy(pg->conn)) {
+			if (!pq_wait(pg->conn, POLLIN, deadline) || !PQconsumeInput(pg->conn)) {
+				set_err(pg, false, "query on %s:%d: %s", pg->local_host,
+				        pg->local_port,
+				        remaining_ms(deadline) ? "connection lost" : "timed out");
+				goto fail;
+			}
+		}
+		r = PQgetResult(pg->conn);
+		if (!r)
+			return n;
+		if (n < maxres)
+			res[n++] = r;
+		else
+			PQclear(r);
+	}
+fail:
+	while (n > 0)
+		PQclear(res[--n]);
+	pq_drop(pg);
+	return -1;
+}
+
+/* Send sql (with params when nparams > 0) and collect its results. */
+static int pq_roundtrip(struct pgw_pg *pg, const char *sql, int nparams, const char *const *params,
+                        int64_t deadline, PGresult **res, int maxres)
+{
+	int ok;
+
+	if (!pq_conn(pg, deadline))
+		return -1;
+	if (nparams > 0)
+		ok = PQsendQueryParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	else
+		ok = PQsendQuery(pg->conn, sql);
+	if (!ok) {
+		set_err(pg, false, "sending a query to %s:%d: %.*s", pg->local_host, pg->local_port,
+		        (int)strcspn(PQerrorMessage(pg->conn), "\n"), PQerrorMessage(pg->conn));
+		pq_drop(pg);
+		return -1;
+	}
+	return pq_collect(pg, deadline, res, maxres);
+}
+
+/*
+ * One statement whose result must have status `want`; NULL (logged as `what`)
+ * otherwise.  The caller PQclear()s the result.
+ */
+static PGresult *pq_query(struct pgw_pg *pg, const char *what, const char *sql, int nparams,
+                          const char *const *params, int64_t deadline, ExecStatusType want)
+{
+	PGresult *res[MAX_RESULTS];
+	int n = pq_roundtrip(pg, sql, nparams, params, deadline, res, MAX_RESULTS);
+
+	if (n < 0) {
+		char cause[sizeof(pg->err)];
+
+		memcpy(cause, pg->err, sizeof(cause));
+		set_err(pg, true, "%s: %s", what, cause);
+		return NULL;
+	}
+	for (int i = 0; i < n; i++) {
+		if (PQresultStatus(res[i]) != want) {
+			const char *msg = PQresultErrorMessage(res[i]);
+
+			set_err(pg, true, "%s: %.*s", what, (int)strcspn(msg, "\n"),
+			        msg[0] ? msg : PQresStatus(PQresultStatus(res[i])));
+			while (n > 0)
+				PQclear(res[--n]);
+			return NULL;
+		}
+	}
+	while (n > 1)
+		PQclear(res[--n]);
+	return n == 1 ? res[0] : NULL;
+}
+
+/* Run commands (no rows expected; several statements allowed without params). */
+static int pq_exec(struct pgw_pg *pg, const char *what, const char *sql, int nparams,
+                   const char *const *params, int64_t deadline)
+{
+	PGresult *res = pq_query(pg, what, sql, nparams, params, deadline, PGRES_COMMAND_OK);
+
+	if (!res)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+static bool col_null(const PGresult *r, int c)
+{
+	return PQgetisnull(r, 0, c);
+}
+
+static bool col_bool(const PGresult *r, int c)
+{
+	return !col_null(r, c) && PQgetvalue(r, 0, c)[0] == 't';
+}
+
+static long long col_ll(const PGresult *r, int c)
+{
+	return col_null(r, c) ? 0 : strtoll(PQgetvalue(r, 0, c), NULL, 10);
+}
+
+static double col_double(const PGresult *r, int c)
+{
+	return col_null(r, c) ? 0 : strtod(PQgetvalue(r, 0, c), NULL);
+}
+
+static uint64_t col_lsn(const PGresult *r, int c)
+{
+	uint64_t lsn = 0;
+
+	if (!col_null(r, c))
+		pgw_lsn_parse(PQgetvalue(r, 0, c), &lsn);
+	return lsn;
+}
+
+static void copy_str(char *dst, size_t dstlen, const char *src)
+{
+	snprintf(dst, dstlen, "%s", src ? src : "");
+}
+
+/* ---- observe ---------------------------------------------------------------------- */
+
+/* One round trip: the state row, then pg_stat_replication. */
+static const char OBSERVE_SQL[] =
+    "SELECT r.rec,"
+    " CASE WHEN r.rec THEN coalesce(w.received_tli,"
+    "  (pg_catalog.pg_control_checkpoint()).timeline_id)"
+    " ELSE ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name("
+    "  pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int END,"
+    " (pg_catalog.pg_control_system()).system_identifier,"
+    " pg_catalog.current_setting('server_version_num')::int,"
+    " extract(epoch FROM pg_catalog.pg_postmaster_start_time()),"
+    " CASE WHEN r.rec THEN NULL ELSE pg_catalog.pg_current_wal_lsn() END,"
+    " pg_catalog.pg_last_wal_receive_lsn(),"
+    " pg_catalog.pg_last_wal_replay_lsn(),"
+    " extract(epoch FROM pg_catalog.pg_last_xact_replay_timestamp()),"
+    " CASE WHEN r.rec THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END,"
+    " w.status, w.sender_host, w.sender_port,"
+    " pg_catalog.current_setting('primary_conninfo'),"
+    " EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE pending_restart)"
+    " FROM (SELECT pg_catalog.pg_is_in_recovery() AS rec) r"
+    " LEFT JOIN pg_catalog.pg_stat_wal_receiver w ON true;"
+    "SELECT usename, application_name, client_addr::text, state, sync_state,"
+    " sync_priority FROM pg_catalog.pg_stat_replication ORDER BY application_name";
+
+enum {
+	OBS_REC,
+	OBS_TLI,
+	OBS_SYSID,
+	OBS_VERSION,
+	OBS_START,
+	OBS_WAL,
+	OBS_RECEIVED,
+	OBS_REPLAYED,
+	OBS_REPLAY_TS,
+	OBS_PAUSED,
+	OBS_WR_STATUS,
+	OBS_WR_HOST,
+	OBS_WR_PORT,
+	OBS_CONNINFO,
+	OBS_PENDING,
+	OBS_NCOLS
+};
+
+/* host and port of primary_conninfo, when the WAL receiver does not say. */
+static void conninfo_host(const char *conninfo, struct pgw_pg_state *st)
+{
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+
+	for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+		if (!o->val)
+			continue;
+		if (!strcmp(o->keyword, "host"))
+			copy_str(st->primary_host, sizeof(st->primary_host), o->val);
+		else if (!strcmp(o->keyword, "port"))
+			st->primary_port = atoi(o->val);
+	}
+	PQconninfoFree(opts);
+}
+
+static void fill_state(const PGresult *r, struct pgw_pg_state *st)
+{
+	st->in_recovery = col_bool(r, OBS_REC);
+	st->timeline = (int)col_ll(r, OBS_TLI);
+	st->system_identifier = (uint64_t)col_ll(r, OBS_SYSID);
+	st->server_version = (int)col_ll(r, OBS_VERSION);
+	st->postmaster_start_time = col_double(r, OBS_START);
+	st->wal_lsn = col_lsn(r, OBS_WAL);
+	st->received_lsn = col_lsn(r, OBS_RECEIVED);
+	st->replayed_lsn = col_lsn(r, OBS_REPLAYED);
+	st->replayed_timestamp = col_double(r, OBS_REPLAY_TS);
+	st->replay_paused = col_bool(r, OBS_PAUSED);
+	st->streaming =
+	    !col_null(r, OBS_WR_STATUS) && !strcmp(PQgetvalue(r, 0, OBS_WR_STATUS), "streaming");
+	if (!col_null(r, OBS_WR_HOST)) {
+		copy_str(st->primary_host, sizeof(st->primary_host), PQgetvalue(r, 0, OBS_WR_HOST));
+		st->primary_port = (int)col_ll(r, OBS_WR_PORT);
+	} else if (st->in_recovery && !col_null(r, OBS_CONNINFO)) {
+		conninfo_host(PQgetvalue(r, 0, OBS_CONNINFO), st);
+	}
+	st->pending_restart = col_bool(r, OBS_PENDING);
+}
+
+static void fill_replication(const PGresult *r, struct pgw_pg_state *st)
+{
+	int n = PQntuples(r);
+
+	if (n > PGW_PG_MAX_REPLICATION)
+		n = PGW_PG_MAX_REPLICATION;
+	for (int i = 0; i < n; i++) {
+		struct pgw_pg_replication *rep = &st->replication[i];
+
+		copy_str(rep->usename, sizeof(rep->usename), PQgetvalue(r, i, 0));
+		copy_str(rep->application_name, sizeof(rep->application_name), PQgetvalue(r, i, 1));
+		copy_str(rep->client_addr, sizeof(rep->client_addr), PQgetvalue(r, i, 2));
+		copy_str(rep->state, sizeof(rep->state), PQgetvalue(r, i, 3));
+		copy_str(rep->sync_state, sizeof(rep->sync_state), PQgetvalue(r, i, 4));
+		rep->sync_priority = atoi(PQgetvalue(r, i, 5));
+	}
+	st->nreplication = n;
+}
+
+static void observe_sql(struct pgw_pg *pg, int64_t deadline, struct pgw_pg_state *st)
+{
+	PGresult *res[MAX_RESULTS];
+	bool cached = pg->conn != NULL;
+	int n = pq_roundtrip(pg, OBSERVE_SQL, 0, NULL, deadline, res, MAX_RESULTS);
+
+	/* the server may have restarted under a cached connection: once more, fresh */
+	if (n < 0 && cached && remaining_ms(deadline) > 0)
+		n = pq_roundtrip(pg, OBSERVE_SQL, 0, NULL, deadline, res, MAX_RESULTS);
+	if (n < 0) {
+		pgw_warn("observing PostgreSQL: %s", pg->err);
+		return;
+	}
+	if (n == 2 && PQresultStatus(res[0]) == PGRES_TUPLES_OK && PQntuples(res[0]) == 1 &&
+	    PQnfields(res[0]) == OBS_NCOLS && PQresultStatus(res[1]) == PGRES_TUPLES_OK) {
+		fill_state(res[0], st);
+		fill_replication(res[1], st);
+		st->accepting = true;
+	} else {
+		const char *msg = n > 0 ? PQresultErrorMessage(res[n - 1]) : "";
+
+		set_err(pg, false, "observing PostgreSQL: %.*s", (int)strcspn(msg, "\n"),
+		        msg[0] ? msg : "unexpected answer");
+		pgw_warn("%s", pg->err);
+	}
+	while (n > 0)
+		PQclear(res[--n]);
+}
+
+void pgw_pg_observe(struct pgw_pg *pg, int timeout_ms, struct pgw_pg_state *st)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+
+	memset(st, 0, sizeof(*st));
+	st->running = is_running(pg);
+	st->datadir = datadir_state(pg, st->running, timeout_ms > 100 ? timeout_ms / 2 : 50);
+	if (!st->running) {
+		pq_drop(pg);
+		return;
+	}
+	observe_sql(pg, deadline, st);
+}
+
+/* ---- configuration files ---------------------------------------------------------- */
+
+struct conf_item {
+	const char *name;
+	const char *value;
+};
+
+struct conf_list {
+	struct conf_item *items;
+	size_t n, cap;
+};
+
+/* Names pgwarden alone sets: parameters with these names are ignored. */
+static bool conf_protected(const char *name)
+{
+	static const char *const names[] = {"listen_addresses",  "port",
+	                                    "hba_file",          "primary_conninfo",
+	                                    "primary_slot_name", "recovery_target_timeline"};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcasecmp(name, names[i]))
+			return true;
+	return false;
+}
+
+static bool conf_name_ok(const char *name)
+{
+	if (!name || !(name[0] == '_' || (name[0] >= 'a' && name[0] <= 'z') ||
+	               (name[0] >= 'A' && name[0] <= 'Z')))
+		return false;
+	return name[strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
+	                         ".")] == '\0' &&
+	       strlen(name) < 64;
+}
+
+/* Set name (case-insensitively once, at its first place) to value. */
+static int conf_set(struct conf_list *l, const char *name, const char *value)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		if (!strcasecmp(l->items[i].name, name)) {
+			l->items[i].value = value;
+			return 0;
+		}
+	}
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 32;
+		struct conf_item *items = realloc(l->items, cap * sizeof(*items));
+
+		if (!items)
+			return -1;
+		l->items = items;
+		l->cap = cap;
+	}
+	l->items[l->n++] = (struct conf_item){name, value};
+	return 0;
+}
+
+static int conf_merge(struct conf_list *l, const struct pgw_kvlist *kv, const char *origin,
+                      char *err, size_t errlen)
+{
+	for (size_t i = 0; kv && i < kv->n; i++) {
+		const struct pgw_kv *p = &kv->items[i];
+
+		if (!conf_name_ok(p->name) || !p->value) {
+			snprintf(err, errlen, "%s: invalid parameter name \"%s\"", origin,
+			         p->name ? p->name : "(null)");
+			return -1;
+		}
+		if (conf_protected(p->name))
+			continue;
+		if (conf_set(l, p->name, p->value) < 0) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Append 'value' quoted for postgresql.conf; false when it cannot be written. */
+static bool quote_guc(struct sbuf *b, const char *value)
+{
+	if (strpbrk(value, "\n\r"))
+		return false;
+	sb_add(b, "'");
+	for (const char *p = value; *p; p++) {
+		if (*p == '\'')
+			sb_add(b, "''");
+		else if (*p == '\\')
+			sb_add(b, "\\\\");
+		else
+			sb_addn(b, p, 1);
+	}
+	sb_add(b, "'");
+	return true;
+}
+
+/* Append " key=value" to a libpq connection string, quoting the value as needed. */
+static void conninfo_add(struct sbuf *b, const char *key, const char *value)
+{
+	bool quote = value[0] == '\0' || strpbrk(value, " \t\n\\'") != NULL;
+
+	sb_addf(b, "%s%s=", b->len ? " " : "", key);
+	if (quote)
+		sb_add(b, "'");
+	for (const char *p = value; *p; p++) {
+		if (*p == '\'' || *p == '\\')
+			sb_add(b, "\\");
+		sb_addn(b, p, 1);
+	}
+	if (quote)
+		sb_add(b, "'");
+}
+
+static char *primary_conninfo(const struct pgw_config *cfg, const char *host, int port)
+{
+	struct sbuf b = {0};
+	char portstr[16];
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	conninfo_add(&b, "host", host);
+	conninfo_add(&b, "port", portstr);
+	conninfo_add(&b, "user", repl_name(cfg));
+	conninfo_add(&b, "passfile", cfg->postgresql.pgpass ? cfg->postgresql.pgpass : "");
+	conninfo_add(&b, "application_name", cfg->name ? cfg->name : "pgwarden");
+	conninfo_add(&b, "sslmode", "prefer");
+	return sb_take(&b);
+}
+
+/* The managed defaults; strings in *owned are freed by the caller. */
+static int conf_defaults(const struct pgw_config *cfg, struct conf_list *l, char **owned, char *err,
+                         size_t errlen)
+{
+	const char *listen = cfg->postgresql.listen ? cfg->postgresql.listen : "127.0.0.1:5432";
+	char *host = NULL;
+	int port, rc = 0;
+
+	if (!split_hostport(listen, &host, &port)) {
+		snprintf(err, errlen, "postgresql.listen: expected host:port, got \"%s\"", listen);
+		return -1;
+	}
+	owned[0] = host;
+	owned[1] = xasprintf("%d", port);
+	owned[2] = xasprintf("%s/pg_hba.conf", cfg->postgresql.data_dir);
+	if (!owned[1] || !owned[2])
+		rc = -1;
+	rc |= conf_set(l, "listen_addresses", host);
+	rc |= conf_set(l, "port", owned[1] ? owned[1] : "");
+	rc |= conf_set(l, "hba_file", owned[2] ? owned[2] : "");
+	rc |= conf_set(l, "wal_level", "replica");
+	rc |= conf_set(l, "hot_standby", "on");
+	rc |= conf_set(l, "wal_log_hints", "on");
+	rc |= conf_set(l, "max_wal_senders", "10");
+	rc |= conf_set(l, "max_replication_slots", "10");
+	rc |= conf_set(l, "wal_keep_size", "128MB");
+	rc |= conf_set(l, "max_connections", "100");
+	if (rc)
+		snprintf(err, errlen, "out of memory");
+	return rc ? -1 : 0;
+}
+
+static bool conf_emit(struct sbuf *b, const char *name, const char *value, char *err, size_t errlen)
+{
+	sb_addf(b, "%s = ", name);
+	if (!quote_guc(b, value)) {
+		snprintf(err, errlen, "parameter %s: the value contains a line break", name);
+		return false;
+	}
+	sb_add(b, "\n");
+	return true;
+}
+
+static bool conf_emit_standby(struct sbuf *b, const struct pgw_config *cfg,
+                              const char *primary_host, int primary_port, const char *slot,
+                              char *err, size_t errlen)
+{
+	char *ci;
+	bool ok;
+
+	if (!primary_host[0]) {
+		/* a standby with nobody to follow yet: replays what it has, waits */
+		sb_add(b, "\n# standby without a primary to follow\n");
+		return conf_emit(b, "recovery_target_timeline", "latest", err, errlen);
+	}
+	ci = primary_conninfo(cfg, primary_host, primary_port);
+	ok = ci != NULL;
+	sb_add(b, "\n# standby of ");
+	sb_add(b, primary_host);
+	sb_addf(b, ":%d\n", primary_port);
+	ok = ok && conf_emit(b, "primary_conninfo", ci, err, errlen);
+	if (ok && slot && slot[0])
+		ok = conf_emit(b, "primary_slot_name", slot, err, errlen);
+	ok = ok && conf_emit(b, "recovery_target_timeline", "latest", err, errlen);
+	free(ci);
+	return ok;
+}
+
+char *pgw_pg_render_conf(const struct pgw_config *cfg, const struct pgw_kvlist *dcs_params,
+                         const char *primary_host, int primary_port, const char *slot, char *err,
+                         size_t errlen)
+{
+	struct conf_list l = {0};
+	char *owned[3] = {NULL, NULL, NULL};
+	struct sbuf b = {0};
+	bool ok;
+
+	ok = conf_defaults(cfg, &l, owned, err, errlen) == 0 &&
+	     conf_merge(&l, dcs_params, "dcs postgresql.parameters", err, errlen) == 0 &&
+	     conf_merge(&l, &cfg->postgresql.parameters, "postgresql.parameters", err, errlen) == 0;
+	if (ok) {
+		sb_add(&b, CONF_MARKER
+		       ": every change here is overwritten; set parameters\n"
+		       "# in pgwarden's configuration.  initdb's settings are in the include.\n"
+		       "include 'postgresql.base.conf'\n\n");
+		for (size_t i = 0; ok && i < l.n; i++)
+			ok = conf_emit(&b, l.items[i].name, l.items[i].value, err, errlen);
+	}
+	if (ok && primary_host)
+		ok = conf_emit_standby(&b, cfg, primary_host, primary_port, slot, err, errlen);
+	free(l.items);
+	for (size_t i = 0; i < 3; i++)
+		free(owned[i]);
+	if (ok && b.failed)
+		snprintf(err, errlen, "out of memory");
+	if (!ok || b.failed) {
+		free(b.s);
+		return NULL;
+	}
+	return sb_take(&b);
+}
+
+static char *render_hba(struct pgw_pg *pg)
+{
+	const struct pgw_strlist *lines = &pg->cfg->postgresql.pg_hba;
+	struct sbuf b = {0};
+
+	sb_add(&b, CONF_MARKER ": every change here is overwritten.\n");
+	if (lines->n == 0) {
+		sb_add(&b, "local all all trust\n"
+		           "host all all 127.0.0.1/32 scram-sha-256\n"
+		           "host replication all 127.0.0.1/32 scram-sha-256\n");
+		return sb_take(&b);
+	}
+	for (size_t i = 0; i < lines->n; i++) {
+		if (strpbrk(lines->items[i], "\n\r")) {
+			set_err(pg, true, "postgresql.pg_hba: line %zu contains a line break",
+			        i + 1);
+			free(b.s);
+			return NULL;
+		}
+		sb_add(&b, lines->items[i]);
+		sb_add(&b, "\n");
+	}
+	return sb_take(&b);
+}
+
+/* A pgpass field: ':' and '\' escaped. */
+static void pgpass_field(struct sbuf *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == ':' || *s == '\\')
+			sb_add(b, "\\");
+		sb_addn(b, s, 1);
+	}
+}
+
+static void pgpass_line(struct sbuf *b, const char *user, const struct pgw_auth *auth)
+{
+	if (!auth->password || strpbrk(auth->password, "\n\r") || strpbrk(user, "\n\r"))
+		return;
+	sb_add(b, "*:*:*:");
+	pgpass_field(b, user);
+	sb_add(b, ":");
+	pgpass_field(b, auth->password);
+	sb_add(b, "\n");
+}
+
+static int write_pgpass(struct pgw_pg *pg)
+{
+	const struct pgw_config *cfg = pg->cfg;
+	struct sbuf b = {0};
+	char *text;
+	int rc;
+
+	pgpass_line(&b, su_name(cfg), &cfg->postgresql.superuser);
+	pgpass_line(&b, repl_name(cfg), &cfg->postgresql.replication);
+	if (cfg->postgresql.rewind.username)
+		pgpass_line(&b, rewind_name(cfg), &cfg->postgresql.rewind);
+	text = sb_take(&b);
+	if (!text) {
+		set_err(pg, true, "writing %s: out of memory", cfg->postgresql.pgpass);
+		return -1;
+	}
+	rc = write_file_atomic(pg, cfg->postgresql.pgpass, text, 0600);
+	free(text);
+	return rc;
+}
+
+/* Does path begin with our marker (a postgresql.conf we wrote)? */
+static bool written_by_us(const char *path)
+{
+	char head[sizeof(CONF_MARKER)] = "";
+	FILE *f = fopen(path, "re");
+	size_t n;
+
+	if (!f)
+		return false;
+	n = fread(head, 1, sizeof(head) - 1, f);
+	fclose(f);
+	head[n] = '\0';
+	return !strcmp(head, CONF_MARKER);
+}
+
+/* Keep initdb's postgresql.conf as postgresql.base.conf (once). */
+static int ensure_base_conf(struct pgw_pg *pg, const char *conf, const char *base)
+{
+	if (file_exists(base))
+		return 0;
+	if (file_exists(conf) && !written_by_us(conf)) {
+		pgw_info("keeping %s as %s", conf, base);
+		if (rename(conf, base) < 0) {
+			set_err(pg, true, "cannot rename %s to %s: %s", conf, base,
+			        strerror(errno));
+			return -1;
+		}
+		fsync_parent(base);
+		return 0;
+	}
+	return write_file_atomic(pg, base, "# no settings of initdb were found\n", 0600);
+}
+
+static int write_postgresql_conf(struct pgw_pg *pg, const struct pgw_kvlist *dcs_params,
+                                 const char *primary_host, int primary_port, const char *slot)
+{
+	char *conf = path_in(pg->data_dir, "postgresql.conf");
+	char *base = path_in(pg->data_dir, "postgresql.base.conf");
+	char err[512] = "";
+	char *text = NULL;
+	int rc = -1;
+
+	if (!conf || !base || ensure_base_conf(pg, conf, base) < 0)
+		goto out;
+	text = pgw_pg_render_conf(pg->cfg, dcs_params, primary_host, primary_port, slot, err,
+	                          sizeof(err));
+	if (!text) {
+		set_err(pg, true, "cannot write %s: %s", conf, err);
+		goto out;
+	}
+	rc = write_file_atomic(pg, conf, text, 0600);
+out:
+	free(text);
+	free(conf);
+	free(base);
+	return rc;
+}
+
+static int write_hba(struct pgw_pg *pg)
+{
+	char *path = path_in(pg->data_dir, "pg_hba.conf");
+	char *text = render_hba(pg);
+	int rc = -1;
+
+	if (path && text)
+		rc = write_file_atomic(pg, path, text, 0600);
+	free(path);
+	free(text);
+	return rc;
+}
+
+static int set_standby_signal(struct pgw_pg *pg, bool standby)
+{
+	char *path = path_in(pg->data_dir, "standby.signal");
+	int rc = 0;
+
+	if (!path)
+		return -1;
+	if (standby) {
+		rc = write_file_atomic(pg, path, "", 0600);
+	} else if (unlink(path) < 0 && errno != ENOENT) {
+		set_err(pg, true, "cannot remove %s: %s", path, strerror(errno));
+		rc = -1;
+	} else {
+		fsync_parent(path);
+	}
+	free(path);
+	return rc;
+}
+
+static void warn_protected(const struct pgw_kvlist *kv, const char *origin)
+{
+	for (size_t i = 0; kv && i < kv->n; i++)
+		if (kv->items[i].name && conf_protected(kv->items[i].name))
+			pgw_warn("%s: %s is managed by pgwarden, ignored", origin,
+			         kv->items[i].name);
+}
+
+int pgw_pg_write_config(struct pgw_pg *pg, const struct pgw_kvlist *dcs_params,
+                        const char *primary_host, int primary_port, const char *slot)
+{
+	struct stat st;
+
+	if (stat(pg->data_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		set_err(pg, true, "cannot write the configuration: %s is not a directory",
+		        pg->data_dir);
+		return -1;
+	}
+	warn_protected(dcs_params, "dcs postgresql.parameters");
+	warn_protected(&pg->cfg->postgresql.parameters, "postgresql.parameters");
+	if (write_postgresql_conf(pg, dcs_params, primary_host, primary_port, slot) < 0 ||
+	    write_hba(pg) < 0 || set_standby_signal(pg, primary_host != NULL) < 0 ||
+	    write_pgpass(pg) < 0)
+		return -1;
+	if (primary_host)
+		pgw_info("configured %s as a standby of %s:%d (slot %s)", pg->data_dir,
+		         primary_host, primary_port, slot && slot[0] ? slot : "none");
+	else
+		pgw_info("configured %s as a primary", pg->data_dir);
+	return 0;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+struct pgw_pg *pgw_pg_new(const struct pgw_config *cfg)
+{
+	const char *listen = cfg->postgresql.listen ? cfg->postgresql.listen : "127.0.0.1:5432";
+	struct pgw_pg *pg;
+	char *host = NULL;
+	int port = 0;
+
+	if (!cfg->postgresql.data_dir || !cfg->postgresql.pgpass) {
+		pgw_error("PostgreSQL controller: postgresql.data_dir and postgresql.pgpass "
+		          "must be set");
+		return NULL;
+	}
+	if (!split_hostport(listen, &host, &port)) {
+		pgw_error("PostgreSQL controller: postgresql.listen: expected host:port, "
+		          "got \"%s\"",
+		          listen);
+		return NULL;
+	}
+	pg = calloc(1, sizeof(*pg));
+	if (pg) {
+		pg->cfg = cfg;
+		pg->bin_dir = cfg->postgresql.bin_dir ? cfg->postgresql.bin_dir : DEFAULT_BIN_DIR;
+		pg->data_dir = cfg->postgresql.data_dir;
+		pg->log_path = xasprintf("%s.log", cfg->postgresql.data_dir);
+		pg->local_host = local_connect_host(host);
+		pg->local_port = port;
+	}
+	free(host);
+	if (pg && (!pg->log_path || !pg->local_host)) {
+		pgw_pg_free(pg);
+		pg = NULL;
+	}
+	if (!pg)
+		pgw_error("PostgreSQL controller: out of memory");
+	return pg;
+}
+
+void pgw_pg_free(struct pgw_pg *pg)
+{
+	if (!pg)
+		return;
+	pq_drop(pg);
+	free(pg->log_path);
+	free(pg->local_host);
+	free(pg);
+}
+
+const char *pgw_pg_last_error(const struct pgw_pg *pg)
+{
+	return pg->err;
+}
+
+/* A temporary file holding the superuser password for initdb; NULL when unset. */
+static char *make_pwfile(struct pgw_pg *pg)
+{
+	const char *pw = pg->cfg->postgresql.superuser.password;
+	char *path;
+	int fd;
+
+	if (!pw)
+		return NULL;
+	path = xasprintf("%s.pwfile.XXXXXX", pg->data_dir);
+	if (!path)
+		return NULL;
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0 || write_all(fd, pw, strlen(pw)) < 0 || write_all(fd, "\n", 1) < 0) {
+		set_err(pg, true, "cannot write a password file next to %s: %s", pg->data_dir,
+		        strerror(errno));
+		if (fd >= 0) {
+			close(fd);
+			unlink(path);
+		}
+		free(path);
+		return NULL;
+	}
+	close(fd);
+	return path;
+}
+
+int pgw_pg_initdb(struct pgw_pg *pg, int timeout_ms)
+{
+	const struct pgw_strlist *extra = &pg->cfg->initdb_args;
+	char *prog = bin(pg, "initdb");
+	char *pwfile = make_pwfile(pg);
+	char *pwarg = pwfile ? xasprintf("--pwfile=%s", pwfile) : NULL;
+	char **argv = calloc(extra->n + 10, sizeof(*argv));
+	struct cmd_result *res = malloc(sizeof(*res));
+	int rc = -1, i = 0;
+
+	if (pg->cfg->postgresql.superuser.password && !pwarg)
+		goto out;
+	if (!prog || !argv || !res)
+		goto out;
+	if (!pwarg)
+		pgw_warn("initdb: no superuser password set; TCP logins as %s will fail",
+		         su_name(pg->cfg));
+	argv[i++] = prog;
+	argv[i++] = "-D";
+	argv[i++] = (char *)pg->data_dir;
+	argv[i++] = "-U";
+	argv[i++] = (char *)su_name(pg->cfg);
+	if (pwarg)
+		argv[i++] = pwarg;
+	argv[i++] = "--auth-local=trust";
+	argv[i++] = "--auth-host=scram-sha-256";
+	for (size_t k = 0; k < extra->n; k++)
+		argv[i++] = extra->items[k];
+	rc = run_cmd(pg, argv, NULL, timeout_ms, 0, res);
+	if (rc == 0)
+		rc = pgw_pg_write_config(pg, &pg->cfg->dcs.pg_parameters, NULL, 0, NULL);
+out:
+	if (pwfile)
+		unlink(pwfile);
+	free(pwfile);
+	free(pwarg);
+	free(argv);
+	free(res);
+	free(prog);
+	return rc;
+}
+
+/* Run `pg_ctl ACTION -D data_dir` with more arguments (NULL-terminated). */
+static int pg_ctl(struct pgw_pg *pg, int timeout_ms, const char *action, ...)
+{
+	char *prog = bin(pg, "pg_ctl");
+	char *argv[16] = {prog, (char *)action, "-D", (char *)pg->data_dir};
+	struct cmd_result *res = malloc(sizeof(*res));
+	int i = 4, rc = -1;
+	va_list ap;
+	char *a;
+
+	va_start(ap, action);
+	while ((a = va_arg(ap, char *)) && i < 15)
+		argv[i++] = a;
+	va_end(ap);
+	if (prog && res)
+		rc = run_cmd(pg, argv, NULL, timeout_ms, 0, res);
+	free(res);
+	free(prog);
+	return rc;
+}
+
+int pgw_pg_start(struct pgw_pg *pg, int timeout_ms)
+{
+	char secs[16];
+
+	if (is_running(pg)) {
+		pgw_info("PostgreSQL in %s is already running", pg->data_dir);
+		return 0;
+	}
+	if (timeout_ms == 0) /* do not wait: the caller polls with pgw_pg_observe */
+		return pg_ctl(pg, 30000, "start", "-W", "-l", pg->log_path, (char *)NULL);
+	snprintf(secs, sizeof(secs), "%d", pgctl_seconds(timeout_ms));
+	return pg_ctl(pg, timeout_ms, "start", "-w", "-t", secs, "-l", pg->log_path, (char *)NULL);
+}
+
+int pgw_pg_stop(struct pgw_pg *pg, const char *mode, int timeout_ms)
+{
+	char secs[16];
+
+	if (strcmp(mode, "fast") && strcmp(mode, "immediate") && strcmp(mode, "smart")) {
+		set_err(pg, true, "stopping PostgreSQL: unknown mode \"%s\"", mode);
+		return -1;
+	}
+	pq_drop(pg);
+	if (!is_running(pg))
+		return 0;
+	snprintf(secs, sizeof(secs), "%d", pgctl_seconds(timeout_ms));
+	if (pg_ctl(pg, timeout_ms, "stop", "-m", mode, "-w", "-t", secs, (char *)NULL) == 0)
+		return 0;
+	return is_running(pg) ? -1 : 0;
+}
+
+int pgw_pg_reload(struct pgw_pg *pg)
+{
+	return pg_ctl(pg, RELOAD_TIMEOUT_MS, "reload", (char *)NULL);
+}
+
+/* Wait until pg_is_in_recovery() is false (after pg_ctl promote). */
+static int confirm_promoted(struct pgw_pg *pg, int64_t deadline)
+{
+	do {
+		PGresult *r = pq_query(pg, "checking promotion", "SELECT pg_is_in_recovery()", 0,
+		                       NULL, deadline, PGRES_TUPLES_OK);
+		bool in_recovery = !r || PQntuples(r) != 1 || col_bool(r, 0);
+
+		PQclear(r);
+		if (!in_recovery)
+			return 0;
+		sleep_ms(100);
+	} while (remaining_ms(deadline) > 0);
+	set_err(pg, true, "promote: %s is still in recovery", pg->data_dir);
+	return -1;
+}
+
+int pgw_pg_promote(struct pgw_pg *pg, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	char secs[16];
+
+	snprintf(secs, sizeof(secs), "%d", pgctl_seconds(timeout_ms));
+	if (pg_ctl(pg, timeout_ms, "promote", "-w", "-t", secs, (char *)NULL) < 0)
+		return -1;
+	return confirm_promoted(pg, deadline);
+}
+
+/* ---- cloning and rewinding -------------------------------------------------------- */
+
+static int refuse_if_running(struct pgw_pg *pg, const char *what)
+{
+	if (!is_running(pg))
+		return 0;
+	set_err(pg, true, "%s: PostgreSQL is running in %s; stop it first", what, pg->data_dir);
+	return -1;
+}
+
+/* Put the finished clone in place of the data directory. */
+static int swap_in_clone(struct pgw_pg *pg, const char *clone)
+{
+	char *old = xasprintf("%s.old", pg->data_dir);
+	int rc = -1;
+
+	if (!old || remove_tree(pg, old) < 0)
+		goto out;
+	if (chmod(clone, 0700) < 0) {
+		set_err(pg, true, "cannot chmod %s: %s", clone, strerror(errno));
+		goto out;
+	}
+	if (file_exists(pg->data_dir) && rename(pg->data_dir, old) < 0) {
+		set_err(pg, true, "cannot rename %s to %s: %s", pg->data_dir, old, strerror(errno));
+		goto out;
+	}
+	if (rename(clone, pg->data_dir) < 0) {
+		set_err(pg, true, "cannot rename %s to %s: %s", clone, pg->data_dir,
+		        strerror(errno));
+		goto out;
+	}
+	fsync_parent(pg->data_dir);
+	rc = 0;
+	remove_tree(pg, old);
+out:
+	free(old);
+	return rc;
+}
+
+int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout_ms)
+{
+	char *prog = bin(pg, "pg_basebackup");
+	char *clone = xasprintf("%s.clone", pg->data_dir);
+	struct cmd_result *res = malloc(sizeof(*res));
+	char portstr[16];
+	int rc = -1;
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	char *argv[] = {prog,
+	                "-D",
+	                clone,
+	                "-h",
+	                (char *)host,
+	                "-p",
+	                portstr,
+	                "-U",
+	                (char *)repl_name(pg->cfg),
+	                "-X",
+	                "stream",
+	                "-c",
+	                "fast",
+	                "--no-password",
+	                NULL};
+
+	if (!prog || !clone || !res || refuse_if_running(pg, "pg_basebackup") < 0 ||
+	    write_pgpass(pg) < 0 || remove_tree(pg, clone) < 0)
+		goto out;
+	pgw_info("cloning %s from %s:%d", pg->data_dir, host, port);
+	if (run_cmd(pg, argv, "PGCONNECT_TIMEOUT=" CLONE_CONNECT_TIMEOUT, timeout_ms, 0, res) < 0) {
+		remove_tree(pg, clone);
+		goto out;
+	}
+	rc = swap_in_clone(pg, clone);
+out:
+	free(res);
+	free(clone);
+	free(prog);
+	return rc;
+}
+
+static char *rewind_source(const struct pgw_pg *pg, const char *host, int port)
+{
+	struct sbuf b = {0};
+	char portstr[16];
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	conninfo_add(&b, "host", host);
+	conninfo_add(&b, "port", portstr);
+	conninfo_add(&b, "user", rewind_name(pg->cfg));
+	conninfo_add(&b, "dbname", "postgres");
+	conninfo_add(&b, "passfile", pg->cfg->postgresql.pgpass);
+	conninfo_add(&b, "connect_timeout", CLONE_CONNECT_TIMEOUT);
+	return sb_take(&b);
+}
+
+int pgw_pg_rewind(struct pgw_pg *pg, const char *host, int port, int timeout_ms)
+{
+	char *prog = bin(pg, "pg_rewind");
+	char *conninfo = rewind_source(pg, host, port);
+	char *source = conninfo ? xasprintf("--source-server=%s", conninfo) : NULL;
+	struct cmd_result *res = malloc(sizeof(*res));
+	char *argv[] = {prog, "-D", (char *)pg->data_dir, source, NULL};
+	int rc = -1;
+
+	if (prog && source && res && refuse_if_running(pg, "pg_rewind") == 0 &&
+	    write_pgpass(pg) == 0) {
+		pgw_info("rewinding %s from %s:%d", pg->data_dir, host, port);
+		rc = run_cmd(pg, argv, NULL, timeout_ms, 0, res);
+	}
+	free(res);
+	free(source);
+	free(conninfo);
+	free(prog);
+	return rc;
+}
+
+/* ---- roles and slots -------------------------------------------------------------- */
+
+static int require_primary(struct pgw_pg *pg, const char *what, int64_t deadline)
+{
+	PGresult *r = pq_query(pg, what, "SELECT pg_catalog.pg_is_in_recovery()", 0, NULL, deadline,
+	                       PGRES_TUPLES_OK);
+	bool primary = r && PQntuples(r) == 1 && !col_bool(r, 0);
+
+	if (r && !primary)
+		set_err(pg, true, "%s: the local server is in recovery, not a primary", what);
+	PQclear(r);
+	return primary ? 0 : -1;
+}
+
+static int role_exists(struct pgw_pg *pg, const char *user, int64_t deadline)
+{
+	const char *params[] = {user};
+	PGresult *r = pq_query(pg, "looking up a role",
+	                       "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", 1, params,
+	                       deadline, PGRES_TUPLES_OK);
+	int rc = r ? PQntuples(r) > 0 : -1;
+
+	PQclear(r);
+	return rc;
+}
+
+/* CREATE (or ALTER, to converge) ROLE user WITH attrs and the password hashed here. */
+static int ensure_role(struct pgw_pg *pg, const char *user, const char *password, const char *attrs,
+                       int64_t deadline)
+{
+	int exists = role_exists(pg, user, deadline);
+	char *ident = NULL, *hash = NULL, *lit = NULL, *sql = NULL;
+	int rc = -1;
+
+	if (exists < 0)
+		return -1;
+	ident = PQescapeIdentifier(pg->conn, user, strlen(user));
+	if (password) {
+		hash = PQencryptPasswordConn(pg->conn, password, user, "scram-sha-256");
+		lit = hash ? PQescapeLiteral(pg->conn, hash, strlen(hash)) : NULL;
+	}
+	if (ident && (!password || lit))
+		sql = xasprintf("%s ROLE %s WITH %s%s%s", exists ? "ALTER" : "CREATE", ident, attrs,
+		                lit ? " PASSWORD " : "", lit ? lit : "");
+	if (sql) {
+		pgw_info("%s role %s (%s)", exists ? "updating" : "creating", user, attrs);
+		rc = pq_exec(pg, "creating a role", sql, 0, NULL, deadline);
+	} else {
+		set_err(pg, true, "creating role %s: %s", user, PQerrorMessage(pg->conn));
+	}
+	free(sql);
+	PQfreemem(lit);
+	PQfreemem(hash);
+	PQfreemem(ident);
+	return rc;
+}
+
+static int grant_rewind(struct pgw_pg *pg, const char *user, int64_t deadline)
+{
+	char *ident = PQescapeIdentifier(pg->conn, user, strlen(user));
+	char *sql =
+	    ident ? xasprintf("GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, "
+	                      "boolean) TO %1$s;"
+	                      "GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, "
+	                      "boolean) TO %1$s;"
+	                      "GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) "
+	                      "TO %1$s;"
+	                      "GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, "
+	                      "bigint, bigint, boolean) TO %1$s",
+	                      ident)
+	          : NULL;
+	int rc = sql ? pq_exec(pg, "granting pg_rewind's functions", sql, 0, NULL, deadline) : -1;
+
+	free(sql);
+	PQfreemem(ident);
+	return rc;
+}
+
+static int roles_in_tx(struct pgw_pg *pg, int64_t deadline)
+{
+	const struct pgw_config *cfg = pg->cfg;
+	const char *su = su_name(cfg), *repl = repl_name(cfg), *rew = rewind_name(cfg);
+
+	if (strcmp(repl, su) && ensure_role(pg, repl, cfg->postgresql.replication.password,
+	                                    "REPLICATION LOGIN", deadline) < 0)
+		return -1;
+	if (!strcmp(rew, su))
+		return 0;
+	if (strcmp(rew, repl) &&
+	    ensure_role(pg, rew, cfg->postgresql.rewind.password, "LOGIN", deadline) < 0)
+		return -1;
+	return grant_rewind(pg, rew, deadline);
+}
+
+int pgw_pg_bootstrap_roles(struct pgw_pg *pg, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+
+	if (require_primary(pg, "creating roles", deadline) < 0)
+		return -1;
+	/* keep the statements (with password hashes) out of the server log */
+	if (pq_exec(pg, "creating roles",
+	            "BEGIN; SET LOCAL log_statement = 'none';"
+	            " SET LOCAL log_min_duration_statement = -1;"
+	            " SET LOCAL log_min_error_statement = 'panic'",
+	            0, NULL, deadline) < 0)
+		return -1;
+	if (roles_in_tx(pg, deadline) < 0) {
+		if (pg->conn)
+			pq_exec(pg, "rolling back", "ROLLBACK", 0, NULL, deadline);
+		return -1;
+	}
+	return pq_exec(pg, "committing roles", "COMMIT", 0, NULL, deadline);
+}
+
+static bool slot_wanted(const char *slot, char (*wanted)[64], int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!strcmp(slot, wanted[i]))
+			return true;
+	return false;
+}
+
+static bool slot_exists(const PGresult *r, const char *slot)
+{
+	for (int i = 0; i < PQntuples(r); i++)
+		if (!strcmp(PQgetvalue(r, i, 0), slot))
+			return true;
+	return false;
+}
+
+static int create_slot(struct pgw_pg *pg, const char *slot, int64_t deadline)
+{
+	const char *params[] = {slot};
+	PGresult *r;
+
+	pgw_info("creating physical replication slot %s", slot);
+	r = pq_query(pg, "creating a replication slot",
+	             "SELECT pg_catalog.pg_create_physical_replication_slot($1, true)", 1, params,
+	             deadline, PGRES_TUPLES_OK);
+	PQclear(r);
+	return r ? 0 : -1;
+}
+
+static void drop_slot(struct pgw_pg *pg, const char *slot, int64_t deadline)
+{
+	const char *params[] = {slot};
+	PGresult *r;
+
+	pgw_info("dropping physical replication slot %s", slot);
+	r = pq_query(pg, "dropping a replication slot",
+	             "SELECT pg_catalog.pg_drop_replication_slot(slot_name)"
+	             " FROM pg_catalog.pg_replication_slots WHERE slot_name = $1 AND NOT active",
+	             1, params, deadline, PGRES_TUPLES_OK);
+	PQclear(r);
+}
+
+int pgw_pg_sync_slots(struct pgw_pg *pg, const char *const *names, int n, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	char(*wanted)[64] = calloc(n > 0 ? (size_t)n : 1, 64);
+	PGresult *r = NULL;
+	int rc = -1;
+
+	if (!wanted)
+		return -1;
+	for (int i = 0; i < n; i++)
+		pgw_pg_slot_name(names[i], wanted[i], 64);
+	r = pq_query(pg, "listing replication slots",
+	             "SELECT slot_name, active FROM pg_catalog.pg_replication_slots"
+	             " WHERE slot_type = 'physical'",
+	             0, NULL, deadline, PGRES_TUPLES_OK);
+	if (!r)
+		goto out;
+	rc = 0;
+	for (int i = 0; i < n; i++)
+		if (wanted[i][0] && !slot_exists(r, wanted[i]) &&
+		    !slot_wanted(wanted[i], wanted, i) && create_slot(pg, wanted[i], deadline) < 0)
+			rc = -1;
+	for (int i = 0; i < PQntuples(r); i++)
+		if (!slot_wanted(PQgetvalue(r, i, 0), wanted, n) && PQgetvalue(r, i, 1)[0] != 't')
+			drop_slot(pg, PQgetvalue(r, i, 0), deadline);
+out:
+	PQclear(r);
+	free(wanted);
+	return rc;
+}
+
+void pgw_pg_slot_name(const char *member, char *out, size_t outlen)
+{
+	size_t i = 0;
+
+	if (outlen == 0)
+		return;
+	for (; member && member[i] && i + 1 < outlen && i < 63; i++) {
+		char c = member[i];
+
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		out[i] = ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') ? c : '_';
+	}
+	out[i] = '\0';
+}
+
+/* ---- timeline history and LSNs ---------------------------------------------------- */
+
+/* "parentTLI <tab> X/X <tab> reason"; false when malformed. */
+static bool parse_history_line(const char *line, uint64_t *lsn, char *reason, size_t reasonlen)
+{
+	char lsntext[32];
+	const char *p = line;
+	size_t n;
+	char *end;
+
+	if (!(*p >= '0' && *p <= '9'))
+		return false;
+	strtoul(p, &end, 10);
+	p = end + strspn(end, " \t");
+	if (p == end)
+		return false;
+	n = strcspn(p, " \t\r\n");
+	if (n == 0 || n >= sizeof(lsntext))
+		return false;
+	memcpy(lsntext, p, n);
+	lsntext[n] = '\0';
+	if (!pgw_lsn_parse(lsntext, lsn))
+		return false;
+	p += n;
+	p += strspn(p, " \t");
+	n = strcspn(p, "\r\n");
+	if (reason && reasonlen)
+		snprintf(reason, reasonlen, "%.*s", (int)n, p);
+	return true;
+}
+
+int pgw_pg_timeline_switch(struct pgw_pg *pg, int timeline, uint64_t *switch_lsn, char *reason,
+                           size_t reasonlen)
+{
+	char *path = xasprintf("%s/pg_wal/%08X.history", pg->data_dir, (unsigned)timeline);
+	char line[1024], last[1024] = "";
+	FILE *f = path ? fopen(path, "re") : NULL;
+	bool ok;
+
+	if (!f) {
+		set_err(pg, true, "cannot read %s: %s", path ? path : "history file",
+		        strerror(errno));
+		free(path);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f))
+		if (line[strspn(line, " \t\r\n")] != '\0' && line[0] != '#')
+			memcpy(last, line, sizeof(last));
+	fclose(f);
+	ok = parse_history_line(last, switch_lsn, reason, reasonlen);
+	if (!ok)
+		set_err(pg, true, "%s: no valid last line", path);
+	free(path);
+	return ok ? 0 : -1;
+}
+
+/* Up to 8 hex digits; advances *s. */
+static bool parse_hex32(const char **s, uint64_t *v)
+{
+	int n = 0;
+
+	*v = 0;
+	for (; n < 9; n++, (*s)++) {
+		char c = **s;
+		int d = (c >= '0' && c <= '9')   ? c - '0'
+		        : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+		        : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+		                                 : -1;
+
+		if (d < 0)
+			break;
+		*v = *v << 4 | (uint64_t)d;
+	}
+	return n >= 1 && n <= 8;
+}
+
+bool pgw_lsn_parse(const char *s, uint64_t *lsn)
+{
+	uint64_t hi, lo;
+
+	if (!s || !parse_hex32(&s, &hi) || *s++ != '/' || !parse_hex32(&s, &lo) || *s)
+		return false;
+	*lsn = hi << 32 | lo;
+	return true;
+}
+
+void pgw_lsn_format(uint64_t lsn, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
+}
