@@ -12,12 +12,17 @@
 static enum pgw_log_level min_level = PGW_INFO;
 static const char *log_ident = "";
 
-static const char *const level_names[] = {"DEBUG", "INFO", "WARNING", "ERROR",
-					  "FATAL"};
+static const char *const level_names[] = {"DEBUG", "INFO", "WARNING", "ERROR", "FATAL"};
 
-void pgw_log_set_level(enum pgw_log_level level) { min_level = level; }
+void pgw_log_set_level(enum pgw_log_level level)
+{
+	min_level = level;
+}
 
-void pgw_log_set_ident(const char *ident) { log_ident = ident ? ident : ""; }
+void pgw_log_set_ident(const char *ident)
+{
+	log_ident = ident ? ident : "";
+}
 
 void pgw_log(enum pgw_log_level level, const char *fmt, ...)
 {
@@ -34,8 +39,8 @@ void pgw_log(enum pgw_log_level level, const char *fmt, ...)
 	gmtime_r(&tv.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
 	off = (size_t)snprintf(line, sizeof(line), "%s.%03ld %s%s%s: ", stamp,
-			       (long)(tv.tv_usec / 1000), log_ident,
-			       log_ident[0] ? " " : "", level_names[level]);
+	                       (long)(tv.tv_usec / 1000), log_ident, log_ident[0] ? " " : "",
+	                       level_names[level]);
 	if (off >= sizeof(line))
 		off = sizeof(line) - 1;
 	va_start(ap, fmt);

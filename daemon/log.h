@@ -15,12 +15,11 @@ void pgw_log_set_level(enum pgw_log_level level);
 /* Prefix every line with this node name (not copied: keep it alive). */
 void pgw_log_set_ident(const char *ident);
 
-void pgw_log(enum pgw_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+void pgw_log(enum pgw_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define pgw_debug(...) pgw_log(PGW_DEBUG, __VA_ARGS__)
-#define pgw_info(...) pgw_log(PGW_INFO, __VA_ARGS__)
-#define pgw_warn(...) pgw_log(PGW_WARNING, __VA_ARGS__)
+#define pgw_info(...)  pgw_log(PGW_INFO, __VA_ARGS__)
+#define pgw_warn(...)  pgw_log(PGW_WARNING, __VA_ARGS__)
 #define pgw_error(...) pgw_log(PGW_ERROR, __VA_ARGS__)
 
 #endif

@@ -1,0 +1,314 @@
+/*
+ * cluster.c - parse the etcd view of a cluster and build the JSON pgwarden
+ * writes; see cluster.h.
+ */
+#include "cluster.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void add_warning(struct pgw_cluster *c, const char *fmt, const char *what)
+{
+	size_t used = strlen(c->warnings);
+
+	if (used + 1 < sizeof(c->warnings))
+		snprintf(c->warnings + used, sizeof(c->warnings) - used, fmt, what);
+}
+
+static void copy_str(char *dst, size_t dstlen, const char *src)
+{
+	snprintf(dst, dstlen, "%s", src ? src : "");
+}
+
+bool pgw_parse_conn_url(const char *url, char *host, size_t hostlen, int *port)
+{
+	const char *p, *end, *colon;
+	char *num_end;
+	long v;
+	size_t hl;
+
+	if (!url)
+		return false;
+	p = strstr(url, "://");
+	if (!p)
+		return false;
+	p += 3;
+	end = p + strcspn(p, "/?");
+	if (*p == '[') {
+		const char *rb = memchr(p, ']', (size_t)(end - p));
+		if (!rb || rb[1] != ':')
+			return false;
+		hl = (size_t)(rb - p - 1);
+		p++;
+		colon = rb + 1;
+	} else {
+		colon = memchr(p, ':', (size_t)(end - p));
+		if (!colon)
+			return false;
+		hl = (size_t)(colon - p);
+	}
+	if (hl == 0 || hl >= hostlen)
+		return false;
+	v = strtol(colon + 1, &num_end, 10);
+	if (num_end != end || v < 1 || v > 65535)
+		return false;
+	memcpy(host, p, hl);
+	host[hl] = '\0';
+	*port = (int)v;
+	return true;
+}
+
+static bool json_bool_field(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, k, &v))
+		return false;
+	if (json_object_is_type(v, json_type_boolean))
+		return json_object_get_boolean(v);
+	if (json_object_is_type(v, json_type_string))
+		return strcmp(json_object_get_string(v), "true") == 0;
+	return false;
+}
+
+static int64_t json_int_field(struct json_object *o, const char *k, int64_t dflt)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, k, &v))
+		return dflt;
+	if (json_object_is_type(v, json_type_int))
+		return json_object_get_int64(v);
+	return dflt;
+}
+
+static const char *json_str_field(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+bool pgw_member_parse(const char *json, size_t len, struct pgw_member *m)
+{
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *o, *tags;
+	const char *s;
+	bool ok = false;
+
+	if (!tok)
+		return false;
+	o = json_tokener_parse_ex(tok, json, (int)len);
+	if (!o || json_tokener_get_error(tok) != json_tokener_success ||
+	    !json_object_is_type(o, json_type_object))
+		goto out;
+	s = json_str_field(o, "conn_url");
+	if (!s || !pgw_parse_conn_url(s, m->conn_host, sizeof(m->conn_host), &m->conn_port))
+		goto out; /* a member nobody can connect to is no member */
+	copy_str(m->api_url, sizeof(m->api_url), json_str_field(o, "api_url"));
+	copy_str(m->role, sizeof(m->role), json_str_field(o, "role"));
+	copy_str(m->state, sizeof(m->state), json_str_field(o, "state"));
+	m->xlog_location = json_int_field(o, "xlog_location", -1);
+	m->timeline = (int)json_int_field(o, "timeline", 0);
+	s = json_str_field(o, "replication_state");
+	m->streaming = s && strcmp(s, "streaming") == 0;
+	m->failover_priority = 1;
+	if (json_object_object_get_ex(o, "tags", &tags) &&
+	    json_object_is_type(tags, json_type_object)) {
+		m->nofailover = json_bool_field(tags, "nofailover");
+		m->noloadbalance = json_bool_field(tags, "noloadbalance");
+		m->failover_priority = (int)json_int_field(tags, "failover_priority", 1);
+	}
+	ok = true;
+out:
+	json_object_put(o);
+	json_tokener_free(tok);
+	return ok;
+}
+
+static void parse_status(struct pgw_cluster *c, const struct pgw_etcd_kv *kv)
+{
+	struct json_object *o = json_tokener_parse(kv->value);
+
+	c->optime = -1;
+	if (o && json_object_is_type(o, json_type_object))
+		c->optime = json_int_field(o, "optime", -1);
+	else
+		add_warning(c, "%s: not JSON, optime unknown; ", "status");
+	json_object_put(o);
+}
+
+static void parse_member(struct pgw_cluster *c, const struct pgw_etcd_kv *kv, const char *name)
+{
+	struct pgw_member *m;
+
+	if (c->nmembers >= PGW_MAX_MEMBERS || strlen(name) >= PGW_NAME_MAX || !*name) {
+		add_warning(c, "members/%s: ignored (too many members or bad name); ", name);
+		return;
+	}
+	m = &c->members[c->nmembers];
+	memset(m, 0, sizeof(*m));
+	if (!pgw_member_parse(kv->value, kv->value_len, m)) {
+		add_warning(c, "members/%s: malformed JSON, ignored; ", name);
+		return;
+	}
+	copy_str(m->name, sizeof(m->name), name);
+	m->mod_revision = kv->mod_revision;
+	m->lease = kv->lease;
+	c->nmembers++;
+}
+
+int pgw_cluster_parse(const struct pgw_etcd_range *r, const char *prefix, struct pgw_cluster *c)
+{
+	size_t plen = strlen(prefix);
+
+	pgw_cluster_clear(c);
+	c->revision = r->revision;
+	for (size_t i = 0; i < r->n; i++) {
+		const struct pgw_etcd_kv *kv = &r->kvs[i];
+		const char *k;
+
+		if (strncmp(kv->key, prefix, plen) != 0)
+			continue;
+		k = kv->key + plen;
+		if (strcmp(k, "leader") == 0) {
+			if (kv->value_len == 0 || kv->value_len >= PGW_NAME_MAX) {
+				/* unreadable but present: treat as held by someone unknown */
+				c->has_leader = true;
+				copy_str(c->leader, sizeof(c->leader), "?");
+			} else {
+				c->has_leader = true;
+				copy_str(c->leader, sizeof(c->leader), kv->value);
+			}
+			c->leader_lease = kv->lease;
+			c->leader_mod_revision = kv->mod_revision;
+		} else if (strcmp(k, "initialize") == 0) {
+			c->initialized = true;
+			if (kv->value_len < sizeof(c->sysid))
+				copy_str(c->sysid, sizeof(c->sysid), kv->value);
+			else
+				copy_str(c->sysid, sizeof(c->sysid), "?");
+		} else if (strcmp(k, "status") == 0) {
+			parse_status(c, kv);
+		} else if (strcmp(k, "history") == 0) {
+			free(c->history);
+			c->history = strdup(kv->value);
+		} else if (strcmp(k, "config") == 0) {
+			c->has_config = true;
+		} else if (strncmp(k, "members/", 8) == 0) {
+			parse_member(c, kv, k + 8);
+		}
+	}
+	return 0;
+}
+
+void pgw_cluster_clear(struct pgw_cluster *c)
+{
+	free(c->history);
+	memset(c, 0, sizeof(*c));
+	c->optime = -1;
+}
+
+const struct pgw_member *pgw_cluster_member(const struct pgw_cluster *c, const char *name)
+{
+	for (int i = 0; i < c->nmembers; i++)
+		if (strcmp(c->members[i].name, name) == 0)
+			return &c->members[i];
+	return NULL;
+}
+
+const struct pgw_member *pgw_cluster_leader_member(const struct pgw_cluster *c)
+{
+	return c->has_leader ? pgw_cluster_member(c, c->leader) : NULL;
+}
+
+static char *host_port_url(const char *scheme, const char *host, int port, const char *path)
+{
+	char buf[512];
+	bool v6 = strchr(host, ':') != NULL;
+
+	snprintf(buf, sizeof(buf), "%s://%s%s%s:%d%s", scheme, v6 ? "[" : "", host, v6 ? "]" : "",
+	         port, path);
+	return strdup(buf);
+}
+
+static void add_str(struct json_object *o, const char *k, const char *v)
+{
+	if (v)
+		json_object_object_add(o, k, json_object_new_string(v));
+}
+
+char *pgw_member_json(const struct pgw_member_info *mi)
+{
+	struct json_object *o = json_object_new_object(), *tags = json_object_new_object();
+	char *conn = host_port_url("postgres", mi->conn_host, mi->conn_port, "/postgres");
+	char *api = host_port_url("http", mi->api_host, mi->api_port, "/patroni");
+	char *out;
+
+	add_str(o, "conn_url", conn);
+	add_str(o, "api_url", api);
+	add_str(o, "state", mi->state);
+	add_str(o, "role", mi->role);
+	add_str(o, "version", mi->version);
+	if (mi->xlog_location >= 0)
+		json_object_object_add(o, "xlog_location",
+		                       json_object_new_int64(mi->xlog_location));
+	if (mi->receive_lsn >= 0)
+		json_object_object_add(o, "receive_lsn", json_object_new_int64(mi->receive_lsn));
+	if (mi->replay_lsn >= 0)
+		json_object_object_add(o, "replay_lsn", json_object_new_int64(mi->replay_lsn));
+	if (mi->streaming)
+		add_str(o, "replication_state", "streaming");
+	if (mi->timeline > 0)
+		json_object_object_add(o, "timeline", json_object_new_int(mi->timeline));
+	if (mi->pending_restart)
+		json_object_object_add(o, "pending_restart", json_object_new_boolean(1));
+	if (mi->nofailover)
+		json_object_object_add(tags, "nofailover", json_object_new_boolean(1));
+	if (mi->noloadbalance)
+		json_object_object_add(tags, "noloadbalance", json_object_new_boolean(1));
+	if (mi->clonefrom)
+		json_object_object_add(tags, "clonefrom", json_object_new_boolean(1));
+	if (mi->nosync)
+		json_object_object_add(tags, "nosync", json_object_new_boolean(1));
+	if (mi->failover_priority != 1)
+		json_object_object_add(tags, "failover_priority",
+		                       json_object_new_int(mi->failover_priority));
+	if (json_object_object_length(tags) > 0)
+		json_object_object_add(o, "tags", tags);
+	else
+		json_object_put(tags);
+	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	free(conn);
+	free(api);
+	return out;
+}
+
+char *pgw_history_append(const char *old, int old_timeline, uint64_t switch_lsn, const char *reason,
+                         const char *timestamp, const char *new_leader)
+{
+	struct json_object *arr = old ? json_tokener_parse(old) : NULL;
+	struct json_object *line = json_object_new_array();
+	char *out;
+
+	if (!arr || !json_object_is_type(arr, json_type_array)) {
+		json_object_put(arr);
+		arr = json_object_new_array();
+	}
+	json_object_array_add(line, json_object_new_int(old_timeline));
+	json_object_array_add(line, json_object_new_int64((int64_t)switch_lsn));
+	json_object_array_add(line, json_object_new_string(reason));
+	json_object_array_add(line, json_object_new_string(timestamp));
+	json_object_array_add(line, json_object_new_string(new_leader));
+	json_object_array_add(arr, line);
+	out = strdup(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN |
+	                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(arr);
+	return out;
+}

@@ -1,0 +1,99 @@
+/*
+ * cluster.h - the cluster as read from etcd (one range read of the scope
+ * prefix), and the JSON of the keys pgwarden writes, in Patroni's layout:
+ *   <namespace><scope>/leader          plain member name, on the leader's lease
+ *   <namespace><scope>/members/<name>  member JSON, on the member's lease
+ *   <namespace><scope>/initialize      system identifier (decimal string)
+ *   <namespace><scope>/history         [[tl, lsn, reason, timestamp, leader], ...]
+ *   <namespace><scope>/status          {"optime": N}
+ *   <namespace><scope>/config          dynamic configuration JSON
+ *
+ * Parsing never trusts etcd: a member whose JSON is malformed is left out
+ * (it cannot be a candidate) and reported in `warnings`; a malformed status or
+ * history is treated as unknown.  Nothing read here can cause an action by
+ * being malformed.
+ */
+#ifndef PGW_CLUSTER_H
+#define PGW_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "etcd.h"
+
+#define PGW_MAX_MEMBERS 32
+#define PGW_NAME_MAX    64
+
+struct pgw_member {
+	char name[PGW_NAME_MAX];
+	char role[24];         /* "master", "primary", "replica", "uninitialized" */
+	char state[32];        /* "running", "stopped", "starting", ... */
+	int64_t xlog_location; /* WAL position: primary's write, replica's received/replayed; -1
+	                          unknown */
+	int timeline;          /* 0 unknown */
+	char conn_host[256];   /* from conn_url */
+	int conn_port;
+	char api_url[256];
+	bool nofailover;
+	bool noloadbalance;
+	int failover_priority;
+	bool streaming; /* replication_state == "streaming" */
+	int64_t mod_revision;
+	int64_t lease;
+};
+
+struct pgw_cluster {
+	int64_t revision; /* header revision of the read */
+	bool initialized; /* initialize key present */
+	char sysid[32];   /* its value; "" while a bootstrap runs */
+	bool has_leader;
+	char leader[PGW_NAME_MAX];
+	int64_t leader_lease;
+	int64_t leader_mod_revision;
+	struct pgw_member members[PGW_MAX_MEMBERS];
+	int nmembers;
+	int64_t optime; /* status key optime, -1 unknown */
+	char *history;  /* raw JSON of the history key (malloc'd), NULL when absent */
+	bool has_config;
+	char warnings[512]; /* what was ignored, for the log */
+};
+
+/* prefix: "<namespace><scope>/" (with the trailing slash). */
+int pgw_cluster_parse(const struct pgw_etcd_range *r, const char *prefix, struct pgw_cluster *out);
+void pgw_cluster_clear(struct pgw_cluster *c);
+const struct pgw_member *pgw_cluster_member(const struct pgw_cluster *c, const char *name);
+/* The leader's member entry, or NULL. */
+const struct pgw_member *pgw_cluster_leader_member(const struct pgw_cluster *c);
+
+/* Parse one member JSON value into *m (name not touched); false when malformed. */
+bool pgw_member_parse(const char *json, size_t len, struct pgw_member *m);
+
+/* What this node publishes in members/<name>. */
+struct pgw_member_info {
+	const char *conn_host;
+	int conn_port;
+	const char *api_host;
+	int api_port;
+	const char *state;
+	const char *role;
+	const char *version;
+	int64_t xlog_location;           /* -1 = omit */
+	int64_t receive_lsn, replay_lsn; /* -1 = omit */
+	int timeline;                    /* 0 = omit */
+	bool streaming;
+	bool pending_restart;
+	bool nofailover, noloadbalance, clonefrom, nosync;
+	int failover_priority;
+};
+/* malloc'd compact JSON */
+char *pgw_member_json(const struct pgw_member_info *mi);
+
+/* malloc'd JSON of history with one more line appended (old may be NULL or malformed:
+ * then the new history starts with that line). */
+char *pgw_history_append(const char *old, int old_timeline, uint64_t switch_lsn, const char *reason,
+                         const char *timestamp, const char *new_leader);
+/* Parse "postgres://host:port/..." into host and port. */
+bool pgw_parse_conn_url(const char *url, char *host, size_t hostlen, int *port);
+
+#endif

@@ -1,0 +1,597 @@
+/*
+ * decide.c - the HA decision table; see decide.h.
+ *
+ * Each row: a name, the situation it covers (for the printed graph), a guard,
+ * the action and a reason.  Rows are checked in order; the first guard that
+ * holds wins.  Safety rows come first: a primary without a valid lease or with
+ * somebody else's leader key stops writing before anything else is considered.
+ * Guards may fill a->target and a->reason's detail (the reason's printf
+ * arguments come from the observation only).
+ */
+#include "decide.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <string.h>
+
+struct rule {
+	const char *name;
+	const char *situation; /* graph node: "leader", "replica", "no leader", "any" */
+	bool (*guard)(const struct pgw_obs *o, struct pgw_action *a);
+	enum pgw_action_kind kind;
+	const char *reason;
+};
+
+static const char *const action_names[PGW_ACT_COUNT] = {
+    [PGW_ACT_NONE] = "none",
+    [PGW_ACT_BOOTSTRAP] = "bootstrap",
+    [PGW_ACT_CLONE] = "clone",
+    [PGW_ACT_START_REPLICA] = "start_replica",
+    [PGW_ACT_FOLLOW] = "follow",
+    [PGW_ACT_REWIND] = "rewind",
+    [PGW_ACT_ACQUIRE] = "acquire",
+    [PGW_ACT_PROMOTE] = "promote",
+    [PGW_ACT_LEADER_DUTIES] = "leader_duties",
+    [PGW_ACT_START_PRIMARY] = "start_primary",
+    [PGW_ACT_DEMOTE_NOW] = "demote_now",
+    [PGW_ACT_DEMOTE] = "demote",
+    [PGW_ACT_RELEASE] = "release",
+    [PGW_ACT_SHUTDOWN] = "shutdown",
+};
+
+const char *pgw_action_name(enum pgw_action_kind k)
+{
+	return (unsigned)k < PGW_ACT_COUNT ? action_names[k] : "?";
+}
+
+static void detail(struct pgw_action *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void detail(struct pgw_action *a, const char *fmt, ...)
+{
+	size_t used = strlen(a->reason);
+	va_list ap;
+
+	if (used + 3 >= sizeof(a->reason))
+		return;
+	memcpy(a->reason + used, " (", 3);
+	used += 2;
+	va_start(ap, fmt);
+	vsnprintf(a->reason + used, sizeof(a->reason) - used, fmt, ap);
+	va_end(ap);
+	used = strlen(a->reason);
+	if (used + 1 < sizeof(a->reason)) {
+		a->reason[used] = ')';
+		a->reason[used + 1] = '\0';
+	}
+}
+
+/* --- facts derived from the observation --- */
+
+static bool pg_primary(const struct pgw_obs *o)
+{
+	return o->pg->running && o->pg->accepting && !o->pg->in_recovery;
+}
+
+bool pgw_obs_holds_leader(const struct pgw_obs *o)
+{
+	const struct pgw_cluster *c = o->cluster;
+
+	return o->etcd_ok && c->has_leader && o->lease.id != 0 && strcmp(c->leader, o->self) == 0 &&
+	       c->leader_lease == o->lease.id;
+}
+
+static bool has_other_leader(const struct pgw_obs *o)
+{
+	return o->etcd_ok && o->cluster->has_leader && !pgw_obs_holds_leader(o);
+}
+
+static uint64_t local_sysid(const struct pgw_obs *o)
+{
+	if (o->pg->system_identifier)
+		return o->pg->system_identifier;
+	return o->cd_valid ? o->cd.system_identifier : 0;
+}
+
+/* The data directory belongs to a different cluster than the one in etcd. */
+static bool foreign_sysid(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const char *cs = o->cluster->sysid;
+	uint64_t mine = local_sysid(o);
+	char buf[32];
+
+	if (!o->cluster->initialized || cs[0] == '\0' || mine == 0)
+		return false;
+	snprintf(buf, sizeof(buf), "%" PRIu64, mine);
+	if (strcmp(buf, cs) == 0)
+		return false;
+	detail(a, "local system identifier %s, cluster's %s", buf, cs);
+	return true;
+}
+
+static bool was_primary(const struct pgw_obs *o)
+{
+	return o->cd_valid &&
+	       (o->cd.state == PGW_CS_SHUT_DOWN || o->cd.state == PGW_CS_IN_PRODUCTION);
+}
+
+static const struct pgw_member *leader_member(const struct pgw_obs *o)
+{
+	return pgw_cluster_leader_member(o->cluster);
+}
+
+static void set_target(struct pgw_action *a, const struct pgw_member *m)
+{
+	snprintf(a->target, sizeof(a->target), "%s", m->name);
+	snprintf(a->target_host, sizeof(a->target_host), "%s", m->conn_host);
+	a->target_port = m->conn_port;
+}
+
+/* --- the election --- */
+
+static int64_t member_lag(const struct pgw_member *m, int64_t leader_optime)
+{
+	if (leader_optime < 0 || m->xlog_location < 0)
+		return m->xlog_location < 0 ? INT64_MAX : 0;
+	return leader_optime > m->xlog_location ? leader_optime - m->xlog_location : 0;
+}
+
+bool pgw_candidate_eligible(const struct pgw_member *m, int64_t leader_optime, int64_t max_lag,
+                            char *why, size_t whylen)
+{
+	int64_t lag = member_lag(m, leader_optime);
+
+	if (m->nofailover) {
+		snprintf(why, whylen, "%s is tagged nofailover", m->name);
+		return false;
+	}
+	if (strcmp(m->role, "replica") != 0) {
+		snprintf(why, whylen, "%s is not a replica (role %s)", m->name,
+		         m->role[0] ? m->role : "unknown");
+		return false;
+	}
+	if (strcmp(m->state, "running") != 0) {
+		snprintf(why, whylen, "%s is not running (state %s)", m->name,
+		         m->state[0] ? m->state : "unknown");
+		return false;
+	}
+	if (lag > max_lag) {
+		if (lag == INT64_MAX)
+			snprintf(why, whylen, "%s has no known WAL position", m->name);
+		else
+			snprintf(why, whylen,
+			         "%s lags %" PRId64
+			         " bytes behind the leader's last position %" PRId64
+			         ", more than maximum_lag_on_failover %" PRId64,
+			         m->name, lag, leader_optime, max_lag);
+		return false;
+	}
+	return true;
+}
+
+/* Ranking: was streaming, then WAL position, then failover_priority, then name. */
+static bool better(const struct pgw_member *a, const struct pgw_member *b)
+{
+	if (a->streaming != b->streaming)
+		return a->streaming;
+	if (a->xlog_location != b->xlog_location)
+		return a->xlog_location > b->xlog_location;
+	if (a->failover_priority != b->failover_priority)
+		return a->failover_priority > b->failover_priority;
+	return strcmp(a->name, b->name) < 0;
+}
+
+bool pgw_is_best_candidate(const struct pgw_obs *o, char *why, size_t whylen)
+{
+	const struct pgw_member *self = &o->self_member;
+	const struct pgw_cluster *c = o->cluster;
+	char dummy[256];
+
+	if (!pgw_candidate_eligible(self, o->leader_optime, o->max_lag, why, whylen))
+		return false;
+	for (int i = 0; i < c->nmembers; i++) {
+		const struct pgw_member *m = &c->members[i];
+
+		if (strcmp(m->name, o->self) == 0)
+			continue;
+		if (!pgw_candidate_eligible(m, o->leader_optime, o->max_lag, dummy, sizeof(dummy)))
+			continue;
+		if (better(m, self)) {
+			snprintf(why, whylen,
+			         "%s is a better candidate (%s, position %" PRId64
+			         ", priority %d; this node: %s, position %" PRId64 ", priority %d)",
+			         m->name, m->streaming ? "streamed" : "not streaming",
+			         m->xlog_location, m->failover_priority,
+			         self->streaming ? "streamed" : "not streaming",
+			         self->xlog_location, self->failover_priority);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* --- guards, in table order --- */
+
+static bool g_shutdown(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return o->shutdown_requested;
+}
+
+static bool g_lease_deadline(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!pg_primary(o) || pgw_lease_allows_writes(&o->lease, o->now_ms, o->margin_ms))
+		return false;
+	if (o->lease.id == 0)
+		detail(a, "no lease");
+	else
+		detail(a, "%" PRId64 " ms past D - S",
+		       -pgw_lease_write_budget_ms(&o->lease, o->now_ms, o->margin_ms));
+	return true;
+}
+
+static bool g_etcd_down(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return !o->etcd_ok;
+}
+
+static bool g_primary_other_leader(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!pg_primary(o) || !has_other_leader(o))
+		return false;
+	detail(a, "leader key held by %s", o->cluster->leader);
+	return true;
+}
+
+static bool g_primary_no_leader(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return pg_primary(o) && !o->cluster->has_leader;
+}
+
+static bool g_leader_healthy(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return pgw_obs_holds_leader(o) && pg_primary(o);
+}
+
+/*
+ * etcd may still show our key between D - S and etcd's own expiry (e.g. the last
+ * keepalive failed but the read succeeded): promoting or starting as primary then
+ * would accept writes past D - S (rule 2).  Wait for a renewal instead.
+ */
+static bool g_leader_lease_stale(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return pgw_obs_holds_leader(o) &&
+	       !pgw_lease_allows_writes(&o->lease, o->now_ms, o->margin_ms);
+}
+
+static bool g_leader_promote(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return pgw_obs_holds_leader(o) && o->pg->running && o->pg->accepting && o->pg->in_recovery;
+}
+
+static bool g_leader_start_timeout(const struct pgw_obs *o, struct pgw_action *a)
+{
+	int64_t down;
+
+	if (!pgw_obs_holds_leader(o) || o->primary_down_since_ms == 0)
+		return false;
+	down = o->now_ms - o->primary_down_since_ms;
+	if (down <= (int64_t)o->primary_start_timeout_s * 1000)
+		return false;
+	detail(a, "down for %" PRId64 " ms, primary_start_timeout %d s", down,
+	       o->primary_start_timeout_s);
+	return true;
+}
+
+static bool g_leader_no_data(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return pgw_obs_holds_leader(o) && !o->pg->running && o->pg->datadir != PGW_DATADIR_VALID;
+}
+
+static bool g_leader_starting(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return pgw_obs_holds_leader(o) && o->pg->running;
+}
+
+static bool g_leader_restart(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return pgw_obs_holds_leader(o);
+}
+
+static bool g_stale_own_key(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!o->cluster->has_leader || strcmp(o->cluster->leader, o->self) != 0)
+		return false;
+	detail(a, "key lease %" PRId64 ", this node's lease %" PRId64, o->cluster->leader_lease,
+	       o->lease.id);
+	return true;
+}
+
+/* Rows below apply when another member holds the leader key. */
+static bool follower(const struct pgw_obs *o)
+{
+	return has_other_leader(o);
+}
+
+static bool g_f_no_member(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!follower(o) || leader_member(o))
+		return false;
+	detail(a, "leader %s", o->cluster->leader);
+	return true;
+}
+
+static bool g_f_clone(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!follower(o) || o->pg->datadir != PGW_DATADIR_EMPTY)
+		return false;
+	set_target(a, leader_member(o));
+	detail(a, "from %s at %s:%d", a->target, a->target_host, a->target_port);
+	return true;
+}
+
+static bool g_invalid_datadir(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return o->pg->datadir == PGW_DATADIR_INVALID && !o->pg->running;
+}
+
+static bool g_foreign(const struct pgw_obs *o, struct pgw_action *a)
+{
+	return o->cluster->initialized && foreign_sysid(o, a);
+}
+
+static bool upstream_is(const struct pgw_obs *o, const struct pgw_member *m)
+{
+	return o->pg->primary_port == m->conn_port &&
+	       strcmp(o->pg->primary_host, m->conn_host) == 0;
+}
+
+static bool g_f_following(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const struct pgw_member *l;
+
+	if (!follower(o) || !o->pg->running)
+		return false;
+	l = leader_member(o);
+	if (o->pg->accepting && !upstream_is(o, l))
+		return false;
+	set_target(a, l);
+	detail(a, "%s, WAL receiver %s", a->target,
+	       o->pg->streaming ? "streaming" : "not streaming");
+	return true;
+}
+
+static bool g_f_follow_new(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!follower(o) || !o->pg->running)
+		return false;
+	set_target(a, leader_member(o));
+	detail(a, "was following %s:%d, leader is %s at %s:%d",
+	       o->pg->primary_host[0] ? o->pg->primary_host : "nobody", o->pg->primary_port,
+	       a->target, a->target_host, a->target_port);
+	return true;
+}
+
+static bool g_f_leader_tl_unknown(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!follower(o) || !was_primary(o) || leader_member(o)->timeline > 0)
+		return false;
+	detail(a, "leader %s", o->cluster->leader);
+	return true;
+}
+
+static bool g_f_reclone(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!follower(o) || !was_primary(o) || (o->use_pg_rewind && !o->rewind_failed))
+		return false;
+	set_target(a, leader_member(o));
+	detail(a, "%s", o->rewind_failed ? "pg_rewind failed" : "use_pg_rewind is off");
+	return true;
+}
+
+static bool g_f_rewind(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!follower(o) || !was_primary(o))
+		return false;
+	set_target(a, leader_member(o));
+	detail(a, "local timeline %d, leader %s on timeline %d", o->cd.timeline, a->target,
+	       leader_member(o)->timeline);
+	return true;
+}
+
+static bool g_f_start(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!follower(o))
+		return false;
+	set_target(a, leader_member(o));
+	detail(a, "leader %s", a->target);
+	return true;
+}
+
+/* Rows below apply when nobody holds the leader key. */
+static bool g_n_no_fresh_lease(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return !pgw_lease_allows_writes(&o->lease, o->now_ms, o->margin_ms);
+}
+
+static bool g_n_bootstrap(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return !o->cluster->initialized && o->pg->datadir == PGW_DATADIR_EMPTY;
+}
+
+static bool g_n_uninitialized_data(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return !o->cluster->initialized;
+}
+
+static bool g_n_bootstrapping(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return o->cluster->sysid[0] == '\0';
+}
+
+static bool g_n_empty(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return o->pg->datadir == PGW_DATADIR_EMPTY;
+}
+
+static bool g_n_start(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return !o->pg->running;
+}
+
+static bool g_n_starting(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return !o->pg->accepting;
+}
+
+static bool g_n_nofailover(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return o->nofailover;
+}
+
+static bool g_n_candidate(const struct pgw_obs *o, struct pgw_action *a)
+{
+	char why[200];
+
+	if (!pgw_is_best_candidate(o, why, sizeof(why)))
+		return false;
+	detail(a, "position %" PRId64 ", leader's last %" PRId64, o->self_member.xlog_location,
+	       o->leader_optime);
+	return true;
+}
+
+static bool g_n_not_best(const struct pgw_obs *o, struct pgw_action *a)
+{
+	char why[200];
+
+	if (pgw_is_best_candidate(o, why, sizeof(why)))
+		return false; /* unreachable: the row above took it */
+	detail(a, "%s", why);
+	return true;
+}
+
+static bool g_always(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)o;
+	(void)a;
+	return true;
+}
+
+static const struct rule rules[] = {
+    {"shutdown", "any", g_shutdown, PGW_ACT_SHUTDOWN,
+     "shutdown requested: stop PostgreSQL, then release the leader key"},
+    {"lease-deadline", "primary", g_lease_deadline, PGW_ACT_DEMOTE_NOW,
+     "the lease could not be renewed before D - S: stopping writes at once"},
+    {"etcd-unreachable", "any", g_etcd_down, PGW_ACT_NONE,
+     "etcd unreachable: keeping the current role (a primary stops at the lease deadline)"},
+    {"primary-other-leader", "primary", g_primary_other_leader, PGW_ACT_DEMOTE_NOW,
+     "running as primary while another member holds the leader key: stopping writes at once"},
+    {"primary-without-key", "primary", g_primary_no_leader, PGW_ACT_DEMOTE,
+     "running as primary without the leader key: demoting to stand for election as a replica"},
+    {"leader-healthy", "leader", g_leader_healthy, PGW_ACT_LEADER_DUTIES,
+     "holding the leader key and running as primary"},
+    {"leader-lease-stale", "leader", g_leader_lease_stale, PGW_ACT_NONE,
+     "holding the leader key but the lease is past D - S: not promoting or starting until it is "
+     "renewed"},
+    {"leader-in-recovery", "leader", g_leader_promote, PGW_ACT_PROMOTE,
+     "holding the leader key while PostgreSQL is in recovery: promoting"},
+    {"leader-start-timeout", "leader", g_leader_start_timeout, PGW_ACT_RELEASE,
+     "PostgreSQL did not come up as primary within primary_start_timeout: releasing the leader "
+     "key"},
+    {"leader-no-data", "leader", g_leader_no_data, PGW_ACT_RELEASE,
+     "holding the leader key without a usable data directory: releasing it"},
+    {"leader-starting", "leader", g_leader_starting, PGW_ACT_NONE,
+     "holding the leader key: waiting for PostgreSQL to accept connections"},
+    {"leader-postgres-down", "leader", g_leader_restart, PGW_ACT_START_PRIMARY,
+     "holding the leader key and PostgreSQL is not running: starting it in place"},
+    {"stale-own-key", "no leader", g_stale_own_key, PGW_ACT_NONE,
+     "the leader key names this node but belongs to an earlier lease: waiting for it to expire"},
+    {"leader-member-missing", "replica", g_f_no_member, PGW_ACT_NONE,
+     "the leader's member key is missing: cannot connect to it yet"},
+    {"clone", "replica", g_f_clone, PGW_ACT_CLONE, "empty data directory: cloning from the leader"},
+    {"invalid-datadir", "any", g_invalid_datadir, PGW_ACT_NONE,
+     "the data directory is not a usable PostgreSQL cluster: not touching it"},
+    {"foreign-datadir", "any", g_foreign, PGW_ACT_NONE,
+     "the data directory belongs to another cluster: not touching it"},
+    {"following", "replica", g_f_following, PGW_ACT_NONE, "replica following the leader"},
+    {"follow-new-leader", "replica", g_f_follow_new, PGW_ACT_FOLLOW,
+     "replica following another primary: switching to the leader"},
+    {"leader-timeline-unknown", "replica", g_f_leader_tl_unknown, PGW_ACT_NONE,
+     "old primary waiting for the leader to publish its timeline before rewinding"},
+    {"reclone", "replica", g_f_reclone, PGW_ACT_CLONE,
+     "old primary cannot be rewound: re-cloning from the leader"},
+    {"rewind", "replica", g_f_rewind, PGW_ACT_REWIND,
+     "old primary rejoining: rewinding from the leader"},
+    {"start-replica", "replica", g_f_start, PGW_ACT_START_REPLICA,
+     "PostgreSQL stopped: starting it as a replica of the leader"},
+    {"no-fresh-lease", "no leader", g_n_no_fresh_lease, PGW_ACT_NONE,
+     "no leader, but this node holds no fresh lease: it cannot take the leader key"},
+    {"bootstrap", "no leader", g_n_bootstrap, PGW_ACT_BOOTSTRAP,
+     "no cluster in etcd and an empty data directory: bootstrapping a new cluster"},
+    {"uninitialized-with-data", "no leader", g_n_uninitialized_data, PGW_ACT_NONE,
+     "no cluster in etcd but the data directory holds data: refusing to bootstrap over it"},
+    {"bootstrap-in-progress", "no leader", g_n_bootstrapping, PGW_ACT_NONE,
+     "another member is bootstrapping the cluster"},
+    {"no-leader-empty", "no leader", g_n_empty, PGW_ACT_NONE,
+     "no leader and an empty data directory: nothing to clone from yet"},
+    {"no-leader-start", "no leader", g_n_start, PGW_ACT_START_REPLICA,
+     "no leader: starting PostgreSQL as a replica to stand for election"},
+    {"no-leader-starting", "no leader", g_n_starting, PGW_ACT_NONE,
+     "no leader: waiting for PostgreSQL to accept connections"},
+    {"nofailover", "no leader", g_n_nofailover, PGW_ACT_NONE,
+     "no leader, but this node is tagged nofailover: not standing for election"},
+    {"candidate", "no leader", g_n_candidate, PGW_ACT_ACQUIRE,
+     "no leader and this node is the healthiest eligible member: taking the leader key"},
+    {"not-best", "no leader", g_n_not_best, PGW_ACT_NONE, "no leader: not the best candidate"},
+    {"fallthrough", "any", g_always, PGW_ACT_NONE, "no rule applies: doing nothing"},
+};
+
+void pgw_decide(const struct pgw_obs *o, struct pgw_action *a)
+{
+	for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
+		const struct rule *r = &rules[i];
+
+		memset(a, 0, sizeof(*a));
+		snprintf(a->reason, sizeof(a->reason), "%s", r->reason);
+		if (r->guard(o, a)) {
+			a->kind = r->kind;
+			a->rule = r->name;
+			return;
+		}
+	}
+}
+
+void pgw_print_rules(FILE *out, bool dot)
+{
+	size_t n = sizeof(rules) / sizeof(rules[0]);
+
+	if (!dot) {
+		for (size_t i = 0; i < n; i++)
+			fprintf(out, "%2zu  %-24s %-10s -> %-14s %s\n", i + 1, rules[i].name,
+			        rules[i].situation, pgw_action_name(rules[i].kind),
+			        rules[i].reason);
+		return;
+	}
+	fprintf(out, "digraph pgwarden {\n  rankdir=LR;\n");
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "  \"%s\" -> \"%s\" [label=\"%zu %s\"];\n", rules[i].situation,
+		        pgw_action_name(rules[i].kind), i + 1, rules[i].name);
+	fprintf(out, "}\n");
+}

@@ -1,0 +1,97 @@
+/*
+ * decide.h - the HA decision core: a pure function from one observation of the
+ * cluster (etcd), the local PostgreSQL and the lease to the one action the HA
+ * loop performs next.  No I/O, no globals, no clock reads: the observation
+ * carries the time.
+ *
+ * The rules are a table (decide.c) evaluated top to bottom; the first row whose
+ * guard holds gives the action, and every row carries a reason, which goes to
+ * the log and the REST API.  `pgwarden --print-rules` prints the table, and
+ * `--print-rules=dot` as a Graphviz graph.
+ */
+#ifndef PGW_DECIDE_H
+#define PGW_DECIDE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cluster.h"
+#include "lease.h"
+#include "pg.h"
+
+enum pgw_action_kind {
+	PGW_ACT_NONE,          /* nothing to do: healthy, or waiting for something */
+	PGW_ACT_BOOTSTRAP,     /* take leader + initialize keys, initdb, start as primary */
+	PGW_ACT_CLONE,         /* pg_basebackup from the leader, then start as a replica */
+	PGW_ACT_START_REPLICA, /* write standby configuration (following the leader if any), start
+	                        */
+	PGW_ACT_FOLLOW,        /* running replica: point primary_conninfo at the leader, reload */
+	PGW_ACT_REWIND,        /* stopped, diverged from the leader: pg_rewind, start as replica */
+	PGW_ACT_ACQUIRE,       /* take the leader key (create-if-absent txn), then promote */
+	PGW_ACT_PROMOTE,       /* we hold the key and PostgreSQL is in recovery: promote */
+	PGW_ACT_LEADER_DUTIES, /* healthy primary holding the key: slots, status key */
+	PGW_ACT_START_PRIMARY, /* we hold the key, PostgreSQL is down: start it in place */
+	PGW_ACT_DEMOTE_NOW,    /* writes must stop at once: immediate shutdown */
+	PGW_ACT_DEMOTE,        /* orderly demotion: fast shutdown, rejoin as replica later */
+	PGW_ACT_RELEASE,       /* stop PostgreSQL and give up the leader key */
+	PGW_ACT_SHUTDOWN,      /* daemon stopping: stop PostgreSQL, release the key */
+	PGW_ACT_COUNT
+};
+
+struct pgw_obs {
+	int64_t now_ms; /* CLOCK_MONOTONIC */
+	const char *self;
+	bool shutdown_requested;
+
+	struct pgw_lease lease;
+	int64_t margin_ms; /* S */
+
+	bool etcd_ok;                      /* the cluster read of this cycle succeeded */
+	const struct pgw_cluster *cluster; /* valid only when etcd_ok */
+
+	const struct pgw_pg_state *pg;
+	bool cd_valid; /* cd holds pg_controldata of the (stopped) data directory */
+	struct pgw_controldata cd;
+
+	/* This node as a candidate, with fresh values (position = max(received, replayed)). */
+	struct pgw_member self_member;
+
+	int64_t leader_optime; /* the leader's last published WAL position, -1 unknown */
+	int64_t max_lag;       /* maximum_lag_on_failover */
+	bool nofailover;
+	bool use_pg_rewind;
+	bool rewind_failed;            /* the last rewind from the current leader failed */
+	int64_t primary_down_since_ms; /* holding the key with PostgreSQL down since; 0 = up */
+	int primary_start_timeout_s;
+};
+
+struct pgw_action {
+	enum pgw_action_kind kind;
+	const char *rule;          /* the table row's name */
+	char reason[256];          /* the row's reason, with names and figures filled in */
+	char target[PGW_NAME_MAX]; /* leader to follow/clone/rewind from, or better candidate */
+	char target_host[256];
+	int target_port;
+};
+
+void pgw_decide(const struct pgw_obs *o, struct pgw_action *a);
+
+const char *pgw_action_name(enum pgw_action_kind k);
+
+/* Does this node hold the leader key with its current lease? */
+bool pgw_obs_holds_leader(const struct pgw_obs *o);
+
+/*
+ * The election: is `self` the best eligible candidate among the members (self's
+ * entry replaced by o->self_member)?  On false, *why says which member is better
+ * or why self is not eligible.
+ */
+bool pgw_is_best_candidate(const struct pgw_obs *o, char *why, size_t whylen);
+bool pgw_candidate_eligible(const struct pgw_member *m, int64_t leader_optime, int64_t max_lag,
+                            char *why, size_t whylen);
+
+/* Print the rule table as text (dot == false) or a Graphviz digraph. */
+void pgw_print_rules(FILE *out, bool dot);
+
+#endif

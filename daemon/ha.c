@@ -1,0 +1,874 @@
+/*
+ * ha.c - the HA loop; see ha.h.
+ *
+ * Ownership: struct ha owns the etcd client, the PostgreSQL controller, the REST
+ * server and the last cluster view; everything is freed in ha_close().  Only this
+ * thread talks to etcd and PostgreSQL.
+ */
+#include "ha.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster.h"
+#include "decide.h"
+#include "etcd.h"
+#include "lease.h"
+#include "log.h"
+#include "pg.h"
+#include "rest.h"
+
+#define SAFETY_MARGIN_MS      5000 /* S; watchdog.safety_margin comes with the watchdog */
+#define PG_OBSERVE_TIMEOUT_MS 2000
+#define PG_START_TIMEOUT_MS   120000
+#define PG_STOP_TIMEOUT_MS    120000
+#define PG_PROMOTE_TIMEOUT_MS 30000
+#define PG_CLONE_TIMEOUT_MS   (6 * 3600 * 1000)
+
+struct ha {
+	const struct pgw_config *cfg;
+	volatile sig_atomic_t *stop;
+	struct pgw_etcd *etcd;
+	struct pgw_pg *pg;
+	struct pgw_rest *rest;
+
+	char prefix[512];
+	char leader_key[600];
+	char member_key[600];
+	char init_key[600];
+	char status_key[600];
+	char history_key[600];
+	char config_key[600];
+
+	struct pgw_lease lease;
+	bool etcd_ok;
+	double dcs_last_seen;
+	struct pgw_cluster cluster;
+	struct pgw_pg_state pgst;
+	bool cd_valid;
+	struct pgw_controldata cd;
+
+	bool streamed; /* WAL receiver streaming while a leader existed */
+	char optime_leader[PGW_NAME_MAX];
+	int64_t leader_optime;
+	int64_t primary_down_since;
+	bool rewind_failed;
+	char rewind_failed_from[PGW_NAME_MAX];
+	bool was_primary; /* PostgreSQL ran as primary at the last observation */
+
+	struct pgw_action last;
+	const char *member_state; /* overrides the observed state while an action runs */
+	int64_t loop_mono_ms;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double wall_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static bool pg_is_primary(const struct pgw_pg_state *st)
+{
+	return st->running && st->accepting && !st->in_recovery;
+}
+
+/* Timeout for one etcd call: retry_timeout, never past D - S while writing. */
+static int op_timeout(const struct ha *h)
+{
+	return pgw_lease_op_timeout_ms(&h->lease, mono_ms(), SAFETY_MARGIN_MS,
+	                               h->cfg->dcs.retry_timeout, h->was_primary);
+}
+
+/* --- lease --- */
+
+static void renew_lease(struct ha *h)
+{
+	int64_t t_send = mono_ms();
+	int ttl = 0, rc;
+
+	if (h->lease.id != 0 && t_send >= h->lease.deadline_ms) {
+		/* Rule 7: past D the lease is lapsed for us, whatever etcd still thinks. */
+		pgw_warn("lease %" PRIx64 " passed its deadline without renewal: dropping it",
+		         h->lease.id);
+		pgw_lease_lost(&h->lease);
+	}
+	if (h->lease.id != 0) {
+		rc = pgw_etcd_lease_keepalive(h->etcd, h->lease.id, op_timeout(h), &ttl);
+		if (rc != 0) {
+			pgw_warn("lease keepalive failed: %s", pgw_etcd_errmsg(h->etcd));
+			return;
+		}
+		if (ttl <= 0) {
+			pgw_warn("lease %" PRIx64 " is gone in etcd: a new one will be granted",
+			         h->lease.id);
+			pgw_lease_lost(&h->lease);
+			return;
+		}
+		pgw_lease_renewed(&h->lease, h->lease.id, t_send, ttl);
+		return;
+	}
+	{
+		int64_t id = 0;
+
+		rc = pgw_etcd_lease_grant(h->etcd, h->cfg->dcs.ttl, op_timeout(h), &id, &ttl);
+		if (rc != 0 || id == 0 || ttl <= 0) {
+			pgw_warn("lease grant failed: %s", pgw_etcd_errmsg(h->etcd));
+			return;
+		}
+		pgw_lease_renewed(&h->lease, id, t_send, ttl);
+		pgw_info("granted lease %" PRIx64 " with ttl %d s", id, ttl);
+	}
+}
+
+/* --- observation --- */
+
+static void observe_pg(struct ha *h)
+{
+	pgw_pg_observe(h->pg, PG_OBSERVE_TIMEOUT_MS, &h->pgst);
+	/* was_primary: PostgreSQL may be accepting writes.  A server that is up but not
+	 * answering keeps the previous value: it may be a primary we cannot see. */
+	if (!h->pgst.running)
+		h->was_primary = false;
+	else if (h->pgst.accepting)
+		h->was_primary = !h->pgst.in_recovery;
+	h->cd_valid = false;
+	if (!h->pgst.running && h->pgst.datadir == PGW_DATADIR_VALID)
+		h->cd_valid = pgw_pg_controldata(h->pg, &h->cd) == 0;
+}
+
+static const char *observed_state(const struct ha *h)
+{
+	if (h->member_state)
+		return h->member_state;
+	if (h->pgst.running)
+		return h->pgst.accepting ? "running" : "starting";
+	return "stopped";
+}
+
+static const char *observed_role(const struct ha *h)
+{
+	if (h->pgst.datadir == PGW_DATADIR_EMPTY)
+		return "uninitialized";
+	if (h->pgst.running && h->pgst.accepting)
+		return h->pgst.in_recovery ? "replica" : "master";
+	if (h->cd_valid)
+		return h->cd.state == PGW_CS_SHUT_DOWN || h->cd.state == PGW_CS_IN_PRODUCTION
+		           ? "master"
+		           : "replica";
+	return "replica";
+}
+
+static int64_t wal_position(const struct pgw_pg_state *st)
+{
+	if (!st->running || !st->accepting)
+		return -1;
+	if (!st->in_recovery)
+		return (int64_t)st->wal_lsn;
+	return (int64_t)(st->received_lsn > st->replayed_lsn ? st->received_lsn : st->replayed_lsn);
+}
+
+static void publish_member(struct ha *h)
+{
+	const struct pgw_config *c = h->cfg;
+	struct pgw_member_info mi = {0};
+	char *conn_host = NULL, *api_host = NULL, *json;
+	int conn_port = 0, api_port = 0;
+
+	if (h->lease.id == 0)
+		return;
+	if (!pgw_split_hostport(c->postgresql.connect_address, &conn_host, &conn_port) ||
+	    !pgw_split_hostport(c->restapi.connect_address, &api_host, &api_port)) {
+		free(conn_host);
+		free(api_host);
+		return; /* validated at startup; cannot happen */
+	}
+	mi.conn_host = conn_host;
+	mi.conn_port = conn_port;
+	mi.api_host = api_host;
+	mi.api_port = api_port;
+	mi.state = observed_state(h);
+	mi.role = observed_role(h);
+	mi.version = PGW_VERSION;
+	mi.xlog_location = wal_position(&h->pgst);
+	mi.receive_lsn =
+	    h->pgst.in_recovery && h->pgst.accepting ? (int64_t)h->pgst.received_lsn : -1;
+	mi.replay_lsn =
+	    h->pgst.in_recovery && h->pgst.accepting ? (int64_t)h->pgst.replayed_lsn : -1;
+	mi.timeline = h->pgst.timeline ? h->pgst.timeline : (h->cd_valid ? h->cd.timeline : 0);
+	mi.streaming = h->streamed;
+	mi.pending_restart = h->pgst.pending_restart;
+	mi.nofailover = c->tags.nofailover;
+	mi.noloadbalance = c->tags.noloadbalance;
+	mi.clonefrom = c->tags.clonefrom;
+	mi.nosync = c->tags.nosync;
+	mi.failover_priority = c->tags.failover_priority;
+	json = pgw_member_json(&mi);
+	if (json && pgw_etcd_put(h->etcd, h->member_key, json, strlen(json), h->lease.id,
+	                         op_timeout(h)) != 0)
+		pgw_warn("cannot publish %s: %s", h->member_key, pgw_etcd_errmsg(h->etcd));
+	free(json);
+	free(conn_host);
+	free(api_host);
+}
+
+static void read_cluster(struct ha *h)
+{
+	struct pgw_etcd_range r = {0};
+
+	h->etcd_ok = false;
+	if (pgw_etcd_range_prefix(h->etcd, h->prefix, op_timeout(h), &r) != 0) {
+		pgw_warn("cannot read the cluster from etcd: %s", pgw_etcd_errmsg(h->etcd));
+		pgw_etcd_range_free(&r);
+		return;
+	}
+	pgw_cluster_parse(&r, h->prefix, &h->cluster);
+	pgw_etcd_range_free(&r);
+	if (h->cluster.warnings[0])
+		pgw_warn("etcd: %s", h->cluster.warnings);
+	h->etcd_ok = true;
+	h->dcs_last_seen = wall_now();
+}
+
+/* Track the leader's last known WAL position and whether we streamed from it. */
+static void track_leader(struct ha *h)
+{
+	const struct pgw_cluster *c = &h->cluster;
+	const struct pgw_member *lm;
+	int64_t opt;
+
+	if (!h->etcd_ok)
+		return;
+	if (c->has_leader) {
+		h->streamed = h->pgst.running && h->pgst.streaming;
+		lm = pgw_cluster_leader_member(c);
+		opt = c->optime;
+		if (lm && lm->xlog_location > opt)
+			opt = lm->xlog_location;
+		if (strcmp(h->optime_leader, c->leader) != 0) {
+			snprintf(h->optime_leader, sizeof(h->optime_leader), "%s", c->leader);
+			h->leader_optime = opt;
+		} else if (opt > h->leader_optime) {
+			h->leader_optime = opt;
+		}
+	} else if (c->optime > h->leader_optime) {
+		h->leader_optime = c->optime;
+	}
+	/* a different leader than the one rewinding failed from: try rewinding again */
+	if (h->rewind_failed && c->has_leader && strcmp(c->leader, h->rewind_failed_from) != 0)
+		h->rewind_failed = false;
+}
+
+static void build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
+{
+	const struct pgw_config *c = h->cfg;
+	struct pgw_member *s = &o->self_member;
+
+	memset(o, 0, sizeof(*o));
+	o->now_ms = mono_ms();
+	o->self = c->name;
+	o->shutdown_requested = shutdown;
+	o->lease = h->lease;
+	o->margin_ms = SAFETY_MARGIN_MS;
+	o->etcd_ok = h->etcd_ok;
+	o->cluster = &h->cluster;
+	o->pg = &h->pgst;
+	o->cd_valid = h->cd_valid;
+	o->cd = h->cd;
+	snprintf(s->name, sizeof(s->name), "%s", c->name);
+	snprintf(s->role, sizeof(s->role), "%s", observed_role(h));
+	snprintf(s->state, sizeof(s->state), "%s", observed_state(h));
+	s->xlog_location = wal_position(&h->pgst);
+	s->timeline = h->pgst.timeline;
+	s->nofailover = c->tags.nofailover;
+	s->failover_priority = c->tags.failover_priority;
+	s->streaming = h->streamed;
+	o->leader_optime = h->leader_optime;
+	o->max_lag = c->dcs.maximum_lag_on_failover;
+	o->nofailover = c->tags.nofailover;
+	o->use_pg_rewind = c->dcs.use_pg_rewind;
+	o->rewind_failed = h->rewind_failed;
+	o->primary_down_since_ms = h->primary_down_since;
+	o->primary_start_timeout_s = c->dcs.primary_start_timeout;
+}
+
+/* --- actions --- */
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	if (remove(path) != 0 && errno != ENOENT) {
+		pgw_error("cannot remove %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void remove_datadir(struct ha *h)
+{
+	const char *d = h->cfg->postgresql.data_dir;
+
+	if (nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+		pgw_error("cannot remove data directory %s: %s", d, strerror(errno));
+}
+
+static void timestamp_iso(char *buf, size_t len)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%S+00:00", &tm);
+}
+
+static char *dcs_config_json(const struct pgw_config *c)
+{
+	struct json_object *o = json_object_new_object(), *pgo = json_object_new_object();
+	struct json_object *params = json_object_new_object();
+	char *out;
+
+	json_object_object_add(o, "ttl", json_object_new_int(c->dcs.ttl));
+	json_object_object_add(o, "loop_wait", json_object_new_int(c->dcs.loop_wait));
+	json_object_object_add(o, "retry_timeout", json_object_new_int(c->dcs.retry_timeout));
+	json_object_object_add(o, "maximum_lag_on_failover",
+	                       json_object_new_int64(c->dcs.maximum_lag_on_failover));
+	json_object_object_add(o, "primary_start_timeout",
+	                       json_object_new_int(c->dcs.primary_start_timeout));
+	json_object_object_add(pgo, "use_pg_rewind", json_object_new_boolean(c->dcs.use_pg_rewind));
+	json_object_object_add(pgo, "use_slots", json_object_new_boolean(c->dcs.use_slots));
+	for (size_t i = 0; i < c->dcs.pg_parameters.n; i++)
+		json_object_object_add(params, c->dcs.pg_parameters.items[i].name,
+		                       json_object_new_string(c->dcs.pg_parameters.items[i].value));
+	json_object_object_add(pgo, "parameters", params);
+	json_object_object_add(o, "postgresql", pgo);
+	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	return out;
+}
+
+static void slot_for_self(const struct ha *h, char *slot, size_t len)
+{
+	if (h->cfg->dcs.use_slots)
+		pgw_pg_slot_name(h->cfg->name, slot, len);
+	else
+		slot[0] = '\0';
+}
+
+static int configure_replica(struct ha *h, const struct pgw_action *a)
+{
+	char slot[64];
+
+	slot_for_self(h, slot, sizeof(slot));
+	return pgw_pg_write_config(h->pg, &h->cfg->dcs.pg_parameters,
+	                           a->target_host[0] ? a->target_host : "", a->target_port,
+	                           slot[0] ? slot : NULL);
+}
+
+static void start_replica(struct ha *h, const struct pgw_action *a)
+{
+	if (configure_replica(h, a) == 0)
+		pgw_pg_start(h->pg, PG_START_TIMEOUT_MS);
+}
+
+static void give_up_key(struct ha *h)
+{
+	bool ok = false;
+
+	if (pgw_etcd_delete_if_value(h->etcd, h->leader_key, h->cfg->name, op_timeout(h), &ok) != 0)
+		pgw_warn("cannot delete the leader key: %s", pgw_etcd_errmsg(h->etcd));
+	else if (ok)
+		pgw_info("released the leader key");
+}
+
+static void sync_slots(struct ha *h)
+{
+	const char *names[PGW_MAX_MEMBERS];
+	int n = 0;
+
+	if (!h->cfg->dcs.use_slots)
+		return;
+	for (int i = 0; i < h->cluster.nmembers; i++)
+		if (strcmp(h->cluster.members[i].name, h->cfg->name) != 0)
+			names[n++] = h->cluster.members[i].name;
+	pgw_pg_sync_slots(h->pg, names, n, PG_OBSERVE_TIMEOUT_MS);
+}
+
+static void publish_status(struct ha *h, uint64_t optime)
+{
+	char buf[64];
+
+	snprintf(buf, sizeof(buf), "{\"optime\":%" PRIu64 "}", optime);
+	if (pgw_etcd_put(h->etcd, h->status_key, buf, strlen(buf), 0, op_timeout(h)) != 0)
+		pgw_warn("cannot write %s: %s", h->status_key, pgw_etcd_errmsg(h->etcd));
+}
+
+static void record_history(struct ha *h, int new_tl)
+{
+	uint64_t lsn = 0;
+	char reason[128] = "no recovery target specified", ts[40], *hist;
+
+	if (new_tl <= 1)
+		return;
+	if (pgw_pg_timeline_switch(h->pg, new_tl, &lsn, reason, sizeof(reason)) != 0)
+		pgw_warn("cannot read the history file of timeline %d", new_tl);
+	timestamp_iso(ts, sizeof(ts));
+	hist = pgw_history_append(h->cluster.history, new_tl - 1, lsn, reason, ts, h->cfg->name);
+	if (hist &&
+	    pgw_etcd_put(h->etcd, h->history_key, hist, strlen(hist), 0, op_timeout(h)) != 0)
+		pgw_warn("cannot write %s: %s", h->history_key, pgw_etcd_errmsg(h->etcd));
+	free(hist);
+}
+
+static void promote(struct ha *h)
+{
+	struct pgw_pg_state st;
+
+	if (pgw_pg_promote(h->pg, PG_PROMOTE_TIMEOUT_MS) != 0) {
+		pgw_error("promotion failed; will retry while holding the leader key");
+		return;
+	}
+	pgw_pg_observe(h->pg, PG_OBSERVE_TIMEOUT_MS, &st);
+	pgw_info("promoted: now primary on timeline %d", st.timeline);
+	h->was_primary = true;
+	record_history(h, st.timeline);
+	publish_status(h, st.wal_lsn);
+	sync_slots(h);
+}
+
+static void act_bootstrap(struct ha *h)
+{
+	bool won = false;
+	char *cfgjson, sysid[32];
+	struct pgw_pg_state st;
+
+	if (pgw_etcd_create(h->etcd, h->leader_key, h->cfg->name, strlen(h->cfg->name), h->lease.id,
+	                    op_timeout(h), &won) != 0 ||
+	    !won)
+		return;
+	if (pgw_etcd_create(h->etcd, h->init_key, "", 0, 0, op_timeout(h), &won) != 0 || !won) {
+		pgw_info("another member started the bootstrap first");
+		give_up_key(h);
+		return;
+	}
+	h->member_state = "initializing new cluster";
+	publish_member(h);
+	if (pgw_pg_initdb(h->pg, PG_START_TIMEOUT_MS) != 0 ||
+	    pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) != 0 ||
+	    pgw_pg_bootstrap_roles(h->pg, PG_START_TIMEOUT_MS) != 0) {
+		pgw_error("bootstrap failed: removing the half-made data directory and the "
+		          "initialize key so that a member can try again");
+		pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
+		remove_datadir(h);
+		pgw_etcd_delete_if_value(h->etcd, h->init_key, "", op_timeout(h), &won);
+		give_up_key(h);
+		h->member_state = NULL;
+		return;
+	}
+	h->member_state = NULL;
+	pgw_pg_observe(h->pg, PG_OBSERVE_TIMEOUT_MS, &st);
+	snprintf(sysid, sizeof(sysid), "%" PRIu64, st.system_identifier);
+	if (pgw_etcd_put(h->etcd, h->init_key, sysid, strlen(sysid), 0, op_timeout(h)) != 0)
+		pgw_error("cannot record the system identifier in %s: %s", h->init_key,
+		          pgw_etcd_errmsg(h->etcd));
+	cfgjson = dcs_config_json(h->cfg);
+	if (cfgjson)
+		pgw_etcd_create(h->etcd, h->config_key, cfgjson, strlen(cfgjson), 0, op_timeout(h),
+		                &won);
+	free(cfgjson);
+	h->was_primary = true;
+	publish_status(h, st.wal_lsn);
+	pgw_info("bootstrapped cluster %s with system identifier %s", h->cfg->scope, sysid);
+}
+
+static void act_clone(struct ha *h, const struct pgw_action *a)
+{
+	h->member_state = "creating replica";
+	publish_member(h);
+	if (pgw_pg_basebackup(h->pg, a->target_host, a->target_port, PG_CLONE_TIMEOUT_MS) == 0) {
+		h->rewind_failed = false;
+		start_replica(h, a);
+	}
+	h->member_state = NULL;
+}
+
+static void act_rewind(struct ha *h, const struct pgw_action *a)
+{
+	if (h->pgst.running)
+		pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
+	if (pgw_pg_rewind(h->pg, a->target_host, a->target_port, PG_CLONE_TIMEOUT_MS) != 0) {
+		pgw_error("pg_rewind from %s failed: the data directory will be re-cloned",
+		          a->target);
+		h->rewind_failed = true;
+		snprintf(h->rewind_failed_from, sizeof(h->rewind_failed_from), "%s", a->target);
+		return;
+	}
+	pgw_info("rewound from %s", a->target);
+	start_replica(h, a);
+}
+
+static void act_follow(struct ha *h, const struct pgw_action *a)
+{
+	if (configure_replica(h, a) == 0)
+		pgw_pg_reload(h->pg);
+}
+
+static void act_acquire(struct ha *h)
+{
+	bool won = false;
+
+	if (h->lease.id == 0)
+		return;
+	if (pgw_etcd_create(h->etcd, h->leader_key, h->cfg->name, strlen(h->cfg->name), h->lease.id,
+	                    op_timeout(h), &won) != 0) {
+		pgw_warn("cannot take the leader key: %s", pgw_etcd_errmsg(h->etcd));
+		return;
+	}
+	if (!won) {
+		pgw_info("another member took the leader key first");
+		return;
+	}
+	pgw_info("took the leader key: promoting");
+	promote(h);
+}
+
+static void act_start_primary(struct ha *h)
+{
+	if (pgw_pg_write_config(h->pg, &h->cfg->dcs.pg_parameters, NULL, 0, NULL) != 0)
+		return;
+	h->was_primary = true;  /* it may accept writes before the next observation */
+	pgw_pg_start(h->pg, 0); /* no wait: the loop keeps renewing the lease */
+}
+
+static void act_demote(struct ha *h, const char *mode)
+{
+	pgw_pg_stop(h->pg, mode, PG_STOP_TIMEOUT_MS);
+	h->was_primary = false;
+	/* a key left by an earlier lease of ours would only block the election */
+	if (h->etcd_ok && h->cluster.has_leader && strcmp(h->cluster.leader, h->cfg->name) == 0)
+		give_up_key(h);
+}
+
+static void act_shutdown(struct ha *h)
+{
+	bool held = h->etcd_ok && h->cluster.has_leader &&
+	            strcmp(h->cluster.leader, h->cfg->name) == 0 &&
+	            h->cluster.leader_lease == h->lease.id;
+	struct pgw_controldata cd;
+
+	pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
+	h->was_primary = false;
+	if (held) {
+		/* publish the final position so candidates can tell they have it all */
+		if (pgw_pg_controldata(h->pg, &cd) == 0)
+			publish_status(h, cd.checkpoint_lsn);
+		give_up_key(h);
+	}
+	if (h->lease.id != 0)
+		pgw_etcd_lease_revoke(h->etcd, h->lease.id, op_timeout(h));
+}
+
+static void act(struct ha *h, const struct pgw_action *a)
+{
+	switch (a->kind) {
+	case PGW_ACT_NONE:
+		break;
+	case PGW_ACT_BOOTSTRAP:
+		act_bootstrap(h);
+		break;
+	case PGW_ACT_CLONE:
+		act_clone(h, a);
+		break;
+	case PGW_ACT_START_REPLICA:
+		start_replica(h, a);
+		break;
+	case PGW_ACT_FOLLOW:
+		act_follow(h, a);
+		break;
+	case PGW_ACT_REWIND:
+		act_rewind(h, a);
+		break;
+	case PGW_ACT_ACQUIRE:
+		act_acquire(h);
+		break;
+	case PGW_ACT_PROMOTE:
+		promote(h);
+		break;
+	case PGW_ACT_LEADER_DUTIES:
+		sync_slots(h);
+		publish_status(h, h->pgst.wal_lsn);
+		break;
+	case PGW_ACT_START_PRIMARY:
+		act_start_primary(h);
+		break;
+	case PGW_ACT_DEMOTE_NOW:
+		act_demote(h, "immediate");
+		break;
+	case PGW_ACT_DEMOTE:
+		act_demote(h, "fast");
+		break;
+	case PGW_ACT_RELEASE:
+		pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
+		h->was_primary = false;
+		give_up_key(h);
+		break;
+	case PGW_ACT_SHUTDOWN:
+		act_shutdown(h);
+		break;
+	case PGW_ACT_COUNT:
+		break;
+	}
+}
+
+static void log_decision(struct ha *h, const struct pgw_action *a)
+{
+	bool same = a->kind == h->last.kind && strcmp(a->reason, h->last.reason) == 0;
+	enum pgw_log_level lvl = a->kind == PGW_ACT_NONE ? PGW_INFO : PGW_WARNING;
+
+	if (a->kind == PGW_ACT_LEADER_DUTIES)
+		lvl = PGW_INFO;
+	if (same)
+		lvl = PGW_DEBUG;
+	pgw_log(lvl, "decision [%s] %s: %s", a->rule, pgw_action_name(a->kind), a->reason);
+	h->last = *a;
+}
+
+/* --- REST snapshot --- */
+
+static void add_tag(struct pgw_snapshot *s, const char *k, const char *v)
+{
+	if (s->ntags >= PGW_MAX_TAGS)
+		return;
+	snprintf(s->tags[s->ntags].key, sizeof(s->tags[0].key), "%s", k);
+	snprintf(s->tags[s->ntags].value, sizeof(s->tags[0].value), "%s", v);
+	s->ntags++;
+}
+
+static void publish_snapshot(struct ha *h, bool holds)
+{
+	const struct pgw_config *c = h->cfg;
+	struct pgw_snapshot *s;
+	char prio[16];
+
+	if (!h->rest)
+		return;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return;
+	snprintf(s->scope, sizeof(s->scope), "%s", c->scope);
+	snprintf(s->name, sizeof(s->name), "%s", c->name);
+	snprintf(s->version, sizeof(s->version), "%s", PGW_VERSION);
+	s->role = h->pgst.datadir == PGW_DATADIR_EMPTY ? PGW_ROLE_UNINITIALIZED
+	          : pg_is_primary(&h->pgst)            ? PGW_ROLE_PRIMARY
+	                                               : PGW_ROLE_REPLICA;
+	s->holds_leader_key = holds;
+	s->cluster_unlocked = h->etcd_ok && !h->cluster.has_leader;
+	s->state_str = observed_state(h);
+	s->pg = h->pgst;
+	s->leader_optime = h->leader_optime;
+	s->dcs_last_seen = h->dcs_last_seen;
+	s->loop_mono_ms = h->loop_mono_ms;
+	s->loop_wait = c->dcs.loop_wait;
+	s->ttl = c->dcs.ttl;
+	s->pending_restart = h->pgst.pending_restart;
+	s->noloadbalance = c->tags.noloadbalance;
+	s->nofailover = c->tags.nofailover;
+	s->failover_priority = c->tags.failover_priority;
+	add_tag(s, "nofailover", c->tags.nofailover ? "true" : "false");
+	add_tag(s, "noloadbalance", c->tags.noloadbalance ? "true" : "false");
+	add_tag(s, "clonefrom", c->tags.clonefrom ? "true" : "false");
+	add_tag(s, "nosync", c->tags.nosync ? "true" : "false");
+	snprintf(prio, sizeof(prio), "%d", c->tags.failover_priority);
+	add_tag(s, "failover_priority", prio);
+	snprintf(s->last_action, sizeof(s->last_action), "%s", pgw_action_name(h->last.kind));
+	snprintf(s->last_reason, sizeof(s->last_reason), "%s", h->last.reason);
+	pgw_rest_publish(h->rest, s);
+	free(s);
+}
+
+/* --- the loop --- */
+
+struct watch_ctx {
+	const struct ha *h;
+	bool leader;
+};
+
+static bool watch_fires(void *arg, const struct pgw_etcd_event *ev)
+{
+	const struct watch_ctx *w = arg;
+	size_t plen = strlen(w->h->prefix);
+
+	if (strcmp(ev->key, w->h->leader_key) == 0)
+		return true;
+	/* the leader wakes up for a new member, to create its slot at once */
+	return w->leader && ev->type == PGW_ETCD_PUT && ev->version == 1 &&
+	       strncmp(ev->key + plen, "members/", 8) == 0;
+}
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+
+	while (ms > 0 && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
+{
+	int64_t until = cycle_start + (int64_t)h->cfg->dcs.loop_wait * 1000;
+	int64_t now = mono_ms(), wait;
+	struct watch_ctx w = {h, holds};
+	bool fired = false;
+
+	if (h->was_primary && h->lease.id != 0) {
+		/* wake up in time to renew (or to demote) before D - S */
+		int64_t latest = h->lease.deadline_ms - SAFETY_MARGIN_MS - 500;
+		if (latest < until)
+			until = latest;
+	}
+	wait = until - now;
+	if (wait <= 0 || *h->stop)
+		return;
+	if (h->etcd_ok) {
+		if (pgw_etcd_watch(h->etcd, h->prefix, h->cluster.revision + 1, (int)wait,
+		                   watch_fires, &w, &fired) == 0)
+			return;
+		pgw_debug("watch failed: %s", pgw_etcd_errmsg(h->etcd));
+	}
+	/* etcd unreachable: sleep in short steps so a stop signal is seen quickly */
+	while (!*h->stop && (wait = until - mono_ms()) > 0)
+		sleep_ms(wait < 200 ? wait : 200);
+}
+
+static void cycle(struct ha *h, bool shutdown)
+{
+	struct pgw_obs o;
+	struct pgw_action a;
+	int64_t start = mono_ms();
+	bool holds;
+
+	/* Rule 7: after any pause, compare the clock with D before anything else. */
+	if (h->was_primary && !pgw_lease_allows_writes(&h->lease, start, SAFETY_MARGIN_MS)) {
+		pgw_error("lease deadline D - S passed while running as primary: stopping "
+		          "PostgreSQL at once");
+		pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
+		h->was_primary = false;
+	}
+	renew_lease(h);
+	observe_pg(h);
+	publish_member(h);
+	read_cluster(h);
+	track_leader(h);
+	build_obs(h, &o, shutdown);
+	holds = pgw_obs_holds_leader(&o);
+	if (holds && !pg_is_primary(&h->pgst)) {
+		if (h->primary_down_since == 0)
+			h->primary_down_since = o.now_ms;
+	} else {
+		h->primary_down_since = 0;
+	}
+	o.primary_down_since_ms = h->primary_down_since;
+	pgw_decide(&o, &a);
+	log_decision(h, &a);
+	act(h, &a);
+	h->loop_mono_ms = mono_ms();
+	publish_snapshot(h, holds);
+	if (!shutdown)
+		wait_next(h, start, holds);
+}
+
+static bool key(char *dst, size_t len, const char *prefix, const char *suffix)
+{
+	return (size_t)snprintf(dst, len, "%s%s", prefix, suffix) < len;
+}
+
+static int ha_open(struct ha *h, const struct pgw_config *cfg, volatile sig_atomic_t *stop)
+{
+	const struct pgw_etcd_tls tls = {cfg->etcd3.cacert, cfg->etcd3.cert, cfg->etcd3.key};
+	char err[256], member[PGW_NAME_MAX + 16];
+
+	memset(h, 0, sizeof(*h));
+	h->cfg = cfg;
+	h->stop = stop;
+	h->leader_optime = -1;
+	pgw_cluster_clear(&h->cluster);
+	snprintf(member, sizeof(member), "members/%s", cfg->name);
+	if ((size_t)snprintf(h->prefix, sizeof(h->prefix), "%s%s/", cfg->namespace, cfg->scope) >=
+	        sizeof(h->prefix) ||
+	    !key(h->leader_key, sizeof(h->leader_key), h->prefix, "leader") ||
+	    !key(h->member_key, sizeof(h->member_key), h->prefix, member) ||
+	    !key(h->init_key, sizeof(h->init_key), h->prefix, "initialize") ||
+	    !key(h->status_key, sizeof(h->status_key), h->prefix, "status") ||
+	    !key(h->history_key, sizeof(h->history_key), h->prefix, "history") ||
+	    !key(h->config_key, sizeof(h->config_key), h->prefix, "config")) {
+		pgw_error("namespace and scope are too long");
+		return -1;
+	}
+	h->etcd = pgw_etcd_new((const char *const *)cfg->etcd3.hosts.items, cfg->etcd3.hosts.n,
+	                       cfg->etcd3.protocol, cfg->etcd3.username, cfg->etcd3.password, &tls);
+	h->pg = pgw_pg_new(cfg);
+	if (!h->etcd || !h->pg) {
+		pgw_error("out of memory");
+		return -1;
+	}
+	pgw_etcd_set_interrupt(h->etcd, stop);
+	h->rest = pgw_rest_start(cfg->restapi.listen, err, sizeof(err));
+	if (!h->rest) {
+		pgw_error("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static void ha_close(struct ha *h)
+{
+	if (h->rest)
+		pgw_rest_stop(h->rest);
+	if (h->pg)
+		pgw_pg_free(h->pg);
+	if (h->etcd)
+		pgw_etcd_free(h->etcd);
+	pgw_cluster_clear(&h->cluster);
+}
+
+int pgw_ha_run(const struct pgw_config *cfg, volatile sig_atomic_t *stop)
+{
+	struct ha *h = calloc(1, sizeof(*h));
+	int rc = 1;
+
+	if (!h) {
+		pgw_error("out of memory");
+		return 1;
+	}
+	if (ha_open(h, cfg, stop) == 0) {
+		pgw_info("pgwarden %s: member %s of cluster %s, etcd prefix %s", PGW_VERSION,
+		         cfg->name, cfg->scope, h->prefix);
+		while (!*stop)
+			cycle(h, false);
+		pgw_info("shutting down");
+		cycle(h, true);
+		rc = 0;
+	}
+	ha_close(h);
+	free(h);
+	return rc;
+}

@@ -1,0 +1,22 @@
+/*
+ * ha.h - the HA loop: the imperative shell around the decision core.
+ *
+ * One thread, one loop: renew the lease, observe PostgreSQL and etcd, decide
+ * (pgw_decide), act, publish the snapshot for the REST API, then sleep until
+ * loop_wait passes or a watch on the leader key fires.  The timing rules of
+ * ARCHITECTURE.md §4 are enforced here through lease.h.
+ */
+#ifndef PGW_HA_H
+#define PGW_HA_H
+
+#include <signal.h>
+
+#include "config.h"
+
+/*
+ * Run until *stop becomes non-zero, then shut down cleanly (stop PostgreSQL,
+ * release the leader key).  Returns the process exit status.
+ */
+int pgw_ha_run(const struct pgw_config *cfg, volatile sig_atomic_t *stop);
+
+#endif

@@ -1,0 +1,53 @@
+/*
+ * lease.h - the deadline arithmetic of the leader lease (ARCHITECTURE.md §4,
+ * rules 1, 2, 3, 4 and 7), in one place.  Pure functions on monotonic
+ * milliseconds; no clock reads here.
+ *
+ *   D = t_send + TTL            for the last renewal that succeeded (rule 1)
+ *   writes allowed iff now < D - S                                    (rule 2)
+ *   pet the watchdog only if now - t_send <= S - R                   (rule 3)
+ */
+#ifndef PGW_LEASE_H
+#define PGW_LEASE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PGW_RESET_ALLOWANCE_MS 1000 /* R */
+
+struct pgw_lease {
+	int64_t id;          /* etcd lease ID; 0 = none */
+	int ttl_s;           /* TTL etcd granted */
+	int64_t t_send_ms;   /* when the last successful renewal was sent */
+	int64_t deadline_ms; /* D; meaningless when id == 0 */
+};
+
+/* A grant or keepalive sent at t_send succeeded and etcd reports ttl_s. */
+void pgw_lease_renewed(struct pgw_lease *l, int64_t id, int64_t t_send_ms, int ttl_s);
+/* The lease is gone (keepalive said TTL 0, revoked, or deadline passed). */
+void pgw_lease_lost(struct pgw_lease *l);
+
+/* Rule 2: may this node accept writes now?  False when there is no lease. */
+bool pgw_lease_allows_writes(const struct pgw_lease *l, int64_t now_ms, int64_t margin_ms);
+/* D - S - now: how long writes may continue (negative when past). */
+int64_t pgw_lease_write_budget_ms(const struct pgw_lease *l, int64_t now_ms, int64_t margin_ms);
+/* Rule 3: may the watchdog be petted after the renewal sent at t_send? */
+bool pgw_lease_may_pet(int64_t t_send_ms, int64_t now_ms, int64_t margin_ms);
+
+/*
+ * Rule 4: loop_wait + 2 * retry_timeout <= ttl, and a margin that leaves time
+ * to renew (0 < margin < ttl).  Returns false and fills err when violated.
+ */
+bool pgw_timing_valid(int ttl, int loop_wait, int retry_timeout, int margin_s, char *err,
+                      size_t errlen);
+
+/*
+ * How long one etcd operation may take: retry_timeout, but while this node may
+ * be writing, never past D - S (so a stalled renewal cannot outlive the right
+ * to write).  At least 100 ms.
+ */
+int pgw_lease_op_timeout_ms(const struct pgw_lease *l, int64_t now_ms, int64_t margin_ms,
+                            int retry_timeout_s, bool writing);
+
+#endif

@@ -1,0 +1,155 @@
+/*
+ * main.c - pgwarden's entry point: command line, configuration, privilege drop,
+ * signals, then the HA loop.
+ *
+ *   pgwarden CONFIG.yml                 run this node in the foreground
+ *   pgwarden --check-config CONFIG.yml  validate the configuration and exit
+ *   pgwarden --print-rules[=dot]        print the decision table
+ *   pgwarden --version
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "decide.h"
+#include "ha.h"
+#include "lease.h"
+#include "log.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: pgwarden [--check-config] CONFIG.yml\n"
+	             "       pgwarden --print-rules[=dot]\n"
+	             "       pgwarden --version\n");
+}
+
+static int install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0) {
+		pgw_error("cannot install signal handlers: %s", strerror(errno));
+		return -1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN); /* reload comes with the operators' interface */
+	return 0;
+}
+
+/* Started as root: become cfg->user for good (PostgreSQL never runs as root). */
+static int drop_privileges(const struct pgw_config *cfg)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0)
+		return 0;
+	pw = getpwnam(cfg->user);
+	if (!pw) {
+		pgw_error("%s: user: no such user \"%s\"", cfg->path, cfg->user);
+		return -1;
+	}
+	if (pw->pw_uid == 0) {
+		pgw_error("%s: user: refusing to run as root", cfg->path);
+		return -1;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+	    setuid(pw->pw_uid) != 0) {
+		pgw_error("cannot switch to user %s: %s", pw->pw_name, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0) {
+		pgw_error("privilege drop to %s did not stick", pw->pw_name);
+		return -1;
+	}
+	setenv("HOME", pw->pw_dir, 1);
+	setenv("USER", pw->pw_name, 1);
+	pgw_info("running as user %s (uid %d)", pw->pw_name, (int)pw->pw_uid);
+	return 0;
+}
+
+static struct pgw_config *load_config(const char *path)
+{
+	char err[1024], terr[256];
+	struct pgw_config *cfg = pgw_config_load(path, err, sizeof(err));
+
+	if (!cfg) {
+		fprintf(stderr, "%s\n", err);
+		return NULL;
+	}
+	for (size_t i = 0; i < cfg->warnings.n; i++)
+		pgw_warn("%s", cfg->warnings.items[i]);
+	if (!pgw_timing_valid(cfg->dcs.ttl, cfg->dcs.loop_wait, cfg->dcs.retry_timeout, 5, terr,
+	                      sizeof(terr))) {
+		fprintf(stderr, "%s: bootstrap.dcs: %s\n", path, terr);
+		pgw_config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+int main(int argc, char **argv)
+{
+	struct pgw_config *cfg;
+	bool check_only = false;
+	const char *path = NULL;
+	int rc;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--check-config") == 0) {
+			check_only = true;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("pgwarden %s\n", PGW_VERSION);
+			return 0;
+		} else if (strcmp(argv[i], "--print-rules") == 0 ||
+		           strcmp(argv[i], "--print-rules=dot") == 0) {
+			pgw_print_rules(stdout, strchr(argv[i], '=') != NULL);
+			return 0;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (argv[i][0] == '-' || path) {
+			fprintf(stderr, "pgwarden: unexpected argument \"%s\"\n", argv[i]);
+			usage(stderr);
+			return 2;
+		} else {
+			path = argv[i];
+		}
+	}
+	if (!path) {
+		usage(stderr);
+		return 2;
+	}
+	cfg = load_config(path);
+	if (!cfg)
+		return 1;
+	if (check_only) {
+		printf("%s: configuration is valid\n", path);
+		pgw_config_free(cfg);
+		return 0;
+	}
+	pgw_log_set_ident(cfg->name);
+	if (drop_privileges(cfg) != 0 || install_signals() != 0) {
+		pgw_config_free(cfg);
+		return 1;
+	}
+	rc = pgw_ha_run(cfg, &stop_requested);
+	pgw_config_free(cfg);
+	return rc;
+}
