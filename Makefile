@@ -48,18 +48,21 @@ deps-test:
 
 $(B)/%.o: %.c $(wildcard daemon/*.h watchdog/*.h fencing/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+	@echo "  CC $(VARIANT) $<"
+	@$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
 $(B)/libpgw.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(B)/pgwarden: $(B)/daemon/main.o $(B)/libpgw.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+	@echo "  LD $@"
+	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
 $(B)/tests/%: tests/unit/%.c $(B)/libpgw.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itests/unit $(LDFLAGS_ALL) -o $@ $< $(B)/libpgw.a $(PKG_LIBS) $(CMOCKA_LIBS)
+	@echo "  LD $@"
+	@$(CC) $(CFLAGS_ALL) -Itests/unit $(LDFLAGS_ALL) -o $@ $< $(B)/libpgw.a $(PKG_LIBS) $(CMOCKA_LIBS)
 
 # The sanitizer build used by the whole test suite.
 asan:

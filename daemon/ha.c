@@ -26,7 +26,7 @@
 #include "pg.h"
 #include "rest.h"
 
-#define SAFETY_MARGIN_MS      5000 /* S; watchdog.safety_margin comes with the watchdog */
+#define SAFETY_MARGIN_MS      (PGW_SAFETY_MARGIN_S * 1000)
 #define PG_OBSERVE_TIMEOUT_MS 2000
 #define PG_START_TIMEOUT_MS   120000
 #define PG_STOP_TIMEOUT_MS    120000

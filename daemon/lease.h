@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #define PGW_RESET_ALLOWANCE_MS 1000 /* R */
+#define PGW_SAFETY_MARGIN_S    5    /* S, until watchdog.safety_margin is configurable */
 
 struct pgw_lease {
 	int64_t id;          /* etcd lease ID; 0 = none */

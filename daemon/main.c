@@ -19,7 +19,6 @@
 #include "config.h"
 #include "decide.h"
 #include "ha.h"
-#include "lease.h"
 #include "log.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -86,7 +85,7 @@ static int drop_privileges(const struct pgw_config *cfg)
 
 static struct pgw_config *load_config(const char *path)
 {
-	char err[1024], terr[256];
+	char err[1024];
 	struct pgw_config *cfg = pgw_config_load(path, err, sizeof(err));
 
 	if (!cfg) {
@@ -95,12 +94,6 @@ static struct pgw_config *load_config(const char *path)
 	}
 	for (size_t i = 0; i < cfg->warnings.n; i++)
 		pgw_warn("%s", cfg->warnings.items[i]);
-	if (!pgw_timing_valid(cfg->dcs.ttl, cfg->dcs.loop_wait, cfg->dcs.retry_timeout, 5, terr,
-	                      sizeof(terr))) {
-		fprintf(stderr, "%s: bootstrap.dcs: %s\n", path, terr);
-		pgw_config_free(cfg);
-		return NULL;
-	}
 	return cfg;
 }
 

@@ -1,0 +1,1297 @@
+/*
+ * config.c - load pgwarden's YAML configuration (keys as in patroni.yml) into one
+ * struct pgw_config.
+ *
+ * libyaml's document API builds the tree.  One table, fields[], maps every key path
+ * pgwarden understands ("bootstrap.dcs.ttl") to a type and a destination (an offset
+ * into struct pgw_config); a single walker visits the mappings, looks each key path up
+ * in the table, converts the value and stores it.  Keys not in the table, and Patroni
+ * keys pgwarden does not implement yet, only produce warnings.  Anything malformed
+ * rejects the whole file with one line:
+ *   FILE:LINE: KEY.PATH: expected WHAT, got "VALUE"
+ * Then the defaults are filled in and the cross-field rules are checked.
+ */
+#include "config.h"
+#include "lease.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#define CONFIG_MAX_BYTES (1024 * 1024) /* a bigger file is certainly not a config */
+#define KEYPATH_MAX      200           /* longer key paths are unknown keys */
+#define GOT_MAX          64            /* bytes of a bad value quoted in an error */
+
+enum ftype {
+	F_SECTION,  /* a map whose keys are in the table under this path */
+	F_UNIMPL,   /* a Patroni key pgwarden does not implement yet: warn */
+	F_STR,      /* char *: a non-empty single-line string */
+	F_NAME,     /* char *: F_STR without '/' (used in etcd key names) */
+	F_PROTO,    /* char *: "http" or "https" */
+	F_HOSTPORT, /* char *: "host:port" */
+	F_POSINT,   /* int >= 1 */
+	F_NONNEG,   /* int >= 0 */
+	F_NONNEG64, /* int64_t >= 0 */
+	F_BOOL,     /* bool */
+	F_STRLIST,  /* struct pgw_strlist: list of F_STR */
+	F_HOSTLIST, /* struct pgw_strlist: list of host:port or "h:p,h:p" */
+	F_PARAMS,   /* struct pgw_kvlist: map of PostgreSQL parameters */
+	F_INITDB,   /* struct pgw_strlist: initdb options -> "--flag", "--key=value" */
+};
+
+#define FL_SECRET   1u /* never quote the value in messages */
+#define FL_EMPTY_OK 2u /* clean_scalar: '' is a value */
+
+struct field {
+	const char *path;
+	enum ftype type;
+	size_t off;
+	unsigned flags;
+	const char *conflicts; /* another path that sets the same thing */
+};
+
+/* Table rows: {FIELD(path, type, member)} and so on. */
+#define OFF(m)                offsetof(struct pgw_config, m)
+#define SECTION(p)            p, F_SECTION, 0, 0, NULL
+#define UNIMPL(p)             p, F_UNIMPL, 0, 0, NULL
+#define FIELD(p, t, m)        p, t, OFF(m), 0, NULL
+#define SECRET(p, m)          p, F_STR, OFF(m), FL_SECRET, NULL
+#define ALIAS(p, t, m, other) p, t, OFF(m), 0, other
+
+static const struct field fields[] = {
+    {FIELD("scope", F_NAME, scope)},
+    {FIELD("namespace", F_STR, namespace)},
+    {FIELD("name", F_NAME, name)},
+    {FIELD("user", F_STR, user)},
+
+    {SECTION("restapi")},
+    {FIELD("restapi.listen", F_HOSTPORT, restapi.listen)},
+    {FIELD("restapi.connect_address", F_HOSTPORT, restapi.connect_address)},
+
+    {SECTION("etcd3")},
+    {ALIAS("etcd3.hosts", F_HOSTLIST, etcd3.hosts, "etcd3.host")},
+    {ALIAS("etcd3.host", F_HOSTLIST, etcd3.hosts, "etcd3.hosts")},
+    {FIELD("etcd3.protocol", F_PROTO, etcd3.protocol)},
+    {FIELD("etcd3.username", F_STR, etcd3.username)},
+    {SECRET("etcd3.password", etcd3.password)},
+    {FIELD("etcd3.cacert", F_STR, etcd3.cacert)},
+    {FIELD("etcd3.cert", F_STR, etcd3.cert)},
+    {FIELD("etcd3.key", F_STR, etcd3.key)},
+
+    {SECTION("bootstrap")},
+    {SECTION("bootstrap.dcs")},
+    {FIELD("bootstrap.dcs.ttl", F_POSINT, dcs.ttl)},
+    {FIELD("bootstrap.dcs.loop_wait", F_POSINT, dcs.loop_wait)},
+    {FIELD("bootstrap.dcs.retry_timeout", F_POSINT, dcs.retry_timeout)},
+    {FIELD("bootstrap.dcs.maximum_lag_on_failover", F_NONNEG64, dcs.maximum_lag_on_failover)},
+    {ALIAS("bootstrap.dcs.primary_start_timeout", F_NONNEG, dcs.primary_start_timeout,
+           "bootstrap.dcs.master_start_timeout")},
+    {ALIAS("bootstrap.dcs.master_start_timeout", F_NONNEG, dcs.primary_start_timeout,
+           "bootstrap.dcs.primary_start_timeout")},
+    {SECTION("bootstrap.dcs.postgresql")},
+    {FIELD("bootstrap.dcs.postgresql.use_pg_rewind", F_BOOL, dcs.use_pg_rewind)},
+    {FIELD("bootstrap.dcs.postgresql.use_slots", F_BOOL, dcs.use_slots)},
+    {FIELD("bootstrap.dcs.postgresql.parameters", F_PARAMS, dcs.pg_parameters)},
+    {FIELD("bootstrap.initdb", F_INITDB, initdb_args)},
+
+    {SECTION("postgresql")},
+    {FIELD("postgresql.listen", F_HOSTPORT, postgresql.listen)},
+    {FIELD("postgresql.connect_address", F_HOSTPORT, postgresql.connect_address)},
+    {FIELD("postgresql.data_dir", F_STR, postgresql.data_dir)},
+    {FIELD("postgresql.bin_dir", F_STR, postgresql.bin_dir)},
+    {FIELD("postgresql.pgpass", F_STR, postgresql.pgpass)},
+    {SECTION("postgresql.authentication")},
+    {SECTION("postgresql.authentication.superuser")},
+    {FIELD("postgresql.authentication.superuser.username", F_STR, postgresql.superuser.username)},
+    {SECRET("postgresql.authentication.superuser.password", postgresql.superuser.password)},
+    {SECTION("postgresql.authentication.replication")},
+    {FIELD("postgresql.authentication.replication.username", F_STR,
+           postgresql.replication.username)},
+    {SECRET("postgresql.authentication.replication.password", postgresql.replication.password)},
+    {SECTION("postgresql.authentication.rewind")},
+    {FIELD("postgresql.authentication.rewind.username", F_STR, postgresql.rewind.username)},
+    {SECRET("postgresql.authentication.rewind.password", postgresql.rewind.password)},
+    {FIELD("postgresql.parameters", F_PARAMS, postgresql.parameters)},
+    {FIELD("postgresql.pg_hba", F_STRLIST, postgresql.pg_hba)},
+
+    {SECTION("tags")},
+    {FIELD("tags.nofailover", F_BOOL, tags.nofailover)},
+    {FIELD("tags.noloadbalance", F_BOOL, tags.noloadbalance)},
+    {FIELD("tags.clonefrom", F_BOOL, tags.clonefrom)},
+    {FIELD("tags.nosync", F_BOOL, tags.nosync)},
+    {FIELD("tags.failover_priority", F_NONNEG, tags.failover_priority)},
+
+    /* Patroni (and planned pgwarden) keys that are not implemented yet. */
+    {UNIMPL("log")},
+    {UNIMPL("ctl")},
+    {UNIMPL("watchdog")},
+    {UNIMPL("fencing")},
+    {UNIMPL("citus")},
+    {UNIMPL("etcd")},
+    {UNIMPL("consul")},
+    {UNIMPL("zookeeper")},
+    {UNIMPL("exhibitor")},
+    {UNIMPL("kubernetes")},
+    {UNIMPL("raft")},
+    {UNIMPL("synchronous_mode")},
+    {UNIMPL("synchronous_mode_strict")},
+    {UNIMPL("synchronous_node_count")},
+    {UNIMPL("failsafe_mode")},
+    {UNIMPL("standby_cluster")},
+    {UNIMPL("restapi.authentication")},
+    {UNIMPL("restapi.certfile")},
+    {UNIMPL("restapi.keyfile")},
+    {UNIMPL("restapi.keyfile_password")},
+    {UNIMPL("restapi.cafile")},
+    {UNIMPL("restapi.ciphers")},
+    {UNIMPL("restapi.verify_client")},
+    {UNIMPL("restapi.allowlist")},
+    {UNIMPL("restapi.allowlist_include_members")},
+    {UNIMPL("restapi.http_extra_headers")},
+    {UNIMPL("restapi.https_extra_headers")},
+    {UNIMPL("restapi.request_queue_size")},
+    {UNIMPL("etcd3.url")},
+    {UNIMPL("etcd3.proxy")},
+    {UNIMPL("etcd3.srv")},
+    {UNIMPL("etcd3.srv_suffix")},
+    {UNIMPL("bootstrap.method")},
+    {UNIMPL("bootstrap.post_bootstrap")},
+    {UNIMPL("bootstrap.post_init")},
+    {UNIMPL("bootstrap.users")},
+    {UNIMPL("bootstrap.pg_hba")},
+    {UNIMPL("bootstrap.dcs.synchronous_mode")},
+    {UNIMPL("bootstrap.dcs.synchronous_mode_strict")},
+    {UNIMPL("bootstrap.dcs.synchronous_node_count")},
+    {UNIMPL("bootstrap.dcs.failsafe_mode")},
+    {UNIMPL("bootstrap.dcs.standby_cluster")},
+    {UNIMPL("bootstrap.dcs.slots")},
+    {UNIMPL("bootstrap.dcs.ignore_slots")},
+    {UNIMPL("bootstrap.dcs.check_timeline")},
+    {UNIMPL("bootstrap.dcs.max_timelines_history")},
+    {UNIMPL("bootstrap.dcs.member_slots_ttl")},
+    {UNIMPL("bootstrap.dcs.postgresql.pg_hba")},
+    {UNIMPL("bootstrap.dcs.postgresql.pg_ident")},
+    {UNIMPL("bootstrap.dcs.postgresql.recovery_conf")},
+    {UNIMPL("postgresql.callbacks")},
+    {UNIMPL("postgresql.create_replica_methods")},
+    {UNIMPL("postgresql.basebackup")},
+    {UNIMPL("postgresql.recovery_conf")},
+    {UNIMPL("postgresql.custom_conf")},
+    {UNIMPL("postgresql.config_dir")},
+    {UNIMPL("postgresql.pg_ctl_timeout")},
+    {UNIMPL("postgresql.use_unix_socket")},
+    {UNIMPL("postgresql.use_unix_socket_repl")},
+    {UNIMPL("postgresql.use_pg_rewind")},
+    {UNIMPL("postgresql.remove_data_directory_on_rewind_failure")},
+    {UNIMPL("postgresql.remove_data_directory_on_diverged_timelines")},
+    {UNIMPL("postgresql.pg_ident")},
+    {UNIMPL("postgresql.bin_name")},
+    {UNIMPL("postgresql.proxy_address")},
+    {UNIMPL("postgresql.pre_promote")},
+    {UNIMPL("postgresql.before_stop")},
+    {UNIMPL("tags.replicatefrom")},
+    {UNIMPL("tags.nostream")},
+};
+
+#define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+
+/* initdb options pgwarden sets itself (as Patroni refuses them too). */
+static const char *const initdb_forbidden[] = {"pgdata", "nosync", "pwfile", "sync-only",
+                                               "version"};
+
+struct ctx {
+	const char *name; /* file name for messages */
+	const char *text; /* the input, for reader errors */
+	size_t len;
+	yaml_document_t *doc;
+	struct pgw_config *cfg;
+	char *err;
+	size_t errlen;
+	bool failed;
+	bool seen[NFIELDS];
+};
+
+/* ---------------------------------------------------------------- messages */
+
+static void bufappend(char *buf, size_t size, size_t *off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void bufappend(char *buf, size_t size, size_t *off, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	if (!buf || *off >= size)
+		return;
+	va_start(ap, fmt);
+	r = vsnprintf(buf + *off, size - *off, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return;
+	*off = (size_t)r >= size - *off ? size : *off + (size_t)r;
+}
+
+static size_t line_of(const yaml_node_t *n)
+{
+	return n->start_mark.line + 1;
+}
+
+/* The first error wins; later ones (there are none: we stop) are dropped. */
+static int fail(struct ctx *c, const yaml_node_t *n, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(struct ctx *c, const yaml_node_t *n, const char *path, const char *fmt, ...)
+{
+	size_t off = 0;
+	va_list ap;
+
+	if (c->failed)
+		return -1;
+	c->failed = true;
+	if (!c->err || c->errlen == 0)
+		return -1;
+	c->err[0] = '\0';
+	if (n)
+		bufappend(c->err, c->errlen, &off, "%s:%zu: ", c->name, line_of(n));
+	else
+		bufappend(c->err, c->errlen, &off, "%s: ", c->name);
+	if (path && *path)
+		bufappend(c->err, c->errlen, &off, "%s: ", path);
+	if (off < c->errlen) {
+		va_start(ap, fmt);
+		vsnprintf(c->err + off, c->errlen - off, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static int oom(struct ctx *c)
+{
+	return fail(c, NULL, NULL, "out of memory");
+}
+
+/* Quote s for a message: "..." with C escapes, at most GOT_MAX input bytes. */
+static void quote(char *out, size_t outlen, const char *s, size_t n)
+{
+	size_t off = 0, i;
+
+	bufappend(out, outlen, &off, "\"");
+	for (i = 0; i < n && i < GOT_MAX; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == '"' || ch == '\\')
+			bufappend(out, outlen, &off, "\\%c", ch);
+		else if (ch == '\n')
+			bufappend(out, outlen, &off, "\\n");
+		else if (ch == '\r')
+			bufappend(out, outlen, &off, "\\r");
+		else if (ch == '\t')
+			bufappend(out, outlen, &off, "\\t");
+		else if (ch < 0x20 || ch == 0x7f)
+			bufappend(out, outlen, &off, "\\x%02x", ch);
+		else
+			bufappend(out, outlen, &off, "%c", ch);
+	}
+	if (i < n) {
+		/* do not end in the middle of a UTF-8 sequence */
+		while (off > 1 && off < outlen && ((unsigned char)out[off - 1] & 0xc0) == 0x80)
+			off--;
+		if (off > 1 && off < outlen && ((unsigned char)out[off - 1] & 0xc0) == 0xc0)
+			off--;
+		if (off < outlen)
+			out[off] = '\0';
+		bufappend(out, outlen, &off, "...");
+	}
+	bufappend(out, outlen, &off, "\"");
+}
+
+/* What a node is, for "got ...". */
+static void describe(char *out, size_t outlen, const yaml_node_t *n, bool secret)
+{
+	if (n->type == YAML_SCALAR_NODE) {
+		if (secret)
+			snprintf(out, outlen, "\"***\"");
+		else
+			quote(out, outlen, (const char *)n->data.scalar.value,
+			      n->data.scalar.length);
+	} else if (n->type == YAML_SEQUENCE_NODE) {
+		snprintf(out, outlen, "a list");
+	} else if (n->type == YAML_MAPPING_NODE) {
+		snprintf(out, outlen, "a map");
+	} else {
+		snprintf(out, outlen, "nothing");
+	}
+}
+
+static int expected(struct ctx *c, const yaml_node_t *n, const char *path, const char *what,
+                    bool secret)
+{
+	char got[4 * GOT_MAX + 16];
+
+	describe(got, sizeof(got), n, secret);
+	return fail(c, n, path, "expected %s, got %s", what, got);
+}
+
+static int expected_text(struct ctx *c, const yaml_node_t *n, const char *path, const char *what,
+                         const char *s, size_t len)
+{
+	char got[4 * GOT_MAX + 16];
+
+	quote(got, sizeof(got), s, len);
+	return fail(c, n, path, "expected %s, got %s", what, got);
+}
+
+/* ---------------------------------------------------------------- lists */
+
+static int strlist_push(struct ctx *c, struct pgw_strlist *l, const char *s, size_t len)
+{
+	char **items;
+	char *copy;
+
+	copy = strndup(s, len);
+	if (!copy)
+		return oom(c);
+	items = realloc(l->items, (l->n + 1) * sizeof(*items));
+	if (!items) {
+		free(copy);
+		return oom(c);
+	}
+	items[l->n++] = copy;
+	l->items = items;
+	return 0;
+}
+
+static void strlist_free(struct pgw_strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->items[i]);
+	free(l->items);
+	l->items = NULL;
+	l->n = 0;
+}
+
+static void kvlist_free(struct pgw_kvlist *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->items[i].name);
+		free(l->items[i].value);
+	}
+	free(l->items);
+	l->items = NULL;
+	l->n = 0;
+}
+
+static int warn(struct ctx *c, const yaml_node_t *n, const char *path, const char *what)
+{
+	char line[KEYPATH_MAX + 256];
+	int r;
+
+	r = snprintf(line, sizeof(line), "%s:%zu: %s: %s", c->name, line_of(n), path, what);
+	if (r < 0)
+		return oom(c);
+	return strlist_push(c, &c->cfg->warnings, line, strlen(line));
+}
+
+/* ---------------------------------------------------------------- scalars */
+
+static yaml_node_t *node_at(struct ctx *c, int index)
+{
+	return yaml_document_get_node(c->doc, index);
+}
+
+static bool is_null(const yaml_node_t *n)
+{
+	const char *s;
+
+	if (!n || n->type == YAML_NO_NODE)
+		return true;
+	if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return false;
+	s = (const char *)n->data.scalar.value;
+	return n->data.scalar.length == 0 || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
+	       strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
+}
+
+/* A scalar that can be stored as a C string: not null, not empty (unless FL_EMPTY_OK),
+ * one line, no NUL. */
+static int clean_scalar(struct ctx *c, const yaml_node_t *n, const char *path, const char *what,
+                        unsigned flags, const char **s, size_t *len)
+{
+	bool secret = (flags & FL_SECRET) != 0;
+
+	if (!n || n->type != YAML_SCALAR_NODE || is_null(n) ||
+	    (n->data.scalar.length == 0 && !(flags & FL_EMPTY_OK)))
+		return n ? expected(c, n, path, what, secret)
+		         : fail(c, NULL, path, "missing value");
+	*s = (const char *)n->data.scalar.value;
+	*len = n->data.scalar.length;
+	if (memchr(*s, '\0', *len) || memchr(*s, '\n', *len) || memchr(*s, '\r', *len)) {
+		char got[4 * GOT_MAX + 16];
+
+		describe(got, sizeof(got), n, secret);
+		return fail(c, n, path, "expected %s without line breaks or NUL bytes, got %s",
+		            what, got);
+	}
+	return 0;
+}
+
+/* Decimal digits only (no sign, no leading zero, no YAML 1.1 octal/hex/underscores). */
+static bool parse_uint(const char *s, size_t len, int64_t max, int64_t *out)
+{
+	int64_t v = 0;
+
+	if (len == 0 || len > 19 || (len > 1 && s[0] == '0'))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		if (v > (max - (s[i] - '0')) / 10)
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+static bool parse_bool(const char *s, size_t len, bool *out)
+{
+	static const char *const yes[] = {"true", "yes", "on"};
+	static const char *const no[] = {"false", "no", "off"};
+
+	for (size_t i = 0; i < 3; i++) {
+		if (len == strlen(yes[i]) && strncasecmp(s, yes[i], len) == 0) {
+			*out = true;
+			return true;
+		}
+		if (len == strlen(no[i]) && strncasecmp(s, no[i], len) == 0) {
+			*out = false;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool host_char_ok(unsigned char ch)
+{
+	return ch > 0x20 && ch != 0x7f && ch != '[' && ch != ']' && ch != '/' && ch != '@';
+}
+
+bool pgw_split_hostport(const char *hostport, char **host, int *port)
+{
+	const char *h, *colon, *p;
+	size_t hlen;
+	int64_t v;
+
+	if (host)
+		*host = NULL;
+	if (!hostport)
+		return false;
+	if (hostport[0] == '[') {
+		const char *close = strchr(hostport, ']');
+
+		if (!close || close[1] != ':')
+			return false;
+		h = hostport + 1;
+		hlen = (size_t)(close - h);
+		colon = close + 1;
+		for (size_t i = 0; i < hlen; i++)
+			if (!host_char_ok((unsigned char)h[i]))
+				return false;
+	} else {
+		colon = strrchr(hostport, ':');
+		if (!colon)
+			return false;
+		h = hostport;
+		hlen = (size_t)(colon - h);
+		for (size_t i = 0; i < hlen; i++)
+			if (!host_char_ok((unsigned char)h[i]) || h[i] == ':')
+				return false;
+	}
+	if (hlen == 0)
+		return false;
+	p = colon + 1;
+	if (!parse_uint(p, strlen(p), 65535, &v) || v < 1)
+		return false;
+	if (host) {
+		*host = strndup(h, hlen);
+		if (!*host)
+			return false;
+	}
+	if (port)
+		*port = (int)v;
+	return true;
+}
+
+/* ---------------------------------------------------------------- maps */
+
+struct keyref {
+	const char *s;
+	size_t len;
+	size_t pos;
+	const yaml_node_t *node;
+};
+
+static int keycmp_base(const struct keyref *a, const struct keyref *b, bool ci)
+{
+	size_t n = a->len < b->len ? a->len : b->len;
+	int r = ci ? strncasecmp(a->s, b->s, n) : memcmp(a->s, b->s, n);
+
+	if (r == 0 && a->len != b->len)
+		r = a->len < b->len ? -1 : 1;
+	if (r == 0)
+		r = a->pos < b->pos ? -1 : (a->pos > b->pos);
+	return r;
+}
+
+static int keycmp(const void *a, const void *b)
+{
+	return keycmp_base(a, b, false);
+}
+
+static int keycmp_ci(const void *a, const void *b)
+{
+	return keycmp_base(a, b, true);
+}
+
+static bool keys_equal(const struct keyref *a, const struct keyref *b, bool ci)
+{
+	if (a->len != b->len)
+		return false;
+	return ci ? strncasecmp(a->s, b->s, a->len) == 0 : memcmp(a->s, b->s, a->len) == 0;
+}
+
+/* Every key of the map is a scalar and appears once (ci: case-insensitively). */
+static int check_keys(struct ctx *c, const yaml_node_t *map, const char *path, bool ci)
+{
+	size_t n = (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
+	const struct keyref *dup = NULL, *first = NULL;
+	struct keyref *keys;
+
+	if (n == 0)
+		return 0;
+	keys = calloc(n, sizeof(*keys));
+	if (!keys)
+		return oom(c);
+	for (size_t i = 0; i < n; i++) {
+		const yaml_node_t *k = node_at(c, map->data.mapping.pairs.start[i].key);
+
+		if (!k || k->type != YAML_SCALAR_NODE) {
+			free(keys);
+			return k ? expected(c, k, path, "a scalar key", false)
+			         : fail(c, map, path, "missing key");
+		}
+		keys[i] = (struct keyref){(const char *)k->data.scalar.value, k->data.scalar.length,
+		                          i, k};
+	}
+	qsort(keys, n, sizeof(*keys), ci ? keycmp_ci : keycmp);
+	for (size_t i = 1; i < n; i++) {
+		if (keys_equal(&keys[i - 1], &keys[i], ci) && (!dup || keys[i].pos < dup->pos)) {
+			dup = &keys[i];
+			first = &keys[i - 1];
+			while (first > keys && keys_equal(first - 1, dup, ci))
+				first--;
+		}
+	}
+	if (dup) {
+		char got[4 * GOT_MAX + 16];
+
+		quote(got, sizeof(got), dup->s, dup->len);
+		fail(c, dup->node, path, "duplicate key %s (first at line %zu)", got,
+		     line_of(first->node));
+	}
+	free(keys);
+	return dup ? -1 : 0;
+}
+
+/* prefix.key into out; false when the key cannot be a table path (too long, has '.'). */
+static bool make_path(char *out, size_t outlen, const char *prefix, const yaml_node_t *k)
+{
+	const char *s = (const char *)k->data.scalar.value;
+	size_t len = k->data.scalar.length, off = 0;
+	bool ok = len > 0;
+
+	if (*prefix)
+		bufappend(out, outlen, &off, "%s.", prefix);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (off + 4 >= outlen) {
+			bufappend(out, outlen, &off, "...");
+			return false;
+		}
+		if (ch == '.')
+			ok = false;
+		if (ch < 0x20 || ch == 0x7f) {
+			ok = false;
+			ch = '?';
+		}
+		out[off++] = (char)ch;
+	}
+	out[off < outlen ? off : outlen - 1] = '\0';
+	return ok;
+}
+
+static const struct field *lookup(const char *path, size_t *index)
+{
+	for (size_t i = 0; i < NFIELDS; i++) {
+		if (strcmp(fields[i].path, path) == 0) {
+			*index = i;
+			return &fields[i];
+		}
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- converters */
+
+static void *dest(struct ctx *c, const struct field *f)
+{
+	return (char *)c->cfg + f->off;
+}
+
+static int store_str(struct ctx *c, char **dst, const char *s, size_t len)
+{
+	char *copy = strndup(s, len);
+
+	if (!copy)
+		return oom(c);
+	free(*dst);
+	*dst = copy;
+	return 0;
+}
+
+static int conv_hostport_text(struct ctx *c, const yaml_node_t *n, const char *path, const char *s,
+                              size_t len, struct pgw_strlist *list, char **dst)
+{
+	char *tmp = strndup(s, len);
+	bool ok;
+
+	if (!tmp)
+		return oom(c);
+	ok = strlen(tmp) == len && pgw_split_hostport(tmp, NULL, NULL);
+	free(tmp);
+	if (!ok)
+		return expected_text(c, n, path, "host:port", s, len);
+	return list ? strlist_push(c, list, s, len) : store_str(c, dst, s, len);
+}
+
+static int conv_hostlist(struct ctx *c, const yaml_node_t *v, const char *path,
+                         struct pgw_strlist *list)
+{
+	if (v->type == YAML_SCALAR_NODE && !is_null(v)) {
+		/* Patroni's form: "host1:port1,host2:port2" */
+		const char *s, *end, *p;
+		size_t len;
+
+		if (clean_scalar(c, v, path, "a list of host:port", 0, &s, &len))
+			return -1;
+		end = s + len;
+		for (p = s; p <= end;) {
+			const char *comma = memchr(p, ',', (size_t)(end - p));
+			const char *e = comma ? comma : end, *b = p;
+
+			while (b < e && (*b == ' ' || *b == '\t'))
+				b++;
+			while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			if (conv_hostport_text(c, v, path, b, (size_t)(e - b), list, NULL))
+				return -1;
+			if (!comma)
+				break;
+			p = comma + 1;
+		}
+	} else if (v->type == YAML_SEQUENCE_NODE) {
+		for (yaml_node_item_t *it = v->data.sequence.items.start;
+		     it < v->data.sequence.items.top; it++) {
+			const yaml_node_t *e = node_at(c, *it);
+			const char *s;
+			size_t len;
+
+			if (clean_scalar(c, e, path, "host:port", 0, &s, &len) ||
+			    conv_hostport_text(c, e, path, s, len, list, NULL))
+				return -1;
+		}
+	} else {
+		return expected(c, v, path, "a list of host:port", false);
+	}
+	if (list->n == 0)
+		return fail(c, v, path, "expected at least one host:port, got an empty list");
+	return 0;
+}
+
+static int conv_strlist(struct ctx *c, const yaml_node_t *v, const char *path,
+                        struct pgw_strlist *list)
+{
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_SEQUENCE_NODE)
+		return expected(c, v, path, "a list of strings", false);
+	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+	     it++) {
+		const char *s;
+		size_t len;
+
+		if (clean_scalar(c, node_at(c, *it), path, "a string", 0, &s, &len) ||
+		    strlist_push(c, list, s, len))
+			return -1;
+	}
+	return 0;
+}
+
+static bool param_name_ok(const char *s, size_t len)
+{
+	if (len == 0 || !(isalpha((unsigned char)s[0]) || s[0] == '_'))
+		return false;
+	for (size_t i = 1; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.')
+			return false;
+	return true;
+}
+
+static int conv_params(struct ctx *c, const yaml_node_t *v, const char *path,
+                       struct pgw_kvlist *list)
+{
+	size_t n;
+
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_MAPPING_NODE)
+		return expected(c, v, path, "a map", false);
+	if (check_keys(c, v, path, true))
+		return -1;
+	n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+	if (n == 0)
+		return 0;
+	list->items = calloc(n, sizeof(*list->items));
+	if (!list->items)
+		return oom(c);
+	for (size_t i = 0; i < n; i++) {
+		const yaml_node_t *k = node_at(c, v->data.mapping.pairs.start[i].key);
+		const yaml_node_t *val = node_at(c, v->data.mapping.pairs.start[i].value);
+		const char *ks = (const char *)k->data.scalar.value, *vs;
+		size_t klen = k->data.scalar.length, vlen;
+		char ppath[KEYPATH_MAX + 8];
+		struct pgw_kv *kv = &list->items[list->n];
+
+		if (!param_name_ok(ks, klen))
+			return expected_text(c, k, path, "a parameter name", ks, klen);
+		snprintf(ppath, sizeof(ppath), "%s.%.*s", path, (int)klen, ks);
+		if (clean_scalar(c, val, ppath, "a scalar value", FL_EMPTY_OK, &vs, &vlen))
+			return -1;
+		kv->name = strndup(ks, klen);
+		kv->value = strndup(vs, vlen);
+		list->n++; /* freed by kvlist_free even when half-filled */
+		if (!kv->name || !kv->value)
+			return oom(c);
+	}
+	return 0;
+}
+
+static int initdb_option(struct ctx *c, const yaml_node_t *n, const char *path, const char *s,
+                         size_t len, const char *value, size_t vlen, struct pgw_strlist *list)
+{
+	char *arg;
+	int r;
+
+	if (len == 0 || s[0] == '-')
+		return expected_text(c, n, path, "an initdb option name such as data-checksums", s,
+		                     len);
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
+			return expected_text(c, n, path, "an initdb option name", s, len);
+	for (size_t i = 0; i < sizeof(initdb_forbidden) / sizeof(initdb_forbidden[0]); i++)
+		if (strlen(initdb_forbidden[i]) == len && memcmp(initdb_forbidden[i], s, len) == 0)
+			return expected_text(
+			    c, n, path, "an initdb option pgwarden does not set itself", s, len);
+	if (value)
+		r = asprintf(&arg, "--%.*s=%.*s", (int)len, s, (int)vlen, value);
+	else
+		r = asprintf(&arg, "--%.*s", (int)len, s);
+	if (r < 0)
+		return oom(c);
+	r = strlist_push(c, list, arg, (size_t)r);
+	free(arg);
+	return r;
+}
+
+/* The pairs of a {key: value} map as "--key=value". */
+static int initdb_map(struct ctx *c, const yaml_node_t *m, const char *path,
+                      struct pgw_strlist *list)
+{
+	if (check_keys(c, m, path, false))
+		return -1;
+	for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top;
+	     p++) {
+		const yaml_node_t *k = node_at(c, p->key), *val = node_at(c, p->value);
+		const char *ks, *vs;
+		size_t klen, vlen;
+
+		if (clean_scalar(c, k, path, "an initdb option name", 0, &ks, &klen) ||
+		    clean_scalar(c, val, path, "an initdb option value", 0, &vs, &vlen) ||
+		    initdb_option(c, k, path, ks, klen, vs, vlen, list))
+			return -1;
+	}
+	return 0;
+}
+
+static int conv_initdb(struct ctx *c, const yaml_node_t *v, const char *path,
+                       struct pgw_strlist *list)
+{
+	if (is_null(v))
+		return 0;
+	if (v->type == YAML_MAPPING_NODE)
+		return initdb_map(c, v, path, list);
+	if (v->type != YAML_SEQUENCE_NODE)
+		return expected(c, v, path, "a list of initdb options", false);
+	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+	     it++) {
+		const yaml_node_t *e = node_at(c, *it);
+		const char *s;
+		size_t len;
+
+		if (e && e->type == YAML_MAPPING_NODE &&
+		    e->data.mapping.pairs.top - e->data.mapping.pairs.start == 1) {
+			if (initdb_map(c, e, path, list))
+				return -1;
+			continue;
+		}
+		if (e && e->type != YAML_SCALAR_NODE)
+			return expected(c, e, path, "a flag or a single-key map", false);
+		if (clean_scalar(c, e, path, "an initdb option", 0, &s, &len) ||
+		    initdb_option(c, e, path, s, len, NULL, 0, list))
+			return -1;
+	}
+	return 0;
+}
+
+/* Convert the value v of the key at path (table entry f) into the config. */
+static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, const char *path)
+{
+	bool secret = (f->flags & FL_SECRET) != 0;
+	const char *s;
+	size_t len;
+	int64_t n;
+	bool b;
+
+	switch (f->type) {
+	case F_STR:
+		if (clean_scalar(c, v, path, "a string", f->flags, &s, &len))
+			return -1;
+		return store_str(c, dest(c, f), s, len);
+	case F_NAME:
+		if (clean_scalar(c, v, path, "a name", f->flags, &s, &len))
+			return -1;
+		if (memchr(s, '/', len))
+			return expected(c, v, path, "a name without '/'", secret);
+		return store_str(c, dest(c, f), s, len);
+	case F_PROTO:
+		if (clean_scalar(c, v, path, "http or https", 0, &s, &len))
+			return -1;
+		if (len == 4 && strncasecmp(s, "http", 4) == 0)
+			return store_str(c, dest(c, f), "http", 4);
+		if (len == 5 && strncasecmp(s, "https", 5) == 0)
+			return store_str(c, dest(c, f), "https", 5);
+		return expected(c, v, path, "http or https", false);
+	case F_HOSTPORT:
+		if (clean_scalar(c, v, path, "host:port", 0, &s, &len))
+			return -1;
+		return conv_hostport_text(c, v, path, s, len, NULL, dest(c, f));
+	case F_POSINT:
+	case F_NONNEG: {
+		const char *what =
+		    f->type == F_POSINT ? "a positive integer" : "a non-negative integer";
+
+		if (clean_scalar(c, v, path, what, 0, &s, &len))
+			return -1;
+		if (!parse_uint(s, len, INT32_MAX, &n) || (f->type == F_POSINT && n < 1))
+			return expected(c, v, path, what, false);
+		*(int *)dest(c, f) = (int)n;
+		return 0;
+	}
+	case F_NONNEG64:
+		if (clean_scalar(c, v, path, "a non-negative integer", 0, &s, &len))
+			return -1;
+		if (!parse_uint(s, len, INT64_MAX, &n))
+			return expected(c, v, path, "a non-negative integer", false);
+		*(int64_t *)dest(c, f) = n;
+		return 0;
+	case F_BOOL:
+		if (clean_scalar(c, v, path, "a boolean", 0, &s, &len))
+			return -1;
+		if (!parse_bool(s, len, &b))
+			return expected(c, v, path, "a boolean", false);
+		*(bool *)dest(c, f) = b;
+		return 0;
+	case F_STRLIST:
+		return conv_strlist(c, v, path, dest(c, f));
+	case F_HOSTLIST:
+		return conv_hostlist(c, v, path, dest(c, f));
+	case F_PARAMS:
+		return conv_params(c, v, path, dest(c, f));
+	case F_INITDB:
+		return conv_initdb(c, v, path, dest(c, f));
+	case F_SECTION:
+	case F_UNIMPL:
+		break;
+	}
+	return fail(c, v, path, "internal error: bad field type");
+}
+
+/* ---------------------------------------------------------------- walker */
+
+static int walk_map(struct ctx *c, const yaml_node_t *map, const char *prefix)
+{
+	if (check_keys(c, map, prefix, false))
+		return -1;
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+	     p++) {
+		const yaml_node_t *k = node_at(c, p->key), *v = node_at(c, p->value);
+		char path[KEYPATH_MAX];
+		const struct field *f = NULL;
+		size_t idx = 0, other;
+
+		if (!v)
+			return fail(c, k, prefix, "missing value");
+		if (make_path(path, sizeof(path), prefix, k))
+			f = lookup(path, &idx);
+		if (!f) {
+			if (warn(c, k, path, "unknown key, ignored"))
+				return -1;
+			continue;
+		}
+		if (f->type == F_UNIMPL) {
+			if (warn(c, k, path, "not implemented by pgwarden yet, ignored"))
+				return -1;
+			continue;
+		}
+		if (f->conflicts && lookup(f->conflicts, &other) && c->seen[other])
+			return fail(c, k, path, "conflicts with %s", f->conflicts);
+		c->seen[idx] = true;
+		if (f->type == F_SECTION) {
+			if (is_null(v))
+				continue;
+			if (v->type != YAML_MAPPING_NODE)
+				return expected(c, v, path, "a map", false);
+			if (walk_map(c, v, path))
+				return -1;
+			continue;
+		}
+		if (convert(c, f, v, path))
+			return -1;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- defaults, rules */
+
+static int set_default(struct ctx *c, char **dst, const char *value)
+{
+	if (*dst)
+		return 0;
+	*dst = strdup(value);
+	return *dst ? 0 : oom(c);
+}
+
+static int normalise_namespace(struct ctx *c)
+{
+	char *ns = c->cfg->namespace, *out;
+	size_t len = strlen(ns);
+	bool lead = ns[0] != '/', trail = len == 0 || ns[len - 1] != '/';
+
+	if (!lead && !trail)
+		return 0;
+	if (len == 0 || (len == 1 && ns[0] == '/'))
+		trail = false;
+	if (asprintf(&out, "%s%s%s", lead ? "/" : "", ns, trail ? "/" : "") < 0)
+		return oom(c);
+	free(ns);
+	c->cfg->namespace = out;
+	return 0;
+}
+
+/* "<dirname(data_dir)>/pgpass.<name>" */
+static int default_pgpass(struct ctx *c)
+{
+	struct pgw_config *cfg = c->cfg;
+	const char *d = cfg->postgresql.data_dir;
+	size_t end = strlen(d);
+	int r;
+
+	if (cfg->postgresql.pgpass)
+		return 0;
+	while (end > 1 && d[end - 1] == '/') /* "a/b/" -> "a/b" */
+		end--;
+	while (end > 0 && d[end - 1] != '/') /* -> "a/" */
+		end--;
+	while (end > 1 && d[end - 1] == '/') /* -> "a" */
+		end--;
+	if (end == 0)
+		r = asprintf(&cfg->postgresql.pgpass, "./pgpass.%s", cfg->name);
+	else if (end == 1 && d[0] == '/')
+		r = asprintf(&cfg->postgresql.pgpass, "/pgpass.%s", cfg->name);
+	else
+		r = asprintf(&cfg->postgresql.pgpass, "%.*s/pgpass.%s", (int)end, d, cfg->name);
+	if (r < 0) {
+		cfg->postgresql.pgpass = NULL;
+		return oom(c);
+	}
+	return 0;
+}
+
+static int finish(struct ctx *c)
+{
+	struct pgw_config *cfg = c->cfg;
+	char terr[160];
+
+	if (!cfg->scope)
+		return fail(c, NULL, "scope", "required key is missing");
+	if (!cfg->name)
+		return fail(c, NULL, "name", "required key is missing");
+	if (!cfg->postgresql.data_dir)
+		return fail(c, NULL, "postgresql.data_dir", "required key is missing");
+
+	if (set_default(c, &cfg->namespace, "/service/") || normalise_namespace(c) ||
+	    set_default(c, &cfg->user, "postgres") ||
+	    set_default(c, &cfg->restapi.listen, "127.0.0.1:8008") ||
+	    set_default(c, &cfg->restapi.connect_address, cfg->restapi.listen) ||
+	    set_default(c, &cfg->etcd3.protocol, "http") ||
+	    set_default(c, &cfg->postgresql.listen, "127.0.0.1:5432") ||
+	    set_default(c, &cfg->postgresql.connect_address, cfg->postgresql.listen) ||
+	    set_default(c, &cfg->postgresql.bin_dir, "/usr/lib/postgresql/15/bin") ||
+	    set_default(c, &cfg->postgresql.superuser.username, "postgres") ||
+	    set_default(c, &cfg->postgresql.replication.username, "replicator") ||
+	    default_pgpass(c))
+		return -1;
+	if (cfg->etcd3.hosts.n == 0 && strlist_push(c, &cfg->etcd3.hosts, "127.0.0.1:2379", 14))
+		return -1;
+
+	/* the timing rule has one home: lease.c */
+	if (!pgw_timing_valid(cfg->dcs.ttl, cfg->dcs.loop_wait, cfg->dcs.retry_timeout,
+	                      PGW_SAFETY_MARGIN_S, terr, sizeof(terr)))
+		return fail(c, NULL, "bootstrap.dcs", "%s", terr);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- entry points */
+
+static size_t line_at_offset(const char *text, size_t len, size_t offset)
+{
+	size_t line = 1;
+
+	for (size_t i = 0; i < offset && i < len; i++)
+		if (text[i] == '\n')
+			line++;
+	return line;
+}
+
+static int yaml_error(struct ctx *c, const yaml_parser_t *parser)
+{
+	size_t line;
+
+	if (parser->error == YAML_MEMORY_ERROR)
+		return oom(c);
+	if (parser->error == YAML_READER_ERROR)
+		line = line_at_offset(c->text, c->len, parser->problem_offset);
+	else
+		line = parser->problem_mark.line + 1;
+	c->failed = true;
+	if (c->err && c->errlen)
+		snprintf(c->err, c->errlen, "%s:%zu: YAML syntax error: %s", c->name, line,
+		         parser->problem ? parser->problem : "unknown problem");
+	return -1;
+}
+
+static int parse_into(struct ctx *c)
+{
+	yaml_parser_t parser;
+	yaml_document_t doc, extra;
+	const yaml_node_t *root;
+	int rc = -1;
+
+	if (!yaml_parser_initialize(&parser))
+		return oom(c);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)c->text, c->len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		yaml_error(c, &parser);
+		yaml_parser_delete(&parser);
+		return -1;
+	}
+	c->doc = &doc;
+	root = yaml_document_get_root_node(&doc);
+	if (root && !is_null(root)) {
+		if (root->type != YAML_MAPPING_NODE)
+			expected(c, root, NULL, "a map at the top level", false);
+		else
+			walk_map(c, root, "");
+	}
+	if (!c->failed) {
+		/* a second document would be silently ignored: refuse it */
+		if (!yaml_parser_load(&parser, &extra)) {
+			yaml_error(c, &parser);
+		} else {
+			const yaml_node_t *r2 = yaml_document_get_root_node(&extra);
+
+			if (r2)
+				fail(c, r2, NULL, "expected one YAML document, got a second one");
+			yaml_document_delete(&extra);
+		}
+	}
+	if (!c->failed)
+		rc = finish(c);
+	c->doc = NULL;
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	return rc;
+}
+
+struct pgw_config *pgw_config_parse(const char *name, const char *text, size_t len, char *err,
+                                    size_t errlen)
+{
+	struct ctx *c;
+	struct pgw_config *cfg;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!name)
+		name = "(config)";
+	c = calloc(1, sizeof(*c));
+	cfg = calloc(1, sizeof(*cfg));
+	if (!c || !cfg || !(cfg->path = strdup(name))) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: out of memory", name);
+		free(c);
+		pgw_config_free(cfg);
+		return NULL;
+	}
+	*c = (struct ctx){.name = name,
+	                  .text = text ? text : "",
+	                  .len = text ? len : 0,
+	                  .cfg = cfg,
+	                  .err = err,
+	                  .errlen = errlen};
+
+	cfg->dcs.ttl = 30;
+	cfg->dcs.loop_wait = 10;
+	cfg->dcs.retry_timeout = 10;
+	cfg->dcs.maximum_lag_on_failover = 1048576;
+	cfg->dcs.primary_start_timeout = 300;
+	cfg->dcs.use_pg_rewind = true;
+	cfg->dcs.use_slots = true;
+	cfg->tags.failover_priority = 1;
+
+	if (parse_into(c)) {
+		pgw_config_free(cfg);
+		cfg = NULL;
+	}
+	free(c);
+	return cfg;
+}
+
+struct pgw_config *pgw_config_load(const char *path, char *err, size_t errlen)
+{
+	struct pgw_config *cfg;
+	size_t len = 0, cap = 8192;
+	char *buf = NULL;
+	int fd, saved;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!path)
+		path = "(null)";
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		goto fail_errno;
+	buf = malloc(cap);
+	if (!buf) {
+		errno = ENOMEM;
+		goto fail_errno;
+	}
+	for (;;) {
+		ssize_t r;
+
+		if (len > CONFIG_MAX_BYTES) {
+			if (err && errlen)
+				snprintf(err, errlen, "%s: cannot read: larger than %d bytes", path,
+				         CONFIG_MAX_BYTES);
+			free(buf);
+			close(fd);
+			return NULL;
+		}
+		if (len == cap) {
+			char *nb = realloc(buf, cap * 2);
+
+			if (!nb) {
+				errno = ENOMEM;
+				goto fail_errno;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		r = read(fd, buf + len, cap - len);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			goto fail_errno;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	cfg = pgw_config_parse(path, buf, len, err, errlen);
+	free(buf);
+	return cfg;
+
+fail_errno:
+	saved = errno;
+	if (err && errlen)
+		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(saved));
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+void pgw_config_free(struct pgw_config *cfg)
+{
+	if (!cfg)
+		return;
+	free(cfg->path);
+	free(cfg->scope);
+	free(cfg->namespace);
+	free(cfg->name);
+	free(cfg->user);
+	free(cfg->restapi.listen);
+	free(cfg->restapi.connect_address);
+	strlist_free(&cfg->etcd3.hosts);
+	free(cfg->etcd3.protocol);
+	free(cfg->etcd3.username);
+	free(cfg->etcd3.password);
+	free(cfg->etcd3.cacert);
+	free(cfg->etcd3.cert);
+	free(cfg->etcd3.key);
+	kvlist_free(&cfg->dcs.pg_parameters);
+	strlist_free(&cfg->initdb_args);
+	free(cfg->postgresql.listen);
+	free(cfg->postgresql.connect_address);
+	free(cfg->postgresql.data_dir);
+	free(cfg->postgresql.bin_dir);
+	free(cfg->postgresql.pgpass);
+	free(cfg->postgresql.superuser.username);
+	free(cfg->postgresql.superuser.password);
+	free(cfg->postgresql.replication.username);
+	free(cfg->postgresql.replication.password);
+	free(cfg->postgresql.rewind.username);
+	free(cfg->postgresql.rewind.password);
+	kvlist_free(&cfg->postgresql.parameters);
+	strlist_free(&cfg->postgresql.pg_hba);
+	strlist_free(&cfg->warnings);
+	free(cfg);
+}

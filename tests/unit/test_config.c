@@ -1,0 +1,1040 @@
+/*
+ * test_config.c - the YAML configuration parser (daemon/config.c): the example
+ * conf/pgwarden.yml, the files under tests/unit/data/config/ (good-*.yml declare
+ * their warning count, bad-*.yml their exact error on the first line), defaults,
+ * every error kind with its exact "file:line: key: ..." message, warnings,
+ * pgw_split_hostport, and a small mutation fuzz (run it under ASan).
+ *
+ * The source tree is found from $PGW_SRCDIR, the current directory, this file's
+ * path or the executable's path (build/<variant>/tests/test_config).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#define ERRLEN 512
+
+struct env {
+	char root[4096]; /* the source tree */
+};
+
+/* A config with the three required keys on lines 1-4; `extra` starts at line 5. */
+#define BASE "scope: s\nname: n\npostgresql:\n  data_dir: /d\n"
+
+static struct pgw_config *parse(const char *text, char *err)
+{
+	return pgw_config_parse("t.yml", text, strlen(text), err, ERRLEN);
+}
+
+static char *path_in(const struct env *e, const char *rel)
+{
+	char *p;
+
+	assert_true(asprintf(&p, "%s/%s", e->root, rel) > 0);
+	return p;
+}
+
+static char *read_all(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	assert_true(n >= 0);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+static const char *kv_get(const struct pgw_kvlist *l, const char *name)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->items[i].name, name) == 0)
+			return l->items[i].value;
+	return NULL;
+}
+
+/* ---- the example and the data files ------------------------------------- */
+
+static void test_example_conf(void **state)
+{
+	const struct env *e = *state;
+	char err[ERRLEN];
+	char *path = path_in(e, "conf/pgwarden.yml");
+	struct pgw_config *cfg = pgw_config_load(path, err, sizeof(err));
+
+	if (!cfg)
+		fail_msg("%s", err);
+	for (size_t i = 0; i < cfg->warnings.n; i++)
+		print_message("warning: %s\n", cfg->warnings.items[i]);
+	assert_int_equal(cfg->warnings.n, 0);
+	assert_string_equal(cfg->path, path);
+	assert_string_equal(cfg->name, "node1");
+	assert_string_equal(cfg->namespace, "/service/");
+	assert_string_equal(cfg->restapi.listen, "127.0.0.1:8008");
+	assert_string_equal(cfg->restapi.connect_address, "127.0.0.1:8008");
+	assert_string_equal(cfg->postgresql.listen, "127.0.0.1:5432");
+	assert_string_equal(cfg->postgresql.connect_address, "127.0.0.1:5432");
+	assert_string_equal(cfg->postgresql.data_dir, "/var/lib/postgresql/15/pgwarden");
+	assert_string_equal(cfg->postgresql.pgpass, "/var/lib/postgresql/15/pgpass.node1");
+	assert_int_equal(cfg->etcd3.hosts.n, 1);
+	assert_string_equal(cfg->etcd3.hosts.items[0], "127.0.0.1:2379");
+	assert_non_null(cfg->postgresql.superuser.password);
+	assert_non_null(cfg->postgresql.replication.password);
+	assert_non_null(kv_get(&cfg->postgresql.parameters, "unix_socket_directories"));
+	assert_true(cfg->postgresql.pg_hba.n >= 2);
+	assert_true(cfg->dcs.loop_wait + 2 * cfg->dcs.retry_timeout <= cfg->dcs.ttl);
+	pgw_config_free(cfg);
+	free(path);
+}
+
+static int first_line_value(const char *file, const char *prefix, char *out, size_t outlen)
+{
+	char line[1024];
+	FILE *f = fopen(file, "r");
+	size_t plen = strlen(prefix);
+
+	assert_non_null(f);
+	if (!fgets(line, sizeof(line), f)) {
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	line[strcspn(line, "\n")] = '\0';
+	if (strncmp(line, prefix, plen) != 0)
+		return -1;
+	snprintf(out, outlen, "%s", line + plen);
+	return 0;
+}
+
+/* Every good-*.yml parses with its declared number of warnings; every bad-*.yml
+ * fails with exactly the message on its first line. */
+static void test_data_files(void **state)
+{
+	const struct env *e = *state;
+	char *dir = path_in(e, "tests/unit/data/config");
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int ngood = 0, nbad = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		char want[1024], err[ERRLEN], *file;
+		struct pgw_config *cfg;
+
+		if (!strstr(de->d_name, ".yml"))
+			continue;
+		assert_true(asprintf(&file, "%s/%s", dir, de->d_name) > 0);
+		cfg = pgw_config_load(file, err, sizeof(err));
+		if (strncmp(de->d_name, "good-", 5) == 0) {
+			assert_int_equal(first_line_value(file, "# warnings: ", want, sizeof(want)),
+			                 0);
+			if (!cfg)
+				fail_msg("%s", err);
+			if (cfg->warnings.n != (size_t)atoi(want)) {
+				for (size_t i = 0; i < cfg->warnings.n; i++)
+					print_message("warning: %s\n", cfg->warnings.items[i]);
+				fail_msg("%s: %zu warnings, expected %s", de->d_name,
+				         cfg->warnings.n, want);
+			}
+			ngood++;
+		} else {
+			assert_int_equal(first_line_value(file, "# error: ", want, sizeof(want)),
+			                 0);
+			if (cfg)
+				fail_msg("%s: parsed, expected an error", de->d_name);
+			/* the message names the path given; compare from the base name on */
+			assert_int_equal(strncmp(err, dir, strlen(dir)), 0);
+			assert_string_equal(err + strlen(dir) + 1, want);
+			nbad++;
+		}
+		pgw_config_free(cfg);
+		free(file);
+	}
+	closedir(d);
+	free(dir);
+	assert_true(ngood >= 3);
+	assert_true(nbad >= 10);
+}
+
+/* ---- defaults and values ------------------------------------------------ */
+
+static void test_defaults(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg = parse(BASE, err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_string_equal(cfg->path, "t.yml");
+	assert_string_equal(cfg->scope, "s");
+	assert_string_equal(cfg->name, "n");
+	assert_string_equal(cfg->namespace, "/service/");
+	assert_string_equal(cfg->user, "postgres");
+	assert_string_equal(cfg->restapi.listen, "127.0.0.1:8008");
+	assert_string_equal(cfg->restapi.connect_address, "127.0.0.1:8008");
+	assert_int_equal(cfg->etcd3.hosts.n, 1);
+	assert_string_equal(cfg->etcd3.hosts.items[0], "127.0.0.1:2379");
+	assert_string_equal(cfg->etcd3.protocol, "http");
+	assert_null(cfg->etcd3.username);
+	assert_null(cfg->etcd3.password);
+	assert_null(cfg->etcd3.cacert);
+	assert_null(cfg->etcd3.cert);
+	assert_null(cfg->etcd3.key);
+	assert_int_equal(cfg->dcs.ttl, 30);
+	assert_int_equal(cfg->dcs.loop_wait, 10);
+	assert_int_equal(cfg->dcs.retry_timeout, 10);
+	assert_int_equal(cfg->dcs.maximum_lag_on_failover, 1048576);
+	assert_int_equal(cfg->dcs.primary_start_timeout, 300);
+	assert_true(cfg->dcs.use_pg_rewind);
+	assert_true(cfg->dcs.use_slots);
+	assert_int_equal(cfg->dcs.pg_parameters.n, 0);
+	assert_int_equal(cfg->initdb_args.n, 0);
+	assert_string_equal(cfg->postgresql.listen, "127.0.0.1:5432");
+	assert_string_equal(cfg->postgresql.connect_address, "127.0.0.1:5432");
+	assert_string_equal(cfg->postgresql.data_dir, "/d");
+	assert_string_equal(cfg->postgresql.bin_dir, "/usr/lib/postgresql/15/bin");
+	assert_string_equal(cfg->postgresql.pgpass, "/pgpass.n");
+	assert_string_equal(cfg->postgresql.superuser.username, "postgres");
+	assert_null(cfg->postgresql.superuser.password);
+	assert_string_equal(cfg->postgresql.replication.username, "replicator");
+	assert_null(cfg->postgresql.replication.password);
+	assert_null(cfg->postgresql.rewind.username);
+	assert_null(cfg->postgresql.rewind.password);
+	assert_int_equal(cfg->postgresql.parameters.n, 0);
+	assert_int_equal(cfg->postgresql.pg_hba.n, 0);
+	assert_false(cfg->tags.nofailover);
+	assert_false(cfg->tags.noloadbalance);
+	assert_false(cfg->tags.clonefrom);
+	assert_false(cfg->tags.nosync);
+	assert_int_equal(cfg->tags.failover_priority, 1);
+	assert_int_equal(cfg->warnings.n, 0);
+	pgw_config_free(cfg);
+}
+
+static void test_full_file(void **state)
+{
+	const struct env *e = *state;
+	char err[ERRLEN];
+	char *path = path_in(e, "tests/unit/data/config/good-full.yml");
+	struct pgw_config *cfg = pgw_config_load(path, err, sizeof(err));
+	const struct pgw_kvlist *dp, *lp;
+
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_string_equal(cfg->namespace, "/clusters/");
+	assert_string_equal(cfg->name, "pg2");
+	assert_string_equal(cfg->user, "pgw");
+	assert_string_equal(cfg->restapi.listen, "0.0.0.0:8010");
+	assert_string_equal(cfg->restapi.connect_address, "10.0.0.2:8010");
+	assert_int_equal(cfg->etcd3.hosts.n, 3);
+	assert_string_equal(cfg->etcd3.hosts.items[0], "10.0.0.1:2379");
+	assert_string_equal(cfg->etcd3.hosts.items[1], "10.0.0.2:2379");
+	assert_string_equal(cfg->etcd3.hosts.items[2], "[fd00::3]:2379");
+	assert_string_equal(cfg->etcd3.protocol, "https");
+	assert_string_equal(cfg->etcd3.username, "root");
+	assert_string_equal(cfg->etcd3.password, "etcdpw");
+	assert_string_equal(cfg->etcd3.cacert, "/etc/ca.pem");
+	assert_string_equal(cfg->etcd3.cert, "/etc/cert.pem");
+	assert_string_equal(cfg->etcd3.key, "/etc/key.pem");
+	assert_int_equal(cfg->dcs.ttl, 60);
+	assert_int_equal(cfg->dcs.loop_wait, 5);
+	assert_int_equal(cfg->dcs.retry_timeout, 20);
+	assert_true(cfg->dcs.maximum_lag_on_failover == INT64_C(10737418240));
+	assert_int_equal(cfg->dcs.primary_start_timeout, 0);
+	assert_false(cfg->dcs.use_pg_rewind);
+	assert_false(cfg->dcs.use_slots);
+
+	/* parameters keep their text, whatever YAML type they look like, in order */
+	dp = &cfg->dcs.pg_parameters;
+	assert_int_equal(dp->n, 5);
+	assert_string_equal(dp->items[0].name, "max_connections");
+	assert_string_equal(dp->items[0].value, "200");
+	assert_string_equal(dp->items[1].name, "hot_standby");
+	assert_string_equal(dp->items[1].value, "true");
+	assert_string_equal(dp->items[2].value, "logical");
+	assert_string_equal(dp->items[3].value, "0.9");
+	assert_string_equal(dp->items[4].name, "pg_stat_statements.max");
+	assert_string_equal(dp->items[4].value, "5000");
+
+	assert_int_equal(cfg->initdb_args.n, 3);
+	assert_string_equal(cfg->initdb_args.items[0], "--data-checksums");
+	assert_string_equal(cfg->initdb_args.items[1], "--encoding=UTF8");
+	assert_string_equal(cfg->initdb_args.items[2], "--locale=en_US.UTF-8");
+
+	assert_string_equal(cfg->postgresql.listen, "*:5433");
+	assert_string_equal(cfg->postgresql.connect_address, "[::1]:5433");
+	assert_string_equal(cfg->postgresql.data_dir, "/srv/pg/data/");
+	assert_string_equal(cfg->postgresql.bin_dir, "/usr/lib/postgresql/16/bin");
+	assert_string_equal(cfg->postgresql.pgpass, "/tmp/pgpass");
+	assert_string_equal(cfg->postgresql.superuser.username, "admin");
+	assert_string_equal(cfg->postgresql.superuser.password, "s3cr3t: with colon");
+	assert_string_equal(cfg->postgresql.replication.username, "repl");
+	assert_string_equal(cfg->postgresql.replication.password, "replpw");
+	assert_string_equal(cfg->postgresql.rewind.username, "rewinder");
+	assert_string_equal(cfg->postgresql.rewind.password, "rewindpw");
+	lp = &cfg->postgresql.parameters;
+	assert_int_equal(lp->n, 3);
+	assert_string_equal(kv_get(lp, "shared_buffers"), "1GB");
+	assert_string_equal(kv_get(lp, "log_min_duration_statement"), "-1");
+	assert_string_equal(kv_get(lp, "fsync"), "Yes");
+	assert_int_equal(cfg->postgresql.pg_hba.n, 2);
+	assert_string_equal(cfg->postgresql.pg_hba.items[0], "local all all trust");
+	assert_string_equal(cfg->postgresql.pg_hba.items[1],
+	                    "host replication repl 10.0.0.0/24 md5");
+	assert_true(cfg->tags.nofailover);
+	assert_true(cfg->tags.noloadbalance);
+	assert_true(cfg->tags.clonefrom);
+	assert_true(cfg->tags.nosync);
+	assert_int_equal(cfg->tags.failover_priority, 0);
+	assert_int_equal(cfg->warnings.n, 0);
+	pgw_config_free(cfg);
+	free(path);
+}
+
+static void test_parameters_types(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg = parse(BASE "  parameters:\n"
+	                                    "    max_connections: 100\n"
+	                                    "    hot_standby: on\n"
+	                                    "    wal_log_hints: false\n"
+	                                    "    wal_level: replica\n"
+	                                    "    archive_command: 'cp %p /arch/%f'\n"
+	                                    "    random_page_cost: 1.1\n"
+	                                    "    Work_Mem: \"4MB\"\n"
+	                                    "    custom.setting: yes\n"
+	                                    "    shared_preload_libraries: ''\n"
+	                                    "bootstrap:\n"
+	                                    "  dcs:\n"
+	                                    "    postgresql:\n"
+	                                    "      parameters: {max_wal_senders: 5, fsync: off}\n",
+	                               err);
+	const struct pgw_kvlist *p;
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	p = &cfg->postgresql.parameters;
+	assert_int_equal(p->n, 9);
+	assert_string_equal(kv_get(p, "max_connections"), "100");
+	assert_string_equal(kv_get(p, "shared_preload_libraries"), "");
+	assert_string_equal(kv_get(p, "hot_standby"), "on");
+	assert_string_equal(kv_get(p, "wal_log_hints"), "false");
+	assert_string_equal(kv_get(p, "wal_level"), "replica");
+	assert_string_equal(kv_get(p, "archive_command"), "cp %p /arch/%f");
+	assert_string_equal(kv_get(p, "random_page_cost"), "1.1");
+	assert_string_equal(kv_get(p, "Work_Mem"), "4MB");
+	assert_string_equal(kv_get(p, "custom.setting"), "yes");
+	p = &cfg->dcs.pg_parameters;
+	assert_int_equal(p->n, 2);
+	assert_string_equal(kv_get(p, "max_wal_senders"), "5");
+	assert_string_equal(kv_get(p, "fsync"), "off");
+	assert_int_equal(cfg->warnings.n, 0);
+	pgw_config_free(cfg);
+}
+
+static void test_hosts_forms(void **state)
+{
+	static const struct {
+		const char *yaml;
+		size_t n;
+		const char *last;
+	} cases[] = {
+	    {"etcd3:\n  hosts:\n    - a:2379\n    - b:2380\n    - '[::1]:2379'\n", 3, "[::1]:2379"},
+	    {"etcd3:\n  hosts: [a:1, b:2]\n", 2, "b:2"},
+	    {"etcd3:\n  hosts: a:2379,b:2379 , c:2379\n", 3, "c:2379"},
+	    {"etcd3:\n  hosts: 10.1.1.1:2379\n", 1, "10.1.1.1:2379"},
+	    {"etcd3:\n  host: 10.1.1.1:2379\n", 1, "10.1.1.1:2379"},
+	    {"etcd3:\n  hosts: \"x:1,y:2\"\n", 2, "y:2"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char err[ERRLEN], *text;
+		struct pgw_config *cfg;
+
+		assert_true(asprintf(&text, "%s%s", BASE, cases[i].yaml) > 0);
+		cfg = parse(text, err);
+		if (!cfg)
+			fail_msg("case %zu: %s", i, err);
+		assert_int_equal(cfg->etcd3.hosts.n, cases[i].n);
+		assert_string_equal(cfg->etcd3.hosts.items[cases[i].n - 1], cases[i].last);
+		assert_int_equal(cfg->warnings.n, 0);
+		pgw_config_free(cfg);
+		free(text);
+	}
+}
+
+static void test_initdb_forms(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg;
+
+	(void)state;
+	cfg = parse(BASE "bootstrap:\n  initdb:\n"
+	                 "  - data-checksums\n"
+	                 "  - encoding: UTF8\n"
+	                 "  - {locale: C.UTF-8}\n"
+	                 "  - \"auth-local\": peer\n"
+	                 "  - no-instructions\n",
+	            err);
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->initdb_args.n, 5);
+	assert_string_equal(cfg->initdb_args.items[0], "--data-checksums");
+	assert_string_equal(cfg->initdb_args.items[1], "--encoding=UTF8");
+	assert_string_equal(cfg->initdb_args.items[2], "--locale=C.UTF-8");
+	assert_string_equal(cfg->initdb_args.items[3], "--auth-local=peer");
+	assert_string_equal(cfg->initdb_args.items[4], "--no-instructions");
+	pgw_config_free(cfg);
+
+	/* Patroni also takes a plain map */
+	cfg = parse(BASE "bootstrap:\n  initdb: {encoding: UTF8, wal-segsize: 32}\n", err);
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->initdb_args.n, 2);
+	assert_string_equal(cfg->initdb_args.items[0], "--encoding=UTF8");
+	assert_string_equal(cfg->initdb_args.items[1], "--wal-segsize=32");
+	pgw_config_free(cfg);
+
+	/* empty */
+	cfg = parse(BASE "bootstrap:\n  initdb:\n", err);
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->initdb_args.n, 0);
+	pgw_config_free(cfg);
+}
+
+static void test_booleans(void **state)
+{
+	static const struct {
+		const char *text;
+		bool value;
+	} cases[] = {{"true", true},   {"True", true},   {"TRUE", true},   {"yes", true},
+	             {"Yes", true},    {"on", true},     {"ON", true},     {"'on'", true},
+	             {"false", false}, {"False", false}, {"no", false},    {"NO", false},
+	             {"off", false},   {"Off", false},   {"\"no\"", false}};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char err[ERRLEN], *text;
+		struct pgw_config *cfg;
+
+		assert_true(asprintf(&text, "%stags:\n  nosync: %s\n  nofailover: %s\n", BASE,
+		                     cases[i].text, cases[i].text) > 0);
+		cfg = parse(text, err);
+		if (!cfg)
+			fail_msg("%s: %s", cases[i].text, err);
+		assert_int_equal(cfg->tags.nosync, cases[i].value);
+		assert_int_equal(cfg->tags.nofailover, cases[i].value);
+		pgw_config_free(cfg);
+		free(text);
+	}
+}
+
+static void test_namespace_and_pgpass(void **state)
+{
+	static const struct {
+		const char *ns, *data_dir, *want_ns, *want_pgpass;
+	} cases[] = {
+	    {"service", "/var/lib/pg/data", "/service/", "/var/lib/pg/pgpass.n"},
+	    {"/service", "/var/lib/pg/data/", "/service/", "/var/lib/pg/pgpass.n"},
+	    {"service/", "/var/lib//pg//data//", "/service/", "/var/lib//pg/pgpass.n"},
+	    {"/a/b/", "data", "/a/b/", "./pgpass.n"},
+	    {"/", "rel/data", "/", "rel/pgpass.n"},
+	    {"x", "/data", "/x/", "/pgpass.n"},
+	    {"x", "/", "/x/", "/pgpass.n"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char err[ERRLEN], *text;
+		struct pgw_config *cfg;
+
+		assert_true(asprintf(&text,
+		                     "scope: s\nname: n\nnamespace: '%s'\n"
+		                     "postgresql:\n  data_dir: '%s'\n",
+		                     cases[i].ns, cases[i].data_dir) > 0);
+		cfg = parse(text, err);
+		if (!cfg)
+			fail_msg("case %zu: %s", i, err);
+		assert_string_equal(cfg->namespace, cases[i].want_ns);
+		assert_string_equal(cfg->postgresql.pgpass, cases[i].want_pgpass);
+		pgw_config_free(cfg);
+		free(text);
+	}
+}
+
+static void test_connect_address_defaults(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg =
+	    parse(BASE "  listen: 127.0.0.2:6432\nrestapi:\n  listen: 127.0.0.2:9008\n", err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_string_equal(cfg->restapi.connect_address, "127.0.0.2:9008");
+	assert_string_equal(cfg->postgresql.connect_address, "127.0.0.2:6432");
+	pgw_config_free(cfg);
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+struct ecase {
+	const char *yaml;
+	const char *err;
+};
+
+static const struct ecase error_cases[] = {
+    /* integers */
+    {BASE "bootstrap:\n  dcs:\n    ttl: 3O\n",
+     "t.yml:7: bootstrap.dcs.ttl: expected a positive integer, got \"3O\""},
+    {BASE "bootstrap:\n  dcs:\n    retry_timeout: ten\n",
+     "t.yml:7: bootstrap.dcs.retry_timeout: expected a positive integer, got \"ten\""},
+    {BASE "bootstrap:\n  dcs:\n    ttl: 99999999999\n",
+     "t.yml:7: bootstrap.dcs.ttl: expected a positive integer, got \"99999999999\""},
+    {BASE "bootstrap:\n  dcs:\n    ttl: 030\n",
+     "t.yml:7: bootstrap.dcs.ttl: expected a positive integer, got \"030\""},
+    {BASE "bootstrap:\n  dcs:\n    ttl: -30\n",
+     "t.yml:7: bootstrap.dcs.ttl: expected a positive integer, got \"-30\""},
+    {BASE "bootstrap:\n  dcs:\n    ttl: [30]\n",
+     "t.yml:7: bootstrap.dcs.ttl: expected a positive integer, got a list"},
+    {BASE "bootstrap:\n  dcs:\n    ttl: ~\n",
+     "t.yml:7: bootstrap.dcs.ttl: expected a positive integer, got \"~\""},
+    {BASE "bootstrap:\n  dcs:\n    primary_start_timeout: 1.5\n",
+     "t.yml:7: bootstrap.dcs.primary_start_timeout: expected a non-negative integer, got "
+     "\"1.5\""},
+    {BASE "bootstrap:\n  dcs:\n    maximum_lag_on_failover: 99999999999999999999\n",
+     "t.yml:7: bootstrap.dcs.maximum_lag_on_failover: expected a non-negative integer, got "
+     "\"99999999999999999999\""},
+    {BASE "tags:\n  failover_priority: 1e3\n",
+     "t.yml:6: tags.failover_priority: expected a non-negative integer, got \"1e3\""},
+    /* booleans */
+    {BASE "bootstrap:\n  dcs:\n    postgresql:\n      use_slots: 2\n",
+     "t.yml:8: bootstrap.dcs.postgresql.use_slots: expected a boolean, got \"2\""},
+    {BASE "tags:\n  nosync: {a: 1}\n", "t.yml:6: tags.nosync: expected a boolean, got a map"},
+    /* strings */
+    {BASE "user: {a: 1}\n", "t.yml:5: user: expected a string, got a map"},
+    {BASE "user: ~\n", "t.yml:5: user: expected a string, got \"~\""},
+    {BASE "user: ''\n", "t.yml:5: user: expected a string, got \"\""},
+    {BASE "user: \"a\\nb\"\n",
+     "t.yml:5: user: expected a string without line breaks or NUL bytes, got \"a\\nb\""},
+    {BASE "user: \"a\\0b\"\n",
+     "t.yml:5: user: expected a string without line breaks or NUL bytes, got \"a\\x00b\""},
+    {BASE "  authentication:\n    superuser:\n      password: \"top\\nsecret\"\n",
+     "t.yml:7: postgresql.authentication.superuser.password: expected a string without line "
+     "breaks or NUL bytes, got \"***\""},
+    {BASE "  authentication:\n    replication:\n      password: [secret]\n",
+     "t.yml:7: postgresql.authentication.replication.password: expected a string, got a list"},
+    {"scope: s\nname: a/b\npostgresql:\n  data_dir: /d\n",
+     "t.yml:2: name: expected a name without '/', got \"a/b\""},
+    {"scope: s\nname: [n]\npostgresql:\n  data_dir: /d\n",
+     "t.yml:2: name: expected a name, got a list"},
+    {BASE "etcd3:\n  protocol: ftp\n", "t.yml:6: etcd3.protocol: expected http or https, got "
+                                       "\"ftp\""},
+    /* list of strings */
+    {BASE "  pg_hba: local all all trust\n",
+     "t.yml:5: postgresql.pg_hba: expected a list of strings, got \"local all all trust\""},
+    {BASE "  pg_hba:\n    - local all all trust\n    - [host, all]\n",
+     "t.yml:7: postgresql.pg_hba: expected a string, got a list"},
+    /* host:port */
+    {BASE "restapi:\n  listen: 127.0.0.1:0\n",
+     "t.yml:6: restapi.listen: expected host:port, got \"127.0.0.1:0\""},
+    {BASE "restapi:\n  listen: 127.0.0.1\n",
+     "t.yml:6: restapi.listen: expected host:port, got \"127.0.0.1\""},
+    {BASE "restapi:\n  connect_address: '::1:8008'\n",
+     "t.yml:6: restapi.connect_address: expected host:port, got \"::1:8008\""},
+    {BASE "  listen: ':5432'\n", "t.yml:5: postgresql.listen: expected host:port, got "
+                                 "\":5432\""},
+    {BASE "  connect_address: '[::1]5432'\n",
+     "t.yml:5: postgresql.connect_address: expected host:port, got \"[::1]5432\""},
+    {BASE "etcd3:\n  hosts: a:1,,b:2\n", "t.yml:6: etcd3.hosts: expected host:port, got \"\""},
+    {BASE "etcd3:\n  hosts: a:1,b\n", "t.yml:6: etcd3.hosts: expected host:port, got \"b\""},
+    {BASE "etcd3:\n  hosts: []\n",
+     "t.yml:6: etcd3.hosts: expected at least one host:port, got an empty list"},
+    {BASE "etcd3:\n  hosts: {a: 1}\n",
+     "t.yml:6: etcd3.hosts: expected a list of host:port, got a map"},
+    {BASE "etcd3:\n  host: a:1\n  hosts: b:2\n", "t.yml:7: etcd3.hosts: conflicts with etcd3.host"},
+    {BASE "bootstrap:\n  dcs:\n    master_start_timeout: 5\n    primary_start_timeout: 5\n",
+     "t.yml:8: bootstrap.dcs.primary_start_timeout: conflicts with "
+     "bootstrap.dcs.master_start_timeout"},
+    /* maps */
+    {BASE "tags: [a]\n", "t.yml:5: tags: expected a map, got a list"},
+    {BASE "restapi: 127.0.0.1:8008\n", "t.yml:5: restapi: expected a map, got \"127.0.0.1:8008\""},
+    {BASE "bootstrap:\n  dcs: []\n", "t.yml:6: bootstrap.dcs: expected a map, got a list"},
+    {"- scope: s\n", "t.yml:1: expected a map at the top level, got a list"},
+    {"just text\n", "t.yml:1: expected a map at the top level, got \"just text\""},
+    {BASE "? [a, b]\n: c\n", "t.yml:5: expected a scalar key, got a list"},
+    {BASE "  parameters: [a]\n", "t.yml:5: postgresql.parameters: expected a map, got a list"},
+    /* duplicates */
+    {BASE "name: m\n", "t.yml:5: duplicate key \"name\" (first at line 2)"},
+    {BASE "  parameters:\n    Max_Connections: 1\n    work_mem: 1MB\n    max_connections: 2\n",
+     "t.yml:8: postgresql.parameters: duplicate key \"max_connections\" (first at line 6)"},
+    /* parameters */
+    {BASE "  parameters:\n    'bad name': 1\n",
+     "t.yml:6: postgresql.parameters: expected a parameter name, got \"bad name\""},
+    {BASE "  parameters:\n    work_mem: ~\n",
+     "t.yml:6: postgresql.parameters.work_mem: expected a scalar value, got \"~\""},
+    {BASE "  parameters:\n    work_mem: {a: 1}\n",
+     "t.yml:6: postgresql.parameters.work_mem: expected a scalar value, got a map"},
+    {BASE "  parameters:\n    search_path: \"a\\nb\"\n",
+     "t.yml:6: postgresql.parameters.search_path: expected a scalar value without line breaks "
+     "or NUL bytes, got \"a\\nb\""},
+    /* initdb */
+    {BASE "bootstrap:\n  initdb: data-checksums\n",
+     "t.yml:6: bootstrap.initdb: expected a list of initdb options, got \"data-checksums\""},
+    {BASE "bootstrap:\n  initdb:\n    - --data-checksums\n",
+     "t.yml:7: bootstrap.initdb: expected an initdb option name such as data-checksums, got "
+     "\"--data-checksums\""},
+    {BASE "bootstrap:\n  initdb:\n    - pgdata: /x\n",
+     "t.yml:7: bootstrap.initdb: expected an initdb option pgwarden does not set itself, got "
+     "\"pgdata\""},
+    {BASE "bootstrap:\n  initdb:\n    - [a]\n",
+     "t.yml:7: bootstrap.initdb: expected a flag or a single-key map, got a list"},
+    {BASE "bootstrap:\n  initdb:\n    - encoding: [UTF8]\n",
+     "t.yml:7: bootstrap.initdb: expected an initdb option value, got a list"},
+    {BASE "bootstrap:\n  initdb:\n    - 'data checksums'\n",
+     "t.yml:7: bootstrap.initdb: expected an initdb option name, got \"data checksums\""},
+    /* YAML itself */
+    {BASE "user: [a\n", "t.yml:6: YAML syntax error: did not find expected ',' or ']'"},
+    {BASE "user: *nope\n", "t.yml:5: YAML syntax error: found undefined alias"},
+    {BASE "user: \xff\n", "t.yml:5: YAML syntax error: invalid leading UTF-8 octet"},
+    {"scope: s\npostgresql:\n\tdata_dir: /d\n",
+     "t.yml:3: YAML syntax error: found character that cannot start any token"},
+    {BASE "---\nuser: x\n", "t.yml:6: expected one YAML document, got a second one"},
+    {BASE "user: x\n...\nfoo: ]\n",
+     "t.yml:7: YAML syntax error: did not find expected <document start>"},
+    /* required keys */
+    {"", "t.yml: scope: required key is missing"},
+    {"# nothing\n", "t.yml: scope: required key is missing"},
+    {"~\n", "t.yml: scope: required key is missing"},
+    {"name: n\npostgresql:\n  data_dir: /d\n", "t.yml: scope: required key is missing"},
+    {"scope: s\npostgresql:\n  data_dir: /d\n", "t.yml: name: required key is missing"},
+    {"scope: s\nname: n\n", "t.yml: postgresql.data_dir: required key is missing"},
+    {"scope: s\nname: n\npostgresql:\n", "t.yml: postgresql.data_dir: required key is missing"},
+    /* timing rule */
+    {BASE "bootstrap:\n  dcs:\n    ttl: 29\n",
+     "t.yml: bootstrap.dcs: loop_wait + 2 * retry_timeout (30) must not exceed ttl (29)"},
+    {BASE "bootstrap:\n  dcs:\n    ttl: 40\n    loop_wait: 2147483647\n    retry_timeout: "
+          "2147483647\n",
+     "t.yml: bootstrap.dcs: loop_wait + 2 * retry_timeout (6442450941) must not exceed ttl "
+     "(40)"},
+};
+
+static void test_errors(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(error_cases) / sizeof(error_cases[0]); i++) {
+		char err[ERRLEN];
+		struct pgw_config *cfg = parse(error_cases[i].yaml, err);
+
+		if (cfg) {
+			pgw_config_free(cfg);
+			fail_msg("case %zu parsed, expected: %s", i, error_cases[i].err);
+		}
+		if (strcmp(err, error_cases[i].err) != 0)
+			fail_msg("case %zu:\n  got:  %s\n  want: %s", i, err, error_cases[i].err);
+	}
+}
+
+static void test_timing_boundary(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg = parse(BASE "bootstrap:\n  dcs:\n    ttl: 12\n    loop_wait: 2\n"
+	                                    "    retry_timeout: 5\n",
+	                               err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->dcs.ttl, 12);
+	pgw_config_free(cfg);
+}
+
+static void test_unreadable(void **state)
+{
+	const struct env *e = *state;
+	char err[ERRLEN], *dir, *want;
+
+	(void)state;
+	assert_null(pgw_config_load("/nonexistent/pgwarden.yml", err, sizeof(err)));
+	assert_string_equal(err,
+	                    "/nonexistent/pgwarden.yml: cannot read: No such file or directory");
+
+	dir = path_in(e, "tests/unit/data/config");
+	assert_null(pgw_config_load(dir, err, sizeof(err)));
+	assert_true(asprintf(&want, "%s: cannot read: Is a directory", dir) > 0);
+	assert_string_equal(err, want);
+	free(want);
+	free(dir);
+}
+
+static void test_small_or_no_error_buffer(void **state)
+{
+	char err[16];
+
+	(void)state;
+	assert_null(pgw_config_parse("t.yml", "x: [", 4, NULL, 0));
+	assert_null(pgw_config_parse("t.yml", "x: [", 4, err, sizeof(err)));
+	assert_int_equal(strlen(err), sizeof(err) - 1);
+	assert_null(pgw_config_parse("t.yml", "", 0, err, 1));
+	assert_string_equal(err, "");
+	assert_null(pgw_config_load("/nonexistent", NULL, 0));
+	assert_null(pgw_config_parse(NULL, NULL, 0, err, sizeof(err)));
+}
+
+static void test_long_values_are_cut(void **state)
+{
+	char err[ERRLEN], text[2048];
+	char want[ERRLEN];
+
+	(void)state;
+	snprintf(text, sizeof(text), BASE "tags:\n  nosync: %0400d\n", 7);
+	assert_null(parse(text, err));
+	snprintf(want, sizeof(want), "t.yml:6: tags.nosync: expected a boolean, got \"%064d...\"",
+	         0);
+	assert_string_equal(err, want);
+}
+
+/* ---- warnings ----------------------------------------------------------- */
+
+static void test_warnings(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg = parse(BASE "  parameters:\n"
+	                                    "    custom.thing: 1\n"
+	                                    "    anything_at_all: x\n"
+	                                    "  callbacks:\n"
+	                                    "    on_start: /bin/true\n"
+	                                    "foo: 1\n"
+	                                    "restapi:\n"
+	                                    "  bar: {deep: [1, 2]}\n"
+	                                    "watchdog:\n"
+	                                    "  mode: required\n"
+	                                    "bootstrap.dcs:\n"
+	                                    "  ttl: 5\n"
+	                                    "tags:\n"
+	                                    "  \"\": x\n",
+	                               err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->postgresql.parameters.n, 2);
+	assert_int_equal(cfg->dcs.ttl, 30);
+	assert_int_equal(cfg->warnings.n, 6);
+	assert_string_equal(
+	    cfg->warnings.items[0],
+	    "t.yml:8: postgresql.callbacks: not implemented by pgwarden yet, ignored");
+	assert_string_equal(cfg->warnings.items[1], "t.yml:10: foo: unknown key, ignored");
+	assert_string_equal(cfg->warnings.items[2], "t.yml:12: restapi.bar: unknown key, ignored");
+	assert_string_equal(cfg->warnings.items[3],
+	                    "t.yml:13: watchdog: not implemented by pgwarden yet, ignored");
+	assert_string_equal(cfg->warnings.items[4],
+	                    "t.yml:15: bootstrap.dcs: unknown key, ignored");
+	assert_string_equal(cfg->warnings.items[5], "t.yml:18: tags.: unknown key, ignored");
+	pgw_config_free(cfg);
+}
+
+static void test_empty_sections(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg = parse(BASE "  parameters:\n  pg_hba:\nrestapi:\ntags: {}\n"
+	                                    "bootstrap:\n  dcs:\n",
+	                               err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->postgresql.parameters.n, 0);
+	assert_int_equal(cfg->postgresql.pg_hba.n, 0);
+	assert_int_equal(cfg->dcs.ttl, 30);
+	assert_int_equal(cfg->warnings.n, 0);
+	pgw_config_free(cfg);
+}
+
+static void test_anchors_and_aliases(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg = parse("scope: &s batman\nname: *s\n"
+	                               "bootstrap:\n  dcs:\n    postgresql:\n"
+	                               "      parameters: &p {max_connections: 50}\n"
+	                               "postgresql:\n  data_dir: /d\n  parameters: *p\n"
+	                               "x: &loop [*loop]\n",
+	                               err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_string_equal(cfg->name, "batman");
+	assert_string_equal(kv_get(&cfg->postgresql.parameters, "max_connections"), "50");
+	assert_string_equal(kv_get(&cfg->dcs.pg_parameters, "max_connections"), "50");
+	assert_int_equal(cfg->warnings.n, 1);
+	pgw_config_free(cfg);
+}
+
+/* ---- pgw_split_hostport ------------------------------------------------- */
+
+static void test_split_hostport(void **state)
+{
+	static const struct {
+		const char *in;
+		const char *host;
+		int port;
+	} good[] = {
+	    {"127.0.0.1:5432", "127.0.0.1", 5432},
+	    {"localhost:1", "localhost", 1},
+	    {"db-1.example.org:65535", "db-1.example.org", 65535},
+	    {"[::1]:8008", "::1", 8008},
+	    {"[fe80::1%eth0]:2379", "fe80::1%eth0", 2379},
+	    {"*:5432", "*", 5432},
+	};
+	static const char *const bad[] = {
+	    "",
+	    ":",
+	    "host",
+	    "host:",
+	    ":5432",
+	    "host:0",
+	    "host:65536",
+	    "host:-1",
+	    "host:+1",
+	    "host:12a",
+	    "host:99999999999999999999",
+	    "::1:5432",
+	    "[::1]",
+	    "[::1]:",
+	    "[]:1",
+	    "[::1]5432",
+	    "[::1:5432",
+	    "ho st:1",
+	    "host:1 ",
+	    "a]:1",
+	    "user@host:1",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		char *host = NULL;
+		int port = 0;
+
+		if (!pgw_split_hostport(good[i].in, &host, &port))
+			fail_msg("rejected %s", good[i].in);
+		assert_string_equal(host, good[i].host);
+		assert_int_equal(port, good[i].port);
+		free(host);
+		assert_true(pgw_split_hostport(good[i].in, NULL, NULL));
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *host = (char *)"x";
+		int port = 7;
+
+		if (pgw_split_hostport(bad[i], &host, &port))
+			fail_msg("accepted \"%s\"", bad[i]);
+		assert_null(host);
+		assert_int_equal(port, 7);
+	}
+	assert_false(pgw_split_hostport(NULL, NULL, NULL));
+}
+
+/* ---- fuzz ----------------------------------------------------------------- */
+
+static uint64_t next_rand(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Parse text; whatever happens, exactly one of cfg and err is set, and a config
+ * that parses is complete. */
+static void parse_checked(const char *text, size_t len)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg = pgw_config_parse("f.yml", text, len, err, sizeof(err));
+
+	if (cfg) {
+		assert_string_equal(err, "");
+		assert_non_null(cfg->scope);
+		assert_non_null(cfg->name);
+		assert_non_null(cfg->postgresql.data_dir);
+		assert_non_null(cfg->postgresql.pgpass);
+		assert_true(cfg->etcd3.hosts.n > 0);
+		assert_true(cfg->namespace[0] == '/');
+		assert_true(cfg->namespace[strlen(cfg->namespace) - 1] == '/');
+		assert_true(cfg->dcs.loop_wait + 2LL * cfg->dcs.retry_timeout <= cfg->dcs.ttl);
+		pgw_config_free(cfg);
+	} else {
+		assert_true(strncmp(err, "f.yml", 5) == 0);
+		assert_non_null(memchr(err, '\0', sizeof(err)));
+		assert_null(strchr(err, '\n'));
+	}
+}
+
+static void fuzz_one(const char *orig, size_t len, uint64_t seed, int rounds)
+{
+	static const char specials[] = ":-[]{},#&*!|>'\"%@`? \t\n\r~\\.0123456789";
+	char *buf = malloc(len + 64);
+	uint64_t s = seed;
+
+	assert_non_null(buf);
+	for (size_t cut = 0; cut <= len; cut++)
+		parse_checked(orig, cut);
+	for (int r = 0; r < rounds; r++) {
+		size_t n = len;
+		int edits = 1 + (int)(next_rand(&s) % 4);
+
+		memcpy(buf, orig, len);
+		for (int k = 0; k < edits; k++) {
+			size_t pos = n ? next_rand(&s) % n : 0;
+			uint64_t op = next_rand(&s) % 4;
+			char ch = (next_rand(&s) % 3 == 0)
+			              ? (char)(next_rand(&s) & 0xff)
+			              : specials[next_rand(&s) % (sizeof(specials) - 1)];
+
+			if (op == 0 && n) {
+				buf[pos] = ch;
+			} else if (op == 1 && n + 1 < len + 64) {
+				memmove(buf + pos + 1, buf + pos, n - pos);
+				buf[pos] = ch;
+				n++;
+			} else if (op == 2 && n) {
+				memmove(buf + pos, buf + pos + 1, n - pos - 1);
+				n--;
+			} else if (n) {
+				/* duplicate a line's worth of bytes somewhere else */
+				size_t from = next_rand(&s) % n, cnt = next_rand(&s) % 24;
+
+				if (cnt > n - from)
+					cnt = n - from;
+				if (n + cnt < len + 64) {
+					memmove(buf + pos + cnt, buf + pos, n - pos);
+					memmove(buf + pos, buf + (from >= pos ? from + cnt : from),
+					        cnt);
+					n += cnt;
+				}
+			}
+		}
+		parse_checked(buf, n);
+	}
+	free(buf);
+}
+
+static void test_fuzz(void **state)
+{
+	const struct env *e = *state;
+	static const char *const files[] = {"conf/pgwarden.yml",
+	                                    "tests/unit/data/config/good-full.yml",
+	                                    "tests/unit/data/config/good-patroni.yml"};
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char *path = path_in(e, files[i]);
+		size_t len;
+		char *text = read_all(path, &len);
+
+		fuzz_one(text, len, 0x9e3779b97f4a7c15ULL + i, 3000);
+		free(text);
+		free(path);
+	}
+	for (size_t i = 0; i < sizeof(error_cases) / sizeof(error_cases[0]); i++)
+		fuzz_one(error_cases[i].yaml, strlen(error_cases[i].yaml), 1 + i, 50);
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static bool is_root(const char *dir)
+{
+	char probe[4200];
+
+	snprintf(probe, sizeof(probe), "%s/tests/unit/data/config/good-full.yml", dir);
+	return access(probe, R_OK) == 0;
+}
+
+static bool find_root(char *out, size_t outlen)
+{
+	char buf[4096], tmp[4096];
+	const char *env = getenv("PGW_SRCDIR");
+	ssize_t n;
+
+	if (env && is_root(env)) {
+		snprintf(out, outlen, "%s", env);
+		return true;
+	}
+	if (is_root(".")) {
+		snprintf(out, outlen, ".");
+		return true;
+	}
+	snprintf(tmp, sizeof(tmp), "%s", __FILE__); /* tests/unit/test_config.c */
+	snprintf(buf, sizeof(buf), "%s/../..", dirname(tmp));
+	if (is_root(buf)) {
+		snprintf(out, outlen, "%s", buf);
+		return true;
+	}
+	n = readlink("/proc/self/exe", tmp, sizeof(tmp) - 1); /* build/<variant>/tests/x */
+	if (n > 0) {
+		tmp[n] = '\0';
+		snprintf(buf, sizeof(buf), "%s/../../..", dirname(tmp));
+		if (is_root(buf)) {
+			snprintf(out, outlen, "%s", buf);
+			return true;
+		}
+	}
+	return false;
+}
+
+int main(void)
+{
+	struct env e;
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_prestate(test_example_conf, &e),
+	    cmocka_unit_test_prestate(test_data_files, &e),
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test_prestate(test_full_file, &e),
+	    cmocka_unit_test(test_parameters_types),
+	    cmocka_unit_test(test_hosts_forms),
+	    cmocka_unit_test(test_initdb_forms),
+	    cmocka_unit_test(test_booleans),
+	    cmocka_unit_test(test_namespace_and_pgpass),
+	    cmocka_unit_test(test_connect_address_defaults),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_timing_boundary),
+	    cmocka_unit_test_prestate(test_unreadable, &e),
+	    cmocka_unit_test(test_small_or_no_error_buffer),
+	    cmocka_unit_test(test_long_values_are_cut),
+	    cmocka_unit_test(test_warnings),
+	    cmocka_unit_test(test_empty_sections),
+	    cmocka_unit_test(test_anchors_and_aliases),
+	    cmocka_unit_test(test_split_hostport),
+	    cmocka_unit_test_prestate(test_fuzz, &e),
+	};
+
+	if (!find_root(e.root, sizeof(e.root))) {
+		fprintf(stderr, "test_config: cannot find the source tree (set PGW_SRCDIR)\n");
+		return 1;
+	}
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
