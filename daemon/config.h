@@ -37,31 +37,32 @@ struct pgw_auth {
 
 /* The dynamic ("DCS") settings: bootstrap.dcs in the file, later the config key. */
 struct pgw_dcs {
-	int ttl;			   /* s, default 30 */
-	int loop_wait;			   /* s, default 10 */
-	int retry_timeout;		   /* s, default 10 */
-	int64_t maximum_lag_on_failover;   /* bytes, default 1048576 */
-	int primary_start_timeout;	   /* s, default 300 */
-	bool use_pg_rewind;		   /* default true */
-	bool use_slots;			   /* default true */
-	struct pgw_kvlist pg_parameters;   /* bootstrap.dcs.postgresql.parameters */
+	int ttl;                         /* s, default 30 */
+	int loop_wait;                   /* s, default 10 */
+	int retry_timeout;               /* s, default 10 */
+	int64_t maximum_lag_on_failover; /* bytes, default 1048576 */
+	int primary_start_timeout;       /* s, default 300 */
+	bool use_pg_rewind;              /* default true */
+	bool use_slots;                  /* default true */
+	struct pgw_kvlist pg_parameters; /* bootstrap.dcs.postgresql.parameters */
 };
 
 struct pgw_config {
-	char *path;	 /* the file it came from */
-	char *scope;	 /* required */
+	char *path;      /* the file it came from */
+	char *scope;     /* required */
 	char *namespace; /* default "/service/", always begins and ends with '/' */
-	char *name;	 /* required: this member's name */
-	char *user;	 /* pgwarden-only: unprivileged user to run as when started as root; default "postgres" */
+	char *name;      /* required: this member's name */
+	char *user;      /* pgwarden-only: unprivileged user to run as when started as root; default
+	                    "postgres" */
 
 	struct {
-		char *listen;		/* host:port, default "127.0.0.1:8008" */
-		char *connect_address;	/* host:port, default = listen */
+		char *listen;          /* host:port, default "127.0.0.1:8008" */
+		char *connect_address; /* host:port, default = listen */
 	} restapi;
 
 	struct {
 		struct pgw_strlist hosts; /* "host:port" each; at least one */
-		char *protocol;		  /* "http" (default) or "https" */
+		char *protocol;           /* "http" (default) or "https" */
 		char *username, *password, *cacert, *cert, *key; /* NULL when not set */
 	} etcd3;
 
@@ -72,14 +73,14 @@ struct pgw_config {
 	struct pgw_strlist initdb_args;
 
 	struct {
-		char *listen;		/* host:port, default "127.0.0.1:5432" */
-		char *connect_address;	/* host:port, default = listen */
-		char *data_dir;		/* required */
-		char *bin_dir;		/* default "/usr/lib/postgresql/15/bin" */
-		char *pgpass;		/* default "<data_dir>/../pgpass.<name>" -> see config.c */
-		struct pgw_auth superuser;   /* username default "postgres" */
-		struct pgw_auth replication; /* username default "replicator" */
-		struct pgw_auth rewind;	     /* optional; superuser used when unset */
+		char *listen;          /* host:port, default "127.0.0.1:5432" */
+		char *connect_address; /* host:port, default = listen */
+		char *data_dir;        /* required */
+		char *bin_dir;         /* default "/usr/lib/postgresql/15/bin" */
+		char *pgpass;          /* default "<data_dir>/../pgpass.<name>" -> see config.c */
+		struct pgw_auth superuser;    /* username default "postgres" */
+		struct pgw_auth replication;  /* username default "replicator" */
+		struct pgw_auth rewind;       /* optional; superuser used when unset */
 		struct pgw_kvlist parameters; /* local postgresql.parameters */
 		struct pgw_strlist pg_hba;    /* lines of pg_hba.conf */
 	} postgresql;
@@ -101,8 +102,8 @@ struct pgw_config {
 struct pgw_config *pgw_config_load(const char *path, char *err, size_t errlen);
 
 /* Same, from a buffer; `name` is used in messages in place of the file path. */
-struct pgw_config *pgw_config_parse(const char *name, const char *text, size_t len,
-				    char *err, size_t errlen);
+struct pgw_config *pgw_config_parse(const char *name, const char *text, size_t len, char *err,
+                                    size_t errlen);
 
 void pgw_config_free(struct pgw_config *cfg);
 

@@ -576,7 +576,8 @@ static int authenticate(struct pgw_etcd *c, size_t ep, int64_t deadline, int con
 
 	if (req && !jadd(req, "name", json_object_new_string(c->user)) &&
 	    !jadd(req, "password", json_object_new_string(c->password))) {
-		r.body = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+		r.body = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN |
+		                                                 JSON_C_TO_STRING_NOSLASHESCAPE);
 		rc = post_to(c, ep, &r, deadline, conn_ms, &ans);
 	}
 	json_object_put(req);
@@ -677,7 +678,8 @@ static int call(struct pgw_etcd *c, const char *what, const char *path, json_obj
 	if (!req)
 		return fail(c, PGW_ETCD_ENOMEM, "etcd %s: out of memory building the request",
 		            what);
-	r.body = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	r.body = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN |
+	                                                 JSON_C_TO_STRING_NOSLASHESCAPE);
 	rc = r.body ? exchange(c, &r, timeout_ms, ans, NULL)
 	            : fail(c, PGW_ETCD_ENOMEM, "etcd %s: out of memory", what);
 	json_object_put(req);
@@ -1261,7 +1263,8 @@ int pgw_etcd_watch(struct pgw_etcd *c, const char *prefix, int64_t start_rev, in
 	} else {
 		json_tokener_set_flags(w.tok,
 		                       JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS);
-		r.body = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+		r.body = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN |
+		                                                  JSON_C_TO_STRING_NOSLASHESCAPE);
 		if (c->interrupt) {
 			curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, interrupt_cb);
 			curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c);

@@ -23,8 +23,8 @@
 enum pgw_etcd_err {
 	PGW_ETCD_OK = 0,
 	PGW_ETCD_EUNAVAIL = -1, /* no endpoint answered in time */
-	PGW_ETCD_EPROTO = -2,	/* unparsable or unexpected answer */
-	PGW_ETCD_EREJECT = -3,	/* etcd answered with an error (e.g. lease not found) */
+	PGW_ETCD_EPROTO = -2,   /* unparsable or unexpected answer */
+	PGW_ETCD_EREJECT = -3,  /* etcd answered with an error (e.g. lease not found) */
 	PGW_ETCD_ENOMEM = -4,
 	PGW_ETCD_ECOMPACTED = -5, /* watch: start revision already compacted; re-read */
 };
@@ -50,40 +50,41 @@ struct pgw_etcd_range {
 
 /* endpoints: "host:port" strings; protocol "http" or "https"; user/password may be NULL. */
 struct pgw_etcd *pgw_etcd_new(const char *const *endpoints, size_t n, const char *protocol,
-			      const char *user, const char *password,
-			      const struct pgw_etcd_tls *tls);
+                              const char *user, const char *password,
+                              const struct pgw_etcd_tls *tls);
 void pgw_etcd_free(struct pgw_etcd *c);
 const char *pgw_etcd_errmsg(const struct pgw_etcd *c);
 
 /* Leases.  keepalive: *ttl_left = remaining TTL; 0 means the lease is gone. */
-int pgw_etcd_lease_grant(struct pgw_etcd *c, int ttl, int timeout_ms, int64_t *id, int *granted_ttl);
+int pgw_etcd_lease_grant(struct pgw_etcd *c, int ttl, int timeout_ms, int64_t *id,
+                         int *granted_ttl);
 int pgw_etcd_lease_keepalive(struct pgw_etcd *c, int64_t id, int timeout_ms, int *ttl_left);
 int pgw_etcd_lease_revoke(struct pgw_etcd *c, int64_t id, int timeout_ms);
 
 /* Reads: all keys with this prefix (sorted by key), or one key (n == 0 if absent). */
 int pgw_etcd_range_prefix(struct pgw_etcd *c, const char *prefix, int timeout_ms,
-			  struct pgw_etcd_range *out);
+                          struct pgw_etcd_range *out);
 int pgw_etcd_get(struct pgw_etcd *c, const char *key, int timeout_ms, struct pgw_etcd_range *out);
 void pgw_etcd_range_free(struct pgw_etcd_range *r);
 
 /* Writes.  lease 0 = no lease. */
-int pgw_etcd_put(struct pgw_etcd *c, const char *key, const char *value, size_t len,
-		 int64_t lease, int timeout_ms);
+int pgw_etcd_put(struct pgw_etcd *c, const char *key, const char *value, size_t len, int64_t lease,
+                 int timeout_ms);
 int pgw_etcd_delete(struct pgw_etcd *c, const char *key, int timeout_ms);
 
 /* Transactions; *succeeded tells whether the compare held (and the write happened). */
 /* create-if-absent: compare create_revision == 0, then put. */
 int pgw_etcd_create(struct pgw_etcd *c, const char *key, const char *value, size_t len,
-		    int64_t lease, int timeout_ms, bool *succeeded);
+                    int64_t lease, int timeout_ms, bool *succeeded);
 /* put if the key's mod_revision == mod_rev (mod_rev 0 = key must be absent). */
 int pgw_etcd_put_if_mod(struct pgw_etcd *c, const char *key, const char *value, size_t len,
-			int64_t lease, int64_t mod_rev, int timeout_ms, bool *succeeded);
+                        int64_t lease, int64_t mod_rev, int timeout_ms, bool *succeeded);
 /* delete if the key's value equals `value` exactly. */
-int pgw_etcd_delete_if_value(struct pgw_etcd *c, const char *key, const char *value,
-			     int timeout_ms, bool *succeeded);
+int pgw_etcd_delete_if_value(struct pgw_etcd *c, const char *key, const char *value, int timeout_ms,
+                             bool *succeeded);
 /* delete if the key's mod_revision == mod_rev. */
-int pgw_etcd_delete_if_mod(struct pgw_etcd *c, const char *key, int64_t mod_rev,
-			   int timeout_ms, bool *succeeded);
+int pgw_etcd_delete_if_mod(struct pgw_etcd *c, const char *key, int64_t mod_rev, int timeout_ms,
+                           bool *succeeded);
 
 /*
  * Watch.  Streams events for keys under `prefix` from revision start_rev on,
@@ -102,7 +103,7 @@ typedef bool (*pgw_etcd_watch_fn)(void *arg, const struct pgw_etcd_event *ev);
 /* Watches return early (not fired, no error) once *flag becomes non-zero (a stop signal). */
 void pgw_etcd_set_interrupt(struct pgw_etcd *c, volatile sig_atomic_t *flag);
 int pgw_etcd_watch(struct pgw_etcd *c, const char *prefix, int64_t start_rev, int timeout_ms,
-		   pgw_etcd_watch_fn fn, void *arg, bool *fired);
+                   pgw_etcd_watch_fn fn, void *arg, bool *fired);
 
 /*
  * Base64 (standard alphabet, padded), as etcd's gateway uses it; exported for

@@ -19,26 +19,26 @@
 
 /* What the data directory holds, as far as pg_controldata tells. */
 enum pgw_datadir_state {
-	PGW_DATADIR_EMPTY,	/* missing or empty: needs initdb or a clone */
-	PGW_DATADIR_VALID,	/* PG_VERSION and a readable control file */
-	PGW_DATADIR_INVALID,	/* something there but not a usable cluster */
+	PGW_DATADIR_EMPTY,   /* missing or empty: needs initdb or a clone */
+	PGW_DATADIR_VALID,   /* PG_VERSION and a readable control file */
+	PGW_DATADIR_INVALID, /* something there but not a usable cluster */
 };
 
 /* pg_controldata's "Database cluster state". */
 enum pgw_cluster_state {
 	PGW_CS_UNKNOWN,
-	PGW_CS_SHUT_DOWN,		/* "shut down": was a primary, clean */
-	PGW_CS_SHUT_DOWN_IN_RECOVERY,	/* "shut down in recovery": was a replica, clean */
-	PGW_CS_IN_PRODUCTION,		/* "in production": primary, running or crashed */
-	PGW_CS_IN_ARCHIVE_RECOVERY,	/* "in archive recovery": replica, running or crashed */
+	PGW_CS_SHUT_DOWN,             /* "shut down": was a primary, clean */
+	PGW_CS_SHUT_DOWN_IN_RECOVERY, /* "shut down in recovery": was a replica, clean */
+	PGW_CS_IN_PRODUCTION,         /* "in production": primary, running or crashed */
+	PGW_CS_IN_ARCHIVE_RECOVERY,   /* "in archive recovery": replica, running or crashed */
 	PGW_CS_OTHER,
 };
 
 struct pgw_controldata {
 	enum pgw_cluster_state state;
 	uint64_t system_identifier;
-	int timeline;		 /* "Latest checkpoint's TimeLineID" */
-	uint64_t checkpoint_lsn; /* "Latest checkpoint location" */
+	int timeline;              /* "Latest checkpoint's TimeLineID" */
+	uint64_t checkpoint_lsn;   /* "Latest checkpoint location" */
 	uint64_t min_recovery_lsn; /* "Minimum recovery ending location" (0 when none) */
 };
 
@@ -57,12 +57,12 @@ struct pgw_pg_replication {
 /* The observed state of the local PostgreSQL at one instant. */
 struct pgw_pg_state {
 	enum pgw_datadir_state datadir;
-	bool running;	  /* postmaster alive (postmaster.pid and a live pid) */
-	bool accepting;	  /* a libpq connection and query succeeded */
+	bool running;     /* postmaster alive (postmaster.pid and a live pid) */
+	bool accepting;   /* a libpq connection and query succeeded */
 	bool in_recovery; /* pg_is_in_recovery() */
-	int timeline;	  /* current timeline (0 when unknown) */
+	int timeline;     /* current timeline (0 when unknown) */
 	uint64_t system_identifier;
-	int server_version; /* e.g. 150018 */
+	int server_version;           /* e.g. 150018 */
 	double postmaster_start_time; /* unix time, 0 when unknown */
 	/* primary: pg_current_wal_lsn(); replica: received and replayed */
 	uint64_t wal_lsn;
@@ -70,8 +70,9 @@ struct pgw_pg_state {
 	uint64_t replayed_lsn;
 	double replayed_timestamp; /* unix time of the last replayed xact, 0 when none */
 	bool replay_paused;
-	bool streaming;	       /* pg_stat_wal_receiver.status = 'streaming' */
-	char primary_host[256]; /* host and port the WAL receiver connects to (from primary_conninfo) */
+	bool streaming;         /* pg_stat_wal_receiver.status = 'streaming' */
+	char primary_host[256]; /* host and port the WAL receiver connects to (from
+	                           primary_conninfo) */
 	int primary_port;
 	bool pending_restart; /* some parameter waits for a restart */
 	struct pgw_pg_replication replication[PGW_PG_MAX_REPLICATION];
@@ -105,14 +106,15 @@ int pgw_pg_initdb(struct pgw_pg *pg, int timeout_ms);
  * parameters are merged, local ones winning.
  */
 int pgw_pg_write_config(struct pgw_pg *pg, const struct pgw_kvlist *dcs_params,
-			const char *primary_host, int primary_port, const char *slot);
+                        const char *primary_host, int primary_port, const char *slot);
 
 /* On a fresh primary: create the replication user (and the rewind user when it is
  * not the superuser) with the configured passwords.  Idempotent. */
 int pgw_pg_bootstrap_roles(struct pgw_pg *pg, int timeout_ms);
 
-/* pg_ctl start -w (timeout_ms 0: -W, return once started); the server log goes to "<data_dir>.log" (a sibling file, so a
- * re-clone that replaces the data directory keeps it).  0 at once when it already runs. */
+/* pg_ctl start -w (timeout_ms 0: -W, return once started); the server log goes to "<data_dir>.log"
+ * (a sibling file, so a re-clone that replaces the data directory keeps it).  0 at once when it
+ * already runs. */
 int pgw_pg_start(struct pgw_pg *pg, int timeout_ms);
 /* mode: "fast" or "immediate". */
 int pgw_pg_stop(struct pgw_pg *pg, const char *mode, int timeout_ms);
@@ -134,8 +136,8 @@ int pgw_pg_sync_slots(struct pgw_pg *pg, const char *const *names, int n, int ti
 void pgw_pg_slot_name(const char *member, char *out, size_t outlen);
 
 /* Read "<data_dir>/pg_wal/<TL>.history" last line: parent timeline's switch LSN and reason. */
-int pgw_pg_timeline_switch(struct pgw_pg *pg, int timeline, uint64_t *switch_lsn,
-			   char *reason, size_t reasonlen);
+int pgw_pg_timeline_switch(struct pgw_pg *pg, int timeline, uint64_t *switch_lsn, char *reason,
+                           size_t reasonlen);
 
 /* The last error of this controller (a failed command's line, exit status and output
  * tail, or the SQL error), "" when none.  Valid until the next call on pg. */

@@ -24,27 +24,30 @@ enum pgw_role { PGW_ROLE_UNINITIALIZED, PGW_ROLE_PRIMARY, PGW_ROLE_REPLICA };
 struct pgw_snapshot {
 	char scope[128];
 	char name[128];
-	char version[32];	   /* pgwarden version */
-	enum pgw_role role;	   /* from the local PostgreSQL (in recovery or not) */
-	bool holds_leader_key;	   /* this node holds the leader key with its live lease */
-	bool cluster_unlocked;	   /* no leader key in the last read */
-	const char *state_str;	   /* "running", "stopped", "starting", "crashed", ... (static) */
-	struct pgw_pg_state pg;	   /* the last observation of PostgreSQL */
-	int64_t leader_optime;	   /* leader's last published WAL position, -1 unknown */
-	double dcs_last_seen;	   /* unix time of the last successful etcd read, 0 never */
-	int64_t loop_mono_ms;	   /* CLOCK_MONOTONIC ms of the last completed HA cycle */
-	int loop_wait;		   /* s, for /liveness */
-	int ttl;		   /* s */
+	char version[32];       /* pgwarden version */
+	enum pgw_role role;     /* from the local PostgreSQL (in recovery or not) */
+	bool holds_leader_key;  /* this node holds the leader key with its live lease */
+	bool cluster_unlocked;  /* no leader key in the last read */
+	const char *state_str;  /* "running", "stopped", "starting", "crashed", ... (static) */
+	struct pgw_pg_state pg; /* the last observation of PostgreSQL */
+	int64_t leader_optime;  /* leader's last published WAL position, -1 unknown */
+	double dcs_last_seen;   /* unix time of the last successful etcd read, 0 never */
+	int64_t loop_mono_ms;   /* CLOCK_MONOTONIC ms of the last completed HA cycle */
+	int loop_wait;          /* s, for /liveness */
+	int ttl;                /* s */
 	bool paused;
 	bool pending_restart;
 	bool watchdog_failed;
 	bool noloadbalance;
 	bool nofailover;
 	int failover_priority;
-	struct { char key[32]; char value[128]; } tags[PGW_MAX_TAGS]; /* all tags as strings */
+	struct {
+		char key[32];
+		char value[128];
+	} tags[PGW_MAX_TAGS]; /* all tags as strings */
 	int ntags;
-	char last_action[64];	   /* the last decision's action name */
-	char last_reason[256];	   /* and its reason */
+	char last_action[64];  /* the last decision's action name */
+	char last_reason[256]; /* and its reason */
 };
 
 struct pgw_rest;
@@ -66,7 +69,7 @@ void pgw_rest_stop(struct pgw_rest *r);
  * 64 KiB 413, and an unknown path 404 with {"error": ...}.
  */
 int pgw_rest_status_for(const struct pgw_snapshot *s, const char *path, const char *query,
-			int64_t now_mono_ms);
+                        int64_t now_mono_ms);
 char *pgw_rest_patroni_json(const struct pgw_snapshot *s);
 
 #endif
