@@ -73,6 +73,12 @@ static bool pg_primary(const struct pgw_obs *o)
 	return o->pg->running && o->pg->accepting && !o->pg->in_recovery;
 }
 
+/* For the safety rows: a primary we cannot see right now still counts. */
+static bool pg_may_write(const struct pgw_obs *o)
+{
+	return pg_primary(o) || (o->may_write && o->pg->running);
+}
+
 bool pgw_obs_holds_leader(const struct pgw_obs *o)
 {
 	const struct pgw_cluster *c = o->cluster;
@@ -220,7 +226,7 @@ static bool g_shutdown(const struct pgw_obs *o, struct pgw_action *a)
 
 static bool g_lease_deadline(const struct pgw_obs *o, struct pgw_action *a)
 {
-	if (!pg_primary(o) || pgw_lease_allows_writes(&o->lease, o->now_ms, o->margin_ms))
+	if (!pg_may_write(o) || pgw_lease_allows_writes(&o->lease, o->now_ms, o->margin_ms))
 		return false;
 	if (o->lease.id == 0)
 		detail(a, "no lease");
@@ -238,7 +244,7 @@ static bool g_etcd_down(const struct pgw_obs *o, struct pgw_action *a)
 
 static bool g_primary_other_leader(const struct pgw_obs *o, struct pgw_action *a)
 {
-	if (!pg_primary(o) || !has_other_leader(o))
+	if (!pg_may_write(o) || !has_other_leader(o))
 		return false;
 	detail(a, "leader key held by %s", o->cluster->leader);
 	return true;

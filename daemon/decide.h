@@ -51,6 +51,9 @@ struct pgw_obs {
 	const struct pgw_cluster *cluster; /* valid only when etcd_ok */
 
 	const struct pgw_pg_state *pg;
+	/* PostgreSQL may be accepting writes even if this observation could not see it
+	 * (running, not answering, last seen as primary). */
+	bool may_write;
 	bool cd_valid; /* cd holds pg_controldata of the (stopped) data directory */
 	struct pgw_controldata cd;
 

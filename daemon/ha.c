@@ -290,6 +290,7 @@ static void build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	o->etcd_ok = h->etcd_ok;
 	o->cluster = &h->cluster;
 	o->pg = &h->pgst;
+	o->may_write = h->was_primary;
 	o->cd_valid = h->cd_valid;
 	o->cd = h->cd;
 	snprintf(s->name, sizeof(s->name), "%s", c->name);

@@ -1,0 +1,1368 @@
+/*
+ * test_decide.c - the HA decision table (daemon/decide.c): every row is reached
+ * by at least one test (checked at the end against pgw_print_rules), each test
+ * asserting the action, the row name and the words of the reason; the safety
+ * cases (lease deadline, another leader, etcd down, stale own key) each have
+ * their own test; and the election is run from every candidate's point of view
+ * on the same cluster data to check that exactly one node takes the key.
+ *
+ * Observations come from two fixtures, "healthy replica node2 following leader
+ * node1" and "healthy leader node1", tweaked per test.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decide.h"
+
+#define NOW        10000000LL /* the fake monotonic clock, ms */
+#define MARGIN     5000       /* S, ms */
+#define TTL        30         /* s */
+#define LEADER_LSE 111        /* node1's lease */
+#define SELF_LSE   222        /* the observing node's lease */
+#define SYSID      7000000000000000001ULL
+#define SYSID_STR  "7000000000000000001"
+#define MB         (1024 * 1024)
+
+/* ---- fixtures ------------------------------------------------------------ */
+
+struct fx {
+	struct pgw_cluster c;
+	struct pgw_pg_state pg;
+	struct pgw_obs o;
+	bool sync_self; /* copy self's cluster entry into o.self_member before deciding */
+};
+
+static struct pgw_member *add_member(struct pgw_cluster *c, const char *name, const char *host,
+                                     int port, const char *role, int64_t xlog)
+{
+	struct pgw_member *m = &c->members[c->nmembers++];
+
+	memset(m, 0, sizeof(*m));
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	snprintf(m->conn_host, sizeof(m->conn_host), "%s", host);
+	m->conn_port = port;
+	snprintf(m->role, sizeof(m->role), "%s", role);
+	snprintf(m->state, sizeof(m->state), "running");
+	m->xlog_location = xlog;
+	m->timeline = 2;
+	m->failover_priority = 1;
+	m->streaming = strcmp(role, "replica") == 0;
+	return m;
+}
+
+static struct pgw_member *member(struct fx *f, const char *name)
+{
+	for (int i = 0; i < f->c.nmembers; i++)
+		if (strcmp(f->c.members[i].name, name) == 0)
+			return &f->c.members[i];
+	fail_msg("no member %s in the fixture", name);
+	return NULL;
+}
+
+static void remove_member(struct fx *f, const char *name)
+{
+	struct pgw_member *m = member(f, name);
+	int i = (int)(m - f->c.members);
+
+	memmove(m, m + 1, sizeof(*m) * (size_t)(f->c.nmembers - i - 1));
+	f->c.nmembers--;
+}
+
+static void set_leader(struct fx *f, const char *name, int64_t lease)
+{
+	f->c.has_leader = true;
+	snprintf(f->c.leader, sizeof(f->c.leader), "%s", name);
+	f->c.leader_lease = lease;
+}
+
+static void no_leader(struct fx *f)
+{
+	f->c.has_leader = false;
+	f->c.leader[0] = '\0';
+	f->c.leader_lease = 0;
+}
+
+/* Renewed so that D - S - now == budget_ms. */
+static void lease_budget(struct fx *f, int64_t budget_ms)
+{
+	int64_t d = NOW + budget_ms + MARGIN;
+
+	pgw_lease_renewed(&f->o.lease, f->o.lease.id ? f->o.lease.id : SELF_LSE,
+	                  d - (int64_t)TTL * 1000, TTL);
+}
+
+/* node2, a streaming replica of leader node1; node3 a replica a bit behind. */
+static void fx_replica(struct fx *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->sync_self = true;
+	f->c.initialized = true;
+	snprintf(f->c.sysid, sizeof(f->c.sysid), SYSID_STR);
+	f->c.optime = 5000;
+	set_leader(f, "node1", LEADER_LSE);
+	add_member(&f->c, "node1", "10.0.0.1", 5432, "master", 5000);
+	add_member(&f->c, "node2", "10.0.0.2", 5432, "replica", 5000);
+	add_member(&f->c, "node3", "10.0.0.3", 5432, "replica", 4000);
+
+	f->pg.datadir = PGW_DATADIR_VALID;
+	f->pg.running = true;
+	f->pg.accepting = true;
+	f->pg.in_recovery = true;
+	f->pg.timeline = 2;
+	f->pg.system_identifier = SYSID;
+	f->pg.streaming = true;
+	snprintf(f->pg.primary_host, sizeof(f->pg.primary_host), "10.0.0.1");
+	f->pg.primary_port = 5432;
+
+	f->o.now_ms = NOW;
+	f->o.self = "node2";
+	f->o.margin_ms = MARGIN;
+	pgw_lease_renewed(&f->o.lease, SELF_LSE, NOW - 1000, TTL);
+	f->o.etcd_ok = true;
+	f->o.cluster = &f->c;
+	f->o.pg = &f->pg;
+	f->o.leader_optime = 5000;
+	f->o.max_lag = MB;
+	f->o.use_pg_rewind = true;
+	f->o.primary_start_timeout_s = 300;
+}
+
+/* node1, the healthy primary holding the leader key. */
+static void fx_leader(struct fx *f)
+{
+	fx_replica(f);
+	f->o.self = "node1";
+	f->o.lease.id = LEADER_LSE;
+	f->pg.in_recovery = false;
+	f->pg.streaming = false;
+	f->pg.primary_host[0] = '\0';
+	f->pg.primary_port = 0;
+	f->pg.wal_lsn = 5000;
+}
+
+/* node2, a healthy replica, after the leader key expired (node1 is gone). */
+static void fx_no_leader(struct fx *f)
+{
+	fx_replica(f);
+	no_leader(f);
+	remove_member(f, "node1");
+}
+
+/* Stopped PostgreSQL; the control file says `state`. */
+static void pg_stopped(struct fx *f, enum pgw_cluster_state state)
+{
+	f->pg.running = false;
+	f->pg.accepting = false;
+	f->pg.in_recovery = false;
+	f->pg.streaming = false;
+	f->pg.system_identifier = 0;
+	f->pg.timeline = 0;
+	f->o.cd_valid = true;
+	f->o.cd.state = state;
+	f->o.cd.system_identifier = SYSID;
+	f->o.cd.timeline = 2;
+}
+
+static void pg_empty(struct fx *f)
+{
+	memset(&f->pg, 0, sizeof(f->pg));
+	f->pg.datadir = PGW_DATADIR_EMPTY;
+	f->o.cd_valid = false;
+}
+
+/* ---- deciding and checking ----------------------------------------------- */
+
+static const char *seen_rules[64];
+static int nseen;
+
+static void note_rule(const char *rule)
+{
+	for (int i = 0; i < nseen; i++)
+		if (strcmp(seen_rules[i], rule) == 0)
+			return;
+	assert_true(nseen < (int)(sizeof(seen_rules) / sizeof(seen_rules[0])));
+	seen_rules[nseen++] = rule;
+}
+
+static void decide_as(struct fx *f, const char *self, struct pgw_action *a)
+{
+	f->o.self = self;
+	if (f->sync_self && f->o.etcd_ok) {
+		const struct pgw_member *m = pgw_cluster_member(&f->c, self);
+
+		if (m)
+			f->o.self_member = *m;
+		f->o.nofailover = f->o.self_member.nofailover;
+	}
+	memset(a, 0x5a, sizeof(*a)); /* decide must fill everything it returns */
+	pgw_decide(&f->o, a);
+	assert_non_null(a->rule);
+	assert_true(a->reason[0] != '\0');
+	assert_non_null(memchr(a->reason, '\0', sizeof(a->reason)));
+	note_rule(a->rule);
+}
+
+static void decide(struct fx *f, struct pgw_action *a)
+{
+	decide_as(f, f->o.self, a);
+}
+
+/* words: substrings of the reason separated by '|'. */
+static void check(const struct pgw_action *a, enum pgw_action_kind kind, const char *rule,
+                  const char *words)
+{
+	char buf[512], *save = NULL;
+
+	if (strcmp(a->rule, rule) != 0 || a->kind != kind)
+		fail_msg("expected %s/%s, got %s/%s: %s", rule, pgw_action_name(kind), a->rule,
+		         pgw_action_name(a->kind), a->reason);
+	snprintf(buf, sizeof(buf), "%s", words);
+	for (char *w = strtok_r(buf, "|", &save); w; w = strtok_r(NULL, "|", &save))
+		if (!strstr(a->reason, w))
+			fail_msg("rule %s: reason \"%s\" lacks \"%s\"", rule, a->reason, w);
+}
+
+static void check_target(const struct pgw_action *a, const char *name, const char *host, int port)
+{
+	assert_string_equal(a->target, name);
+	assert_string_equal(a->target_host, host);
+	assert_int_equal(a->target_port, port);
+}
+
+static bool primary_kind(enum pgw_action_kind k)
+{
+	return k == PGW_ACT_ACQUIRE || k == PGW_ACT_PROMOTE || k == PGW_ACT_BOOTSTRAP ||
+	       k == PGW_ACT_START_PRIMARY || k == PGW_ACT_LEADER_DUTIES;
+}
+
+/* ---- the fixtures themselves --------------------------------------------- */
+
+static void test_fixture_replica_following(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_replica(&f);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "replica following the leader|node1|streaming");
+	check_target(&a, "node1", "10.0.0.1", 5432);
+
+	f.pg.streaming = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "not streaming");
+
+	/* up but not answering yet: keep waiting, whatever the upstream */
+	f.pg.accepting = false;
+	f.pg.primary_host[0] = '\0';
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "node1");
+}
+
+static void test_fixture_leader_healthy(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_leader(&f);
+	assert_true(pgw_obs_holds_leader(&f.o));
+	decide(&f, &a);
+	check(&a, PGW_ACT_LEADER_DUTIES, "leader-healthy", "holding the leader key|primary");
+}
+
+/* ---- safety rows ----------------------------------------------------------- */
+
+static void test_shutdown(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_leader(&f);
+	f.o.shutdown_requested = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_SHUTDOWN, "shutdown", "shutdown requested|release the leader key");
+
+	/* it comes first, even before the lease deadline and with etcd down */
+	lease_budget(&f, -1);
+	f.o.etcd_ok = false;
+	f.o.cluster = NULL;
+	decide(&f, &a);
+	check(&a, PGW_ACT_SHUTDOWN, "shutdown", "shutdown requested");
+}
+
+static void test_lease_deadline_etcd_down(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_leader(&f);
+	f.o.etcd_ok = false;
+	f.o.cluster = NULL; /* "valid only when etcd_ok": decide must not look at it */
+
+	lease_budget(&f, 1); /* now = D - S - 1: writes still allowed */
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "etcd-unreachable", "etcd unreachable|lease deadline");
+
+	lease_budget(&f, 0); /* now = D - S */
+	decide(&f, &a);
+	check(&a, PGW_ACT_DEMOTE_NOW, "lease-deadline", "D - S|stopping writes at once|0 ms past");
+
+	lease_budget(&f, -12345);
+	decide(&f, &a);
+	check(&a, PGW_ACT_DEMOTE_NOW, "lease-deadline", "12345 ms past D - S");
+}
+
+static void test_lease_deadline_etcd_up(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* etcd still shows our key (etcd's own expiry is later than D - S) */
+	fx_leader(&f);
+	lease_budget(&f, 0);
+	assert_true(pgw_obs_holds_leader(&f.o));
+	decide(&f, &a);
+	check(&a, PGW_ACT_DEMOTE_NOW, "lease-deadline", "0 ms past D - S");
+
+	lease_budget(&f, 1);
+	decide(&f, &a);
+	check(&a, PGW_ACT_LEADER_DUTIES, "leader-healthy", "primary");
+}
+
+static void test_lease_deadline_no_lease(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_leader(&f);
+	pgw_lease_lost(&f.o.lease);
+	decide(&f, &a);
+	check(&a, PGW_ACT_DEMOTE_NOW, "lease-deadline", "D - S|no lease");
+
+	/* a replica without a lease is not touched by that row */
+	fx_replica(&f);
+	pgw_lease_lost(&f.o.lease);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "node1");
+}
+
+static void test_etcd_unreachable_never_takes_over(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* each of these would take or use the leader role with etcd up */
+	for (int v = 0; v < 5; v++) {
+		switch (v) {
+		case 0: /* best candidate, no leader */
+			fx_no_leader(&f);
+			break;
+		case 1: /* empty data directory, no cluster */
+			fx_no_leader(&f);
+			f.c.initialized = false;
+			pg_empty(&f);
+			break;
+		case 2: /* key held, in recovery */
+			fx_leader(&f);
+			f.pg.in_recovery = true;
+			break;
+		case 3: /* key held, PostgreSQL down */
+			fx_leader(&f);
+			pg_stopped(&f, PGW_CS_SHUT_DOWN);
+			break;
+		default: /* healthy primary with a good lease: keeps running, no duties */
+			fx_leader(&f);
+			break;
+		}
+		decide(&f, &a); /* with etcd up: acquire, bootstrap, promote, start, duties */
+		assert_true(primary_kind(a.kind));
+		f.o.etcd_ok = false;
+		decide(&f, &a);
+		check(&a, PGW_ACT_NONE, "etcd-unreachable", "etcd unreachable");
+		assert_false(pgw_obs_holds_leader(&f.o));
+		f.o.cluster = NULL;
+		decide(&f, &a);
+		check(&a, PGW_ACT_NONE, "etcd-unreachable", "keeping the current role");
+	}
+}
+
+static void test_primary_other_leader(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_leader(&f);
+	set_leader(&f, "node3", 999);
+	decide(&f, &a);
+	check(&a, PGW_ACT_DEMOTE_NOW, "primary-other-leader",
+	      "another member holds the leader key|stopping writes at once|held by node3");
+
+	/* even when the holder's member key is missing */
+	remove_member(&f, "node3");
+	decide(&f, &a);
+	check(&a, PGW_ACT_DEMOTE_NOW, "primary-other-leader", "node3");
+
+	/* an unreadable leader value counts as somebody else's */
+	set_leader(&f, "?", 999);
+	decide(&f, &a);
+	check(&a, PGW_ACT_DEMOTE_NOW, "primary-other-leader", "held by ?");
+}
+
+/* A primary that is running but not answering (e.g. max_connections reached) still
+ * counts for the safety rows when the shell last saw it as primary. */
+static void test_unanswering_primary_still_demoted(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_leader(&f);
+	f.pg.accepting = false;
+	f.o.may_write = true;
+	set_leader(&f, "node3", 999);
+	decide(&f, &a);
+	check(&a, PGW_ACT_DEMOTE_NOW, "primary-other-leader", "held by node3");
+
+	fx_leader(&f);
+	f.pg.accepting = false;
+	f.o.may_write = true;
+	lease_budget(&f, -1);
+	decide(&f, &a);
+	check(&a, PGW_ACT_DEMOTE_NOW, "lease-deadline", "1 ms past D - S");
+
+	/* without the shell's memory it is a replica that is still starting */
+	fx_leader(&f);
+	f.pg.accepting = false;
+	f.o.may_write = false;
+	set_leader(&f, "node3", 999);
+	decide(&f, &a);
+	assert_int_not_equal(a.kind, PGW_ACT_DEMOTE_NOW);
+}
+
+static void test_primary_own_name_other_lease(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* the key names us but is on an earlier lease: it is not ours to write under */
+	fx_leader(&f);
+	f.c.leader_lease = 4242;
+	assert_false(pgw_obs_holds_leader(&f.o));
+	decide(&f, &a);
+	check(&a, PGW_ACT_DEMOTE_NOW, "primary-other-leader", "held by node1");
+}
+
+static void test_primary_without_key(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_leader(&f);
+	no_leader(&f);
+	decide(&f, &a);
+	check(&a, PGW_ACT_DEMOTE, "primary-without-key",
+	      "running as primary without the leader key|demoting");
+}
+
+/* ---- holding the key --------------------------------------------------------- */
+
+static void test_leader_in_recovery_promotes(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_leader(&f);
+	f.pg.in_recovery = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_PROMOTE, "leader-in-recovery", "in recovery|promoting");
+}
+
+static void test_leader_lease_stale(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* etcd still shows our key, but our own deadline says writes must not start */
+	fx_leader(&f);
+	f.pg.in_recovery = true;
+	lease_budget(&f, 0);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "leader-lease-stale", "past D - S|not promoting");
+
+	pg_stopped(&f, PGW_CS_SHUT_DOWN);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "leader-lease-stale", "not promoting or starting");
+
+	lease_budget(&f, 1);
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_PRIMARY, "leader-postgres-down", "starting it in place");
+}
+
+static void test_leader_postgres_down_and_timeout(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_leader(&f);
+	pg_stopped(&f, PGW_CS_IN_PRODUCTION);
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_PRIMARY, "leader-postgres-down",
+	      "holding the leader key and PostgreSQL is not running|starting it in place");
+
+	f.o.primary_down_since_ms = NOW - 300000; /* exactly the timeout: still trying */
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_PRIMARY, "leader-postgres-down", "starting");
+
+	f.o.primary_down_since_ms = NOW - 300001;
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "leader-start-timeout",
+	      "primary_start_timeout|releasing the leader key|down for 300001 ms|300 s");
+
+	/* up but not accepting after the timeout: also released */
+	f.pg.running = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "leader-start-timeout", "300001 ms");
+}
+
+static void test_leader_starting(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_leader(&f);
+	f.pg.accepting = false;
+	f.pg.in_recovery = false;
+	f.o.primary_down_since_ms = NOW - 1000;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "leader-starting", "waiting for PostgreSQL to accept connections");
+}
+
+static void test_leader_no_data(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_leader(&f);
+	pg_empty(&f);
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "leader-no-data", "without a usable data directory|releasing");
+
+	f.pg.datadir = PGW_DATADIR_INVALID;
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "leader-no-data", "usable data directory");
+}
+
+/* ---- the key names this node but is not on its lease -------------------------- */
+
+static void test_stale_own_key_never_acquires(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* node2, the best candidate, finds "node2" in the key on an older lease */
+	fx_no_leader(&f);
+	set_leader(&f, "node2", 555);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "stale-own-key",
+	      "names this node but belongs to an earlier lease|waiting|key lease 555|this node's "
+	      "lease 222");
+
+	/* no lease at all */
+	pgw_lease_lost(&f.o.lease);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "stale-own-key", "this node's lease 0");
+
+	/* in recovery or stopped, never promote/start under a key that is not ours */
+	fx_replica(&f);
+	set_leader(&f, "node2", 555);
+	for (int v = 0; v < 3; v++) {
+		if (v == 1)
+			pg_stopped(&f, PGW_CS_SHUT_DOWN);
+		if (v == 2)
+			pg_empty(&f);
+		decide(&f, &a);
+		check(&a, PGW_ACT_NONE, "stale-own-key", "earlier lease");
+	}
+}
+
+/* ---- following another leader ------------------------------------------------ */
+
+static void test_leader_member_missing(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_replica(&f);
+	remove_member(&f, "node1");
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "leader-member-missing", "member key is missing|leader node1");
+
+	set_leader(&f, "?", 9);
+	pg_empty(&f);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "leader-member-missing", "leader ?");
+}
+
+static void test_clone_empty_datadir(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_replica(&f);
+	pg_empty(&f);
+	member(&f, "node1")->conn_port = 6543;
+	decide(&f, &a);
+	check(&a, PGW_ACT_CLONE, "clone",
+	      "empty data directory|cloning|from node1 at 10.0.0.1:6543");
+	check_target(&a, "node1", "10.0.0.1", 6543);
+
+	snprintf(member(&f, "node1")->conn_host, sizeof(f.c.members[0].conn_host), "fd00::1");
+	decide(&f, &a);
+	check(&a, PGW_ACT_CLONE, "clone", "fd00::1");
+	check_target(&a, "node1", "fd00::1", 6543);
+}
+
+static void test_invalid_datadir(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_replica(&f);
+	pg_stopped(&f, PGW_CS_UNKNOWN);
+	f.pg.datadir = PGW_DATADIR_INVALID;
+	f.o.cd_valid = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "invalid-datadir", "not a usable PostgreSQL cluster");
+
+	fx_no_leader(&f);
+	pg_stopped(&f, PGW_CS_UNKNOWN);
+	f.pg.datadir = PGW_DATADIR_INVALID;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "invalid-datadir", "not touching it");
+}
+
+static void test_foreign_sysid(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_replica(&f);
+	f.pg.system_identifier = 6999999999999999999ULL;
+	f.pg.primary_host[0] = '\0'; /* would be a follow otherwise */
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "foreign-datadir",
+	      "belongs to another cluster|6999999999999999999|" SYSID_STR);
+
+	/* stopped: the identifier comes from pg_controldata */
+	pg_stopped(&f, PGW_CS_SHUT_DOWN);
+	f.o.cd.system_identifier = 42;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "foreign-datadir", "local system identifier 42");
+
+	/* an old primary of another cluster is not rewound either; nor is a lone node */
+	fx_no_leader(&f);
+	f.pg.system_identifier = 42;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "foreign-datadir", "42");
+
+	/* the same identifier: no row about it */
+	fx_replica(&f);
+	pg_stopped(&f, PGW_CS_SHUT_DOWN_IN_RECOVERY);
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_REPLICA, "start-replica", "node1");
+}
+
+static void test_follow_new_leader(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_replica(&f);
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.0.0.3");
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "follow-new-leader",
+	      "switching to the leader|was following 10.0.0.3:5432|leader is node1 at "
+	      "10.0.0.1:5432");
+	check_target(&a, "node1", "10.0.0.1", 5432);
+
+	/* same host, other port */
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.0.0.1");
+	f.pg.primary_port = 5433;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "follow-new-leader", "was following 10.0.0.1:5433");
+
+	/* a standalone replica (no primary_conninfo) */
+	f.pg.primary_host[0] = '\0';
+	f.pg.primary_port = 0;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "follow-new-leader", "was following nobody");
+}
+
+static void test_old_primary_rewinds(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	for (int v = 0; v < 2; v++) {
+		fx_replica(&f);
+		pg_stopped(&f, v ? PGW_CS_IN_PRODUCTION : PGW_CS_SHUT_DOWN);
+		member(&f, "node1")->timeline = 3;
+		decide(&f, &a);
+		check(
+		    &a, PGW_ACT_REWIND, "rewind",
+		    "old primary rejoining|rewinding|local timeline 2, leader node1 on timeline 3");
+		check_target(&a, "node1", "10.0.0.1", 5432);
+	}
+}
+
+static void test_old_primary_waits_for_timeline(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_replica(&f);
+	pg_stopped(&f, PGW_CS_SHUT_DOWN);
+	member(&f, "node1")->timeline = 0;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "leader-timeline-unknown",
+	      "publish its timeline before rewinding|leader node1");
+}
+
+static void test_old_primary_reclones(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_replica(&f);
+	pg_stopped(&f, PGW_CS_SHUT_DOWN);
+	f.o.rewind_failed = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_CLONE, "reclone", "cannot be rewound|re-cloning|pg_rewind failed");
+	check_target(&a, "node1", "10.0.0.1", 5432);
+
+	f.o.rewind_failed = false;
+	f.o.use_pg_rewind = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_CLONE, "reclone", "use_pg_rewind is off");
+	check_target(&a, "node1", "10.0.0.1", 5432);
+}
+
+static void test_start_replica(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_replica(&f);
+	pg_stopped(&f, PGW_CS_SHUT_DOWN_IN_RECOVERY);
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_REPLICA, "start-replica",
+	      "starting it as a replica of the leader|leader node1");
+	check_target(&a, "node1", "10.0.0.1", 5432);
+
+	/* no control data (unreadable) but a valid directory: start as replica too */
+	f.o.cd_valid = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_REPLICA, "start-replica", "node1");
+}
+
+/* ---- nobody holds the key ------------------------------------------------------ */
+
+static void test_no_fresh_lease(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	pgw_lease_lost(&f.o.lease);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "no-fresh-lease",
+	      "holds no fresh lease|cannot take the leader key");
+
+	fx_no_leader(&f);
+	lease_budget(&f, 0);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "no-fresh-lease", "no fresh lease");
+	lease_budget(&f, 1);
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "taking the leader key");
+
+	/* nor bootstrap */
+	fx_no_leader(&f);
+	f.c.initialized = false;
+	pg_empty(&f);
+	pgw_lease_lost(&f.o.lease);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "no-fresh-lease", "no fresh lease");
+}
+
+static void test_bootstrap(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	f.c.initialized = false;
+	f.c.sysid[0] = '\0';
+	f.c.nmembers = 0;
+	pg_empty(&f);
+	decide(&f, &a);
+	check(&a, PGW_ACT_BOOTSTRAP, "bootstrap",
+	      "no cluster in etcd and an empty data directory|bootstrapping");
+}
+
+static void test_uninitialized_with_data(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	f.c.initialized = false;
+	f.c.sysid[0] = '\0';
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "uninitialized-with-data", "refusing to bootstrap over it");
+
+	pg_stopped(&f, PGW_CS_SHUT_DOWN);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "uninitialized-with-data", "holds data");
+}
+
+static void test_bootstrap_in_progress(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* initialize key with an empty value: someone runs initdb right now */
+	fx_no_leader(&f);
+	f.c.sysid[0] = '\0';
+	pg_empty(&f);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "bootstrap-in-progress", "another member is bootstrapping");
+
+	fx_no_leader(&f);
+	f.c.sysid[0] = '\0';
+	decide(&f, &a); /* even a perfect candidate waits */
+	check(&a, PGW_ACT_NONE, "bootstrap-in-progress", "bootstrapping the cluster");
+}
+
+static void test_no_leader_empty(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	pg_empty(&f);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "no-leader-empty", "nothing to clone from yet");
+}
+
+static void test_no_leader_start(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	pg_stopped(&f, PGW_CS_SHUT_DOWN_IN_RECOVERY);
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_REPLICA, "no-leader-start",
+	      "starting PostgreSQL as a replica to stand for election");
+	assert_string_equal(a.target, "");
+	assert_int_equal(a.target_port, 0);
+
+	/* also an old primary: it is started as a replica, not as a primary */
+	pg_stopped(&f, PGW_CS_SHUT_DOWN);
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_REPLICA, "no-leader-start", "as a replica");
+}
+
+static void test_no_leader_starting(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	f.pg.accepting = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "no-leader-starting", "waiting for PostgreSQL");
+}
+
+static void test_candidate_acquires(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate",
+	      "healthiest eligible member|taking the leader key|position 5000, leader's last 5000");
+}
+
+/* ---- the election ----------------------------------------------------------- */
+
+/* Decide from each replica's view on the same cluster data; returns the one node that
+ * acquires (fails when more than one does), or NULL. */
+static const char *election(struct fx *f, const char *const *names, int n)
+{
+	const char *winner = NULL;
+	struct pgw_action a;
+
+	for (int i = 0; i < n; i++) {
+		decide_as(f, names[i], &a);
+		if (a.kind != PGW_ACT_ACQUIRE) {
+			assert_int_equal(a.kind, PGW_ACT_NONE);
+			continue;
+		}
+		if (winner)
+			fail_msg("both %s and %s acquire", winner, names[i]);
+		winner = names[i];
+	}
+	return winner;
+}
+
+static const char *const two[] = {"node2", "node3"};
+
+static void test_election_higher_position_wins(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	assert_string_equal(election(&f, two, 2), "node2");
+	decide_as(&f, "node3", &a);
+	check(&a, PGW_ACT_NONE, "not-best",
+	      "not the best candidate|node2 is a better candidate|position 5000|this node: "
+	      "streamed, position 4000");
+
+	member(&f, "node3")->xlog_location = 5001;
+	assert_string_equal(election(&f, two, 2), "node3");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "not-best", "node3 is a better candidate");
+}
+
+static void test_election_tie_priority_then_name(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	member(&f, "node3")->xlog_location = 5000;
+	assert_string_equal(election(&f, two, 2), "node2"); /* same priority: by name */
+	decide_as(&f, "node3", &a);
+	check(&a, PGW_ACT_NONE, "not-best", "node2 is a better candidate|priority 1");
+
+	member(&f, "node3")->failover_priority = 2;
+	assert_string_equal(election(&f, two, 2), "node3");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "not-best", "node3 is a better candidate|priority 2");
+
+	/* position beats priority */
+	member(&f, "node2")->xlog_location = 5001;
+	assert_string_equal(election(&f, two, 2), "node2");
+}
+
+static void test_election_lagging_not_eligible(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* node2 streamed (would rank first) but lags more than maximum_lag_on_failover;
+	 * node3 did not stream but is within the limit */
+	fx_no_leader(&f);
+	f.o.leader_optime = 10 * MB;
+	member(&f, "node2")->xlog_location = 10 * MB - MB - 1;
+	member(&f, "node3")->xlog_location = 10 * MB - MB;
+	member(&f, "node2")->streaming = true;
+	member(&f, "node3")->streaming = false;
+	assert_string_equal(election(&f, two, 2), "node3");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "not-best",
+	      "node2 lags 1048577 bytes behind the leader's last position 10485760|more than "
+	      "maximum_lag_on_failover 1048576");
+
+	/* exactly max_lag behind is still eligible */
+	member(&f, "node2")->xlog_location = 10 * MB - MB;
+	assert_string_equal(election(&f, two, 2), "node2");
+}
+
+static void test_election_only_candidate_lags(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	remove_member(&f, "node3");
+	f.o.leader_optime = 10 * MB;
+	member(&f, "node2")->xlog_location = 1000;
+	assert_null(election(&f, two, 1));
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "not-best", "node2 lags|maximum_lag_on_failover");
+
+	/* with node3 lagging too: nobody */
+	add_member(&f.c, "node3", "10.0.0.3", 5432, "replica", 2000);
+	assert_null(election(&f, two, 2));
+
+	/* unknown position: not eligible either */
+	member(&f, "node2")->xlog_location = -1;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "not-best", "node2 has no known WAL position");
+}
+
+static void test_election_nofailover(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	member(&f, "node2")->nofailover = true; /* the best position, but tagged */
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "nofailover", "tagged nofailover|not standing for election");
+	assert_string_equal(election(&f, two, 2), "node3");
+
+	/* the config flag alone also stops it */
+	member(&f, "node2")->nofailover = false;
+	f.sync_self = false;
+	f.o.self_member = *member(&f, "node2");
+	f.o.nofailover = true;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "nofailover", "nofailover");
+
+	/* the self_member flag alone too (the not-best row says why) */
+	f.o.nofailover = false;
+	f.o.self_member.nofailover = true;
+	decide_as(&f, "node2", &a);
+	assert_int_not_equal(a.kind, PGW_ACT_ACQUIRE);
+	check(&a, PGW_ACT_NONE, "not-best", "node2 is tagged nofailover");
+}
+
+static void test_election_streaming_beats_position(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	member(&f, "node2")->streaming = false;
+	member(&f, "node2")->xlog_location = 6000;
+	member(&f, "node3")->streaming = true;
+	member(&f, "node3")->xlog_location = 4000;
+	assert_string_equal(election(&f, two, 2), "node3");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "not-best",
+	      "node3 is a better candidate (streamed, position 4000|this node: not streaming, "
+	      "position 6000");
+}
+
+static void test_election_ineligible_members_ignored(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	/* node4: a far better position, but not a running replica */
+	add_member(&f.c, "node4", "10.0.0.4", 5432, "master", 9000);
+	add_member(&f.c, "node5", "10.0.0.5", 5432, "replica", 9000);
+	snprintf(member(&f, "node5")->state, sizeof(f.c.members[0].state), "stopped");
+	add_member(&f.c, "node6", "10.0.0.6", 5432, "replica", 9000);
+	member(&f, "node6")->nofailover = true;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "position 5000");
+
+	/* self not a running replica */
+	snprintf(member(&f, "node2")->state, sizeof(f.c.members[0].state), "starting");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "not-best", "node2 is not running (state starting)");
+	snprintf(member(&f, "node2")->state, sizeof(f.c.members[0].state), "running");
+	snprintf(member(&f, "node2")->role, sizeof(f.c.members[0].role), "uninitialized");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "not-best", "node2 is not a replica (role uninitialized)");
+}
+
+/* Many small clusters: with every node seeing the same data, at most one acquires, and
+ * exactly one when some node is eligible. */
+static void test_election_exactly_one(void **state)
+{
+	static const char *const names[] = {"a", "b", "c", "d"};
+	unsigned seed = 12345;
+
+	(void)state;
+	for (int iter = 0; iter < 3000; iter++) {
+		struct fx f;
+		int n = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 4;
+		int eligible = 0;
+		char why[256];
+
+		fx_no_leader(&f);
+		f.c.nmembers = 0;
+		f.o.leader_optime = (seed >> 8) % 3 ? 100 : -1;
+		f.o.max_lag = 50;
+		for (int i = 0; i < n; i++) {
+			struct pgw_member *m;
+
+			seed = seed * 1103515245u + 12345u;
+			m = add_member(&f.c, names[i], "h", 5432, "replica",
+			               (int64_t)((seed >> 16) % 4) * 30 - 1);
+			m->streaming = (seed >> 20) & 1;
+			m->failover_priority = (int)((seed >> 22) % 2);
+			m->nofailover = ((seed >> 24) % 5) == 0;
+			if (pgw_candidate_eligible(m, f.o.leader_optime, f.o.max_lag, why,
+			                           sizeof(why)))
+				eligible++;
+		}
+		if (eligible)
+			assert_non_null(election(&f, names, n));
+		else
+			assert_null(election(&f, names, n));
+	}
+}
+
+static void test_candidate_eligible_direct(void **state)
+{
+	struct pgw_cluster c;
+	struct pgw_member *m;
+	char why[256];
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	m = add_member(&c, "n", "h", 1, "replica", 100);
+	assert_true(pgw_candidate_eligible(m, 100, 0, why, sizeof(why)));
+	assert_true(pgw_candidate_eligible(m, -1, 0, why, sizeof(why))); /* leader unknown */
+	assert_true(pgw_candidate_eligible(m, 50, 0, why, sizeof(why))); /* ahead */
+	assert_false(pgw_candidate_eligible(m, 101, 0, why, sizeof(why)));
+	assert_non_null(strstr(why, "n lags 1 bytes"));
+	m->xlog_location = -1;
+	assert_false(pgw_candidate_eligible(m, -1, INT64_MAX - 1, why, sizeof(why)));
+	assert_non_null(strstr(why, "no known WAL position"));
+	m->xlog_location = 100;
+	m->role[0] = '\0';
+	assert_false(pgw_candidate_eligible(m, 100, 0, why, sizeof(why)));
+	assert_non_null(strstr(why, "role unknown"));
+	snprintf(m->role, sizeof(m->role), "replica");
+	m->state[0] = '\0';
+	assert_false(pgw_candidate_eligible(m, 100, 0, why, sizeof(why)));
+	assert_non_null(strstr(why, "state unknown"));
+	/* a tiny buffer is not overrun */
+	assert_false(pgw_candidate_eligible(m, 100, 0, why, 4));
+	assert_int_equal(strlen(why), 3);
+}
+
+static void test_action_names(void **state)
+{
+	(void)state;
+	for (int k = 0; k < PGW_ACT_COUNT; k++) {
+		const char *n = pgw_action_name((enum pgw_action_kind)k);
+
+		assert_non_null(n);
+		assert_string_not_equal(n, "?");
+		for (int j = 0; j < k; j++)
+			assert_string_not_equal(n, pgw_action_name((enum pgw_action_kind)j));
+	}
+	assert_string_equal(pgw_action_name(PGW_ACT_COUNT), "?");
+	assert_string_equal(pgw_action_name((enum pgw_action_kind) - 1), "?");
+	assert_string_equal(pgw_action_name(PGW_ACT_DEMOTE_NOW), "demote_now");
+}
+
+/* ---- the printed table ------------------------------------------------------- */
+
+static char *print_rules(bool dot)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&buf, &len);
+
+	assert_non_null(fp);
+	pgw_print_rules(fp, dot);
+	assert_int_equal(fclose(fp), 0);
+	assert_non_null(buf);
+	return buf;
+}
+
+/* The row names, in table order, from the text form. */
+static int rule_names(char names[][40], int max)
+{
+	char *text = print_rules(false), *save = NULL;
+	int n = 0;
+
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		int num = 0;
+
+		assert_true(n < max);
+		assert_int_equal(sscanf(line, "%d %39s", &num, names[n]), 2);
+		assert_int_equal(num, n + 1);
+		assert_non_null(strstr(line, "->"));
+		n++;
+	}
+	free(text);
+	return n;
+}
+
+static void test_print_rules_text(void **state)
+{
+	char names[64][40];
+	char *text = print_rules(false);
+	int n = rule_names(names, 64), lines = 0;
+
+	(void)state;
+	for (char *p = text; *p; p++)
+		lines += *p == '\n';
+	assert_int_equal(lines, n);
+	assert_true(n >= 30);
+	assert_string_equal(names[0], "shutdown");
+	assert_string_equal(names[1], "lease-deadline");
+	assert_string_equal(names[n - 1], "fallthrough");
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < i; j++)
+			assert_string_not_equal(names[i], names[j]);
+	assert_non_null(strstr(text, "lease-deadline           primary    -> demote_now"));
+	free(text);
+}
+
+static void test_print_rules_dot(void **state)
+{
+	char names[64][40];
+	int n = rule_names(names, 64), edges = 0;
+	char *dot = print_rules(true), *save = NULL;
+	size_t len = strlen(dot);
+
+	(void)state;
+	assert_true(strncmp(dot, "digraph pgwarden {\n", 19) == 0);
+	assert_true(len > 2 && strcmp(dot + len - 2, "}\n") == 0);
+	for (char *line = strtok_r(dot, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char from[64], to[64], label[80];
+		int quotes = 0;
+
+		if (strncmp(line, "  \"", 3) != 0)
+			continue;
+		for (char *p = line; *p; p++)
+			quotes += *p == '"';
+		assert_int_equal(quotes, 6);
+		assert_int_equal(sscanf(line,
+		                        "  \"%63[^\"]\" -> \"%63[^\"]\" [label=\"%79[^\"]\"];",
+		                        from, to, label),
+		                 3);
+		assert_true(line[strlen(line) - 1] == ';');
+		snprintf(from, sizeof(from), "%d %s", edges + 1, names[edges]);
+		assert_string_equal(label, from);
+		edges++;
+	}
+	assert_int_equal(edges, n);
+	free(dot);
+}
+
+/* Runs last: every row of the table was the answer of some test above.  "fallthrough"
+ * cannot be reached: "not-best" is the exact complement of "candidate". */
+static void test_every_rule_reached(void **state)
+{
+	char names[64][40];
+	int n = rule_names(names, 64);
+
+	(void)state;
+	for (int i = 0; i < n; i++) {
+		bool found = false;
+
+		if (strcmp(names[i], "fallthrough") == 0)
+			continue;
+		for (int j = 0; j < nseen && !found; j++)
+			found = strcmp(seen_rules[j], names[i]) == 0;
+		if (!found)
+			fail_msg("rule %s is not reached by any test", names[i]);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_fixture_replica_following),
+	    cmocka_unit_test(test_fixture_leader_healthy),
+	    cmocka_unit_test(test_shutdown),
+	    cmocka_unit_test(test_lease_deadline_etcd_down),
+	    cmocka_unit_test(test_lease_deadline_etcd_up),
+	    cmocka_unit_test(test_lease_deadline_no_lease),
+	    cmocka_unit_test(test_etcd_unreachable_never_takes_over),
+	    cmocka_unit_test(test_primary_other_leader),
+	    cmocka_unit_test(test_unanswering_primary_still_demoted),
+	    cmocka_unit_test(test_primary_own_name_other_lease),
+	    cmocka_unit_test(test_primary_without_key),
+	    cmocka_unit_test(test_leader_in_recovery_promotes),
+	    cmocka_unit_test(test_leader_lease_stale),
+	    cmocka_unit_test(test_leader_postgres_down_and_timeout),
+	    cmocka_unit_test(test_leader_starting),
+	    cmocka_unit_test(test_leader_no_data),
+	    cmocka_unit_test(test_stale_own_key_never_acquires),
+	    cmocka_unit_test(test_leader_member_missing),
+	    cmocka_unit_test(test_clone_empty_datadir),
+	    cmocka_unit_test(test_invalid_datadir),
+	    cmocka_unit_test(test_foreign_sysid),
+	    cmocka_unit_test(test_follow_new_leader),
+	    cmocka_unit_test(test_old_primary_rewinds),
+	    cmocka_unit_test(test_old_primary_waits_for_timeline),
+	    cmocka_unit_test(test_old_primary_reclones),
+	    cmocka_unit_test(test_start_replica),
+	    cmocka_unit_test(test_no_fresh_lease),
+	    cmocka_unit_test(test_bootstrap),
+	    cmocka_unit_test(test_uninitialized_with_data),
+	    cmocka_unit_test(test_bootstrap_in_progress),
+	    cmocka_unit_test(test_no_leader_empty),
+	    cmocka_unit_test(test_no_leader_start),
+	    cmocka_unit_test(test_no_leader_starting),
+	    cmocka_unit_test(test_candidate_acquires),
+	    cmocka_unit_test(test_election_higher_position_wins),
+	    cmocka_unit_test(test_election_tie_priority_then_name),
+	    cmocka_unit_test(test_election_lagging_not_eligible),
+	    cmocka_unit_test(test_election_only_candidate_lags),
+	    cmocka_unit_test(test_election_nofailover),
+	    cmocka_unit_test(test_election_streaming_beats_position),
+	    cmocka_unit_test(test_election_ineligible_members_ignored),
+	    cmocka_unit_test(test_election_exactly_one),
+	    cmocka_unit_test(test_candidate_eligible_direct),
+	    cmocka_unit_test(test_action_names),
+	    cmocka_unit_test(test_print_rules_text),
+	    cmocka_unit_test(test_print_rules_dot),
+	    cmocka_unit_test(test_every_rule_reached), /* keep last */
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
