@@ -35,7 +35,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all deps test unit integration demo clean check-format format cppcheck asan bench
+.PHONY: lint all deps test unit integration demo clean check-format format cppcheck asan bench
 all: deps-build
 	@$(MAKE) --no-print-directory $(B)/pgwarden
 	@ln -sf $(VARIANT)/pgwarden build/pgwarden
@@ -64,6 +64,8 @@ $(B)/tests/%: tests/unit/%.c $(B)/libpgw.a
 	@echo "  LD $@"
 	@$(CC) $(CFLAGS_ALL) -Itests/unit $(LDFLAGS_ALL) -o $@ $< $(B)/libpgw.a $(PKG_LIBS) $(CMOCKA_LIBS)
 
+$(B)/tests/test_decide_random: tests/fuzz/fuzz_decide.c
+
 # The sanitizer build used by the whole test suite.
 asan:
 	@$(MAKE) --no-print-directory VARIANT=asan build/asan/pgwarden $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
@@ -74,13 +76,15 @@ unit: deps-test asan
 integration: deps-test asan
 	@PGWARDEN_BIN=$(CURDIR)/build/asan/pgwarden tests/run-integration.sh
 
-test: deps-test asan
+test: deps-test asan lint
 	@tests/run-unit.sh build/asan/tests
 	@PGWARDEN_BIN=$(CURDIR)/build/asan/pgwarden tests/run-integration.sh
 
 demo: all
 	@scripts/install-deps.sh demo
 	@scripts/demo.sh $(CURDIR)/build/release/pgwarden
+
+lint: check-format cppcheck
 
 check-format:
 	@clang-format --dry-run --Werror $(wildcard daemon/*.[ch] watchdog/*.[ch] fencing/*.[ch] tests/unit/*.[ch])
@@ -89,7 +93,7 @@ format:
 	clang-format -i $(wildcard daemon/*.[ch] watchdog/*.[ch] fencing/*.[ch] tests/unit/*.[ch])
 
 cppcheck:
-	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+	@cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 		--std=c11 -Idaemon -D__GNUC__ daemon watchdog fencing
 
 clean:

@@ -9,7 +9,7 @@ set -eu
 BUILD="gcc make pkg-config libc6-dev libpq-dev libcurl4-openssl-dev libjson-c-dev
 libyaml-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev"
 RUNTIME="postgresql-15 postgresql-client-15 etcd-server etcd-client curl ca-certificates"
-TEST="python3-pytest python3-psycopg2 python3-yaml iproute2 procps psmisc"
+TEST="python3-pytest python3-psycopg2 python3-yaml clang-format cppcheck iproute2 procps psmisc"
 
 what=${1:-all}
 case "$what" in
