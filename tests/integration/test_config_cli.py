@@ -1,0 +1,75 @@
+"""`pgwarden --check-config` and a daemon started with a bad config (no etcd needed)."""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+import harness
+from harness import Raw, SANITIZER_MARKERS, deep_merge, find_line, to_yaml
+
+
+@pytest.fixture
+def node(make_cluster):
+    """An unstarted node (its etcd is never started: nothing here should reach it)."""
+    return make_cluster(n=1, start=False, label="cfg").nodes[0]
+
+
+def run(*args, timeout=60):
+    p = subprocess.run([harness.PGWARDEN_BIN] + list(args), stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=timeout, env=harness.clean_env())
+    out = p.stdout + p.stderr
+    for m in SANITIZER_MARKERS:
+        assert m not in out, "sanitizer report:\n" + out
+    return p.returncode, p.stdout, p.stderr
+
+
+def write_bad_ttl(node):
+    text = "# written by tests/integration/test_config_cli.py\n" + to_yaml(
+        deep_merge(node.config, {"bootstrap": {"dcs": {"ttl": Raw("3O")}}})) + "\n"
+    node.write_config(text)
+    line = find_line(text, r"^\s+ttl: 3O$")
+    return '%s:%d: bootstrap.dcs.ttl: expected a positive integer, got "3O"' % (
+        node.config_path, line)
+
+
+def test_check_config_accepts_a_good_config(node):
+    rc, out, err = run("--check-config", node.config_path)
+    assert rc == 0, "rc %d\nstdout: %s\nstderr: %s" % (rc, out, err)
+
+
+def test_check_config_rejects_bad_ttl_with_file_line_and_key(node):
+    expected = write_bad_ttl(node)
+    rc, out, err = run("--check-config", node.config_path)
+    assert rc != 0, "a config with ttl: 3O was accepted:\n%s%s" % (out, err)
+    lines = [l for l in (out + err).splitlines() if l.strip()]
+    assert lines == [expected], "expected exactly\n  %s\ngot\n  %s" % (expected, "\n  ".join(lines))
+
+
+def test_check_config_rejects_timing_rule_violation(node):
+    # loop_wait + 2 * retry_timeout <= ttl must hold: 2 + 2*3 > 7.
+    text = to_yaml(deep_merge(node.config, {"bootstrap": {"dcs": {"ttl": 7}}})) + "\n"
+    node.write_config(text)
+    rc, out, err = run("--check-config", node.config_path)
+    assert rc != 0, "ttl 7 with loop_wait 2, retry_timeout 3 was accepted"
+    assert node.config_path in out + err and "ttl" in out + err, out + err
+
+
+def test_daemon_refuses_to_start_with_bad_config(node):
+    expected = write_bad_ttl(node)
+    node.start()
+    try:
+        rc = node.wait_exit(30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the daemon kept running with a bad config:\n" + node.log_text())
+    text = node.log_text(current_start_only=True)
+    assert rc != 0, "daemon exited 0 with a bad config:\n" + text
+    assert expected in text.splitlines(), "expected the line\n  %s\nin\n%s" % (expected, text)
+    time.sleep(0.5)
+    assert not node.cgroup.populated(), "processes left: %r" % node.machine_processes()
+    assert not os.path.exists(os.path.join(node.data_dir, "postmaster.pid"))
+    assert not os.path.exists(os.path.join(node.data_dir, "PG_VERSION")), "initdb ran"
+    assert node.rest("/health", timeout=1) == (None, None), "the REST API answered"
+    for m in SANITIZER_MARKERS:
+        assert m not in text, text
