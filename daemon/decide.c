@@ -387,11 +387,22 @@ static bool g_f_follow_new(const struct pgw_obs *o, struct pgw_action *a)
 	return true;
 }
 
+/*
+ * An old primary rewinds only from a leader whose published timeline is newer
+ * than its own: before that, the leader may still be promoting, and pg_rewind
+ * against it would find "no rewind required" while this node has diverged.
+ */
 static bool g_f_leader_tl_unknown(const struct pgw_obs *o, struct pgw_action *a)
 {
-	if (!follower(o) || !was_primary(o) || leader_member(o)->timeline > 0)
+	int ltl;
+
+	if (!follower(o) || !was_primary(o) || !o->use_pg_rewind || o->rewind_failed)
 		return false;
-	detail(a, "leader %s", o->cluster->leader);
+	ltl = leader_member(o)->timeline;
+	if (ltl > 0 && ltl > o->cd.timeline)
+		return false;
+	detail(a, "leader %s on timeline %d, this node on timeline %d", o->cluster->leader, ltl,
+	       o->cd.timeline);
 	return true;
 }
 

@@ -1813,11 +1813,23 @@ int pgw_pg_promote(struct pgw_pg *pg, int timeout_ms)
 {
 	int64_t deadline = now_ms() + timeout_ms;
 	char secs[16];
+	PGresult *r;
 
 	snprintf(secs, sizeof(secs), "%d", pgctl_seconds(timeout_ms));
 	if (pg_ctl(pg, timeout_ms, "promote", "-w", "-t", secs, (char *)NULL) < 0)
 		return -1;
-	return confirm_promoted(pg, deadline);
+	if (confirm_promoted(pg, deadline) < 0)
+		return -1;
+	/*
+	 * Until the first checkpoint after promotion, pg_control still names the old
+	 * timeline, and pg_rewind of the old primary against this server answers "no
+	 * rewind required" although the old primary has diverged.  Checkpoint now, so
+	 * the new timeline is on record before anyone rewinds from us.
+	 */
+	r = pq_query(pg, "checkpoint after promotion", "CHECKPOINT", 0, NULL, deadline,
+	             PGRES_COMMAND_OK);
+	PQclear(r); /* a failure is logged by pq_query; the promotion stands */
+	return 0;
 }
 
 /* ---- cloning and rewinding -------------------------------------------------------- */
@@ -1928,6 +1940,12 @@ int pgw_pg_rewind(struct pgw_pg *pg, const char *host, int port, int timeout_ms)
 	    write_pgpass(pg) == 0) {
 		pgw_info("rewinding %s from %s:%d", pg->data_dir, host, port);
 		rc = run_cmd(pg, argv, NULL, timeout_ms, 0, res);
+		if (rc == 0) {
+			char tail[TAIL_MAX + 64];
+
+			out_tail(&res->out, tail, sizeof(tail));
+			pgw_info("pg_rewind: %s", tail[0] ? tail : "(no output)");
+		}
 	}
 	free(res);
 	free(source);

@@ -755,6 +755,17 @@ static void test_old_primary_waits_for_timeline(void **state)
 	decide(&f, &a);
 	check(&a, PGW_ACT_NONE, "leader-timeline-unknown",
 	      "publish its timeline before rewinding|leader node1");
+
+	/* a leader still on this node's timeline (promotion not published yet): pg_rewind
+	 * would answer "no rewind required" although this node diverged */
+	for (int tl = 1; tl <= 2; tl++) {
+		member(&f, "node1")->timeline = tl;
+		decide(&f, &a);
+		check(&a, PGW_ACT_NONE, "leader-timeline-unknown", "this node on timeline 2");
+	}
+	member(&f, "node1")->timeline = 3;
+	decide(&f, &a);
+	check(&a, PGW_ACT_REWIND, "rewind", "local timeline 2, leader node1 on timeline 3");
 }
 
 static void test_old_primary_reclones(void **state)
