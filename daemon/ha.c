@@ -53,8 +53,6 @@ struct ha {
 	double dcs_last_seen;
 	struct pgw_cluster cluster;
 	struct pgw_pg_state pgst;
-	bool cd_valid;
-	struct pgw_controldata cd;
 
 	bool streamed; /* WAL receiver streaming while a leader existed */
 	char optime_leader[PGW_NAME_MAX];
@@ -149,9 +147,6 @@ static void observe_pg(struct ha *h)
 		h->was_primary = false;
 	else if (h->pgst.accepting)
 		h->was_primary = !h->pgst.in_recovery;
-	h->cd_valid = false;
-	if (!h->pgst.running && h->pgst.datadir == PGW_DATADIR_VALID)
-		h->cd_valid = pgw_pg_controldata(h->pg, &h->cd) == 0;
 }
 
 static const char *observed_state(const struct ha *h)
@@ -169,8 +164,9 @@ static const char *observed_role(const struct ha *h)
 		return "uninitialized";
 	if (h->pgst.running && h->pgst.accepting)
 		return h->pgst.in_recovery ? "replica" : "master";
-	if (h->cd_valid)
-		return h->cd.state == PGW_CS_SHUT_DOWN || h->cd.state == PGW_CS_IN_PRODUCTION
+	if (h->pgst.cd_valid)
+		return h->pgst.cd.state == PGW_CS_SHUT_DOWN ||
+		               h->pgst.cd.state == PGW_CS_IN_PRODUCTION
 		           ? "master"
 		           : "replica";
 	return "replica";
@@ -212,7 +208,8 @@ static void publish_member(struct ha *h)
 	    h->pgst.in_recovery && h->pgst.accepting ? (int64_t)h->pgst.received_lsn : -1;
 	mi.replay_lsn =
 	    h->pgst.in_recovery && h->pgst.accepting ? (int64_t)h->pgst.replayed_lsn : -1;
-	mi.timeline = h->pgst.timeline ? h->pgst.timeline : (h->cd_valid ? h->cd.timeline : 0);
+	mi.timeline =
+	    h->pgst.timeline ? h->pgst.timeline : (h->pgst.cd_valid ? h->pgst.cd.timeline : 0);
 	mi.streaming = h->streamed;
 	mi.pending_restart = h->pgst.pending_restart;
 	mi.nofailover = c->tags.nofailover;
@@ -291,8 +288,8 @@ static void build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	o->cluster = &h->cluster;
 	o->pg = &h->pgst;
 	o->may_write = h->was_primary;
-	o->cd_valid = h->cd_valid;
-	o->cd = h->cd;
+	o->cd_valid = h->pgst.cd_valid;
+	o->cd = h->pgst.cd;
 	snprintf(s->name, sizeof(s->name), "%s", c->name);
 	snprintf(s->role, sizeof(s->role), "%s", observed_role(h));
 	snprintf(s->state, sizeof(s->state), "%s", observed_state(h));
@@ -569,11 +566,8 @@ static void act_demote(struct ha *h, const char *mode)
 		give_up_key(h);
 }
 
-static void act_shutdown(struct ha *h)
+static void act_shutdown(struct ha *h, bool held)
 {
-	bool held = h->etcd_ok && h->cluster.has_leader &&
-	            strcmp(h->cluster.leader, h->cfg->name) == 0 &&
-	            h->cluster.leader_lease == h->lease.id;
 	struct pgw_controldata cd;
 
 	pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
@@ -588,7 +582,8 @@ static void act_shutdown(struct ha *h)
 		pgw_etcd_lease_revoke(h->etcd, h->lease.id, op_timeout(h));
 }
 
-static void act(struct ha *h, const struct pgw_action *a)
+/* holds: this node held the leader key at the observation (pgw_obs_holds_leader). */
+static void act(struct ha *h, const struct pgw_action *a, bool holds)
 {
 	switch (a->kind) {
 	case PGW_ACT_NONE:
@@ -633,7 +628,7 @@ static void act(struct ha *h, const struct pgw_action *a)
 		give_up_key(h);
 		break;
 	case PGW_ACT_SHUTDOWN:
-		act_shutdown(h);
+		act_shutdown(h, holds);
 		break;
 	case PGW_ACT_COUNT:
 		break;
@@ -790,7 +785,7 @@ static void cycle(struct ha *h, bool shutdown)
 	o.primary_down_since_ms = h->primary_down_since;
 	pgw_decide(&o, &a);
 	log_decision(h, &a);
-	act(h, &a);
+	act(h, &a, holds);
 	h->loop_mono_ms = mono_ms();
 	publish_snapshot(h, holds);
 	if (!shutdown)

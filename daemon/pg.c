@@ -804,10 +804,15 @@ static bool is_running(const struct pgw_pg *pg)
 	return pid > 0 && postmaster_alive(pid);
 }
 
-static enum pgw_datadir_state datadir_state(struct pgw_pg *pg, bool running, int timeout_ms)
+/*
+ * What the data directory holds.  pg_controldata runs only when no postmaster
+ * does: a running postmaster vouches for its directory, and the HA loop needs
+ * the control file (state, timeline) only for a stopped server.
+ */
+static enum pgw_datadir_state datadir_state(struct pgw_pg *pg, struct pgw_pg_state *st,
+                                            int timeout_ms)
 {
 	DIR *d = opendir(pg->data_dir);
-	struct pgw_controldata cd;
 	struct dirent *e;
 	bool empty = true;
 	char *ver;
@@ -825,10 +830,10 @@ static enum pgw_datadir_state datadir_state(struct pgw_pg *pg, bool running, int
 	free(ver);
 	if (!has_version)
 		return PGW_DATADIR_INVALID;
-	/* a running postmaster vouches for its directory even if a read fails */
-	if (controldata_run(pg, RUN_QUIET, timeout_ms, &cd) == 0 || running)
+	if (st->running)
 		return PGW_DATADIR_VALID;
-	return PGW_DATADIR_INVALID;
+	st->cd_valid = controldata_run(pg, RUN_QUIET, timeout_ms, &st->cd) == 0;
+	return st->cd_valid ? PGW_DATADIR_VALID : PGW_DATADIR_INVALID;
 }
 
 /* ---- libpq ------------------------------------------------------------------------ */
@@ -1185,7 +1190,7 @@ void pgw_pg_observe(struct pgw_pg *pg, int timeout_ms, struct pgw_pg_state *st)
 
 	memset(st, 0, sizeof(*st));
 	st->running = is_running(pg);
-	st->datadir = datadir_state(pg, st->running, timeout_ms > 100 ? timeout_ms / 2 : 50);
+	st->datadir = datadir_state(pg, st, timeout_ms > 100 ? timeout_ms / 2 : 50);
 	if (!st->running) {
 		pq_drop(pg);
 		return;

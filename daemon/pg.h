@@ -57,10 +57,12 @@ struct pgw_pg_replication {
 /* The observed state of the local PostgreSQL at one instant. */
 struct pgw_pg_state {
 	enum pgw_datadir_state datadir;
-	bool running;     /* postmaster alive (postmaster.pid and a live pid) */
-	bool accepting;   /* a libpq connection and query succeeded */
-	bool in_recovery; /* pg_is_in_recovery() */
-	int timeline;     /* current timeline (0 when unknown) */
+	bool cd_valid;             /* not running: pg_controldata could be read into cd */
+	struct pgw_controldata cd; /* the control file of a stopped server */
+	bool running;              /* postmaster alive (postmaster.pid and a live pid) */
+	bool accepting;            /* a libpq connection and query succeeded */
+	bool in_recovery;          /* pg_is_in_recovery() */
+	int timeline;              /* current timeline (0 when unknown) */
 	uint64_t system_identifier;
 	int server_version;           /* e.g. 150018 */
 	double postmaster_start_time; /* unix time, 0 when unknown */
