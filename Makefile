@@ -30,14 +30,15 @@ B := build/$(VARIANT)
 CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) -pthread -DPGW_VERSION='"$(VERSION)"' -Idaemon $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := $(OPT) -pthread $(LDFLAGS)
 
-LIB_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard watchdog/*.c) $(wildcard fencing/*.c)
+MAINS   := daemon/main.c daemon/pgwardenctl.c
+LIB_SRC := $(filter-out $(MAINS),$(wildcard daemon/*.c)) $(wildcard watchdog/*.c) $(wildcard fencing/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: lint all deps test unit integration demo clean check-format format cppcheck asan bench
 all: deps-build
-	@$(MAKE) --no-print-directory $(B)/pgwarden
+	@$(MAKE) --no-print-directory $(B)/pgwarden $(if $(wildcard daemon/pgwardenctl.c),$(B)/pgwardenctl)
 	@ln -sf $(VARIANT)/pgwarden build/pgwarden
 
 # Install missing Debian packages (needs root only when something is missing).
@@ -59,6 +60,10 @@ $(B)/pgwarden: $(B)/daemon/main.o $(B)/libpgw.a
 	@echo "  LD $@"
 	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
+$(B)/pgwardenctl: $(B)/daemon/pgwardenctl.o $(B)/libpgw.a
+	@echo "  LD $@"
+	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
 $(B)/tests/%: tests/unit/%.c $(B)/libpgw.a
 	@mkdir -p $(dir $@)
 	@echo "  LD $@"
@@ -68,7 +73,7 @@ $(B)/tests/test_decide_random: tests/fuzz/fuzz_decide.c
 
 # The sanitizer build used by the whole test suite.
 asan:
-	@$(MAKE) --no-print-directory VARIANT=asan build/asan/pgwarden $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
+	@$(MAKE) --no-print-directory VARIANT=asan build/asan/pgwarden $(if $(wildcard daemon/pgwardenctl.c),build/asan/pgwardenctl) $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 
 unit: deps-test asan
 	@tests/run-unit.sh build/asan/tests

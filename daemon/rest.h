@@ -48,6 +48,15 @@ struct pgw_snapshot {
 	int ntags;
 	char last_action[64];  /* the last decision's action name */
 	char last_reason[256]; /* and its reason */
+	/*
+	 * Bodies of GET /cluster, /history and /config, rendered by the HA loop from its
+	 * last etcd read (borrowed: pgw_rest_publish copies them).  NULL when unknown.
+	 */
+	const char *cluster_json;
+	const char *history_json;
+	const char *config_json;
+	int64_t lease_budget_ms; /* D - S - now when published (negative: past); 0 without lease */
+	bool has_lease;
 };
 
 struct pgw_rest;
