@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void add_warning(struct pgw_cluster *c, const char *fmt, const char *what)
 {
@@ -142,6 +143,86 @@ static void parse_status(struct pgw_cluster *c, const struct pgw_etcd_kv *kv)
 	json_object_put(o);
 }
 
+static void parse_config(struct pgw_cluster *c, const struct pgw_etcd_kv *kv)
+{
+	struct json_object *o = json_tokener_parse(kv->value);
+
+	c->has_config = true;
+	free(c->config);
+	c->config = strdup(kv->value);
+	if (o && json_object_is_type(o, json_type_object))
+		c->paused = json_bool_field(o, "pause");
+	else
+		add_warning(c, "%s: not a JSON object; ", "config");
+	json_object_put(o);
+}
+
+bool pgw_parse_iso8601(const char *s, double *out)
+{
+	struct tm tm = {0};
+	const char *p = s ? strptime(s, "%Y-%m-%d", &tm) : NULL;
+	double frac = 0;
+	long off = 0;
+
+	if (!p || (*p != 'T' && *p != ' '))
+		return false;
+	p = strptime(p + 1, "%H:%M:%S", &tm);
+	if (!p)
+		return false;
+	if (*p == '.') {
+		char *end;
+
+		frac = strtod(p, &end);
+		p = end;
+	}
+	if (*p == 'Z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		int hh, mm, n = 0;
+
+		if (sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &n) != 2 || n != 5 || hh > 23 || mm > 59)
+			return false;
+		off = (hh * 3600L + mm * 60L) * (*p == '-' ? -1 : 1);
+		p += 6;
+	} else {
+		return false; /* a time without a zone is ambiguous */
+	}
+	if (*p)
+		return false;
+	*out = (double)timegm(&tm) - (double)off + frac;
+	return true;
+}
+
+bool pgw_failover_parse(const char *json, struct pgw_failover *f)
+{
+	struct json_object *o = json_tokener_parse(json);
+	const char *leader, *member, *at;
+	bool ok = false;
+
+	memset(f, 0, sizeof(*f));
+	f->present = true;
+	f->malformed = true;
+	if (!o || !json_object_is_type(o, json_type_object))
+		goto out;
+	leader = json_str_field(o, "leader");
+	member = json_str_field(o, "member");
+	at = json_str_field(o, "scheduled_at");
+	if ((!leader || !*leader) && (!member || !*member))
+		goto out; /* says nothing */
+	if ((leader && strlen(leader) >= PGW_NAME_MAX) ||
+	    (member && strlen(member) >= PGW_NAME_MAX))
+		goto out;
+	if (at && *at && !pgw_parse_iso8601(at, &f->scheduled_at))
+		goto out;
+	copy_str(f->leader, sizeof(f->leader), leader);
+	copy_str(f->member, sizeof(f->member), member);
+	f->malformed = false;
+	ok = true;
+out:
+	json_object_put(o);
+	return ok;
+}
+
 static void parse_member(struct pgw_cluster *c, const struct pgw_etcd_kv *kv, const char *name)
 {
 	struct pgw_member *m;
@@ -198,7 +279,11 @@ int pgw_cluster_parse(const struct pgw_etcd_range *r, const char *prefix, struct
 			free(c->history);
 			c->history = strdup(kv->value);
 		} else if (strcmp(k, "config") == 0) {
-			c->has_config = true;
+			parse_config(c, kv);
+		} else if (strcmp(k, "failover") == 0) {
+			if (!pgw_failover_parse(kv->value, &c->failover))
+				add_warning(c, "%s: malformed, ignored; ", "failover");
+			c->failover.mod_revision = kv->mod_revision;
 		} else if (strncmp(k, "members/", 8) == 0) {
 			parse_member(c, kv, k + 8);
 		}
@@ -209,6 +294,7 @@ int pgw_cluster_parse(const struct pgw_etcd_range *r, const char *prefix, struct
 void pgw_cluster_clear(struct pgw_cluster *c)
 {
 	free(c->history);
+	free(c->config);
 	memset(c, 0, sizeof(*c));
 	c->optime = -1;
 }
@@ -267,6 +353,8 @@ char *pgw_member_json(const struct pgw_member_info *mi)
 		json_object_object_add(o, "timeline", json_object_new_int(mi->timeline));
 	if (mi->pending_restart)
 		json_object_object_add(o, "pending_restart", json_object_new_boolean(1));
+	if (mi->pause)
+		json_object_object_add(o, "pause", json_object_new_boolean(1));
 	if (mi->nofailover)
 		json_object_object_add(tags, "nofailover", json_object_new_boolean(1));
 	if (mi->noloadbalance)

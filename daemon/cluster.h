@@ -43,6 +43,19 @@ struct pgw_member {
 	int64_t lease;
 };
 
+/*
+ * The failover key: a switchover ({"leader": old, "member": new, "scheduled_at": t}) or a
+ * manual failover ({"member": new}) requested by pgwardenctl or the REST API.
+ */
+struct pgw_failover {
+	bool present;
+	bool malformed;            /* present but unusable: ignored (and reported) */
+	char leader[PGW_NAME_MAX]; /* "" = any leader */
+	char member[PGW_NAME_MAX]; /* "" = any healthy replica */
+	double scheduled_at;       /* unix time; 0 = now */
+	int64_t mod_revision;
+};
+
 struct pgw_cluster {
 	int64_t revision; /* header revision of the read */
 	bool initialized; /* initialize key present */
@@ -56,6 +69,9 @@ struct pgw_cluster {
 	int64_t optime; /* status key optime, -1 unknown */
 	char *history;  /* raw JSON of the history key (malloc'd), NULL when absent */
 	bool has_config;
+	char *config; /* raw JSON of the config key (malloc'd), NULL when absent */
+	bool paused;  /* config has "pause": true */
+	struct pgw_failover failover;
 	char warnings[512]; /* what was ignored, for the log */
 };
 
@@ -65,6 +81,11 @@ void pgw_cluster_clear(struct pgw_cluster *c);
 const struct pgw_member *pgw_cluster_member(const struct pgw_cluster *c, const char *name);
 /* The leader's member entry, or NULL. */
 const struct pgw_member *pgw_cluster_leader_member(const struct pgw_cluster *c);
+
+/* Parse the failover key's JSON into *f; false (and f->malformed) when unusable. */
+bool pgw_failover_parse(const char *json, struct pgw_failover *f);
+/* "2026-11-23T12:00:00+01:00" (also 'Z', fractions, a space for 'T') -> unix time. */
+bool pgw_parse_iso8601(const char *s, double *out);
 
 /* Parse one member JSON value into *m (name not touched); false when malformed. */
 bool pgw_member_parse(const char *json, size_t len, struct pgw_member *m);
@@ -83,6 +104,7 @@ struct pgw_member_info {
 	int timeline;                    /* 0 = omit */
 	bool streaming;
 	bool pending_restart;
+	bool pause; /* maintenance mode is on */
 	bool nofailover, noloadbalance, clonefrom, nosync;
 	int failover_priority;
 };

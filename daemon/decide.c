@@ -37,6 +37,8 @@ static const char *const action_names[PGW_ACT_COUNT] = {
     [PGW_ACT_DEMOTE] = "demote",
     [PGW_ACT_RELEASE] = "release",
     [PGW_ACT_SHUTDOWN] = "shutdown",
+    [PGW_ACT_HANDOVER] = "handover",
+    [PGW_ACT_CANCEL_SWITCHOVER] = "cancel_switchover",
 };
 
 const char *pgw_action_name(enum pgw_action_kind k)
@@ -254,6 +256,130 @@ static bool g_primary_no_leader(const struct pgw_obs *o, struct pgw_action *a)
 {
 	(void)a;
 	return pg_primary(o) && !o->cluster->has_leader;
+}
+
+/* --- switchover, failover and pause --- */
+
+static bool failover_usable(const struct pgw_obs *o)
+{
+	const struct pgw_failover *f = &o->cluster->failover;
+
+	return f->present && !f->malformed;
+}
+
+static const struct pgw_member *named_member(const struct pgw_obs *o, const char *name)
+{
+	return strcmp(name, o->self) == 0 ? &o->self_member : pgw_cluster_member(o->cluster, name);
+}
+
+/* Is there a replica that may take over from this leader (the named one, or any)? */
+static bool switchover_target_ok(const struct pgw_obs *o, char *why, size_t whylen)
+{
+	const struct pgw_failover *f = &o->cluster->failover;
+	const struct pgw_cluster *c = o->cluster;
+	const struct pgw_member *m;
+
+	if (f->member[0]) {
+		m = named_member(o, f->member);
+		if (!m) {
+			snprintf(why, whylen, "candidate %s is not a member", f->member);
+			return false;
+		}
+		if (strcmp(f->member, o->self) == 0) {
+			snprintf(why, whylen, "candidate %s is the leader itself", f->member);
+			return false;
+		}
+		return pgw_candidate_eligible(m, o->leader_optime, o->max_lag, why, whylen);
+	}
+	for (int i = 0; i < c->nmembers; i++)
+		if (strcmp(c->members[i].name, o->self) != 0 &&
+		    pgw_candidate_eligible(&c->members[i], o->leader_optime, o->max_lag, why,
+		                           whylen))
+			return true;
+	snprintf(why, whylen, "no eligible replica to hand over to");
+	return false;
+}
+
+/* A switchover addressed to this leader (or to any leader) whose time has come. */
+static bool switchover_due(const struct pgw_obs *o)
+{
+	const struct pgw_failover *f = &o->cluster->failover;
+
+	return pgw_obs_holds_leader(o) && pg_primary(o) && failover_usable(o) &&
+	       (f->scheduled_at == 0 || o->wall_now >= f->scheduled_at);
+}
+
+static bool g_switchover_cancel(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const struct pgw_failover *f = &o->cluster->failover;
+	char why[200];
+
+	if (!pgw_obs_holds_leader(o) || !pg_primary(o) || !o->cluster->failover.present)
+		return false;
+	if (f->malformed) {
+		detail(a, "the failover key is malformed");
+		return true;
+	}
+	if (f->leader[0] && strcmp(f->leader, o->self) != 0) {
+		detail(a, "it names %s as the leader, but this node is", f->leader);
+		return true;
+	}
+	if (!switchover_due(o))
+		return false;
+	if (o->cluster->paused) {
+		detail(a, "the cluster is paused");
+		return true;
+	}
+	if (switchover_target_ok(o, why, sizeof(why)))
+		return false;
+	detail(a, "%s", why);
+	return true;
+}
+
+static bool g_switchover(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const struct pgw_failover *f = &o->cluster->failover;
+
+	if (!switchover_due(o))
+		return false;
+	detail(a, "to %s", f->member[0] ? f->member : "the healthiest replica");
+	return true;
+}
+
+static bool g_paused(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return o->cluster->paused;
+}
+
+static bool g_n_failover_self(const struct pgw_obs *o, struct pgw_action *a)
+{
+	char why[200];
+
+	if (!failover_usable(o) || o->nofailover ||
+	    strcmp(o->cluster->failover.member, o->self) != 0)
+		return false;
+	if (!pgw_candidate_eligible(&o->self_member, o->leader_optime, o->max_lag, why,
+	                            sizeof(why)))
+		return false;
+	detail(a, "requested leader %s",
+	       o->cluster->failover.leader[0] ? o->cluster->failover.leader : "any");
+	return true;
+}
+
+static bool g_n_failover_other(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const char *name = o->cluster->failover.member;
+	const struct pgw_member *m;
+	char why[200];
+
+	if (!failover_usable(o) || !name[0] || strcmp(name, o->self) == 0)
+		return false;
+	m = pgw_cluster_member(o->cluster, name);
+	if (!m || !pgw_candidate_eligible(m, o->leader_optime, o->max_lag, why, sizeof(why)))
+		return false; /* the named member cannot: the election decides */
+	detail(a, "%s", name);
+	return true;
 }
 
 static bool g_leader_healthy(const struct pgw_obs *o, struct pgw_action *a)
@@ -522,11 +648,17 @@ static const struct rule rules[] = {
      "running as primary while another member holds the leader key: stopping writes at once"},
     {"primary-without-key", "primary", g_primary_no_leader, PGW_ACT_DEMOTE,
      "running as primary without the leader key: demoting to stand for election as a replica"},
+    {"switchover-cancel", "leader", g_switchover_cancel, PGW_ACT_CANCEL_SWITCHOVER,
+     "a switchover request cannot be carried out: removing it"},
+    {"switchover", "leader", g_switchover, PGW_ACT_HANDOVER,
+     "switchover requested: stopping PostgreSQL and handing over the leader key"},
     {"leader-healthy", "leader", g_leader_healthy, PGW_ACT_LEADER_DUTIES,
      "holding the leader key and running as primary"},
     {"leader-lease-stale", "leader", g_leader_lease_stale, PGW_ACT_NONE,
      "holding the leader key but the lease is past D - S: not promoting or starting until it is "
      "renewed"},
+    {"paused", "any", g_paused, PGW_ACT_NONE,
+     "maintenance mode (pause): no automatic promotion, demotion, start or stop"},
     {"leader-in-recovery", "leader", g_leader_promote, PGW_ACT_PROMOTE,
      "holding the leader key while PostgreSQL is in recovery: promoting"},
     {"leader-start-timeout", "leader", g_leader_start_timeout, PGW_ACT_RELEASE,
@@ -572,6 +704,10 @@ static const struct rule rules[] = {
      "no leader: starting PostgreSQL as a replica to stand for election"},
     {"no-leader-starting", "no leader", g_n_starting, PGW_ACT_NONE,
      "no leader: waiting for PostgreSQL to accept connections"},
+    {"failover-to-this-node", "no leader", g_n_failover_self, PGW_ACT_ACQUIRE,
+     "a switchover or failover names this node: taking the leader key"},
+    {"failover-to-other", "no leader", g_n_failover_other, PGW_ACT_NONE,
+     "a switchover or failover names another member: waiting for it to take over"},
     {"nofailover", "no leader", g_n_nofailover, PGW_ACT_NONE,
      "no leader, but this node is tagged nofailover: not standing for election"},
     {"candidate", "no leader", g_n_candidate, PGW_ACT_ACQUIRE,

@@ -36,11 +36,15 @@ enum pgw_action_kind {
 	PGW_ACT_DEMOTE,        /* orderly demotion: fast shutdown, rejoin as replica later */
 	PGW_ACT_RELEASE,       /* stop PostgreSQL and give up the leader key */
 	PGW_ACT_SHUTDOWN,      /* daemon stopping: stop PostgreSQL, release the key */
+	PGW_ACT_HANDOVER, /* switchover: stop PostgreSQL, publish the final position, release the
+	                     key */
+	PGW_ACT_CANCEL_SWITCHOVER, /* remove a switchover request that cannot be carried out */
 	PGW_ACT_COUNT
 };
 
 struct pgw_obs {
-	int64_t now_ms; /* CLOCK_MONOTONIC */
+	int64_t now_ms;  /* CLOCK_MONOTONIC */
+	double wall_now; /* unix time, only to compare with a scheduled switchover */
 	const char *self;
 	bool shutdown_requested;
 

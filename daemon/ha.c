@@ -47,6 +47,7 @@ struct ha {
 	char status_key[600];
 	char history_key[600];
 	char config_key[600];
+	char failover_key[600];
 
 	struct pgw_lease lease;
 	bool etcd_ok;
@@ -212,6 +213,7 @@ static void publish_member(struct ha *h)
 	    h->pgst.timeline ? h->pgst.timeline : (h->pgst.cd_valid ? h->pgst.cd.timeline : 0);
 	mi.streaming = h->streamed;
 	mi.pending_restart = h->pgst.pending_restart;
+	mi.pause = h->etcd_ok && h->cluster.paused;
 	mi.nofailover = c->tags.nofailover;
 	mi.noloadbalance = c->tags.noloadbalance;
 	mi.clonefrom = c->tags.clonefrom;
@@ -280,6 +282,7 @@ static void build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 
 	memset(o, 0, sizeof(*o));
 	o->now_ms = mono_ms();
+	o->wall_now = wall_now();
 	o->self = c->name;
 	o->shutdown_requested = shutdown;
 	o->lease = h->lease;
@@ -437,6 +440,20 @@ static void record_history(struct ha *h, int new_tl)
 	free(hist);
 }
 
+/* Remove the failover key we read (only that version of it). */
+static void clear_failover(struct ha *h)
+{
+	bool ok = false;
+
+	if (!h->cluster.failover.present)
+		return;
+	if (pgw_etcd_delete_if_mod(h->etcd, h->failover_key, h->cluster.failover.mod_revision,
+	                           op_timeout(h), &ok) != 0)
+		pgw_warn("cannot remove %s: %s", h->failover_key, pgw_etcd_errmsg(h->etcd));
+	else if (ok)
+		pgw_info("removed the switchover request");
+}
+
 static void promote(struct ha *h)
 {
 	struct pgw_pg_state st;
@@ -451,6 +468,7 @@ static void promote(struct ha *h)
 	record_history(h, st.timeline);
 	publish_status(h, st.wal_lsn);
 	sync_slots(h);
+	clear_failover(h); /* a switchover or failover that brought us here is done */
 }
 
 static void act_bootstrap(struct ha *h)
@@ -566,18 +584,24 @@ static void act_demote(struct ha *h, const char *mode)
 		give_up_key(h);
 }
 
-static void act_shutdown(struct ha *h, bool held)
+/* Stop PostgreSQL cleanly; when holding the key, publish the final position (so
+ * candidates can tell they have it all) and release the key. */
+static void step_down(struct ha *h, bool held)
 {
 	struct pgw_controldata cd;
 
 	pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
 	h->was_primary = false;
-	if (held) {
-		/* publish the final position so candidates can tell they have it all */
-		if (pgw_pg_controldata(h->pg, &cd) == 0)
-			publish_status(h, cd.checkpoint_lsn);
-		give_up_key(h);
-	}
+	if (!held)
+		return;
+	if (pgw_pg_controldata(h->pg, &cd) == 0)
+		publish_status(h, cd.checkpoint_lsn);
+	give_up_key(h);
+}
+
+static void act_shutdown(struct ha *h, bool held)
+{
+	step_down(h, held);
 	if (h->lease.id != 0)
 		pgw_etcd_lease_revoke(h->etcd, h->lease.id, op_timeout(h));
 }
@@ -629,6 +653,12 @@ static void act(struct ha *h, const struct pgw_action *a, bool holds)
 		break;
 	case PGW_ACT_SHUTDOWN:
 		act_shutdown(h, holds);
+		break;
+	case PGW_ACT_HANDOVER:
+		step_down(h, holds);
+		break;
+	case PGW_ACT_CANCEL_SWITCHOVER:
+		clear_failover(h);
 		break;
 	case PGW_ACT_COUNT:
 		break;
@@ -686,6 +716,7 @@ static void publish_snapshot(struct ha *h, bool holds)
 	s->loop_wait = c->dcs.loop_wait;
 	s->ttl = c->dcs.ttl;
 	s->pending_restart = h->pgst.pending_restart;
+	s->paused = h->etcd_ok && h->cluster.paused;
 	s->noloadbalance = c->tags.noloadbalance;
 	s->nofailover = c->tags.nofailover;
 	s->failover_priority = c->tags.failover_priority;
@@ -714,6 +745,9 @@ static bool watch_fires(void *arg, const struct pgw_etcd_event *ev)
 	size_t plen = strlen(w->h->prefix);
 
 	if (strcmp(ev->key, w->h->leader_key) == 0)
+		return true;
+	/* the leader acts on a switchover request at once */
+	if (w->leader && strcmp(ev->key, w->h->failover_key) == 0)
 		return true;
 	/* the leader wakes up for a new member, to create its slot at once */
 	return w->leader && ev->type == PGW_ETCD_PUT && ev->version == 1 &&
@@ -815,7 +849,8 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, volatile sig_atom
 	    !key(h->init_key, sizeof(h->init_key), h->prefix, "initialize") ||
 	    !key(h->status_key, sizeof(h->status_key), h->prefix, "status") ||
 	    !key(h->history_key, sizeof(h->history_key), h->prefix, "history") ||
-	    !key(h->config_key, sizeof(h->config_key), h->prefix, "config")) {
+	    !key(h->config_key, sizeof(h->config_key), h->prefix, "config") ||
+	    !key(h->failover_key, sizeof(h->failover_key), h->prefix, "failover")) {
 		pgw_error("namespace and scope are too long");
 		return -1;
 	}

@@ -217,9 +217,27 @@ static void decide_and_check(const struct pgw_obs *o)
 		CHECK(a.kind != PGW_ACT_ACQUIRE && a.kind != PGW_ACT_BOOTSTRAP,
 		      "acquire/bootstrap while the cluster has a leader");
 	if (a.kind == PGW_ACT_ACQUIRE) {
+		const struct pgw_failover *f = &o->cluster->failover;
+		bool named = f->present && !f->malformed && strcmp(f->member, o->self) == 0;
+
 		CHECK(!o->nofailover && !o->self_member.nofailover, "acquire while nofailover");
-		CHECK(pgw_is_best_candidate(o, why, sizeof(why)),
-		      "acquire while not the best candidate");
+		CHECK(!o->cluster->paused, "acquire while paused");
+		if (named)
+			CHECK(pgw_candidate_eligible(&o->self_member, o->leader_optime, o->max_lag,
+			                             why, sizeof(why)),
+			      "acquire as the named candidate while not eligible");
+		else
+			CHECK(pgw_is_best_candidate(o, why, sizeof(why)),
+			      "acquire while not the best candidate");
+	}
+	if (a.kind == PGW_ACT_HANDOVER) {
+		const struct pgw_failover *f = &o->cluster->failover;
+
+		CHECK(holds && pg_primary, "handover without being the leader");
+		CHECK(f->present && !f->malformed && !o->cluster->paused,
+		      "handover without a usable request, or while paused");
+		CHECK(f->scheduled_at == 0 || o->wall_now >= f->scheduled_at,
+		      "handover before the scheduled time");
 	}
 	if (pg_primary && !fresh && !o->shutdown_requested)
 		CHECK(a.kind == PGW_ACT_DEMOTE_NOW,
@@ -415,6 +433,18 @@ static void random_obs(struct rd *r)
 	else
 		random_member(r, &o->self_member);
 	snprintf(o->self_member.name, sizeof(o->self_member.name), "%s", w.self);
+
+	/* maintenance mode and switchover/failover requests */
+	w.c.paused = rd_pick(r, 8) == 0;
+	memset(&w.c.failover, 0, sizeof(w.c.failover));
+	if (rd_pick(r, 3) == 0) {
+		w.c.failover.present = true;
+		w.c.failover.malformed = rd_pick(r, 6) == 0;
+		rd_pool(r, w.c.failover.leader, sizeof(w.c.failover.leader), names, NPOOL(names));
+		rd_pool(r, w.c.failover.member, sizeof(w.c.failover.member), names, NPOOL(names));
+		w.c.failover.scheduled_at = rd_bool(r) ? 0 : (double)rd_pick(r, 2000);
+	}
+	o->wall_now = (double)rd_pick(r, 2000);
 
 	o->leader_optime = rd_i64(r);
 	switch (rd_pick(r, 4)) {

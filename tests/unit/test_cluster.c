@@ -190,6 +190,86 @@ static void test_parse_realistic(void **state)
 	range_free(&rg);
 }
 
+static void test_iso8601(void **state)
+{
+	double t = 0;
+
+	(void)state;
+	assert_true(pgw_parse_iso8601("2026-11-23T12:00:00Z", &t));
+	assert_true(t == 1795435200.0);
+	assert_true(pgw_parse_iso8601("2026-11-23T13:30:00+01:30", &t));
+	assert_true(t == 1795435200.0);
+	assert_true(pgw_parse_iso8601("2026-11-23 11:00:00.250-01:00", &t));
+	assert_true(t == 1795435200.25);
+	assert_false(pgw_parse_iso8601("2026-11-23T12:00:00", &t)); /* no zone: ambiguous */
+	assert_false(pgw_parse_iso8601("2026-11-23", &t));
+	assert_false(pgw_parse_iso8601("2026-11-23T12:00:00+25:00", &t));
+	assert_false(pgw_parse_iso8601("2026-11-23T12:00:00Zjunk", &t));
+	assert_false(pgw_parse_iso8601("tomorrow", &t));
+	assert_false(pgw_parse_iso8601("", &t));
+	assert_false(pgw_parse_iso8601(NULL, &t));
+}
+
+static void test_failover_key(void **state)
+{
+	struct pgw_failover f;
+
+	(void)state;
+	assert_true(pgw_failover_parse(
+	    "{\"leader\":\"node1\",\"member\":\"node2\",\"scheduled_at\":\"2026-11-23T12:00:00Z\"}",
+	    &f));
+	assert_true(f.present && !f.malformed);
+	assert_string_equal(f.leader, "node1");
+	assert_string_equal(f.member, "node2");
+	assert_true(f.scheduled_at == 1795435200.0);
+
+	assert_true(pgw_failover_parse("{\"member\":\"node3\"}", &f));
+	assert_string_equal(f.leader, "");
+	assert_true(f.scheduled_at == 0);
+
+	/* bad input is present but unusable: it never names anybody */
+	const char *bad[] = {"",
+	                     "[]",
+	                     "not json",
+	                     "{}",
+	                     "{\"leader\":\"\"}",
+	                     "{\"member\":\"node2\",\"scheduled_at\":\"soon\"}",
+	                     "{\"member\":42}"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_false(pgw_failover_parse(bad[i], &f));
+		assert_true(f.present && f.malformed);
+		assert_string_equal(f.member, "");
+	}
+}
+
+static void test_parse_failover_and_pause(void **state)
+{
+	struct range rg;
+	struct pgw_cluster c = {0};
+
+	(void)state;
+	range_init(&rg, 4);
+	add_kv(&rg, PREFIX "config", "{\"ttl\":30,\"pause\":true}", 0);
+	add_kv(&rg, PREFIX "failover", "{\"leader\":\"node1\",\"member\":\"node2\"}", 0);
+	assert_int_equal(pgw_cluster_parse(&rg.r, PREFIX, &c), 0);
+	assert_true(c.paused);
+	assert_string_equal(c.config, "{\"ttl\":30,\"pause\":true}");
+	assert_true(c.failover.present && !c.failover.malformed);
+	assert_string_equal(c.failover.member, "node2");
+	assert_int_equal(c.failover.mod_revision, rg.r.kvs[1].mod_revision);
+	range_free(&rg);
+
+	range_init(&rg, 4);
+	add_kv(&rg, PREFIX "config", "{\"pause\":\"yes\"}", 0);
+	add_kv(&rg, PREFIX "failover", "garbage", 0);
+	assert_int_equal(pgw_cluster_parse(&rg.r, PREFIX, &c), 0);
+	assert_false(c.paused);
+	assert_true(c.failover.malformed);
+	assert_non_null(strstr(c.warnings, "failover"));
+	range_free(&rg);
+	pgw_cluster_clear(&c);
+}
+
 static void test_parse_empty_range(void **state)
 {
 	struct pgw_etcd_range r = {NULL, 0, 77};
@@ -682,6 +762,9 @@ int main(void)
 	    cmocka_unit_test(test_member_parse_edges),
 	    cmocka_unit_test(test_history_append),
 	    cmocka_unit_test(test_parse_conn_url),
+	    cmocka_unit_test(test_iso8601),
+	    cmocka_unit_test(test_failover_key),
+	    cmocka_unit_test(test_parse_failover_and_pause),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -934,6 +934,157 @@ static void test_no_leader_starting(void **state)
 	check(&a, PGW_ACT_NONE, "no-leader-starting", "waiting for PostgreSQL");
 }
 
+/* ---- switchover, failover, pause ------------------------------------------ */
+
+static void request_switchover(struct fx *f, const char *leader, const char *member, double at)
+{
+	memset(&f->c.failover, 0, sizeof(f->c.failover));
+	f->c.failover.present = true;
+	snprintf(f->c.failover.leader, sizeof(f->c.failover.leader), "%s", leader);
+	snprintf(f->c.failover.member, sizeof(f->c.failover.member), "%s", member);
+	f->c.failover.scheduled_at = at;
+}
+
+static void test_switchover_hands_over(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_leader(&f);
+	request_switchover(&f, "node1", "node2", 0);
+	decide(&f, &a);
+	check(&a, PGW_ACT_HANDOVER, "switchover", "handing over the leader key|to node2");
+
+	/* to "any": the healthiest replica takes it later */
+	request_switchover(&f, "", "", 0);
+	f.c.failover.leader[0] = '\0';
+	snprintf(f.c.failover.leader, sizeof(f.c.failover.leader), "node1");
+	decide(&f, &a);
+	check(&a, PGW_ACT_HANDOVER, "switchover", "to the healthiest replica");
+}
+
+static void test_switchover_scheduled(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_leader(&f);
+	f.o.wall_now = 1000000;
+	request_switchover(&f, "node1", "node2", 1000060);
+	decide(&f, &a);
+	check(&a, PGW_ACT_LEADER_DUTIES, "leader-healthy", "primary");
+	f.o.wall_now = 1000060;
+	decide(&f, &a);
+	check(&a, PGW_ACT_HANDOVER, "switchover", "to node2");
+}
+
+static void test_switchover_cancelled(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_leader(&f);
+	request_switchover(&f, "node1", "node9", 0);
+	decide(&f, &a);
+	check(&a, PGW_ACT_CANCEL_SWITCHOVER, "switchover-cancel", "node9 is not a member");
+
+	request_switchover(&f, "node1", "node3", 0);
+	f.o.leader_optime = 3 * MB;
+	member(&f, "node2")->xlog_location = 3 * MB;
+	member(&f, "node3")->xlog_location = MB - 1;
+	decide(&f, &a);
+	check(&a, PGW_ACT_CANCEL_SWITCHOVER, "switchover-cancel", "node3 lags");
+
+	request_switchover(&f, "node1", "node1", 0);
+	decide(&f, &a);
+	check(&a, PGW_ACT_CANCEL_SWITCHOVER, "switchover-cancel", "the leader itself");
+
+	request_switchover(&f, "node7", "node2", 0);
+	decide(&f, &a);
+	check(&a, PGW_ACT_CANCEL_SWITCHOVER, "switchover-cancel", "names node7 as the leader");
+
+	request_switchover(&f, "node1", "node2", 0);
+	f.c.failover.malformed = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_CANCEL_SWITCHOVER, "switchover-cancel", "malformed");
+
+	request_switchover(&f, "node1", "node2", 0);
+	f.c.paused = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_CANCEL_SWITCHOVER, "switchover-cancel", "paused");
+
+	/* no replica at all */
+	fx_leader(&f);
+	remove_member(&f, "node2");
+	remove_member(&f, "node3");
+	request_switchover(&f, "node1", "", 0);
+	decide(&f, &a);
+	check(&a, PGW_ACT_CANCEL_SWITCHOVER, "switchover-cancel", "no eligible replica");
+}
+
+static void test_named_candidate_takes_over(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* node3 is behind node2, but the request names node3: only node3 acquires */
+	fx_no_leader(&f);
+	request_switchover(&f, "node1", "node3", 0);
+	decide_as(&f, "node3", &a);
+	check(&a, PGW_ACT_ACQUIRE, "failover-to-this-node",
+	      "names this node|requested leader node1");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "failover-to-other", "waiting for it to take over|node3");
+
+	/* this node's own nofailover setting wins over a request naming it */
+	member(&f, "node3")->nofailover = true;
+	decide_as(&f, "node3", &a);
+	assert_int_not_equal(a.kind, PGW_ACT_ACQUIRE);
+	member(&f, "node3")->nofailover = false;
+
+	/* the named member cannot (lags too much): the election decides as usual */
+	f.o.leader_optime = 3 * MB;
+	member(&f, "node2")->xlog_location = 3 * MB;
+	member(&f, "node3")->xlog_location = MB - 1;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	decide_as(&f, "node3", &a);
+	assert_int_not_equal(a.kind, PGW_ACT_ACQUIRE);
+}
+
+static void test_paused_no_automatic_action(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	f.c.paused = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "paused", "maintenance mode");
+
+	fx_leader(&f); /* the leader keeps its duties (renewal, slots) */
+	f.c.paused = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_LEADER_DUTIES, "leader-healthy", "primary");
+
+	fx_leader(&f); /* but a crashed primary is not restarted */
+	f.c.paused = true;
+	pg_stopped(&f, PGW_CS_IN_PRODUCTION);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "paused", "no automatic");
+
+	fx_leader(&f); /* and the safety rows still hold: no writes past D - S */
+	f.c.paused = true;
+	lease_budget(&f, -1);
+	decide(&f, &a);
+	check(&a, PGW_ACT_DEMOTE_NOW, "lease-deadline", "D - S");
+}
+
 static void test_candidate_acquires(void **state)
 {
 	struct fx f;
@@ -1359,6 +1510,11 @@ int main(void)
 	    cmocka_unit_test(test_no_leader_empty),
 	    cmocka_unit_test(test_no_leader_start),
 	    cmocka_unit_test(test_no_leader_starting),
+	    cmocka_unit_test(test_switchover_hands_over),
+	    cmocka_unit_test(test_switchover_scheduled),
+	    cmocka_unit_test(test_switchover_cancelled),
+	    cmocka_unit_test(test_named_candidate_takes_over),
+	    cmocka_unit_test(test_paused_no_automatic_action),
 	    cmocka_unit_test(test_candidate_acquires),
 	    cmocka_unit_test(test_election_higher_position_wins),
 	    cmocka_unit_test(test_election_tie_priority_then_name),
