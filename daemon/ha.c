@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cluster.h"
+#include "cluster_json.h"
 #include "decide.h"
 #include "etcd.h"
 #include "lease.h"
@@ -689,6 +690,30 @@ static void add_tag(struct pgw_snapshot *s, const char *k, const char *v)
 	s->ntags++;
 }
 
+/* Add the /cluster, /history and /config bodies from the last etcd read, publish. */
+static void publish_cluster_bodies(struct ha *h, struct pgw_snapshot *s)
+{
+	char *sched = NULL, *cluster = NULL, *history = NULL;
+
+	s->has_lease = h->lease.id != 0;
+	s->lease_budget_ms = pgw_lease_write_budget_ms(&h->lease, mono_ms(), SAFETY_MARGIN_MS);
+	if (!s->has_lease)
+		s->lease_budget_ms = 0;
+	if (h->etcd_ok) {
+		sched = pgw_scheduled_switchover_json(&h->cluster.failover);
+		cluster = pgw_cluster_json(&h->cluster, h->cluster.paused, sched);
+		history = pgw_history_json(h->cluster.history);
+		s->config_json = h->cluster.config;
+	}
+	s->cluster_json = cluster;
+	s->history_json = history;
+	pgw_rest_publish(h->rest, s); /* copies the bodies */
+	free(sched);
+	free(cluster);
+	free(history);
+	free(s);
+}
+
 static void publish_snapshot(struct ha *h, bool holds)
 {
 	const struct pgw_config *c = h->cfg;
@@ -728,8 +753,7 @@ static void publish_snapshot(struct ha *h, bool holds)
 	add_tag(s, "failover_priority", prio);
 	snprintf(s->last_action, sizeof(s->last_action), "%s", pgw_action_name(h->last.kind));
 	snprintf(s->last_reason, sizeof(s->last_reason), "%s", h->last.reason);
-	pgw_rest_publish(h->rest, s);
-	free(s);
+	publish_cluster_bodies(h, s);
 }
 
 /* --- the loop --- */

@@ -2,9 +2,10 @@
  * rest.c - the REST API on libmicrohttpd; see rest.h.
  *
  * The HA loop publishes a snapshot with pgw_rest_publish(): it is copied under
- * the mutex together with its prebuilt /patroni JSON body, so a request handler
- * only takes the mutex to compute a status code (a pure function of the
- * snapshot) and to copy a string.  Nothing else blocks a handler.
+ * the mutex together with its prebuilt bodies (/patroni and /metrics, built
+ * here; /cluster, /history and /config, deep copies of the caller's strings),
+ * so a request handler only takes the mutex to compute a status code (a pure
+ * function of the snapshot) and to copy a string.  Nothing else blocks a handler.
  *
  * Requests: GET/HEAD/OPTIONS on the health-check endpoints; every other method
  * answers 405 for now; a body announced larger than 64 KiB answers 413 (a
@@ -37,6 +38,21 @@
 #define REST_MAX_TAG_FILTERS 16
 #define REST_ALLOW           "GET, HEAD, OPTIONS"
 #define REST_STARTING_BODY   "{\"state\":\"starting\"}"
+#define REST_JSON_TYPE       "application/json"
+#define REST_METRICS_TYPE    "text/plain; version=0.0.4; charset=utf-8"
+#define JSON_FLAGS           (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+/* The strings a published snapshot owns (each NULL when unknown). */
+struct rest_bodies {
+	char *patroni; /* pgw_rest_patroni_json(&snap), NULL when it could not be built */
+	char *metrics; /* pgw_rest_metrics_text(&snap) */
+	char *cluster; /* copies of snap->cluster_json, history_json, config_json */
+	char *history;
+	char *config;
+};
+
+/* Which body a GET answers with. */
+enum rest_body { BODY_PATRONI, BODY_CLUSTER, BODY_HISTORY, BODY_CONFIG, BODY_METRICS };
 
 struct pgw_rest {
 	struct MHD_Daemon *mhd;
@@ -44,8 +60,8 @@ struct pgw_rest {
 	char listen[128];
 	pthread_mutex_t mu; /* guards everything below */
 	bool have_snap;
-	struct pgw_snapshot snap;
-	char *body; /* pgw_rest_patroni_json(&snap), NULL when it could not be built */
+	struct pgw_snapshot snap; /* its *_json point into `bodies` (or are NULL) */
+	struct rest_bodies bodies;
 };
 
 /* Per-request state, between MHD's calls of the handler. */
@@ -274,8 +290,10 @@ static int status_core(const struct pgw_snapshot *s, const char *path, const str
 		return code(s->holds_leader_key);
 	if (path_is(path, "/standby-leader") || path_is(path, "/standby_leader"))
 		return MHD_HTTP_SERVICE_UNAVAILABLE; /* no standby clusters yet */
-	if (path_is(path, "/replica"))
-		return code(replica_ok(s, q));
+	if (path_is(path, "/replica") || path_is(path, "/async") || path_is(path, "/asynchronous"))
+		return code(replica_ok(s, q)); /* every replica is asynchronous for now */
+	if (path_is(path, "/sync") || path_is(path, "/synchronous"))
+		return MHD_HTTP_SERVICE_UNAVAILABLE; /* no synchronous mode yet */
 	if (path_is(path, "/read-only"))
 		return code(primary_ok(s) || replica_ok(s, q));
 	if (path_is(path, "/health"))
@@ -284,8 +302,12 @@ static int status_core(const struct pgw_snapshot *s, const char *path, const str
 		return code(liveness_ok(s, now_mono_ms));
 	if (path_is(path, "/readiness"))
 		return code(readiness_ok(s));
-	if (path_is(path, "/patroni"))
+	if (path_is(path, "/patroni") || path_is(path, "/history") || path_is(path, "/metrics"))
 		return MHD_HTTP_OK;
+	if (path_is(path, "/cluster"))
+		return code(s->cluster_json != NULL);
+	if (path_is(path, "/config"))
+		return code(s->config_json != NULL);
 	return MHD_HTTP_NOT_FOUND;
 }
 
@@ -492,15 +514,225 @@ char *pgw_rest_patroni_json(const struct pgw_snapshot *s)
 	add_flag(o, "pause", s->paused);
 	add_flag(o, "watchdog_failed", s->watchdog_failed);
 	json_object_object_add(o, "pgwarden", json_pgwarden(s));
-	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-	                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+	out = strdup(json_object_to_json_string_ext(o, JSON_FLAGS));
 	json_object_put(o);
+	return out;
+}
+
+/* ---- the /metrics body (Prometheus text format 0.0.4) ------------------- */
+
+/* Writes the metrics, one family at a time, with the labels of this node. */
+struct metrics {
+	FILE *f;
+	char labels[600]; /* {scope="...",name="..."} */
+};
+
+/* A label value: backslash, double quote and newline escaped; bounded by size. */
+static void label_value(char *out, size_t outlen, const char *s, size_t size)
+{
+	size_t n = strnlen(s, size), w = 0;
+
+	for (size_t i = 0; i < n && w + 3 < outlen; i++) {
+		char ch = s[i];
+
+		if (ch == '\\' || ch == '"' || ch == '\n') {
+			out[w++] = '\\';
+			ch = ch == '\n' ? 'n' : ch;
+		}
+		out[w++] = ch;
+	}
+	out[w] = '\0';
+}
+
+static void metrics_labels(struct metrics *m, const struct pgw_snapshot *s)
+{
+	char scope[2 * sizeof(s->scope) + 1], name[2 * sizeof(s->name) + 1];
+
+	label_value(scope, sizeof(scope), s->scope, sizeof(s->scope));
+	label_value(name, sizeof(name), s->name, sizeof(s->name));
+	snprintf(m->labels, sizeof(m->labels), "{scope=\"%.280s\",name=\"%.280s\"}", scope, name);
+}
+
+static void metric(struct metrics *m, const char *name, const char *type, const char *help,
+                   const char *value)
+{
+	fprintf(m->f, "# HELP %s %s\n# TYPE %s %s\n%s%s %s\n", name, help, name, type, name,
+	        m->labels, value);
+}
+
+static void metric_int(struct metrics *m, const char *name, const char *type, const char *help,
+                       int64_t v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%" PRId64, v);
+	metric(m, name, type, help, buf);
+}
+
+static void metric_u64(struct metrics *m, const char *name, const char *help, uint64_t v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%" PRIu64, v);
+	metric(m, name, "counter", help, buf);
+}
+
+static void metric_flag(struct metrics *m, const char *name, const char *help, bool v)
+{
+	metric(m, name, "gauge", help, v ? "1" : "0");
+}
+
+static void metric_double(struct metrics *m, const char *name, const char *help, double v,
+                          int decimals)
+{
+	char buf[64];
+
+	snprintf(buf, sizeof(buf), "%.*f", decimals, v);
+	metric(m, name, "gauge", help, buf);
+}
+
+/* Patroni's form: each of major.minor.patch on two digits ("3.0.2" -> 030002). */
+static void version_number(char *out, size_t outlen, const char *version, size_t size)
+{
+	char v[64];
+	char *p = v;
+	size_t w = 0;
+
+	snprintf(v, sizeof(v), "%.*s", (int)strnlen(version, size), version);
+	for (int part = 0; part < 3 && w + 3 <= outlen; part++) {
+		long n = strtol(p, &p, 10);
+
+		w += (size_t)snprintf(out + w, outlen - w, "%02ld", n < 0 || n > 99 ? 0 : n);
+		if (*p == '.')
+			p++;
+	}
+	if (w == 0)
+		snprintf(out, outlen, "0");
+}
+
+static void metrics_node(struct metrics *m, const struct pgw_snapshot *s)
+{
+	char version[16];
+
+	version_number(version, sizeof(version), s->version, sizeof(s->version));
+	metric(m, "patroni_version", "gauge", "Patroni semver without periods.", version);
+	metric_flag(m, "patroni_postgres_running",
+	            "Value is 1 if Postgres is running, 0 otherwise.", s->pg.running);
+	metric_double(m, "patroni_postmaster_start_time", "Epoch seconds since Postgres started.",
+	              s->pg.postmaster_start_time, 6);
+	metric_flag(m, "patroni_master", "Value is 1 if this node is the leader, 0 otherwise.",
+	            primary_ok(s));
+	metric_flag(m, "patroni_primary", "Value is 1 if this node is the leader, 0 otherwise.",
+	            primary_ok(s));
+	metric_flag(m, "patroni_standby_leader",
+	            "Value is 1 if this node is the standby_leader, 0 otherwise.", false);
+	metric_flag(m, "patroni_replica", "Value is 1 if this node is a replica, 0 otherwise.",
+	            s->role == PGW_ROLE_REPLICA);
+	metric_flag(m, "patroni_sync_standby",
+	            "Value is 1 if this node is a sync standby replica, 0 otherwise.", false);
+}
+
+static void metrics_xlog(struct metrics *m, const struct pgw_snapshot *s)
+{
+	bool primary = s->pg.running && s->role == PGW_ROLE_PRIMARY;
+	bool replica = s->pg.running && s->role == PGW_ROLE_REPLICA;
+
+	metric_u64(m, "patroni_xlog_location",
+	           "Current location of the Postgres transaction log, 0 if this node is not the "
+	           "leader.",
+	           primary ? s->pg.wal_lsn : 0);
+	metric_u64(m, "patroni_xlog_received_location",
+	           "Current location of the received Postgres transaction log, 0 if this node is "
+	           "not a replica.",
+	           replica ? s->pg.received_lsn : 0);
+	metric_u64(m, "patroni_xlog_replayed_location",
+	           "Current location of the replayed Postgres transaction log, 0 if this node is "
+	           "not a replica.",
+	           replica ? s->pg.replayed_lsn : 0);
+	metric_double(m, "patroni_xlog_replayed_timestamp",
+	              "Current timestamp of the replayed Postgres transaction log, 0 if null.",
+	              replica ? s->pg.replayed_timestamp : 0, 6);
+	metric_flag(m, "patroni_xlog_paused",
+	            "Value is 1 if the Postgres xlog is paused, 0 otherwise.",
+	            replica && s->pg.replay_paused);
+}
+
+static void metrics_state(struct metrics *m, const struct pgw_snapshot *s)
+{
+	metric_int(m, "patroni_postgres_server_version", "gauge",
+	           "Version of Postgres (if running), 0 otherwise.",
+	           s->pg.running ? s->pg.server_version : 0);
+	metric_flag(m, "patroni_cluster_unlocked",
+	            "Value is 1 if the cluster is unlocked, 0 if locked.", s->cluster_unlocked);
+	metric_int(m, "patroni_postgres_timeline", "counter",
+	           "Postgres timeline of this node (if running), 0 otherwise.",
+	           s->pg.running ? s->pg.timeline : 0);
+	metric_int(m, "patroni_dcs_last_seen", "gauge",
+	           "Epoch timestamp when DCS was last contacted successfully by Patroni.",
+	           (int64_t)s->dcs_last_seen);
+	metric_flag(m, "patroni_pending_restart",
+	            "Value is 1 if the node needs a restart, 0 otherwise.",
+	            s->pending_restart || s->pg.pending_restart);
+	metric_flag(m, "patroni_is_paused", "Value is 1 if auto failover is disabled, 0 otherwise.",
+	            s->paused);
+}
+
+/* Replica: bytes behind the leader's last published position, -1 when unknown. */
+static int64_t replication_lag(const struct pgw_snapshot *s)
+{
+	uint64_t pos =
+	    s->pg.received_lsn > s->pg.replayed_lsn ? s->pg.received_lsn : s->pg.replayed_lsn;
+
+	if (s->role != PGW_ROLE_REPLICA || s->leader_optime < 0)
+		return -1;
+	return pos >= (uint64_t)s->leader_optime ? 0 : s->leader_optime - (int64_t)pos;
+}
+
+static void metrics_pgwarden(struct metrics *m, const struct pgw_snapshot *s)
+{
+	int64_t lag = replication_lag(s);
+
+	metric_flag(m, "pgwarden_holds_leader_key",
+	            "Value is 1 if this node holds the leader key with its live lease, 0 "
+	            "otherwise.",
+	            s->holds_leader_key);
+	if (s->has_lease)
+		metric_double(m, "pgwarden_lease_deadline_margin_seconds",
+		              "Seconds left before the lease deadline minus the safety margin when "
+		              "the snapshot was published (negative: past).",
+		              (double)s->lease_budget_ms / 1000.0, 3);
+	if (lag >= 0)
+		metric_int(m, "pgwarden_replication_lag_bytes", "gauge",
+		           "Bytes this replica is behind the leader's last published WAL position.",
+		           lag);
+}
+
+char *pgw_rest_metrics_text(const struct pgw_snapshot *s)
+{
+	struct metrics m;
+	char *out = NULL;
+	size_t len = 0;
+
+	m.f = open_memstream(&out, &len);
+	if (m.f == NULL)
+		return NULL;
+	metrics_labels(&m, s);
+	metrics_node(&m, s);
+	metrics_xlog(&m, s);
+	metrics_state(&m, s);
+	metrics_pgwarden(&m, s);
+	if (fclose(m.f) != 0) {
+		free(out);
+		return NULL;
+	}
 	return out;
 }
 
 /* ---- HTTP ----------------------------------------------------------------- */
 
-static enum MHD_Result reply(struct MHD_Connection *c, int status, char *body, bool json)
+/* content_type NULL: none (an empty answer). */
+static enum MHD_Result reply(struct MHD_Connection *c, int status, char *body,
+                             const char *content_type)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
@@ -513,25 +745,25 @@ static enum MHD_Result reply(struct MHD_Connection *c, int status, char *body, b
 		free(body);
 		return MHD_NO;
 	}
-	if (json)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	if (content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, REST_ALLOW);
 	ret = MHD_queue_response(c, (unsigned int)status, resp);
 	MHD_destroy_response(resp);
 	return ret;
 }
 
-/* {"error": "<what> <subject>"}, malloc'd (NULL when out of memory). */
+/* {"error": "<what> <subject>"} ({"error": "<what>"} without subject), malloc'd (NULL when
+ * out of memory). */
 static char *error_body(const char *what, const char *subject)
 {
 	json_object *o = json_object_new_object();
 	char msg[512];
 	char *out;
 
-	snprintf(msg, sizeof(msg), "%s %.400s", what, subject ? subject : "");
+	snprintf(msg, sizeof(msg), "%s%s%.400s", what, subject ? " " : "", subject ? subject : "");
 	json_object_object_add(o, "error", json_object_new_string(msg));
-	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-	                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+	out = strdup(json_object_to_json_string_ext(o, JSON_FLAGS));
 	json_object_put(o);
 	return out;
 }
@@ -552,46 +784,92 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static enum rest_body body_kind(const char *url)
+{
+	if (path_is(url, "/cluster"))
+		return BODY_CLUSTER;
+	if (path_is(url, "/history"))
+		return BODY_HISTORY;
+	if (path_is(url, "/config"))
+		return BODY_CONFIG;
+	if (path_is(url, "/metrics"))
+		return BODY_METRICS;
+	return BODY_PATRONI;
+}
+
+/* The published body of that kind, with its default; NULL only for an unknown cluster/config. */
+static const char *body_of_kind(const struct rest_bodies *b, enum rest_body kind)
+{
+	switch (kind) {
+	case BODY_CLUSTER:
+		return b->cluster;
+	case BODY_HISTORY:
+		return b->history ? b->history : "[]";
+	case BODY_CONFIG:
+		return b->config;
+	case BODY_METRICS:
+		return b->metrics ? b->metrics : "";
+	default:
+		return b->patroni ? b->patroni : "{}";
+	}
+}
+
 /* Status code and a copy of the body, under the mutex and nothing else. */
 static int answer_from_snapshot(struct pgw_rest *r, const char *url, const struct rest_query *q,
-                                char **body)
+                                enum rest_body kind, char **body)
 {
 	int64_t now = mono_ms();
+	const char *src;
 	int status;
 
 	pthread_mutex_lock(&r->mu);
 	if (!r->have_snap) {
 		status = MHD_HTTP_SERVICE_UNAVAILABLE;
-		*body = strdup(REST_STARTING_BODY);
+		src = REST_STARTING_BODY;
 	} else {
 		status = status_core(&r->snap, url, q, now);
-		*body = strdup(r->body ? r->body : "{}");
+		src = body_of_kind(&r->bodies, kind);
 	}
+	*body = src ? strdup(src) : NULL;
 	pthread_mutex_unlock(&r->mu);
 	return status;
+}
+
+/* The answer's body when the snapshot has none to give (built outside the mutex). */
+static char *fallback_body(int status, enum rest_body kind, const char *url, char *body)
+{
+	if (status == MHD_HTTP_NOT_FOUND) {
+		free(body);
+		return error_body("not found:", url);
+	}
+	if (body == NULL && kind == BODY_CLUSTER)
+		return error_body("cluster state unknown", NULL);
+	if (body == NULL && kind == BODY_CONFIG)
+		return error_body("configuration unknown", NULL);
+	return body;
 }
 
 static enum MHD_Result answer_get(struct pgw_rest *r, struct MHD_Connection *c, const char *url,
                                   const char *method)
 {
+	enum rest_body kind = body_kind(url);
 	struct rest_query q;
 	char *body;
 	int status;
 
 	memset(&q, 0, sizeof(q));
 	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, query_arg, &q);
-	status = answer_from_snapshot(r, url, &q, &body);
-	if (status == MHD_HTTP_NOT_FOUND) {
-		free(body);
-		body = error_body("not found:", url);
-	}
+	status = answer_from_snapshot(r, url, &q, kind, &body);
+	body = fallback_body(status, kind, url, body);
 	if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0) {
 		free(body);
-		return reply(c, status, NULL, false);
+		return reply(c, status, NULL, NULL);
 	}
 	if (body == NULL)
 		return MHD_NO; /* out of memory: drop the connection */
-	return reply(c, status, body, true);
+	return reply(c, status, body,
+	             kind == BODY_METRICS && status == MHD_HTTP_OK ? REST_METRICS_TYPE
+	                                                           : REST_JSON_TYPE);
 }
 
 static bool method_is_read(const char *method)
@@ -622,7 +900,7 @@ static enum MHD_Result begin_request(struct MHD_Connection *c, void **req_cls)
 
 	if (body_too_large(c))
 		return reply(c, MHD_HTTP_CONTENT_TOO_LARGE,
-		             error_body("request body larger than", "65536 bytes"), true);
+		             error_body("request body larger than", "65536 bytes"), REST_JSON_TYPE);
 	req = calloc(1, sizeof(*req));
 	if (req == NULL)
 		return MHD_NO;
@@ -648,7 +926,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
 	}
 	if (!method_is_read(method))
 		return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-		             error_body("method not allowed:", method), true);
+		             error_body("method not allowed:", method), REST_JSON_TYPE);
 	return answer_get(cls, c, url, method);
 }
 
@@ -808,20 +1086,53 @@ int pgw_rest_port(const struct pgw_rest *r)
 	return r->port;
 }
 
+static void bodies_free(struct rest_bodies *b)
+{
+	free(b->patroni);
+	free(b->metrics);
+	free(b->cluster);
+	free(b->history);
+	free(b->config);
+	memset(b, 0, sizeof(*b));
+}
+
+/* A copy of a borrowed string; false when out of memory (NULL stays NULL). */
+static bool copy_body(char **dst, const char *src)
+{
+	*dst = src ? strdup(src) : NULL;
+	return src == NULL || *dst != NULL;
+}
+
+/* Everything a snapshot answers with, built and copied outside the lock. */
+static void bodies_build(struct rest_bodies *b, const struct pgw_snapshot *snap)
+{
+	bool ok;
+
+	b->patroni = pgw_rest_patroni_json(snap);
+	b->metrics = pgw_rest_metrics_text(snap);
+	ok = copy_body(&b->cluster, snap->cluster_json);
+	ok = copy_body(&b->history, snap->history_json) && ok;
+	ok = copy_body(&b->config, snap->config_json) && ok;
+	if (b->patroni == NULL || b->metrics == NULL || !ok)
+		pgw_error("restapi: cannot build the published bodies: out of memory");
+}
+
 void pgw_rest_publish(struct pgw_rest *r, const struct pgw_snapshot *snap)
 {
-	char *body = pgw_rest_patroni_json(snap); /* built outside the lock */
-	char *old;
+	struct rest_bodies fresh = {0}, old;
 
-	if (body == NULL)
-		pgw_error("restapi: cannot build the /patroni body: out of memory");
+	bodies_build(&fresh, snap);
 	pthread_mutex_lock(&r->mu);
+	old = r->bodies;
+	r->bodies = fresh;
 	r->snap = *snap;
+	/* the caller's strings are borrowed: point at our copies instead */
+	r->snap.cluster_json = fresh.cluster;
+	r->snap.history_json = fresh.history;
+	r->snap.config_json = fresh.config;
 	r->have_snap = true;
-	old = r->body;
-	r->body = body;
 	pthread_mutex_unlock(&r->mu);
-	free(old);
+	bodies_free(&old);
 }
 
 void pgw_rest_stop(struct pgw_rest *r)
@@ -830,6 +1141,6 @@ void pgw_rest_stop(struct pgw_rest *r)
 		return;
 	MHD_stop_daemon(r->mhd);
 	pthread_mutex_destroy(&r->mu);
-	free(r->body);
+	bodies_free(&r->bodies);
 	free(r);
 }

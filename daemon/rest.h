@@ -8,6 +8,11 @@
  *   /, /primary, /master, /read-write, /leader, /replica (?lag=N[unit],
  *   ?tag_KEY=VALUE), /read-only, /health, /liveness, /readiness, /patroni.
  * Every role endpoint answers with the JSON body of GET /patroni.
+ *   /sync, /synchronous, /standby-leader, /standby_leader: always 503 (no
+ *   synchronous mode, no standby cluster yet); /async, /asynchronous: as /replica.
+ *   /cluster, /config: the published cluster_json / config_json (503 with
+ *   {"error": ...} while NULL); /history: history_json ("[]" while NULL);
+ *   /metrics: Prometheus text (text/plain; version=0.0.4), see pgw_rest_metrics_text.
  */
 #ifndef PGW_REST_H
 #define PGW_REST_H
@@ -80,5 +85,12 @@ void pgw_rest_stop(struct pgw_rest *r);
 int pgw_rest_status_for(const struct pgw_snapshot *s, const char *path, const char *query,
                         int64_t now_mono_ms);
 char *pgw_rest_patroni_json(const struct pgw_snapshot *s);
+/*
+ * The body of GET /metrics (malloc'd): Patroni's patroni_* gauges and counters, each with
+ * # HELP and # TYPE, labelled {scope="...",name="..."}, plus pgwarden_holds_leader_key,
+ * pgwarden_lease_deadline_margin_seconds (only with a lease) and
+ * pgwarden_replication_lag_bytes (only on a replica with a known leader optime).
+ */
+char *pgw_rest_metrics_text(const struct pgw_snapshot *s);
 
 #endif

@@ -2,7 +2,8 @@
  * test_rest.c - the REST API: status codes (table-driven, pure), the /patroni
  * JSON body, and a real server on 127.0.0.1 hit with libcurl and raw sockets
  * (methods, before the first publish, oversized headers and bodies, and
- * concurrent requests while snapshots are published).
+ * concurrent requests while snapshots are published); the /cluster, /history,
+ * /config bodies (deep-copied at publish) and the Prometheus text of /metrics.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 #include <json-c/json.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <regex.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +151,14 @@ static void stale_loop_paused(struct pgw_snapshot *s)
 	s->paused = true;
 }
 
+static void primary_with_bodies(struct pgw_snapshot *s)
+{
+	primary_with_key(s);
+	s->cluster_json = "{\"members\":[]}";
+	s->history_json = "[]";
+	s->config_json = "{\"ttl\":30}";
+}
+
 /* ---- (1) status codes ----------------------------------------------------- */
 
 struct status_case {
@@ -249,6 +259,33 @@ static const struct status_case status_cases[] = {
 
     {"stale /liveness", stale_loop, "/liveness", NULL, 503},
     {"stale paused /liveness", stale_loop_paused, "/liveness", NULL, 200},
+
+    {"pk /sync", primary_with_key, "/sync", NULL, 503},
+    {"pk /async", primary_with_key, "/async", NULL, 503},
+    {"pk /standby_leader", primary_with_key, "/standby_leader", NULL, 503},
+    {"rs /sync", replica_streaming, "/sync", NULL, 503},
+    {"rs /synchronous", replica_streaming, "/synchronous", NULL, 503},
+    {"rs /async", replica_streaming, "/async", NULL, 200},
+    {"rs /asynchronous/", replica_streaming, "/asynchronous/", NULL, 200},
+    {"rs /async lag=99999", replica_streaming, "/async", "lag=99999", 503},
+    {"rs /async tag_dc=east", replica_streaming, "/async", "tag_dc=east", 200},
+    {"rs /asynchronous tag_dc=west", replica_streaming, "/asynchronous", "tag_dc=west", 503},
+    {"rs /asyncx", replica_streaming, "/asyncx", NULL, 404},
+    {"rl /async lag=1MB", replica_lagging, "/async", "lag=1MB", 503},
+    {"rn /async", replica_noloadbalance, "/async", NULL, 503},
+    {"st /async", stopped_node, "/async", NULL, 503},
+    {"rs /standby-leader", replica_streaming, "/standby-leader", NULL, 503},
+
+    {"pk /cluster null", primary_with_key, "/cluster", NULL, 503},
+    {"pk /config null", primary_with_key, "/config", NULL, 503},
+    {"pk /history null", primary_with_key, "/history", NULL, 200},
+    {"pk /metrics", primary_with_key, "/metrics", NULL, 200},
+    {"pb /cluster", primary_with_bodies, "/cluster", NULL, 200},
+    {"pb /cluster/", primary_with_bodies, "/cluster/", "lag=garbage", 200},
+    {"pb /config", primary_with_bodies, "/config", NULL, 200},
+    {"pb /history", primary_with_bodies, "/history", NULL, 200},
+    {"pb /clusters", primary_with_bodies, "/clusters", NULL, 404},
+    {"un /metrics", uninitialized, "/metrics", NULL, 200},
 };
 
 static void test_status_table(void **state)
@@ -272,6 +309,8 @@ static void test_status_no_snapshot(void **state)
 	(void)state;
 	assert_int_equal(pgw_rest_status_for(NULL, "/primary", NULL, NOW_MS), 503);
 	assert_int_equal(pgw_rest_status_for(NULL, "/nope", NULL, NOW_MS), 503);
+	assert_int_equal(pgw_rest_status_for(NULL, "/cluster", NULL, NOW_MS), 503);
+	assert_int_equal(pgw_rest_status_for(NULL, "/metrics", NULL, NOW_MS), 503);
 }
 
 static void test_liveness_ttl_fallback(void **state)
@@ -443,6 +482,218 @@ static void test_json_uninitialized_and_odd_strings(void **state)
 	                                               "last_reason", json_type_string)),
 	                    s.last_reason);
 	json_object_put(o);
+}
+
+/* ---- (2b) the /metrics text ------------------------------------------------ */
+
+#define NAME_RE  "[a-zA-Z_:][a-zA-Z0-9_:]*"
+#define LABEL_RE "[a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\]|\\\\.)*\""
+
+/* The lines of the Prometheus text format 0.0.4 that pgwarden writes. */
+struct prom_re {
+	regex_t help, type, sample;
+};
+
+static void prom_re_init(struct prom_re *re)
+{
+	assert_int_equal(regcomp(&re->help, "^# HELP (" NAME_RE ") [^\n]+$", REG_EXTENDED), 0);
+	assert_int_equal(regcomp(&re->type,
+	                         "^# TYPE (" NAME_RE ") (counter|gauge|histogram|summary|untyped)$",
+	                         REG_EXTENDED),
+	                 0);
+	assert_int_equal(regcomp(&re->sample,
+	                         "^(" NAME_RE ")(\\{" LABEL_RE "(," LABEL_RE ")*\\})? "
+	                         "[-+]?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?$",
+	                         REG_EXTENDED),
+	                 0);
+}
+
+static void prom_re_free(struct prom_re *re)
+{
+	regfree(&re->help);
+	regfree(&re->type);
+	regfree(&re->sample);
+}
+
+/* The first capture group of a match, or fail. */
+static void match_name(const regex_t *re, const char *line, char *name, size_t namelen)
+{
+	regmatch_t m[2];
+	int len;
+
+	if (regexec(re, line, 2, m, 0) != 0)
+		fail_msg("not a valid Prometheus line: \"%s\"", line);
+	len = (int)(m[1].rm_eo - m[1].rm_so);
+	snprintf(name, namelen, "%.*s", len, line + m[1].rm_so);
+}
+
+/* Every line valid; each family: # HELP, # TYPE, then its samples.  Returns the samples. */
+static int check_metrics(const char *text)
+{
+	struct prom_re re;
+	char *copy = strdup(text), *save = NULL;
+	char help[128] = "", type[128] = "", name[128];
+	int samples = 0;
+
+	assert_true(strlen(text) > 0 && text[strlen(text) - 1] == '\n');
+	prom_re_init(&re);
+	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "# HELP ", 7) == 0) {
+			match_name(&re.help, line, help, sizeof(help));
+			type[0] = '\0';
+		} else if (strncmp(line, "# TYPE ", 7) == 0) {
+			match_name(&re.type, line, type, sizeof(type));
+			assert_string_equal(type, help);
+		} else {
+			match_name(&re.sample, line, name, sizeof(name));
+			assert_string_equal(name, type);
+			samples++;
+		}
+	}
+	prom_re_free(&re);
+	free(copy);
+	return samples;
+}
+
+static bool has_line(const char *text, const char *line)
+{
+	size_t n = strlen(line);
+
+	for (const char *p = strstr(text, line); p; p = strstr(p + 1, line)) {
+		if ((p == text || p[-1] == '\n') && p[n] == '\n')
+			return true;
+	}
+	return false;
+}
+
+#define LABELS "{scope=\"demo\",name=\"node1\"}"
+
+static void expect_lines(const char *text, const char *const *lines, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!has_line(text, lines[i]))
+			fail_msg("missing line \"%s\" in:\n%s", lines[i], text);
+	}
+}
+
+static char *metrics_of(const struct pgw_snapshot *s)
+{
+	char *text = pgw_rest_metrics_text(s);
+
+	assert_non_null(text);
+	check_metrics(text);
+	return text;
+}
+
+static void test_metrics_primary(void **state)
+{
+	static const char *const want[] = {
+	    "patroni_version" LABELS " 000100",
+	    "patroni_postgres_running" LABELS " 1",
+	    "patroni_postmaster_start_time" LABELS " 1724873966.352526",
+	    "patroni_master" LABELS " 1",
+	    "patroni_primary" LABELS " 1",
+	    "patroni_replica" LABELS " 0",
+	    "patroni_xlog_location" LABELS " 50000000",
+	    "patroni_xlog_received_location" LABELS " 0",
+	    "patroni_xlog_replayed_location" LABELS " 0",
+	    "patroni_xlog_replayed_timestamp" LABELS " 0.000000",
+	    "patroni_xlog_paused" LABELS " 0",
+	    "patroni_postgres_timeline" LABELS " 3",
+	    "patroni_postgres_server_version" LABELS " 150018",
+	    "patroni_dcs_last_seen" LABELS " 1724874235",
+	    "patroni_pending_restart" LABELS " 0",
+	    "patroni_is_paused" LABELS " 0",
+	    "patroni_cluster_unlocked" LABELS " 0",
+	    "pgwarden_holds_leader_key" LABELS " 1",
+	    "pgwarden_lease_deadline_margin_seconds" LABELS " 12.345",
+	    "# TYPE patroni_xlog_location counter",
+	    "# TYPE patroni_primary gauge",
+	};
+	struct pgw_snapshot s;
+	char *text;
+
+	(void)state;
+	primary_with_key(&s);
+	s.has_lease = true;
+	s.lease_budget_ms = 12345;
+	text = metrics_of(&s);
+	expect_lines(text, want, sizeof(want) / sizeof(want[0]));
+	assert_null(strstr(text, "pgwarden_replication_lag_bytes"));
+	free(text);
+
+	/* a lease past its budget: a negative margin; no lease: no line */
+	s.lease_budget_ms = -1500;
+	text = metrics_of(&s);
+	assert_true(has_line(text, "pgwarden_lease_deadline_margin_seconds" LABELS " -1.500"));
+	free(text);
+	s.has_lease = false;
+	s.holds_leader_key = false;
+	s.cluster_unlocked = true;
+	text = metrics_of(&s);
+	assert_null(strstr(text, "pgwarden_lease_deadline_margin_seconds"));
+	assert_true(has_line(text, "patroni_primary" LABELS " 0"));
+	assert_true(has_line(text, "patroni_cluster_unlocked" LABELS " 1"));
+	assert_true(has_line(text, "pgwarden_holds_leader_key" LABELS " 0"));
+	free(text);
+}
+
+static void test_metrics_replica(void **state)
+{
+	static const char *const want[] = {
+	    "patroni_primary" LABELS " 0",
+	    "patroni_master" LABELS " 0",
+	    "patroni_replica" LABELS " 1",
+	    "patroni_xlog_location" LABELS " 0",
+	    "patroni_xlog_received_location" LABELS " 49900000",
+	    "patroni_xlog_replayed_location" LABELS " 49800000",
+	    "patroni_xlog_replayed_timestamp" LABELS " 1724874230.250000",
+	    "patroni_xlog_paused" LABELS " 1",
+	    "patroni_pending_restart" LABELS " 1",
+	    "patroni_is_paused" LABELS " 1",
+	    "pgwarden_holds_leader_key" LABELS " 0",
+	    "pgwarden_replication_lag_bytes" LABELS " 100000",
+	};
+	struct pgw_snapshot s;
+	char *text;
+
+	(void)state;
+	replica_streaming(&s);
+	s.pg.replay_paused = true;
+	s.pending_restart = true;
+	s.paused = true;
+	text = metrics_of(&s);
+	expect_lines(text, want, sizeof(want) / sizeof(want[0]));
+	assert_null(strstr(text, "pgwarden_lease_deadline_margin_seconds"));
+	free(text);
+
+	/* ahead of the published optime: 0; optime unknown: no line */
+	s.pg.received_lsn = 60000000;
+	text = metrics_of(&s);
+	assert_true(has_line(text, "pgwarden_replication_lag_bytes" LABELS " 0"));
+	free(text);
+	s.leader_optime = -1;
+	text = metrics_of(&s);
+	assert_null(strstr(text, "pgwarden_replication_lag_bytes"));
+	free(text);
+}
+
+static void test_metrics_odd_labels(void **state)
+{
+	struct pgw_snapshot s;
+	char *text;
+
+	(void)state;
+	uninitialized(&s);
+	snprintf(s.scope, sizeof(s.scope), "a\"b\\c\nd");
+	memset(s.name, 'x', sizeof(s.name)); /* no NUL: must stay bounded */
+	snprintf(s.version, sizeof(s.version), "3.0.2");
+	text = metrics_of(&s);
+	assert_non_null(strstr(text, "{scope=\"a\\\"b\\\\c\\nd\",name=\"xxxx"));
+	assert_non_null(strstr(text, "\"} 030002\n"));
+	assert_true(has_line(text, "# TYPE patroni_version gauge"));
+	assert_null(strstr(text, "pgwarden_replication_lag_bytes"));
+	free(text);
 }
 
 /* ---- (3) a real server -------------------------------------------------- */
@@ -768,6 +1019,184 @@ static void test_server_ipv6(void **state)
 	pgw_rest_stop(r);
 }
 
+/* A malloc'd, scribbled-over and freed copy: the server must have its own. */
+static char *scratch(const char *s)
+{
+	return strdup(s);
+}
+
+static void scrub(char *s)
+{
+	memset(s, '#', strlen(s));
+	free(s);
+}
+
+/* Publish with cluster/history/config strings the caller frees at once. */
+static void publish_bodies(struct pgw_rest *r, struct pgw_snapshot *s, const char *cluster,
+                           const char *history, const char *config)
+{
+	char *c = cluster ? scratch(cluster) : NULL;
+	char *h = history ? scratch(history) : NULL;
+	char *k = config ? scratch(config) : NULL;
+
+	s->cluster_json = c;
+	s->history_json = h;
+	s->config_json = k;
+	pgw_rest_publish(r, s);
+	if (c)
+		scrub(c);
+	if (h)
+		scrub(h);
+	if (k)
+		scrub(k);
+	s->cluster_json = s->history_json = s->config_json = NULL;
+}
+
+/* GET path: want status and exactly that body, and a JSON Content-Type. */
+static void expect_get(CURL *curl, int port, const char *path, long status, const char *body)
+{
+	struct buf hdrs = {NULL, 0};
+	char *got;
+	json_object *o;
+
+	assert_int_equal(http(curl, port, "GET", path, &got, &hdrs), status);
+	assert_string_equal(got, body);
+	o = json_tokener_parse(got);
+	if (o == NULL)
+		fail_msg("GET %s: not JSON: %s", path, got);
+	json_object_put(o);
+	assert_non_null(strcasestr(hdrs.data, "Content-Type: application/json\r\n"));
+	free(got);
+	free(hdrs.data);
+}
+
+#define CLUSTER_BODY                                                                               \
+	"{\"members\":[{\"name\":\"node1\",\"role\":\"leader\",\"state\":\"running\"},"            \
+	"{\"name\":\"node2\",\"role\":\"replica\",\"state\":\"running\",\"lag\":0}]}"
+#define HISTORY_BODY "[[1,25165984,\"no recovery target specified\"]]"
+#define CONFIG_BODY  "{\"ttl\":30,\"loop_wait\":10,\"postgresql\":{\"use_pg_rewind\":true}}"
+
+static void test_server_cluster_history_config(void **state)
+{
+	struct pgw_rest *r = start_any_port();
+	CURL *curl = curl_easy_init();
+	int port = pgw_rest_port(r);
+	struct pgw_snapshot s;
+	char *body;
+
+	(void)state;
+	assert_int_equal(http_code(curl, port, "GET", "/cluster"), 503);
+	primary_with_key(&s);
+	publish_bodies(r, &s, CLUSTER_BODY, HISTORY_BODY, CONFIG_BODY);
+	expect_get(curl, port, "/cluster", 200, CLUSTER_BODY);
+	expect_get(curl, port, "/cluster/", 200, CLUSTER_BODY);
+	expect_get(curl, port, "/history", 200, HISTORY_BODY);
+	expect_get(curl, port, "/config", 200, CONFIG_BODY);
+	assert_int_equal(http(curl, port, "HEAD", "/cluster", &body, NULL), 200);
+	assert_string_equal(body, "");
+	free(body);
+	assert_int_equal(http_code(curl, port, "OPTIONS", "/config"), 200);
+	assert_int_equal(http_code(curl, port, "HEAD", "/history"), 200);
+
+	/* nothing known: 503 for /cluster and /config, an empty list for /history */
+	publish_bodies(r, &s, NULL, NULL, NULL);
+	expect_get(curl, port, "/cluster", 503, "{\"error\":\"cluster state unknown\"}");
+	expect_get(curl, port, "/config", 503, "{\"error\":\"configuration unknown\"}");
+	expect_get(curl, port, "/history", 200, "[]");
+	assert_int_equal(http_code(curl, port, "HEAD", "/cluster"), 503);
+	assert_int_equal(http_code(curl, port, "OPTIONS", "/cluster"), 503);
+	assert_int_equal(http_code(curl, port, "PUT", "/config"), 405);
+
+	/* every publish replaces all three */
+	publish_bodies(r, &s, "{\"members\":[]}", NULL, CONFIG_BODY);
+	expect_get(curl, port, "/cluster", 200, "{\"members\":[]}");
+	expect_get(curl, port, "/history", 200, "[]");
+	expect_get(curl, port, "/config", 200, CONFIG_BODY);
+	curl_easy_cleanup(curl);
+	pgw_rest_stop(r);
+}
+
+static void test_server_role_variants(void **state)
+{
+	struct pgw_rest *r = start_any_port();
+	CURL *curl = curl_easy_init();
+	int port = pgw_rest_port(r);
+	struct pgw_snapshot s;
+	char *body;
+
+	(void)state;
+	replica_streaming(&s);
+	pgw_rest_publish(r, &s);
+	assert_int_equal(http(curl, port, "GET", "/async", &body, NULL), 200);
+	check_json_body(body, "replica");
+	free(body);
+	assert_int_equal(http_code(curl, port, "GET", "/asynchronous?lag=1MB"), 200);
+	assert_int_equal(http_code(curl, port, "GET", "/async?lag=1kB"), 503);
+	assert_int_equal(http_code(curl, port, "HEAD", "/async"), 200);
+	assert_int_equal(http(curl, port, "GET", "/sync", &body, NULL), 503);
+	check_json_body(body, "replica");
+	free(body);
+	assert_int_equal(http_code(curl, port, "GET", "/synchronous"), 503);
+	assert_int_equal(http_code(curl, port, "OPTIONS", "/sync"), 503);
+	assert_int_equal(http_code(curl, port, "GET", "/standby-leader"), 503);
+	assert_int_equal(http_code(curl, port, "GET", "/standby_leader"), 503);
+	primary_with_key(&s);
+	pgw_rest_publish(r, &s);
+	assert_int_equal(http_code(curl, port, "GET", "/async"), 503);
+	assert_int_equal(http_code(curl, port, "GET", "/sync"), 503);
+	curl_easy_cleanup(curl);
+	pgw_rest_stop(r);
+}
+
+/* GET /metrics: 200, text/plain; version=0.0.4, valid lines; returns the body. */
+static char *get_metrics(CURL *curl, int port)
+{
+	struct buf hdrs = {NULL, 0};
+	char *body;
+
+	assert_int_equal(http(curl, port, "GET", "/metrics", &body, &hdrs), 200);
+	if (strcasestr(hdrs.data, "Content-Type: text/plain; version=0.0.4") == NULL)
+		fail_msg("headers: %s", hdrs.data);
+	free(hdrs.data);
+	assert_true(check_metrics(body) >= 20);
+	return body;
+}
+
+static void test_server_metrics(void **state)
+{
+	struct pgw_rest *r = start_any_port();
+	CURL *curl = curl_easy_init();
+	int port = pgw_rest_port(r);
+	struct pgw_snapshot s;
+	char *body;
+
+	(void)state;
+	assert_int_equal(http_code(curl, port, "GET", "/metrics"), 503);
+	primary_with_key(&s);
+	s.has_lease = true;
+	s.lease_budget_ms = 20000;
+	pgw_rest_publish(r, &s);
+	body = get_metrics(curl, port);
+	assert_true(has_line(body, "patroni_primary" LABELS " 1"));
+	assert_true(has_line(body, "patroni_xlog_location" LABELS " 50000000"));
+	assert_true(has_line(body, "pgwarden_lease_deadline_margin_seconds" LABELS " 20.000"));
+	free(body);
+	assert_int_equal(http(curl, port, "HEAD", "/metrics", &body, NULL), 200);
+	assert_string_equal(body, "");
+	free(body);
+
+	replica_streaming(&s);
+	pgw_rest_publish(r, &s);
+	body = get_metrics(curl, port);
+	assert_true(has_line(body, "patroni_replica" LABELS " 1"));
+	assert_true(has_line(body, "patroni_xlog_replayed_location" LABELS " 49800000"));
+	assert_true(has_line(body, "pgwarden_replication_lag_bytes" LABELS " 100000"));
+	assert_null(strstr(body, "pgwarden_lease_deadline_margin_seconds"));
+	free(body);
+	curl_easy_cleanup(curl);
+	pgw_rest_stop(r);
+}
+
 /* ---- concurrency ------------------------------------------------------------ */
 
 struct load {
@@ -837,6 +1266,89 @@ static void test_server_concurrent(void **state)
 	assert_int_equal(atomic_load(&l.bad), 0);
 }
 
+/* What a reader may get while bodies change: never a torn or freed one. */
+static bool cluster_answer_ok(const char *path, long st, const char *body)
+{
+	json_object *o = NULL, *members = NULL;
+	bool ok;
+
+	if (strcmp(path, "/metrics") == 0)
+		return st == 200 && has_line(body, "patroni_primary" LABELS " 1");
+	o = json_tokener_parse(body);
+	if (strcmp(path, "/history") == 0)
+		ok = st == 200 && json_object_is_type(o, json_type_array) &&
+		     json_object_array_length(o) == 1;
+	else if (st == 200)
+		ok = json_object_object_get_ex(o, "members", &members) &&
+		     json_object_array_length(members) == 1;
+	else
+		ok = st == 503 && json_object_object_get_ex(o, "error", NULL);
+	json_object_put(o);
+	return ok;
+}
+
+/* Readers of /cluster, /history and /metrics while the loop publishes new bodies. */
+static void *cluster_client(void *arg)
+{
+	static const char *const paths[] = {"/cluster", "/history", "/cluster", "/metrics"};
+	struct load *l = arg;
+	CURL *curl = curl_easy_init();
+
+	for (int i = 0; i < 50; i++) {
+		char *body = NULL;
+		long st = http(curl, l->port, "GET", paths[i % 4], &body, NULL);
+
+		if (!cluster_answer_ok(paths[i % 4], st, body))
+			atomic_fetch_add(&l->bad, 1);
+		free(body);
+		atomic_fetch_add(&l->done, 1);
+	}
+	curl_easy_cleanup(curl);
+	return NULL;
+}
+
+/* Every third cycle without a cluster body; the others with one member per cycle. */
+static void *cluster_publisher(void *arg)
+{
+	struct load *l = arg;
+	struct pgw_snapshot s;
+	char cluster[256], history[128];
+
+	for (unsigned i = 0; !atomic_load(&l->stop); i++) {
+		primary_with_key(&s);
+		snprintf(cluster, sizeof(cluster),
+		         "{\"members\":[{\"name\":\"node%u\",\"role\":\"leader\",\"state\":"
+		         "\"running with a long enough state to make tearing visible\"}]}",
+		         i);
+		snprintf(history, sizeof(history), "[[1,%u,\"cycle\"]]", i);
+		publish_bodies(l->rest, &s, i % 3 ? cluster : NULL, history, NULL);
+	}
+	return NULL;
+}
+
+static void test_server_concurrent_cluster(void **state)
+{
+	struct load l = {0};
+	struct pgw_snapshot s;
+	pthread_t clients[4], pub;
+
+	(void)state;
+	l.rest = start_any_port();
+	l.port = pgw_rest_port(l.rest);
+	primary_with_key(&s);
+	publish_bodies(l.rest, &s, NULL, "[[1,0,\"first\"]]", NULL);
+	assert_int_equal(pthread_create(&pub, NULL, cluster_publisher, &l), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&clients[i], NULL, cluster_client, &l), 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(clients[i], NULL);
+	atomic_store(&l.stop, true);
+	pthread_join(pub, NULL);
+	pgw_rest_stop(l.rest);
+	assert_int_equal(atomic_load(&l.done), 200);
+	assert_int_equal(atomic_load(&l.bad), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -846,6 +1358,9 @@ int main(void)
 	    cmocka_unit_test(test_json_primary),
 	    cmocka_unit_test(test_json_replica),
 	    cmocka_unit_test(test_json_uninitialized_and_odd_strings),
+	    cmocka_unit_test(test_metrics_primary),
+	    cmocka_unit_test(test_metrics_replica),
+	    cmocka_unit_test(test_metrics_odd_labels),
 	    cmocka_unit_test(test_server_before_publish),
 	    cmocka_unit_test(test_server_methods),
 	    cmocka_unit_test(test_server_bodies),
@@ -853,6 +1368,10 @@ int main(void)
 	    cmocka_unit_test(test_server_listen_errors),
 	    cmocka_unit_test(test_server_ipv6),
 	    cmocka_unit_test(test_server_concurrent),
+	    cmocka_unit_test(test_server_cluster_history_config),
+	    cmocka_unit_test(test_server_role_variants),
+	    cmocka_unit_test(test_server_metrics),
+	    cmocka_unit_test(test_server_concurrent_cluster),
 	};
 	int rc;
 
