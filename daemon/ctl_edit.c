@@ -1,0 +1,205 @@
+/*
+ * ctl_edit.c - edit-config's pure parts: typing "-s KEY=VALUE" values the way
+ * patronictl does for the simple cases, setting a dotted key in the config
+ * JSON, the per-key diff shown before applying, and the timing validation that
+ * keeps a bad edit out of etcd; see ctl.h.
+ */
+#include "ctl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lease.h"
+
+struct json_object *pgw_ctl_typed_value(const char *s)
+{
+	const char *p = s;
+	char *end;
+	long long v;
+
+	if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0)
+		return json_object_new_boolean(s[0] == 't');
+	if (strcmp(s, "null") == 0)
+		return NULL;
+	if (*p == '-')
+		p++;
+	if (*p >= '0' && *p <= '9' && strspn(p, "0123456789") == strlen(p)) {
+		errno = 0;
+		v = strtoll(s, &end, 10);
+		if (errno == 0 && *end == '\0')
+			return json_object_new_int64(v);
+	}
+	return json_object_new_string(s);
+}
+
+/* The object under `seg` in parent, created when absent; NULL with err when not an object. */
+static struct json_object *child_object(struct json_object *parent, const char *seg,
+                                        const char *path, char *err, size_t errlen)
+{
+	struct json_object *c;
+
+	if (json_object_object_get_ex(parent, seg, &c)) {
+		if (json_object_is_type(c, json_type_object))
+			return c;
+		snprintf(err, errlen, "%s: is %s, not an object", path,
+		         json_object_to_json_string_ext(c, JSON_C_TO_STRING_PLAIN));
+		return NULL;
+	}
+	c = json_object_new_object();
+	json_object_object_add(parent, seg, c);
+	return c;
+}
+
+static bool valid_key(const char *key, size_t klen)
+{
+	if (klen == 0 || key[0] == '.' || key[klen - 1] == '.')
+		return false;
+	for (size_t i = 1; i < klen; i++)
+		if (key[i] == '.' && key[i - 1] == '.')
+			return false;
+	return true;
+}
+
+bool pgw_ctl_apply_set(struct json_object *root, const char *assignment, char *err, size_t errlen)
+{
+	const char *eq = strchr(assignment, '=');
+	char key[512], *seg, *dot;
+	struct json_object *obj = root;
+	size_t klen = eq ? (size_t)(eq - assignment) : 0;
+
+	if (!eq || !valid_key(assignment, klen) || klen >= sizeof(key)) {
+		snprintf(err, errlen,
+		         "%s: expected KEY=VALUE with a dotted KEY such as loop_wait=5",
+		         assignment);
+		return false;
+	}
+	memcpy(key, assignment, klen);
+	key[klen] = '\0';
+	for (seg = key; (dot = strchr(seg, '.')) != NULL; seg = dot + 1) {
+		*dot = '\0';
+		obj = child_object(obj, seg, key, err, errlen);
+		*dot = '.';
+		if (!obj)
+			return false;
+	}
+	if (strcmp(eq + 1, "null") == 0)
+		json_object_object_del(obj, seg);
+	else
+		json_object_object_add(obj, seg, pgw_ctl_typed_value(eq + 1));
+	return true;
+}
+
+/* flat[dotted key] = value as JSON text, for every leaf (an empty object is a leaf). */
+static void flatten(struct json_object *o, const char *prefix, struct json_object *flat)
+{
+	size_t n;
+	const char **keys = pgw_json_keys(o, false, &n);
+
+	for (size_t i = 0; keys && i < n; i++) {
+		struct json_object *v = json_object_object_get(o, keys[i]);
+		char path[1024];
+
+		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", keys[i]);
+		if (json_object_is_type(v, json_type_object) && json_object_object_length(v) > 0)
+			flatten(v, path, flat);
+		else
+			json_object_object_add(
+			    flat, path,
+			    json_object_new_string(json_object_to_json_string_ext(
+			        v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)));
+	}
+	free(keys);
+}
+
+static const char *flat_get(struct json_object *flat, const char *k)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(flat, k, &v) ? json_object_get_string(v) : NULL;
+}
+
+/* all[k] = k for every key of from. */
+static void add_keys(struct json_object *all, struct json_object *from)
+{
+	size_t n;
+	const char **keys = pgw_json_keys(from, false, &n);
+
+	for (size_t i = 0; keys && i < n; i++)
+		json_object_object_add(all, keys[i], NULL);
+	free(keys);
+}
+
+static void diff_lines(struct pgw_sb *sb, struct json_object *fo, struct json_object *fn)
+{
+	struct json_object *all = json_object_new_object();
+	size_t n;
+	const char **keys;
+
+	add_keys(all, fo);
+	add_keys(all, fn);
+	keys = pgw_json_keys(all, true, &n);
+	if (!keys)
+		sb->oom = true;
+	for (size_t i = 0; keys && i < n; i++) {
+		const char *a = flat_get(fo, keys[i]), *b = flat_get(fn, keys[i]);
+
+		if (a && b && strcmp(a, b) == 0)
+			continue;
+		pgw_sb_addf(sb, "%s: %s -> %s\n", keys[i], a ? a : "(unset)", b ? b : "(unset)");
+	}
+	free(keys);
+	json_object_put(all);
+}
+
+char *pgw_ctl_config_diff(struct json_object *old_cfg, struct json_object *new_cfg)
+{
+	struct json_object *fo = json_object_new_object(), *fn = json_object_new_object();
+	struct pgw_sb sb = {0};
+
+	flatten(old_cfg, "", fo);
+	flatten(new_cfg, "", fn);
+	pgw_sb_add(&sb, "");
+	diff_lines(&sb, fo, fn);
+	json_object_put(fo);
+	json_object_put(fn);
+	return pgw_sb_take(&sb);
+}
+
+static bool positive_int(struct json_object *cfg, const char *key, int dflt, int *out, char *err,
+                         size_t errlen)
+{
+	struct json_object *v;
+	int64_t x;
+
+	*out = dflt;
+	if (!json_object_object_get_ex(cfg, key, &v))
+		return true;
+	x = json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : 0;
+	if (x <= 0 || x > 1000000) {
+		snprintf(err, errlen, "%s: expected a positive integer, got %s", key,
+		         json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+		return false;
+	}
+	*out = (int)x;
+	return true;
+}
+
+bool pgw_ctl_validate_config(struct json_object *cfg, char *err, size_t errlen)
+{
+	int ttl, loop_wait, retry_timeout;
+	char why[256];
+
+	if (!positive_int(cfg, "ttl", 30, &ttl, err, errlen) ||
+	    !positive_int(cfg, "loop_wait", 10, &loop_wait, err, errlen) ||
+	    !positive_int(cfg, "retry_timeout", 10, &retry_timeout, err, errlen))
+		return false;
+	if (!pgw_timing_valid(ttl, loop_wait, retry_timeout, PGW_SAFETY_MARGIN_S, why,
+	                      sizeof(why))) {
+		snprintf(err, errlen, "ttl %d, loop_wait %d, retry_timeout %d: %s", ttl, loop_wait,
+		         retry_timeout, why);
+		return false;
+	}
+	return true;
+}

@@ -1,0 +1,106 @@
+/*
+ * ctl_switch.c - what pgwardenctl checks before it writes the failover key for
+ * a switchover or a manual failover (each refusal with its reason), and the
+ * key's JSON {"leader": old, "member": candidate, "scheduled_at": iso}; see ctl.h.
+ */
+#include "ctl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool given(const char *s)
+{
+	return s && *s;
+}
+
+static bool check_candidate(const struct pgw_cluster *c, const char *scope, const char *cand,
+                            char *err, size_t errlen)
+{
+	const struct pgw_member *m = pgw_cluster_member(c, cand);
+
+	if (!m) {
+		snprintf(err, errlen, "candidate %s is not a member of cluster %s", cand, scope);
+		return false;
+	}
+	if (c->has_leader && strcmp(c->leader, cand) == 0) {
+		snprintf(err, errlen, "candidate %s is already the leader of cluster %s", cand,
+		         scope);
+		return false;
+	}
+	if (m->nofailover) {
+		snprintf(err, errlen, "candidate %s is tagged nofailover", cand);
+		return false;
+	}
+	if (strcmp(m->state, "running") != 0) {
+		snprintf(err, errlen, "candidate %s is not running (state: %s)", cand,
+		         m->state[0] ? m->state : "unknown");
+		return false;
+	}
+	if (strcmp(m->role, "replica") != 0) {
+		snprintf(err, errlen, "candidate %s is not a replica (role: %s)", cand,
+		         m->role[0] ? m->role : "unknown");
+		return false;
+	}
+	return true;
+}
+
+/* Something any replica could take over from: at least one healthy replica. */
+static bool any_candidate(const struct pgw_cluster *c, const char *scope, char *err, size_t errlen)
+{
+	char why[256];
+
+	for (int i = 0; i < c->nmembers; i++)
+		if (check_candidate(c, scope, c->members[i].name, why, sizeof(why)))
+			return true;
+	snprintf(err, errlen, "cluster %s has no healthy replica to switch over to", scope);
+	return false;
+}
+
+bool pgw_ctl_check_switchover(const struct pgw_cluster *c, const char *scope, bool failover,
+                              const char *leader, const char *candidate, char *err, size_t errlen)
+{
+	if (c->paused) {
+		snprintf(err, errlen,
+		         "cluster %s is paused (maintenance mode): run `pgwardenctl resume` first",
+		         scope);
+		return false;
+	}
+	if (c->failover.present) {
+		snprintf(err, errlen, "a switchover is already pending in cluster %s", scope);
+		return false;
+	}
+	if (!failover && !c->has_leader) {
+		snprintf(err, errlen, "cluster %s has no leader: use failover", scope);
+		return false;
+	}
+	if (!failover && given(leader) && strcmp(leader, c->leader) != 0) {
+		snprintf(err, errlen, "%s is not the leader of cluster %s (the leader is %s)",
+		         leader, scope, c->leader);
+		return false;
+	}
+	if (failover && !given(candidate)) {
+		snprintf(err, errlen, "failover needs a candidate (--candidate NAME)");
+		return false;
+	}
+	if (given(candidate))
+		return check_candidate(c, scope, candidate, err, errlen);
+	return any_candidate(c, scope, err, errlen);
+}
+
+char *pgw_ctl_failover_json(const char *leader, const char *candidate, const char *scheduled_at)
+{
+	struct json_object *o = json_object_new_object();
+	char *out;
+
+	if (given(leader))
+		json_object_object_add(o, "leader", json_object_new_string(leader));
+	if (given(candidate))
+		json_object_object_add(o, "member", json_object_new_string(candidate));
+	if (given(scheduled_at))
+		json_object_object_add(o, "scheduled_at", json_object_new_string(scheduled_at));
+	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	return out;
+}

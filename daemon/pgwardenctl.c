@@ -1,0 +1,712 @@
+/*
+ * pgwardenctl.c - the operator CLI of pgwarden, patronictl's counterpart:
+ *
+ *   pgwardenctl [-c CONFIG] COMMAND [options]
+ *   list, topology, history, show-config, edit-config, pause, resume,
+ *   switchover, failover, version   (restart, reload, reinit: not yet)
+ *
+ * It reads the daemon's own configuration file for etcd3.hosts, namespace and
+ * scope and talks to etcd directly (Patroni's key layout), never to PostgreSQL.
+ * This file does the I/O (etcd, terminal, clock); the decisions and texts are
+ * in ctl_*.c (ctl.h), where the unit tests reach them.
+ *
+ * Exit status: 0 success, 1 failed or refused, 2 usage error.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "ctl.h"
+#include "etcd.h"
+
+#define ETCD_TIMEOUT_MS 5000
+#define WAIT_S          60
+
+struct ctl {
+	const struct pgw_ctl_args *a;
+	struct pgw_config *cfg;
+	struct pgw_etcd *etcd;
+	const char *scope;
+	char prefix[512];
+};
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+static double now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+	struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+
+	nanosleep(&ts, NULL);
+}
+
+static int fail(const char *cmd, const char *msg)
+{
+	fprintf(stderr, "pgwardenctl %s: %s\n", cmd, msg);
+	return PGW_CTL_FAILED;
+}
+
+static int etcd_fail(const struct ctl *x, const char *what)
+{
+	char msg[1024];
+
+	snprintf(msg, sizeof(msg), "%s: etcd: %s", what, pgw_etcd_errmsg(x->etcd));
+	return fail(pgw_ctl_cmd_name(x->a->cmd), msg);
+}
+
+static void key_path(const struct ctl *x, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s", x->prefix, name);
+}
+
+/* Read a line from stdin after printing prompt; "" on EOF. */
+static void ask(const char *prompt, char *buf, size_t len)
+{
+	size_t n;
+
+	fputs(prompt, stdout);
+	fflush(stdout);
+	if (!fgets(buf, (int)len, stdin)) {
+		buf[0] = '\0';
+		fputs("\n", stdout);
+		return;
+	}
+	n = strcspn(buf, "\r\n");
+	buf[n] = '\0';
+}
+
+static bool confirm(const char *prompt)
+{
+	char line[64];
+
+	ask(prompt, line, sizeof(line));
+	return strcmp(line, "y") == 0 || strcmp(line, "Y") == 0 || strcmp(line, "yes") == 0;
+}
+
+static int print_text(char *text)
+{
+	if (!text)
+		return fail("", "out of memory");
+	fputs(text, stdout);
+	fflush(stdout);
+	free(text);
+	return PGW_CTL_OK;
+}
+
+/* ---- reading etcd ----------------------------------------------------------------- */
+
+/* The whole scope prefix: cluster parsed, range kept for the raw member values. */
+static int read_cluster(struct ctl *x, struct pgw_etcd_range *r, struct pgw_cluster *c)
+{
+	memset(r, 0, sizeof(*r));
+	memset(c, 0, sizeof(*c));
+	c->optime = -1;
+	if (pgw_etcd_range_prefix(x->etcd, x->prefix, ETCD_TIMEOUT_MS, r) != 0)
+		return etcd_fail(x, "cannot read the cluster");
+	pgw_cluster_parse(r, x->prefix, c);
+	return PGW_CTL_OK;
+}
+
+/* One key; *value NULL when absent. */
+static int read_key(struct ctl *x, const char *name, char **value, int64_t *mod_rev)
+{
+	struct pgw_etcd_range r;
+	char key[600];
+
+	*value = NULL;
+	*mod_rev = 0;
+	key_path(x, name, key, sizeof(key));
+	if (pgw_etcd_get(x->etcd, key, ETCD_TIMEOUT_MS, &r) != 0)
+		return etcd_fail(x, key);
+	if (r.n > 0) {
+		*value = strdup(r.kvs[0].value);
+		*mod_rev = r.kvs[0].mod_revision;
+	}
+	pgw_etcd_range_free(&r);
+	return PGW_CTL_OK;
+}
+
+static char *render_cluster(struct ctl *x, enum pgw_ctl_fmt fmt, bool topology, int *rc)
+{
+	struct pgw_etcd_range r;
+	struct pgw_cluster c;
+	struct pgw_ctl_view *v;
+	char *text = NULL;
+
+	*rc = read_cluster(x, &r, &c);
+	if (*rc)
+		return NULL;
+	v = malloc(sizeof(*v));
+	if (v) {
+		pgw_ctl_view_build(v, &c, &r, x->prefix, x->scope);
+		text = pgw_ctl_render_list(v, fmt, topology);
+	}
+	free(v);
+	pgw_cluster_clear(&c);
+	pgw_etcd_range_free(&r);
+	if (!text)
+		*rc = fail("list", "out of memory");
+	return text;
+}
+
+/* ---- list, topology, history, show-config ----------------------------------------- */
+
+static void watch_header(void)
+{
+	char stamp[64];
+	time_t t = time(NULL);
+	struct tm tm;
+
+	if (isatty(STDOUT_FILENO))
+		fputs("\033[H\033[2J", stdout);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S %Z", localtime_r(&t, &tm));
+	printf("%s\n", stamp);
+}
+
+static int cmd_list(struct ctl *x)
+{
+	bool topology = x->a->cmd == PGW_CTL_TOPOLOGY;
+	int rc;
+
+	for (;;) {
+		char *text;
+
+		if (x->a->watch)
+			watch_header();
+		text = render_cluster(x, x->a->fmt, topology, &rc);
+		if (text)
+			print_text(text);
+		if (!x->a->watch)
+			return rc;
+		sleep_s(x->a->interval);
+	}
+}
+
+static int cmd_history(struct ctl *x)
+{
+	char *value;
+	int64_t rev;
+	int rc = read_key(x, "history", &value, &rev);
+
+	if (rc)
+		return rc;
+	rc = print_text(pgw_ctl_render_history(value, x->a->fmt));
+	free(value);
+	return rc;
+}
+
+static int cmd_show_config(struct ctl *x)
+{
+	char *value, err[512], *text;
+	int64_t rev;
+	int rc = read_key(x, "config", &value, &rev);
+
+	if (rc)
+		return rc;
+	if (!value) {
+		snprintf(err, sizeof(err), "cluster %s has no config key (not bootstrapped yet?)",
+		         x->scope);
+		return fail("show-config", err);
+	}
+	text = pgw_ctl_render_config(value, x->a->fmt, err, sizeof(err));
+	free(value);
+	return text ? print_text(text) : fail("show-config", err);
+}
+
+/* ---- the config key: edit-config, pause, resume ----------------------------------- */
+
+struct cfg_edit {
+	struct json_object *old_cfg, *new_cfg;
+	int64_t mod_rev;
+};
+
+static int load_config_key(struct ctl *x, struct cfg_edit *e)
+{
+	char *value;
+	int rc = read_key(x, "config", &value, &e->mod_rev);
+
+	e->old_cfg = e->new_cfg = NULL;
+	if (rc)
+		return rc;
+	e->old_cfg = value ? json_tokener_parse(value) : json_object_new_object();
+	free(value);
+	if (!e->old_cfg || !json_object_is_type(e->old_cfg, json_type_object)) {
+		json_object_put(e->old_cfg);
+		e->old_cfg = NULL;
+		return fail(pgw_ctl_cmd_name(x->a->cmd), "the config key is not a JSON object");
+	}
+	e->new_cfg = NULL;
+	if (json_object_deep_copy(e->old_cfg, &e->new_cfg, NULL) != 0)
+		return fail(pgw_ctl_cmd_name(x->a->cmd), "out of memory");
+	return PGW_CTL_OK;
+}
+
+static void edit_free(struct cfg_edit *e)
+{
+	json_object_put(e->old_cfg);
+	json_object_put(e->new_cfg);
+}
+
+static int store_config_key(struct ctl *x, struct cfg_edit *e)
+{
+	const char *json = json_object_to_json_string_ext(
+	    e->new_cfg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	char key[600];
+	bool ok = false;
+
+	key_path(x, "config", key, sizeof(key));
+	if (pgw_etcd_put_if_mod(x->etcd, key, json, strlen(json), 0, e->mod_rev, ETCD_TIMEOUT_MS,
+	                        &ok) != 0)
+		return etcd_fail(x, key);
+	if (!ok)
+		return fail(pgw_ctl_cmd_name(x->a->cmd), "config changed concurrently, try again");
+	return PGW_CTL_OK;
+}
+
+static int apply_sets(struct ctl *x, struct cfg_edit *e)
+{
+	char err[512];
+
+	for (size_t i = 0; i < x->a->nsets; i++)
+		if (!pgw_ctl_apply_set(e->new_cfg, x->a->sets[i], err, sizeof(err)))
+			return fail("edit-config", err);
+	if (!pgw_ctl_validate_config(e->new_cfg, err, sizeof(err))) {
+		char msg[600];
+
+		snprintf(msg, sizeof(msg), "refused, nothing changed: %s", err);
+		return fail("edit-config", msg);
+	}
+	return PGW_CTL_OK;
+}
+
+static int edit_config(struct ctl *x, struct cfg_edit *e)
+{
+	char *diff;
+	int rc = apply_sets(x, e);
+
+	if (rc)
+		return rc;
+	diff = pgw_ctl_config_diff(e->old_cfg, e->new_cfg);
+	if (!diff)
+		return fail("edit-config", "out of memory");
+	if (!*diff) {
+		free(diff);
+		printf("Not changed\n");
+		return PGW_CTL_OK;
+	}
+	printf("---\n+++\n%s", diff);
+	free(diff);
+	if (!x->a->force && !confirm("Apply these changes? [y/N]: "))
+		return fail("edit-config", "aborted, nothing changed");
+	rc = store_config_key(x, e);
+	if (rc == PGW_CTL_OK)
+		printf("Configuration changed\n");
+	return rc;
+}
+
+static int cmd_edit_config(struct ctl *x)
+{
+	struct cfg_edit e;
+	int rc;
+
+	if (x->a->nsets == 0) {
+		fprintf(stderr, "pgwardenctl edit-config: nothing to change: give -s KEY=VALUE or "
+		                "-p PARAM=VALUE (the interactive editor is not implemented)\n");
+		return PGW_CTL_USAGE;
+	}
+	rc = load_config_key(x, &e);
+	if (rc == PGW_CTL_OK)
+		rc = edit_config(x, &e);
+	edit_free(&e);
+	return rc;
+}
+
+/* Every member key says pause (or none does). */
+static int pause_recognized(struct ctl *x, bool pause, bool *done)
+{
+	struct pgw_etcd_range r;
+	struct pgw_cluster c;
+	struct pgw_ctl_view *v = malloc(sizeof(*v));
+	int rc = v ? read_cluster(x, &r, &c) : fail("pause", "out of memory");
+
+	*done = false;
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	pgw_ctl_view_build(v, &c, &r, x->prefix, x->scope);
+	*done = true;
+	for (int i = 0; i < v->n; i++)
+		if (v->members[i].pause != pause)
+			*done = false;
+	free(v);
+	pgw_cluster_clear(&c);
+	pgw_etcd_range_free(&r);
+	return PGW_CTL_OK;
+}
+
+static int wait_pause(struct ctl *x, bool pause)
+{
+	double deadline = now_mono() + WAIT_S;
+	bool done = false;
+
+	printf("'%s' request sent, waiting until it is recognized by all nodes\n",
+	       pause ? "pause" : "resume");
+	fflush(stdout);
+	while (now_mono() < deadline) {
+		if (pause_recognized(x, pause, &done) == PGW_CTL_OK && done)
+			return PGW_CTL_OK;
+		sleep_s(1);
+	}
+	return fail(pause ? "pause" : "resume",
+	            "not every member recognized the change within 60 s (see `pgwardenctl list`)");
+}
+
+static int toggle_pause(struct ctl *x, struct cfg_edit *e, bool pause)
+{
+	struct json_object *v;
+	bool paused = json_object_object_get_ex(e->old_cfg, "pause", &v) &&
+	              json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
+	int rc;
+
+	if (paused == pause)
+		return fail(pause ? "pause" : "resume",
+		            pause ? "cluster is already paused" : "cluster is not paused");
+	if (pause)
+		json_object_object_add(e->new_cfg, "pause", json_object_new_boolean(1));
+	else
+		json_object_object_del(e->new_cfg, "pause");
+	rc = store_config_key(x, e);
+	if (rc)
+		return rc;
+	if (x->a->wait && (rc = wait_pause(x, pause)) != 0)
+		return rc;
+	printf("Success: cluster management is %s\n", pause ? "paused" : "resumed");
+	return PGW_CTL_OK;
+}
+
+static int cmd_pause(struct ctl *x)
+{
+	struct cfg_edit e;
+	int rc = load_config_key(x, &e);
+
+	if (rc == PGW_CTL_OK)
+		rc = toggle_pause(x, &e, x->a->cmd == PGW_CTL_PAUSE);
+	edit_free(&e);
+	return rc;
+}
+
+/* ---- switchover and failover ------------------------------------------------------ */
+
+struct request {
+	char leader[PGW_NAME_MAX];    /* the leader to demote ("" = none) */
+	char candidate[PGW_NAME_MAX]; /* "" = any healthy replica */
+};
+
+/* "['node2', 'node3']": the members that would pass as candidates. */
+static void candidates(const struct pgw_cluster *c, const char *scope, char *buf, size_t len)
+{
+	char why[256];
+	size_t used = 0;
+
+	snprintf(buf, len, "[");
+	for (int i = 0; i < c->nmembers; i++) {
+		const char *name = c->members[i].name;
+
+		if (!pgw_ctl_check_switchover(c, scope, true, NULL, name, why, sizeof(why)))
+			continue;
+		used = strlen(buf);
+		snprintf(buf + used, len - used, "%s'%s'", used > 1 ? ", " : "", name);
+	}
+	used = strlen(buf);
+	snprintf(buf + used, len - used, "]");
+}
+
+static void prompt_missing(const struct ctl *x, const struct pgw_cluster *c, bool failover,
+                           struct request *q)
+{
+	char prompt[1024], list[700], line[PGW_NAME_MAX];
+
+	if (!failover && !x->a->leader && c->has_leader) {
+		snprintf(prompt, sizeof(prompt), "Primary [%s]: ", c->leader);
+		ask(prompt, line, sizeof(line));
+		snprintf(q->leader, sizeof(q->leader), "%s", line[0] ? line : c->leader);
+	}
+	if (!x->a->candidate) {
+		candidates(c, x->scope, list, sizeof(list));
+		snprintf(prompt, sizeof(prompt), "Candidate %s []: ", list);
+		ask(prompt, q->candidate, sizeof(q->candidate));
+	}
+}
+
+static int check_request(const struct ctl *x, const struct pgw_cluster *c, bool failover,
+                         struct request *q)
+{
+	const char *cmd = failover ? "failover" : "switchover";
+	char err[512], prompt[700];
+
+	if (!pgw_ctl_check_switchover(c, x->scope, failover, q->leader, q->candidate, err,
+	                              sizeof(err)))
+		return fail(cmd, err);
+	if (failover)
+		snprintf(q->leader, sizeof(q->leader), "%s", c->has_leader ? c->leader : "");
+	else if (!q->leader[0])
+		snprintf(q->leader, sizeof(q->leader), "%s", c->leader);
+	if (x->a->scheduled) {
+		double t = 0;
+
+		pgw_parse_iso8601(x->a->scheduled, &t);
+		if (t < (double)time(NULL))
+			return fail(cmd, "the scheduled time is in the past");
+	}
+	if (x->a->force)
+		return PGW_CTL_OK;
+	if (q->leader[0])
+		snprintf(
+		    prompt, sizeof(prompt),
+		    "Are you sure you want to %s cluster %s, demoting current leader %s? [y/N]: ",
+		    cmd, x->scope, q->leader);
+	else
+		snprintf(prompt, sizeof(prompt),
+		         "Are you sure you want to %s cluster %s? [y/N]: ", cmd, x->scope);
+	return confirm(prompt) ? PGW_CTL_OK : fail(cmd, "aborted, nothing changed");
+}
+
+static int write_request(struct ctl *x, const struct request *q)
+{
+	char key[600], msg[800], *json, *cur;
+	bool ok = false;
+	int64_t rev;
+	int rc;
+
+	json = pgw_ctl_failover_json(q->leader, q->candidate, x->a->scheduled);
+	if (!json)
+		return fail(pgw_ctl_cmd_name(x->a->cmd), "out of memory");
+	key_path(x, "failover", key, sizeof(key));
+	rc = pgw_etcd_create(x->etcd, key, json, strlen(json), 0, ETCD_TIMEOUT_MS, &ok);
+	free(json);
+	if (rc != 0)
+		return etcd_fail(x, key);
+	if (ok)
+		return PGW_CTL_OK;
+	if (read_key(x, "failover", &cur, &rev) != 0)
+		cur = NULL;
+	snprintf(msg, sizeof(msg), "a switchover is already pending: %s", cur ? cur : "?");
+	free(cur);
+	return fail(pgw_ctl_cmd_name(x->a->cmd), msg);
+}
+
+static bool switched(const char *now_leader, const struct request *q)
+{
+	if (!now_leader || !*now_leader || strcmp(now_leader, q->leader) == 0)
+		return false;
+	return !q->candidate[0] || strcmp(now_leader, q->candidate) == 0;
+}
+
+static int report_timeout(struct ctl *x, const struct request *q, const char *now_leader)
+{
+	char *fo = NULL;
+	int64_t rev;
+	const char *what = x->a->cmd == PGW_CTL_FAILOVER ? "Failover" : "Switchover";
+
+	read_key(x, "failover", &fo, &rev);
+	fprintf(stderr, "%s failed: after %d s the leader is %s%s%s; the failover key %s%s\n", what,
+	        WAIT_S, now_leader && *now_leader ? now_leader : "(none)",
+	        q->leader[0] ? ", was " : "", q->leader, fo ? "is still there: " : "is gone",
+	        fo ? fo : "");
+	free(fo);
+	return PGW_CTL_FAILED;
+}
+
+static int wait_switched(struct ctl *x, const struct request *q)
+{
+	double deadline = now_mono() + WAIT_S;
+	char *leader = NULL;
+	int64_t rev;
+	int rc;
+
+	for (;;) {
+		free(leader);
+		leader = NULL;
+		if (read_key(x, "leader", &leader, &rev) == 0 && switched(leader, q))
+			break;
+		if (now_mono() >= deadline) {
+			rc = report_timeout(x, q, leader);
+			free(leader);
+			return rc;
+		}
+		sleep_s(1);
+	}
+	printf("Successfully %s to %s\n",
+	       x->a->cmd == PGW_CTL_FAILOVER ? "failed over" : "switched over", leader);
+	free(leader);
+	return print_text(render_cluster(x, PGW_FMT_TABLE, false, &rc));
+}
+
+static int switch_cluster(struct ctl *x, const struct pgw_cluster *c, bool failover)
+{
+	struct request q;
+	int rc;
+
+	memset(&q, 0, sizeof(q));
+	snprintf(q.leader, sizeof(q.leader), "%s", x->a->leader ? x->a->leader : "");
+	snprintf(q.candidate, sizeof(q.candidate), "%s", x->a->candidate ? x->a->candidate : "");
+	if (!x->a->force)
+		prompt_missing(x, c, failover, &q);
+	rc = check_request(x, c, failover, &q);
+	if (rc == PGW_CTL_OK)
+		rc = write_request(x, &q);
+	if (rc != PGW_CTL_OK)
+		return rc;
+	if (x->a->scheduled) {
+		printf("%s scheduled at %s\n", failover ? "Failover" : "Switchover",
+		       x->a->scheduled);
+		return PGW_CTL_OK;
+	}
+	return wait_switched(x, &q);
+}
+
+static int cmd_switchover(struct ctl *x)
+{
+	bool failover = x->a->cmd == PGW_CTL_FAILOVER;
+	const char *cmd = pgw_ctl_cmd_name(x->a->cmd);
+	struct pgw_etcd_range r;
+	struct pgw_cluster c;
+	int rc;
+
+	if (!x->a->force && !isatty(STDIN_FILENO)) {
+		fprintf(stderr,
+		        "pgwardenctl %s: stdin is not a terminal: use --force to %s without "
+		        "confirmation\n",
+		        cmd, cmd);
+		return PGW_CTL_USAGE;
+	}
+	if (failover && x->a->force && !x->a->candidate) {
+		fprintf(stderr, "pgwardenctl failover: --candidate NAME is required\n");
+		return PGW_CTL_USAGE;
+	}
+	rc = read_cluster(x, &r, &c);
+	if (rc)
+		return rc;
+	rc = switch_cluster(x, &c, failover);
+	pgw_cluster_clear(&c);
+	pgw_etcd_range_free(&r);
+	return rc;
+}
+
+/* ---- setup ------------------------------------------------------------------------ */
+
+static int setup(struct ctl *x, char *ns_buf, size_t ns_len)
+{
+	const char *path = x->a->config ? x->a->config : getenv("PGWARDENCTL_CONFIG");
+	struct pgw_etcd_tls tls;
+	char err[1024];
+	const char *ns;
+
+	if (!path || !*path)
+		path = PGW_CTL_DEFAULT_CONFIG;
+	x->cfg = pgw_config_load(path, err, sizeof(err));
+	if (!x->cfg) {
+		fprintf(stderr, "pgwardenctl: %s\n", err);
+		return PGW_CTL_FAILED;
+	}
+	x->scope = x->a->scope ? x->a->scope : x->cfg->scope;
+	ns = x->a->namespace ? x->a->namespace : x->cfg->namespace;
+	snprintf(ns_buf, ns_len, "%s%s%s", ns[0] == '/' ? "" : "/", ns,
+	         ns[0] && ns[strlen(ns) - 1] == '/' ? "" : "/");
+	snprintf(x->prefix, sizeof(x->prefix), "%s%s/", ns_buf, x->scope);
+	tls.cacert = x->cfg->etcd3.cacert;
+	tls.cert = x->cfg->etcd3.cert;
+	tls.key = x->cfg->etcd3.key;
+	x->etcd = pgw_etcd_new((const char *const *)x->cfg->etcd3.hosts.items,
+	                       x->cfg->etcd3.hosts.n, x->cfg->etcd3.protocol,
+	                       x->cfg->etcd3.username, x->cfg->etcd3.password, &tls);
+	if (!x->etcd) {
+		fprintf(stderr, "pgwardenctl: cannot set up the etcd client for %s\n", path);
+		return PGW_CTL_FAILED;
+	}
+	return PGW_CTL_OK;
+}
+
+static int dispatch(struct ctl *x)
+{
+	switch (x->a->cmd) {
+	case PGW_CTL_LIST:
+	case PGW_CTL_TOPOLOGY:
+		return cmd_list(x);
+	case PGW_CTL_HISTORY:
+		return cmd_history(x);
+	case PGW_CTL_SHOW_CONFIG:
+		return cmd_show_config(x);
+	case PGW_CTL_EDIT_CONFIG:
+		return cmd_edit_config(x);
+	case PGW_CTL_PAUSE:
+	case PGW_CTL_RESUME:
+		return cmd_pause(x);
+	case PGW_CTL_SWITCHOVER:
+	case PGW_CTL_FAILOVER:
+		return cmd_switchover(x);
+	default:
+		return PGW_CTL_USAGE;
+	}
+}
+
+/* Commands that need neither the configuration nor etcd; -1 when cmd needs them. */
+static int local_command(const struct pgw_ctl_args *a)
+{
+	if (a->help) {
+		fputs(pgw_ctl_help(a->cmd), stdout);
+		return PGW_CTL_OK;
+	}
+	if (a->cmd == PGW_CTL_VERSION) {
+		printf("pgwardenctl %s\n", PGW_VERSION);
+		return PGW_CTL_OK;
+	}
+	if (a->cmd == PGW_CTL_RESTART || a->cmd == PGW_CTL_RELOAD || a->cmd == PGW_CTL_REINIT) {
+		fprintf(stderr, "pgwardenctl %s: not implemented yet (needs a REST endpoint)\n",
+		        pgw_ctl_cmd_name(a->cmd));
+		return PGW_CTL_FAILED;
+	}
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct pgw_ctl_args *a = malloc(sizeof(*a));
+	struct ctl x;
+	char err[512], ns[256];
+	int rc;
+
+	if (!a)
+		return PGW_CTL_FAILED;
+	rc = pgw_ctl_parse_args(argc, argv, a, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "pgwardenctl: %s\n", err);
+		free(a);
+		return rc;
+	}
+	rc = local_command(a);
+	if (rc >= 0) {
+		free(a);
+		return rc;
+	}
+	memset(&x, 0, sizeof(x));
+	x.a = a;
+	rc = setup(&x, ns, sizeof(ns));
+	if (rc == PGW_CTL_OK)
+		rc = dispatch(&x);
+	pgw_etcd_free(x.etcd);
+	pgw_config_free(x.cfg);
+	free(a);
+	return rc;
+}
