@@ -145,7 +145,9 @@ static const struct field fields[] = {
     {UNIMPL("synchronous_node_count")},
     {UNIMPL("failsafe_mode")},
     {UNIMPL("standby_cluster")},
-    {UNIMPL("restapi.authentication")},
+    {SECTION("restapi.authentication")},
+    {FIELD("restapi.authentication.username", F_STR, restapi.auth.username)},
+    {SECRET("restapi.authentication.password", restapi.auth.password)},
     {UNIMPL("restapi.certfile")},
     {UNIMPL("restapi.keyfile")},
     {UNIMPL("restapi.keyfile_password")},
@@ -1072,6 +1074,9 @@ static int finish(struct ctx *c)
 	if (cfg->etcd3.hosts.n == 0 && strlist_push(c, &cfg->etcd3.hosts, "127.0.0.1:2379", 14))
 		return -1;
 
+	if (!cfg->restapi.auth.username != !cfg->restapi.auth.password)
+		return fail(c, NULL, "restapi.authentication",
+		            "username and password must be given together");
 	/* the timing rule has one home: lease.c */
 	if (!pgw_timing_valid(cfg->dcs.ttl, cfg->dcs.loop_wait, cfg->dcs.retry_timeout,
 	                      PGW_SAFETY_MARGIN_S, terr, sizeof(terr)))
@@ -1270,6 +1275,8 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->user);
 	free(cfg->restapi.listen);
 	free(cfg->restapi.connect_address);
+	free(cfg->restapi.auth.username);
+	free(cfg->restapi.auth.password);
 	strlist_free(&cfg->etcd3.hosts);
 	free(cfg->etcd3.protocol);
 	free(cfg->etcd3.username);

@@ -58,6 +58,7 @@ struct pgw_config {
 	struct {
 		char *listen;          /* host:port, default "127.0.0.1:8008" */
 		char *connect_address; /* host:port, default = listen */
+		struct pgw_auth auth;  /* restapi.authentication: basic auth for non-GET requests */
 	} restapi;
 
 	struct {

@@ -20,6 +20,7 @@
 
 #include "cluster.h"
 #include "cluster_json.h"
+#include "control.h"
 #include "decide.h"
 #include "etcd.h"
 #include "lease.h"
@@ -40,6 +41,7 @@ struct ha {
 	struct pgw_etcd *etcd;
 	struct pgw_pg *pg;
 	struct pgw_rest *rest;
+	struct pgw_control *control; /* the REST API's write requests */
 
 	char prefix[512];
 	char leader_key[600];
@@ -891,13 +893,21 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, volatile sig_atom
 		pgw_error("%s", err);
 		return -1;
 	}
+	h->control = pgw_control_new(cfg, h->prefix);
+	if (!h->control) {
+		pgw_error("out of memory");
+		return -1;
+	}
+	pgw_rest_set_writer(h->rest, pgw_control_write, h->control, cfg->restapi.auth.username,
+	                    cfg->restapi.auth.password);
 	return 0;
 }
 
 static void ha_close(struct ha *h)
 {
 	if (h->rest)
-		pgw_rest_stop(h->rest);
+		pgw_rest_stop(h->rest); /* first: no request may use the control after this */
+	pgw_control_free(h->control);
 	if (h->pg)
 		pgw_pg_free(h->pg);
 	if (h->etcd)

@@ -7,9 +7,11 @@
  * so a request handler only takes the mutex to compute a status code (a pure
  * function of the snapshot) and to copy a string.  Nothing else blocks a handler.
  *
- * Requests: GET/HEAD/OPTIONS on the health-check endpoints; every other method
- * answers 405 for now; a body announced larger than 64 KiB answers 413 (a
- * chunked body that grows past it makes us drop the connection).
+ * Requests: GET/HEAD/OPTIONS on the health-check endpoints.  POST, PUT, PATCH and
+ * DELETE go to the writer the daemon registers (pgw_rest_set_writer), behind HTTP
+ * basic auth when restapi.authentication is set; without a writer they answer 405.
+ * A body announced larger than 64 KiB answers 413 (a chunked body that grows past
+ * it makes us drop the connection).
  */
 #include "rest.h"
 
@@ -31,7 +33,7 @@
 #include "log.h"
 
 #define REST_MAX_BODY        (64 * 1024)
-#define REST_THREADS         2u
+#define REST_THREADS         4u /* one may wait in a switchover; the rest serve checks */
 #define REST_CONN_LIMIT      128u
 #define REST_CONN_TIMEOUT_S  10u
 #define REST_CONN_MEMORY     ((size_t)32 * 1024) /* bounds request line + headers */
@@ -58,6 +60,9 @@ struct pgw_rest {
 	struct MHD_Daemon *mhd;
 	int port;
 	char listen[128];
+	pgw_rest_write_fn write_fn; /* set once, before requests arrive */
+	void *write_arg;
+	char *auth_user, *auth_password;
 	pthread_mutex_t mu; /* guards everything below */
 	bool have_snap;
 	struct pgw_snapshot snap; /* its *_json point into `bodies` (or are NULL) */
@@ -67,6 +72,7 @@ struct pgw_rest {
 /* Per-request state, between MHD's calls of the handler. */
 struct rest_req {
 	size_t body_len;
+	char *body; /* kept for the writer (NUL-terminated), NULL otherwise */
 };
 
 /* The query arguments the checks look at, URL-decoded. */
@@ -908,6 +914,94 @@ static enum MHD_Result begin_request(struct MHD_Connection *c, void **req_cls)
 	return MHD_YES;
 }
 
+/* Collect a request body for the writer (discard it when there is none). */
+static enum MHD_Result keep_body(const struct pgw_rest *r, struct rest_req *req, const char *data,
+                                 size_t *size)
+{
+	size_t n = *size;
+
+	*size = 0;
+	if (req->body_len + n > REST_MAX_BODY)
+		return MHD_NO;
+	if (r->write_fn) {
+		char *b = realloc(req->body, req->body_len + n + 1);
+
+		if (b == NULL)
+			return MHD_NO;
+		memcpy(b + req->body_len, data, n);
+		b[req->body_len + n] = '\0';
+		req->body = b;
+	}
+	req->body_len += n;
+	return MHD_YES;
+}
+
+static bool auth_ok(const struct pgw_rest *r, struct MHD_Connection *c)
+{
+	char *pass = NULL, *user;
+	bool ok;
+
+	if (r->auth_user == NULL)
+		return true;
+	user = MHD_basic_auth_get_username_password(c, &pass);
+	ok = user && pass && strcmp(user, r->auth_user) == 0 && strcmp(pass, r->auth_password) == 0;
+	MHD_free(user);
+	MHD_free(pass);
+	return ok;
+}
+
+static enum MHD_Result answer_unauthorized(struct MHD_Connection *c)
+{
+	char *body = error_body("authentication required", NULL);
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	if (body == NULL)
+		return MHD_NO;
+	resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, REST_JSON_TYPE);
+	ret = MHD_queue_basic_auth_fail_response(c, "pgwarden", resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* POST/PUT/PATCH/DELETE: authenticate, then hand the request to the writer. */
+static enum MHD_Result answer_write(struct pgw_rest *r, struct MHD_Connection *c, const char *url,
+                                    const char *method, struct rest_req *req)
+{
+	char *resp = NULL;
+	int status;
+
+	if (r->write_fn == NULL)
+		return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+		             error_body("method not allowed:", method), REST_JSON_TYPE);
+	if (!auth_ok(r, c))
+		return answer_unauthorized(c);
+	status = r->write_fn(r->write_arg, method, url, req->body ? req->body : "", req->body_len,
+	                     &resp);
+	if (resp == NULL)
+		resp = strdup("");
+	if (resp == NULL)
+		return MHD_NO;
+	return reply(c, status, resp,
+	             resp[0] == '{' || resp[0] == '[' ? REST_JSON_TYPE : "text/plain");
+}
+
+void pgw_rest_set_writer(struct pgw_rest *r, pgw_rest_write_fn fn, void *arg, const char *user,
+                         const char *password)
+{
+	r->write_fn = fn;
+	r->write_arg = arg;
+	free(r->auth_user);
+	free(r->auth_password);
+	r->auth_user = user && password ? strdup(user) : NULL;
+	r->auth_password = user && password ? strdup(password) : NULL;
+}
+
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -919,14 +1013,10 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
 	(void)upload_data;
 	if (req == NULL)
 		return begin_request(c, req_cls);
-	if (*upload_data_size > 0) { /* nothing reads a body yet: count and discard */
-		req->body_len += *upload_data_size;
-		*upload_data_size = 0;
-		return req->body_len > REST_MAX_BODY ? MHD_NO : MHD_YES;
-	}
+	if (*upload_data_size > 0)
+		return keep_body(cls, req, upload_data, upload_data_size);
 	if (!method_is_read(method))
-		return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-		             error_body("method not allowed:", method), REST_JSON_TYPE);
+		return answer_write(cls, c, url, method, req);
 	return answer_get(cls, c, url, method);
 }
 
@@ -936,7 +1026,10 @@ static void request_done(void *cls, struct MHD_Connection *c, void **req_cls,
 	(void)cls;
 	(void)c;
 	(void)toe;
-	free(*req_cls);
+	if (*req_cls) {
+		free(((struct rest_req *)*req_cls)->body);
+		free(*req_cls);
+	}
 	*req_cls = NULL;
 }
 
@@ -1142,5 +1235,7 @@ void pgw_rest_stop(struct pgw_rest *r)
 	MHD_stop_daemon(r->mhd);
 	pthread_mutex_destroy(&r->mu);
 	bodies_free(&r->bodies);
+	free(r->auth_user);
+	free(r->auth_password);
 	free(r);
 }

@@ -71,6 +71,20 @@ struct pgw_rest *pgw_rest_start(const char *listen, char *err, size_t errlen);
 /* The TCP port actually bound (useful with port 0 in tests). */
 int pgw_rest_port(const struct pgw_rest *r);
 void pgw_rest_publish(struct pgw_rest *r, const struct pgw_snapshot *snap);
+
+/*
+ * The handler of POST, PUT, PATCH and DELETE requests (switchover, failover,
+ * config, ...), called from a REST thread with the path, the body (at most
+ * 64 KiB, NUL-terminated) and where to put a malloc'd response body (JSON or
+ * plain text); returns the HTTP status.  It may block (a switchover waits for
+ * the new leader), so it must not be shared with the HA loop's state.
+ */
+typedef int (*pgw_rest_write_fn)(void *arg, const char *method, const char *path, const char *body,
+                                 size_t len, char **resp);
+/* Register it (before requests arrive); user and password, when both are set, make
+ * those requests require HTTP basic auth (401 otherwise). */
+void pgw_rest_set_writer(struct pgw_rest *r, pgw_rest_write_fn fn, void *arg, const char *user,
+                         const char *password);
 void pgw_rest_stop(struct pgw_rest *r);
 
 /*

@@ -1,0 +1,34 @@
+/*
+ * control.h - the REST API's write requests: switchover, failover and the
+ * dynamic configuration, carried out as etcd writes that the HA loops of the
+ * cluster act on (the same keys pgwardenctl writes).
+ *
+ * It runs in a REST thread with an etcd client of its own, never touching the HA
+ * loop's state; one request at a time (a second concurrent one gets 503), so a
+ * waiting switchover holds at most one REST thread.
+ */
+#ifndef PGW_CONTROL_H
+#define PGW_CONTROL_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+struct pgw_control;
+
+/* prefix: "<namespace><scope>/".  NULL when out of memory. */
+struct pgw_control *pgw_control_new(const struct pgw_config *cfg, const char *prefix);
+void pgw_control_free(struct pgw_control *ctl);
+
+/*
+ * A pgw_rest_write_fn (arg = the control):
+ *   POST /switchover {"leader", "candidate", "scheduled_at"}   200, 202 scheduled, 412, 503
+ *   POST /failover {"candidate"}                               200, 412, 503
+ *   DELETE /switchover                                         200, 404
+ *   PATCH /config (merge; null removes), PUT /config (replace) 200, 400, 409
+ * Other paths: 404; restart, reload and reinitialize: 503 "not implemented yet".
+ */
+int pgw_control_write(void *arg, const char *method, const char *path, const char *body, size_t len,
+                      char **resp);
+
+#endif

@@ -1,0 +1,99 @@
+"""The REST API's write requests against a real cluster: basic auth, switchover,
+refusals that write nothing, scheduled switchover and its cancellation, and the
+dynamic configuration (PATCH /config validated before it is written)."""
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.request
+
+import harness
+
+USER, PASSWORD = "admin", "pgwt-api-secret"
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def call(node, method, path, body=None, auth=(USER, PASSWORD), timeout=45):
+    """(status, text) of one request to node's REST API."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (node.rest_port, path), data=data,
+                                 method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if auth:
+        token = base64.b64encode(("%s:%s" % auth).encode()).decode()
+        req.add_header("Authorization", "Basic " + token)
+    try:
+        with _OPENER.open(req, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_write_requests(make_cluster):
+    c = make_cluster(3, overrides={"restapi": {"authentication": {"username": USER,
+                                                                  "password": PASSWORD}}})
+    leader = c.leader()
+    replica = c.replicas()[0]
+
+    # no credentials or wrong ones: 401 and nothing happens
+    assert call(leader, "POST", "/switchover", {"leader": leader.name}, auth=None)[0] == 401
+    assert call(leader, "POST", "/switchover", {"leader": leader.name},
+                auth=(USER, "wrong"))[0] == 401
+    assert c.key("failover") is None
+    # GETs stay open (HAProxy checks carry no credentials)
+    assert leader.rest("/primary")[0] == 200
+
+    # refusals write nothing
+    st, text = call(leader, "POST", "/switchover", {"leader": leader.name, "candidate": "nobody"})
+    assert st == 412 and "nobody" in text, text
+    st, text = call(leader, "POST", "/switchover", {"leader": replica.name})
+    assert st == 412, text
+    assert call(leader, "POST", "/switchover", None)[0] == 400
+    st, _ = call(leader, "POST", "/switchover", {"leader": leader.name,
+                                                 "scheduled_at": "tomorrow"})
+    assert st == 400
+    assert c.key("failover") is None
+
+    # scheduled, then cancelled
+    at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() + 3600))
+    st, text = call(leader, "POST", "/switchover", {"leader": leader.name,
+                                                    "candidate": replica.name,
+                                                    "scheduled_at": at})
+    assert st == 202, text
+    assert json.loads(c.key("failover"))["member"] == replica.name
+    assert call(leader, "DELETE", "/switchover")[0] == 200
+    assert c.key("failover") is None
+    assert call(leader, "DELETE", "/switchover")[0] == 404
+    assert c.leader_name() == leader.name
+
+    # a switchover now: answered once the candidate holds the key
+    t0 = time.monotonic()
+    st, text = call(leader, "POST", "/switchover", {"leader": leader.name,
+                                                    "candidate": replica.name})
+    assert st == 200 and replica.name in text, text
+    harness.figure("POST /switchover -> answered with the new leader", time.monotonic() - t0)
+    assert c.leader_name() == replica.name
+    harness.wait_until(replica.accepts_writes, 30, "the new leader accepting writes")
+    harness.wait_until(lambda: leader.rest("/replica")[0] == 200, 90,
+                       "the old leader running as a replica", diag=c.dump)
+
+    # dynamic configuration: validated before it is written
+    before = c.key("config")
+    st, text = call(replica, "PATCH", "/config", {"ttl": 5})
+    assert st == 400 and "ttl" in text, text
+    assert c.key("config") == before
+    st, text = call(replica, "PATCH", "/config", {"postgresql": {"parameters":
+                                                                {"work_mem": "8MB"}}})
+    assert st == 200, text
+    cfg = json.loads(c.key("config"))
+    assert cfg["postgresql"]["parameters"]["work_mem"] == "8MB"
+    assert cfg["ttl"] == json.loads(before)["ttl"]  # a merge keeps the rest
+    st, text = call(replica, "PATCH", "/config", {"postgresql": {"parameters":
+                                                                {"work_mem": None}}})
+    assert st == 200 and "work_mem" not in json.loads(c.key("config"))["postgresql"]["parameters"]
+
+    # not there yet, and said so
+    assert call(replica, "POST", "/restart", {})[0] == 503
+    assert call(replica, "POST", "/nowhere", {})[0] == 404
