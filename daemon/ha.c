@@ -21,6 +21,7 @@
 #include "cluster.h"
 #include "cluster_json.h"
 #include "control.h"
+#include "dcs.h"
 #include "decide.h"
 #include "etcd.h"
 #include "lease.h"
@@ -53,6 +54,8 @@ struct ha {
 	char failover_key[600];
 
 	struct pgw_lease lease;
+	struct pgw_dcs dcs; /* effective dynamic settings: bootstrap.dcs, then the config key */
+	char *dcs_seen;     /* the config key text last applied (or refused) */
 	bool etcd_ok;
 	double dcs_last_seen;
 	struct pgw_cluster cluster;
@@ -95,8 +98,8 @@ static bool pg_is_primary(const struct pgw_pg_state *st)
 /* Timeout for one etcd call: retry_timeout, never past D - S while writing. */
 static int op_timeout(const struct ha *h)
 {
-	return pgw_lease_op_timeout_ms(&h->lease, mono_ms(), SAFETY_MARGIN_MS,
-	                               h->cfg->dcs.retry_timeout, h->was_primary);
+	return pgw_lease_op_timeout_ms(&h->lease, mono_ms(), SAFETY_MARGIN_MS, h->dcs.retry_timeout,
+	                               h->was_primary);
 }
 
 /* --- lease --- */
@@ -130,7 +133,7 @@ static void renew_lease(struct ha *h)
 	{
 		int64_t id = 0;
 
-		rc = pgw_etcd_lease_grant(h->etcd, h->cfg->dcs.ttl, op_timeout(h), &id, &ttl);
+		rc = pgw_etcd_lease_grant(h->etcd, h->dcs.ttl, op_timeout(h), &id, &ttl);
 		if (rc != 0 || id == 0 || ttl <= 0) {
 			pgw_warn("lease grant failed: %s", pgw_etcd_errmsg(h->etcd));
 			return;
@@ -278,6 +281,59 @@ static void track_leader(struct ha *h)
 		h->rewind_failed = false;
 }
 
+static int configure_replica(struct ha *h, const struct pgw_action *a);
+
+/* Rewrite postgresql.conf for the current role with the new parameters, reload. */
+static void refresh_pg_config(struct ha *h)
+{
+	const struct pgw_member *l = pgw_cluster_leader_member(&h->cluster);
+	struct pgw_action a;
+	int rc;
+
+	if (!h->pgst.running || !h->pgst.accepting)
+		return; /* written before the next start anyway */
+	memset(&a, 0, sizeof(a));
+	if (h->pgst.in_recovery) {
+		if (l && strcmp(l->name, h->cfg->name) != 0) {
+			snprintf(a.target_host, sizeof(a.target_host), "%s", l->conn_host);
+			a.target_port = l->conn_port;
+		}
+		rc = configure_replica(h, &a);
+	} else {
+		rc = pgw_pg_write_config(h->pg, &h->dcs.pg_parameters, NULL, 0, NULL);
+	}
+	if (rc == 0 && pgw_pg_reload(h->pg) == 0)
+		pgw_info("dynamic configuration: PostgreSQL parameters applied with a reload");
+}
+
+/* The config key changed: take its settings at this cycle (S5: a bad one changes nothing). */
+static void apply_dynamic_config(struct ha *h)
+{
+	struct pgw_dcs next;
+	char err[256];
+	bool params;
+
+	if (!h->etcd_ok || !h->cluster.config ||
+	    (h->dcs_seen && strcmp(h->dcs_seen, h->cluster.config) == 0))
+		return;
+	free(h->dcs_seen);
+	h->dcs_seen = strdup(h->cluster.config);
+	if (!pgw_dcs_from_json(h->cluster.config, &h->dcs, &next, err, sizeof(err))) {
+		pgw_warn("ignoring the dynamic configuration, keeping the current one: %s", err);
+		return;
+	}
+	if (next.ttl != h->dcs.ttl || next.loop_wait != h->dcs.loop_wait ||
+	    next.retry_timeout != h->dcs.retry_timeout)
+		pgw_info("dynamic configuration: ttl %d, loop_wait %d, retry_timeout %d "
+		         "(a new ttl applies from the next lease)",
+		         next.ttl, next.loop_wait, next.retry_timeout);
+	params = pgw_dcs_params_differ(&h->dcs, &next);
+	pgw_dcs_free(&h->dcs);
+	h->dcs = next;
+	if (params)
+		refresh_pg_config(h);
+}
+
 static void build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 {
 	const struct pgw_config *c = h->cfg;
@@ -305,12 +361,12 @@ static void build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	s->failover_priority = c->tags.failover_priority;
 	s->streaming = h->streamed;
 	o->leader_optime = h->leader_optime;
-	o->max_lag = c->dcs.maximum_lag_on_failover;
+	o->max_lag = h->dcs.maximum_lag_on_failover;
 	o->nofailover = c->tags.nofailover;
-	o->use_pg_rewind = c->dcs.use_pg_rewind;
+	o->use_pg_rewind = h->dcs.use_pg_rewind;
 	o->rewind_failed = h->rewind_failed;
 	o->primary_down_since_ms = h->primary_down_since;
-	o->primary_start_timeout_s = c->dcs.primary_start_timeout;
+	o->primary_start_timeout_s = h->dcs.primary_start_timeout;
 }
 
 /* --- actions --- */
@@ -344,35 +400,9 @@ static void timestamp_iso(char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%S+00:00", &tm);
 }
 
-static char *dcs_config_json(const struct pgw_config *c)
-{
-	struct json_object *o = json_object_new_object(), *pgo = json_object_new_object();
-	struct json_object *params = json_object_new_object();
-	char *out;
-
-	json_object_object_add(o, "ttl", json_object_new_int(c->dcs.ttl));
-	json_object_object_add(o, "loop_wait", json_object_new_int(c->dcs.loop_wait));
-	json_object_object_add(o, "retry_timeout", json_object_new_int(c->dcs.retry_timeout));
-	json_object_object_add(o, "maximum_lag_on_failover",
-	                       json_object_new_int64(c->dcs.maximum_lag_on_failover));
-	json_object_object_add(o, "primary_start_timeout",
-	                       json_object_new_int(c->dcs.primary_start_timeout));
-	json_object_object_add(pgo, "use_pg_rewind", json_object_new_boolean(c->dcs.use_pg_rewind));
-	json_object_object_add(pgo, "use_slots", json_object_new_boolean(c->dcs.use_slots));
-	for (size_t i = 0; i < c->dcs.pg_parameters.n; i++)
-		json_object_object_add(params, c->dcs.pg_parameters.items[i].name,
-		                       json_object_new_string(c->dcs.pg_parameters.items[i].value));
-	json_object_object_add(pgo, "parameters", params);
-	json_object_object_add(o, "postgresql", pgo);
-	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-	                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
-	return out;
-}
-
 static void slot_for_self(const struct ha *h, char *slot, size_t len)
 {
-	if (h->cfg->dcs.use_slots)
+	if (h->dcs.use_slots)
 		pgw_pg_slot_name(h->cfg->name, slot, len);
 	else
 		slot[0] = '\0';
@@ -383,7 +413,7 @@ static int configure_replica(struct ha *h, const struct pgw_action *a)
 	char slot[64];
 
 	slot_for_self(h, slot, sizeof(slot));
-	return pgw_pg_write_config(h->pg, &h->cfg->dcs.pg_parameters,
+	return pgw_pg_write_config(h->pg, &h->dcs.pg_parameters,
 	                           a->target_host[0] ? a->target_host : "", a->target_port,
 	                           slot[0] ? slot : NULL);
 }
@@ -409,7 +439,7 @@ static void sync_slots(struct ha *h)
 	const char *names[PGW_MAX_MEMBERS];
 	int n = 0;
 
-	if (!h->cfg->dcs.use_slots)
+	if (!h->dcs.use_slots)
 		return;
 	for (int i = 0; i < h->cluster.nmembers; i++)
 		if (strcmp(h->cluster.members[i].name, h->cfg->name) != 0)
@@ -509,7 +539,7 @@ static void act_bootstrap(struct ha *h)
 	if (pgw_etcd_put(h->etcd, h->init_key, sysid, strlen(sysid), 0, op_timeout(h)) != 0)
 		pgw_error("cannot record the system identifier in %s: %s", h->init_key,
 		          pgw_etcd_errmsg(h->etcd));
-	cfgjson = dcs_config_json(h->cfg);
+	cfgjson = pgw_dcs_to_json(&h->cfg->dcs);
 	if (cfgjson)
 		pgw_etcd_create(h->etcd, h->config_key, cfgjson, strlen(cfgjson), 0, op_timeout(h),
 		                &won);
@@ -572,7 +602,7 @@ static void act_acquire(struct ha *h)
 
 static void act_start_primary(struct ha *h)
 {
-	if (pgw_pg_write_config(h->pg, &h->cfg->dcs.pg_parameters, NULL, 0, NULL) != 0)
+	if (pgw_pg_write_config(h->pg, &h->dcs.pg_parameters, NULL, 0, NULL) != 0)
 		return;
 	h->was_primary = true;  /* it may accept writes before the next observation */
 	pgw_pg_start(h->pg, 0); /* no wait: the loop keeps renewing the lease */
@@ -740,8 +770,8 @@ static void publish_snapshot(struct ha *h, bool holds)
 	s->leader_optime = h->leader_optime;
 	s->dcs_last_seen = h->dcs_last_seen;
 	s->loop_mono_ms = h->loop_mono_ms;
-	s->loop_wait = c->dcs.loop_wait;
-	s->ttl = c->dcs.ttl;
+	s->loop_wait = h->dcs.loop_wait;
+	s->ttl = h->dcs.ttl;
 	s->pending_restart = h->pgst.pending_restart;
 	s->paused = h->etcd_ok && h->cluster.paused;
 	s->noloadbalance = c->tags.noloadbalance;
@@ -790,7 +820,7 @@ static void sleep_ms(int64_t ms)
 
 static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 {
-	int64_t until = cycle_start + (int64_t)h->cfg->dcs.loop_wait * 1000;
+	int64_t until = cycle_start + (int64_t)h->dcs.loop_wait * 1000;
 	int64_t now = mono_ms(), wait;
 	struct watch_ctx w = {h, holds};
 	bool fired = false;
@@ -834,6 +864,7 @@ static void cycle(struct ha *h, bool shutdown)
 	publish_member(h);
 	read_cluster(h);
 	track_leader(h);
+	apply_dynamic_config(h);
 	build_obs(h, &o, shutdown);
 	holds = pgw_obs_holds_leader(&o);
 	if (holds && !pg_is_primary(&h->pgst)) {
@@ -867,6 +898,10 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, volatile sig_atom
 	h->stop = stop;
 	h->leader_optime = -1;
 	pgw_cluster_clear(&h->cluster);
+	if (!pgw_dcs_copy(&h->dcs, &cfg->dcs)) {
+		pgw_error("out of memory");
+		return -1;
+	}
 	snprintf(member, sizeof(member), "members/%s", cfg->name);
 	if ((size_t)snprintf(h->prefix, sizeof(h->prefix), "%s%s/", cfg->namespace, cfg->scope) >=
 	        sizeof(h->prefix) ||
@@ -908,6 +943,8 @@ static void ha_close(struct ha *h)
 	if (h->rest)
 		pgw_rest_stop(h->rest); /* first: no request may use the control after this */
 	pgw_control_free(h->control);
+	pgw_dcs_free(&h->dcs);
+	free(h->dcs_seen);
 	if (h->pg)
 		pgw_pg_free(h->pg);
 	if (h->etcd)

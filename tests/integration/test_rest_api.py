@@ -90,9 +90,22 @@ def test_write_requests(make_cluster):
     cfg = json.loads(c.key("config"))
     assert cfg["postgresql"]["parameters"]["work_mem"] == "8MB"
     assert cfg["ttl"] == json.loads(before)["ttl"]  # a merge keeps the rest
+    # ... and every node applies it at its next loop, with a reload
+    for n in c.nodes:
+        harness.wait_until(lambda n=n: n.sql("SHOW work_mem")[0][0] == "8MB", 20,
+                           "work_mem 8MB on %s" % n.name, diag=c.dump)
     st, text = call(replica, "PATCH", "/config", {"postgresql": {"parameters":
                                                                 {"work_mem": None}}})
     assert st == 200 and "work_mem" not in json.loads(c.key("config"))["postgresql"]["parameters"]
+    for n in c.nodes:
+        harness.wait_until(lambda n=n: n.sql("SHOW work_mem")[0][0] == "4MB", 20,
+                           "work_mem back to 4MB on %s" % n.name, diag=c.dump)
+
+    # a config key that breaks the rules, written behind the API's back, changes nothing
+    c.etcd.put(c.prefix + "config", json.dumps({"ttl": 5, "loop_wait": 2, "retry_timeout": 3}))
+    harness.wait_until(lambda: "ignoring the dynamic configuration" in replica.log_text(), 15,
+                       "the daemon refusing the bad config key")
+    assert c.leader_name() == replica.name and replica.accepts_writes()
 
     # not there yet, and said so
     assert call(replica, "POST", "/restart", {})[0] == 503

@@ -1,0 +1,135 @@
+/*
+ * test_dcs.c - the dynamic configuration (config key): parsing, validation that
+ * leaves the current settings untouched, and the JSON round trip.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "dcs.h"
+
+static struct pgw_dcs base(void)
+{
+	struct pgw_dcs d = {.ttl = 30,
+	                    .loop_wait = 10,
+	                    .retry_timeout = 10,
+	                    .maximum_lag_on_failover = 1048576,
+	                    .primary_start_timeout = 300,
+	                    .use_pg_rewind = true,
+	                    .use_slots = true};
+	return d;
+}
+
+static const char *param(const struct pgw_dcs *d, const char *name)
+{
+	for (size_t i = 0; i < d->pg_parameters.n; i++)
+		if (strcmp(d->pg_parameters.items[i].name, name) == 0)
+			return d->pg_parameters.items[i].value;
+	return NULL;
+}
+
+static void test_round_trip(void **state)
+{
+	struct pgw_dcs b = base(), in, out;
+	char err[256], *json;
+
+	(void)state;
+	assert_true(pgw_dcs_from_json("{\"postgresql\":{\"parameters\":{\"work_mem\":\"8MB\","
+	                              "\"max_connections\":50,\"hot_standby\":true}}}",
+	                              &b, &in, err, sizeof(err)));
+	json = pgw_dcs_to_json(&in);
+	assert_non_null(json);
+	assert_true(pgw_dcs_from_json(json, &b, &out, err, sizeof(err)));
+	assert_false(pgw_dcs_params_differ(&in, &out));
+	assert_string_equal(param(&out, "work_mem"), "8MB");
+	assert_string_equal(param(&out, "max_connections"), "50");
+	assert_string_equal(param(&out, "hot_standby"), "true");
+	assert_int_equal(out.ttl, 30);
+	free(json);
+	pgw_dcs_free(&in);
+	pgw_dcs_free(&out);
+}
+
+static void test_partial_keeps_base(void **state)
+{
+	struct pgw_dcs b = base(), out;
+	char err[256];
+
+	(void)state;
+	assert_true(pgw_dcs_from_json("{\"loop_wait\":5,\"postgresql\":{\"use_slots\":false}}", &b,
+	                              &out, err, sizeof(err)));
+	assert_int_equal(out.loop_wait, 5);
+	assert_int_equal(out.ttl, 30);
+	assert_int_equal(out.retry_timeout, 10);
+	assert_false(out.use_slots);
+	assert_true(out.use_pg_rewind);
+	assert_int_equal(out.pg_parameters.n, 0);
+	pgw_dcs_free(&out);
+}
+
+/* Bad input changes nothing: false, a message naming the key, *out untouched. */
+static void test_rejected(void **state)
+{
+	static const struct {
+		const char *json, *word;
+	} bad[] = {
+	    {"not json", "not a JSON object"},
+	    {"[1,2]", "not a JSON object"},
+	    {"{\"ttl\":5}", "ttl (5)"},
+	    {"{\"ttl\":\"30\"}", "ttl"},
+	    {"{\"loop_wait\":0}", "loop_wait"},
+	    {"{\"retry_timeout\":-1}", "retry_timeout"},
+	    {"{\"maximum_lag_on_failover\":1.5}", "maximum_lag_on_failover"},
+	    {"{\"postgresql\":[]}", "postgresql"},
+	    {"{\"postgresql\":{\"use_slots\":\"no\"}}", "use_slots"},
+	    {"{\"postgresql\":{\"parameters\":[]}}", "parameters"},
+	    {"{\"postgresql\":{\"parameters\":{\"a\":{\"b\":1}}}}", "parameters.a"},
+	};
+	struct pgw_dcs b = base(), out;
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&out, 0x5a, sizeof(out));
+		err[0] = '\0';
+		assert_false(pgw_dcs_from_json(bad[i].json, &b, &out, err, sizeof(err)));
+		if (!strstr(err, bad[i].word))
+			fail_msg("%s: error \"%s\" lacks \"%s\"", bad[i].json, err, bad[i].word);
+		assert_int_equal(out.ttl, 0x5a5a5a5a);
+	}
+	assert_false(pgw_dcs_from_json(NULL, &b, &out, err, sizeof(err)));
+}
+
+static void test_copy_and_differ(void **state)
+{
+	struct pgw_dcs b = base(), a, c;
+	char err[256];
+
+	(void)state;
+	assert_true(pgw_dcs_from_json("{\"postgresql\":{\"parameters\":{\"work_mem\":\"8MB\"}}}",
+	                              &b, &a, err, sizeof(err)));
+	assert_true(pgw_dcs_copy(&c, &a));
+	assert_false(pgw_dcs_params_differ(&a, &c));
+	free(c.pg_parameters.items[0].value);
+	c.pg_parameters.items[0].value = strdup("16MB");
+	assert_true(pgw_dcs_params_differ(&a, &c));
+	assert_true(pgw_dcs_params_differ(&a, &b));
+	pgw_dcs_free(&a);
+	pgw_dcs_free(&c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_partial_keeps_base),
+	    cmocka_unit_test(test_rejected),
+	    cmocka_unit_test(test_copy_and_differ),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
