@@ -23,6 +23,7 @@
 #define CTL_TIMEOUT_MS   5000
 #define SWITCH_WAIT_MS   30000
 #define SWITCH_POLL_MS   250
+#define REQUEST_WAIT_S   120 /* a restart or a re-clone, as the loop reports it */
 #define JSON_FLAGS       (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 #define HTTP_OK          200
 #define HTTP_ACCEPTED    202
@@ -40,6 +41,13 @@ struct pgw_control {
 	char failover_key[600];
 	char config_key[600];
 	char leader_key[600];
+	/* the request slot shared with the HA loop, guarded by qmu */
+	pthread_mutex_t qmu;
+	pthread_cond_t qcv;
+	bool queued, taken, done;
+	struct pgw_request req;
+	int qstatus;
+	char qmsg[256];
 };
 
 struct pgw_control *pgw_control_new(const struct pgw_config *cfg, const char *prefix)
@@ -62,6 +70,8 @@ struct pgw_control *pgw_control_new(const struct pgw_config *cfg, const char *pr
 		return NULL;
 	}
 	pthread_mutex_init(&ctl->mu, NULL);
+	pthread_mutex_init(&ctl->qmu, NULL);
+	pthread_cond_init(&ctl->qcv, NULL);
 	return ctl;
 }
 
@@ -71,6 +81,8 @@ void pgw_control_free(struct pgw_control *ctl)
 		return;
 	pgw_etcd_free(ctl->etcd);
 	pthread_mutex_destroy(&ctl->mu);
+	pthread_mutex_destroy(&ctl->qmu);
+	pthread_cond_destroy(&ctl->qcv);
 	free(ctl);
 }
 
@@ -337,6 +349,83 @@ out:
 	return status;
 }
 
+/* Hand a request to the loop and wait for its answer. */
+static int queue_request(struct pgw_control *ctl, const struct pgw_request *req, char **resp)
+{
+	struct timespec until;
+	int status;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += REQUEST_WAIT_S;
+	pthread_mutex_lock(&ctl->qmu);
+	ctl->req = *req;
+	ctl->queued = true;
+	ctl->taken = ctl->done = false;
+	while (!ctl->done)
+		if (pthread_cond_timedwait(&ctl->qcv, &ctl->qmu, &until) != 0)
+			break;
+	if (ctl->done)
+		status = answer(resp, ctl->qstatus, "%s", ctl->qmsg);
+	else
+		status =
+		    answer(resp, HTTP_UNAVAILABLE, "no answer from the HA loop within %d s%s",
+		           REQUEST_WAIT_S, ctl->taken ? " (the request is still running)" : "");
+	ctl->queued = false; /* not taken yet: withdrawn */
+	pthread_mutex_unlock(&ctl->qmu);
+	return status;
+}
+
+bool pgw_control_take(struct pgw_control *ctl, struct pgw_request *req)
+{
+	bool got;
+
+	pthread_mutex_lock(&ctl->qmu);
+	got = ctl->queued && !ctl->taken;
+	if (got) {
+		ctl->taken = true;
+		*req = ctl->req;
+	}
+	pthread_mutex_unlock(&ctl->qmu);
+	return got;
+}
+
+void pgw_control_finish(struct pgw_control *ctl, int status, const char *msg)
+{
+	pthread_mutex_lock(&ctl->qmu);
+	ctl->qstatus = status;
+	snprintf(ctl->qmsg, sizeof(ctl->qmsg), "%s", msg);
+	ctl->done = true;
+	pthread_cond_broadcast(&ctl->qcv);
+	pthread_mutex_unlock(&ctl->qmu);
+}
+
+/* POST /restart {"restart_pending": bool, "role": "primary"|"master"|"replica"}. */
+static int restart(struct pgw_control *ctl, const char *body, char **resp)
+{
+	struct pgw_request req = {.kind = PGW_REQ_RESTART};
+	struct json_object *o = NULL, *v;
+	const char *role;
+	int status;
+
+	if (body[0] && !(o = parse_object(body, resp, &status)))
+		return status;
+	if (o && json_object_object_get_ex(o, "schedule", &v)) {
+		json_object_put(o);
+		return answer(resp, HTTP_BAD_REQUEST, "a scheduled restart is not supported yet");
+	}
+	if (o && json_object_object_get_ex(o, "restart_pending", &v))
+		req.restart_pending_only = json_object_get_boolean(v);
+	role = o ? json_str(o, "role") : "";
+	if (!role || (role[0] && strcmp(role, "primary") != 0 && strcmp(role, "master") != 0 &&
+	              strcmp(role, "replica") != 0)) {
+		json_object_put(o);
+		return answer(resp, HTTP_BAD_REQUEST, "role: expected primary, master or replica");
+	}
+	snprintf(req.role, sizeof(req.role), "%s", role);
+	json_object_put(o);
+	return queue_request(ctl, &req, resp);
+}
+
 static bool path_is(const char *path, const char *name)
 {
 	size_t n = strlen(name);
@@ -359,7 +448,14 @@ static int route(struct pgw_control *ctl, const char *method, const char *path, 
 		return edit_config(ctl, body, false, resp);
 	if (path_is(path, "/config") && strcmp(method, "PUT") == 0)
 		return edit_config(ctl, body, true, resp);
-	if (path_is(path, "/restart") || path_is(path, "/reload") || path_is(path, "/reinitialize"))
+	if (post && path_is(path, "/restart"))
+		return restart(ctl, body, resp);
+	if (post && path_is(path, "/reinitialize")) {
+		struct pgw_request req = {.kind = PGW_REQ_REINIT};
+
+		return queue_request(ctl, &req, resp);
+	}
+	if (path_is(path, "/reload"))
 		return answer(resp, HTTP_UNAVAILABLE, "%s %s: not implemented yet", method, path);
 	return answer(resp, HTTP_NOT_FOUND, "%s %s: no such endpoint", method, path);
 }

@@ -10,6 +10,7 @@
 #ifndef PGW_CONTROL_H
 #define PGW_CONTROL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -26,9 +27,26 @@ void pgw_control_free(struct pgw_control *ctl);
  *   POST /failover {"candidate"}                               200, 412, 503
  *   DELETE /switchover                                         200, 404
  *   PATCH /config (merge; null removes), PUT /config (replace) 200, 400, 409
- * Other paths: 404; restart, reload and reinitialize: 503 "not implemented yet".
+ *   POST /restart {"restart_pending", "role"}, POST /reinitialize  (queued for the loop)
+ * Other paths: 404; POST /reload: 503 "not implemented yet".
  */
 int pgw_control_write(void *arg, const char *method, const char *path, const char *body, size_t len,
                       char **resp);
+
+/*
+ * Requests only the HA loop may carry out (it alone touches PostgreSQL): the REST
+ * thread queues one and waits for the loop's answer.
+ */
+enum pgw_request_kind { PGW_REQ_NONE, PGW_REQ_RESTART, PGW_REQ_REINIT };
+
+struct pgw_request {
+	enum pgw_request_kind kind;
+	bool restart_pending_only; /* restart only when a parameter waits for it */
+	char role[16];             /* restart only in this role ("primary"/"master"/"replica") */
+};
+
+/* The loop: take the queued request, if any (true), and later answer it. */
+bool pgw_control_take(struct pgw_control *ctl, struct pgw_request *req);
+void pgw_control_finish(struct pgw_control *ctl, int status, const char *msg);
 
 #endif

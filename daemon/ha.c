@@ -334,6 +334,91 @@ static void apply_dynamic_config(struct ha *h)
 		refresh_pg_config(h);
 }
 
+/* POST /restart: stop and start PostgreSQL in its current role. */
+static int serve_restart(struct ha *h, const struct pgw_request *req, bool holds, char *msg,
+                         size_t len)
+{
+	bool primary = pg_is_primary(&h->pgst);
+	int64_t budget;
+	struct pgw_action a;
+
+	if (!h->pgst.running || !h->pgst.accepting)
+		return snprintf(msg, len, "PostgreSQL is not running"), 503;
+	if ((req->restart_pending_only && !h->pgst.pending_restart) ||
+	    (req->role[0] && (strcmp(req->role, "replica") == 0) == primary))
+		return snprintf(msg, len, "restart conditions are not satisfied"), 503;
+	if (primary && !holds)
+		return snprintf(msg, len, "a primary without the leader key is not restarted"), 503;
+	pgw_info("REST: restarting PostgreSQL");
+	pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
+	if (primary) {
+		/* the loop is blocked meanwhile: never let the start run past D - S */
+		budget = pgw_lease_write_budget_ms(&h->lease, mono_ms(), SAFETY_MARGIN_MS) - 1000;
+		if (budget <= 0)
+			return snprintf(msg, len,
+			                "stopped; the lease is too close to its deadline "
+			                "to start as primary"),
+			       503;
+		if (pgw_pg_write_config(h->pg, &h->dcs.pg_parameters, NULL, 0, NULL) != 0 ||
+		    pgw_pg_start(h->pg, budget < PG_START_TIMEOUT_MS ? (int)budget
+		                                                     : PG_START_TIMEOUT_MS) != 0)
+			return snprintf(msg, len, "restart failed: %s", "see the log"), 503;
+	} else {
+		memset(&a, 0, sizeof(a));
+		if (h->pgst.primary_host[0]) {
+			snprintf(a.target_host, sizeof(a.target_host), "%s", h->pgst.primary_host);
+			a.target_port = h->pgst.primary_port;
+		}
+		if (configure_replica(h, &a) != 0 || pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) != 0)
+			return snprintf(msg, len, "restart failed: %s", "see the log"), 503;
+	}
+	return snprintf(msg, len, "restarted successfully"), 200;
+}
+
+static void act_clone(struct ha *h, const struct pgw_action *a);
+
+/* POST /reinitialize: a replica throws its data away and clones the leader again. */
+static int serve_reinit(struct ha *h, bool holds, char *msg, size_t len)
+{
+	const struct pgw_member *l = pgw_cluster_leader_member(&h->cluster);
+	struct pgw_action a;
+
+	if (holds || pg_is_primary(&h->pgst))
+		return snprintf(msg, len, "I am the leader, can not reinitialize"), 503;
+	if (!h->etcd_ok || !l)
+		return snprintf(msg, len, "no leader to clone from"), 503;
+	memset(&a, 0, sizeof(a));
+	snprintf(a.target, sizeof(a.target), "%s", l->name);
+	snprintf(a.target_host, sizeof(a.target_host), "%s", l->conn_host);
+	a.target_port = l->conn_port;
+	pgw_info("REST: reinitializing from %s", l->name);
+	pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
+	act_clone(h, &a);
+	observe_pg(h);
+	if (!h->pgst.running)
+		return snprintf(msg, len, "reinitialize failed: see the log"), 503;
+	return snprintf(msg, len, "reinitialized from %s", l->name), 200;
+}
+
+/* A request from the REST API that only this loop may carry out. */
+static void serve_request(struct ha *h, bool holds)
+{
+	struct pgw_request req;
+	char msg[256];
+	int status;
+
+	if (!h->control || !pgw_control_take(h->control, &req))
+		return;
+	if (req.kind == PGW_REQ_RESTART)
+		status = serve_restart(h, &req, holds, msg, sizeof(msg));
+	else if (req.kind == PGW_REQ_REINIT)
+		status = serve_reinit(h, holds, msg, sizeof(msg));
+	else
+		status = (snprintf(msg, sizeof(msg), "unknown request"), 400);
+	pgw_control_finish(h->control, status, msg);
+	observe_pg(h);
+}
+
 static void build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 {
 	const struct pgw_config *c = h->cfg;
@@ -877,6 +962,8 @@ static void cycle(struct ha *h, bool shutdown)
 	pgw_decide(&o, &a);
 	log_decision(h, &a);
 	act(h, &a, holds);
+	if (!shutdown) /* after the safety rows: a restart as primary needs a healthy leader */
+		serve_request(h, holds && a.kind == PGW_ACT_LEADER_DUTIES);
 	h->loop_mono_ms = mono_ms();
 	publish_snapshot(h, holds);
 	if (!shutdown)
@@ -940,6 +1027,11 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, volatile sig_atom
 
 static void ha_close(struct ha *h)
 {
+	struct pgw_request req;
+
+	/* a REST thread waiting for the loop would hold up the server's stop */
+	if (h->control && pgw_control_take(h->control, &req))
+		pgw_control_finish(h->control, 503, "pgwarden is shutting down");
 	if (h->rest)
 		pgw_rest_stop(h->rest); /* first: no request may use the control after this */
 	pgw_control_free(h->control);

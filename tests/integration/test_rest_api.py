@@ -107,6 +107,41 @@ def test_write_requests(make_cluster):
                        "the daemon refusing the bad config key")
     assert c.leader_name() == replica.name and replica.accepts_writes()
 
+    # restart: a parameter that needs one sets pending_restart; restart_pending restarts
+    # exactly the nodes that need it, and clears the flag
+    c.etcd.put(c.prefix + "config", before)
+    old = leader  # a replica now
+    st, text = call(old, "POST", "/restart", {"restart_pending": True})
+    assert st == 503 and "conditions" in text, text
+    st, text = call(old, "POST", "/restart", {"role": "primary"})
+    assert st == 503 and "conditions" in text, text
+    st, text = call(replica, "PATCH", "/config", {"postgresql": {"parameters":
+                                                                {"max_locks_per_transaction": 128}}})
+    assert st == 200, text
+    harness.wait_until(lambda: old.rest("/patroni")[1].get("pending_restart"), 30,
+                       "pending_restart on %s" % old.name, diag=c.dump)
+    start_before = old.sql("SELECT pg_postmaster_start_time()")[0][0]
+    st, text = call(old, "POST", "/restart", {"restart_pending": True, "role": "replica"})
+    assert st == 200 and "restarted" in text, text
+    assert old.sql("SELECT pg_postmaster_start_time()")[0][0] > start_before
+    assert old.sql("SHOW max_locks_per_transaction")[0][0] == "128"
+    harness.wait_until(lambda: not old.rest("/patroni")[1].get("pending_restart"), 20,
+                       "pending_restart cleared")
+    # the leader restarts in place and keeps the key
+    st, text = call(replica, "POST", "/restart", {})
+    assert st == 200, text
+    assert c.leader_name() == replica.name
+    harness.wait_until(replica.accepts_writes, 30, "the leader accepting writes again")
+
+    # reinitialize: refused on the leader, done on a replica
+    st, text = call(replica, "POST", "/reinitialize", {})
+    assert st == 503 and "leader" in text, text
+    st, text = call(old, "POST", "/reinitialize", {})
+    assert st == 200 and "reinitialized" in text, text
+    replica.sql("CREATE TABLE IF NOT EXISTS after_reinit (i int)")
+    harness.wait_until(lambda: old.sql("SELECT to_regclass('after_reinit') IS NOT NULL")[0][0],
+                       30, "the re-cloned replica streaming")
+
     # not there yet, and said so
-    assert call(replica, "POST", "/restart", {})[0] == 503
+    assert call(replica, "POST", "/reload", {})[0] == 503
     assert call(replica, "POST", "/nowhere", {})[0] == 404
