@@ -4,6 +4,7 @@
 #   make test       install what is missing, build with ASan+UBSan, run unit and integration tests
 #   make unit       unit tests only (no root needed)
 #   make demo       a three-node cluster on loopback with a failover to watch
+#   make bench      REST req/s and latency, pgwarden against Patroni (figures, not a test)
 #   make check-format / make cppcheck
 #
 # Objects go to build/<variant>/, so the normal and the sanitizer builds coexist and
@@ -84,6 +85,11 @@ integration: deps-test asan
 test: deps-test asan lint
 	@tests/run-unit.sh build/asan/tests
 	@PGWARDEN_BIN=$(CURDIR)/build/asan/pgwarden tests/run-integration.sh
+
+# REST throughput and latency against Patroni 3.0.2 in the same run (not a test).
+bench: all
+	@scripts/install-deps.sh bench
+	@bench/rest-bench.sh $(CURDIR)/build/release/pgwarden
 
 demo: all
 	@scripts/install-deps.sh demo

@@ -1,7 +1,8 @@
 #!/bin/sh
 # install-deps.sh - install the Debian 12 packages pgwarden needs to build, test and demo.
 #
-# Usage: scripts/install-deps.sh [build|test|demo|all]   (default: all)
+# Usage: scripts/install-deps.sh [build|test|demo|bench|all]   (default: all)
+# bench = what bench/rest-bench.sh needs (wrk, and Patroni to compare against); not in all.
 # Idempotent: packages already installed are skipped, and apt-get update runs only when
 # something is missing.  Must run as root (it is what `make` calls when a tool is missing).
 set -eu
@@ -9,15 +10,20 @@ set -eu
 BUILD="gcc make pkg-config libc6-dev libpq-dev libcurl4-openssl-dev libjson-c-dev
 libyaml-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev"
 RUNTIME="postgresql-15 postgresql-client-15 etcd-server etcd-client curl ca-certificates"
-TEST="python3-pytest python3-psycopg2 python3-yaml clang-format cppcheck iproute2 procps psmisc"
+# haproxy and patroni (patronictl; python3-etcd is the DCS module its etcd3 client needs) are
+# for tests/integration/test_routing.py: Debian's HAProxy and patronictl against pgwarden.
+TEST="python3-pytest python3-psycopg2 python3-yaml clang-format cppcheck iproute2 procps psmisc
+haproxy patroni python3-etcd"
+BENCH="wrk patroni python3-etcd"
 
 what=${1:-all}
 case "$what" in
   build) pkgs="$BUILD" ;;
   test)  pkgs="$BUILD $RUNTIME $TEST" ;;
   demo)  pkgs="$BUILD $RUNTIME" ;;
+  bench) pkgs="$BUILD $RUNTIME $BENCH" ;;
   all)   pkgs="$BUILD $RUNTIME $TEST" ;;
-  *) echo "install-deps.sh: unknown set '$what' (expected build, test, demo or all)" >&2; exit 2 ;;
+  *) echo "install-deps.sh: unknown set '$what' (expected build, test, demo, bench or all)" >&2; exit 2 ;;
 esac
 
 missing=""
