@@ -62,6 +62,10 @@ struct pgw_ctl_args {
 	bool force; /* --force */
 	bool wait;  /* pause/resume --wait */
 	const char *leader, *candidate, *scheduled;
+	const char *members[PGW_CTL_MAX_SETS]; /* restart/reinit: MEMBER... after CLUSTER */
+	size_t nmembers;
+	bool pending;     /* restart --pending: only members with a pending restart */
+	const char *role; /* restart --role primary|replica|any */
 };
 
 /* Parse argv; 0 when usable, PGW_CTL_USAGE with a message in err otherwise. */

@@ -25,6 +25,8 @@ enum opt_id {
 	OPT_LEADER,
 	OPT_CANDIDATE,
 	OPT_SCHEDULED,
+	OPT_PENDING,
+	OPT_ROLE,
 };
 
 #define M(c)   (1u << (c))
@@ -51,13 +53,16 @@ static const struct opt opts[] = {
     {"set", 's', true, OPT_SET, M(PGW_CTL_EDIT_CONFIG)},
     {"pg", 'p', true, OPT_PG, M(PGW_CTL_EDIT_CONFIG)},
     {"force", 0, false, OPT_FORCE,
-     M(PGW_CTL_EDIT_CONFIG) | M(PGW_CTL_SWITCHOVER) | M(PGW_CTL_FAILOVER)},
+     M(PGW_CTL_EDIT_CONFIG) | M(PGW_CTL_SWITCHOVER) | M(PGW_CTL_FAILOVER) | M(PGW_CTL_RESTART) |
+         M(PGW_CTL_REINIT)},
     {"wait", 0, false, OPT_WAIT, M(PGW_CTL_PAUSE) | M(PGW_CTL_RESUME)},
     {"leader", 0, true, OPT_LEADER, M(PGW_CTL_SWITCHOVER)},
     {"primary", 0, true, OPT_LEADER, M(PGW_CTL_SWITCHOVER)},
     {"master", 0, true, OPT_LEADER, M(PGW_CTL_SWITCHOVER)},
     {"candidate", 0, true, OPT_CANDIDATE, M(PGW_CTL_SWITCHOVER) | M(PGW_CTL_FAILOVER)},
     {"scheduled", 0, true, OPT_SCHEDULED, M(PGW_CTL_SWITCHOVER)},
+    {"pending", 0, false, OPT_PENDING, M(PGW_CTL_RESTART)},
+    {"role", 0, true, OPT_ROLE, M(PGW_CTL_RESTART)},
 };
 
 static const char *const cmd_names[] = {
@@ -98,9 +103,9 @@ static const char *const helps[NCMDS] = {
         "  switchover    hand the leader role to a healthy replica\n"
         "  failover      make a replica the leader (also without a leader)\n"
         "  version       print the version\n"
-        "  restart       (not implemented yet: needs the REST endpoint)\n"
-        "  reload        (not implemented yet: needs the REST endpoint)\n"
-        "  reinit        (not implemented yet: needs the REST endpoint)\n"
+        "  restart       restart PostgreSQL on members (through their REST API)\n"
+        "  reinit        re-clone replicas from the leader (through their REST API)\n"
+        "  reload        (not implemented yet)\n"
         "\n"
         "`pgwardenctl COMMAND --help` describes a command.  Exit status: 0 success,\n"
         "1 the operation failed or was refused, 2 usage error.\n",
@@ -142,9 +147,17 @@ static const char *const helps[NCMDS] = {
                          "  make NAME the leader; works also when there is no leader\n"
                          "  --force  do not ask (required when stdin is not a terminal)\n",
     [PGW_CTL_VERSION] = "usage: pgwardenctl version\n",
-    [PGW_CTL_RESTART] = "usage: pgwardenctl restart ...  (not implemented yet)\n",
+    [PGW_CTL_RESTART] =
+        "usage: pgwardenctl restart CLUSTER [MEMBER...] [--pending] [--role R] [--force]\n"
+        "  restart PostgreSQL on the members named (all when none), one after the other\n"
+        "  --pending   only members whose configuration waits for a restart\n"
+        "  --role R    only members in role R: primary, replica or any (default)\n"
+        "  --force     do not ask (required when stdin is not a terminal)\n",
     [PGW_CTL_RELOAD] = "usage: pgwardenctl reload ...  (not implemented yet)\n",
-    [PGW_CTL_REINIT] = "usage: pgwardenctl reinit ...  (not implemented yet)\n",
+    [PGW_CTL_REINIT] = "usage: pgwardenctl reinit CLUSTER MEMBER... [--force]\n"
+                       "  throw away the members' data and clone them from the leader again\n"
+                       "  (refused on the leader)\n"
+                       "  --force  do not ask (required when stdin is not a terminal)\n",
 };
 
 const char *pgw_ctl_help(enum pgw_ctl_cmd cmd)
@@ -277,13 +290,24 @@ static int apply_opt(struct pgw_ctl_args *a, enum opt_id id, const char *v, char
 		return 0;
 	case OPT_SCHEDULED:
 		return set_scheduled(a, v, err, errlen);
+	case OPT_PENDING:
+		a->pending = true;
+		return 0;
+	case OPT_ROLE:
+		if (strcmp(v, "primary") && strcmp(v, "master") && strcmp(v, "replica") &&
+		    strcmp(v, "any"))
+			return usage_err(
+			    err, errlen,
+			    "--role: expected primary, master, replica or any, got \"%s\"", v);
+		a->role = strcmp(v, "any") ? v : NULL;
+		return 0;
 	}
 	return PGW_CTL_USAGE;
 }
 
-static bool takes_anything(enum pgw_ctl_cmd c)
+static bool takes_members(enum pgw_ctl_cmd c)
 {
-	return c == PGW_CTL_RESTART || c == PGW_CTL_RELOAD || c == PGW_CTL_REINIT;
+	return c == PGW_CTL_RESTART || c == PGW_CTL_REINIT;
 }
 
 /* One option at argv[*i]; may consume the next argument as its value. */
@@ -310,11 +334,9 @@ static int parse_opt(int argc, char *const *argv, int *i, struct pgw_ctl_args *a
 		}
 	}
 	if (!o) {
-		if (takes_anything(a->cmd))
-			return 0;
 		return usage_err(err, errlen, "unknown option %s (see --help)", arg);
 	}
-	if (!(o->cmds & M(a->cmd)) && !takes_anything(a->cmd)) {
+	if (!(o->cmds & M(a->cmd))) {
 		snprintf(err, errlen, "option %s is not valid %s%s", arg,
 		         a->cmd == PGW_CTL_NONE ? "before the command" : "for ",
 		         pgw_ctl_cmd_name(a->cmd));
@@ -338,10 +360,12 @@ static int parse_positional(struct pgw_ctl_args *a, const char *arg, char *err, 
 			}
 		return usage_err(err, errlen, "unknown command \"%s\" (see --help)", arg);
 	}
-	if (takes_anything(a->cmd))
-		return 0;
 	if (a->cmd != PGW_CTL_VERSION && !a->scope) {
 		a->scope = arg; /* the cluster name, as patronictl takes it */
+		return 0;
+	}
+	if (takes_members(a->cmd) && a->nmembers < PGW_CTL_MAX_SETS) {
+		a->members[a->nmembers++] = arg;
 		return 0;
 	}
 	return usage_err(err, errlen, "unexpected argument \"%s\"", arg);

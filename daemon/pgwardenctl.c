@@ -3,7 +3,7 @@
  *
  *   pgwardenctl [-c CONFIG] COMMAND [options]
  *   list, topology, history, show-config, edit-config, pause, resume,
- *   switchover, failover, version   (restart, reload, reinit: not yet)
+ *   switchover, failover, restart, reinit, version   (reload: not yet)
  *
  * It reads the daemon's own configuration file for etcd3.hosts, namespace and
  * scope and talks to etcd directly (Patroni's key layout), never to PostgreSQL.
@@ -12,6 +12,7 @@
  *
  * Exit status: 0 success, 1 failed or refused, 2 usage error.
  */
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -638,6 +639,153 @@ static int setup(struct ctl *x, char *ns_buf, size_t ns_len)
 	return PGW_CTL_OK;
 }
 
+/* ---- restart, reinit: the members' REST API ------------------------------------------ */
+
+struct http_buf {
+	char data[512];
+	size_t len;
+};
+
+static size_t http_sink(char *p, size_t size, size_t n, void *ud)
+{
+	struct http_buf *b = ud;
+	size_t k = size * n, room = sizeof(b->data) - 1 - b->len;
+
+	memcpy(b->data + b->len, p, k < room ? k : room);
+	b->len += k < room ? k : room;
+	b->data[b->len] = '\0';
+	return size * n;
+}
+
+/* POST path with body to the member's REST API (api_url with its path replaced). */
+static long post_member(struct ctl *x, const struct pgw_member *m, const char *path,
+                        const char *body, struct http_buf *out)
+{
+	CURL *curl = curl_easy_init();
+	char url[512];
+	const char *end = strstr(m->api_url, "://");
+	size_t base;
+	long code = 0;
+
+	out->len = 0;
+	out->data[0] = '\0';
+	if (!curl || !end)
+		goto done;
+	end = strchr(end + 3, '/');
+	base = end ? (size_t)(end - m->api_url) : strlen(m->api_url);
+	snprintf(url, sizeof(url), "%.*s%s", (int)base, m->api_url, path);
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_PROXY, "");
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 150L);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, http_sink);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, out);
+	if (x->cfg->restapi.auth.username) {
+		curl_easy_setopt(curl, CURLOPT_USERNAME, x->cfg->restapi.auth.username);
+		curl_easy_setopt(curl, CURLOPT_PASSWORD, x->cfg->restapi.auth.password);
+	}
+	if (curl_easy_perform(curl) == CURLE_OK)
+		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+	else
+		snprintf(out->data, sizeof(out->data), "%.400s: no answer", url);
+done:
+	curl_easy_cleanup(curl);
+	return code;
+}
+
+static bool named(const struct pgw_ctl_args *a, const char *name)
+{
+	if (a->nmembers == 0)
+		return true;
+	for (size_t i = 0; i < a->nmembers; i++)
+		if (strcmp(a->members[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* Does member v->members[i] pass restart's --pending and --role filters? */
+static bool restart_wanted(const struct ctl *x, const struct pgw_ctl_view *v, int i)
+{
+	const struct pgw_member *m = v->members[i].m;
+	bool leader = v->c->has_leader && strcmp(v->c->leader, m->name) == 0;
+
+	if (x->a->pending && !v->members[i].pending_restart)
+		return false;
+	if (x->a->role && (strcmp(x->a->role, "replica") == 0) == leader)
+		return false;
+	return true;
+}
+
+static int post_members(struct ctl *x, const struct pgw_ctl_view *v)
+{
+	bool restart = x->a->cmd == PGW_CTL_RESTART;
+	const char *path = restart ? "/restart" : "/reinitialize";
+	const char *body = restart && x->a->pending ? "{\"restart_pending\":true}" : "{}";
+	struct http_buf out;
+	int rc = PGW_CTL_OK, done = 0;
+
+	for (int i = 0; i < v->n; i++) {
+		const struct pgw_member *m = v->members[i].m;
+		long code;
+
+		if (!named(x->a, m->name) || (restart && !restart_wanted(x, v, i)))
+			continue;
+		code = post_member(x, m, path, body, &out);
+		done++;
+		if (code == 200) {
+			printf("Success: %s on member %s\n", restart ? "restart" : "reinitialize",
+			       m->name);
+		} else {
+			printf("Failed: %s for member %s, status code=%ld, (%s)\n",
+			       restart ? "restart" : "reinitialize", m->name, code, out.data);
+			rc = PGW_CTL_FAILED;
+		}
+	}
+	if (done == 0)
+		printf("No member to %s\n", restart ? "restart" : "reinitialize");
+	return rc;
+}
+
+static int cmd_member_request(struct ctl *x)
+{
+	const char *cmd = pgw_ctl_cmd_name(x->a->cmd);
+	struct pgw_etcd_range r;
+	struct pgw_cluster c;
+	struct pgw_ctl_view *v;
+	char prompt[256];
+	int rc;
+
+	if (x->a->cmd == PGW_CTL_REINIT && x->a->nmembers == 0)
+		return fail(cmd, "name the members to reinitialize");
+	if (!x->a->force && !isatty(STDIN_FILENO)) {
+		fprintf(stderr, "pgwardenctl %s: stdin is not a terminal: use --force\n", cmd);
+		return PGW_CTL_USAGE;
+	}
+	rc = read_cluster(x, &r, &c);
+	if (rc)
+		return rc;
+	v = malloc(sizeof(*v));
+	if (!v) {
+		rc = fail(cmd, "out of memory");
+	} else {
+		pgw_ctl_view_build(v, &c, &r, x->prefix, x->scope);
+		for (size_t i = 0; i < x->a->nmembers && rc == PGW_CTL_OK; i++)
+			if (!pgw_cluster_member(&c, x->a->members[i]))
+				rc = fail(x->a->members[i], "is not a member of the cluster");
+		snprintf(prompt, sizeof(prompt), "Are you sure you want to %s %s? [y/N] ", cmd,
+		         x->a->nmembers ? "these members" : "all members");
+		if (rc == PGW_CTL_OK && !x->a->force && !confirm(prompt))
+			rc = fail(cmd, "aborted");
+		if (rc == PGW_CTL_OK)
+			rc = post_members(x, v);
+	}
+	free(v);
+	pgw_cluster_clear(&c);
+	pgw_etcd_range_free(&r);
+	return rc;
+}
+
 static int dispatch(struct ctl *x)
 {
 	switch (x->a->cmd) {
@@ -656,6 +804,9 @@ static int dispatch(struct ctl *x)
 	case PGW_CTL_SWITCHOVER:
 	case PGW_CTL_FAILOVER:
 		return cmd_switchover(x);
+	case PGW_CTL_RESTART:
+	case PGW_CTL_REINIT:
+		return cmd_member_request(x);
 	default:
 		return PGW_CTL_USAGE;
 	}
@@ -672,7 +823,7 @@ static int local_command(const struct pgw_ctl_args *a)
 		printf("pgwardenctl %s\n", PGW_VERSION);
 		return PGW_CTL_OK;
 	}
-	if (a->cmd == PGW_CTL_RESTART || a->cmd == PGW_CTL_RELOAD || a->cmd == PGW_CTL_REINIT) {
+	if (a->cmd == PGW_CTL_RELOAD) {
 		fprintf(stderr, "pgwardenctl %s: not implemented yet (needs a REST endpoint)\n",
 		        pgw_ctl_cmd_name(a->cmd));
 		return PGW_CTL_FAILED;

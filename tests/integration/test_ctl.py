@@ -126,11 +126,32 @@ class TestCtlViews:
         assert rc == 2 and "--force" in err
         rc, out, _ = ctl(cluster, "--help")
         assert rc == 0 and "switchover" in out and "not implemented yet" in out
-        rc, _, err = ctl(cluster, "restart")
+        rc, _, err = ctl(cluster, "restart", cluster.scope)
+        assert rc == 2 and "--force" in err
+        rc, _, err = ctl(cluster, "reload")
         assert rc == 1 and "not implemented yet" in err
         p = subprocess.run([CTL, "-c", "/nonexistent/pgwarden.yml", "list"], capture_output=True,
                            text=True, env=clean_env(), timeout=30)
         assert p.returncode == 1 and "/nonexistent/pgwarden.yml" in p.stderr
+
+    def test_restart_and_reinit_through_the_rest_api(self, cluster):
+        leader = cluster.leader()
+        replica = cluster.replicas()[0]
+        t0 = replica.sql("SELECT pg_postmaster_start_time()")[0][0]
+        rc, out, err = ctl(cluster, "restart", cluster.scope, replica.name, "--force")
+        assert rc == 0 and "Success: restart on member %s" % replica.name in out, out + err
+        assert replica.sql("SELECT pg_postmaster_start_time()")[0][0] > t0
+        # --pending: nobody waits for a restart, so nobody is restarted
+        rc, out, _ = ctl(cluster, "restart", cluster.scope, "--pending", "--force")
+        assert rc == 0 and "No member to restart" in out, out
+        # reinit refuses the leader (the daemon says why) and re-clones a replica
+        rc, out, _ = ctl(cluster, "reinit", cluster.scope, leader.name, "--force")
+        assert rc == 1 and "leader" in out, out
+        rc, out, err = ctl(cluster, "reinit", cluster.scope, replica.name, "--force")
+        assert rc == 0 and "Success: reinitialize on member %s" % replica.name in out, out + err
+        cluster.wait_until(lambda: replica.rest("/replica")[0] == 200, 60, "the re-cloned replica")
+        rc, _, err = ctl(cluster, "reinit", cluster.scope, "nobody", "--force")
+        assert rc == 1 and "nobody" in err
 
     def test_switchover_refusals_write_nothing(self, cluster):
         leader = cluster.wait_healthy()

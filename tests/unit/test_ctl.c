@@ -565,8 +565,25 @@ static void test_args_ok(void **state)
 	assert_non_null(strstr(pgw_ctl_help(PGW_CTL_NONE), "not implemented yet"));
 	assert_int_equal(parse_argv(a, err, "--version", NULL), 0);
 	assert_int_equal(a->cmd, PGW_CTL_VERSION);
-	assert_int_equal(parse_argv(a, err, "restart", "demo", "node1", "--any", NULL), 0);
+	assert_int_equal(parse_argv(a, err, "restart", "demo", "node1", "node3", "--pending",
+	                            "--role", "replica", "--force", NULL),
+	                 0);
 	assert_int_equal(a->cmd, PGW_CTL_RESTART);
+	assert_string_equal(a->scope, "demo");
+	assert_int_equal(a->nmembers, 2);
+	assert_string_equal(a->members[1], "node3");
+	assert_true(a->pending && a->force);
+	assert_string_equal(a->role, "replica");
+	assert_int_equal(parse_argv(a, err, "restart", "demo", "--role", "any", NULL), 0);
+	assert_null(a->role);
+	assert_int_equal(parse_argv(a, err, "restart", "demo", "--any", NULL), PGW_CTL_USAGE);
+	assert_int_equal(parse_argv(a, err, "restart", "demo", "--role", "boss", NULL),
+	                 PGW_CTL_USAGE);
+	assert_int_equal(parse_argv(a, err, "reinit", "demo", "node2", "--force", NULL), 0);
+	assert_int_equal(a->cmd, PGW_CTL_REINIT);
+	assert_string_equal(a->members[0], "node2");
+	assert_int_equal(parse_argv(a, err, "reinit", "demo", "node2", "--pending", NULL),
+	                 PGW_CTL_USAGE);
 	free(a);
 }
 
