@@ -455,8 +455,11 @@ static int route(struct pgw_control *ctl, const char *method, const char *path, 
 
 		return queue_request(ctl, &req, resp);
 	}
-	if (path_is(path, "/reload"))
-		return answer(resp, HTTP_UNAVAILABLE, "%s %s: not implemented yet", method, path);
+	if (post && path_is(path, "/reload")) {
+		struct pgw_request req = {.kind = PGW_REQ_RELOAD};
+
+		return queue_request(ctl, &req, resp);
+	}
 	return answer(resp, HTTP_NOT_FOUND, "%s %s: no such endpoint", method, path);
 }
 

@@ -28,7 +28,8 @@ void pgw_control_free(struct pgw_control *ctl);
  *   DELETE /switchover                                         200, 404
  *   PATCH /config (merge; null removes), PUT /config (replace) 200, 400, 409
  *   POST /restart {"restart_pending", "role"}, POST /reinitialize  (queued for the loop)
- * Other paths: 404; POST /reload: 503 "not implemented yet".
+ *   POST /reload (re-read the local configuration file; queued for the loop)
+ * Other paths: 404.
  */
 int pgw_control_write(void *arg, const char *method, const char *path, const char *body, size_t len,
                       char **resp);
@@ -37,7 +38,7 @@ int pgw_control_write(void *arg, const char *method, const char *path, const cha
  * Requests only the HA loop may carry out (it alone touches PostgreSQL): the REST
  * thread queues one and waits for the loop's answer.
  */
-enum pgw_request_kind { PGW_REQ_NONE, PGW_REQ_RESTART, PGW_REQ_REINIT };
+enum pgw_request_kind { PGW_REQ_NONE, PGW_REQ_RESTART, PGW_REQ_REINIT, PGW_REQ_RELOAD };
 
 struct pgw_request {
 	enum pgw_request_kind kind;

@@ -54,7 +54,7 @@ static const struct opt opts[] = {
     {"pg", 'p', true, OPT_PG, M(PGW_CTL_EDIT_CONFIG)},
     {"force", 0, false, OPT_FORCE,
      M(PGW_CTL_EDIT_CONFIG) | M(PGW_CTL_SWITCHOVER) | M(PGW_CTL_FAILOVER) | M(PGW_CTL_RESTART) |
-         M(PGW_CTL_REINIT)},
+         M(PGW_CTL_RELOAD) | M(PGW_CTL_REINIT)},
     {"wait", 0, false, OPT_WAIT, M(PGW_CTL_PAUSE) | M(PGW_CTL_RESUME)},
     {"leader", 0, true, OPT_LEADER, M(PGW_CTL_SWITCHOVER)},
     {"primary", 0, true, OPT_LEADER, M(PGW_CTL_SWITCHOVER)},
@@ -105,7 +105,7 @@ static const char *const helps[NCMDS] = {
         "  version       print the version\n"
         "  restart       restart PostgreSQL on members (through their REST API)\n"
         "  reinit        re-clone replicas from the leader (through their REST API)\n"
-        "  reload        (not implemented yet)\n"
+        "  reload        re-read the members' configuration files (through their REST API)\n"
         "\n"
         "`pgwardenctl COMMAND --help` describes a command.  Exit status: 0 success,\n"
         "1 the operation failed or was refused, 2 usage error.\n",
@@ -153,7 +153,10 @@ static const char *const helps[NCMDS] = {
         "  --pending   only members whose configuration waits for a restart\n"
         "  --role R    only members in role R: primary, replica or any (default)\n"
         "  --force     do not ask (required when stdin is not a terminal)\n",
-    [PGW_CTL_RELOAD] = "usage: pgwardenctl reload ...  (not implemented yet)\n",
+    [PGW_CTL_RELOAD] = "usage: pgwardenctl reload CLUSTER [MEMBER...] [--force]\n"
+                       "  make the members re-read their configuration files (all when none\n"
+                       "  named); a file with an error is refused and the running one stays\n"
+                       "  --force  do not ask (required when stdin is not a terminal)\n",
     [PGW_CTL_REINIT] = "usage: pgwardenctl reinit CLUSTER MEMBER... [--force]\n"
                        "  throw away the members' data and clone them from the leader again\n"
                        "  (refused on the leader)\n"
@@ -307,7 +310,7 @@ static int apply_opt(struct pgw_ctl_args *a, enum opt_id id, const char *v, char
 
 static bool takes_members(enum pgw_ctl_cmd c)
 {
-	return c == PGW_CTL_RESTART || c == PGW_CTL_REINIT;
+	return c == PGW_CTL_RESTART || c == PGW_CTL_RELOAD || c == PGW_CTL_REINIT;
 }
 
 /* One option at argv[*i]; may consume the next argument as its value. */

@@ -37,7 +37,9 @@
 #define PG_CLONE_TIMEOUT_MS   (6 * 3600 * 1000)
 
 struct ha {
-	const struct pgw_config *cfg;
+	const struct pgw_config *cfg;    /* the running one: main's, or cfg_reloaded */
+	struct pgw_config *cfg_reloaded; /* owned: the last file read by a reload */
+	volatile sig_atomic_t *reload;   /* SIGHUP */
 	volatile sig_atomic_t *stop;
 	struct pgw_etcd *etcd;
 	struct pgw_pg *pg;
@@ -334,6 +336,96 @@ static void apply_dynamic_config(struct ha *h)
 		refresh_pg_config(h);
 }
 
+static bool same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_auth(const struct pgw_auth *a, const struct pgw_auth *b)
+{
+	return same_str(a->username, b->username) && same_str(a->password, b->password);
+}
+
+/* The first setting whose change needs a restart of pgwarden, or NULL. */
+static const char *restart_needed(const struct pgw_config *a, const struct pgw_config *b)
+{
+	const struct {
+		const char *key, *x, *y;
+	} keys[] = {
+	    {"name", a->name, b->name},
+	    {"scope", a->scope, b->scope},
+	    {"namespace", a->namespace, b->namespace},
+	    {"user", a->user, b->user},
+	    {"restapi.listen", a->restapi.listen, b->restapi.listen},
+	    {"restapi.connect_address", a->restapi.connect_address, b->restapi.connect_address},
+	    {"postgresql.listen", a->postgresql.listen, b->postgresql.listen},
+	    {"postgresql.connect_address", a->postgresql.connect_address,
+	     b->postgresql.connect_address},
+	    {"postgresql.data_dir", a->postgresql.data_dir, b->postgresql.data_dir},
+	    {"postgresql.bin_dir", a->postgresql.bin_dir, b->postgresql.bin_dir},
+	    {"postgresql.pgpass", a->postgresql.pgpass, b->postgresql.pgpass},
+	    {"etcd3.protocol", a->etcd3.protocol, b->etcd3.protocol},
+	    {"etcd3.username", a->etcd3.username, b->etcd3.username},
+	    {"etcd3.password", a->etcd3.password, b->etcd3.password},
+	    {"etcd3.cacert", a->etcd3.cacert, b->etcd3.cacert},
+	    {"etcd3.cert", a->etcd3.cert, b->etcd3.cert},
+	    {"etcd3.key", a->etcd3.key, b->etcd3.key},
+	};
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (!same_str(keys[i].x, keys[i].y))
+			return keys[i].key;
+	if (a->etcd3.hosts.n != b->etcd3.hosts.n)
+		return "etcd3.hosts";
+	for (size_t i = 0; i < a->etcd3.hosts.n; i++)
+		if (!same_str(a->etcd3.hosts.items[i], b->etcd3.hosts.items[i]))
+			return "etcd3.hosts";
+	if (!same_auth(&a->restapi.auth, &b->restapi.auth))
+		return "restapi.authentication";
+	if (!same_auth(&a->postgresql.superuser, &b->postgresql.superuser) ||
+	    !same_auth(&a->postgresql.replication, &b->postgresql.replication) ||
+	    !same_auth(&a->postgresql.rewind, &b->postgresql.rewind))
+		return "postgresql.authentication";
+	return NULL;
+}
+
+/*
+ * SIGHUP or POST /reload: re-read the configuration file.  A file with an error, or
+ * one that changes what only a restart can change, is refused and the running
+ * settings stay; otherwise tags, local PostgreSQL parameters and pg_hba take
+ * effect now (PostgreSQL reloads).  Returns an HTTP status, msg says why.
+ */
+static int reload_config(struct ha *h, char *msg, size_t len)
+{
+	char err[1024];
+	struct pgw_config *next = pgw_config_load(h->cfg->path, err, sizeof(err));
+	const char *key;
+
+	if (!next) {
+		pgw_error("reload refused, keeping the running configuration: %s", err);
+		return snprintf(msg, len, "reload refused: %s", err), 400;
+	}
+	key = restart_needed(h->cfg, next);
+	if (key) {
+		pgw_error("reload refused, keeping the running configuration: %s: %s changed, "
+		          "which needs a restart of pgwarden",
+		          next->path, key);
+		snprintf(msg, len, "reload refused: %s changed, which needs a restart of pgwarden",
+		         key);
+		pgw_config_free(next);
+		return 409;
+	}
+	for (size_t i = 0; i < next->warnings.n; i++)
+		pgw_warn("%s", next->warnings.items[i]);
+	h->cfg = next;
+	pgw_pg_set_config(h->pg, next);
+	pgw_config_free(h->cfg_reloaded); /* only this thread used it */
+	h->cfg_reloaded = next;
+	refresh_pg_config(h);
+	pgw_info("reloaded %s", next->path);
+	return snprintf(msg, len, "reloaded %s", next->path), 200;
+}
+
 /* POST /restart: stop and start PostgreSQL in its current role. */
 static int serve_restart(struct ha *h, const struct pgw_request *req, bool holds, char *msg,
                          size_t len)
@@ -413,6 +505,8 @@ static void serve_request(struct ha *h, bool holds)
 		status = serve_restart(h, &req, holds, msg, sizeof(msg));
 	else if (req.kind == PGW_REQ_REINIT)
 		status = serve_reinit(h, holds, msg, sizeof(msg));
+	else if (req.kind == PGW_REQ_RELOAD)
+		status = reload_config(h, msg, sizeof(msg));
 	else
 		status = (snprintf(msg, sizeof(msg), "unknown request"), 400);
 	pgw_control_finish(h->control, status, msg);
@@ -946,6 +1040,12 @@ static void cycle(struct ha *h, bool shutdown)
 	}
 	renew_lease(h);
 	observe_pg(h);
+	if (*h->reload) {
+		char msg[256];
+
+		*h->reload = 0;
+		reload_config(h, msg, sizeof(msg));
+	}
 	publish_member(h);
 	read_cluster(h);
 	track_leader(h);
@@ -975,7 +1075,8 @@ static bool key(char *dst, size_t len, const char *prefix, const char *suffix)
 	return (size_t)snprintf(dst, len, "%s%s", prefix, suffix) < len;
 }
 
-static int ha_open(struct ha *h, const struct pgw_config *cfg, volatile sig_atomic_t *stop)
+static int ha_open(struct ha *h, const struct pgw_config *cfg, volatile sig_atomic_t *stop,
+                   volatile sig_atomic_t *reload)
 {
 	const struct pgw_etcd_tls tls = {cfg->etcd3.cacert, cfg->etcd3.cert, cfg->etcd3.key};
 	char err[256], member[PGW_NAME_MAX + 16];
@@ -983,6 +1084,7 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, volatile sig_atom
 	memset(h, 0, sizeof(*h));
 	h->cfg = cfg;
 	h->stop = stop;
+	h->reload = reload;
 	h->leader_optime = -1;
 	pgw_cluster_clear(&h->cluster);
 	if (!pgw_dcs_copy(&h->dcs, &cfg->dcs)) {
@@ -1037,6 +1139,7 @@ static void ha_close(struct ha *h)
 	pgw_control_free(h->control);
 	pgw_dcs_free(&h->dcs);
 	free(h->dcs_seen);
+	pgw_config_free(h->cfg_reloaded);
 	if (h->pg)
 		pgw_pg_free(h->pg);
 	if (h->etcd)
@@ -1044,7 +1147,8 @@ static void ha_close(struct ha *h)
 	pgw_cluster_clear(&h->cluster);
 }
 
-int pgw_ha_run(const struct pgw_config *cfg, volatile sig_atomic_t *stop)
+int pgw_ha_run(const struct pgw_config *cfg, volatile sig_atomic_t *stop,
+               volatile sig_atomic_t *reload)
 {
 	struct ha *h = calloc(1, sizeof(*h));
 	int rc = 1;
@@ -1053,7 +1157,7 @@ int pgw_ha_run(const struct pgw_config *cfg, volatile sig_atomic_t *stop)
 		pgw_error("out of memory");
 		return 1;
 	}
-	if (ha_open(h, cfg, stop) == 0) {
+	if (ha_open(h, cfg, stop, reload) == 0) {
 		pgw_info("pgwarden %s: member %s of cluster %s, etcd prefix %s", PGW_VERSION,
 		         cfg->name, cfg->scope, h->prefix);
 		while (!*stop)

@@ -15,8 +15,10 @@
 
 /*
  * Run until *stop becomes non-zero, then shut down cleanly (stop PostgreSQL,
- * release the leader key).  Returns the process exit status.
+ * release the leader key); re-read the configuration file whenever *reload
+ * becomes non-zero (SIGHUP).  Returns the process exit status.
  */
-int pgw_ha_run(const struct pgw_config *cfg, volatile sig_atomic_t *stop);
+int pgw_ha_run(const struct pgw_config *cfg, volatile sig_atomic_t *stop,
+               volatile sig_atomic_t *reload);
 
 #endif

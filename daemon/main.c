@@ -22,6 +22,13 @@
 #include "log.h"
 
 static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t reload_requested;
+
+static void on_reload(int sig)
+{
+	(void)sig;
+	reload_requested = 1;
+}
 
 static void on_stop(int sig)
 {
@@ -48,7 +55,11 @@ static int install_signals(void)
 		return -1;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	signal(SIGHUP, SIG_IGN); /* reload comes with the operators' interface */
+	sa.sa_handler = on_reload;
+	if (sigaction(SIGHUP, &sa, NULL) != 0) {
+		pgw_error("cannot install the SIGHUP handler: %s", strerror(errno));
+		return -1;
+	}
 	return 0;
 }
 
@@ -142,7 +153,7 @@ int main(int argc, char **argv)
 		pgw_config_free(cfg);
 		return 1;
 	}
-	rc = pgw_ha_run(cfg, &stop_requested);
+	rc = pgw_ha_run(cfg, &stop_requested, &reload_requested);
 	pgw_config_free(cfg);
 	return rc;
 }

@@ -1656,6 +1656,11 @@ struct pgw_pg *pgw_pg_new(const struct pgw_config *cfg)
 	return pg;
 }
 
+void pgw_pg_set_config(struct pgw_pg *pg, const struct pgw_config *cfg)
+{
+	pg->cfg = cfg;
+}
+
 void pgw_pg_free(struct pgw_pg *pg)
 {
 	if (!pg)

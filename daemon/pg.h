@@ -86,6 +86,9 @@ struct pgw_pg; /* the controller: config, paths, a cached libpq connection */
 /* cfg must outlive the controller.  NULL (logged) when data_dir or pgpass is unset. */
 struct pgw_pg *pgw_pg_new(const struct pgw_config *cfg);
 void pgw_pg_free(struct pgw_pg *pg);
+/* A reloaded configuration with the same paths and addresses (the caller checked):
+ * parameters, pg_hba and passwords for the next written files come from it. */
+void pgw_pg_set_config(struct pgw_pg *pg, const struct pgw_config *cfg);
 
 /* Fill *st; never fails (unknown fields stay 0/false).  timeout bounds the libpq work
  * (one round trip on a cached connection) and pg_controldata (half of it).  A data

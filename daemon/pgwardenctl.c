@@ -3,7 +3,7 @@
  *
  *   pgwardenctl [-c CONFIG] COMMAND [options]
  *   list, topology, history, show-config, edit-config, pause, resume,
- *   switchover, failover, restart, reinit, version   (reload: not yet)
+ *   switchover, failover, restart, reload, reinit, version
  *
  * It reads the daemon's own configuration file for etcd3.hosts, namespace and
  * scope and talks to etcd directly (Patroni's key layout), never to PostgreSQL.
@@ -720,7 +720,11 @@ static bool restart_wanted(const struct ctl *x, const struct pgw_ctl_view *v, in
 static int post_members(struct ctl *x, const struct pgw_ctl_view *v)
 {
 	bool restart = x->a->cmd == PGW_CTL_RESTART;
-	const char *path = restart ? "/restart" : "/reinitialize";
+	const char *what =
+	    x->a->cmd == PGW_CTL_REINIT ? "reinitialize" : pgw_ctl_cmd_name(x->a->cmd);
+	const char *path = restart                       ? "/restart"
+	                   : x->a->cmd == PGW_CTL_RELOAD ? "/reload"
+	                                                 : "/reinitialize";
 	const char *body = restart && x->a->pending ? "{\"restart_pending\":true}" : "{}";
 	struct http_buf out;
 	int rc = PGW_CTL_OK, done = 0;
@@ -734,16 +738,15 @@ static int post_members(struct ctl *x, const struct pgw_ctl_view *v)
 		code = post_member(x, m, path, body, &out);
 		done++;
 		if (code == 200) {
-			printf("Success: %s on member %s\n", restart ? "restart" : "reinitialize",
-			       m->name);
+			printf("Success: %s on member %s\n", what, m->name);
 		} else {
-			printf("Failed: %s for member %s, status code=%ld, (%s)\n",
-			       restart ? "restart" : "reinitialize", m->name, code, out.data);
+			printf("Failed: %s for member %s, status code=%ld, (%s)\n", what, m->name,
+			       code, out.data);
 			rc = PGW_CTL_FAILED;
 		}
 	}
 	if (done == 0)
-		printf("No member to %s\n", restart ? "restart" : "reinitialize");
+		printf("No member to %s\n", what);
 	return rc;
 }
 
@@ -805,6 +808,7 @@ static int dispatch(struct ctl *x)
 	case PGW_CTL_FAILOVER:
 		return cmd_switchover(x);
 	case PGW_CTL_RESTART:
+	case PGW_CTL_RELOAD:
 	case PGW_CTL_REINIT:
 		return cmd_member_request(x);
 	default:
@@ -822,11 +826,6 @@ static int local_command(const struct pgw_ctl_args *a)
 	if (a->cmd == PGW_CTL_VERSION) {
 		printf("pgwardenctl %s\n", PGW_VERSION);
 		return PGW_CTL_OK;
-	}
-	if (a->cmd == PGW_CTL_RELOAD) {
-		fprintf(stderr, "pgwardenctl %s: not implemented yet (needs a REST endpoint)\n",
-		        pgw_ctl_cmd_name(a->cmd));
-		return PGW_CTL_FAILED;
 	}
 	return -1;
 }

@@ -125,11 +125,11 @@ class TestCtlViews:
         rc, _, err = ctl(cluster, "switchover")
         assert rc == 2 and "--force" in err
         rc, out, _ = ctl(cluster, "--help")
-        assert rc == 0 and "switchover" in out and "not implemented yet" in out
+        assert rc == 0 and "switchover" in out and "reload" in out
         rc, _, err = ctl(cluster, "restart", cluster.scope)
         assert rc == 2 and "--force" in err
-        rc, _, err = ctl(cluster, "reload")
-        assert rc == 1 and "not implemented yet" in err
+        rc, _, err = ctl(cluster, "reload", cluster.scope)
+        assert rc == 2 and "--force" in err
         p = subprocess.run([CTL, "-c", "/nonexistent/pgwarden.yml", "list"], capture_output=True,
                            text=True, env=clean_env(), timeout=30)
         assert p.returncode == 1 and "/nonexistent/pgwarden.yml" in p.stderr
@@ -144,6 +144,8 @@ class TestCtlViews:
         # --pending: nobody waits for a restart, so nobody is restarted
         rc, out, _ = ctl(cluster, "restart", cluster.scope, "--pending", "--force")
         assert rc == 0 and "No member to restart" in out, out
+        rc, out, err = ctl(cluster, "reload", cluster.scope, "--force")
+        assert rc == 0 and out.count("Success: reload") == 3, out + err
         # reinit refuses the leader (the daemon says why) and re-clones a replica
         rc, out, _ = ctl(cluster, "reinit", cluster.scope, leader.name, "--force")
         assert rc == 1 and "leader" in out, out

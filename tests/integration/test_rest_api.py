@@ -3,7 +3,10 @@ refusals that write nothing, scheduled switchover and its cancellation, and the
 dynamic configuration (PATCH /config validated before it is written)."""
 
 import base64
+import copy
 import json
+import os
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -142,6 +145,31 @@ def test_write_requests(make_cluster):
     harness.wait_until(lambda: old.sql("SELECT to_regclass('after_reinit') IS NOT NULL")[0][0],
                        30, "the re-cloned replica streaming")
 
-    # not there yet, and said so
-    assert call(replica, "POST", "/reload", {})[0] == 503
+    # reload: a file with an error is refused, the running settings stay
+    good = old.config_text()
+    old.write_config(good + "broken: [\n")
+    st, text = call(old, "POST", "/reload", {})
+    assert st == 400 and "reload refused" in text, text
+    # a key only a restart can change is refused too
+    renamed = copy.deepcopy(old.config)
+    renamed["name"] = "renamed"
+    old.write_config(harness.to_yaml(renamed) + "\n")
+    st, text = call(old, "POST", "/reload", {})
+    assert st == 409 and "name" in text, text
+    # tags and local parameters take effect at once
+    old.config["tags"] = {"failover_priority": 7}
+    old.config.setdefault("postgresql", {}).setdefault("parameters", {})["work_mem"] = "12MB"
+    old.write_config()
+    st, text = call(old, "POST", "/reload", {})
+    assert st == 200 and "reloaded" in text, text
+    harness.wait_until(lambda: json.loads(c.key("members/" + old.name)).get("tags", {})
+                       .get("failover_priority") == 7, 20, "the new tag in the member key")
+    assert old.sql("SHOW work_mem")[0][0] == "12MB"
+    # SIGHUP does the same
+    old.config["postgresql"]["parameters"]["work_mem"] = "13MB"
+    old.write_config()
+    os.kill(old.daemon_pid, signal.SIGHUP)
+    harness.wait_until(lambda: old.sql("SHOW work_mem")[0][0] == "13MB", 20,
+                       "work_mem 13MB after SIGHUP", diag=c.dump)
+
     assert call(replica, "POST", "/nowhere", {})[0] == 404

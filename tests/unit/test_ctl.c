@@ -562,7 +562,8 @@ static void test_args_ok(void **state)
 	assert_int_equal(parse_argv(a, err, "failover", "-h", NULL), 0);
 	assert_true(a->help && a->cmd == PGW_CTL_FAILOVER);
 	assert_non_null(strstr(pgw_ctl_help(a->cmd), "--candidate"));
-	assert_non_null(strstr(pgw_ctl_help(PGW_CTL_NONE), "not implemented yet"));
+	assert_non_null(strstr(pgw_ctl_help(PGW_CTL_NONE), "reload"));
+	assert_null(strstr(pgw_ctl_help(PGW_CTL_NONE), "not implemented"));
 	assert_int_equal(parse_argv(a, err, "--version", NULL), 0);
 	assert_int_equal(a->cmd, PGW_CTL_VERSION);
 	assert_int_equal(parse_argv(a, err, "restart", "demo", "node1", "node3", "--pending",
