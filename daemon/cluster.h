@@ -81,6 +81,11 @@ void pgw_cluster_clear(struct pgw_cluster *c);
 const struct pgw_member *pgw_cluster_member(const struct pgw_cluster *c, const char *name);
 /* The leader's member entry, or NULL. */
 const struct pgw_member *pgw_cluster_leader_member(const struct pgw_cluster *c);
+/* The leader's last known WAL position: max(status optime, the leader member's
+ * xlog_location); -1 when neither is known. */
+int64_t pgw_cluster_leader_optime(const struct pgw_cluster *c);
+/* Bytes m is behind that position (at least 0); -1 when either side is unknown. */
+int64_t pgw_cluster_lag(const struct pgw_cluster *c, const struct pgw_member *m);
 
 /* Parse the failover key's JSON into *f; false (and f->malformed) when unusable. */
 bool pgw_failover_parse(const char *json, struct pgw_failover *f);

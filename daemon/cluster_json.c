@@ -63,16 +63,6 @@ static bool same_name(const char *a, const char *b)
 	return strncmp(a, b, PGW_NAME_MAX) == 0;
 }
 
-/* The leader's WAL position: max(status optime, the leader member's xlog_location), -1. */
-static int64_t leader_optime(const struct pgw_cluster *c, const struct pgw_member *leader)
-{
-	int64_t pos = c->optime;
-
-	if (leader && leader->xlog_location > pos)
-		pos = leader->xlog_location;
-	return pos < 0 ? -1 : pos;
-}
-
 static json_object *json_lag(int64_t optime, int64_t xlog)
 {
 	if (optime < 0 || xlog < 0)
@@ -132,8 +122,7 @@ static int by_name(const void *a, const void *b)
 static json_object *json_members(const struct pgw_cluster *c)
 {
 	const struct pgw_member *sorted[PGW_MAX_MEMBERS] = {NULL};
-	const struct pgw_member *leader = pgw_cluster_leader_member(c);
-	int64_t optime = leader_optime(c, leader);
+	int64_t optime = pgw_cluster_leader_optime(c);
 	int n = c->nmembers < 0 ? 0 : c->nmembers > PGW_MAX_MEMBERS ? PGW_MAX_MEMBERS : c->nmembers;
 	json_object *list = json_object_new_array();
 

@@ -98,14 +98,7 @@ void pgw_ctl_view_build(struct pgw_ctl_view *v, const struct pgw_cluster *c,
 
 int64_t pgw_ctl_lag_bytes(const struct pgw_cluster *c, const struct pgw_member *m)
 {
-	const struct pgw_member *l = pgw_cluster_leader_member(c);
-	int64_t ref = c->optime;
-
-	if (l && l->xlog_location > ref)
-		ref = l->xlog_location;
-	if (ref < 0 || m->xlog_location < 0)
-		return -1;
-	return ref > m->xlog_location ? ref - m->xlog_location : 0;
+	return pgw_cluster_lag(c, m);
 }
 
 void pgw_ctl_format_lag(int64_t lag_bytes, char *buf, size_t len)

@@ -258,17 +258,13 @@ static void read_cluster(struct ha *h)
 static void track_leader(struct ha *h)
 {
 	const struct pgw_cluster *c = &h->cluster;
-	const struct pgw_member *lm;
 	int64_t opt;
 
 	if (!h->etcd_ok)
 		return;
 	if (c->has_leader) {
 		h->streamed = h->pgst.running && h->pgst.streaming;
-		lm = pgw_cluster_leader_member(c);
-		opt = c->optime;
-		if (lm && lm->xlog_location > opt)
-			opt = lm->xlog_location;
+		opt = pgw_cluster_leader_optime(c);
 		if (strcmp(h->optime_leader, c->leader) != 0) {
 			snprintf(h->optime_leader, sizeof(h->optime_leader), "%s", c->leader);
 			h->leader_optime = opt;
