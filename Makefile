@@ -12,7 +12,7 @@
 
 VERSION := 0.1.0
 
-PKGS    := libpq libcurl json-c yaml-0.1 libmicrohttpd libsystemd
+PKGS    := libpq libcurl json-c yaml-0.1 libmicrohttpd gnutls libsystemd
 CC      ?= gcc
 CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral

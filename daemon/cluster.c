@@ -351,7 +351,8 @@ char *pgw_member_json(const struct pgw_member_info *mi)
 {
 	struct json_object *o = json_object_new_object(), *tags = json_object_new_object();
 	char *conn = host_port_url("postgres", mi->conn_host, mi->conn_port, "/postgres");
-	char *api = host_port_url("http", mi->api_host, mi->api_port, "/patroni");
+	char *api =
+	    host_port_url(mi->api_https ? "https" : "http", mi->api_host, mi->api_port, "/patroni");
 	char *out;
 
 	add_str(o, "conn_url", conn);

@@ -101,6 +101,7 @@ struct pgw_member_info {
 	int conn_port;
 	const char *api_host;
 	int api_port;
+	bool api_https; /* the REST API speaks TLS: api_url is https:// */
 	const char *state;
 	const char *role;
 	const char *version;

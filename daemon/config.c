@@ -44,6 +44,7 @@ enum ftype {
 	F_HOSTLIST, /* struct pgw_strlist: list of host:port or "h:p,h:p" */
 	F_PARAMS,   /* struct pgw_kvlist: map of PostgreSQL parameters */
 	F_INITDB,   /* struct pgw_strlist: initdb options -> "--flag", "--key=value" */
+	F_CHOICE,   /* int: index of the value in the row's "a|b|c" choices */
 };
 
 #define FL_SECRET   1u /* never quote the value in messages */
@@ -55,15 +56,17 @@ struct field {
 	size_t off;
 	unsigned flags;
 	const char *conflicts; /* another path that sets the same thing */
+	const char *choices;   /* F_CHOICE: "a|b|c", stored as the index */
 };
 
 /* Table rows: {FIELD(path, type, member)} and so on. */
 #define OFF(m)                offsetof(struct pgw_config, m)
-#define SECTION(p)            p, F_SECTION, 0, 0, NULL
-#define UNIMPL(p)             p, F_UNIMPL, 0, 0, NULL
-#define FIELD(p, t, m)        p, t, OFF(m), 0, NULL
-#define SECRET(p, m)          p, F_STR, OFF(m), FL_SECRET, NULL
-#define ALIAS(p, t, m, other) p, t, OFF(m), 0, other
+#define SECTION(p)            p, F_SECTION, 0, 0, NULL, NULL
+#define UNIMPL(p)             p, F_UNIMPL, 0, 0, NULL, NULL
+#define FIELD(p, t, m)        p, t, OFF(m), 0, NULL, NULL
+#define SECRET(p, m)          p, F_STR, OFF(m), FL_SECRET, NULL, NULL
+#define ALIAS(p, t, m, other) p, t, OFF(m), 0, other, NULL
+#define CHOICE(p, m, choices) p, F_CHOICE, OFF(m), 0, NULL, choices
 
 static const struct field fields[] = {
     {FIELD("scope", F_NAME, scope)},
@@ -130,8 +133,16 @@ static const struct field fields[] = {
 
     /* Patroni (and planned pgwarden) keys that are not implemented yet. */
     {UNIMPL("log")},
-    {UNIMPL("ctl")},
-    {UNIMPL("watchdog")},
+    {SECTION("ctl")},
+    {FIELD("ctl.insecure", F_BOOL, ctl.insecure)},
+    {FIELD("ctl.cacert", F_STR, ctl.cacert)},
+    {FIELD("ctl.certfile", F_STR, ctl.certfile)},
+    {FIELD("ctl.keyfile", F_STR, ctl.keyfile)},
+    {UNIMPL("ctl.keyfile_password")},
+    {SECTION("watchdog")},
+    {CHOICE("watchdog.mode", watchdog.mode, "off|automatic|required")},
+    {FIELD("watchdog.device", F_STR, watchdog.device)},
+    {FIELD("watchdog.safety_margin", F_POSINT, watchdog.safety_margin)},
     {UNIMPL("fencing")},
     {UNIMPL("citus")},
     {UNIMPL("etcd")},
@@ -148,12 +159,12 @@ static const struct field fields[] = {
     {SECTION("restapi.authentication")},
     {FIELD("restapi.authentication.username", F_STR, restapi.auth.username)},
     {SECRET("restapi.authentication.password", restapi.auth.password)},
-    {UNIMPL("restapi.certfile")},
-    {UNIMPL("restapi.keyfile")},
-    {UNIMPL("restapi.keyfile_password")},
-    {UNIMPL("restapi.cafile")},
+    {FIELD("restapi.certfile", F_STR, restapi.tls.certfile)},
+    {FIELD("restapi.keyfile", F_STR, restapi.tls.keyfile)},
+    {SECRET("restapi.keyfile_password", restapi.tls.keyfile_password)},
+    {FIELD("restapi.cafile", F_STR, restapi.tls.cafile)},
+    {CHOICE("restapi.verify_client", restapi.tls.verify_client, "none|optional|required")},
     {UNIMPL("restapi.ciphers")},
-    {UNIMPL("restapi.verify_client")},
     {UNIMPL("restapi.allowlist")},
     {UNIMPL("restapi.allowlist_include_members")},
     {UNIMPL("restapi.http_extra_headers")},
@@ -874,6 +885,31 @@ static int conv_initdb(struct ctx *c, const yaml_node_t *v, const char *path,
 }
 
 /* Convert the value v of the key at path (table entry f) into the config. */
+/* One of the row's "a|b|c" words (case-insensitive); stores its index. */
+static int conv_choice(struct ctx *c, const yaml_node_t *v, const struct field *f, const char *path)
+{
+	char what[96];
+	const char *s, *p = f->choices;
+	size_t len;
+	int i = 0;
+
+	snprintf(what, sizeof(what), "one of %s", f->choices);
+	if (clean_scalar(c, v, path, what, 0, &s, &len))
+		return -1;
+	while (p) {
+		const char *bar = strchr(p, '|');
+		size_t n = bar ? (size_t)(bar - p) : strlen(p);
+
+		if (n == len && strncasecmp(p, s, len) == 0) {
+			*(int *)dest(c, f) = i;
+			return 0;
+		}
+		p = bar ? bar + 1 : NULL;
+		i++;
+	}
+	return expected(c, v, path, what, false);
+}
+
 static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, const char *path)
 {
 	bool secret = (f->flags & FL_SECRET) != 0;
@@ -901,6 +937,8 @@ static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, c
 		if (len == 5 && strncasecmp(s, "https", 5) == 0)
 			return store_str(c, dest(c, f), "https", 5);
 		return expected(c, v, path, "http or https", false);
+	case F_CHOICE:
+		return conv_choice(c, v, f, path);
 	case F_HOSTPORT:
 		if (clean_scalar(c, v, path, "host:port", 0, &s, &len))
 			return -1;
@@ -1047,6 +1085,24 @@ static int default_pgpass(struct ctx *c)
 	return 0;
 }
 
+/* restapi TLS: the key goes with a certificate, client checks need a CA. */
+static int check_tls(struct ctx *c)
+{
+	const struct pgw_config *cfg = c->cfg;
+	const struct pgw_rest_tls_config *t = &cfg->restapi.tls;
+
+	if (t->keyfile && !t->certfile)
+		return fail(c, NULL, "restapi.keyfile", "needs restapi.certfile");
+	if (t->cafile && !t->certfile)
+		return fail(c, NULL, "restapi.cafile", "needs restapi.certfile (TLS)");
+	if (t->verify_client != PGW_VERIFY_NONE && !t->cafile)
+		return fail(c, NULL, "restapi.verify_client",
+		            "needs restapi.cafile to check client certificates against");
+	if (cfg->ctl.keyfile && !cfg->ctl.certfile)
+		return fail(c, NULL, "ctl.keyfile", "needs ctl.certfile");
+	return 0;
+}
+
 static int finish(struct ctx *c)
 {
 	struct pgw_config *cfg = c->cfg;
@@ -1077,9 +1133,13 @@ static int finish(struct ctx *c)
 	if (!cfg->restapi.auth.username != !cfg->restapi.auth.password)
 		return fail(c, NULL, "restapi.authentication",
 		            "username and password must be given together");
+	if (check_tls(c) || set_default(c, &cfg->watchdog.device, "/dev/watchdog"))
+		return -1;
+	if (cfg->watchdog.safety_margin == 0)
+		cfg->watchdog.safety_margin = PGW_SAFETY_MARGIN_S;
 	/* the timing rule has one home: lease.c */
 	if (!pgw_timing_valid(cfg->dcs.ttl, cfg->dcs.loop_wait, cfg->dcs.retry_timeout,
-	                      PGW_SAFETY_MARGIN_S, terr, sizeof(terr)))
+	                      cfg->watchdog.safety_margin, terr, sizeof(terr)))
 		return fail(c, NULL, "bootstrap.dcs", "%s", terr);
 	return 0;
 }
@@ -1277,6 +1337,14 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->restapi.connect_address);
 	free(cfg->restapi.auth.username);
 	free(cfg->restapi.auth.password);
+	free(cfg->restapi.tls.certfile);
+	free(cfg->restapi.tls.keyfile);
+	free(cfg->restapi.tls.keyfile_password);
+	free(cfg->restapi.tls.cafile);
+	free(cfg->ctl.cacert);
+	free(cfg->ctl.certfile);
+	free(cfg->ctl.keyfile);
+	free(cfg->watchdog.device);
 	strlist_free(&cfg->etcd3.hosts);
 	free(cfg->etcd3.protocol);
 	free(cfg->etcd3.username);

@@ -47,6 +47,18 @@ struct pgw_dcs {
 	struct pgw_kvlist pg_parameters; /* bootstrap.dcs.postgresql.parameters */
 };
 
+enum pgw_verify_client { PGW_VERIFY_NONE, PGW_VERIFY_OPTIONAL, PGW_VERIFY_REQUIRED };
+enum pgw_wd_mode { PGW_WD_OFF, PGW_WD_AUTOMATIC, PGW_WD_REQUIRED };
+
+/* restapi: TLS when certfile is set (Patroni's keys and meanings). */
+struct pgw_rest_tls_config {
+	char *certfile;         /* PEM certificate (chain); NULL: plain HTTP */
+	char *keyfile;          /* PEM private key; default: in certfile */
+	char *keyfile_password; /* for an encrypted key */
+	char *cafile;           /* CA that client certificates must chain to */
+	int verify_client;      /* enum pgw_verify_client: optional = for writes only */
+};
+
 struct pgw_config {
 	char *path;      /* the file it came from */
 	char *scope;     /* required */
@@ -59,7 +71,21 @@ struct pgw_config {
 		char *listen;          /* host:port, default "127.0.0.1:8008" */
 		char *connect_address; /* host:port, default = listen */
 		struct pgw_auth auth;  /* restapi.authentication: basic auth for non-GET requests */
+		struct pgw_rest_tls_config tls;
 	} restapi;
+
+	struct {
+		bool insecure;  /* do not verify the members' REST certificates */
+		char *cacert;   /* CA for the members' REST certificates; default restapi.cafile */
+		char *certfile; /* client certificate (verify_client); default restapi.certfile */
+		char *keyfile;  /* its key; default restapi.keyfile */
+	} ctl;
+
+	struct {
+		int mode;          /* enum pgw_wd_mode, default off */
+		char *device;      /* default "/dev/watchdog" */
+		int safety_margin; /* S in s, default 5 */
+	} watchdog;
 
 	struct {
 		struct pgw_strlist hosts; /* "host:port" each; at least one */

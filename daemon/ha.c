@@ -209,6 +209,7 @@ static void publish_member(struct ha *h)
 	mi.conn_port = conn_port;
 	mi.api_host = api_host;
 	mi.api_port = api_port;
+	mi.api_https = c->restapi.tls.certfile != NULL;
 	mi.state = observed_state(h);
 	mi.role = observed_role(h);
 	mi.version = PGW_VERSION;
@@ -366,6 +367,12 @@ static const char *restart_needed(const struct pgw_config *a, const struct pgw_c
 	    {"etcd3.cacert", a->etcd3.cacert, b->etcd3.cacert},
 	    {"etcd3.cert", a->etcd3.cert, b->etcd3.cert},
 	    {"etcd3.key", a->etcd3.key, b->etcd3.key},
+	    {"restapi.certfile", a->restapi.tls.certfile, b->restapi.tls.certfile},
+	    {"restapi.keyfile", a->restapi.tls.keyfile, b->restapi.tls.keyfile},
+	    {"restapi.keyfile_password", a->restapi.tls.keyfile_password,
+	     b->restapi.tls.keyfile_password},
+	    {"restapi.cafile", a->restapi.tls.cafile, b->restapi.tls.cafile},
+	    {"watchdog.device", a->watchdog.device, b->watchdog.device},
 	};
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -378,6 +385,12 @@ static const char *restart_needed(const struct pgw_config *a, const struct pgw_c
 			return "etcd3.hosts";
 	if (!same_auth(&a->restapi.auth, &b->restapi.auth))
 		return "restapi.authentication";
+	if (a->restapi.tls.verify_client != b->restapi.tls.verify_client)
+		return "restapi.verify_client";
+	if (a->watchdog.mode != b->watchdog.mode)
+		return "watchdog.mode";
+	if (a->watchdog.safety_margin != b->watchdog.safety_margin)
+		return "watchdog.safety_margin";
 	if (!same_auth(&a->postgresql.superuser, &b->postgresql.superuser) ||
 	    !same_auth(&a->postgresql.replication, &b->postgresql.replication) ||
 	    !same_auth(&a->postgresql.rewind, &b->postgresql.rewind))
@@ -399,7 +412,9 @@ static int reload_config(struct ha *h, char *msg, size_t len)
 
 	if (!next) {
 		pgw_error("reload refused, keeping the running configuration: %s", err);
-		return snprintf(msg, len, "reload refused: %s", err), 400;
+		return snprintf(msg, len, "reload refused: %.*s", (int)(len > 20 ? len - 20 : 0),
+		                err),
+		       400;
 	}
 	key = restart_needed(h->cfg, next);
 	if (key) {
@@ -1108,7 +1123,7 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, volatile sig_atom
 		return -1;
 	}
 	pgw_etcd_set_interrupt(h->etcd, stop);
-	h->rest = pgw_rest_start(cfg->restapi.listen, err, sizeof(err));
+	h->rest = pgw_rest_start(cfg->restapi.listen, &cfg->restapi.tls, err, sizeof(err));
 	if (!h->rest) {
 		pgw_error("%s", err);
 		return -1;

@@ -657,6 +657,30 @@ static size_t http_sink(char *p, size_t size, size_t n, void *ud)
 	return size * n;
 }
 
+/*
+ * TLS towards the members' REST API (an https api_url): ctl.cacert, ctl.certfile
+ * and ctl.keyfile, defaulting to restapi.cafile, certfile and keyfile as in
+ * patronictl; ctl.insecure skips the certificate checks.
+ */
+static void set_tls(CURL *curl, const struct pgw_config *cfg)
+{
+	const char *ca = cfg->ctl.cacert ? cfg->ctl.cacert : cfg->restapi.tls.cafile;
+	const char *cert = cfg->ctl.certfile ? cfg->ctl.certfile : cfg->restapi.tls.certfile;
+	const char *key = cfg->ctl.certfile ? cfg->ctl.keyfile : cfg->restapi.tls.keyfile;
+
+	if (ca)
+		curl_easy_setopt(curl, CURLOPT_CAINFO, ca);
+	if (cert && access(cert, R_OK) == 0) {
+		curl_easy_setopt(curl, CURLOPT_SSLCERT, cert);
+		if (key)
+			curl_easy_setopt(curl, CURLOPT_SSLKEY, key);
+	}
+	if (cfg->ctl.insecure) {
+		curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+}
+
 /* POST path with body to the member's REST API (api_url with its path replaced). */
 static long post_member(struct ctl *x, const struct pgw_member *m, const char *path,
                         const char *body, struct http_buf *out)
@@ -664,6 +688,7 @@ static long post_member(struct ctl *x, const struct pgw_member *m, const char *p
 	CURL *curl = curl_easy_init();
 	char url[512];
 	const char *end = strstr(m->api_url, "://");
+	char cerr[CURL_ERROR_SIZE] = "";
 	size_t base;
 	long code = 0;
 
@@ -685,10 +710,13 @@ static long post_member(struct ctl *x, const struct pgw_member *m, const char *p
 		curl_easy_setopt(curl, CURLOPT_USERNAME, x->cfg->restapi.auth.username);
 		curl_easy_setopt(curl, CURLOPT_PASSWORD, x->cfg->restapi.auth.password);
 	}
+	set_tls(curl, x->cfg);
+	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, cerr);
 	if (curl_easy_perform(curl) == CURLE_OK)
 		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
 	else
-		snprintf(out->data, sizeof(out->data), "%.400s: no answer", url);
+		snprintf(out->data, sizeof(out->data), "%.300s: no answer: %.150s", url,
+		         cerr[0] ? cerr : "connection failed");
 done:
 	curl_easy_cleanup(curl);
 	return code;

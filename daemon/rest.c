@@ -12,11 +12,19 @@
  * basic auth when restapi.authentication is set; without a writer they answer 405.
  * A body announced larger than 64 KiB answers 413 (a chunked body that grows past
  * it makes us drop the connection).
+ *
+ * TLS (restapi.certfile): libmicrohttpd over GnuTLS with the certificate and key
+ * read into memory at start.  With restapi.cafile the server asks for a client
+ * certificate; verify_client decides which requests need one that verifies
+ * against that CA (required: all, optional: the writes only, as in Patroni),
+ * and the check is done here, per request, since MHD only asks for it.
  */
 #include "rest.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <gnutls/gnutls.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <microhttpd.h>
@@ -27,6 +35,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,7 +72,9 @@ struct pgw_rest {
 	pgw_rest_write_fn write_fn; /* set once, before requests arrive */
 	void *write_arg;
 	char *auth_user, *auth_password;
-	pthread_mutex_t mu; /* guards everything below */
+	int verify_client; /* enum pgw_verify_client; only with TLS */
+	char *tls_cert, *tls_key, *tls_ca, *tls_key_password; /* PEM text, kept for MHD */
+	pthread_mutex_t mu;                                   /* guards everything below */
 	bool have_snap;
 	struct pgw_snapshot snap; /* its *_json point into `bodies` (or are NULL) */
 	struct rest_bodies bodies;
@@ -1002,6 +1013,29 @@ void pgw_rest_set_writer(struct pgw_rest *r, pgw_rest_write_fn fn, void *arg, co
 	r->auth_password = user && password ? strdup(password) : NULL;
 }
 
+/* Did the client present a certificate that verifies against restapi.cafile? */
+static bool client_cert_ok(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	gnutls_session_t session;
+	unsigned int status = 0, n = 0;
+
+	if (ci == NULL || ci->tls_session == NULL)
+		return false;
+	session = (gnutls_session_t)ci->tls_session;
+	if (gnutls_certificate_get_peers(session, &n) == NULL || n == 0)
+		return false;
+	return gnutls_certificate_verify_peers2(session, &status) == GNUTLS_E_SUCCESS &&
+	       status == 0;
+}
+
+static bool needs_client_cert(const struct pgw_rest *r, const char *method)
+{
+	return r->verify_client == PGW_VERIFY_REQUIRED ||
+	       (r->verify_client == PGW_VERIFY_OPTIONAL && !method_is_read(method));
+}
+
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -1011,6 +1045,11 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
 
 	(void)version;
 	(void)upload_data;
+	if (req == NULL && needs_client_cert(cls, method) && !client_cert_ok(c))
+		return reply(
+		    c, MHD_HTTP_FORBIDDEN,
+		    error_body("a client certificate signed by restapi.cafile is required", NULL),
+		    REST_JSON_TYPE);
 	if (req == NULL)
 		return begin_request(c, req_cls);
 	if (*upload_data_size > 0)
@@ -1133,19 +1172,106 @@ static struct MHD_Daemon *start_mhd(struct pgw_rest *r, const struct sockaddr_st
 	uint16_t port = ss->ss_family == AF_INET6
 	                    ? ntohs(((const struct sockaddr_in6 *)ss)->sin6_port)
 	                    : ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	struct MHD_OptionItem opts[16];
+	int n = 0;
 
+#define OPT(o, v, p)                                                                               \
+	opts[n++] = (struct MHD_OptionItem)                                                        \
+	{                                                                                          \
+		(o), (intptr_t)(v), (p)                                                            \
+	}
 	if (ss->ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	/* The logger goes first so that MHD reports everything through it. */
-	return MHD_start_daemon(
-	    flags, port, NULL, NULL, handle_request, r, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, r,
-	    MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)ss, MHD_OPTION_THREAD_POOL_SIZE,
-	    REST_THREADS, MHD_OPTION_CONNECTION_LIMIT, REST_CONN_LIMIT,
-	    MHD_OPTION_CONNECTION_TIMEOUT, REST_CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    REST_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL, MHD_OPTION_END);
+	OPT(MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, r);
+	OPT(MHD_OPTION_SOCK_ADDR, 0, (void *)ss);
+	OPT(MHD_OPTION_THREAD_POOL_SIZE, REST_THREADS, NULL);
+	OPT(MHD_OPTION_CONNECTION_LIMIT, REST_CONN_LIMIT, NULL);
+	OPT(MHD_OPTION_CONNECTION_TIMEOUT, REST_CONN_TIMEOUT_S, NULL);
+	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, REST_CONN_MEMORY, NULL);
+	OPT(MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)request_done, NULL);
+	if (r->tls_cert) {
+		flags |= MHD_USE_TLS;
+		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, r->tls_cert);
+		OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, r->tls_key);
+		if (r->tls_key_password)
+			OPT(MHD_OPTION_HTTPS_KEY_PASSWORD, 0, r->tls_key_password);
+		if (r->tls_ca)
+			OPT(MHD_OPTION_HTTPS_MEM_TRUST, 0, r->tls_ca);
+	}
+	OPT(MHD_OPTION_END, 0, NULL);
+#undef OPT
+	return MHD_start_daemon(flags, port, NULL, NULL, handle_request, r, MHD_OPTION_ARRAY, opts,
+	                        MHD_OPTION_END);
 }
 
-struct pgw_rest *pgw_rest_start(const char *listen, char *err, size_t errlen)
+/* The whole of a PEM file named by config key `what`; NULL with err filled. */
+static char *read_pem(const char *what, const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	char *buf;
+	ssize_t got;
+
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		snprintf(err, errlen, "%s %s: cannot read: %s", what, path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	if (st.st_size <= 0 || st.st_size > 1024 * 1024) {
+		snprintf(err, errlen, "%s %s: not a PEM file (size %lld)", what, path,
+		         (long long)st.st_size);
+		close(fd);
+		return NULL;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	got = buf ? read(fd, buf, (size_t)st.st_size) : -1;
+	if (got != st.st_size) {
+		snprintf(err, errlen, "%s %s: cannot read: %s", what, path,
+		         got < 0 ? strerror(errno) : "short read");
+		free(buf);
+		close(fd);
+		return NULL;
+	}
+	buf[got] = '\0';
+	close(fd);
+	return buf;
+}
+
+static void tls_free(struct pgw_rest *r)
+{
+	free(r->tls_cert);
+	free(r->tls_key);
+	free(r->tls_ca);
+	free(r->tls_key_password);
+}
+
+/* Read the PEM files of restapi TLS; false with err filled. */
+static bool tls_load(struct pgw_rest *r, const struct pgw_rest_tls_config *t, char *err,
+                     size_t errlen)
+{
+	if (t == NULL || t->certfile == NULL)
+		return true;
+	r->tls_cert = read_pem("restapi.certfile", t->certfile, err, errlen);
+	if (r->tls_cert == NULL)
+		return false;
+	r->tls_key =
+	    t->keyfile ? read_pem("restapi.keyfile", t->keyfile, err, errlen) : strdup(r->tls_cert);
+	if (r->tls_key == NULL)
+		return false;
+	if (t->cafile && (r->tls_ca = read_pem("restapi.cafile", t->cafile, err, errlen)) == NULL)
+		return false;
+	if (t->keyfile_password && (r->tls_key_password = strdup(t->keyfile_password)) == NULL) {
+		snprintf(err, errlen, "restapi.keyfile_password: out of memory");
+		return false;
+	}
+	r->verify_client = t->cafile ? t->verify_client : PGW_VERIFY_NONE;
+	return true;
+}
+
+struct pgw_rest *pgw_rest_start(const char *listen, const struct pgw_rest_tls_config *tls,
+                                char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
 	const union MHD_DaemonInfo *info;
@@ -1160,17 +1286,31 @@ struct pgw_rest *pgw_rest_start(const char *listen, char *err, size_t errlen)
 		return NULL;
 	}
 	snprintf(r->listen, sizeof(r->listen), "%s", listen);
+	if (!tls_load(r, tls, err, errlen)) {
+		tls_free(r);
+		free(r);
+		return NULL;
+	}
 	pthread_mutex_init(&r->mu, NULL);
 	r->mhd = start_mhd(r, &ss);
 	if (r->mhd == NULL) {
-		explain_failure(listen, &ss, len, err, errlen);
+		if (r->tls_cert)
+			snprintf(
+			    err, errlen,
+			    "restapi.listen %s: cannot start HTTPS with restapi.certfile %s "
+			    "(is the key the certificate's, the PEM valid, the password right?)",
+			    listen, tls->certfile);
+		else
+			explain_failure(listen, &ss, len, err, errlen);
 		pthread_mutex_destroy(&r->mu);
+		tls_free(r);
 		free(r);
 		return NULL;
 	}
 	info = MHD_get_daemon_info(r->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	r->port = info ? info->port : 0;
-	pgw_info("restapi: listening on %s (port %d)", listen, r->port);
+	pgw_info("restapi: listening on %s (port %d, %s)", listen, r->port,
+	         r->tls_cert ? "https" : "http");
 	return r;
 }
 
@@ -1237,5 +1377,6 @@ void pgw_rest_stop(struct pgw_rest *r)
 	bodies_free(&r->bodies);
 	free(r->auth_user);
 	free(r->auth_password);
+	tls_free(r);
 	free(r);
 }

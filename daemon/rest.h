@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "pg.h"
 
 enum pgw_role { PGW_ROLE_UNINITIALIZED, PGW_ROLE_PRIMARY, PGW_ROLE_REPLICA };
@@ -66,8 +67,12 @@ struct pgw_snapshot {
 
 struct pgw_rest;
 
-/* Start listening on host:port (a literal address); NULL with err filled on failure. */
-struct pgw_rest *pgw_rest_start(const char *listen, char *err, size_t errlen);
+/*
+ * Start listening on host:port (a literal address), over HTTPS when tls and
+ * tls->certfile are set; NULL with err filled on failure (naming the key and file).
+ */
+struct pgw_rest *pgw_rest_start(const char *listen, const struct pgw_rest_tls_config *tls,
+                                char *err, size_t errlen);
 /* The TCP port actually bound (useful with port 0 in tests). */
 int pgw_rest_port(const struct pgw_rest *r);
 void pgw_rest_publish(struct pgw_rest *r, const struct pgw_snapshot *snap);

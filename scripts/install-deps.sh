@@ -8,7 +8,7 @@
 set -eu
 
 BUILD="gcc make pkg-config libc6-dev libpq-dev libcurl4-openssl-dev libjson-c-dev
-libyaml-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev"
+libyaml-dev libmicrohttpd-dev libgnutls28-dev libsystemd-dev libcmocka-dev"
 RUNTIME="postgresql-15 postgresql-client-15 etcd-server etcd-client curl ca-certificates"
 # haproxy and patroni (patronictl; python3-etcd is the DCS module its etcd3 client needs) are
 # for tests/integration/test_routing.py: Debian's HAProxy and patronictl against pgwarden.

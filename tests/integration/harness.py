@@ -256,11 +256,21 @@ def wait_until(pred, timeout, what, interval=0.3, diag=None):
     raise AssertionError(msg)
 
 
-def http_get(url, timeout=3.0):
+def tls_context(cafile, client=None):
+    """An ssl context that trusts cafile (and presents client=(cert, key) when given)."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=cafile)
+    if client:
+        ctx.load_cert_chain(client[0], client[1])
+    return ctx
+
+
+def http_get(url, timeout=3.0, context=None):
     """(status, body bytes) or (None, None) when nothing answered.  Loopback only."""
-    assert url.startswith("http://127.0.0.1:"), url
+    assert url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")), url
     try:
-        with _NO_PROXY.open(url, timeout=timeout) as r:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) \
+                if context else _NO_PROXY.open(url, timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -302,6 +312,44 @@ def chown_postgres(path):
     import pwd
     pw = pwd.getpwnam("postgres")
     os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def _openssl(args, cwd):
+    r = subprocess.run(["openssl"] + args, cwd=cwd, capture_output=True, text=True, timeout=60,
+                       env=clean_env())
+    assert r.returncode == 0, "openssl %s:\n%s" % (" ".join(args), r.stderr)
+
+
+def make_tls(d, name="pgwt"):
+    """A test CA in directory d, a server certificate for 127.0.0.1 and a client
+    certificate signed by it, and an unrelated self-signed 'rogue' client certificate.
+    Files are owned by postgres (the daemon's user), keys mode 0600.
+    Returns {ca, cert, key, client_cert, client_key, rogue_cert, rogue_key}."""
+    os.makedirs(d, exist_ok=True)
+    f = {k: os.path.join(d, "%s-%s.pem" % (name, k)) for k in
+         ("ca", "ca_key", "cert", "key", "client_cert", "client_key", "rogue_cert",
+          "rogue_key")}
+    ext = os.path.join(d, "san.ext")
+    with open(ext, "w") as fh:
+        fh.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+              "-days", "2", "-subj", "/CN=pgwt test CA", "-keyout", f["ca_key"], "-out",
+              f["ca"]], d)
+    for who, cn in (("", "127.0.0.1"), ("client_", "pgwt-admin")):
+        csr = os.path.join(d, who + "req.csr")
+        _openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                  "-subj", "/CN=" + cn, "-keyout", f[who + "key"] if who else f["key"],
+                  "-out", csr], d)
+        _openssl(["x509", "-req", "-in", csr, "-CA", f["ca"], "-CAkey", f["ca_key"],
+                  "-CAcreateserial", "-days", "2", "-extfile", ext,
+                  "-out", f[who + "cert"]], d)
+    _openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+              "-days", "2", "-subj", "/CN=rogue", "-keyout", f["rogue_key"], "-out",
+              f["rogue_cert"]], d)
+    for path in f.values():
+        chown_postgres(path)
+        os.chmod(path, 0o600 if path.endswith("key.pem") else 0o644)
+    return f
 
 
 # ---------------------------------------------------------------------------------------
@@ -717,6 +765,8 @@ class Node:
         self.pg_log_path = self.data_dir + ".log"
         self.proc = None
         self.cgroup = None
+        self.tls_ca = None       # CA of the REST certificate when restapi has no cafile
+        self.tls_client = None   # (cert, key) presented by rest() over HTTPS
         self.starts = 0
         self.log_offset = 0          # where the log of the current start begins
         self.write_config()
@@ -853,9 +903,19 @@ class Node:
         except Exception:  # noqa: BLE001
             return False
 
-    def rest(self, path, timeout=3.0):
-        """(status, json or None); (None, None) when the REST API does not answer."""
-        st, body = http_get("http://127.0.0.1:%d%s" % (self.rest_port, path), timeout)
+    def rest_url(self, path=""):
+        tls = "certfile" in self.config.get("restapi", {})
+        return "%s://127.0.0.1:%d%s" % ("https" if tls else "http", self.rest_port, path)
+
+    def rest(self, path, timeout=3.0, context=None):
+        """(status, json or None); (None, None) when the REST API does not answer.  Over
+        HTTPS (restapi.certfile set) the context trusts restapi.cafile, or self.tls_ca
+        when the node has no cafile, and presents self.tls_client when set."""
+        api = self.config.get("restapi", {})
+        if context is None and "certfile" in api:
+            context = tls_context(api.get("cafile") or self.tls_ca,
+                                  self.tls_client)
+        st, body = http_get(self.rest_url(path), timeout, context)
         if st is None:
             return None, None
         try:

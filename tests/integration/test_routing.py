@@ -69,6 +69,7 @@ class HAProxy:
         self.write_port = harness.free_port()
         self.read_port = harness.free_port()
         self.nodes = list(cluster.nodes)
+        self.check_extra = ""  # e.g. "check-ssl verify required ca-file CA" for HTTPS checks
         self.proc = None
         harness.register(self)
 
@@ -83,8 +84,9 @@ class HAProxy:
                      "    http-check expect status 200",
                      "    default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions"]
             for n in self.nodes:
-                lines.append("    server %s 127.0.0.1:%d check port %d"
-                             % (n.name, n.pg_port, n.rest_port))
+                lines.append("    server %s 127.0.0.1:%d check port %d%s"
+                             % (n.name, n.pg_port, n.rest_port,
+                                " " + self.check_extra if self.check_extra else ""))
             return lines
 
         lines = ["# written by tests/integration/test_routing.py",

@@ -501,6 +501,44 @@ static void test_connect_address_defaults(void **state)
 	pgw_config_free(cfg);
 }
 
+/* TLS, ctl and watchdog sections land where the daemon and pgwardenctl read them. */
+static void test_tls_watchdog_sections(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg =
+	    parse(BASE "restapi:\n  certfile: /c.pem\n  keyfile: /k.pem\n  cafile: /ca.pem\n"
+	               "  keyfile_password: s3cret\n  verify_client: Optional\n"
+	               "ctl:\n  insecure: true\n  cacert: /ca2.pem\n"
+	               "watchdog:\n  mode: required\n  device: /dev/watchdog1\n"
+	               "  safety_margin: 4\n",
+	          err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_string_equal(cfg->restapi.tls.certfile, "/c.pem");
+	assert_string_equal(cfg->restapi.tls.keyfile, "/k.pem");
+	assert_string_equal(cfg->restapi.tls.cafile, "/ca.pem");
+	assert_string_equal(cfg->restapi.tls.keyfile_password, "s3cret");
+	assert_int_equal(cfg->restapi.tls.verify_client, PGW_VERIFY_OPTIONAL);
+	assert_true(cfg->ctl.insecure);
+	assert_string_equal(cfg->ctl.cacert, "/ca2.pem");
+	assert_int_equal(cfg->watchdog.mode, PGW_WD_REQUIRED);
+	assert_string_equal(cfg->watchdog.device, "/dev/watchdog1");
+	assert_int_equal(cfg->watchdog.safety_margin, 4);
+	pgw_config_free(cfg);
+
+	cfg = parse(BASE, err);
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_null(cfg->restapi.tls.certfile);
+	assert_int_equal(cfg->restapi.tls.verify_client, PGW_VERIFY_NONE);
+	assert_int_equal(cfg->watchdog.mode, PGW_WD_OFF);
+	assert_string_equal(cfg->watchdog.device, "/dev/watchdog");
+	assert_int_equal(cfg->watchdog.safety_margin, 5);
+	pgw_config_free(cfg);
+}
+
 /* ---- errors ------------------------------------------------------------- */
 
 struct ecase {
@@ -635,6 +673,18 @@ static const struct ecase error_cases[] = {
     {"scope: s\npostgresql:\n  data_dir: /d\n", "t.yml: name: required key is missing"},
     {"scope: s\nname: n\n", "t.yml: postgresql.data_dir: required key is missing"},
     {"scope: s\nname: n\npostgresql:\n", "t.yml: postgresql.data_dir: required key is missing"},
+    /* REST TLS, ctl, watchdog */
+    {BASE "restapi:\n  keyfile: /k.pem\n", "t.yml: restapi.keyfile: needs restapi.certfile"},
+    {BASE "restapi:\n  cafile: /ca.pem\n", "t.yml: restapi.cafile: needs restapi.certfile (TLS)"},
+    {BASE "restapi:\n  certfile: /c.pem\n  verify_client: required\n",
+     "t.yml: restapi.verify_client: needs restapi.cafile to check client certificates against"},
+    {BASE "restapi:\n  certfile: /c.pem\n  verify_client: always\n",
+     "t.yml:7: restapi.verify_client: expected one of none|optional|required, got \"always\""},
+    {BASE "ctl:\n  keyfile: /k.pem\n", "t.yml: ctl.keyfile: needs ctl.certfile"},
+    {BASE "watchdog:\n  mode: on\n",
+     "t.yml:6: watchdog.mode: expected one of off|automatic|required, got \"on\""},
+    {BASE "watchdog:\n  safety_margin: 0\n",
+     "t.yml:6: watchdog.safety_margin: expected a positive integer, got \"0\""},
     /* timing rule */
     {BASE "bootstrap:\n  dcs:\n    ttl: 29\n",
      "t.yml: bootstrap.dcs: loop_wait + 2 * retry_timeout (30) must not exceed ttl (29)"},
@@ -732,8 +782,8 @@ static void test_warnings(void **state)
 	                                    "foo: 1\n"
 	                                    "restapi:\n"
 	                                    "  bar: {deep: [1, 2]}\n"
-	                                    "watchdog:\n"
-	                                    "  mode: required\n"
+	                                    "citus:\n"
+	                                    "  group: 0\n"
 	                                    "bootstrap.dcs:\n"
 	                                    "  ttl: 5\n"
 	                                    "tags:\n"
@@ -752,7 +802,7 @@ static void test_warnings(void **state)
 	assert_string_equal(cfg->warnings.items[1], "t.yml:10: foo: unknown key, ignored");
 	assert_string_equal(cfg->warnings.items[2], "t.yml:12: restapi.bar: unknown key, ignored");
 	assert_string_equal(cfg->warnings.items[3],
-	                    "t.yml:13: watchdog: not implemented by pgwarden yet, ignored");
+	                    "t.yml:13: citus: not implemented by pgwarden yet, ignored");
 	assert_string_equal(cfg->warnings.items[4],
 	                    "t.yml:15: bootstrap.dcs: unknown key, ignored");
 	assert_string_equal(cfg->warnings.items[5], "t.yml:18: tags.: unknown key, ignored");
@@ -1020,6 +1070,7 @@ int main(void)
 	    cmocka_unit_test(test_booleans),
 	    cmocka_unit_test(test_namespace_and_pgpass),
 	    cmocka_unit_test(test_connect_address_defaults),
+	    cmocka_unit_test(test_tls_watchdog_sections),
 	    cmocka_unit_test(test_errors),
 	    cmocka_unit_test(test_timing_boundary),
 	    cmocka_unit_test_prestate(test_unreadable, &e),

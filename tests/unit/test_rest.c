@@ -757,7 +757,7 @@ static long http_code(CURL *curl, int port, const char *method, const char *path
 static struct pgw_rest *start_any_port(void)
 {
 	char err[256] = "";
-	struct pgw_rest *r = pgw_rest_start("127.0.0.1:0", err, sizeof(err));
+	struct pgw_rest *r = pgw_rest_start("127.0.0.1:0", NULL, err, sizeof(err));
 
 	if (r == NULL)
 		fail_msg("pgw_rest_start: %s", err);
@@ -982,14 +982,14 @@ static void test_server_listen_errors(void **state)
 
 	(void)state;
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", pgw_rest_port(r));
-	r2 = pgw_rest_start(listen, err, sizeof(err));
+	r2 = pgw_rest_start(listen, NULL, err, sizeof(err));
 	assert_null(r2);
 	snprintf(want, sizeof(want), "restapi.listen %s: cannot listen: Address already in use",
 	         listen);
 	assert_string_equal(err, want);
 	pgw_rest_stop(r);
 	/* the port is free again once stopped */
-	r2 = pgw_rest_start(listen, err, sizeof(err));
+	r2 = pgw_rest_start(listen, NULL, err, sizeof(err));
 	if (r2 == NULL)
 		fail_msg("restart on %s: %s", listen, err);
 	pgw_rest_stop(r2);
@@ -999,7 +999,7 @@ static void test_server_listen_errors(void **state)
 	    ":8008",          "[::1:8008", "::1:8008",   "127.0.0.1:-1"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = '\0';
-		assert_null(pgw_rest_start(bad[i], err, sizeof(err)));
+		assert_null(pgw_rest_start(bad[i], NULL, err, sizeof(err)));
 		assert_non_null(strstr(err, "restapi.listen"));
 	}
 }
@@ -1007,7 +1007,7 @@ static void test_server_listen_errors(void **state)
 static void test_server_ipv6(void **state)
 {
 	char err[256];
-	struct pgw_rest *r = pgw_rest_start("[::1]:0", err, sizeof(err));
+	struct pgw_rest *r = pgw_rest_start("[::1]:0", NULL, err, sizeof(err));
 
 	(void)state;
 	if (r == NULL) {
