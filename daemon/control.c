@@ -278,25 +278,6 @@ static int cancel_switchover(struct pgw_control *ctl, char **resp)
 	return status;
 }
 
-/* RFC 7386 merge patch: null removes a key, objects merge, anything else replaces. */
-static void merge_patch(struct json_object *target, struct json_object *patch)
-{
-	json_object_object_foreach(patch, key, val)
-	{
-		struct json_object *cur;
-
-		if (val == NULL || json_object_is_type(val, json_type_null)) {
-			json_object_object_del(target, key);
-		} else if (json_object_is_type(val, json_type_object) &&
-		           json_object_object_get_ex(target, key, &cur) &&
-		           json_object_is_type(cur, json_type_object)) {
-			merge_patch(cur, val);
-		} else {
-			json_object_object_add(target, key, json_object_get(val));
-		}
-	}
-}
-
 /* PATCH /config (merge) and PUT /config (replace), validated, compare-and-swap. */
 static int edit_config(struct pgw_control *ctl, const char *body, bool replace, char **resp)
 {
@@ -323,9 +304,9 @@ static int edit_config(struct pgw_control *ctl, const char *body, bool replace, 
 			                "object; replace it with PUT /config");
 			goto out;
 		}
-		merge_patch(cfg, patch);
+		pgw_ctl_merge_patch(cfg, patch);
 	}
-	if (!pgw_ctl_validate_config(cfg, err, sizeof(err))) {
+	if (!pgw_ctl_validate_config(cfg, ctl->cfg->watchdog.safety_margin, err, sizeof(err))) {
 		status = answer(resp, HTTP_BAD_REQUEST, "%s", err);
 		goto out;
 	}

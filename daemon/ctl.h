@@ -64,8 +64,10 @@ struct pgw_ctl_args {
 	const char *leader, *candidate, *scheduled;
 	const char *members[PGW_CTL_MAX_SETS]; /* restart/reinit: MEMBER... after CLUSTER */
 	size_t nmembers;
-	bool pending;     /* restart --pending: only members with a pending restart */
-	const char *role; /* restart --role primary|replica|any */
+	const char *apply_file; /* edit-config --apply/--replace FILE ("-": stdin) */
+	bool replace;           /* --replace: the file is the whole config, not a patch */
+	bool pending;           /* restart --pending: only members with a pending restart */
+	const char *role;       /* restart --role primary|replica|any */
 };
 
 /* Parse argv; 0 when usable, PGW_CTL_USAGE with a message in err otherwise. */
@@ -151,7 +153,16 @@ bool pgw_ctl_apply_set(struct json_object *root, const char *assignment, char *e
 /* Lines "key: old -> new" for every dotted leaf that differs ("" = no change). */
 char *pgw_ctl_config_diff(struct json_object *old_cfg, struct json_object *new_cfg);
 /* ttl/loop_wait/retry_timeout positive integers and the timing rule; false with err. */
-bool pgw_ctl_validate_config(struct json_object *cfg, char *err, size_t errlen);
+bool pgw_ctl_validate_config(struct json_object *cfg, int safety_margin, char *err, size_t errlen);
+/*
+ * edit-config --apply/--replace: the JSON of a YAML (or JSON) text whose top level is
+ * a map (an empty text is {}); plain scalars typed as YAML does (true/yes/on, null/~,
+ * numbers), quoted ones stay strings.  NULL with "NAME:LINE: why" in err.
+ */
+struct json_object *pgw_ctl_yaml_to_json(const char *name, const char *text, size_t len, char *err,
+                                         size_t errlen);
+/* RFC 7386 merge patch: patch's keys into target, objects merged, null removes. */
+void pgw_ctl_merge_patch(struct json_object *target, struct json_object *patch);
 
 /* ---- switchover and failover (ctl_switch.c) --------------------------------------- */
 /*

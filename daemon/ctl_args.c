@@ -27,6 +27,8 @@ enum opt_id {
 	OPT_SCHEDULED,
 	OPT_PENDING,
 	OPT_ROLE,
+	OPT_APPLY,
+	OPT_REPLACE,
 };
 
 #define M(c)   (1u << (c))
@@ -63,6 +65,8 @@ static const struct opt opts[] = {
     {"scheduled", 0, true, OPT_SCHEDULED, M(PGW_CTL_SWITCHOVER)},
     {"pending", 0, false, OPT_PENDING, M(PGW_CTL_RESTART)},
     {"role", 0, true, OPT_ROLE, M(PGW_CTL_RESTART)},
+    {"apply", 0, true, OPT_APPLY, M(PGW_CTL_EDIT_CONFIG)},
+    {"replace", 0, true, OPT_REPLACE, M(PGW_CTL_EDIT_CONFIG)},
 };
 
 static const char *const cmd_names[] = {
@@ -121,12 +125,16 @@ static const char *const helps[NCMDS] = {
     [PGW_CTL_SHOW_CONFIG] = "usage: pgwardenctl show-config [CLUSTER] [-f yaml|json]\n"
                             "  the config key as YAML (default) or JSON\n",
     [PGW_CTL_EDIT_CONFIG] =
-        "usage: pgwardenctl edit-config [CLUSTER] [-s KEY=VALUE]... [-p PARAM=VALUE]... "
-        "[--force]\n"
+        "usage: pgwardenctl edit-config [CLUSTER] [-s KEY=VALUE]... [-p PARAM=VALUE]...\n"
+        "                               [--apply FILE | --replace FILE] [--force]\n"
         "  -s, --set KEY=VALUE   set a dotted key, e.g. loop_wait=5,\n"
         "                        postgresql.use_slots=false (null removes the key)\n"
         "  -p, --pg PARAM=VALUE  set postgresql.parameters.PARAM\n"
+        "  --apply FILE          merge a YAML (or JSON) file into the configuration\n"
+        "                        (a key set to null is removed); - reads stdin\n"
+        "  --replace FILE        replace the whole configuration with the file's\n"
         "  --force               apply without asking\n"
+        "  With none of these and a terminal, $EDITOR (default vi) edits the YAML.\n"
         "  Values: true/false are booleans, integers are numbers, the rest strings.\n"
         "  ttl, loop_wait and retry_timeout must stay positive integers with\n"
         "  loop_wait + 2 * retry_timeout <= ttl.\n",
@@ -295,6 +303,14 @@ static int apply_opt(struct pgw_ctl_args *a, enum opt_id id, const char *v, char
 		return set_scheduled(a, v, err, errlen);
 	case OPT_PENDING:
 		a->pending = true;
+		return 0;
+	case OPT_APPLY:
+	case OPT_REPLACE:
+		if (a->apply_file)
+			return usage_err(err, errlen, "--%s: give one --apply or --replace file",
+			                 id == OPT_APPLY ? "apply" : "replace");
+		a->apply_file = v;
+		a->replace = id == OPT_REPLACE;
 		return 0;
 	case OPT_ROLE:
 		if (strcmp(v, "primary") && strcmp(v, "master") && strcmp(v, "replica") &&

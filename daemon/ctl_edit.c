@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <yaml.h>
 
 #include "lease.h"
 
@@ -89,6 +91,148 @@ bool pgw_ctl_apply_set(struct json_object *root, const char *assignment, char *e
 	else
 		json_object_object_add(obj, seg, pgw_ctl_typed_value(eq + 1));
 	return true;
+}
+
+/* ---- --apply FILE: YAML to JSON, merge patch (also PATCH /config's)
+ * ---------------------------------------- */
+
+/* A plain YAML scalar typed as YAML 1.1 core would: bool, null, integer, float, string. */
+static struct json_object *plain_scalar(const char *s)
+{
+	static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no",
+	                                                                       "off"};
+	char *end;
+	double d;
+
+	for (size_t i = 0; i < 3; i++) {
+		if (strcasecmp(s, yes[i]) == 0)
+			return json_object_new_boolean(1);
+		if (strcasecmp(s, no[i]) == 0)
+			return json_object_new_boolean(0);
+	}
+	if (!*s || strcmp(s, "~") == 0 || strcasecmp(s, "null") == 0)
+		return NULL;
+	if (strpbrk(s, ".eE") && strspn(s, "+-0123456789.eE") == strlen(s)) {
+		errno = 0;
+		d = strtod(s, &end);
+		if (errno == 0 && *end == '\0')
+			return json_object_new_double(d);
+	}
+	return pgw_ctl_typed_value(s);
+}
+
+struct yaml_json {
+	yaml_document_t *doc;
+	char *err;
+	size_t errlen;
+	const char *name;
+	int depth;
+};
+
+static bool yaml_node_json(struct yaml_json *y, yaml_node_t *n, struct json_object **out);
+
+static bool yaml_map_json(struct yaml_json *y, yaml_node_t *n, struct json_object **out)
+{
+	*out = json_object_new_object();
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = yaml_document_get_node(y->doc, p->key);
+		struct json_object *v;
+
+		if (!k || k->type != YAML_SCALAR_NODE) {
+			snprintf(y->err, y->errlen, "%s:%zu: expected a scalar key", y->name,
+			         (k ? k->start_mark.line : n->start_mark.line) + 1);
+			return false;
+		}
+		if (!yaml_node_json(y, yaml_document_get_node(y->doc, p->value), &v))
+			return false;
+		json_object_object_add(*out, (const char *)k->data.scalar.value, v);
+	}
+	return true;
+}
+
+static bool yaml_node_json(struct yaml_json *y, yaml_node_t *n, struct json_object **out)
+{
+	bool ok = true;
+
+	*out = NULL;
+	if (n == NULL)
+		return true;
+	if (++y->depth > 32) {
+		snprintf(y->err, y->errlen, "%s:%zu: nested too deeply", y->name,
+		         n->start_mark.line + 1);
+		return false;
+	}
+	if (n->type == YAML_SCALAR_NODE) {
+		const char *v = (const char *)n->data.scalar.value;
+
+		*out = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? plain_scalar(v)
+		                                                       : json_object_new_string(v);
+	} else if (n->type == YAML_SEQUENCE_NODE) {
+		*out = json_object_new_array();
+		for (yaml_node_item_t *i = n->data.sequence.items.start;
+		     ok && i < n->data.sequence.items.top; i++) {
+			struct json_object *v;
+
+			ok = yaml_node_json(y, yaml_document_get_node(y->doc, *i), &v);
+			if (ok)
+				json_object_array_add(*out, v);
+		}
+	} else {
+		ok = yaml_map_json(y, n, out);
+	}
+	y->depth--;
+	return ok;
+}
+
+struct json_object *pgw_ctl_yaml_to_json(const char *name, const char *text, size_t len, char *err,
+                                         size_t errlen)
+{
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	struct yaml_json y = {&doc, err, errlen, name, 0};
+	struct json_object *out = NULL;
+	yaml_node_t *root;
+
+	yaml_parser_initialize(&parser);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		snprintf(err, errlen, "%s:%zu: YAML syntax error: %s", name,
+		         parser.problem_mark.line + 1, parser.problem ? parser.problem : "?");
+		yaml_parser_delete(&parser);
+		return NULL;
+	}
+	root = yaml_document_get_root_node(&doc);
+	if (root == NULL) {
+		out = json_object_new_object();
+	} else if (root->type != YAML_MAPPING_NODE) {
+		snprintf(err, errlen, "%s:%zu: expected a map of settings at the top level", name,
+		         root->start_mark.line + 1);
+	} else if (!yaml_node_json(&y, root, &out)) {
+		json_object_put(out);
+		out = NULL;
+	}
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	return out;
+}
+
+void pgw_ctl_merge_patch(struct json_object *target, struct json_object *patch)
+{
+	json_object_object_foreach(patch, k, v)
+	{
+		struct json_object *t;
+
+		if (v == NULL || json_object_is_type(v, json_type_null)) {
+			json_object_object_del(target, k);
+		} else if (json_object_is_type(v, json_type_object) &&
+		           json_object_object_get_ex(target, k, &t) &&
+		           json_object_is_type(t, json_type_object)) {
+			pgw_ctl_merge_patch(t, v);
+		} else {
+			json_object_object_add(target, k, json_object_get(v));
+		}
+	}
 }
 
 /* flat[dotted key] = value as JSON text, for every leaf (an empty object is a leaf). */
@@ -186,7 +330,7 @@ static bool positive_int(struct json_object *cfg, const char *key, int dflt, int
 	return true;
 }
 
-bool pgw_ctl_validate_config(struct json_object *cfg, char *err, size_t errlen)
+bool pgw_ctl_validate_config(struct json_object *cfg, int safety_margin, char *err, size_t errlen)
 {
 	int ttl, loop_wait, retry_timeout;
 	char why[256];
@@ -195,8 +339,7 @@ bool pgw_ctl_validate_config(struct json_object *cfg, char *err, size_t errlen)
 	    !positive_int(cfg, "loop_wait", 10, &loop_wait, err, errlen) ||
 	    !positive_int(cfg, "retry_timeout", 10, &retry_timeout, err, errlen))
 		return false;
-	if (!pgw_timing_valid(ttl, loop_wait, retry_timeout, PGW_SAFETY_MARGIN_S, why,
-	                      sizeof(why))) {
+	if (!pgw_timing_valid(ttl, loop_wait, retry_timeout, safety_margin, why, sizeof(why))) {
 		snprintf(err, errlen, "ttl %d, loop_wait %d, retry_timeout %d: %s", ttl, loop_wait,
 		         retry_timeout, why);
 		return false;

@@ -13,6 +13,7 @@
  * Exit status: 0 success, 1 failed or refused, 2 usage error.
  */
 #include <curl/curl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,14 +275,119 @@ static int store_config_key(struct ctl *x, struct cfg_edit *e)
 	return PGW_CTL_OK;
 }
 
+/* The whole of FILE ("-": stdin), NUL-terminated; NULL with a message printed. */
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+	char *buf = NULL;
+	size_t cap = 0, n = 0, got;
+
+	if (!f) {
+		fprintf(stderr, "pgwardenctl edit-config: %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	do {
+		if (n + 4096 + 1 > cap) {
+			char *nb = cap < 1024 * 1024 ? realloc(buf, cap = n + 65536) : NULL;
+
+			if (!nb) {
+				fprintf(stderr, "pgwardenctl edit-config: %s: larger than 1 MiB\n",
+				        path);
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+		}
+		got = fread(buf + n, 1, cap - n - 1, f);
+		n += got;
+	} while (got > 0);
+	if (buf && ferror(f)) {
+		fprintf(stderr, "pgwardenctl edit-config: %s: %s\n", path, strerror(errno));
+		free(buf);
+		buf = NULL;
+	}
+	if (f != stdin)
+		fclose(f);
+	if (buf)
+		buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+/* --apply FILE merges the file into the config, --replace FILE replaces it. */
+static int apply_file(struct cfg_edit *e, const char *path, bool replace)
+{
+	char err[512];
+	size_t len;
+	char *text = slurp(path, &len);
+	struct json_object *patch;
+
+	if (!text)
+		return PGW_CTL_FAILED;
+	patch =
+	    pgw_ctl_yaml_to_json(strcmp(path, "-") ? path : "stdin", text, len, err, sizeof(err));
+	free(text);
+	if (!patch)
+		return fail("edit-config", err);
+	if (replace) {
+		json_object_put(e->new_cfg);
+		e->new_cfg = patch;
+	} else {
+		pgw_ctl_merge_patch(e->new_cfg, patch);
+		json_object_put(patch);
+	}
+	return PGW_CTL_OK;
+}
+
+/* No -s/-p/--apply and a terminal: the YAML in $EDITOR, the result replaces it. */
+static int run_editor(struct cfg_edit *e)
+{
+	char path[] = "/tmp/pgwardenctl-config-XXXXXX.yaml", cmd[1200];
+	const char *editor = getenv("EDITOR");
+	char *yaml = pgw_yaml_dump(e->old_cfg, true);
+	int fd = mkstemps(path, 5), rc;
+
+	if (fd < 0 || !yaml) {
+		free(yaml);
+		return fail("edit-config",
+		            fd < 0 ? "cannot create a temporary file" : "out of memory");
+	}
+	if (write(fd, yaml, strlen(yaml)) != (ssize_t)strlen(yaml)) {
+		close(fd);
+		unlink(path);
+		free(yaml);
+		return fail("edit-config", "cannot write the temporary file");
+	}
+	close(fd);
+	free(yaml);
+	snprintf(cmd, sizeof(cmd), "%s '%s'", editor && *editor ? editor : "vi", path);
+	rc = system(cmd);
+	if (rc != 0) {
+		unlink(path);
+		return fail("edit-config", "the editor failed, nothing changed");
+	}
+	rc = apply_file(e, path, true);
+	unlink(path);
+	return rc;
+}
+
 static int apply_sets(struct ctl *x, struct cfg_edit *e)
 {
 	char err[512];
+	int rc = PGW_CTL_OK;
 
+	if (x->a->apply_file)
+		rc = apply_file(e, x->a->apply_file, x->a->replace);
+	else if (x->a->nsets == 0)
+		rc = run_editor(e);
+	if (rc)
+		return rc;
 	for (size_t i = 0; i < x->a->nsets; i++)
 		if (!pgw_ctl_apply_set(e->new_cfg, x->a->sets[i], err, sizeof(err)))
 			return fail("edit-config", err);
-	if (!pgw_ctl_validate_config(e->new_cfg, err, sizeof(err))) {
+	if (!pgw_ctl_validate_config(e->new_cfg, x->cfg->watchdog.safety_margin, err,
+	                             sizeof(err))) {
 		char msg[600];
 
 		snprintf(msg, sizeof(msg), "refused, nothing changed: %s", err);
@@ -320,9 +426,9 @@ static int cmd_edit_config(struct ctl *x)
 	struct cfg_edit e;
 	int rc;
 
-	if (x->a->nsets == 0) {
-		fprintf(stderr, "pgwardenctl edit-config: nothing to change: give -s KEY=VALUE or "
-		                "-p PARAM=VALUE (the interactive editor is not implemented)\n");
+	if (x->a->nsets == 0 && !x->a->apply_file && !isatty(STDIN_FILENO)) {
+		fprintf(stderr, "pgwardenctl edit-config: nothing to change: give -s KEY=VALUE, "
+		                "-p PARAM=VALUE or --apply FILE (the editor needs a terminal)\n");
 		return PGW_CTL_USAGE;
 	}
 	rc = load_config_key(x, &e);

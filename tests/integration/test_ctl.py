@@ -118,6 +118,36 @@ class TestCtlViews:
         assert rc == 1 and "Apply these changes?" in out
         assert cluster.key("config") == before
 
+    def test_edit_config_apply_file(self, cluster):
+        patch = os.path.join(cluster.dir, "patch.yml")
+        with open(patch, "w") as f:
+            f.write("# a patch as an operator writes it\nloop_wait: 2\n"
+                    "postgresql:\n  parameters:\n    work_mem: 8MB\n")
+        rc, out, err = ctl(cluster, "edit-config", "--apply", patch, "--force")
+        assert rc == 0, err
+        assert 'postgresql.parameters.work_mem: (unset) -> "8MB"' in out, out
+        cfg = json.loads(cluster.key("config"))
+        assert cfg["loop_wait"] == 2 and cfg["postgresql"]["parameters"]["work_mem"] == "8MB"
+        assert cfg["ttl"] == 10  # a patch keeps what it does not name
+        # from stdin, null removes the key
+        rc, out, err = ctl(cluster, "edit-config", "--apply", "-", "--force",
+                           stdin="postgresql:\n  parameters:\n    work_mem: null\n")
+        assert rc == 0, err
+        assert "work_mem" not in json.loads(cluster.key("config"))["postgresql"]["parameters"]
+        # a bad file: the line is named and nothing is written
+        before = cluster.key("config")
+        with open(patch, "w") as f:
+            f.write("ttl: 10\nloop_wait: [2\n")
+        rc, out, err = ctl(cluster, "edit-config", "--apply", patch, "--force")
+        assert rc == 1 and patch + ":3: YAML syntax error" in err, err
+        with open(patch, "w") as f:
+            f.write("ttl: 6\n")
+        rc, out, err = ctl(cluster, "edit-config", "--apply", patch, "--force")
+        assert rc == 1 and "must not exceed ttl (6)" in err, err
+        rc, out, err = ctl(cluster, "edit-config", "--apply", patch + ".missing", "--force")
+        assert rc == 1 and "No such file" in err, err
+        assert cluster.key("config") == before
+
     def test_usage_errors_exit_2(self, cluster):
         assert ctl(cluster, "list", "--bogus")[0] == 2
         assert ctl(cluster, "bogus")[0] == 2

@@ -378,10 +378,73 @@ static void test_config_diff(void **state)
 	json_object_put(b);
 }
 
+static struct json_object *yaml(const char *text, char *err)
+{
+	return pgw_ctl_yaml_to_json("f.yml", text, strlen(text), err, 256);
+}
+
+static const char *compact(struct json_object *o)
+{
+	return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+}
+
+/* --apply FILE: YAML typed as patronictl's loader would, errors with the line. */
+static void test_yaml_to_json(void **state)
+{
+	char err[256];
+	struct json_object *o;
+
+	(void)state;
+	o = yaml("ttl: 20\nloop_wait: 5\npause: yes\nslots: ~\nratio: 0.5\n"
+	         "postgresql:\n  use_slots: off\n  parameters:\n    work_mem: 8MB\n"
+	         "    port: '5433'\n  pg_hba: [a, \"b\"]\n",
+	         err);
+	if (!o)
+		fail_msg("%s", err);
+	assert_string_equal(compact(o), "{\"ttl\":20,\"loop_wait\":5,\"pause\":true,\"slots\":null,"
+	                                "\"ratio\":0.5,\"postgresql\":{\"use_slots\":false,"
+	                                "\"parameters\":{\"work_mem\":\"8MB\",\"port\":\"5433\"},"
+	                                "\"pg_hba\":[\"a\",\"b\"]}}");
+	json_object_put(o);
+	o = yaml("{\"ttl\": 30}", err); /* JSON is YAML */
+	assert_non_null(o);
+	assert_string_equal(compact(o), "{\"ttl\":30}");
+	json_object_put(o);
+	o = yaml("", err);
+	assert_non_null(o);
+	assert_string_equal(compact(o), "{}");
+	json_object_put(o);
+
+	assert_null(yaml("- a\n- b\n", err));
+	assert_string_equal(err, "f.yml:1: expected a map of settings at the top level");
+	assert_null(yaml("ttl: 1\nx: [a\n", err));
+	assert_true(strncmp(err, "f.yml:3: YAML syntax error", 26) == 0);
+	assert_null(yaml("ttl: 1\n? [a]\n: b\n", err));
+	assert_string_equal(err, "f.yml:2: expected a scalar key");
+}
+
+static void test_merge_patch(void **state)
+{
+	struct json_object *t =
+	    json_tokener_parse("{\"ttl\":30,\"pause\":true,\"postgresql\":{\"use_slots\":true,"
+	                       "\"parameters\":{\"a\":\"1\",\"b\":\"2\"}}}");
+	struct json_object *p = json_tokener_parse(
+	    "{\"ttl\":20,\"pause\":null,\"postgresql\":{\"parameters\":{\"b\":null,\"c\":\"3\"}},"
+	    "\"new\":{\"x\":1}}");
+
+	(void)state;
+	pgw_ctl_merge_patch(t, p);
+	assert_string_equal(compact(t), "{\"ttl\":20,\"postgresql\":{\"use_slots\":true,"
+	                                "\"parameters\":{\"a\":\"1\",\"c\":\"3\"}},"
+	                                "\"new\":{\"x\":1}}");
+	json_object_put(t);
+	json_object_put(p);
+}
+
 static bool validate(const char *json, char *err, size_t errlen)
 {
 	struct json_object *o = json_tokener_parse(json);
-	bool ok = pgw_ctl_validate_config(o, err, errlen);
+	bool ok = pgw_ctl_validate_config(o, 5, err, errlen);
 
 	json_object_put(o);
 	return ok;
@@ -544,6 +607,12 @@ static void test_args_ok(void **state)
 	assert_string_equal(a->sets[1], "postgresql.parameters.work_mem=8MB");
 	assert_string_equal(a->sets[2], "ttl=30");
 	assert_true(a->force);
+	assert_int_equal(parse_argv(a, err, "edit-config", "--apply", "p.yml", NULL), 0);
+	assert_string_equal(a->apply_file, "p.yml");
+	assert_false(a->replace);
+	assert_int_equal(parse_argv(a, err, "edit-config", "--replace=-", NULL), 0);
+	assert_string_equal(a->apply_file, "-");
+	assert_true(a->replace);
 
 	assert_int_equal(parse_argv(a, err, "switchover", "--leader", "n1", "--candidate", "n2",
 	                            "--scheduled", "2026-11-23T12:00:00+01:00", NULL),
@@ -627,6 +696,9 @@ static void test_args_usage_errors(void **state)
 	expect_usage(a, "expected KEY=VALUE", "edit-config", "-s", "loop_wait", NULL);
 	expect_usage(a, "expected KEY=VALUE", "edit-config", "-p", "=5", NULL);
 	expect_usage(a, "--scheduled", "switchover", "--scheduled", "tomorrow", NULL);
+	expect_usage(a, "give one --apply or --replace", "edit-config", "--apply", "a.yml",
+	             "--replace", "b.yml", NULL);
+	expect_usage(a, "not valid for list", "list", "--apply", "a.yml", NULL);
 	expect_usage(a, "unexpected argument \"two\"", "list", "one", "two", NULL);
 	expect_usage(a, "unexpected argument", "version", "x", NULL);
 	free(a);
@@ -647,6 +719,8 @@ int main(void)
 	    cmocka_unit_test(test_apply_set),
 	    cmocka_unit_test(test_config_diff),
 	    cmocka_unit_test(test_validate),
+	    cmocka_unit_test(test_yaml_to_json),
+	    cmocka_unit_test(test_merge_patch),
 	    cmocka_unit_test(test_switchover_checks),
 	    cmocka_unit_test(test_no_healthy_replica),
 	    cmocka_unit_test(test_failover_json),
