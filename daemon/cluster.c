@@ -375,6 +375,12 @@ char *pgw_member_json(const struct pgw_member_info *mi)
 		json_object_object_add(o, "pending_restart", json_object_new_boolean(1));
 	if (mi->pause)
 		json_object_object_add(o, "pause", json_object_new_boolean(1));
+	if (mi->scheduled_restart) {
+		struct json_object *sr = json_object_new_object();
+
+		add_str(sr, "schedule", mi->scheduled_restart);
+		json_object_object_add(o, "scheduled_restart", sr);
+	}
 	if (mi->nofailover)
 		json_object_object_add(tags, "nofailover", json_object_new_boolean(1));
 	if (mi->noloadbalance)

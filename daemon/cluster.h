@@ -110,7 +110,8 @@ struct pgw_member_info {
 	int timeline;                    /* 0 = omit */
 	bool streaming;
 	bool pending_restart;
-	bool pause; /* maintenance mode is on */
+	const char *scheduled_restart; /* ISO 8601 of a scheduled restart, NULL none */
+	bool pause;                    /* maintenance mode is on */
 	bool nofailover, noloadbalance, clonefrom, nosync;
 	int failover_priority;
 };

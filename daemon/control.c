@@ -48,6 +48,8 @@ struct pgw_control {
 	struct pgw_request req;
 	int qstatus;
 	char qmsg[256];
+	struct pgw_request scheduled; /* a scheduled restart (kind NONE: none); under qmu */
+	bool sched_changed;           /* ... set or cancelled since the loop last looked */
 };
 
 struct pgw_control *pgw_control_new(const struct pgw_config *cfg, const char *prefix)
@@ -370,6 +372,16 @@ bool pgw_control_take(struct pgw_control *ctl, struct pgw_request *req)
 	return got;
 }
 
+bool pgw_control_pending(struct pgw_control *ctl)
+{
+	bool pending;
+
+	pthread_mutex_lock(&ctl->qmu);
+	pending = (ctl->queued && !ctl->taken) || ctl->sched_changed;
+	pthread_mutex_unlock(&ctl->qmu);
+	return pending;
+}
+
 void pgw_control_finish(struct pgw_control *ctl, int status, const char *msg)
 {
 	pthread_mutex_lock(&ctl->qmu);
@@ -380,19 +392,84 @@ void pgw_control_finish(struct pgw_control *ctl, int status, const char *msg)
 	pthread_mutex_unlock(&ctl->qmu);
 }
 
-/* POST /restart {"restart_pending": bool, "role": "primary"|"master"|"replica"}. */
+bool pgw_control_take_due(struct pgw_control *ctl, double now, struct pgw_request *req,
+                          char *scheduled, size_t len)
+{
+	bool due;
+
+	pthread_mutex_lock(&ctl->qmu);
+	due = ctl->scheduled.kind != PGW_REQ_NONE && ctl->scheduled.at <= now;
+	ctl->sched_changed = false;
+	if (due) {
+		*req = ctl->scheduled;
+		ctl->scheduled.kind = PGW_REQ_NONE;
+	}
+	if (scheduled)
+		snprintf(scheduled, len, "%s",
+		         ctl->scheduled.kind != PGW_REQ_NONE ? ctl->scheduled.at_text : "");
+	pthread_mutex_unlock(&ctl->qmu);
+	return due;
+}
+
+/* POST /restart with "schedule": keep it for the loop (one at a time, as Patroni). */
+static int schedule_restart(struct pgw_control *ctl, struct pgw_request *req, const char *at,
+                            char **resp)
+{
+	int status;
+
+	if (!pgw_parse_iso8601(at, &req->at))
+		return answer(resp, HTTP_BAD_REQUEST,
+		              "schedule: expected an ISO 8601 time with a zone, got \"%.64s\"", at);
+	if (req->at < (double)time(NULL))
+		return answer(resp, HTTP_BAD_REQUEST, "schedule %.64s is in the past", at);
+	snprintf(req->at_text, sizeof(req->at_text), "%s", at);
+	pthread_mutex_lock(&ctl->qmu);
+	if (ctl->scheduled.kind != PGW_REQ_NONE) {
+		status = answer(resp, HTTP_CONFLICT, "Another restart is already scheduled for %s",
+		                ctl->scheduled.at_text);
+	} else {
+		ctl->scheduled = *req;
+		ctl->sched_changed = true;
+		status = answer(resp, HTTP_ACCEPTED, "Restart scheduled for %s", at);
+	}
+	pthread_mutex_unlock(&ctl->qmu);
+	if (status == HTTP_ACCEPTED)
+		pgw_info("REST: restart of PostgreSQL scheduled for %s", at);
+	return status;
+}
+
+/* DELETE /restart: cancel the scheduled restart. */
+static int cancel_restart(struct pgw_control *ctl, char **resp)
+{
+	bool had;
+
+	pthread_mutex_lock(&ctl->qmu);
+	had = ctl->scheduled.kind != PGW_REQ_NONE;
+	ctl->scheduled.kind = PGW_REQ_NONE;
+	ctl->sched_changed = had;
+	pthread_mutex_unlock(&ctl->qmu);
+	if (!had)
+		return answer(resp, HTTP_NOT_FOUND, "No restart is scheduled");
+	pgw_info("REST: scheduled restart cancelled");
+	return answer(resp, HTTP_OK, "scheduled restart deleted");
+}
+
+/*
+ * POST /restart {"restart_pending": bool, "role": "primary"|"master"|"replica",
+ * "schedule": ISO 8601}.
+ */
 static int restart(struct pgw_control *ctl, const char *body, char **resp)
 {
 	struct pgw_request req = {.kind = PGW_REQ_RESTART};
 	struct json_object *o = NULL, *v;
-	const char *role;
+	const char *role, *at = "";
 	int status;
 
 	if (body[0] && !(o = parse_object(body, resp, &status)))
 		return status;
-	if (o && json_object_object_get_ex(o, "schedule", &v)) {
+	if (o && !(at = json_str(o, "schedule"))) {
 		json_object_put(o);
-		return answer(resp, HTTP_BAD_REQUEST, "a scheduled restart is not supported yet");
+		return answer(resp, HTTP_BAD_REQUEST, "schedule: expected an ISO 8601 string");
 	}
 	if (o && json_object_object_get_ex(o, "restart_pending", &v))
 		req.restart_pending_only = json_object_get_boolean(v);
@@ -403,8 +480,12 @@ static int restart(struct pgw_control *ctl, const char *body, char **resp)
 		return answer(resp, HTTP_BAD_REQUEST, "role: expected primary, master or replica");
 	}
 	snprintf(req.role, sizeof(req.role), "%s", role);
+	if (at && at[0])
+		status = schedule_restart(ctl, &req, at, resp);
+	else
+		status = queue_request(ctl, &req, resp);
 	json_object_put(o);
-	return queue_request(ctl, &req, resp);
+	return status;
 }
 
 static bool path_is(const char *path, const char *name)
@@ -431,6 +512,8 @@ static int route(struct pgw_control *ctl, const char *method, const char *path, 
 		return edit_config(ctl, body, true, resp);
 	if (post && path_is(path, "/restart"))
 		return restart(ctl, body, resp);
+	if (strcmp(method, "DELETE") == 0 && path_is(path, "/restart"))
+		return cancel_restart(ctl, resp);
 	if (post && path_is(path, "/reinitialize")) {
 		struct pgw_request req = {.kind = PGW_REQ_REINIT};
 

@@ -28,6 +28,8 @@ void pgw_control_free(struct pgw_control *ctl);
  *   DELETE /switchover                                         200, 404
  *   PATCH /config (merge; null removes), PUT /config (replace) 200, 400, 409
  *   POST /restart {"restart_pending", "role"}, POST /reinitialize  (queued for the loop)
+ *   POST /restart {"schedule": ISO 8601, ...}  202: kept until due, then carried out by
+ *   the loop like a queued one; 409 while another is scheduled.  DELETE /restart: 200, 404
  *   POST /reload (re-read the local configuration file; queued for the loop)
  * Other paths: 404.
  */
@@ -44,10 +46,22 @@ struct pgw_request {
 	enum pgw_request_kind kind;
 	bool restart_pending_only; /* restart only when a parameter waits for it */
 	char role[16];             /* restart only in this role ("primary"/"master"/"replica") */
+	double at;                 /* a scheduled restart: unix time it is due, 0 = now */
+	char at_text[64];          /* ... as the client gave it */
 };
 
 /* The loop: take the queued request, if any (true), and later answer it. */
 bool pgw_control_take(struct pgw_control *ctl, struct pgw_request *req);
+/*
+ * The loop, every cycle: a scheduled restart that is due at wall time `now` is
+ * taken (true) and carried out with no one waiting for the answer.  `scheduled`
+ * (may be NULL) gets the pending one's time text, "" when none.
+ */
+bool pgw_control_take_due(struct pgw_control *ctl, double now, struct pgw_request *req,
+                          char *scheduled, size_t len);
+/* Is a request waiting for the loop, or was a scheduled restart set or cancelled?
+ * (So the loop's sleep can end early.) */
+bool pgw_control_pending(struct pgw_control *ctl);
 void pgw_control_finish(struct pgw_control *ctl, int status, const char *msg);
 
 #endif

@@ -62,7 +62,7 @@ static const struct opt opts[] = {
     {"primary", 0, true, OPT_LEADER, M(PGW_CTL_SWITCHOVER)},
     {"master", 0, true, OPT_LEADER, M(PGW_CTL_SWITCHOVER)},
     {"candidate", 0, true, OPT_CANDIDATE, M(PGW_CTL_SWITCHOVER) | M(PGW_CTL_FAILOVER)},
-    {"scheduled", 0, true, OPT_SCHEDULED, M(PGW_CTL_SWITCHOVER)},
+    {"scheduled", 0, true, OPT_SCHEDULED, M(PGW_CTL_SWITCHOVER) | M(PGW_CTL_RESTART)},
     {"pending", 0, false, OPT_PENDING, M(PGW_CTL_RESTART)},
     {"role", 0, true, OPT_ROLE, M(PGW_CTL_RESTART)},
     {"apply", 0, true, OPT_APPLY, M(PGW_CTL_EDIT_CONFIG)},
@@ -156,10 +156,13 @@ static const char *const helps[NCMDS] = {
                          "  --force  do not ask (required when stdin is not a terminal)\n",
     [PGW_CTL_VERSION] = "usage: pgwardenctl version\n",
     [PGW_CTL_RESTART] =
-        "usage: pgwardenctl restart CLUSTER [MEMBER...] [--pending] [--role R] [--force]\n"
+        "usage: pgwardenctl restart CLUSTER [MEMBER...] [--pending] [--role R]\n"
+        "                           [--scheduled ISO8601|now] [--force]\n"
         "  restart PostgreSQL on the members named (all when none), one after the other\n"
         "  --pending   only members whose configuration waits for a restart\n"
         "  --role R    only members in role R: primary, replica or any (default)\n"
+        "  --scheduled TIME  at that time instead of now (each member keeps one\n"
+        "              scheduled restart; DELETE /restart on the member cancels it)\n"
         "  --force     do not ask (required when stdin is not a terminal)\n",
     [PGW_CTL_RELOAD] = "usage: pgwardenctl reload CLUSTER [MEMBER...] [--force]\n"
                        "  make the members re-read their configuration files (all when none\n"

@@ -34,7 +34,8 @@ struct pgw_etcd {
 	char *token; /* auth token, valid for urls[token_ep] */
 	size_t token_ep;
 	CURL *curl;
-	volatile sig_atomic_t *interrupt; /* watches end early when *interrupt != 0 */
+	pgw_etcd_interrupt_fn interrupt; /* watches end early when interrupt(interrupt_arg) */
+	void *interrupt_arg;
 	char curl_err[CURL_ERROR_SIZE];
 	char errmsg[512];
 };
@@ -1235,12 +1236,13 @@ static int interrupt_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off
 	(void)dlnow;
 	(void)ultotal;
 	(void)ulnow;
-	return c->interrupt && *c->interrupt ? 1 : 0;
+	return c->interrupt && c->interrupt(c->interrupt_arg) ? 1 : 0;
 }
 
-void pgw_etcd_set_interrupt(struct pgw_etcd *c, volatile sig_atomic_t *flag)
+void pgw_etcd_set_interrupt(struct pgw_etcd *c, pgw_etcd_interrupt_fn fn, void *arg)
 {
-	c->interrupt = flag;
+	c->interrupt = fn;
+	c->interrupt_arg = arg;
 }
 
 int pgw_etcd_watch(struct pgw_etcd *c, const char *prefix, int64_t start_rev, int timeout_ms,

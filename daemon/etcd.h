@@ -100,8 +100,13 @@ struct pgw_etcd_event {
 	int64_t mod_revision, create_revision, version;
 };
 typedef bool (*pgw_etcd_watch_fn)(void *arg, const struct pgw_etcd_event *ev);
-/* Watches return early (not fired, no error) once *flag becomes non-zero (a stop signal). */
-void pgw_etcd_set_interrupt(struct pgw_etcd *c, volatile sig_atomic_t *flag);
+/*
+ * Watches return early (not fired, no error) once fn(arg) returns true: a stop
+ * signal, or work for the loop (a queued REST request, SIGHUP).  libcurl asks
+ * about once a second while the watch is quiet, so that is the latency.
+ */
+typedef bool (*pgw_etcd_interrupt_fn)(void *arg);
+void pgw_etcd_set_interrupt(struct pgw_etcd *c, pgw_etcd_interrupt_fn fn, void *arg);
 int pgw_etcd_watch(struct pgw_etcd *c, const char *prefix, int64_t start_rev, int timeout_ms,
                    pgw_etcd_watch_fn fn, void *arg, bool *fired);
 

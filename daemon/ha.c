@@ -63,7 +63,8 @@ struct ha {
 	struct pgw_cluster cluster;
 	struct pgw_pg_state pgst;
 
-	bool streamed; /* WAL receiver streaming while a leader existed */
+	bool streamed;              /* WAL receiver streaming while a leader existed */
+	char scheduled_restart[64]; /* the pending scheduled restart's time, "" none */
 	char optime_leader[PGW_NAME_MAX];
 	int64_t leader_optime;
 	int64_t primary_down_since;
@@ -222,6 +223,7 @@ static void publish_member(struct ha *h)
 	    h->pgst.timeline ? h->pgst.timeline : (h->pgst.cd_valid ? h->pgst.cd.timeline : 0);
 	mi.streaming = h->streamed;
 	mi.pending_restart = h->pgst.pending_restart;
+	mi.scheduled_restart = h->scheduled_restart[0] ? h->scheduled_restart : NULL;
 	mi.pause = h->etcd_ok && h->cluster.paused;
 	mi.nofailover = c->tags.nofailover;
 	mi.noloadbalance = c->tags.noloadbalance;
@@ -510,7 +512,20 @@ static void serve_request(struct ha *h, bool holds)
 	char msg[256];
 	int status;
 
-	if (!h->control || !pgw_control_take(h->control, &req))
+	if (!h->control)
+		return;
+	if (pgw_control_take_due(h->control, wall_now(), &req, h->scheduled_restart,
+	                         sizeof(h->scheduled_restart))) {
+		pgw_info("scheduled restart (%s) is due", req.at_text);
+		status = serve_restart(h, &req, holds, msg, sizeof(msg));
+		if (status == 200)
+			pgw_info("scheduled restart: %s", msg);
+		else
+			pgw_warn("scheduled restart not done: %s", msg);
+		observe_pg(h);
+		return;
+	}
+	if (!pgw_control_take(h->control, &req))
 		return;
 	if (req.kind == PGW_REQ_RESTART)
 		status = serve_restart(h, &req, holds, msg, sizeof(msg));
@@ -963,6 +978,7 @@ static void publish_snapshot(struct ha *h, bool holds)
 	s->loop_wait = h->dcs.loop_wait;
 	s->ttl = h->dcs.ttl;
 	s->pending_restart = h->pgst.pending_restart;
+	snprintf(s->scheduled_restart, sizeof(s->scheduled_restart), "%s", h->scheduled_restart);
 	s->paused = h->etcd_ok && h->cluster.paused;
 	s->noloadbalance = c->tags.noloadbalance;
 	s->nofailover = c->tags.nofailover;
@@ -1008,6 +1024,14 @@ static void sleep_ms(int64_t ms)
 		;
 }
 
+/* Should the loop's sleep end now?  A stop, a SIGHUP or a queued REST request. */
+static bool wake_up(void *arg)
+{
+	struct ha *h = arg;
+
+	return *h->stop || *h->reload || (h->control && pgw_control_pending(h->control));
+}
+
 static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 {
 	int64_t until = cycle_start + (int64_t)h->dcs.loop_wait * 1000;
@@ -1022,7 +1046,7 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 			until = latest;
 	}
 	wait = until - now;
-	if (wait <= 0 || *h->stop)
+	if (wait <= 0 || wake_up(h))
 		return;
 	if (h->etcd_ok) {
 		if (pgw_etcd_watch(h->etcd, h->prefix, h->cluster.revision + 1, (int)wait,
@@ -1031,7 +1055,7 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 		pgw_debug("watch failed: %s", pgw_etcd_errmsg(h->etcd));
 	}
 	/* etcd unreachable: sleep in short steps so a stop signal is seen quickly */
-	while (!*h->stop && (wait = until - mono_ms()) > 0)
+	while (!wake_up(h) && (wait = until - mono_ms()) > 0)
 		sleep_ms(wait < 200 ? wait : 200);
 }
 
@@ -1122,7 +1146,7 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, volatile sig_atom
 		pgw_error("out of memory");
 		return -1;
 	}
-	pgw_etcd_set_interrupt(h->etcd, stop);
+	pgw_etcd_set_interrupt(h->etcd, wake_up, h);
 	h->rest = pgw_rest_start(cfg->restapi.listen, &cfg->restapi.tls, err, sizeof(err));
 	if (!h->rest) {
 		pgw_error("%s", err);

@@ -859,10 +859,17 @@ static int post_members(struct ctl *x, const struct pgw_ctl_view *v)
 	const char *path = restart                       ? "/restart"
 	                   : x->a->cmd == PGW_CTL_RELOAD ? "/reload"
 	                                                 : "/reinitialize";
-	const char *body = restart && x->a->pending ? "{\"restart_pending\":true}" : "{}";
+	char body[256];
 	struct http_buf out;
 	int rc = PGW_CTL_OK, done = 0;
 
+	/* the time was checked by the argument parser: an ISO 8601 text without quotes */
+	snprintf(body, sizeof(body), "{%s%s%s%s%s}",
+	         restart && x->a->pending ? "\"restart_pending\":true" : "",
+	         restart && x->a->pending && x->a->scheduled ? "," : "",
+	         restart && x->a->scheduled ? "\"schedule\":\"" : "",
+	         restart && x->a->scheduled ? x->a->scheduled : "",
+	         restart && x->a->scheduled ? "\"" : "");
 	for (int i = 0; i < v->n; i++) {
 		const struct pgw_member *m = v->members[i].m;
 		long code;
@@ -873,6 +880,9 @@ static int post_members(struct ctl *x, const struct pgw_ctl_view *v)
 		done++;
 		if (code == 200) {
 			printf("Success: %s on member %s\n", what, m->name);
+		} else if (code == 202) {
+			printf("Success: %s scheduled on member %s (%s)\n", what, m->name,
+			       out.data);
 		} else {
 			printf("Failed: %s for member %s, status code=%ld, (%s)\n", what, m->name,
 			       code, out.data);

@@ -527,6 +527,13 @@ char *pgw_rest_patroni_json(const struct pgw_snapshot *s)
 		                       json_object_new_string(sysid));
 	}
 	add_flag(o, "pending_restart", s->pending_restart || s->pg.pending_restart);
+	if (s->scheduled_restart[0]) {
+		json_object *sr = json_object_new_object();
+
+		json_object_object_add(sr, "schedule",
+		                       json_object_new_string(s->scheduled_restart));
+		json_object_object_add(o, "scheduled_restart", sr);
+	}
 	json_object_object_add(o, "patroni", json_patroni(s));
 	add_flag(o, "pause", s->paused);
 	add_flag(o, "watchdog_failed", s->watchdog_failed);

@@ -43,6 +43,7 @@ struct pgw_snapshot {
 	int ttl;                /* s */
 	bool paused;
 	bool pending_restart;
+	char scheduled_restart[64]; /* ISO 8601 of a scheduled restart, "" none */
 	bool watchdog_failed;
 	bool noloadbalance;
 	bool nofailover;

@@ -173,3 +173,65 @@ def test_write_requests(make_cluster):
                        "work_mem 13MB after SIGHUP", diag=c.dump)
 
     assert call(replica, "POST", "/nowhere", {})[0] == 404
+
+
+def test_queued_requests_wake_the_loop_and_scheduled_restart(make_cluster):
+    """With a long loop_wait (20 s) a queued request is still served at once (the loop's
+    sleep ends when one is queued), and POST /restart with "schedule" restarts PostgreSQL
+    once the time has come (visible in /patroni and the member key until then; one at a
+    time; DELETE /restart cancels it)."""
+    from datetime import datetime, timedelta, timezone
+    c = make_cluster(1, overrides={"bootstrap": {"dcs": {"ttl": 60, "loop_wait": 20,
+                                                         "retry_timeout": 10}}})
+    node = c.wait_healthy()
+
+    # without the wake-up each of these waits for the rest of a 20 s sleep
+    took = []
+    for _ in range(3):
+        t0 = time.monotonic()
+        st, text = call(node, "POST", "/reload", {}, auth=None)
+        took.append(time.monotonic() - t0)
+        assert st == 200, text
+    harness.figure("POST /reload with loop_wait 20 s, slowest of 3", max(took))
+    assert max(took) < 6, took
+
+    def iso(dt):
+        return dt.isoformat(timespec="seconds")
+
+    now = datetime.now(timezone.utc)
+    assert call(node, "POST", "/restart", {"schedule": "soon"}, auth=None)[0] == 400
+    assert call(node, "POST", "/restart", {"schedule": iso(now - timedelta(hours=1))},
+                auth=None)[0] == 400
+    assert call(node, "DELETE", "/restart", None, auth=None)[0] == 404
+    later = iso(now + timedelta(hours=1))
+    st, text = call(node, "POST", "/restart", {"schedule": later}, auth=None)
+    assert st == 202 and later in text, text
+    st, text = call(node, "POST", "/restart", {"schedule": later}, auth=None)
+    assert st == 409 and "already scheduled" in text, text
+    harness.wait_until(lambda: (node.rest("/patroni")[1] or {}).get("scheduled_restart", {})
+                       .get("schedule") == later, 10, "scheduled_restart in /patroni")
+    harness.wait_until(lambda: json.loads(c.key("members/" + node.name))
+                       .get("scheduled_restart", {}).get("schedule") == later, 30,
+                       "scheduled_restart in the member key")
+    st, text = call(node, "DELETE", "/restart", None, auth=None)
+    assert st == 200, text
+    harness.wait_until(lambda: "scheduled_restart" not in (node.rest("/patroni")[1] or {}),
+                       10, "the cancelled restart gone from /patroni")
+
+    start_before = node.sql("SELECT pg_postmaster_start_time()")[0][0]
+    soon = iso(datetime.now(timezone.utc) + timedelta(seconds=3))
+    st, text = call(node, "POST", "/restart", {"schedule": soon}, auth=None)
+    assert st == 202, text
+    harness.wait_until(
+        lambda: node.accepts_writes() and
+        node.sql("SELECT pg_postmaster_start_time()")[0][0] > start_before,
+        60, "the scheduled restart", diag=c.dump)
+    assert c.leader_name() == node.name
+    assert "scheduled_restart" not in (node.rest("/patroni")[1] or {})
+
+    # pgwardenctl restart --scheduled goes the same way
+    from test_ctl import ctl
+    later = iso(datetime.now(timezone.utc) + timedelta(hours=2))
+    rc, out, err = ctl(c, "restart", c.scope, "--scheduled", later, "--force")
+    assert rc == 0 and "scheduled on member node1" in out, out + err
+    assert call(node, "DELETE", "/restart", None, auth=None)[0] == 200

@@ -626,6 +626,11 @@ static void *raise_flag_later(void *arg)
 	return NULL;
 }
 
+static bool flag_raised(void *arg)
+{
+	return *(volatile sig_atomic_t *)arg != 0;
+}
+
 static void test_watch_interrupted(void **state)
 {
 	struct seen s = {.stop_on_delete_of = "/wi/leader"};
@@ -639,7 +644,7 @@ static void test_watch_interrupted(void **state)
 	need_etcd();
 	c = client();
 	flag = 0;
-	pgw_etcd_set_interrupt(c, &flag);
+	pgw_etcd_set_interrupt(c, flag_raised, (void *)&flag);
 	assert_int_equal(pthread_create(&t, NULL, raise_flag_later, (void *)&flag), 0);
 	t0 = now_ms();
 	assert_int_equal(pgw_etcd_watch(c, "/wi/", 0, 5000, on_event, &s, &fired), 0);
