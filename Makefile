@@ -28,11 +28,12 @@ else
 endif
 B := build/$(VARIANT)
 
-CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) -pthread -DPGW_VERSION='"$(VERSION)"' -Idaemon $(PKG_CFLAGS) $(CFLAGS)
+CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) -pthread -DPGW_VERSION='"$(VERSION)"' -Idaemon -Iwatchdog $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := $(OPT) -pthread $(LDFLAGS)
 
 MAINS   := daemon/main.c daemon/pgwardenctl.c
 LIB_SRC := $(filter-out $(MAINS),$(wildcard daemon/*.c)) $(wildcard watchdog/*.c) $(wildcard fencing/*.c)
+LIB_SRC := $(filter-out watchdog/pgwarden-wdemu.c,$(LIB_SRC))
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
@@ -72,6 +73,12 @@ $(B)/tests/%: tests/unit/%.c $(B)/libpgw.a
 
 $(B)/tests/test_decide_random: tests/fuzz/fuzz_decide.c
 
+# The watchdog emulator for host tests (not in libpgw.a); test_watchdog runs it.
+$(B)/pgwarden-wdemu: $(B)/watchdog/pgwarden-wdemu.o
+	@echo "  LD $@"
+	@$(CC) $(LDFLAGS_ALL) -o $@ $^
+$(B)/tests/test_watchdog: $(B)/pgwarden-wdemu
+
 # The sanitizer build used by the whole test suite.
 asan:
 	@$(MAKE) --no-print-directory VARIANT=asan build/asan/pgwarden $(if $(wildcard daemon/pgwardenctl.c),build/asan/pgwardenctl) $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
@@ -105,7 +112,7 @@ format:
 
 cppcheck:
 	@cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
-		--std=c11 -Idaemon -D__GNUC__ daemon watchdog fencing
+		--std=c11 -Idaemon -Iwatchdog -D__GNUC__ daemon watchdog fencing
 
 clean:
 	rm -rf build

@@ -1,8 +1,9 @@
 #!/bin/sh
 # install-deps.sh - install the Debian 12 packages pgwarden needs to build, test and demo.
 #
-# Usage: scripts/install-deps.sh [build|test|demo|bench|all]   (default: all)
+# Usage: scripts/install-deps.sh [build|test|demo|bench|vm|all]   (default: all)
 # bench = what bench/rest-bench.sh needs (wrk, and Patroni to compare against); not in all.
+# vm = what tests/vm/test_watchdog_vm.sh needs (qemu, busybox-static); not in all.
 # Idempotent: packages already installed are skipped, and apt-get update runs only when
 # something is missing.  Must run as root (it is what `make` calls when a tool is missing).
 set -eu
@@ -15,6 +16,7 @@ RUNTIME="postgresql-15 postgresql-client-15 etcd-server etcd-client curl ca-cert
 TEST="python3-pytest python3-psycopg2 python3-yaml clang-format cppcheck iproute2 procps psmisc
 haproxy patroni python3-etcd"
 BENCH="wrk patroni python3-etcd"
+VM="gcc libc6-dev qemu-system-x86 busybox-static xz-utils perl binutils"
 
 what=${1:-all}
 case "$what" in
@@ -22,8 +24,9 @@ case "$what" in
   test)  pkgs="$BUILD $RUNTIME $TEST" ;;
   demo)  pkgs="$BUILD $RUNTIME" ;;
   bench) pkgs="$BUILD $RUNTIME $BENCH" ;;
+  vm)    pkgs="$VM" ;;
   all)   pkgs="$BUILD $RUNTIME $TEST" ;;
-  *) echo "install-deps.sh: unknown set '$what' (expected build, test, demo, bench or all)" >&2; exit 2 ;;
+  *) echo "install-deps.sh: unknown set '$what' (expected build, test, demo, bench, vm or all)" >&2; exit 2 ;;
 esac
 
 missing=""
