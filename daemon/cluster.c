@@ -97,7 +97,7 @@ static const char *json_str_field(struct json_object *o, const char *k)
 bool pgw_member_parse(const char *json, size_t len, struct pgw_member *m)
 {
 	struct json_tokener *tok = json_tokener_new();
-	struct json_object *o, *tags;
+	struct json_object *o, *tags, *wd;
 	const char *s;
 	bool ok = false;
 
@@ -123,6 +123,12 @@ bool pgw_member_parse(const char *json, size_t len, struct pgw_member *m)
 		m->nofailover = json_bool_field(tags, "nofailover");
 		m->noloadbalance = json_bool_field(tags, "noloadbalance");
 		m->failover_priority = (int)json_int_field(tags, "failover_priority", 1);
+	}
+	if (json_object_object_get_ex(o, "watchdog", &wd) &&
+	    json_object_is_type(wd, json_type_object)) {
+		s = json_str_field(wd, "mode");
+		m->watchdog_blocked =
+		    s && strcmp(s, "required") == 0 && json_bool_field(wd, "failed");
 	}
 	ok = true;
 out:
@@ -375,6 +381,17 @@ char *pgw_member_json(const struct pgw_member_info *mi)
 		json_object_object_add(o, "pending_restart", json_object_new_boolean(1));
 	if (mi->pause)
 		json_object_object_add(o, "pause", json_object_new_boolean(1));
+	if (mi->wd_mode) {
+		struct json_object *wd = json_object_new_object();
+
+		add_str(wd, "mode", mi->wd_mode);
+		json_object_object_add(wd, "armed", json_object_new_boolean(mi->wd_armed));
+		if (mi->wd_armed && mi->wd_timeout > 0)
+			json_object_object_add(wd, "timeout", json_object_new_int(mi->wd_timeout));
+		if (mi->wd_failed)
+			json_object_object_add(wd, "failed", json_object_new_boolean(1));
+		json_object_object_add(o, "watchdog", wd);
+	}
 	if (mi->scheduled_restart) {
 		struct json_object *sr = json_object_new_object();
 

@@ -38,7 +38,8 @@ struct pgw_member {
 	bool nofailover;
 	bool noloadbalance;
 	int failover_priority;
-	bool streaming; /* replication_state == "streaming" */
+	bool streaming;        /* replication_state == "streaming" */
+	bool watchdog_blocked; /* "watchdog": mode required and failed: it may not lead */
 	int64_t mod_revision;
 	int64_t lease;
 };
@@ -111,7 +112,12 @@ struct pgw_member_info {
 	bool streaming;
 	bool pending_restart;
 	const char *scheduled_restart; /* ISO 8601 of a scheduled restart, NULL none */
-	bool pause;                    /* maintenance mode is on */
+	/* pgwarden's addition: "watchdog": {"mode", "armed", "timeout", "failed"}, so a
+	 * candidate knows the old leader's reset bound.  NULL mode: omitted. */
+	const char *wd_mode;
+	bool wd_armed, wd_failed;
+	int wd_timeout;
+	bool pause; /* maintenance mode is on */
 	bool nofailover, noloadbalance, clonefrom, nosync;
 	int failover_priority;
 };

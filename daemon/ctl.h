@@ -120,6 +120,7 @@ struct pgw_ctl_member {
 	char tags_json[512];        /* the tags object as JSON ("" = none) */
 	bool pending_restart;
 	bool pause;
+	char watchdog[48]; /* "armed 5s", "ready", "FAILED (required)", ...; "" = off/unknown */
 };
 
 struct pgw_ctl_view {

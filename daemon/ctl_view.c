@@ -49,6 +49,29 @@ static bool flag(struct json_object *o, const char *key)
 	       json_object_get_boolean(v);
 }
 
+/* The member's "watchdog" object as one word for the list ("" when off or absent). */
+static void render_watchdog(struct pgw_ctl_member *cm, struct json_object *o)
+{
+	struct json_object *wd, *v;
+	const char *mode;
+
+	if (!json_object_object_get_ex(o, "watchdog", &wd) ||
+	    !json_object_is_type(wd, json_type_object) ||
+	    !json_object_object_get_ex(wd, "mode", &v) || !json_object_is_type(v, json_type_string))
+		return;
+	mode = json_object_get_string(v);
+	if (strcmp(mode, "off") == 0)
+		return;
+	if (flag(wd, "failed"))
+		snprintf(cm->watchdog, sizeof(cm->watchdog), "%s",
+		         strcmp(mode, "required") == 0 ? "FAILED (required)" : "unavailable");
+	else if (flag(wd, "armed") && json_object_object_get_ex(wd, "timeout", &v))
+		snprintf(cm->watchdog, sizeof(cm->watchdog), "armed %ds", json_object_get_int(v));
+	else
+		snprintf(cm->watchdog, sizeof(cm->watchdog), "%s",
+		         flag(wd, "armed") ? "armed" : "ready");
+}
+
 static void member_extras(struct pgw_ctl_member *cm, const char *json)
 {
 	struct json_object *o = json_tokener_parse(json), *tags;
@@ -56,6 +79,7 @@ static void member_extras(struct pgw_ctl_member *cm, const char *json)
 	if (o && json_object_is_type(o, json_type_object)) {
 		cm->pending_restart = flag(o, "pending_restart");
 		cm->pause = flag(o, "pause");
+		render_watchdog(cm, o);
 		if (json_object_object_get_ex(o, "tags", &tags) &&
 		    json_object_is_type(tags, json_type_object) &&
 		    json_object_object_length(tags) > 0)
@@ -111,10 +135,21 @@ void pgw_ctl_format_lag(int64_t lag_bytes, char *buf, size_t len)
 
 /* ---- list and topology ------------------------------------------------------------ */
 
-enum { COL_MEMBER, COL_HOST, COL_ROLE, COL_STATE, COL_TL, COL_LAG, COL_PENDING, COL_TAGS, NCOL };
+enum {
+	COL_MEMBER,
+	COL_HOST,
+	COL_ROLE,
+	COL_STATE,
+	COL_TL,
+	COL_LAG,
+	COL_PENDING,
+	COL_WATCHDOG,
+	COL_TAGS,
+	NCOL
+};
 
 static const char *const list_headers[NCOL] = {
-    "Member", "Host", "Role", "State", "TL", "Lag in MB", "Pending restart", "Tags"};
+    "Member", "Host", "Role", "State", "TL", "Lag in MB", "Pending restart", "Watchdog", "Tags"};
 
 struct list_row {
 	char cells[NCOL][600];
@@ -148,6 +183,7 @@ static void fill_row(const struct pgw_ctl_view *v, const struct pgw_ctl_member *
 	if (!r->is_leader)
 		pgw_ctl_format_lag(r->lag, r->cells[COL_LAG], sizeof(r->cells[0]));
 	snprintf(r->cells[COL_PENDING], sizeof(r->cells[0]), "%s", cm->pending_restart ? "*" : "");
+	snprintf(r->cells[COL_WATCHDOG], sizeof(r->cells[0]), "%s", cm->watchdog);
 	snprintf(r->cells[COL_TAGS], sizeof(r->cells[0]), "%s", cm->tags);
 }
 
@@ -177,6 +213,7 @@ static void columns_used(const struct pgw_ctl_view *v, bool *used)
 		used[c] = c < COL_PENDING;
 	for (int i = 0; i < v->n; i++) {
 		used[COL_PENDING] |= v->members[i].pending_restart;
+		used[COL_WATCHDOG] |= v->members[i].watchdog[0] != '\0';
 		used[COL_TAGS] |= v->members[i].tags[0] != '\0';
 	}
 }
@@ -237,6 +274,8 @@ static struct json_object *row_object(const struct pgw_ctl_view *v, const struct
 		json_object_object_add(o, "Lag in MB", json_object_new_string("unknown"));
 	if (cm->pending_restart)
 		json_object_object_add(o, "Pending restart", json_object_new_string("*"));
+	if (cm->watchdog[0])
+		json_object_object_add(o, "Watchdog", json_object_new_string(cm->watchdog));
 	if (cm->tags_json[0])
 		json_object_object_add(o, "Tags", json_tokener_parse(cm->tags_json));
 	return o;

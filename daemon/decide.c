@@ -153,6 +153,11 @@ bool pgw_candidate_eligible(const struct pgw_member *m, int64_t leader_optime, i
 		snprintf(why, whylen, "%s is tagged nofailover", m->name);
 		return false;
 	}
+	if (m->watchdog_blocked) {
+		snprintf(why, whylen, "%s needs a watchdog (mode required) that cannot be armed",
+		         m->name);
+		return false;
+	}
 	if (strcmp(m->role, "replica") != 0) {
 		snprintf(why, whylen, "%s is not a replica (role %s)", m->name,
 		         m->role[0] ? m->role : "unknown");
@@ -382,6 +387,12 @@ static bool g_n_failover_other(const struct pgw_obs *o, struct pgw_action *a)
 	return true;
 }
 
+static bool g_leader_watchdog(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return pgw_obs_holds_leader(o) && o->watchdog_unusable && !o->cluster->paused;
+}
+
 static bool g_leader_healthy(const struct pgw_obs *o, struct pgw_action *a)
 {
 	(void)a;
@@ -573,6 +584,11 @@ static bool g_n_bootstrap(const struct pgw_obs *o, struct pgw_action *a)
 	return !o->cluster->initialized && o->pg->datadir == PGW_DATADIR_EMPTY;
 }
 
+static bool g_n_watchdog_bootstrap(const struct pgw_obs *o, struct pgw_action *a)
+{
+	return o->watchdog_unusable && g_n_bootstrap(o, a);
+}
+
 static bool g_n_uninitialized_data(const struct pgw_obs *o, struct pgw_action *a)
 {
 	(void)a;
@@ -601,6 +617,12 @@ static bool g_n_starting(const struct pgw_obs *o, struct pgw_action *a)
 {
 	(void)a;
 	return !o->pg->accepting;
+}
+
+static bool g_n_watchdog(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return o->watchdog_unusable;
 }
 
 static bool g_n_nofailover(const struct pgw_obs *o, struct pgw_action *a)
@@ -652,6 +674,9 @@ static const struct rule rules[] = {
      "a switchover request cannot be carried out: removing it"},
     {"switchover", "leader", g_switchover, PGW_ACT_HANDOVER,
      "switchover requested: stopping PostgreSQL and handing over the leader key"},
+    {"leader-watchdog-failed", "leader", g_leader_watchdog, PGW_ACT_RELEASE,
+     "watchdog mode required but the watchdog cannot be armed: stopping PostgreSQL and "
+     "releasing the leader key (not while paused)"},
     {"leader-healthy", "leader", g_leader_healthy, PGW_ACT_LEADER_DUTIES,
      "holding the leader key and running as primary"},
     {"leader-lease-stale", "leader", g_leader_lease_stale, PGW_ACT_NONE,
@@ -692,6 +717,9 @@ static const struct rule rules[] = {
      "PostgreSQL stopped: starting it as a replica of the leader"},
     {"no-fresh-lease", "no leader", g_n_no_fresh_lease, PGW_ACT_NONE,
      "no leader, but this node holds no fresh lease: it cannot take the leader key"},
+    {"watchdog-no-bootstrap", "no leader", g_n_watchdog_bootstrap, PGW_ACT_NONE,
+     "no cluster in etcd, but watchdog mode required and the watchdog cannot be armed: not "
+     "bootstrapping"},
     {"bootstrap", "no leader", g_n_bootstrap, PGW_ACT_BOOTSTRAP,
      "no cluster in etcd and an empty data directory: bootstrapping a new cluster"},
     {"uninitialized-with-data", "no leader", g_n_uninitialized_data, PGW_ACT_NONE,
@@ -704,6 +732,9 @@ static const struct rule rules[] = {
      "no leader: starting PostgreSQL as a replica to stand for election"},
     {"no-leader-starting", "no leader", g_n_starting, PGW_ACT_NONE,
      "no leader: waiting for PostgreSQL to accept connections"},
+    {"watchdog-no-election", "no leader", g_n_watchdog, PGW_ACT_NONE,
+     "no leader, but watchdog mode required and the watchdog cannot be armed: not standing "
+     "for election"},
     {"failover-to-this-node", "no leader", g_n_failover_self, PGW_ACT_ACQUIRE,
      "a switchover or failover names this node: taking the leader key"},
     {"failover-to-other", "no leader", g_n_failover_other, PGW_ACT_NONE,

@@ -67,6 +67,9 @@ struct pgw_obs {
 	int64_t leader_optime; /* the leader's last published WAL position, -1 unknown */
 	int64_t max_lag;       /* maximum_lag_on_failover */
 	bool nofailover;
+	/* watchdog.mode required and the watchdog cannot be armed with W <= TTL - S
+	 * (rule 4): this node must not take, or keep, the leader key. */
+	bool watchdog_unusable;
 	bool use_pg_rewind;
 	bool rewind_failed;            /* the last rewind from the current leader failed */
 	int64_t primary_down_since_ms; /* holding the key with PostgreSQL down since; 0 = up */

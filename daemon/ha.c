@@ -25,11 +25,13 @@
 #include "decide.h"
 #include "etcd.h"
 #include "lease.h"
+#include "sdnotify.h"
+#include "wdguard.h"
 #include "log.h"
 #include "pg.h"
 #include "rest.h"
 
-#define SAFETY_MARGIN_MS      (PGW_SAFETY_MARGIN_S * 1000)
+#define SAFETY_MARGIN_MS      ((int64_t)h->cfg->watchdog.safety_margin * 1000) /* S */
 #define PG_OBSERVE_TIMEOUT_MS 2000
 #define PG_START_TIMEOUT_MS   120000
 #define PG_STOP_TIMEOUT_MS    120000
@@ -45,6 +47,8 @@ struct ha {
 	struct pgw_pg *pg;
 	struct pgw_rest *rest;
 	struct pgw_control *control; /* the REST API's write requests */
+	struct pgw_wdguard *wd;      /* the hardware watchdog (main's, opened before the privilege
+	                                drop) */
 
 	char prefix[512];
 	char leader_key[600];
@@ -71,6 +75,7 @@ struct ha {
 	bool rewind_failed;
 	char rewind_failed_from[PGW_NAME_MAX];
 	bool was_primary; /* PostgreSQL ran as primary at the last observation */
+	bool ready_sent;  /* systemd was told READY=1 */
 
 	struct pgw_action last;
 	const char *member_state; /* overrides the observed state while an action runs */
@@ -131,6 +136,7 @@ static void renew_lease(struct ha *h)
 			return;
 		}
 		pgw_lease_renewed(&h->lease, h->lease.id, t_send, ttl);
+		pgw_wdguard_renewed(h->wd, t_send, mono_ms(), SAFETY_MARGIN_MS);
 		return;
 	}
 	{
@@ -142,6 +148,7 @@ static void renew_lease(struct ha *h)
 			return;
 		}
 		pgw_lease_renewed(&h->lease, id, t_send, ttl);
+		pgw_wdguard_renewed(h->wd, t_send, mono_ms(), SAFETY_MARGIN_MS);
 		pgw_info("granted lease %" PRIx64 " with ttl %d s", id, ttl);
 	}
 }
@@ -195,6 +202,7 @@ static void publish_member(struct ha *h)
 {
 	const struct pgw_config *c = h->cfg;
 	struct pgw_member_info mi = {0};
+	struct pgw_wd_status wd;
 	char *conn_host = NULL, *api_host = NULL, *json;
 	int conn_port = 0, api_port = 0;
 
@@ -224,6 +232,11 @@ static void publish_member(struct ha *h)
 	mi.streaming = h->streamed;
 	mi.pending_restart = h->pgst.pending_restart;
 	mi.scheduled_restart = h->scheduled_restart[0] ? h->scheduled_restart : NULL;
+	pgw_wdguard_status(h->wd, &wd);
+	mi.wd_mode = pgw_wdguard_mode_name(wd.mode);
+	mi.wd_armed = wd.armed;
+	mi.wd_timeout = wd.timeout;
+	mi.wd_failed = wd.failed;
 	mi.pause = h->etcd_ok && h->cluster.paused;
 	mi.nofailover = c->tags.nofailover;
 	mi.noloadbalance = c->tags.noloadbalance;
@@ -551,6 +564,8 @@ static void build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	o->shutdown_requested = shutdown;
 	o->lease = h->lease;
 	o->margin_ms = SAFETY_MARGIN_MS;
+	o->watchdog_unusable = pgw_wdguard_unusable(h->wd);
+	s->watchdog_blocked = o->watchdog_unusable;
 	o->etcd_ok = h->etcd_ok;
 	o->cluster = &h->cluster;
 	o->pg = &h->pgst;
@@ -978,6 +993,8 @@ static void publish_snapshot(struct ha *h, bool holds)
 	s->loop_wait = h->dcs.loop_wait;
 	s->ttl = h->dcs.ttl;
 	s->pending_restart = h->pgst.pending_restart;
+	pgw_wdguard_status(h->wd, &s->watchdog);
+	s->watchdog_failed = pgw_wdguard_unusable(h->wd);
 	snprintf(s->scheduled_restart, sizeof(s->scheduled_restart), "%s", h->scheduled_restart);
 	s->paused = h->etcd_ok && h->cluster.paused;
 	s->noloadbalance = c->tags.noloadbalance;
@@ -1059,6 +1076,65 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 		sleep_ms(wait < 200 ? wait : 200);
 }
 
+/* --- the watchdog (rules 3 to 5; the policy is wdguard.c) --- */
+
+/* Actions that take or keep the leader role need the watchdog armed first. */
+static bool needs_watchdog(const struct ha *h, const struct pgw_action *a)
+{
+	switch (a->kind) {
+	case PGW_ACT_ACQUIRE:
+	case PGW_ACT_BOOTSTRAP:
+	case PGW_ACT_PROMOTE:
+	case PGW_ACT_START_PRIMARY:
+	case PGW_ACT_LEADER_DUTIES:
+		return true;
+	default:
+		return h->was_primary;
+	}
+}
+
+/* W for the lease in use (a new lease gets the config's ttl). */
+static bool arm_watchdog(struct ha *h)
+{
+	int ttl = h->lease.id ? h->lease.ttl_s : h->dcs.ttl;
+
+	return pgw_wdguard_arm(h->wd, ttl, h->cfg->watchdog.safety_margin, h->dcs.loop_wait);
+}
+
+/*
+ * Rule 5: once PostgreSQL no longer accepts writes and the key is not ours (or
+ * was just given up), the watchdog is disarmed.
+ */
+static void watchdog_after_act(struct ha *h, const struct pgw_action *a, bool held)
+{
+	bool gave_up = a->kind == PGW_ACT_RELEASE || a->kind == PGW_ACT_HANDOVER ||
+	               a->kind == PGW_ACT_SHUTDOWN || a->kind == PGW_ACT_DEMOTE ||
+	               a->kind == PGW_ACT_DEMOTE_NOW;
+
+	if (gave_up)
+		observe_pg(h);
+	if (!h->was_primary && (!held || gave_up))
+		pgw_wdguard_idle(h->wd);
+}
+
+/* systemd: READY=1 after the first cycle, then STATUS= and WATCHDOG=1 every cycle. */
+static void notify_systemd(struct ha *h, const struct pgw_action *a, bool holds)
+{
+	const char *role = observed_role(h);
+	char status[400];
+
+	snprintf(status, sizeof(status), "%s%s, %s: %s",
+	         strcmp(role, "master") == 0 ? "primary" : role,
+	         holds ? " holding the leader key" : "", a->rule, a->reason);
+	if (!h->ready_sent) {
+		pgw_sd_ready(status);
+		h->ready_sent = true;
+	} else {
+		pgw_sd_status(status);
+	}
+	pgw_sd_watchdog();
+}
+
 static void cycle(struct ha *h, bool shutdown)
 {
 	struct pgw_obs o;
@@ -1071,7 +1147,9 @@ static void cycle(struct ha *h, bool shutdown)
 		pgw_error("lease deadline D - S passed while running as primary: stopping "
 		          "PostgreSQL at once");
 		pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
-		h->was_primary = false;
+		observe_pg(h);
+		if (!h->was_primary)
+			pgw_wdguard_idle(h->wd); /* rule 5: writes stopped first */
 	}
 	renew_lease(h);
 	observe_pg(h);
@@ -1095,12 +1173,19 @@ static void cycle(struct ha *h, bool shutdown)
 	}
 	o.primary_down_since_ms = h->primary_down_since;
 	pgw_decide(&o, &a);
+	if (needs_watchdog(h, &a) && !arm_watchdog(h)) {
+		/* the watchdog could not be armed (mode required): decide again without it */
+		o.watchdog_unusable = true;
+		pgw_decide(&o, &a);
+	}
 	log_decision(h, &a);
 	act(h, &a, holds);
+	watchdog_after_act(h, &a, holds);
 	if (!shutdown) /* after the safety rows: a restart as primary needs a healthy leader */
 		serve_request(h, holds && a.kind == PGW_ACT_LEADER_DUTIES);
 	h->loop_mono_ms = mono_ms();
 	publish_snapshot(h, holds);
+	notify_systemd(h, &a, holds);
 	if (!shutdown)
 		wait_next(h, start, holds);
 }
@@ -1110,14 +1195,15 @@ static bool key(char *dst, size_t len, const char *prefix, const char *suffix)
 	return (size_t)snprintf(dst, len, "%s%s", prefix, suffix) < len;
 }
 
-static int ha_open(struct ha *h, const struct pgw_config *cfg, volatile sig_atomic_t *stop,
-                   volatile sig_atomic_t *reload)
+static int ha_open(struct ha *h, const struct pgw_config *cfg, struct pgw_wdguard *wd,
+                   volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
 	const struct pgw_etcd_tls tls = {cfg->etcd3.cacert, cfg->etcd3.cert, cfg->etcd3.key};
 	char err[256], member[PGW_NAME_MAX + 16];
 
 	memset(h, 0, sizeof(*h));
 	h->cfg = cfg;
+	h->wd = wd;
 	h->stop = stop;
 	h->reload = reload;
 	h->leader_optime = -1;
@@ -1182,26 +1268,46 @@ static void ha_close(struct ha *h)
 	pgw_cluster_clear(&h->cluster);
 }
 
-int pgw_ha_run(const struct pgw_config *cfg, volatile sig_atomic_t *stop,
+/* WatchdogSec= must leave room for a whole loop (sd_watchdog_enabled's advice: ping at half). */
+static void check_systemd_watchdog(const struct ha *h)
+{
+	uint64_t usec = pgw_sd_watchdog_usec();
+	uint64_t need = (uint64_t)(h->dcs.loop_wait + 2 * h->dcs.retry_timeout) * 2000000u;
+
+	if (usec > 0 && usec < need)
+		pgw_warn("systemd WatchdogSec=%.1fs is shorter than 2 * (loop_wait + 2 * "
+		         "retry_timeout) = %llus: a slow but healthy loop may be restarted",
+		         (double)usec / 1e6, (unsigned long long)(need / 1000000u));
+}
+
+int pgw_ha_run(const struct pgw_config *cfg, struct pgw_wdguard *wd, volatile sig_atomic_t *stop,
                volatile sig_atomic_t *reload)
 {
 	struct ha *h = calloc(1, sizeof(*h));
+	bool clean = true;
 	int rc = 1;
 
 	if (!h) {
 		pgw_error("out of memory");
+		pgw_wdguard_close(wd, false);
 		return 1;
 	}
-	if (ha_open(h, cfg, stop, reload) == 0) {
+	if (ha_open(h, cfg, wd, stop, reload) == 0) {
 		pgw_info("pgwarden %s: member %s of cluster %s, etcd prefix %s", PGW_VERSION,
 		         cfg->name, cfg->scope, h->prefix);
+		check_systemd_watchdog(h);
 		while (!*stop)
 			cycle(h, false);
 		pgw_info("shutting down");
+		pgw_sd_stopping(
+		    "shutting down: stopping PostgreSQL, then releasing the leader key");
 		cycle(h, true);
+		observe_pg(h);
+		clean = !h->was_primary;
 		rc = 0;
 	}
 	ha_close(h);
+	pgw_wdguard_close(wd, clean);
 	free(h);
 	return rc;
 }

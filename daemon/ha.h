@@ -12,13 +12,16 @@
 #include <signal.h>
 
 #include "config.h"
+#include "wdguard.h"
 
 /*
  * Run until *stop becomes non-zero, then shut down cleanly (stop PostgreSQL,
  * release the leader key); re-read the configuration file whenever *reload
- * becomes non-zero (SIGHUP).  Returns the process exit status.
+ * becomes non-zero (SIGHUP).  wd is the watchdog main opened before dropping
+ * privileges; the loop owns it from here and closes it.  Returns the process
+ * exit status.
  */
-int pgw_ha_run(const struct pgw_config *cfg, volatile sig_atomic_t *stop,
+int pgw_ha_run(const struct pgw_config *cfg, struct pgw_wdguard *wd, volatile sig_atomic_t *stop,
                volatile sig_atomic_t *reload);
 
 #endif

@@ -5,6 +5,9 @@
  *   pgwarden CONFIG.yml                 run this node in the foreground
  *   pgwarden --check-config CONFIG.yml  validate the configuration and exit
  *   pgwarden --print-rules[=dot]        print the decision table
+ *   pgwarden --list-watchdogs           the watchdog devices sysfs knows
+ *   pgwarden --test-watchdog[=DEVICE] [--timeout=N] [--fire --force]
+ *                                       arm, pet 3 times, magic close (or let it fire)
  *   pgwarden --version
  */
 #include <errno.h>
@@ -19,6 +22,7 @@
 #include "config.h"
 #include "decide.h"
 #include "ha.h"
+#include "watchdog.h"
 #include "log.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -38,9 +42,52 @@ static void on_stop(int sig)
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: pgwarden [--check-config] CONFIG.yml\n"
-	             "       pgwarden --print-rules[=dot]\n"
-	             "       pgwarden --version\n");
+	fprintf(out,
+	        "usage: pgwarden [--check-config] CONFIG.yml\n"
+	        "       pgwarden --print-rules[=dot]\n"
+	        "       pgwarden --list-watchdogs\n"
+	        "       pgwarden --test-watchdog[=DEVICE] [--timeout=SECONDS] [--fire --force]\n"
+	        "           arm DEVICE (default /dev/watchdog) with the timeout (default 10),\n"
+	        "           pet it 3 times and stop it with the magic close; --fire stops\n"
+	        "           petting instead and RESETS THIS MACHINE (needs --force)\n"
+	        "       pgwarden --version\n");
+}
+
+/* --test-watchdog[=DEV] [--timeout=N] [--fire] [--force] */
+static int test_watchdog(int argc, char **argv)
+{
+	const char *dev = "/dev/watchdog";
+	bool fire = false, force = false;
+	int timeout = 10;
+
+	for (int i = 1; i < argc; i++) {
+		if (strncmp(argv[i], "--test-watchdog=", 16) == 0) {
+			dev = argv[i] + 16;
+		} else if (strncmp(argv[i], "--timeout=", 10) == 0) {
+			timeout = atoi(argv[i] + 10);
+			if (timeout < 1 || timeout > 3600) {
+				fprintf(
+				    stderr,
+				    "pgwarden: --timeout: expected 1..3600 seconds, got \"%s\"\n",
+				    argv[i] + 10);
+				return 2;
+			}
+		} else if (strcmp(argv[i], "--fire") == 0) {
+			fire = true;
+		} else if (strcmp(argv[i], "--force") == 0) {
+			force = true;
+		} else if (strcmp(argv[i], "--test-watchdog") != 0) {
+			fprintf(stderr, "pgwarden: --test-watchdog: unexpected argument \"%s\"\n",
+			        argv[i]);
+			return 2;
+		}
+	}
+	if (fire && !force) {
+		fprintf(stderr,
+		        "pgwarden: --fire resets this machine: add --force if you mean it\n");
+		return 2;
+	}
+	return pgw_wd_cmd_test(dev, timeout, fire, stdout);
 }
 
 static int install_signals(void)
@@ -113,6 +160,7 @@ int main(int argc, char **argv)
 	struct pgw_config *cfg;
 	bool check_only = false;
 	const char *path = NULL;
+	struct pgw_wdguard *wd;
 	int rc;
 
 	for (int i = 1; i < argc; i++) {
@@ -125,6 +173,10 @@ int main(int argc, char **argv)
 		           strcmp(argv[i], "--print-rules=dot") == 0) {
 			pgw_print_rules(stdout, strchr(argv[i], '=') != NULL);
 			return 0;
+		} else if (strcmp(argv[i], "--list-watchdogs") == 0) {
+			return pgw_wd_cmd_list(stdout);
+		} else if (strncmp(argv[i], "--test-watchdog", 15) == 0) {
+			return test_watchdog(argc, argv);
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
 			return 0;
@@ -149,11 +201,14 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	pgw_log_set_ident(cfg->name);
+	/* the watchdog device is root's: open it first, keep the descriptor */
+	wd = pgw_wdguard_open(cfg);
 	if (drop_privileges(cfg) != 0 || install_signals() != 0) {
+		pgw_wdguard_close(wd, true);
 		pgw_config_free(cfg);
 		return 1;
 	}
-	rc = pgw_ha_run(cfg, &stop_requested, &reload_requested);
+	rc = pgw_ha_run(cfg, wd, &stop_requested, &reload_requested);
 	pgw_config_free(cfg);
 	return rc;
 }

@@ -414,14 +414,20 @@ static void format_cmdline(char *const argv[], char *dst, size_t dstlen)
 	}
 }
 
+/*
+ * PG* and locale variables would change what the tools do; systemd's NOTIFY_SOCKET
+ * and WATCHDOG_* are pgwarden's: PostgreSQL (built with systemd support) would send
+ * its own READY=1 and STOPPING=1 to the socket otherwise.
+ */
 static bool env_dropped(const char *e)
 {
 	return !strncmp(e, "PG", 2) || !strncmp(e, "LC_", 3) || !strncmp(e, "LANG=", 5) ||
-	       !strncmp(e, "LANGUAGE=", 9);
+	       !strncmp(e, "LANGUAGE=", 9) || !strncmp(e, "NOTIFY_SOCKET=", 14) ||
+	       !strncmp(e, "WATCHDOG_", 9) || !strncmp(e, "LISTEN_", 7);
 }
 
 /*
- * The environment of a child: ours without PG* and locale variables, plus
+ * The environment of a child: ours without the variables env_dropped() names, plus
  * LC_ALL=C, PGPASSFILE and `extra` (may be NULL).  Built before fork.
  */
 static char **build_env(const struct pgw_pg *pg, const char *extra)

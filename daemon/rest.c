@@ -42,7 +42,7 @@
 #include "log.h"
 
 #define REST_MAX_BODY        (64 * 1024)
-#define REST_THREADS         4u /* one may wait in a switchover; the rest serve checks */
+#define REST_THREADS         2u /* one may wait in a switchover; the other serves checks */
 #define REST_CONN_LIMIT      128u
 #define REST_CONN_TIMEOUT_S  10u
 #define REST_CONN_MEMORY     ((size_t)32 * 1024) /* bounds request line + headers */
@@ -465,6 +465,23 @@ static void add_flag(json_object *o, const char *key, bool on)
 		json_object_object_add(o, key, json_object_new_boolean(true));
 }
 
+static json_object *json_watchdog(const struct pgw_wd_status *w)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "mode", json_object_new_string(pgw_wdguard_mode_name(w->mode)));
+	json_object_object_add(o, "armed", json_object_new_boolean(w->armed));
+	if (w->armed && w->timeout > 0)
+		json_object_object_add(o, "timeout", json_object_new_int(w->timeout));
+	if (w->identity[0])
+		ADD_FIELD(o, "identity", w->identity);
+	add_flag(o, "nowayout", w->nowayout);
+	add_flag(o, "failed", w->failed);
+	if (w->reason[0])
+		ADD_FIELD(o, "reason", w->reason);
+	return o;
+}
+
 static json_object *json_pgwarden(const struct pgw_snapshot *s)
 {
 	json_object *o = json_object_new_object();
@@ -473,6 +490,7 @@ static json_object *json_pgwarden(const struct pgw_snapshot *s)
 	json_object_object_add(o, "holds_leader_key", json_object_new_boolean(s->holds_leader_key));
 	ADD_FIELD(o, "last_action", s->last_action);
 	ADD_FIELD(o, "last_reason", s->last_reason);
+	json_object_object_add(o, "watchdog", json_watchdog(&s->watchdog));
 	return o;
 }
 
@@ -725,6 +743,16 @@ static void metrics_pgwarden(struct metrics *m, const struct pgw_snapshot *s)
 		              "Seconds left before the lease deadline minus the safety margin when "
 		              "the snapshot was published (negative: past).",
 		              (double)s->lease_budget_ms / 1000.0, 3);
+	metric_flag(m, "pgwarden_watchdog_armed",
+	            "Value is 1 if the hardware watchdog is armed (it resets the machine unless "
+	            "petted), 0 otherwise.",
+	            s->watchdog.armed);
+	metric_int(m, "pgwarden_watchdog_timeout_seconds", "gauge",
+	           "The armed watchdog's timeout W as the driver reported it, 0 when not armed.",
+	           s->watchdog.timeout);
+	metric_flag(m, "pgwarden_watchdog_failed",
+	            "Value is 1 if the last attempt to open or arm the watchdog failed.",
+	            s->watchdog.failed);
 	if (lag >= 0)
 		metric_int(m, "pgwarden_replication_lag_bytes", "gauge",
 		           "Bytes this replica is behind the leader's last published WAL position.",

@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "pg.h"
+#include "wdguard.h"
 
 enum pgw_role { PGW_ROLE_UNINITIALIZED, PGW_ROLE_PRIMARY, PGW_ROLE_REPLICA };
 
@@ -43,8 +44,9 @@ struct pgw_snapshot {
 	int ttl;                /* s */
 	bool paused;
 	bool pending_restart;
-	char scheduled_restart[64]; /* ISO 8601 of a scheduled restart, "" none */
-	bool watchdog_failed;
+	char scheduled_restart[64];    /* ISO 8601 of a scheduled restart, "" none */
+	bool watchdog_failed;          /* mode required and not usable (Patroni's flag) */
+	struct pgw_wd_status watchdog; /* mode, armed, W, why it failed */
 	bool noloadbalance;
 	bool nofailover;
 	int failover_priority;

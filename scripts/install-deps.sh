@@ -14,7 +14,7 @@ RUNTIME="postgresql-15 postgresql-client-15 etcd-server etcd-client curl ca-cert
 # haproxy and patroni (patronictl; python3-etcd is the DCS module its etcd3 client needs) are
 # for tests/integration/test_routing.py: Debian's HAProxy and patronictl against pgwarden.
 TEST="python3-pytest python3-psycopg2 python3-yaml clang-format cppcheck iproute2 procps psmisc
-haproxy patroni python3-etcd"
+haproxy patroni python3-etcd nftables openssl"
 BENCH="wrk patroni python3-etcd"
 VM="gcc libc6-dev qemu-system-x86 busybox-static xz-utils perl binutils"
 

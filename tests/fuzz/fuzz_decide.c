@@ -221,6 +221,7 @@ static void decide_and_check(const struct pgw_obs *o)
 		bool named = f->present && !f->malformed && strcmp(f->member, o->self) == 0;
 
 		CHECK(!o->nofailover && !o->self_member.nofailover, "acquire while nofailover");
+		CHECK(!o->self_member.watchdog_blocked, "acquire while its watchdog is blocked");
 		CHECK(!o->cluster->paused, "acquire while paused");
 		if (named)
 			CHECK(pgw_candidate_eligible(&o->self_member, o->leader_optime, o->max_lag,
@@ -230,6 +231,11 @@ static void decide_and_check(const struct pgw_obs *o)
 			CHECK(pgw_is_best_candidate(o, why, sizeof(why)),
 			      "acquire while not the best candidate");
 	}
+	if (o->watchdog_unusable)
+		CHECK(a.kind != PGW_ACT_ACQUIRE && a.kind != PGW_ACT_BOOTSTRAP &&
+		          a.kind != PGW_ACT_PROMOTE && a.kind != PGW_ACT_START_PRIMARY &&
+		          (a.kind != PGW_ACT_LEADER_DUTIES || o->cluster->paused),
+		      "takes or keeps the leader role without a usable watchdog (mode required)");
 	if (a.kind == PGW_ACT_HANDOVER) {
 		const struct pgw_failover *f = &o->cluster->failover;
 
@@ -279,6 +285,7 @@ static void random_member(struct rd *r, struct pgw_member *m)
 	m->xlog_location = rd_i64(r);
 	m->timeline = (int)(int8_t)rd_bits(r, 1);
 	m->nofailover = rd_pick(r, 4) == 0;
+	m->watchdog_blocked = rd_pick(r, 8) == 0;
 	m->noloadbalance = rd_bool(r);
 	m->failover_priority = (int)(int8_t)rd_bits(r, 1);
 	m->streaming = rd_bool(r);
@@ -461,6 +468,7 @@ static void random_obs(struct rd *r)
 		o->max_lag = rd_i64(r);
 	}
 	o->nofailover = rd_pick(r, 4) == 0 || o->self_member.nofailover;
+	o->watchdog_unusable = rd_pick(r, 8) == 0;
 	o->use_pg_rewind = rd_bool(r);
 	o->rewind_failed = rd_bool(r);
 	o->primary_down_since_ms = rd_bool(r) ? 0 : o->now_ms - (int64_t)(rd_bits(r, 3) % 1000000);

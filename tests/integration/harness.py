@@ -59,6 +59,8 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSa
                      "LeakSanitizer has encountered a fatal error")
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+WDEMU_BIN = os.environ.get("PGWARDEN_WDEMU",
+                           os.path.join(os.path.dirname(PGWARDEN_BIN), "pgwarden-wdemu"))
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
                "ALL_PROXY", "ftp_proxy", "FTP_PROXY")
 
@@ -527,6 +529,69 @@ class Cgroup:
         self.remove()
 
 
+class WatchdogEmulator:
+    """pgwarden-wdemu for one node: a UNIX socket in the node's directory that the node
+    uses as watchdog.device; when it expires it kills every process of the node's cgroup,
+    as a hardware reset would, and logs `FIRED mono=... last_ping=... timeout=...`
+    (CLOCK_MONOTONIC, the same clock as time.monotonic()).  It runs outside the node's
+    cgroup, as a child of the test, and is stopped by cleanup()."""
+
+    def __init__(self, node, nowayout=False):
+        self.node = node
+        self.socket = os.path.join(node.dir, "watchdog.sock")
+        self.log_path = os.path.join(node.dir, "wdemu.log")
+        self.nowayout = nowayout
+        self.proc = None
+        register(self)
+
+    def __repr__(self):
+        return "WatchdogEmulator(%s)" % self.node.name
+
+    def start(self):
+        if self.node.cgroup is None or not self.node.cgroup.exists():
+            self.node.cgroup = new_cgroup(self.node.cgroup_label)
+        cmd = [WDEMU_BIN, "--socket", self.socket, "--cgroup", self.node.cgroup.path]
+        if self.nowayout:
+            cmd.append("--nowayout")
+        with open(self.log_path, "ab") as logf:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=subprocess.STDOUT, env=clean_env(),
+                                         start_new_session=True)
+        wait_until(lambda: os.path.exists(self.socket) or self.proc.poll() is not None, 10,
+                   "%r to listen" % self)
+        assert self.proc.poll() is None, "pgwarden-wdemu exited:\n" + tail(self.log_path)
+        return self
+
+    def events(self, kind=None):
+        """[(kind, {field: value})] from the log, in order."""
+        out = []
+        try:
+            with open(self.log_path) as f:
+                for line in f:
+                    parts = line.split()
+                    if not parts or (kind and parts[0] != kind):
+                        continue
+                    out.append((parts[0], dict(p.split("=", 1) for p in parts[1:] if "=" in p)))
+        except OSError:
+            pass
+        return out
+
+    def fired(self):
+        """[(mono, last_ping, W)] of every reset so far."""
+        return [(float(f["mono"]), float(f["last_ping"]), int(f["timeout"]))
+                for _, f in self.events("FIRED")]
+
+    def cleanup(self):
+        unregister(self)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
 def new_cgroup(label):
     cg = Cgroup("%s%s-%s" % (CG_PREFIX, RUN_ID, label))
     cg.create()
@@ -765,6 +830,7 @@ class Node:
         self.pg_log_path = self.data_dir + ".log"
         self.proc = None
         self.cgroup = None
+        self.extra_env = {}      # added to the daemon's environment (e.g. NOTIFY_SOCKET)
         self.tls_ca = None       # CA of the REST certificate when restapi has no cafile
         self.tls_client = None   # (cert, key) presented by rest() over HTTPS
         self.starts = 0
@@ -805,7 +871,7 @@ class Node:
                 ["sh", "-c", 'echo $$ > "$0" && exec "$1" "$2"',
                  os.path.join(self.cgroup.path, "cgroup.procs"), PGWARDEN_BIN, self.config_path],
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                cwd=self.dir, env=clean_env(), start_new_session=True)
+                cwd=self.dir, env=clean_env(self.extra_env), start_new_session=True)
         return self
 
     def daemon_alive(self):

@@ -547,6 +547,28 @@ static void test_member_json_roundtrip(void **state)
 	assert_false(m.nofailover);
 	assert_false(m.noloadbalance);
 	assert_int_equal(m.failover_priority, 1);
+	assert_false(m.watchdog_blocked);
+
+	/* the watchdog: only mode required and failed blocks the member from leading */
+	mi.wd_mode = "required";
+	mi.wd_failed = true;
+	roundtrip(&mi, &m);
+	assert_true(m.watchdog_blocked);
+	mi.wd_mode = "automatic";
+	roundtrip(&mi, &m);
+	assert_false(m.watchdog_blocked);
+	mi.wd_mode = "required";
+	mi.wd_failed = false;
+	mi.wd_armed = true;
+	mi.wd_timeout = 5;
+	roundtrip(&mi, &m);
+	assert_false(m.watchdog_blocked);
+	json = pgw_member_json(&mi);
+	assert_non_null(
+	    strstr(json, "\"watchdog\":{\"mode\":\"required\",\"armed\":true,\"timeout\":5}"));
+	free(json);
+	mi.wd_mode = NULL;
+	mi.wd_armed = false;
 
 	/* Patroni's field names and types */
 	json = pgw_member_json(&mi);

@@ -145,6 +145,40 @@ static void test_list_tags_pending_pause(void **state)
 	fixture_free(&f);
 }
 
+/* The Watchdog column: shown when a member publishes a watchdog that is not off. */
+static void test_list_watchdog(void **state)
+{
+	struct fixture f;
+	char *text;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	add_kv(&f, "initialize", "7321");
+	add_kv(&f, "leader", "node1");
+	add_kv(&f, "members/node1",
+	       "{\"conn_url\":\"postgres://127.0.0.1:5432/postgres\",\"state\":\"running\","
+	       "\"role\":\"primary\",\"timeline\":2,"
+	       "\"watchdog\":{\"mode\":\"required\",\"armed\":true,\"timeout\":5}}");
+	add_kv(&f, "members/node2",
+	       "{\"conn_url\":\"postgres://127.0.0.1:5433/postgres\",\"state\":\"running\","
+	       "\"role\":\"replica\",\"timeline\":2,"
+	       "\"watchdog\":{\"mode\":\"required\",\"armed\":false,\"failed\":true}}");
+	add_kv(&f, "members/node3",
+	       "{\"conn_url\":\"postgres://127.0.0.1:5434/postgres\",\"state\":\"running\","
+	       "\"role\":\"replica\",\"timeline\":2,\"watchdog\":{\"mode\":\"off\"}}");
+	parse(&f);
+	text = pgw_ctl_render_list(&f.v, PGW_FMT_TABLE, false);
+	assert_non_null(strstr(text, "| Watchdog          |"));
+	assert_non_null(strstr(text, "| armed 5s          |"));
+	assert_non_null(strstr(text, "| FAILED (required) |"));
+	free(text);
+	text = pgw_ctl_render_list(&f.v, PGW_FMT_JSON, false);
+	assert_non_null(strstr(text, "\"Watchdog\":\"armed 5s\""));
+	assert_non_null(strstr(text, "\"Watchdog\":\"FAILED (required)\""));
+	free(text);
+	fixture_free(&f);
+}
+
 static void test_topology_and_yaml(void **state)
 {
 	struct fixture f;
@@ -719,6 +753,7 @@ int main(void)
 	    cmocka_unit_test(test_apply_set),
 	    cmocka_unit_test(test_config_diff),
 	    cmocka_unit_test(test_validate),
+	    cmocka_unit_test(test_list_watchdog),
 	    cmocka_unit_test(test_yaml_to_json),
 	    cmocka_unit_test(test_merge_patch),
 	    cmocka_unit_test(test_switchover_checks),

@@ -854,6 +854,63 @@ static void test_bootstrap(void **state)
 	      "no cluster in etcd and an empty data directory|bootstrapping");
 }
 
+/* Rule 4: watchdog mode required and no usable watchdog: never lead, may replicate. */
+static void test_watchdog_unusable(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	f.c.initialized = false;
+	f.c.sysid[0] = '\0';
+	f.c.nmembers = 0;
+	pg_empty(&f);
+	f.o.watchdog_unusable = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "watchdog-no-bootstrap",
+	      "watchdog mode required|not bootstrapping");
+
+	/* the best candidate of a leaderless cluster does not stand for election ... */
+	fx_no_leader(&f);
+	decide_as(&f, "node2", &a);
+	assert_int_equal(a.kind, PGW_ACT_ACQUIRE);
+	f.o.watchdog_unusable = true;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "watchdog-no-election", "cannot be armed|not standing");
+
+	/* the others see its member key say so, and elect the next one (not: nobody) */
+	member(&f, "node2")->watchdog_blocked = true;
+	f.o.watchdog_unusable = false;
+	decide_as(&f, "node3", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	member(&f, "node2")->watchdog_blocked = false;
+	f.o.watchdog_unusable = true;
+
+	/* ... not even when a failover names it */
+	snprintf(f.c.failover.member, sizeof(f.c.failover.member), "node2");
+	f.c.failover.present = true;
+	decide_as(&f, "node2", &a);
+	assert_int_not_equal(a.kind, PGW_ACT_ACQUIRE);
+
+	/* a leader whose watchdog cannot be armed gives the key up */
+	fx_leader(&f);
+	f.o.watchdog_unusable = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "leader-watchdog-failed",
+	      "cannot be armed|releasing the leader key");
+	/* (not in maintenance mode: no automatic demotion then) */
+	f.c.paused = true;
+	decide(&f, &a);
+	assert_int_equal(a.kind, PGW_ACT_LEADER_DUTIES);
+
+	/* a replica keeps following */
+	fx_replica(&f);
+	f.o.watchdog_unusable = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "following");
+}
+
 static void test_uninitialized_with_data(void **state)
 {
 	struct fx f;
@@ -1528,6 +1585,7 @@ int main(void)
 	    cmocka_unit_test(test_action_names),
 	    cmocka_unit_test(test_print_rules_text),
 	    cmocka_unit_test(test_print_rules_dot),
+	    cmocka_unit_test(test_watchdog_unusable),
 	    cmocka_unit_test(test_every_rule_reached), /* keep last */
 	};
 

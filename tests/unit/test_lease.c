@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "lease.h"
+#include "wdguard.h"
 
 #define T0 5000000LL /* t_send of the renewal, monotonic ms */
 #define S  5000      /* safety margin, ms */
@@ -199,10 +200,33 @@ static void test_op_timeout(void **state)
 	assert_int_equal(pgw_lease_op_timeout_ms(&l, T0, S, 0, false), 100);
 }
 
+/* W: <= TTL - S (rule 3), <= TTL - R - loop_wait - 1 (a crash's close pings once),
+ * and > loop_wait (pets come every loop). */
+static void test_watchdog_timeout(void **state)
+{
+	(void)state;
+	assert_int_equal(pgw_wdguard_timeout(10, 5, 2), 5);   /* the tests' timing: TTL - S */
+	assert_int_equal(pgw_wdguard_timeout(30, 5, 10), 18); /* Patroni's defaults: crash bound */
+	assert_int_equal(pgw_wdguard_timeout(30, 5, 5), 23);
+	assert_int_equal(pgw_wdguard_timeout(10, 5, 4), 0); /* W 4 is not > loop_wait 4 */
+	assert_int_equal(pgw_wdguard_timeout(6, 5, 1), 0);  /* TTL - S = 1 */
+	assert_int_equal(pgw_wdguard_timeout(5, 5, 1), 0);
+	for (int ttl = 1; ttl <= 120; ttl++)
+		for (int s = 1; s < ttl; s++)
+			for (int lw = 1; lw <= ttl; lw++) {
+				int w = pgw_wdguard_timeout(ttl, s, lw);
+
+				if (w == 0)
+					continue;
+				assert_true(w <= ttl - s && w + lw + 1 <= ttl - 1 && w > lw);
+			}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_renewed_and_lost),
+	    cmocka_unit_test(test_watchdog_timeout),
 	    cmocka_unit_test(test_allows_writes_boundary),
 	    cmocka_unit_test(test_write_budget),
 	    cmocka_unit_test(test_may_pet_boundary),

@@ -1,0 +1,266 @@
+"""The hardware watchdog (ARCHITECTURE.md section 4, rules 3 to 5) with real etcd and
+PostgreSQL, and watchdog/pgwarden-wdemu standing in for /dev/watchdog: the emulator has
+the kernel's semantics (timeout, keepalive, magic close, a close pings once) and, when it
+expires, kills every process of the node's cgroup, as a hardware reset would, logging the
+CLOCK_MONOTONIC time.  Timing of every cluster: ttl 10, loop_wait 2, retry_timeout 3,
+safety_margin 5, so W = 5.
+
+- the leader's daemon alone is frozen (SIGSTOP), or killed (SIGKILL), while its PostgreSQL
+  keeps running: the emulator resets the node before the lease expires, and only then a
+  replica promotes.  A monitor polls every node for "accepts writes" throughout and fails
+  the test if two nodes ever accept writes in the same round;
+- the leader is cut off from etcd by an nftables rule on its cgroup (etcd keeps running):
+  it stops writing before its lease expires, no replica promotes before that moment;
+- watchdog mode required with a missing device: the node never takes the leader key (it
+  runs as a replica, and says why in /patroni and pgwardenctl list); automatic: it does.
+- systemd: READY=1, STATUS=, WATCHDOG=1 and STOPPING=1 arrive on $NOTIFY_SOCKET.
+
+PGWT_WD_TRIALS (default 1) repeats the frozen-leader scenario; the closing figure of the
+watchdog issue (lease expiry - reset, over 20 trials) comes from PGWT_WD_TRIALS=20.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import harness
+from harness import figure, log, wait_until
+from test_ctl import ctl
+
+TTL, LOOP_WAIT, RETRY, S = 10, 2, 3, 5
+TRIALS = int(os.environ.get("PGWT_WD_TRIALS", "1"))
+
+
+def wd_overrides(mode="required", device=None):
+    return {"bootstrap": {"dcs": {"ttl": TTL, "loop_wait": LOOP_WAIT, "retry_timeout": RETRY}},
+            "watchdog": {"mode": mode, "device": device or "/nonexistent/watchdog",
+                         "safety_margin": S}}
+
+
+def watched_cluster(make_cluster, n=2):
+    """n nodes, each with watchdog mode required on its own emulator."""
+    c = make_cluster(n, start=False, overrides=wd_overrides())
+    emus = {}
+    for node in c.nodes:
+        emus[node.name] = harness.WatchdogEmulator(node).start()
+        node.config["watchdog"]["device"] = emus[node.name].socket
+        node.write_config()
+    c.start()
+    leader = c.wait_healthy(180)
+    return c, emus, leader
+
+
+def member(c, name):
+    raw = c.key("members/" + name)
+    return json.loads(raw) if raw else {}
+
+
+class Monitor(threading.Thread):
+    """Polls every node for 'accepts writes' and the leader key, with monotonic times."""
+
+    def __init__(self, c, old_leader):
+        super().__init__(daemon=True)
+        self.c, self.old = c, old_leader
+        self.stop = threading.Event()
+        self.two_writers = []           # rounds in which two nodes accepted writes
+        self.old_last_write = None      # last time the old leader accepted a write
+        self.key_gone = None            # first time the leader key no longer named it
+        self.promoted = None            # first time another node accepted writes
+
+    def run(self):
+        while not self.stop.is_set():
+            # the key first: a promotion seen in this round then comes after t_key
+            t_key = time.monotonic()
+            if self.key_gone is None:
+                try:
+                    if self.c.etcd.get(self.c.prefix + "leader") != self.old.name:
+                        self.key_gone = t_key
+                except Exception:  # noqa: BLE001
+                    pass
+            t = time.monotonic()
+            writers = [n.name for n in self.c.nodes if n.accepts_writes()]
+            if len(writers) > 1:
+                self.two_writers.append((t, writers))
+            if self.old.name in writers:
+                self.old_last_write = time.monotonic()
+            if self.promoted is None and any(w != self.old.name for w in writers):
+                self.promoted = t
+            time.sleep(0.05)
+
+    def finish(self):
+        self.stop.set()
+        self.join(10)
+
+
+def wait_armed(c, node):
+    wait_until(lambda: member(c, node.name).get("watchdog", {}).get("armed") is True, 30,
+               "%s's watchdog armed in its member key" % node.name, diag=c.dump)
+    wd = member(c, node.name)["watchdog"]
+    assert wd["mode"] == "required" and wd["timeout"] == TTL - S, wd
+
+
+def reset_before_expiry(c, emus, leader, how):
+    """Stop or kill the leader's daemon only; the emulator must reset the node first."""
+    replica = [n for n in c.nodes if n is not leader][0]
+    wait_armed(c, leader)
+    assert member(c, replica.name).get("watchdog", {}).get("armed") is False
+    mon = Monitor(c, leader)
+    mon.start()
+    pid = leader.daemon_pid
+    t_fault = time.monotonic()
+    os.kill(pid, signal.SIGSTOP if how == "freeze" else signal.SIGKILL)
+    log("%s the daemon of %s (pid %d); its PostgreSQL keeps running" % (how, leader.name, pid))
+    try:
+        wait_until(lambda: mon.promoted is not None and mon.key_gone is not None, 60,
+                   "a new primary", diag=c.dump)
+    finally:
+        mon.finish()
+    fired = emus[leader.name].fired()
+    assert fired, "the emulator never reset %s:\n%s" % (leader.name,
+                                                         harness.tail(emus[leader.name].log_path))
+    reset, last_ping, w = fired[-1]
+    assert w == TTL - S
+    assert not mon.two_writers, "two nodes accepted writes: %s" % mon.two_writers
+    assert mon.old_last_write is None or mon.old_last_write <= reset + 0.5, (
+        "the old leader accepted writes %.2f s after its reset" % (mon.old_last_write - reset))
+    # the order the issue asks for: reset < lease expiry (key gone) < promotion
+    assert reset < mon.key_gone <= mon.promoted, (reset, mon.key_gone, mon.promoted)
+    assert mon.key_gone - reset >= S - 1, (
+        "reset only %.2f s before the lease expired" % (mon.key_gone - reset))
+    figure("%s: fault -> reset" % how, reset - t_fault)
+    figure("%s: lease expiry - reset (>= S - 1 = %d)" % (how, S - 1), mon.key_gone - reset)
+    figure("%s: fault -> new primary" % how, mon.promoted - t_fault)
+    return mon.key_gone - reset
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_frozen_daemon_is_reset_before_the_lease_expires(make_cluster, trial):
+    c, emus, leader = watched_cluster(make_cluster)
+    margin = reset_before_expiry(c, emus, leader, "freeze")
+    log("trial %d: lease expiry - reset = %.3f s" % (trial, margin))
+
+
+def test_killed_daemon_is_reset_before_the_lease_expires(make_cluster):
+    c, emus, leader = watched_cluster(make_cluster)
+    reset_before_expiry(c, emus, leader, "kill")
+    # the old leader's machine comes back: it rejoins as a replica
+    leader.start()
+    c.wait_healthy(120)
+    assert c.leader_name() != leader.name
+
+
+def nft(*args):
+    r = subprocess.run(["nft"] + list(args), capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, "nft %s: %s" % (" ".join(args), r.stderr)
+
+
+def test_leader_cut_off_from_etcd_stops_writing_before_expiry(make_cluster):
+    if not shutil.which("nft"):
+        pytest.skip("nft is missing (Debian package nftables: scripts/install-deps.sh test)")
+    c, emus, leader = watched_cluster(make_cluster)
+    wait_armed(c, leader)
+    table = "pgwt_%d" % os.getpid()
+    cg = os.path.relpath(leader.cgroup.path, "/sys/fs/cgroup")  # nft resolves it there
+    nft("add", "table", "inet", table)
+    try:
+        nft("add", "chain", "inet", table, "out",
+            "{ type filter hook output priority 0; }")
+        nft("add", "rule", "inet", table, "out", "socket", "cgroupv2", "level", "1",
+            '"%s"' % cg, "tcp", "dport", str(c.etcd.client_port), "drop")
+        mon = Monitor(c, leader)
+        mon.start()
+        t_cut = time.monotonic()
+        log("cut %s off from etcd (cgroup %s, port %d)" % (leader.name, cg,
+                                                          c.etcd.client_port))
+        try:
+            wait_until(lambda: mon.promoted is not None and mon.key_gone is not None, 60,
+                       "a new primary", diag=c.dump)
+        finally:
+            mon.finish()
+        assert not mon.two_writers, "two nodes accepted writes: %s" % mon.two_writers
+        assert mon.old_last_write is not None
+        # end of writes on the old leader < lease expiry < promotion of the new one
+        assert mon.old_last_write < mon.key_gone <= mon.promoted, (
+            mon.old_last_write, mon.key_gone, mon.promoted)
+        figure("cut off: last write on the old leader -> lease expiry",
+               mon.key_gone - mon.old_last_write)
+        figure("cut off: cut -> new primary", mon.promoted - t_cut)
+        # it stopped writing by itself (demoted before D - R): no reset was needed
+        log("emulator of %s: %s" % (leader.name, emus[leader.name].fired()))
+    finally:
+        nft("delete", "table", "inet", table)
+
+
+def test_required_without_device_never_leads_automatic_does(make_cluster):
+    c = make_cluster(3, start=False, node_overrides={
+        "node1": {"watchdog": {"mode": "off"}},
+        "node2": wd_overrides("required", "/nonexistent/watchdog"),
+        "node3": wd_overrides("automatic", "/nonexistent/watchdog")})
+    for n in c.nodes:
+        n.config["bootstrap"]["dcs"].update(ttl=TTL, loop_wait=LOOP_WAIT, retry_timeout=RETRY)
+        n.write_config()
+    c.start(nodes=False)
+    c.nodes[0].start()
+    wait_until(lambda: c.leader_name() == "node1", 120, "node1 bootstrapping", diag=c.dump)
+    c.nodes[1].start()
+    c.nodes[2].start()
+    c.wait_healthy(180)
+    node2, node3 = c.nodes[1], c.nodes[2]
+    st, js = node2.rest("/patroni")
+    assert js.get("watchdog_failed") is True, js
+    assert "/nonexistent/watchdog" in js["pgwarden"]["watchdog"]["reason"], js
+    rc, out, err = ctl(c, "list")
+    assert rc == 0 and "FAILED (required)" in out and "unavailable" in out, out + err
+    # node1's machine dies: node2 would win the election by name, but may not lead
+    c.nodes[0].kill_machine()
+    wait_until(lambda: c.leader_name() == "node3" and node3.accepts_writes(), 60,
+               "node3 (automatic) taking over", diag=c.dump)
+    assert not node2.accepts_writes()
+    assert "not standing for election" in node2.log_text() or \
+        "watchdog-no-election" in node2.log_text()
+    assert "mode automatic" in node3.log_text()
+
+
+def test_systemd_notifications(make_cluster):
+    c = make_cluster(1, start=False)
+    node = c.nodes[0]
+    path = os.path.join(c.dir, "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    os.chmod(path, 0o777)  # the daemon sends as postgres
+    sock.settimeout(0.5)
+    node.extra_env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "30000000"}
+    msgs = []
+
+    def drain(until, pred):
+        while time.monotonic() < until:
+            try:
+                msgs.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+            if pred():
+                return True
+        return False
+
+    try:
+        c.start()
+        assert drain(time.monotonic() + 120, lambda: any("READY=1" in m for m in msgs)), msgs
+        ready = [m for m in msgs if "READY=1" in m]
+        # pgwarden's own, once, with a status; PostgreSQL (built with systemd support)
+        # must not send its READY=1 to pgwarden's socket
+        assert len(ready) == 1 and "STATUS=" in ready[0], msgs
+        assert drain(time.monotonic() + 30,
+                     lambda: sum("WATCHDOG=1" in m for m in msgs) >= 3
+                     and any("STATUS=primary holding the leader key" in m for m in msgs)), msgs
+        node.stop_daemon()
+        assert drain(time.monotonic() + 10, lambda: any("STOPPING=1" in m for m in msgs)), msgs
+        figure("notifications received", len(msgs), "")
+    finally:
+        sock.close()
