@@ -6,6 +6,8 @@
 #   make demo       a three-node cluster on loopback with a failover to watch
 #   make bench      REST req/s and latency, pgwarden against Patroni (figures, not a test)
 #   make check-format / make cppcheck
+#   make deb / make rpm   Debian and RPM packages in build/pkg/ (packaging/; version: VERSION)
+#   make package-test     units, man pages, lintian/rpmlint, rpm --root, the appliance VM
 #
 # Objects go to build/<variant>/, so the normal and the sanitizer builds coexist and
 # parallel make (-j) is safe.
@@ -13,6 +15,9 @@
 VERSION := 0.1.0
 
 PKGS    := libpq libcurl json-c yaml-0.1 libmicrohttpd gnutls libsystemd
+# Native IPMI fencing (fencing/fence.c); without it fencing falls back to ipmitool.
+FREEIPMI := $(shell pkg-config --exists libfreeipmi 2>/dev/null && echo libfreeipmi)
+PKGS    += $(FREEIPMI)
 CC      ?= gcc
 CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
@@ -28,19 +33,20 @@ else
 endif
 B := build/$(VARIANT)
 
-CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) -pthread -DPGW_VERSION='"$(VERSION)"' -Idaemon -Iwatchdog $(PKG_CFLAGS) $(CFLAGS)
+CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) -pthread -DPGW_VERSION='"$(VERSION)"' -Idaemon -Iwatchdog -Ifencing \
+	$(if $(FREEIPMI),-DPGW_HAVE_FREEIPMI) $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := $(OPT) -pthread $(LDFLAGS)
 
 MAINS   := daemon/main.c daemon/pgwardenctl.c
 LIB_SRC := $(filter-out $(MAINS),$(wildcard daemon/*.c)) $(wildcard watchdog/*.c) $(wildcard fencing/*.c)
-LIB_SRC := $(filter-out watchdog/pgwarden-wdemu.c,$(LIB_SRC))
+LIB_SRC := $(filter-out watchdog/pgwarden-wdemu.c fencing/pgwarden-fence.c,$(LIB_SRC))
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: lint all deps test unit integration demo clean check-format format cppcheck asan bench
 all: deps-build
-	@$(MAKE) --no-print-directory $(B)/pgwarden $(if $(wildcard daemon/pgwardenctl.c),$(B)/pgwardenctl)
+	@$(MAKE) --no-print-directory $(B)/pgwarden $(if $(wildcard daemon/pgwardenctl.c),$(B)/pgwardenctl) $(B)/pgwarden-fence
 	@ln -sf $(VARIANT)/pgwarden build/pgwarden
 
 # Install missing Debian packages (needs root only when something is missing).
@@ -79,9 +85,15 @@ $(B)/pgwarden-wdemu: $(B)/watchdog/pgwarden-wdemu.o
 	@$(CC) $(LDFLAGS_ALL) -o $@ $^
 $(B)/tests/test_watchdog: $(B)/pgwarden-wdemu
 
+# The fencing command (power off/on/status through one BMC, audit log verify), not in
+# libpgw.a's objects but linked against it; tests/integration/test_fence_devices.py runs it.
+$(B)/pgwarden-fence: $(B)/fencing/pgwarden-fence.o $(B)/libpgw.a
+	@echo "  LD $@"
+	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
 # The sanitizer build used by the whole test suite.
 asan:
-	@$(MAKE) --no-print-directory VARIANT=asan build/asan/pgwarden $(if $(wildcard daemon/pgwardenctl.c),build/asan/pgwardenctl) $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
+	@$(MAKE) --no-print-directory VARIANT=asan build/asan/pgwarden $(if $(wildcard daemon/pgwardenctl.c),build/asan/pgwardenctl) build/asan/pgwarden-fence $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 
 unit: deps-test asan
 	@tests/run-unit.sh build/asan/tests
@@ -112,7 +124,21 @@ format:
 
 cppcheck:
 	@cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
-		--std=c11 -Idaemon -Iwatchdog -D__GNUC__ daemon watchdog fencing
+		--std=c11 -Idaemon -Iwatchdog -Ifencing -D__GNUC__ daemon watchdog fencing
 
 clean:
 	rm -rf build
+
+# Packages (packaging/): VERSION above is their version.  package-test checks them and
+# boots the appliance VM (tests/packaging/, as root); vm-appliance is that VM alone.
+.PHONY: deb rpm package-test vm-appliance
+deb:
+	@scripts/install-deps.sh package
+	@packaging/build-deb.sh $(VERSION)
+rpm:
+	@scripts/install-deps.sh package
+	@packaging/build-rpm.sh $(VERSION)
+package-test: deb rpm
+	@tests/packaging/run.sh $(VERSION)
+vm-appliance: deb
+	@tests/packaging/test_appliance.sh $(VERSION)

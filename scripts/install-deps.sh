@@ -1,22 +1,29 @@
 #!/bin/sh
 # install-deps.sh - install the Debian 12 packages pgwarden needs to build, test and demo.
 #
-# Usage: scripts/install-deps.sh [build|test|demo|bench|vm|all]   (default: all)
+# Usage: scripts/install-deps.sh [build|test|demo|bench|vm|package|all]   (default: all)
 # bench = what bench/rest-bench.sh needs (wrk, and Patroni to compare against); not in all.
 # vm = what tests/vm/test_watchdog_vm.sh needs (qemu, busybox-static); not in all.
+# package = what make deb / make rpm and tests/packaging/ need (debhelper, rpmbuild, lintian,
+# rpmlint, debootstrap and qemu for the appliance VM); not in all.
 # Idempotent: packages already installed are skipped, and apt-get update runs only when
 # something is missing.  Must run as root (it is what `make` calls when a tool is missing).
 set -eu
 
 BUILD="gcc make pkg-config libc6-dev libpq-dev libcurl4-openssl-dev libjson-c-dev
-libyaml-dev libmicrohttpd-dev libgnutls28-dev libsystemd-dev libcmocka-dev"
+libyaml-dev libmicrohttpd-dev libgnutls28-dev libsystemd-dev libcmocka-dev libfreeipmi-dev"
 RUNTIME="postgresql-15 postgresql-client-15 etcd-server etcd-client curl ca-certificates"
 # haproxy and patroni (patronictl; python3-etcd is the DCS module its etcd3 client needs) are
 # for tests/integration/test_routing.py: Debian's HAProxy and patronictl against pgwarden.
+# openipmi (ipmi_sim: one simulated BMC per test node), ipmitool (pgwarden's fallback IPMI
+# client) and fence-agents (fence_ipmilan as an external agent) are for the fencing tests.
 TEST="python3-pytest python3-psycopg2 python3-yaml clang-format cppcheck iproute2 procps psmisc
-haproxy patroni python3-etcd nftables openssl"
+haproxy patroni python3-etcd nftables openssl
+openipmi ipmitool fence-agents"
 BENCH="wrk patroni python3-etcd"
 VM="gcc libc6-dev qemu-system-x86 busybox-static xz-utils perl binutils"
+PACKAGE="$BUILD debhelper dpkg-dev fakeroot lintian rpm rpmlint debootstrap e2fsprogs zstd kmod
+qemu-system-x86 busybox-static xz-utils perl binutils systemd man-db groff-base haproxy"
 
 what=${1:-all}
 case "$what" in
@@ -25,8 +32,9 @@ case "$what" in
   demo)  pkgs="$BUILD $RUNTIME" ;;
   bench) pkgs="$BUILD $RUNTIME $BENCH" ;;
   vm)    pkgs="$VM" ;;
+  package) pkgs="$PACKAGE" ;;
   all)   pkgs="$BUILD $RUNTIME $TEST" ;;
-  *) echo "install-deps.sh: unknown set '$what' (expected build, test, demo, bench, vm or all)" >&2; exit 2 ;;
+  *) echo "install-deps.sh: unknown set '$what' (expected build, test, demo, bench, vm, package or all)" >&2; exit 2 ;;
 esac
 
 missing=""
