@@ -124,6 +124,13 @@ bool pgw_member_parse(const char *json, size_t len, struct pgw_member *m)
 		m->noloadbalance = json_bool_field(tags, "noloadbalance");
 		m->failover_priority = (int)json_int_field(tags, "failover_priority", 1);
 	}
+	if (json_object_object_get_ex(o, "fencing", &wd) &&
+	    json_object_is_type(wd, json_type_object)) {
+		const char *t = json_str_field(wd, "target"), *r = json_str_field(wd, "reason");
+
+		snprintf(m->fence_failure, sizeof(m->fence_failure), "%.60s: %.130s", t ? t : "?",
+		         r ? r : "?");
+	}
 	if (json_object_object_get_ex(o, "watchdog", &wd) &&
 	    json_object_is_type(wd, json_type_object)) {
 		s = json_str_field(wd, "mode");
@@ -249,6 +256,69 @@ static void parse_member(struct pgw_cluster *c, const struct pgw_etcd_kv *kv, co
 	c->nmembers++;
 }
 
+static void add_str(struct json_object *o, const char *k, const char *v);
+
+bool pgw_leader_record_parse(const char *json, struct pgw_leader_record *lr)
+{
+	struct json_object *o = json_tokener_parse(json), *bmc;
+	const char *s;
+	bool ok = false;
+
+	memset(lr, 0, sizeof(*lr));
+	lr->present = true;
+	lr->malformed = true;
+	if (!o || !json_object_is_type(o, json_type_object))
+		goto out;
+	s = json_str_field(o, "member");
+	if (!s || !s[0] || strlen(s) >= sizeof(lr->member))
+		goto out;
+	copy_str(lr->member, sizeof(lr->member), s);
+	lr->lease = json_int_field(o, "lease", 0);
+	lr->released = json_bool_field(o, "released");
+	copy_str(lr->fenced_by, sizeof(lr->fenced_by), json_str_field(o, "fenced_by"));
+	if (json_object_object_get_ex(o, "bmc", &bmc) &&
+	    json_object_is_type(bmc, json_type_object)) {
+		copy_str(lr->bmc_address, sizeof(lr->bmc_address), json_str_field(bmc, "address"));
+		lr->bmc_lanplus = json_bool_field(bmc, "lanplus");
+		lr->bmc_cipher_suite = (int)json_int_field(bmc, "cipher_suite", 0);
+		copy_str(lr->bmc_privilege, sizeof(lr->bmc_privilege),
+		         json_str_field(bmc, "privilege"));
+	}
+	lr->malformed = false;
+	ok = true;
+out:
+	json_object_put(o);
+	return ok;
+}
+
+char *pgw_leader_record_json(const struct pgw_leader_record *lr)
+{
+	struct json_object *o = json_object_new_object(), *bmc;
+	char *out;
+
+	add_str(o, "member", lr->member);
+	json_object_object_add(o, "lease", json_object_new_int64(lr->lease));
+	if (lr->bmc_address[0]) {
+		bmc = json_object_new_object();
+		add_str(bmc, "address", lr->bmc_address);
+		json_object_object_add(bmc, "lanplus", json_object_new_boolean(lr->bmc_lanplus));
+		if (lr->bmc_cipher_suite)
+			json_object_object_add(bmc, "cipher_suite",
+			                       json_object_new_int(lr->bmc_cipher_suite));
+		if (lr->bmc_privilege[0])
+			add_str(bmc, "privilege", lr->bmc_privilege);
+		json_object_object_add(o, "bmc", bmc);
+	}
+	if (lr->released)
+		json_object_object_add(o, "released", json_object_new_boolean(1));
+	if (lr->fenced_by[0])
+		add_str(o, "fenced_by", lr->fenced_by);
+	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	return out;
+}
+
 int pgw_cluster_parse(const struct pgw_etcd_range *r, const char *prefix, struct pgw_cluster *c)
 {
 	size_t plen = strlen(prefix);
@@ -292,6 +362,13 @@ int pgw_cluster_parse(const struct pgw_etcd_range *r, const char *prefix, struct
 			c->failover.mod_revision = kv->mod_revision;
 		} else if (strncmp(k, "members/", 8) == 0) {
 			parse_member(c, kv, k + 8);
+		} else if (strcmp(k, "pgwarden/leader") == 0) {
+			if (!pgw_leader_record_parse(kv->value, &c->last_leader))
+				add_warning(c, "%s: malformed; ", "pgwarden/leader");
+			c->last_leader.mod_revision = kv->mod_revision;
+		} else if (strcmp(k, "pgwarden/fence-lock") == 0) {
+			c->fence_locked = true;
+			copy_str(c->fence_lock_holder, sizeof(c->fence_lock_holder), kv->value);
 		}
 	}
 	return 0;
@@ -391,6 +468,25 @@ char *pgw_member_json(const struct pgw_member_info *mi)
 		if (mi->wd_failed)
 			json_object_object_add(wd, "failed", json_object_new_boolean(1));
 		json_object_object_add(o, "watchdog", wd);
+	}
+	if (mi->bmc_address) {
+		struct json_object *bmc = json_object_new_object();
+
+		add_str(bmc, "address", mi->bmc_address);
+		json_object_object_add(bmc, "lanplus", json_object_new_boolean(mi->bmc_lanplus));
+		if (mi->bmc_cipher_suite)
+			json_object_object_add(bmc, "cipher_suite",
+			                       json_object_new_int(mi->bmc_cipher_suite));
+		add_str(bmc, "privilege", mi->bmc_privilege);
+		json_object_object_add(o, "bmc", bmc);
+	}
+	if (mi->fence_target) {
+		struct json_object *fe = json_object_new_object();
+
+		add_str(fe, "target", mi->fence_target);
+		add_str(fe, "result", "failed");
+		add_str(fe, "reason", mi->fence_reason);
+		json_object_object_add(o, "fencing", fe);
 	}
 	if (mi->scheduled_restart) {
 		struct json_object *sr = json_object_new_object();

@@ -38,8 +38,9 @@ struct pgw_member {
 	bool nofailover;
 	bool noloadbalance;
 	int failover_priority;
-	bool streaming;        /* replication_state == "streaming" */
-	bool watchdog_blocked; /* "watchdog": mode required and failed: it may not lead */
+	bool streaming;          /* replication_state == "streaming" */
+	bool watchdog_blocked;   /* "watchdog": mode required and failed: it may not lead */
+	char fence_failure[200]; /* "fencing": "TARGET: reason" of its failed fence, "" none */
 	int64_t mod_revision;
 	int64_t lease;
 };
@@ -57,6 +58,32 @@ struct pgw_failover {
 	int64_t mod_revision;
 };
 
+/*
+ * pgwarden's record of the last leader (key "pgwarden/leader", no lease): written in
+ * the same transaction that creates the leader key, marked released in the one that
+ * deletes it on a clean release, and marked fenced by the node that confirmed its
+ * power off.  A leader key that vanished while its record is neither released nor
+ * fenced was lost unplanned: with fencing required, its node is fenced before any
+ * promotion (ARCHITECTURE.md S3).  The BMC is the leader's own, without credentials.
+ */
+struct pgw_leader_record {
+	bool present;
+	bool malformed;
+	char member[PGW_NAME_MAX];
+	int64_t lease;
+	bool released;                /* it gave the key up itself: no fence needed */
+	char fenced_by[PGW_NAME_MAX]; /* "" = not fenced */
+	char bmc_address[256];        /* "" = it published no BMC */
+	bool bmc_lanplus;
+	int bmc_cipher_suite;
+	char bmc_privilege[16];
+	int64_t mod_revision;
+};
+
+/* What the record's JSON says (malloc'd), for the writer. */
+char *pgw_leader_record_json(const struct pgw_leader_record *lr);
+bool pgw_leader_record_parse(const char *json, struct pgw_leader_record *lr);
+
 struct pgw_cluster {
 	int64_t revision; /* header revision of the read */
 	bool initialized; /* initialize key present */
@@ -73,6 +100,9 @@ struct pgw_cluster {
 	char *config; /* raw JSON of the config key (malloc'd), NULL when absent */
 	bool paused;  /* config has "pause": true */
 	struct pgw_failover failover;
+	struct pgw_leader_record last_leader; /* "pgwarden/leader" */
+	bool fence_locked;                    /* "pgwarden/fence-lock" exists */
+	char fence_lock_holder[PGW_NAME_MAX];
 	char warnings[512]; /* what was ignored, for the log */
 };
 
@@ -117,6 +147,13 @@ struct pgw_member_info {
 	const char *wd_mode;
 	bool wd_armed, wd_failed;
 	int wd_timeout;
+	/* pgwarden's: "bmc": this node's BMC, no credentials (NULL address: omitted) */
+	const char *bmc_address;
+	bool bmc_lanplus;
+	int bmc_cipher_suite;
+	const char *bmc_privilege;
+	/* pgwarden's: "fencing": a fence this node tried that failed (NULL: omitted) */
+	const char *fence_target, *fence_reason;
 	bool pause; /* maintenance mode is on */
 	bool nofailover, noloadbalance, clonefrom, nosync;
 	int failover_priority;

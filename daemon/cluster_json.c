@@ -108,6 +108,9 @@ static json_object *json_member(const struct pgw_member *m, bool is_leader, int6
 		json_object_object_add(o, "lag", json_lag(optime, m->xlog_location));
 	if (tags)
 		json_object_object_add(o, "tags", tags);
+	if (m->fence_failure[0])
+		json_object_object_add(o, "fencing_failed",
+		                       json_object_new_string(m->fence_failure));
 	return o;
 }
 
@@ -137,6 +140,27 @@ static json_object *json_members(const struct pgw_cluster *c)
 	return list;
 }
 
+/* pgwarden's: who led last and how it left ("released", "fenced by X", "lost"). */
+static json_object *json_last_leader(const struct pgw_leader_record *lr)
+{
+	json_object *o = json_object_new_object();
+	char how[PGW_NAME_MAX + 16];
+
+	if (lr->malformed) {
+		json_object_object_add(o, "state", json_object_new_string("unreadable record"));
+		return o;
+	}
+	json_object_object_add(o, "member", json_object_new_string(lr->member));
+	if (lr->released)
+		snprintf(how, sizeof(how), "released");
+	else if (lr->fenced_by[0])
+		snprintf(how, sizeof(how), "fenced by %s", lr->fenced_by);
+	else
+		snprintf(how, sizeof(how), "holding or lost");
+	json_object_object_add(o, "state", json_object_new_string(how));
+	return o;
+}
+
 char *pgw_cluster_json(const struct pgw_cluster *c, bool paused,
                        const char *scheduled_switchover_json)
 {
@@ -154,6 +178,8 @@ char *pgw_cluster_json(const struct pgw_cluster *c, bool paused,
 		json_object_object_add(o, "scheduled_switchover", sw);
 	else
 		json_object_put(sw);
+	if (c->last_leader.present)
+		json_object_object_add(o, "last_leader", json_last_leader(&c->last_leader));
 	return to_string(o);
 }
 

@@ -143,7 +143,19 @@ static const struct field fields[] = {
     {CHOICE("watchdog.mode", watchdog.mode, "off|automatic|required")},
     {FIELD("watchdog.device", F_STR, watchdog.device)},
     {FIELD("watchdog.safety_margin", F_POSINT, watchdog.safety_margin)},
-    {UNIMPL("fencing")},
+    {SECTION("fencing")},
+    {CHOICE("fencing.mode", fencing.mode, "off|required")},
+    {FIELD("fencing.agent", F_STR, fencing.agent)},
+    {FIELD("fencing.timeout", F_POSINT, fencing.timeout)},
+    {FIELD("fencing.retries", F_NONNEG, fencing.retries)},
+    {FIELD("fencing.fast_takeover_after", F_NONNEG, fencing.fast_takeover_after)},
+    {FIELD("fencing.audit_log", F_STR, fencing.audit_log)},
+    {FIELD("fencing.credentials_file", F_STR, fencing.credentials_file)},
+    {SECTION("fencing.bmc")},
+    {FIELD("fencing.bmc.address", F_STR, fencing.bmc.address)},
+    {FIELD("fencing.bmc.lanplus", F_BOOL, fencing.bmc.lanplus)},
+    {FIELD("fencing.bmc.cipher_suite", F_NONNEG, fencing.bmc.cipher_suite)},
+    {CHOICE("fencing.bmc.privilege", fencing.bmc.privilege, "ADMINISTRATOR|OPERATOR|USER")},
     {UNIMPL("citus")},
     {UNIMPL("etcd")},
     {UNIMPL("consul")},
@@ -1085,6 +1097,43 @@ static int default_pgpass(struct ctx *c)
 	return 0;
 }
 
+/* Did the file set the key at path (a row of fields[])? */
+static bool was_set(const struct ctx *c, const char *path)
+{
+	size_t i;
+
+	return lookup(path, &i) && c->seen[i];
+}
+
+/* fencing: defaults, and what mode required cannot do without. */
+static int finish_fencing(struct ctx *c)
+{
+	struct pgw_config *cfg = c->cfg;
+
+	if (!was_set(c, "fencing.bmc.lanplus"))
+		cfg->fencing.bmc.lanplus = true;
+	if (cfg->fencing.timeout == 0)
+		cfg->fencing.timeout = 30;
+	if (!was_set(c, "fencing.retries"))
+		cfg->fencing.retries = 2;
+	if (set_default(c, &cfg->fencing.agent, "ipmi") ||
+	    set_default(c, &cfg->fencing.audit_log, "/var/lib/pgwarden/fencing.log") ||
+	    set_default(c, &cfg->fencing.credentials_file, "/etc/pgwarden/fencing.secret"))
+		return -1;
+	if (strcmp(cfg->fencing.agent, "ipmi") != 0 && cfg->fencing.agent[0] != '/')
+		return fail(c, NULL, "fencing.agent",
+		            "expected ipmi or the absolute path of a fence agent, got \"%s\"",
+		            cfg->fencing.agent);
+	if (cfg->fencing.mode == PGW_FENCE_REQUIRED && !cfg->fencing.bmc.address)
+		return fail(c, NULL, "fencing.bmc.address",
+		            "required with fencing.mode required (peers fence this node there)");
+	if (cfg->fencing.fast_takeover_after && cfg->fencing.mode != PGW_FENCE_REQUIRED)
+		return fail(c, NULL, "fencing.fast_takeover_after",
+		            "needs fencing.mode required (a takeover before the TTL is only safe "
+		            "after a confirmed power off)");
+	return 0;
+}
+
 /* restapi TLS: the key goes with a certificate, client checks need a CA. */
 static int check_tls(struct ctx *c)
 {
@@ -1137,6 +1186,8 @@ static int finish(struct ctx *c)
 		return -1;
 	if (cfg->watchdog.safety_margin == 0)
 		cfg->watchdog.safety_margin = PGW_SAFETY_MARGIN_S;
+	if (finish_fencing(c))
+		return -1;
 	/* the timing rule has one home: lease.c */
 	if (!pgw_timing_valid(cfg->dcs.ttl, cfg->dcs.loop_wait, cfg->dcs.retry_timeout,
 	                      cfg->watchdog.safety_margin, terr, sizeof(terr)))
@@ -1345,6 +1396,10 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->ctl.certfile);
 	free(cfg->ctl.keyfile);
 	free(cfg->watchdog.device);
+	free(cfg->fencing.agent);
+	free(cfg->fencing.audit_log);
+	free(cfg->fencing.credentials_file);
+	free(cfg->fencing.bmc.address);
 	strlist_free(&cfg->etcd3.hosts);
 	free(cfg->etcd3.protocol);
 	free(cfg->etcd3.username);

@@ -49,6 +49,8 @@ struct pgw_dcs {
 
 enum pgw_verify_client { PGW_VERIFY_NONE, PGW_VERIFY_OPTIONAL, PGW_VERIFY_REQUIRED };
 enum pgw_wd_mode { PGW_WD_OFF, PGW_WD_AUTOMATIC, PGW_WD_REQUIRED };
+enum pgw_fence_mode { PGW_FENCE_OFF, PGW_FENCE_REQUIRED };
+enum pgw_ipmi_priv { PGW_PRIV_ADMINISTRATOR, PGW_PRIV_OPERATOR, PGW_PRIV_USER };
 
 /* restapi: TLS when certfile is set (Patroni's keys and meanings). */
 struct pgw_rest_tls_config {
@@ -86,6 +88,25 @@ struct pgw_config {
 		char *device;      /* default "/dev/watchdog" */
 		int safety_margin; /* S in s, default 5 */
 	} watchdog;
+
+	/* STONITH: peers power this node off through its BMC before they promote. */
+	struct {
+		int mode;                /* enum pgw_fence_mode, default off */
+		char *agent;             /* "ipmi" (default) or the path of a fence agent */
+		int timeout;             /* s for one fence: power off + confirmation, default 30 */
+		int retries;             /* default 2 */
+		int fast_takeover_after; /* s; 0 = off */
+		char *audit_log;         /* default /var/lib/pgwarden/fencing.log */
+		char *credentials_file;  /* peers' BMC credentials, default
+		                            /etc/pgwarden/fencing.secret */
+		struct {
+			char *address;    /* this node's BMC, host[:port]; published without
+			                     credentials */
+			bool lanplus;     /* default true */
+			int cipher_suite; /* 0 = the tool's default */
+			int privilege;    /* enum pgw_ipmi_priv, default ADMINISTRATOR */
+		} bmc;
+	} fencing;
 
 	struct {
 		struct pgw_strlist hosts; /* "host:port" each; at least one */

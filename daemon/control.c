@@ -488,6 +488,26 @@ static int restart(struct pgw_control *ctl, const char *body, char **resp)
 	return status;
 }
 
+/* POST /unfence {"member": NAME}. */
+static int unfence(struct pgw_control *ctl, const char *body, char **resp)
+{
+	struct pgw_request req = {.kind = PGW_REQ_UNFENCE};
+	struct json_object *o;
+	const char *member;
+	int status;
+
+	if (!(o = parse_object(body, resp, &status)))
+		return status;
+	member = json_str(o, "member");
+	if (!member || !member[0] || strlen(member) >= sizeof(req.member)) {
+		json_object_put(o);
+		return answer(resp, HTTP_BAD_REQUEST, "member: expected the name of a member");
+	}
+	snprintf(req.member, sizeof(req.member), "%s", member);
+	json_object_put(o);
+	return queue_request(ctl, &req, resp);
+}
+
 static bool path_is(const char *path, const char *name)
 {
 	size_t n = strlen(name);
@@ -519,6 +539,8 @@ static int route(struct pgw_control *ctl, const char *method, const char *path, 
 
 		return queue_request(ctl, &req, resp);
 	}
+	if (post && path_is(path, "/unfence"))
+		return unfence(ctl, body, resp);
 	if (post && path_is(path, "/reload")) {
 		struct pgw_request req = {.kind = PGW_REQ_RELOAD};
 

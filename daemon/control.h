@@ -31,6 +31,7 @@ void pgw_control_free(struct pgw_control *ctl);
  *   POST /restart {"schedule": ISO 8601, ...}  202: kept until due, then carried out by
  *   the loop like a queued one; 409 while another is scheduled.  DELETE /restart: 200, 404
  *   POST /reload (re-read the local configuration file; queued for the loop)
+ *   POST /unfence {"member"} (power a fenced member back on, audited; queued for the loop)
  * Other paths: 404.
  */
 int pgw_control_write(void *arg, const char *method, const char *path, const char *body, size_t len,
@@ -40,12 +41,19 @@ int pgw_control_write(void *arg, const char *method, const char *path, const cha
  * Requests only the HA loop may carry out (it alone touches PostgreSQL): the REST
  * thread queues one and waits for the loop's answer.
  */
-enum pgw_request_kind { PGW_REQ_NONE, PGW_REQ_RESTART, PGW_REQ_REINIT, PGW_REQ_RELOAD };
+enum pgw_request_kind {
+	PGW_REQ_NONE,
+	PGW_REQ_RESTART,
+	PGW_REQ_REINIT,
+	PGW_REQ_RELOAD,
+	PGW_REQ_UNFENCE, /* power a fenced member back on (member) */
+};
 
 struct pgw_request {
 	enum pgw_request_kind kind;
 	bool restart_pending_only; /* restart only when a parameter waits for it */
 	char role[16];             /* restart only in this role ("primary"/"master"/"replica") */
+	char member[64];           /* unfence: the member to power on */
 	double at;                 /* a scheduled restart: unix time it is due, 0 = now */
 	char at_text[64];          /* ... as the client gave it */
 };

@@ -42,6 +42,8 @@ enum pgw_ctl_cmd {
 	PGW_CTL_RESTART,
 	PGW_CTL_RELOAD,
 	PGW_CTL_REINIT,
+	PGW_CTL_FENCE_LOG,
+	PGW_CTL_UNFENCE,
 };
 
 enum pgw_ctl_fmt { PGW_FMT_TABLE, PGW_FMT_JSON, PGW_FMT_YAML };
@@ -66,6 +68,7 @@ struct pgw_ctl_args {
 	size_t nmembers;
 	const char *apply_file; /* edit-config --apply/--replace FILE ("-": stdin) */
 	bool replace;           /* --replace: the file is the whole config, not a patch */
+	bool verify;            /* fence-log --verify */
 	bool pending;           /* restart --pending: only members with a pending restart */
 	const char *role;       /* restart --role primary|replica|any */
 };

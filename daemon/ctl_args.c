@@ -29,6 +29,7 @@ enum opt_id {
 	OPT_ROLE,
 	OPT_APPLY,
 	OPT_REPLACE,
+	OPT_VERIFY,
 };
 
 #define M(c)   (1u << (c))
@@ -56,7 +57,7 @@ static const struct opt opts[] = {
     {"pg", 'p', true, OPT_PG, M(PGW_CTL_EDIT_CONFIG)},
     {"force", 0, false, OPT_FORCE,
      M(PGW_CTL_EDIT_CONFIG) | M(PGW_CTL_SWITCHOVER) | M(PGW_CTL_FAILOVER) | M(PGW_CTL_RESTART) |
-         M(PGW_CTL_RELOAD) | M(PGW_CTL_REINIT)},
+         M(PGW_CTL_RELOAD) | M(PGW_CTL_REINIT) | M(PGW_CTL_UNFENCE)},
     {"wait", 0, false, OPT_WAIT, M(PGW_CTL_PAUSE) | M(PGW_CTL_RESUME)},
     {"leader", 0, true, OPT_LEADER, M(PGW_CTL_SWITCHOVER)},
     {"primary", 0, true, OPT_LEADER, M(PGW_CTL_SWITCHOVER)},
@@ -66,6 +67,7 @@ static const struct opt opts[] = {
     {"pending", 0, false, OPT_PENDING, M(PGW_CTL_RESTART)},
     {"role", 0, true, OPT_ROLE, M(PGW_CTL_RESTART)},
     {"apply", 0, true, OPT_APPLY, M(PGW_CTL_EDIT_CONFIG)},
+    {"verify", 0, false, OPT_VERIFY, M(PGW_CTL_FENCE_LOG)},
     {"replace", 0, true, OPT_REPLACE, M(PGW_CTL_EDIT_CONFIG)},
 };
 
@@ -84,6 +86,8 @@ static const char *const cmd_names[] = {
     [PGW_CTL_RESTART] = "restart",
     [PGW_CTL_RELOAD] = "reload",
     [PGW_CTL_REINIT] = "reinit",
+    [PGW_CTL_FENCE_LOG] = "fence-log",
+    [PGW_CTL_UNFENCE] = "unfence",
 };
 
 #define NCMDS (sizeof(cmd_names) / sizeof(cmd_names[0]))
@@ -110,6 +114,8 @@ static const char *const helps[NCMDS] = {
         "  restart       restart PostgreSQL on members (through their REST API)\n"
         "  reinit        re-clone replicas from the leader (through their REST API)\n"
         "  reload        re-read the members' configuration files (through their REST API)\n"
+        "  fence-log     this node's fencing audit log (--verify checks its hash chain)\n"
+        "  unfence       power a fenced member back on (through the REST API, audited)\n"
         "\n"
         "`pgwardenctl COMMAND --help` describes a command.  Exit status: 0 success,\n"
         "1 the operation failed or was refused, 2 usage error.\n",
@@ -168,6 +174,15 @@ static const char *const helps[NCMDS] = {
                        "  make the members re-read their configuration files (all when none\n"
                        "  named); a file with an error is refused and the running one stays\n"
                        "  --force  do not ask (required when stdin is not a terminal)\n",
+    [PGW_CTL_FENCE_LOG] =
+        "usage: pgwardenctl fence-log [--verify]\n"
+        "  print fencing.audit_log (one line per record: seq, time, actor, action, target,\n"
+        "  result, reason); --verify checks the SHA-256 chain, also across rotated files,\n"
+        "  and names the first bad record (exit status 1)\n",
+    [PGW_CTL_UNFENCE] = "usage: pgwardenctl unfence CLUSTER MEMBER [--force]\n"
+                        "  power MEMBER (the fenced last leader) back on through its BMC; a\n"
+                        "  member's REST API does it and writes it to its audit log\n"
+                        "  --force  do not ask (required when stdin is not a terminal)\n",
     [PGW_CTL_REINIT] = "usage: pgwardenctl reinit CLUSTER MEMBER... [--force]\n"
                        "  throw away the members' data and clone them from the leader again\n"
                        "  (refused on the leader)\n"
@@ -307,6 +322,9 @@ static int apply_opt(struct pgw_ctl_args *a, enum opt_id id, const char *v, char
 	case OPT_PENDING:
 		a->pending = true;
 		return 0;
+	case OPT_VERIFY:
+		a->verify = true;
+		return 0;
 	case OPT_APPLY:
 	case OPT_REPLACE:
 		if (a->apply_file)
@@ -329,7 +347,8 @@ static int apply_opt(struct pgw_ctl_args *a, enum opt_id id, const char *v, char
 
 static bool takes_members(enum pgw_ctl_cmd c)
 {
-	return c == PGW_CTL_RESTART || c == PGW_CTL_RELOAD || c == PGW_CTL_REINIT;
+	return c == PGW_CTL_RESTART || c == PGW_CTL_RELOAD || c == PGW_CTL_REINIT ||
+	       c == PGW_CTL_UNFENCE;
 }
 
 /* One option at argv[*i]; may consume the next argument as its value. */

@@ -246,11 +246,20 @@ static char *list_table(const struct pgw_ctl_view *v, const struct list_row *row
 	         v->c->sysid[0] ? v->c->sysid : "uninitialized");
 	text = pgw_table_render(&t, title);
 	pgw_table_free(&t);
-	if (!text || !v->c->paused)
-		return text;
+	if (!text)
+		return NULL;
 	pgw_sb_add(&sb, text);
-	pgw_sb_add(&sb, " Maintenance mode: on\n");
 	free(text);
+	if (v->c->paused)
+		pgw_sb_add(&sb, " Maintenance mode: on\n");
+	for (int i = 0; i < v->n; i++)
+		if (v->members[i].m->fence_failure[0])
+			pgw_sb_addf(&sb, " Fencing: %s could not fence %s\n", v->members[i].m->name,
+			            v->members[i].m->fence_failure);
+	if (!v->c->has_leader && v->c->last_leader.present && !v->c->last_leader.released &&
+	    !v->c->last_leader.fenced_by[0] && v->c->last_leader.member[0])
+		pgw_sb_addf(&sb, " No leader: %s lost its key without releasing it\n",
+		            v->c->last_leader.member);
 	return pgw_sb_take(&sb);
 }
 

@@ -39,6 +39,7 @@ static const char *const action_names[PGW_ACT_COUNT] = {
     [PGW_ACT_SHUTDOWN] = "shutdown",
     [PGW_ACT_HANDOVER] = "handover",
     [PGW_ACT_CANCEL_SWITCHOVER] = "cancel_switchover",
+    [PGW_ACT_FENCE] = "fence",
 };
 
 const char *pgw_action_name(enum pgw_action_kind k)
@@ -464,6 +465,33 @@ static bool follower(const struct pgw_obs *o)
 	return has_other_leader(o);
 }
 
+/*
+ * Rule 8: the leader stopped answering for fast_takeover_after; the best candidate
+ * may fence it (then revoke its lease) instead of waiting for the TTL.  Only when the
+ * leader record names this very leader and lease (in doubt: wait for the TTL).
+ */
+static bool g_f_fast_takeover(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const struct pgw_cluster *c = o->cluster;
+	const struct pgw_leader_record *lr = &c->last_leader;
+	char why[200];
+
+	if (!o->fencing_required || o->fast_takeover_after_ms <= 0 || !c->has_leader ||
+	    strcmp(c->leader, o->self) == 0 || o->leader_unreachable_ms < o->fast_takeover_after_ms)
+		return false;
+	if (!lr->present || lr->malformed || strcmp(lr->member, c->leader) != 0 ||
+	    lr->lease != c->leader_lease || lr->released || lr->fenced_by[0])
+		return false;
+	if (o->nofailover || o->watchdog_unusable || !pgw_is_best_candidate(o, why, sizeof(why)))
+		return false;
+	if (c->fence_locked && strcmp(c->fence_lock_holder, o->self) != 0)
+		return false;
+	snprintf(a->target, sizeof(a->target), "%s", c->leader);
+	detail(a, "%s silent for %" PRId64 " ms, BMC %s", c->leader, o->leader_unreachable_ms,
+	       lr->bmc_address[0] ? lr->bmc_address : "unknown");
+	return true;
+}
+
 static bool g_f_no_member(const struct pgw_obs *o, struct pgw_action *a)
 {
 	if (!follower(o) || leader_member(o))
@@ -625,6 +653,61 @@ static bool g_n_watchdog(const struct pgw_obs *o, struct pgw_action *a)
 	return o->watchdog_unusable;
 }
 
+bool pgw_fence_needed(const struct pgw_obs *o)
+{
+	const struct pgw_leader_record *lr = &o->cluster->last_leader;
+
+	if (!o->fencing_required || !o->etcd_ok || o->cluster->has_leader || !lr->present)
+		return false;
+	if (lr->malformed || !lr->member[0])
+		return true; /* in doubt: fence (which cannot happen) or do not promote */
+	return !lr->released && !lr->fenced_by[0] && strcmp(lr->member, o->self) != 0;
+}
+
+/* Would the rows below take the leader key (a named failover, or the election)? */
+static bool would_acquire(const struct pgw_obs *o)
+{
+	struct pgw_action scratch = {0}; /* the guards append to its reason */
+	char why[200];
+
+	if (o->watchdog_unusable)
+		return false;
+	if (g_n_failover_self(o, &scratch))
+		return true;
+	if (g_n_failover_other(o, &scratch) || o->nofailover)
+		return false;
+	return pgw_is_best_candidate(o, why, sizeof(why));
+}
+
+static bool g_n_fence_other(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!pgw_fence_needed(o) || !o->cluster->fence_locked ||
+	    strcmp(o->cluster->fence_lock_holder, o->self) == 0)
+		return false;
+	detail(a, "%s fences %s", o->cluster->fence_lock_holder, o->cluster->last_leader.member);
+	return true;
+}
+
+static bool g_n_fence_unreadable(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const struct pgw_leader_record *lr = &o->cluster->last_leader;
+
+	(void)a;
+	return pgw_fence_needed(o) && (lr->malformed || !lr->member[0]) && would_acquire(o);
+}
+
+static bool g_n_fence(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const struct pgw_leader_record *lr = &o->cluster->last_leader;
+
+	if (!pgw_fence_needed(o) || lr->malformed || !lr->member[0] || !would_acquire(o))
+		return false;
+	snprintf(a->target, sizeof(a->target), "%s", lr->member);
+	detail(a, "%s, lease %" PRIx64 ", BMC %s", lr->member, (uint64_t)lr->lease,
+	       lr->bmc_address[0] ? lr->bmc_address : "unknown");
+	return true;
+}
+
 static bool g_n_nofailover(const struct pgw_obs *o, struct pgw_action *a)
 {
 	(void)a;
@@ -697,6 +780,9 @@ static const struct rule rules[] = {
      "holding the leader key and PostgreSQL is not running: starting it in place"},
     {"stale-own-key", "no leader", g_stale_own_key, PGW_ACT_NONE,
      "the leader key names this node but belongs to an earlier lease: waiting for it to expire"},
+    {"fast-takeover", "replica", g_f_fast_takeover, PGW_ACT_FENCE,
+     "the leader answers neither on PostgreSQL nor on REST: fencing it to take over before its "
+     "lease expires"},
     {"leader-member-missing", "replica", g_f_no_member, PGW_ACT_NONE,
      "the leader's member key is missing: cannot connect to it yet"},
     {"clone", "replica", g_f_clone, PGW_ACT_CLONE, "empty data directory: cloning from the leader"},
@@ -732,6 +818,15 @@ static const struct rule rules[] = {
      "no leader: starting PostgreSQL as a replica to stand for election"},
     {"no-leader-starting", "no leader", g_n_starting, PGW_ACT_NONE,
      "no leader: waiting for PostgreSQL to accept connections"},
+    {"fence-by-other", "no leader", g_n_fence_other, PGW_ACT_NONE,
+     "the last leader was lost without releasing its key and another member is fencing it: "
+     "waiting"},
+    {"fence-record-unreadable", "no leader", g_n_fence_unreadable, PGW_ACT_NONE,
+     "fencing required but the leader record (pgwarden/leader) is unreadable: no one to fence, "
+     "not promoting"},
+    {"fence-before-promote", "no leader", g_n_fence, PGW_ACT_FENCE,
+     "the last leader was lost without releasing its key: powering it off through its BMC, "
+     "confirmed, before taking the leader key"},
     {"watchdog-no-election", "no leader", g_n_watchdog, PGW_ACT_NONE,
      "no leader, but watchdog mode required and the watchdog cannot be armed: not standing "
      "for election"},

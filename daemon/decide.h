@@ -39,6 +39,7 @@ enum pgw_action_kind {
 	PGW_ACT_HANDOVER, /* switchover: stop PostgreSQL, publish the final position, release the
 	                     key */
 	PGW_ACT_CANCEL_SWITCHOVER, /* remove a switchover request that cannot be carried out */
+	PGW_ACT_FENCE, /* power the lost leader (target) off through its BMC, confirmed, audited */
 	PGW_ACT_COUNT
 };
 
@@ -70,6 +71,15 @@ struct pgw_obs {
 	/* watchdog.mode required and the watchdog cannot be armed with W <= TTL - S
 	 * (rule 4): this node must not take, or keep, the leader key. */
 	bool watchdog_unusable;
+	/* fencing.mode required: a leader lost unplanned is powered off, confirmed, before
+	 * anyone promotes (S3); cluster->last_leader says who it was and whether it left
+	 * cleanly or was fenced already. */
+	bool fencing_required;
+	/* Fast takeover (rule 8): the leader answered neither on PostgreSQL nor on its REST
+	 * API for leader_unreachable_ms (0: it answers); fencing.fast_takeover_after in ms,
+	 * 0 = off. */
+	int64_t leader_unreachable_ms;
+	int64_t fast_takeover_after_ms;
 	bool use_pg_rewind;
 	bool rewind_failed;            /* the last rewind from the current leader failed */
 	int64_t primary_down_since_ms; /* holding the key with PostgreSQL down since; 0 = up */
@@ -100,6 +110,14 @@ bool pgw_obs_holds_leader(const struct pgw_obs *o);
 bool pgw_is_best_candidate(const struct pgw_obs *o, char *why, size_t whylen);
 bool pgw_candidate_eligible(const struct pgw_member *m, int64_t leader_optime, int64_t max_lag,
                             char *why, size_t whylen);
+
+/*
+ * S3: must the last leader be fenced before this node may promote?  True when
+ * fencing is required, etcd shows no leader, and the leader record names another
+ * member that neither released its key nor was fenced (or the record is unreadable:
+ * in doubt, fence or do not promote).
+ */
+bool pgw_fence_needed(const struct pgw_obs *o);
 
 /* Print the rule table as text (dot == false) or a Graphviz digraph. */
 void pgw_print_rules(FILE *out, bool dot);

@@ -999,6 +999,23 @@ static json_object *txn_body(json_object *cmp, const char *op_name, json_object 
 	return o;
 }
 
+/* Add {"request_put": put(key2 = value2, no lease)} to a txn body's success ops. */
+static json_object *with_put(json_object *body, const char *key2, const char *value2)
+{
+	json_object *s, *op;
+
+	if (!body || !key2)
+		return body;
+	op = object_of("request_put", put_body(key2, value2, strlen(value2), 0));
+	if (!op || !json_object_object_get_ex(body, "success", &s) ||
+	    json_object_array_add(s, op) != 0) {
+		json_object_put(op);
+		json_object_put(body);
+		return NULL;
+	}
+	return body;
+}
+
 static int txn(struct pgw_etcd *c, const char *what, json_object *body, int timeout_ms,
                bool *succeeded)
 {
@@ -1024,6 +1041,26 @@ int pgw_etcd_create(struct pgw_etcd *c, const char *key, const char *value, size
 	                          put_body(key, value, len, lease));
 
 	return txn(c, "create", b, timeout_ms, succeeded);
+}
+
+int pgw_etcd_create_and_put(struct pgw_etcd *c, const char *key, const char *value, size_t len,
+                            int64_t lease, const char *key2, const char *value2, int timeout_ms,
+                            bool *succeeded)
+{
+	json_object *b = txn_body(compare(key, "CREATE", 0, NULL), "request_put",
+	                          put_body(key, value, len, lease));
+
+	return txn(c, "create", with_put(b, key2, value2), timeout_ms, succeeded);
+}
+
+int pgw_etcd_delete_if_value_and_put(struct pgw_etcd *c, const char *key, const char *value,
+                                     const char *key2, const char *value2, int timeout_ms,
+                                     bool *succeeded)
+{
+	json_object *b =
+	    txn_body(compare(key, "VALUE", 0, value), "request_delete_range", delete_body(key));
+
+	return txn(c, "delete if value", with_put(b, key2, value2), timeout_ms, succeeded);
 }
 
 int pgw_etcd_put_if_mod(struct pgw_etcd *c, const char *key, const char *value, size_t len,

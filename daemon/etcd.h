@@ -82,6 +82,13 @@ int pgw_etcd_put_if_mod(struct pgw_etcd *c, const char *key, const char *value, 
 /* delete if the key's value equals `value` exactly. */
 int pgw_etcd_delete_if_value(struct pgw_etcd *c, const char *key, const char *value, int timeout_ms,
                              bool *succeeded);
+/* The same two, also putting key2 = value2 (no lease) in the same transaction (key2 NULL: not). */
+int pgw_etcd_create_and_put(struct pgw_etcd *c, const char *key, const char *value, size_t len,
+                            int64_t lease, const char *key2, const char *value2, int timeout_ms,
+                            bool *succeeded);
+int pgw_etcd_delete_if_value_and_put(struct pgw_etcd *c, const char *key, const char *value,
+                                     const char *key2, const char *value2, int timeout_ms,
+                                     bool *succeeded);
 /* delete if the key's mod_revision == mod_rev. */
 int pgw_etcd_delete_if_mod(struct pgw_etcd *c, const char *key, int64_t mod_rev, int timeout_ms,
                            bool *succeeded);

@@ -7,10 +7,12 @@
  */
 #include "ha.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,7 @@
 #include "decide.h"
 #include "etcd.h"
 #include "lease.h"
+#include "fencer.h"
 #include "sdnotify.h"
 #include "wdguard.h"
 #include "log.h"
@@ -49,6 +52,11 @@ struct ha {
 	struct pgw_control *control; /* the REST API's write requests */
 	struct pgw_wdguard *wd;      /* the hardware watchdog (main's, opened before the privilege
 	                                drop) */
+	struct pgw_fencer *fencer;   /* STONITH of a lost leader, audited */
+	char fenced[PGW_NAME_MAX];   /* the leader this node fenced, until it promoted */
+	int64_t fenced_lease;
+	int64_t leader_silent_since; /* mono ms since the leader answered neither PostgreSQL nor
+	                                REST (fast takeover); 0 = it answers */
 
 	char prefix[512];
 	char leader_key[600];
@@ -58,6 +66,9 @@ struct ha {
 	char history_key[600];
 	char config_key[600];
 	char failover_key[600];
+	char record_key[600];     /* pgwarden/leader: who led, with which lease and BMC */
+	char fence_lock_key[600]; /* pgwarden/fence-lock: one fencer at a time */
+	char fenced_prefix[600];  /* pgwarden/fenced/<member>: fenced members, for unfence */
 
 	struct pgw_lease lease;
 	struct pgw_dcs dcs; /* effective dynamic settings: bootstrap.dcs, then the config key */
@@ -203,6 +214,7 @@ static void publish_member(struct ha *h)
 	const struct pgw_config *c = h->cfg;
 	struct pgw_member_info mi = {0};
 	struct pgw_wd_status wd;
+	struct pgw_fence_state fs;
 	char *conn_host = NULL, *api_host = NULL, *json;
 	int conn_port = 0, api_port = 0;
 
@@ -237,6 +249,19 @@ static void publish_member(struct ha *h)
 	mi.wd_armed = wd.armed;
 	mi.wd_timeout = wd.timeout;
 	mi.wd_failed = wd.failed;
+	if (c->fencing.bmc.address) {
+		static const char *const privs[] = {"ADMINISTRATOR", "OPERATOR", "USER"};
+
+		mi.bmc_address = c->fencing.bmc.address;
+		mi.bmc_lanplus = c->fencing.bmc.lanplus;
+		mi.bmc_cipher_suite = c->fencing.bmc.cipher_suite;
+		mi.bmc_privilege = privs[c->fencing.bmc.privilege];
+	}
+	pgw_fencer_state(h->fencer, &fs);
+	if (strcmp(fs.result, "failed") == 0) {
+		mi.fence_target = fs.target;
+		mi.fence_reason = fs.reason;
+	}
 	mi.pause = h->etcd_ok && h->cluster.paused;
 	mi.nofailover = c->tags.nofailover;
 	mi.noloadbalance = c->tags.noloadbalance;
@@ -518,6 +543,38 @@ static int serve_reinit(struct ha *h, bool holds, char *msg, size_t len)
 	return snprintf(msg, len, "reinitialized from %s", l->name), 200;
 }
 
+/* POST /unfence: power a member recorded under pgwarden/fenced/ back on. */
+static int serve_unfence(struct ha *h, const char *member, char *msg, size_t len)
+{
+	struct pgw_leader_record lr;
+	struct pgw_etcd_range r = {0};
+	char key[700];
+	bool found, ok = false;
+	int status;
+
+	if (h->cfg->fencing.mode != PGW_FENCE_REQUIRED)
+		return snprintf(msg, len, "fencing is off on this member"), 412;
+	if (h->cluster.has_leader && strcmp(h->cluster.leader, member) == 0)
+		return snprintf(msg, len, "%s holds the leader key", member), 412;
+	snprintf(key, sizeof(key), "%s%s", h->fenced_prefix, member);
+	if (pgw_etcd_get(h->etcd, key, op_timeout(h), &r) != 0)
+		return snprintf(msg, len, "etcd: %s", pgw_etcd_errmsg(h->etcd)), 503;
+	found = r.n == 1 && pgw_leader_record_parse(r.kvs[0].value, &lr) &&
+	        strcmp(lr.member, member) == 0;
+	if (found)
+		lr.mod_revision = r.kvs[0].mod_revision;
+	pgw_etcd_range_free(&r);
+	if (!found)
+		return snprintf(msg, len, "%.64s is not recorded as fenced (no %.120s)", member,
+		                key),
+		       412;
+	status = pgw_fencer_unfence(h->fencer, &lr, msg, len);
+	if (status == 200 &&
+	    pgw_etcd_delete_if_mod(h->etcd, key, lr.mod_revision, op_timeout(h), &ok) != 0)
+		pgw_warn("cannot delete %s: %s", key, pgw_etcd_errmsg(h->etcd));
+	return status;
+}
+
 /* A request from the REST API that only this loop may carry out. */
 static void serve_request(struct ha *h, bool holds)
 {
@@ -546,6 +603,8 @@ static void serve_request(struct ha *h, bool holds)
 		status = serve_reinit(h, holds, msg, sizeof(msg));
 	else if (req.kind == PGW_REQ_RELOAD)
 		status = reload_config(h, msg, sizeof(msg));
+	else if (req.kind == PGW_REQ_UNFENCE)
+		status = serve_unfence(h, req.member, msg, sizeof(msg));
 	else
 		status = (snprintf(msg, sizeof(msg), "unknown request"), 400);
 	pgw_control_finish(h->control, status, msg);
@@ -565,6 +624,9 @@ static void build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	o->lease = h->lease;
 	o->margin_ms = SAFETY_MARGIN_MS;
 	o->watchdog_unusable = pgw_wdguard_unusable(h->wd);
+	o->fencing_required = h->cfg->fencing.mode == PGW_FENCE_REQUIRED;
+	o->fast_takeover_after_ms = (int64_t)h->cfg->fencing.fast_takeover_after * 1000;
+	o->leader_unreachable_ms = h->leader_silent_since ? o->now_ms - h->leader_silent_since : 0;
 	s->watchdog_blocked = o->watchdog_unusable;
 	o->etcd_ok = h->etcd_ok;
 	o->cluster = &h->cluster;
@@ -644,14 +706,58 @@ static void start_replica(struct ha *h, const struct pgw_action *a)
 		pgw_pg_start(h->pg, PG_START_TIMEOUT_MS);
 }
 
+/* The record of this node as leader (pgwarden/leader), released or not. */
+static char *own_leader_record(const struct ha *h, bool released)
+{
+	static const char *const privs[] = {"ADMINISTRATOR", "OPERATOR", "USER"};
+	const struct pgw_config *c = h->cfg;
+	struct pgw_leader_record lr = {0};
+
+	snprintf(lr.member, sizeof(lr.member), "%s", c->name);
+	lr.lease = h->lease.id;
+	lr.released = released;
+	if (c->fencing.bmc.address) {
+		snprintf(lr.bmc_address, sizeof(lr.bmc_address), "%s", c->fencing.bmc.address);
+		lr.bmc_lanplus = c->fencing.bmc.lanplus;
+		lr.bmc_cipher_suite = c->fencing.bmc.cipher_suite;
+		snprintf(lr.bmc_privilege, sizeof(lr.bmc_privilege), "%s",
+		         privs[c->fencing.bmc.privilege]);
+	}
+	return pgw_leader_record_json(&lr);
+}
+
+/*
+ * Take the leader key (create-if-absent, rule 7) and, in the same transaction,
+ * record who took it with which lease and BMC: if this node is lost unplanned,
+ * the others know whom to fence.  *won says whether it was taken.
+ */
+static int take_key(struct ha *h, bool *won)
+{
+	char *rec = own_leader_record(h, false);
+	int rc;
+
+	*won = false;
+	if (!rec)
+		return -1;
+	rc = pgw_etcd_create_and_put(h->etcd, h->leader_key, h->cfg->name, strlen(h->cfg->name),
+	                             h->lease.id, h->record_key, rec, op_timeout(h), won);
+	free(rec);
+	return rc;
+}
+
+/* Give the key up cleanly: deleted, and the record says released (no fence needed). */
 static void give_up_key(struct ha *h)
 {
+	char *rec = own_leader_record(h, true);
 	bool ok = false;
 
-	if (pgw_etcd_delete_if_value(h->etcd, h->leader_key, h->cfg->name, op_timeout(h), &ok) != 0)
-		pgw_warn("cannot delete the leader key: %s", pgw_etcd_errmsg(h->etcd));
+	if (!rec || pgw_etcd_delete_if_value_and_put(h->etcd, h->leader_key, h->cfg->name,
+	                                             h->record_key, rec, op_timeout(h), &ok) != 0)
+		pgw_warn("cannot delete the leader key: %s",
+		         rec ? pgw_etcd_errmsg(h->etcd) : "out of memory");
 	else if (ok)
 		pgw_info("released the leader key");
+	free(rec);
 }
 
 static void sync_slots(struct ha *h)
@@ -718,6 +824,10 @@ static void promote(struct ha *h)
 	pgw_pg_observe(h->pg, PG_OBSERVE_TIMEOUT_MS, &st);
 	pgw_info("promoted: now primary on timeline %d", st.timeline);
 	h->was_primary = true;
+	if (h->fenced[0]) { /* S4: the promotion that follows a fence is audited too */
+		pgw_fencer_promoted(h->fencer, h->fenced, h->fenced_lease, st.timeline);
+		h->fenced[0] = '\0';
+	}
 	record_history(h, st.timeline);
 	publish_status(h, st.wal_lsn);
 	sync_slots(h);
@@ -730,9 +840,7 @@ static void act_bootstrap(struct ha *h)
 	char *cfgjson, sysid[32];
 	struct pgw_pg_state st;
 
-	if (pgw_etcd_create(h->etcd, h->leader_key, h->cfg->name, strlen(h->cfg->name), h->lease.id,
-	                    op_timeout(h), &won) != 0 ||
-	    !won)
+	if (take_key(h, &won) != 0 || !won)
 		return;
 	if (pgw_etcd_create(h->etcd, h->init_key, "", 0, 0, op_timeout(h), &won) != 0 || !won) {
 		pgw_info("another member started the bootstrap first");
@@ -801,14 +909,106 @@ static void act_follow(struct ha *h, const struct pgw_action *a)
 		pgw_pg_reload(h->pg);
 }
 
+/* --- fast takeover (rule 8): is the leader silent on both PostgreSQL and REST? --- */
+
+static size_t discard(char *p, size_t size, size_t n, void *ud)
+{
+	(void)p;
+	(void)ud;
+	return size * n;
+}
+
+/* Any HTTP answer from the leader's REST API within 1 s counts as alive. */
+static bool rest_answers(const char *api_url)
+{
+	CURL *curl = curl_easy_init();
+	char url[512];
+	const char *end = strstr(api_url, "://");
+	bool ok;
+
+	if (!curl || !end)
+		return curl_easy_cleanup(curl), true; /* cannot tell: assume it answers */
+	end = strchr(end + 3, '/');
+	snprintf(url, sizeof(url), "%.*s/liveness",
+	         (int)(end ? (size_t)(end - api_url) : strlen(api_url)), api_url);
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_PROXY, "");
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 1000L);
+	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L); /* liveness only, no data */
+	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+	ok = curl_easy_perform(curl) == CURLE_OK;
+	curl_easy_cleanup(curl);
+	return ok;
+}
+
+static bool pg_answers(const char *host, int port)
+{
+	char portstr[16];
+	const char *const keys[] = {"host", "port", "connect_timeout", "dbname", NULL};
+	const char *const vals[] = {host, portstr, "1", "postgres", NULL};
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	return PQpingParams(keys, vals, 0) != PQPING_NO_RESPONSE;
+}
+
+static void probe_leader(struct ha *h)
+{
+	const struct pgw_member *l = pgw_cluster_leader_member(&h->cluster);
+	bool silent;
+
+	if (h->cfg->fencing.mode != PGW_FENCE_REQUIRED ||
+	    h->cfg->fencing.fast_takeover_after <= 0 || !h->etcd_ok || !l ||
+	    strcmp(l->name, h->cfg->name) == 0 || h->was_primary) {
+		h->leader_silent_since = 0;
+		return;
+	}
+	silent = !pg_answers(l->conn_host, l->conn_port) && !rest_answers(l->api_url);
+	if (!silent)
+		h->leader_silent_since = 0;
+	else if (h->leader_silent_since == 0)
+		h->leader_silent_since = mono_ms();
+	if (silent)
+		pgw_warn("leader %s answers neither on PostgreSQL nor on REST (for %lld ms)",
+		         l->name, (long long)(mono_ms() - h->leader_silent_since));
+}
+
+/* Fence the lost leader the leader record names (the decision checked it must be). */
+static void act_fence(struct ha *h)
+{
+	const struct pgw_leader_record *lr = &h->cluster.last_leader;
+	struct pgw_fence_keys k = {h->record_key, h->fence_lock_key, h->fenced_prefix,
+	                           h->lease.id,   op_timeout(h),     h->pgst.timeline};
+
+	if (h->lease.id == 0)
+		return;
+	h->member_state = "fencing";
+	publish_member(h);
+	if (pgw_fencer_fence(h->fencer, h->etcd, &k, lr)) {
+		snprintf(h->fenced, sizeof(h->fenced), "%s", lr->member);
+		h->fenced_lease = lr->lease;
+		/* fast takeover: its key is still there; it is powered off, so end its lease */
+		if (h->cluster.has_leader && strcmp(h->cluster.leader, lr->member) == 0) {
+			if (pgw_etcd_lease_revoke(h->etcd, h->cluster.leader_lease,
+			                          op_timeout(h)) != 0)
+				pgw_warn("cannot revoke the fenced leader's lease (it expires by "
+				         "itself): %s",
+				         pgw_etcd_errmsg(h->etcd));
+			else
+				pgw_info("revoked the lease of fenced leader %s", lr->member);
+		}
+	}
+	h->member_state = NULL;
+}
+
 static void act_acquire(struct ha *h)
 {
 	bool won = false;
 
 	if (h->lease.id == 0)
 		return;
-	if (pgw_etcd_create(h->etcd, h->leader_key, h->cfg->name, strlen(h->cfg->name), h->lease.id,
-	                    op_timeout(h), &won) != 0) {
+	if (take_key(h, &won) != 0) {
 		pgw_warn("cannot take the leader key: %s", pgw_etcd_errmsg(h->etcd));
 		return;
 	}
@@ -913,6 +1113,9 @@ static void act(struct ha *h, const struct pgw_action *a, bool holds)
 	case PGW_ACT_CANCEL_SWITCHOVER:
 		clear_failover(h);
 		break;
+	case PGW_ACT_FENCE:
+		act_fence(h);
+		break;
 	case PGW_ACT_COUNT:
 		break;
 	}
@@ -995,6 +1198,7 @@ static void publish_snapshot(struct ha *h, bool holds)
 	s->pending_restart = h->pgst.pending_restart;
 	pgw_wdguard_status(h->wd, &s->watchdog);
 	s->watchdog_failed = pgw_wdguard_unusable(h->wd);
+	pgw_fencer_state(h->fencer, &s->fencing);
 	snprintf(s->scheduled_restart, sizeof(s->scheduled_restart), "%s", h->scheduled_restart);
 	s->paused = h->etcd_ok && h->cluster.paused;
 	s->noloadbalance = c->tags.noloadbalance;
@@ -1162,6 +1366,7 @@ static void cycle(struct ha *h, bool shutdown)
 	publish_member(h);
 	read_cluster(h);
 	track_leader(h);
+	probe_leader(h);
 	apply_dynamic_config(h);
 	build_obs(h, &o, shutdown);
 	holds = pgw_obs_holds_leader(&o);
@@ -1221,19 +1426,25 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, struct pgw_wdguar
 	    !key(h->status_key, sizeof(h->status_key), h->prefix, "status") ||
 	    !key(h->history_key, sizeof(h->history_key), h->prefix, "history") ||
 	    !key(h->config_key, sizeof(h->config_key), h->prefix, "config") ||
-	    !key(h->failover_key, sizeof(h->failover_key), h->prefix, "failover")) {
+	    !key(h->failover_key, sizeof(h->failover_key), h->prefix, "failover") ||
+	    !key(h->record_key, sizeof(h->record_key), h->prefix, "pgwarden/leader") ||
+	    !key(h->fence_lock_key, sizeof(h->fence_lock_key), h->prefix, "pgwarden/fence-lock") ||
+	    !key(h->fenced_prefix, sizeof(h->fenced_prefix), h->prefix, "pgwarden/fenced/")) {
 		pgw_error("namespace and scope are too long");
 		return -1;
 	}
 	h->etcd = pgw_etcd_new((const char *const *)cfg->etcd3.hosts.items, cfg->etcd3.hosts.n,
 	                       cfg->etcd3.protocol, cfg->etcd3.username, cfg->etcd3.password, &tls);
 	h->pg = pgw_pg_new(cfg);
-	if (!h->etcd || !h->pg) {
+	h->fencer = pgw_fencer_new(cfg);
+	if (!h->etcd || !h->pg || !h->fencer) {
 		pgw_error("out of memory");
 		return -1;
 	}
 	pgw_etcd_set_interrupt(h->etcd, wake_up, h);
 	h->rest = pgw_rest_start(cfg->restapi.listen, &cfg->restapi.tls, err, sizeof(err));
+	if (h->rest && cfg->fencing.mode == PGW_FENCE_REQUIRED)
+		pgw_rest_set_audit_log(h->rest, cfg->fencing.audit_log);
 	if (!h->rest) {
 		pgw_error("%s", err);
 		return -1;
@@ -1258,6 +1469,7 @@ static void ha_close(struct ha *h)
 	if (h->rest)
 		pgw_rest_stop(h->rest); /* first: no request may use the control after this */
 	pgw_control_free(h->control);
+	pgw_fencer_free(h->fencer);
 	pgw_dcs_free(&h->dcs);
 	free(h->dcs_seen);
 	pgw_config_free(h->cfg_reloaded);

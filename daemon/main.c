@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -141,6 +142,30 @@ static int drop_privileges(const struct pgw_config *cfg)
 	return 0;
 }
 
+/*
+ * fencing.mode required: the peers' BMC credentials must be there and readable by
+ * no one but their owner (they power machines off).
+ */
+static int check_fencing_secret(const struct pgw_config *cfg)
+{
+	const char *path = cfg->fencing.credentials_file;
+	struct stat st;
+
+	if (cfg->fencing.mode != PGW_FENCE_REQUIRED)
+		return 0;
+	if (stat(path, &st) != 0) {
+		pgw_error("%s: fencing.credentials_file %s: %s", cfg->path, path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
+		pgw_error("%s: fencing.credentials_file %s: mode %04o: it must be a file readable "
+		          "by its owner only (chmod 600)",
+		          cfg->path, path, (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	return 0;
+}
+
 static struct pgw_config *load_config(const char *path)
 {
 	char err[1024];
@@ -201,6 +226,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	pgw_log_set_ident(cfg->name);
+	if (check_fencing_secret(cfg) != 0) {
+		pgw_config_free(cfg);
+		return 1;
+	}
 	/* the watchdog device is root's: open it first, keep the descriptor */
 	wd = pgw_wdguard_open(cfg);
 	if (drop_privileges(cfg) != 0 || install_signals() != 0) {

@@ -14,6 +14,7 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 
 #include "config.h"
 #include "ctl.h"
+#include "audit.h"
 #include "etcd.h"
 
 #define ETCD_TIMEOUT_MS 5000
@@ -933,6 +935,102 @@ static int cmd_member_request(struct ctl *x)
 	return rc;
 }
 
+/* ---- fencing ------------------------------------------------------------------------ */
+
+static const char *jstr(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string)
+	           ? json_object_get_string(v)
+	           : "-";
+}
+
+/* fence-log: the records of this node's audit log, or --verify of its chain. */
+static int cmd_fence_log(struct ctl *x)
+{
+	const char *path = x->cfg->fencing.audit_log;
+	struct json_object *arr;
+	char err[512], *text;
+	int rc;
+
+	if (x->a->verify) {
+		rc = pgw_audit_verify_all(path, err, sizeof(err));
+		if (rc < 0)
+			return fail("fence-log", err);
+		if (rc > 0) {
+			printf("%s: chain BROKEN at line %d: %s\n", path, rc, err);
+			return PGW_CTL_FAILED;
+		}
+		printf("%s: chain intact\n", path);
+		return PGW_CTL_OK;
+	}
+	text = pgw_audit_tail_json(path, 1000000);
+	arr = text ? json_tokener_parse(text) : NULL;
+	free(text);
+	if (!json_object_is_type(arr, json_type_array)) {
+		json_object_put(arr);
+		snprintf(err, sizeof(err), "%s: cannot read", path);
+		return fail("fence-log", err);
+	}
+	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+		struct json_object *r = json_object_array_get_idx(arr, i), *seq;
+
+		json_object_object_get_ex(r, "seq", &seq);
+		printf("%5" PRId64 "  %s  %-8s %-15s %-8s %-14s %s\n", json_object_get_int64(seq),
+		       jstr(r, "wall"), jstr(r, "actor"), jstr(r, "action"), jstr(r, "target"),
+		       jstr(r, "result"), jstr(r, "reason"));
+	}
+	json_object_put(arr);
+	return PGW_CTL_OK;
+}
+
+/* unfence CLUSTER MEMBER: POST /unfence to the leader (or another running member). */
+static int cmd_unfence(struct ctl *x)
+{
+	const char *target = x->a->nmembers == 1 ? x->a->members[0] : NULL;
+	const struct pgw_member *api = NULL;
+	struct pgw_etcd_range r;
+	struct pgw_cluster c;
+	struct http_buf out;
+	char body[128], prompt[160];
+	long code;
+	int rc;
+
+	if (!target)
+		return fail("unfence", "name one member to power on");
+	if (!x->a->force && !isatty(STDIN_FILENO)) {
+		fprintf(stderr, "pgwardenctl unfence: stdin is not a terminal: use --force\n");
+		return PGW_CTL_USAGE;
+	}
+	rc = read_cluster(x, &r, &c);
+	if (rc)
+		return rc;
+	api = pgw_cluster_leader_member(&c);
+	for (int i = 0; !api && i < c.nmembers; i++)
+		if (strcmp(c.members[i].name, target) != 0 && c.members[i].api_url[0])
+			api = &c.members[i];
+	snprintf(prompt, sizeof(prompt), "Are you sure you want to power %s on? [y/N] ", target);
+	if (!api)
+		rc = fail("unfence", "no running member to ask");
+	else if (!x->a->force && !confirm(prompt))
+		rc = fail("unfence", "aborted");
+	if (rc == PGW_CTL_OK) {
+		snprintf(body, sizeof(body), "{\"member\":\"%s\"}", target);
+		code = post_member(x, api, "/unfence", body, &out);
+		if (code == 200) {
+			printf("Success: %s (by %s)\n", out.data, api->name);
+		} else {
+			printf("Failed: unfence %s through %s, status code=%ld, (%s)\n", target,
+			       api->name, code, out.data);
+			rc = PGW_CTL_FAILED;
+		}
+	}
+	pgw_cluster_clear(&c);
+	pgw_etcd_range_free(&r);
+	return rc;
+}
+
 static int dispatch(struct ctl *x)
 {
 	switch (x->a->cmd) {
@@ -955,6 +1053,10 @@ static int dispatch(struct ctl *x)
 	case PGW_CTL_RELOAD:
 	case PGW_CTL_REINIT:
 		return cmd_member_request(x);
+	case PGW_CTL_FENCE_LOG:
+		return cmd_fence_log(x);
+	case PGW_CTL_UNFENCE:
+		return cmd_unfence(x);
 	default:
 		return PGW_CTL_USAGE;
 	}

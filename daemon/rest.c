@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "log.h"
 
 #define REST_MAX_BODY        (64 * 1024)
@@ -73,6 +74,7 @@ struct pgw_rest {
 	void *write_arg;
 	char *auth_user, *auth_password;
 	int verify_client; /* enum pgw_verify_client; only with TLS */
+	char *audit_log;   /* GET /fencing: the fencing audit log, NULL none */
 	char *tls_cert, *tls_key, *tls_ca, *tls_key_password; /* PEM text, kept for MHD */
 	pthread_mutex_t mu;                                   /* guards everything below */
 	bool have_snap;
@@ -482,6 +484,20 @@ static json_object *json_watchdog(const struct pgw_wd_status *w)
 	return o;
 }
 
+static json_object *json_fencing(const struct pgw_fence_state *f)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "mode", json_object_new_string(f->required ? "required" : "off"));
+	if (f->result[0]) {
+		ADD_FIELD(o, "target", f->target);
+		ADD_FIELD(o, "result", f->result);
+		ADD_FIELD(o, "reason", f->reason);
+		json_object_object_add(o, "at", json_time(f->wall));
+	}
+	return o;
+}
+
 static json_object *json_pgwarden(const struct pgw_snapshot *s)
 {
 	json_object *o = json_object_new_object();
@@ -491,6 +507,7 @@ static json_object *json_pgwarden(const struct pgw_snapshot *s)
 	ADD_FIELD(o, "last_action", s->last_action);
 	ADD_FIELD(o, "last_reason", s->last_reason);
 	json_object_object_add(o, "watchdog", json_watchdog(&s->watchdog));
+	json_object_object_add(o, "fencing", json_fencing(&s->fencing));
 	return o;
 }
 
@@ -750,6 +767,10 @@ static void metrics_pgwarden(struct metrics *m, const struct pgw_snapshot *s)
 	metric_int(m, "pgwarden_watchdog_timeout_seconds", "gauge",
 	           "The armed watchdog's timeout W as the driver reported it, 0 when not armed.",
 	           s->watchdog.timeout);
+	metric_flag(
+	    m, "pgwarden_fencing_failed",
+	    "Value is 1 if the last fence this node tried was not confirmed (no promotion).",
+	    strcmp(s->fencing.result, "failed") == 0);
 	metric_flag(m, "pgwarden_watchdog_failed",
 	            "Value is 1 if the last attempt to open or arm the watchdog failed.",
 	            s->watchdog.failed);
@@ -901,6 +922,29 @@ static char *fallback_body(int status, enum rest_body kind, const char *url, cha
 	return body;
 }
 
+void pgw_rest_set_audit_log(struct pgw_rest *r, const char *path)
+{
+	free(r->audit_log);
+	r->audit_log = path ? strdup(path) : NULL;
+}
+
+/* GET /fencing: the last 100 records of the audit log (read here: never the HA loop). */
+static enum MHD_Result answer_fencing(struct pgw_rest *r, struct MHD_Connection *c,
+                                      const char *method)
+{
+	char *body = r->audit_log ? pgw_audit_tail_json(r->audit_log, 100) : strdup("[]");
+
+	if (body == NULL)
+		return reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+		             error_body("cannot read the fencing audit log", r->audit_log),
+		             REST_JSON_TYPE);
+	if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0) {
+		free(body);
+		return reply(c, MHD_HTTP_OK, NULL, NULL);
+	}
+	return reply(c, MHD_HTTP_OK, body, REST_JSON_TYPE);
+}
+
 static enum MHD_Result answer_get(struct pgw_rest *r, struct MHD_Connection *c, const char *url,
                                   const char *method)
 {
@@ -909,6 +953,8 @@ static enum MHD_Result answer_get(struct pgw_rest *r, struct MHD_Connection *c, 
 	char *body;
 	int status;
 
+	if (path_is(url, "/fencing"))
+		return answer_fencing(r, c, method);
 	memset(&q, 0, sizeof(q));
 	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, query_arg, &q);
 	status = answer_from_snapshot(r, url, &q, kind, &body);
@@ -1412,6 +1458,7 @@ void pgw_rest_stop(struct pgw_rest *r)
 	bodies_free(&r->bodies);
 	free(r->auth_user);
 	free(r->auth_password);
+	free(r->audit_log);
 	tls_free(r);
 	free(r);
 }

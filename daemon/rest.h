@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "pg.h"
+#include "fencer.h"
 #include "wdguard.h"
 
 enum pgw_role { PGW_ROLE_UNINITIALIZED, PGW_ROLE_PRIMARY, PGW_ROLE_REPLICA };
@@ -44,9 +45,10 @@ struct pgw_snapshot {
 	int ttl;                /* s */
 	bool paused;
 	bool pending_restart;
-	char scheduled_restart[64];    /* ISO 8601 of a scheduled restart, "" none */
-	bool watchdog_failed;          /* mode required and not usable (Patroni's flag) */
-	struct pgw_wd_status watchdog; /* mode, armed, W, why it failed */
+	char scheduled_restart[64];     /* ISO 8601 of a scheduled restart, "" none */
+	bool watchdog_failed;           /* mode required and not usable (Patroni's flag) */
+	struct pgw_wd_status watchdog;  /* mode, armed, W, why it failed */
+	struct pgw_fence_state fencing; /* the last fence this node tried */
 	bool noloadbalance;
 	bool nofailover;
 	int failover_priority;
@@ -93,6 +95,8 @@ typedef int (*pgw_rest_write_fn)(void *arg, const char *method, const char *path
  * those requests require HTTP basic auth (401 otherwise). */
 void pgw_rest_set_writer(struct pgw_rest *r, pgw_rest_write_fn fn, void *arg, const char *user,
                          const char *password);
+/* GET /fencing serves the last records of this audit log (set before requests arrive). */
+void pgw_rest_set_audit_log(struct pgw_rest *r, const char *path);
 void pgw_rest_stop(struct pgw_rest *r);
 
 /*

@@ -231,6 +231,21 @@ static void decide_and_check(const struct pgw_obs *o)
 			CHECK(pgw_is_best_candidate(o, why, sizeof(why)),
 			      "acquire while not the best candidate");
 	}
+	if (a.kind == PGW_ACT_ACQUIRE)
+		CHECK(!pgw_fence_needed(o), "acquire before the lost leader was fenced (S3)");
+	if (a.kind == PGW_ACT_FENCE) {
+		bool fast = o->fencing_required && o->cluster->has_leader &&
+		            o->fast_takeover_after_ms > 0 &&
+		            o->leader_unreachable_ms >= o->fast_takeover_after_ms &&
+		            strcmp(a.target, o->cluster->leader) == 0 &&
+		            strcmp(o->cluster->last_leader.member, o->cluster->leader) == 0 &&
+		            o->cluster->last_leader.lease == o->cluster->leader_lease;
+
+		CHECK((pgw_fence_needed(o) || fast) && a.target[0] &&
+		          strcmp(a.target, o->self) != 0 && !o->cluster->last_leader.malformed,
+		      "fence without a need, or of no one, or of itself");
+		CHECK(!o->cluster->paused, "fence while paused");
+	}
 	if (o->watchdog_unusable)
 		CHECK(a.kind != PGW_ACT_ACQUIRE && a.kind != PGW_ACT_BOOTSTRAP &&
 		          a.kind != PGW_ACT_PROMOTE && a.kind != PGW_ACT_START_PRIMARY &&
@@ -453,6 +468,22 @@ static void random_obs(struct rd *r)
 	}
 	o->wall_now = (double)rd_pick(r, 2000);
 
+	/* the leader record and the fence lock (pgwarden/leader, pgwarden/fence-lock) */
+	memset(&w.c.last_leader, 0, sizeof(w.c.last_leader));
+	if (rd_pick(r, 4) != 0) {
+		w.c.last_leader.present = true;
+		w.c.last_leader.malformed = rd_pick(r, 8) == 0;
+		rd_pool(r, w.c.last_leader.member, sizeof(w.c.last_leader.member), names,
+		        NPOOL(names));
+		w.c.last_leader.lease = rd_i64(r);
+		w.c.last_leader.released = rd_pick(r, 3) == 0;
+		if (rd_pick(r, 3) == 0)
+			rd_pool(r, w.c.last_leader.fenced_by, sizeof(w.c.last_leader.fenced_by),
+			        names, NPOOL(names));
+	}
+	w.c.fence_locked = rd_pick(r, 4) == 0;
+	rd_pool(r, w.c.fence_lock_holder, sizeof(w.c.fence_lock_holder), names, NPOOL(names));
+
 	o->leader_optime = rd_i64(r);
 	switch (rd_pick(r, 4)) {
 	case 0:
@@ -469,6 +500,9 @@ static void random_obs(struct rd *r)
 	}
 	o->nofailover = rd_pick(r, 4) == 0 || o->self_member.nofailover;
 	o->watchdog_unusable = rd_pick(r, 8) == 0;
+	o->fencing_required = rd_bool(r);
+	o->fast_takeover_after_ms = rd_bool(r) ? 0 : (int64_t)rd_pick(r, 20000);
+	o->leader_unreachable_ms = rd_bool(r) ? 0 : (int64_t)rd_pick(r, 40000);
 	o->use_pg_rewind = rd_bool(r);
 	o->rewind_failed = rd_bool(r);
 	o->primary_down_since_ms = rd_bool(r) ? 0 : o->now_ms - (int64_t)(rd_bits(r, 3) % 1000000);

@@ -536,6 +536,29 @@ static void test_tls_watchdog_sections(void **state)
 	assert_int_equal(cfg->watchdog.mode, PGW_WD_OFF);
 	assert_string_equal(cfg->watchdog.device, "/dev/watchdog");
 	assert_int_equal(cfg->watchdog.safety_margin, 5);
+	assert_int_equal(cfg->fencing.mode, PGW_FENCE_OFF);
+	assert_string_equal(cfg->fencing.agent, "ipmi");
+	assert_int_equal(cfg->fencing.timeout, 30);
+	assert_int_equal(cfg->fencing.retries, 2);
+	assert_true(cfg->fencing.bmc.lanplus);
+	assert_string_equal(cfg->fencing.audit_log, "/var/lib/pgwarden/fencing.log");
+	pgw_config_free(cfg);
+
+	cfg = parse(BASE "fencing:\n  mode: required\n  agent: /usr/sbin/fence_ipmilan\n"
+	                 "  retries: 0\n  fast_takeover_after: 4\n  bmc:\n"
+	                 "    address: 10.0.0.1:623\n    lanplus: false\n    cipher_suite: 3\n"
+	                 "    privilege: operator\n",
+	            err);
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->fencing.mode, PGW_FENCE_REQUIRED);
+	assert_string_equal(cfg->fencing.agent, "/usr/sbin/fence_ipmilan");
+	assert_int_equal(cfg->fencing.retries, 0);
+	assert_int_equal(cfg->fencing.fast_takeover_after, 4);
+	assert_string_equal(cfg->fencing.bmc.address, "10.0.0.1:623");
+	assert_false(cfg->fencing.bmc.lanplus);
+	assert_int_equal(cfg->fencing.bmc.cipher_suite, 3);
+	assert_int_equal(cfg->fencing.bmc.privilege, PGW_PRIV_OPERATOR);
 	pgw_config_free(cfg);
 }
 
@@ -683,6 +706,18 @@ static const struct ecase error_cases[] = {
     {BASE "ctl:\n  keyfile: /k.pem\n", "t.yml: ctl.keyfile: needs ctl.certfile"},
     {BASE "watchdog:\n  mode: on\n",
      "t.yml:6: watchdog.mode: expected one of off|automatic|required, got \"on\""},
+    {BASE "fencing:\n  mode: required\n",
+     "t.yml: fencing.bmc.address: required with fencing.mode required (peers fence this node "
+     "there)"},
+    {BASE "fencing:\n  agent: fence_ipmilan\n",
+     "t.yml: fencing.agent: expected ipmi or the absolute path of a fence agent, got "
+     "\"fence_ipmilan\""},
+    {BASE "fencing:\n  fast_takeover_after: 5\n",
+     "t.yml: fencing.fast_takeover_after: needs fencing.mode required (a takeover before the "
+     "TTL is only safe after a confirmed power off)"},
+    {BASE "fencing:\n  bmc:\n    privilege: root\n",
+     "t.yml:7: fencing.bmc.privilege: expected one of ADMINISTRATOR|OPERATOR|USER, got "
+     "\"root\""},
     {BASE "watchdog:\n  safety_margin: 0\n",
      "t.yml:6: watchdog.safety_margin: expected a positive integer, got \"0\""},
     /* timing rule */

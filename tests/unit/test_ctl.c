@@ -163,11 +163,14 @@ static void test_list_watchdog(void **state)
 	       "{\"conn_url\":\"postgres://127.0.0.1:5433/postgres\",\"state\":\"running\","
 	       "\"role\":\"replica\",\"timeline\":2,"
 	       "\"watchdog\":{\"mode\":\"required\",\"armed\":false,\"failed\":true}}");
-	add_kv(&f, "members/node3",
-	       "{\"conn_url\":\"postgres://127.0.0.1:5434/postgres\",\"state\":\"running\","
-	       "\"role\":\"replica\",\"timeline\":2,\"watchdog\":{\"mode\":\"off\"}}");
+	add_kv(
+	    &f, "members/node3",
+	    "{\"conn_url\":\"postgres://127.0.0.1:5434/postgres\",\"state\":\"running\","
+	    "\"role\":\"replica\",\"timeline\":2,\"watchdog\":{\"mode\":\"off\"},"
+	    "\"fencing\":{\"target\":\"node0\",\"result\":\"failed\",\"reason\":\"BMC timeout\"}}");
 	parse(&f);
 	text = pgw_ctl_render_list(&f.v, PGW_FMT_TABLE, false);
+	assert_non_null(strstr(text, " Fencing: node3 could not fence node0: BMC timeout\n"));
 	assert_non_null(strstr(text, "| Watchdog          |"));
 	assert_non_null(strstr(text, "| armed 5s          |"));
 	assert_non_null(strstr(text, "| FAILED (required) |"));

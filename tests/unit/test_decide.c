@@ -911,6 +911,126 @@ static void test_watchdog_unusable(void **state)
 	check(&a, PGW_ACT_NONE, "following", "following");
 }
 
+/* S3: with fencing required, a leader lost unplanned is fenced before anyone promotes. */
+static void test_fence_before_promote(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+	struct pgw_leader_record *lr;
+
+	(void)state;
+	fx_no_leader(&f);
+	f.o.fencing_required = true;
+	lr = &f.c.last_leader;
+	lr->present = true;
+	snprintf(lr->member, sizeof(lr->member), "node1");
+	lr->lease = 0x1234;
+	snprintf(lr->bmc_address, sizeof(lr->bmc_address), "127.0.0.1:9001");
+
+	/* the best candidate fences first; the others wait as usual */
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_FENCE, "fence-before-promote", "powering it off|node1|127.0.0.1:9001");
+	assert_string_equal(a.target, "node1");
+	assert_false(pgw_fence_needed(&f.o) == false);
+	decide_as(&f, "node3", &a);
+	check(&a, PGW_ACT_NONE, "not-best", "node2");
+
+	/* while another member holds the fence lock, no one else fences */
+	f.c.fence_locked = true;
+	snprintf(f.c.fence_lock_holder, sizeof(f.c.fence_lock_holder), "node3");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "fence-by-other", "node3 fences node1");
+	/* ... except the holder itself (a fence that did not finish) */
+	snprintf(f.c.fence_lock_holder, sizeof(f.c.fence_lock_holder), "node2");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_FENCE, "fence-before-promote", "node1");
+	f.c.fence_locked = false;
+
+	/* fenced (confirmed), or released cleanly: promote */
+	snprintf(lr->fenced_by, sizeof(lr->fenced_by), "node2");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	lr->fenced_by[0] = '\0';
+	lr->released = true;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	lr->released = false;
+
+	/* a named failover candidate fences too */
+	f.c.failover.present = true;
+	snprintf(f.c.failover.member, sizeof(f.c.failover.member), "node3");
+	decide_as(&f, "node3", &a);
+	check(&a, PGW_ACT_FENCE, "fence-before-promote", "node1");
+	f.c.failover.present = false;
+
+	/* an unreadable record: in doubt, no promotion */
+	lr->malformed = true;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "fence-record-unreadable", "not promoting");
+	lr->malformed = false;
+
+	/* the record names this node (it restarted after losing its key): nothing to fence */
+	snprintf(lr->member, sizeof(lr->member), "node2");
+	assert_false(pgw_fence_needed(&f.o) && strcmp(f.o.self, "node2") == 0);
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	snprintf(lr->member, sizeof(lr->member), "node1");
+
+	/* fencing off: the lease expiry is enough, as before */
+	f.o.fencing_required = false;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+}
+
+/* Rule 8: a silent leader is fenced by the best candidate before its lease expires. */
+static void test_fast_takeover(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+	struct pgw_leader_record *lr;
+
+	(void)state;
+	fx_replica(&f);
+	f.o.fencing_required = true;
+	f.o.fast_takeover_after_ms = 4000;
+	lr = &f.c.last_leader;
+	lr->present = true;
+	snprintf(lr->member, sizeof(lr->member), "%s", f.c.leader);
+	lr->lease = f.c.leader_lease;
+	f.o.leader_unreachable_ms = 3999;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "following");
+	f.o.leader_unreachable_ms = 4000;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FENCE, "fast-takeover", "answers neither|silent for 4000 ms");
+	assert_string_equal(a.target, f.c.leader);
+
+	/* not when the record is about another lease (in doubt: wait for the TTL) */
+	lr->lease++;
+	decide(&f, &a);
+	assert_int_not_equal(a.kind, PGW_ACT_FENCE);
+	lr->lease--;
+	/* not while paused, not when off, not when another member fences */
+	f.c.paused = true;
+	decide(&f, &a);
+	assert_int_not_equal(a.kind, PGW_ACT_FENCE);
+	f.c.paused = false;
+	f.o.fast_takeover_after_ms = 0;
+	decide(&f, &a);
+	assert_int_not_equal(a.kind, PGW_ACT_FENCE);
+	f.o.fast_takeover_after_ms = 4000;
+	f.c.fence_locked = true;
+	snprintf(f.c.fence_lock_holder, sizeof(f.c.fence_lock_holder), "node3");
+	decide(&f, &a);
+	assert_int_not_equal(a.kind, PGW_ACT_FENCE);
+	f.c.fence_locked = false;
+	/* and not by a member that is not the best candidate */
+	f.o.nofailover = true;
+	f.sync_self = false;
+	decide(&f, &a);
+	assert_int_not_equal(a.kind, PGW_ACT_FENCE);
+}
+
 static void test_uninitialized_with_data(void **state)
 {
 	struct fx f;
@@ -1586,6 +1706,8 @@ int main(void)
 	    cmocka_unit_test(test_print_rules_text),
 	    cmocka_unit_test(test_print_rules_dot),
 	    cmocka_unit_test(test_watchdog_unusable),
+	    cmocka_unit_test(test_fence_before_promote),
+	    cmocka_unit_test(test_fast_takeover),
 	    cmocka_unit_test(test_every_rule_reached), /* keep last */
 	};
 

@@ -463,6 +463,50 @@ static void test_create(void **state)
 	pgw_etcd_free(c);
 }
 
+static const char *value_of(struct pgw_etcd *c, const char *key, char *buf, size_t len)
+{
+	struct pgw_etcd_range r;
+
+	assert_int_equal(pgw_etcd_get(c, key, T_MS, &r), 0);
+	snprintf(buf, len, "%s", r.n == 1 ? r.kvs[0].value : "(absent)");
+	pgw_etcd_range_free(&r);
+	return buf;
+}
+
+/* The leader key and its record move together: both or neither. */
+static void test_create_and_put_delete_and_put(void **state)
+{
+	struct pgw_etcd *c;
+	char buf[64];
+	bool ok = false;
+
+	(void)state;
+	need_etcd();
+	c = client();
+	assert_int_equal(pgw_etcd_create_and_put(c, "/cp/leader", "n1", 2, 0, "/cp/record",
+	                                         "n1 took", T_MS, &ok),
+	                 0);
+	assert_true(ok);
+	assert_string_equal(value_of(c, "/cp/record", buf, sizeof(buf)), "n1 took");
+	assert_int_equal(pgw_etcd_create_and_put(c, "/cp/leader", "n2", 2, 0, "/cp/record",
+	                                         "n2 took", T_MS, &ok),
+	                 0);
+	assert_false(ok);
+	assert_string_equal(value_of(c, "/cp/record", buf, sizeof(buf)), "n1 took");
+	assert_int_equal(pgw_etcd_delete_if_value_and_put(c, "/cp/leader", "n2", "/cp/record",
+	                                                  "n2 released", T_MS, &ok),
+	                 0);
+	assert_false(ok);
+	assert_string_equal(value_of(c, "/cp/record", buf, sizeof(buf)), "n1 took");
+	assert_int_equal(pgw_etcd_delete_if_value_and_put(c, "/cp/leader", "n1", "/cp/record",
+	                                                  "n1 released", T_MS, &ok),
+	                 0);
+	assert_true(ok);
+	assert_string_equal(value_of(c, "/cp/record", buf, sizeof(buf)), "n1 released");
+	assert_string_equal(value_of(c, "/cp/leader", buf, sizeof(buf)), "(absent)");
+	pgw_etcd_free(c);
+}
+
 static void test_put_if_mod(void **state)
 {
 	struct pgw_etcd *c;
@@ -985,6 +1029,7 @@ int main(void)
 	    cmocka_unit_test(test_lease_key_vanishes),
 	    cmocka_unit_test(test_put_get_range),
 	    cmocka_unit_test(test_create),
+	    cmocka_unit_test(test_create_and_put_delete_and_put),
 	    cmocka_unit_test(test_put_if_mod),
 	    cmocka_unit_test(test_delete_if_value),
 	    cmocka_unit_test(test_delete_if_mod),
