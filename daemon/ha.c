@@ -953,14 +953,22 @@ static bool pg_answers(const char *host, int port)
 	return PQpingParams(keys, vals, 0) != PQPING_NO_RESPONSE;
 }
 
+/* Fast takeover is on and this replica follows another node's leadership. */
+static bool watching_leader(const struct ha *h)
+{
+	const struct pgw_member *l = pgw_cluster_leader_member(&h->cluster);
+
+	return h->cfg->fencing.mode == PGW_FENCE_REQUIRED &&
+	       h->cfg->fencing.fast_takeover_after > 0 && h->etcd_ok && l &&
+	       strcmp(l->name, h->cfg->name) != 0 && !h->was_primary;
+}
+
 static void probe_leader(struct ha *h)
 {
 	const struct pgw_member *l = pgw_cluster_leader_member(&h->cluster);
 	bool silent;
 
-	if (h->cfg->fencing.mode != PGW_FENCE_REQUIRED ||
-	    h->cfg->fencing.fast_takeover_after <= 0 || !h->etcd_ok || !l ||
-	    strcmp(l->name, h->cfg->name) == 0 || h->was_primary) {
+	if (!watching_leader(h)) {
 		h->leader_silent_since = 0;
 		return;
 	}
@@ -1269,6 +1277,22 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 	wait = until - now;
 	if (wait <= 0 || wake_up(h))
 		return;
+	if (h->etcd_ok && watching_leader(h)) {
+		/* fast takeover: probe the leader every second while waiting */
+		while ((wait = until - mono_ms()) > 0 && !wake_up(h)) {
+			if (pgw_etcd_watch(h->etcd, h->prefix, h->cluster.revision + 1,
+			                   (int)(wait < 1000 ? wait : 1000), watch_fires, &w,
+			                   &fired) != 0 ||
+			    fired)
+				return;
+			probe_leader(h);
+			if (h->leader_silent_since &&
+			    mono_ms() - h->leader_silent_since >=
+			        (int64_t)h->cfg->fencing.fast_takeover_after * 1000)
+				return;
+		}
+		return;
+	}
 	if (h->etcd_ok) {
 		if (pgw_etcd_watch(h->etcd, h->prefix, h->cluster.revision + 1, (int)wait,
 		                   watch_fires, &w, &fired) == 0)
