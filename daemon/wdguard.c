@@ -18,7 +18,8 @@ struct pgw_wdguard {
 	char device[256];
 	struct pgw_wd *wd; /* NULL: not open */
 	bool armed;        /* armed by us (a nowayout device also runs when idle) */
-	int timeout;       /* W of the current arming */
+	int timeout;       /* W of the current arming, as the driver reported it */
+	int want;          /* the timeout that arming asked for */
 	bool failed;       /* the last open or arm failed */
 	char reason[200];
 	bool missed_window; /* the last renewal was too slow to pet (logged once) */
@@ -120,7 +121,7 @@ bool pgw_wdguard_arm(struct pgw_wdguard *g, int ttl_s, int margin_s, int loop_wa
 		return true;
 	if (!try_open(g))
 		return g->mode != PGW_WD_REQUIRED;
-	if (g->armed && g->timeout == want)
+	if (g->armed && g->want == want)
 		return true;
 	if (want <= 0) {
 		snprintf(
@@ -133,6 +134,7 @@ bool pgw_wdguard_arm(struct pgw_wdguard *g, int ttl_s, int margin_s, int loop_wa
 	if (pgw_wd_arm(g->wd, want, pgw_wd_max_timeout(ttl_s, margin_s), err, sizeof(err)) != 0)
 		return failure(g, err);
 	g->armed = true;
+	g->want = want;
 	g->timeout = pgw_wd_info(g->wd)->timeout;
 	g->failed = false;
 	g->reason[0] = '\0';
