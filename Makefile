@@ -104,6 +104,7 @@ integration: deps-test asan
 test: deps-test asan lint
 	@tests/run-unit.sh build/asan/tests
 	@PGWARDEN_BIN=$(CURDIR)/build/asan/pgwarden tests/run-integration.sh
+	@$(MAKE) --no-print-directory package-test
 
 # REST throughput and latency against Patroni 3.0.2 in the same run (not a test).
 bench: all
