@@ -824,6 +824,7 @@ static void promote(struct ha *h)
 	pgw_pg_observe(h->pg, PG_OBSERVE_TIMEOUT_MS, &st);
 	pgw_info("promoted: now primary on timeline %d", st.timeline);
 	h->was_primary = true;
+	renew_lease(h);     /* the promotion's checkpoint may have been long: renew (and pet) now */
 	if (h->fenced[0]) { /* S4: the promotion that follows a fence is audited too */
 		pgw_fencer_promoted(h->fencer, h->fenced, h->fenced_lease, st.timeline);
 		h->fenced[0] = '\0';
@@ -832,6 +833,28 @@ static void promote(struct ha *h)
 	publish_status(h, st.wal_lsn);
 	sync_slots(h);
 	clear_failover(h); /* a switchover or failover that brought us here is done */
+}
+
+static bool arm_watchdog(struct ha *h);
+
+/* Renew now (petting the watchdog, rule 3); true while writes are still allowed. */
+static bool renewed(struct ha *h)
+{
+	renew_lease(h);
+	if (pgw_lease_allows_writes(&h->lease, mono_ms(), SAFETY_MARGIN_MS))
+		return true;
+	pgw_error("the lease could not be renewed: not going on as primary");
+	return false;
+}
+
+/*
+ * initdb may outlast the watchdog's W and writes nothing a client could see, so a
+ * bootstrap arms the watchdog only after it, right after a fresh renewal, before
+ * PostgreSQL starts as primary.
+ */
+static bool arm_for_primary(struct ha *h)
+{
+	return renewed(h) && arm_watchdog(h);
 }
 
 static void act_bootstrap(struct ha *h)
@@ -849,8 +872,8 @@ static void act_bootstrap(struct ha *h)
 	}
 	h->member_state = "initializing new cluster";
 	publish_member(h);
-	if (pgw_pg_initdb(h->pg, PG_START_TIMEOUT_MS) != 0 ||
-	    pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) != 0 ||
+	if (pgw_pg_initdb(h->pg, PG_START_TIMEOUT_MS) != 0 || !arm_for_primary(h) ||
+	    pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) != 0 || !renewed(h) ||
 	    pgw_pg_bootstrap_roles(h->pg, PG_START_TIMEOUT_MS) != 0) {
 		pgw_error("bootstrap failed: removing the half-made data directory and the "
 		          "initialize key so that a member can try again");
@@ -1310,8 +1333,9 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 static bool needs_watchdog(const struct ha *h, const struct pgw_action *a)
 {
 	switch (a->kind) {
+	case PGW_ACT_BOOTSTRAP: /* after initdb: see act_bootstrap */
+		return h->was_primary;
 	case PGW_ACT_ACQUIRE:
-	case PGW_ACT_BOOTSTRAP:
 	case PGW_ACT_PROMOTE:
 	case PGW_ACT_START_PRIMARY:
 	case PGW_ACT_LEADER_DUTIES:

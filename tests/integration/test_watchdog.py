@@ -156,6 +156,30 @@ def test_killed_daemon_is_reset_before_the_lease_expires(make_cluster):
     assert c.leader_name() != leader.name
 
 
+def test_slow_initdb_does_not_trip_the_watchdog(make_cluster):
+    """initdb that takes longer than W (5 s): the bootstrap must arm the watchdog only
+    after it (found by the packaging appliance test, where initdb took 20 s)."""
+    c = make_cluster(1, start=False, overrides=wd_overrides())
+    node = c.nodes[0]
+    emu = harness.WatchdogEmulator(node).start()
+    bindir = os.path.join(c.dir, "slowbin")
+    os.makedirs(bindir)
+    for prog in os.listdir(harness.PG_BIN):
+        os.symlink(os.path.join(harness.PG_BIN, prog), os.path.join(bindir, prog))
+    os.unlink(os.path.join(bindir, "initdb"))
+    with open(os.path.join(bindir, "initdb"), "w") as f:
+        f.write("#!/bin/sh\nsleep 8\nexec %s/initdb \"$@\"\n" % harness.PG_BIN)
+    os.chmod(os.path.join(bindir, "initdb"), 0o755)
+    os.chmod(c.dir, 0o755)
+    node.config["watchdog"]["device"] = emu.socket
+    node.config["postgresql"]["bin_dir"] = bindir
+    node.write_config()
+    c.start()
+    c.wait_healthy(120)
+    assert not emu.fired(), harness.tail(emu.log_path)
+    wait_armed(c, node)
+
+
 def nft(*args):
     r = subprocess.run(["nft"] + list(args), capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, "nft %s: %s" % (" ".join(args), r.stderr)
