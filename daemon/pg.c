@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sdnotify.h"
 
 extern char **environ;
 
@@ -523,8 +524,14 @@ static void drain(int fd, struct cmd_out *out)
 }
 
 /* Collect output and wait for pid until deadline; kill its process group then. */
+/*
+ * Waiting for a child (a clone, a rewind, a shutdown) may outlast systemd's
+ * WatchdogSec: the loop is busy, not stuck, so it tells systemd so every second.
+ * The hardware watchdog is not petted here (rule 3: only after renewals).
+ */
 static void wait_child(pid_t pid, int fd, int64_t deadline, struct cmd_result *res)
 {
+	int64_t next_ping = now_ms() + 1000;
 	int wstatus = 0;
 
 	for (;;) {
@@ -532,6 +539,10 @@ static void wait_child(pid_t pid, int fd, int64_t deadline, struct cmd_result *r
 
 		if (r == pid || (r < 0 && errno != EINTR))
 			break;
+		if (now_ms() >= next_ping) {
+			pgw_sd_watchdog();
+			next_ping += 1000;
+		}
 		if (remaining_ms(deadline) == 0) {
 			res->timed_out = true;
 			kill(-pid, SIGKILL);
@@ -1709,11 +1720,50 @@ static char *make_pwfile(struct pgw_pg *pg)
 	return path;
 }
 
+/*
+ * mkdir -p the directory that holds data_dir (mode 0700 for what we create): a
+ * fresh package install has /var/lib/postgresql but maybe not .../15.  0 or -1.
+ */
+static int make_parent(struct pgw_pg *pg)
+{
+	char *path = xasprintf("%s", pg->data_dir), *p;
+	int rc = 0;
+
+	if (!path)
+		return -1;
+	p = strrchr(path, '/');
+	if (p && p != path) {
+		*p = '\0'; /* path is now the parent; create it one component at a time */
+		for (p = path + 1; rc == 0; p++) {
+			char c = *p;
+
+			if (c != '/' && c != '\0')
+				continue;
+			*p = '\0';
+			if (mkdir(path, 0700) != 0 && errno != EEXIST)
+				rc = -1;
+			*p = c;
+			if (c == '\0')
+				break;
+		}
+		if (rc != 0)
+			set_err(pg, true,
+			        "cannot create %s (the directory of postgresql.data_dir): %s", path,
+			        strerror(errno));
+	}
+	free(path);
+	return rc;
+}
+
 int pgw_pg_initdb(struct pgw_pg *pg, int timeout_ms)
 {
 	const struct pgw_strlist *extra = &pg->cfg->initdb_args;
-	char *prog = bin(pg, "initdb");
-	char *pwfile = make_pwfile(pg);
+	char *prog, *pwfile;
+
+	if (make_parent(pg) != 0)
+		return -1;
+	prog = bin(pg, "initdb");
+	pwfile = make_pwfile(pg);
 	char *pwarg = pwfile ? xasprintf("--pwfile=%s", pwfile) : NULL;
 	char **argv = calloc(extra->n + 10, sizeof(*argv));
 	struct cmd_result *res = malloc(sizeof(*res));
@@ -1889,7 +1939,7 @@ out:
 
 int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout_ms)
 {
-	char *prog = bin(pg, "pg_basebackup");
+	char *prog = make_parent(pg) == 0 ? bin(pg, "pg_basebackup") : NULL;
 	char *clone = xasprintf("%s.clone", pg->data_dir);
 	struct cmd_result *res = malloc(sizeof(*res));
 	char portstr[16];

@@ -73,3 +73,18 @@ def test_daemon_refuses_to_start_with_bad_config(node):
     assert node.rest("/health", timeout=1) == (None, None), "the REST API answered"
     for m in SANITIZER_MARKERS:
         assert m not in text, text
+
+
+def test_data_dir_under_a_missing_directory(make_cluster):
+    """A fresh install may lack the directory above data_dir (e.g. /var/lib/postgresql/15):
+    pgwarden creates it instead of failing the bootstrap in a loop (found by the package's
+    appliance test)."""
+    c = make_cluster(1, start=False)
+    node = c.nodes[0]
+    node.config["postgresql"]["data_dir"] = os.path.join(node.dir, "pg", "15", "main")
+    node.data_dir = node.config["postgresql"]["data_dir"]
+    node.write_config()
+    c.start()
+    c.wait_healthy(120)
+    assert os.path.isdir(os.path.join(node.dir, "pg", "15", "main", "base"))
+    assert os.stat(os.path.join(node.dir, "pg")).st_mode & 0o777 == 0o700
