@@ -276,6 +276,7 @@ bool pgw_leader_record_parse(const char *json, struct pgw_leader_record *lr)
 	lr->lease = json_int_field(o, "lease", 0);
 	lr->released = json_bool_field(o, "released");
 	copy_str(lr->fenced_by, sizeof(lr->fenced_by), json_str_field(o, "fenced_by"));
+	lr->fenced_at = (double)json_int_field(o, "fenced_at", 0);
 	if (json_object_object_get_ex(o, "bmc", &bmc) &&
 	    json_object_is_type(bmc, json_type_object)) {
 		copy_str(lr->bmc_address, sizeof(lr->bmc_address), json_str_field(bmc, "address"));
@@ -313,6 +314,9 @@ char *pgw_leader_record_json(const struct pgw_leader_record *lr)
 		json_object_object_add(o, "released", json_object_new_boolean(1));
 	if (lr->fenced_by[0])
 		add_str(o, "fenced_by", lr->fenced_by);
+	if (lr->fenced_at > 0)
+		json_object_object_add(o, "fenced_at",
+		                       json_object_new_int64((int64_t)lr->fenced_at));
 	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 	                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);

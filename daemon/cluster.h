@@ -73,6 +73,7 @@ struct pgw_leader_record {
 	int64_t lease;
 	bool released;                /* it gave the key up itself: no fence needed */
 	char fenced_by[PGW_NAME_MAX]; /* "" = not fenced */
+	double fenced_at;             /* unix time of the confirmed fence, 0 unknown */
 	char bmc_address[256];        /* "" = it published no BMC */
 	bool bmc_lanplus;
 	int bmc_cipher_suite;

@@ -688,6 +688,20 @@ static bool g_n_fence_other(const struct pgw_obs *o, struct pgw_action *a)
 	return true;
 }
 
+/* Another member fenced the last leader moments ago and is alive: it takes over. */
+static bool g_n_fencer_takes_over(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const struct pgw_leader_record *lr = &o->cluster->last_leader;
+
+	if (!o->fencing_required || o->cluster->has_leader || !lr->present || lr->malformed ||
+	    !lr->fenced_by[0] || strcmp(lr->fenced_by, o->self) == 0 ||
+	    !pgw_cluster_member(o->cluster, lr->fenced_by) ||
+	    o->wall_now - lr->fenced_at > PGW_FENCER_GRACE_S)
+		return false;
+	detail(a, "%s fenced %s", lr->fenced_by, lr->member);
+	return true;
+}
+
 static bool g_n_fence_unreadable(const struct pgw_obs *o, struct pgw_action *a)
 {
 	const struct pgw_leader_record *lr = &o->cluster->last_leader;
@@ -821,6 +835,8 @@ static const struct rule rules[] = {
     {"fence-by-other", "no leader", g_n_fence_other, PGW_ACT_NONE,
      "the last leader was lost without releasing its key and another member is fencing it: "
      "waiting"},
+    {"fencer-takes-over", "no leader", g_n_fencer_takes_over, PGW_ACT_NONE,
+     "the member that fenced the last leader takes over: waiting for it"},
     {"fence-record-unreadable", "no leader", g_n_fence_unreadable, PGW_ACT_NONE,
      "fencing required but the leader record (pgwarden/leader) is unreadable: no one to fence, "
      "not promoting"},

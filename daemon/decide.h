@@ -119,6 +119,10 @@ bool pgw_candidate_eligible(const struct pgw_member *m, int64_t leader_optime, i
  */
 bool pgw_fence_needed(const struct pgw_obs *o);
 
+/* How long the member that fenced the last leader has to take over before the
+ * others elect among themselves (it fenced because it was the best candidate). */
+#define PGW_FENCER_GRACE_S 30
+
 /* Print the rule table as text (dot == false) or a Graphviz digraph. */
 void pgw_print_rules(FILE *out, bool dot);
 

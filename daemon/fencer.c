@@ -131,6 +131,7 @@ static bool mark_fenced(struct pgw_fencer *f, struct pgw_etcd *etcd, const struc
 	char key[700];
 
 	snprintf(done.fenced_by, sizeof(done.fenced_by), "%s", f->cfg->name);
+	done.fenced_at = wall_now();
 	json = pgw_leader_record_json(&done);
 	if (json && pgw_etcd_put_if_mod(etcd, k->record_key, json, strlen(json), 0,
 	                                lr->mod_revision, k->timeout_ms, &ok) != 0)
@@ -148,10 +149,21 @@ static bool mark_fenced(struct pgw_fencer *f, struct pgw_etcd *etcd, const struc
 static bool fence_locked(struct pgw_fencer *f, struct pgw_etcd *etcd,
                          const struct pgw_fence_keys *k, const struct pgw_leader_record *lr)
 {
+	struct pgw_fence_opts opts = f->opts;
 	struct pgw_fence_bmc bmc;
 	struct pgw_fence_cred cred;
 	char err[256], detail[256], why[200];
+	int64_t per_try = k->budget_ms / (1 + (opts.retries > 0 ? opts.retries : 0));
 
+	/* every attempt fits in the lease, so the lock cannot lapse while we fence */
+	if (per_try < opts.timeout_ms)
+		opts.timeout_ms = (int)per_try;
+	if (opts.timeout_ms < 1000) {
+		outcome(f, lr->member, "failed",
+		        "the lease is too close to its deadline to fence (%lld ms left)",
+		        (long long)k->budget_ms);
+		return false;
+	}
 	if (!bmc_of(lr, &bmc)) {
 		audit(f, "fence-result", lr, "failed", "it published no usable BMC address",
 		      k->timeline);
@@ -172,7 +184,7 @@ static bool fence_locked(struct pgw_fencer *f, struct pgw_etcd *etcd,
 	snprintf(f->st.result, sizeof(f->st.result), "fencing");
 	pgw_warn("fencing %s: chassis power off through BMC %s (%s)", lr->member, lr->bmc_address,
 	         why);
-	if (pgw_fence_off(&f->opts, &bmc, &cred, detail, sizeof(detail)) != 0) {
+	if (pgw_fence_off(&opts, &bmc, &cred, detail, sizeof(detail)) != 0) {
 		memset(&cred, 0, sizeof(cred));
 		audit(f, "fence-result", lr, "failed", detail, k->timeline);
 		outcome(f, lr->member, "failed", "BMC %s: %s", lr->bmc_address, detail);
@@ -243,14 +255,22 @@ void pgw_fencer_promoted(struct pgw_fencer *f, const char *fenced, int64_t lease
 	audit(f, "promote", &lr, "ok", "promoted after the confirmed fence", timeline);
 }
 
-int pgw_fencer_unfence(struct pgw_fencer *f, const struct pgw_leader_record *lr, char *msg,
-                       size_t len)
+int pgw_fencer_unfence(struct pgw_fencer *f, const struct pgw_leader_record *lr, int64_t budget_ms,
+                       char *msg, size_t len)
 {
+	struct pgw_fence_opts opts = f->opts;
 	struct pgw_fence_bmc bmc;
 	struct pgw_fence_cred cred;
 	char err[256], detail[256];
 	int rc;
 
+	opts.retries = 0;
+	if (budget_ms < opts.timeout_ms)
+		opts.timeout_ms = (int)budget_ms;
+	if (opts.timeout_ms < 1000)
+		return snprintf(msg, len,
+		                "busy: the lease is too close to its deadline, try again"),
+		       503;
 	if (!audit_ready(f, err, sizeof(err)))
 		return snprintf(msg, len, "cannot open the audit log: %s", err), 503;
 	if (!bmc_of(lr, &bmc))
@@ -262,7 +282,7 @@ int pgw_fencer_unfence(struct pgw_fencer *f, const struct pgw_leader_record *lr,
 		memset(&cred, 0, sizeof(cred));
 		return snprintf(msg, len, "cannot write the audit log"), 503;
 	}
-	rc = pgw_fence_on(&f->opts, &bmc, &cred, detail, sizeof(detail));
+	rc = pgw_fence_on(&opts, &bmc, &cred, detail, sizeof(detail));
 	memset(&cred, 0, sizeof(cred));
 	audit(f, "unfence-result", lr, rc == 0 ? "on" : "failed", detail, 0);
 	if (rc != 0)

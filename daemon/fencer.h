@@ -52,6 +52,8 @@ struct pgw_fence_keys {
 	int64_t lease;             /* this node's lease (the lock is attached to it) */
 	int timeout_ms;            /* one etcd call */
 	int timeline;              /* for the audit */
+	int64_t budget_ms;         /* the whole fence must end before this node's lease (and with
+	                              it the fence lock) could lapse: D - S - now, less a margin */
 };
 
 /*
@@ -64,9 +66,10 @@ bool pgw_fencer_fence(struct pgw_fencer *f, struct pgw_etcd *etcd, const struct 
 /* Audit the promotion that follows a fence (S4). */
 void pgw_fencer_promoted(struct pgw_fencer *f, const char *fenced, int64_t lease, int timeline);
 
-/* Power a fenced member back on (pgwardenctl unfence, through POST /unfence); audited. */
-int pgw_fencer_unfence(struct pgw_fencer *f, const struct pgw_leader_record *lr, char *msg,
-                       size_t len);
+/* Power a fenced member back on (pgwardenctl unfence, through POST /unfence); audited.
+ * budget_ms bounds the whole power on (the loop must renew its lease in time). */
+int pgw_fencer_unfence(struct pgw_fencer *f, const struct pgw_leader_record *lr, int64_t budget_ms,
+                       char *msg, size_t len);
 
 void pgw_fencer_state(const struct pgw_fencer *f, struct pgw_fence_state *out);
 

@@ -568,7 +568,9 @@ static int serve_unfence(struct ha *h, const char *member, char *msg, size_t len
 		return snprintf(msg, len, "%.64s is not recorded as fenced (no %.120s)", member,
 		                key),
 		       412;
-	status = pgw_fencer_unfence(h->fencer, &lr, msg, len);
+	status = pgw_fencer_unfence(
+	    h->fencer, &lr,
+	    pgw_lease_write_budget_ms(&h->lease, mono_ms(), SAFETY_MARGIN_MS) - 1000, msg, len);
 	if (status == 200 &&
 	    pgw_etcd_delete_if_mod(h->etcd, key, lr.mod_revision, op_timeout(h), &ok) != 0)
 		pgw_warn("cannot delete %s: %s", key, pgw_etcd_errmsg(h->etcd));
@@ -1009,8 +1011,14 @@ static void probe_leader(struct ha *h)
 static void act_fence(struct ha *h)
 {
 	const struct pgw_leader_record *lr = &h->cluster.last_leader;
-	struct pgw_fence_keys k = {h->record_key, h->fence_lock_key, h->fenced_prefix,
-	                           h->lease.id,   op_timeout(h),     h->pgst.timeline};
+	struct pgw_fence_keys k = {
+	    .record_key = h->record_key,
+	    .lock_key = h->fence_lock_key,
+	    .fenced_prefix = h->fenced_prefix,
+	    .lease = h->lease.id,
+	    .timeout_ms = op_timeout(h),
+	    .timeline = h->pgst.timeline,
+	    .budget_ms = pgw_lease_write_budget_ms(&h->lease, mono_ms(), SAFETY_MARGIN_MS) - 1000};
 
 	if (h->lease.id == 0)
 		return;
@@ -1302,16 +1310,24 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 		return;
 	if (h->etcd_ok && watching_leader(h)) {
 		/* fast takeover: probe the leader every second while waiting */
+		const int64_t threshold = (int64_t)h->cfg->fencing.fast_takeover_after * 1000;
+
 		while ((wait = until - mono_ms()) > 0 && !wake_up(h)) {
-			if (pgw_etcd_watch(h->etcd, h->prefix, h->cluster.revision + 1,
-			                   (int)(wait < 1000 ? wait : 1000), watch_fires, &w,
-			                   &fired) != 0 ||
+			int64_t slice = wait < 1000 ? wait : 1000;
+			int64_t left = h->leader_silent_since
+			                   ? h->leader_silent_since + threshold - mono_ms()
+			                   : slice;
+
+			/* silent already: look again when the threshold is reached */
+			if (left < slice)
+				slice = left < 100 ? 100 : left;
+			if (pgw_etcd_watch(h->etcd, h->prefix, h->cluster.revision + 1, (int)slice,
+			                   watch_fires, &w, &fired) != 0 ||
 			    fired)
 				return;
 			probe_leader(h);
 			if (h->leader_silent_since &&
-			    mono_ms() - h->leader_silent_since >=
-			        (int64_t)h->cfg->fencing.fast_takeover_after * 1000)
+			    mono_ms() - h->leader_silent_since >= threshold)
 				return;
 		}
 		return;

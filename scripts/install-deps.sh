@@ -29,7 +29,7 @@ what=${1:-all}
 case "$what" in
   build) pkgs="$BUILD" ;;
   test)  pkgs="$BUILD $RUNTIME $TEST" ;;
-  demo)  pkgs="$BUILD $RUNTIME" ;;
+  demo)  pkgs="$BUILD $RUNTIME openipmi ipmitool" ;;
   bench) pkgs="$BUILD $RUNTIME $BENCH" ;;
   vm)    pkgs="$VM" ;;
   package) pkgs="$PACKAGE" ;;

@@ -480,6 +480,7 @@ static void random_obs(struct rd *r)
 		if (rd_pick(r, 3) == 0)
 			rd_pool(r, w.c.last_leader.fenced_by, sizeof(w.c.last_leader.fenced_by),
 			        names, NPOOL(names));
+		w.c.last_leader.fenced_at = (double)rd_pick(r, 2000);
 	}
 	w.c.fence_locked = rd_pick(r, 4) == 0;
 	rd_pool(r, w.c.fence_lock_holder, sizeof(w.c.fence_lock_holder), names, NPOOL(names));

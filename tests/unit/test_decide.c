@@ -948,8 +948,22 @@ static void test_fence_before_promote(void **state)
 
 	/* fenced (confirmed), or released cleanly: promote */
 	snprintf(lr->fenced_by, sizeof(lr->fenced_by), "node2");
+	lr->fenced_at = f.o.wall_now - 1;
 	decide_as(&f, "node2", &a);
 	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	/* the fencer takes over: the others wait for it, even one that would rank better ... */
+	snprintf(lr->fenced_by, sizeof(lr->fenced_by), "node3");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "fencer-takes-over", "node3 fenced node1");
+	/* ... for a while; or not at all when its member key is gone */
+	lr->fenced_at = f.o.wall_now - PGW_FENCER_GRACE_S - 1;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	lr->fenced_at = f.o.wall_now - 1;
+	snprintf(lr->fenced_by, sizeof(lr->fenced_by), "node9");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	snprintf(lr->fenced_by, sizeof(lr->fenced_by), "node2");
 	lr->fenced_by[0] = '\0';
 	lr->released = true;
 	decide_as(&f, "node2", &a);
