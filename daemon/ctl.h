@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "cluster.h"
+#include "sbuf.h"
 
 /* ---- exit codes ------------------------------------------------------------------- */
 #define PGW_CTL_OK     0 /* success */
@@ -80,18 +81,7 @@ int pgw_ctl_parse_args(int argc, char *const *argv, struct pgw_ctl_args *a, char
 const char *pgw_ctl_help(enum pgw_ctl_cmd cmd);
 const char *pgw_ctl_cmd_name(enum pgw_ctl_cmd cmd);
 
-/* ---- text helpers (ctl_text.c) ---------------------------------------------------- */
-struct pgw_sb {
-	char *buf;
-	size_t len, cap;
-	bool oom;
-};
-void pgw_sb_add(struct pgw_sb *sb, const char *s);
-void pgw_sb_addf(struct pgw_sb *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void pgw_sb_pad(struct pgw_sb *sb, char c, size_t n);
-/* The text (caller frees), or NULL when something ran out of memory. */
-char *pgw_sb_take(struct pgw_sb *sb);
-
+/* ---- text helpers (ctl_text.c; the growable string struct pgw_sb is sbuf.h's) ----- */
 /* A table like patronictl's (prettytable): +---+ rules, | cells |, title over the top rule. */
 struct pgw_ctl_table {
 	size_t ncols, nrows, cap;

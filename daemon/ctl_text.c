@@ -1,95 +1,18 @@
 /*
- * ctl_text.c - text building blocks of pgwardenctl: a growable string, tables
- * drawn like patronictl's (prettytable with the cluster title laid over the top
- * rule) and a small block-style YAML emitter for json-c values; see ctl.h.
+ * ctl_text.c - text building blocks of pgwardenctl: tables drawn like
+ * patronictl's (prettytable with the cluster title laid over the top rule) and a
+ * small block-style YAML emitter for json-c values; see ctl.h.  The growable
+ * string they write into is sbuf.c's.
  */
 #include "ctl.h"
 
 #include <json-c/json_object_iterator.h>
 
 #include <regex.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* ---- growable string ------------------------------------------------------------ */
-
-static bool sb_reserve(struct pgw_sb *sb, size_t extra)
-{
-	size_t need = sb->len + extra + 1;
-	char *p;
-
-	if (sb->oom)
-		return false;
-	if (need <= sb->cap)
-		return true;
-	if (need < 2 * sb->cap)
-		need = 2 * sb->cap;
-	if (need < 256)
-		need = 256;
-	p = realloc(sb->buf, need);
-	if (!p) {
-		sb->oom = true;
-		return false;
-	}
-	sb->buf = p;
-	sb->cap = need;
-	return true;
-}
-
-void pgw_sb_add(struct pgw_sb *sb, const char *s)
-{
-	size_t n = strlen(s);
-
-	if (!sb_reserve(sb, n))
-		return;
-	memcpy(sb->buf + sb->len, s, n + 1);
-	sb->len += n;
-}
-
-void pgw_sb_addf(struct pgw_sb *sb, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0 || !sb_reserve(sb, (size_t)n))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(sb->buf + sb->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	sb->len += (size_t)n;
-}
-
-void pgw_sb_pad(struct pgw_sb *sb, char c, size_t n)
-{
-	if (!sb_reserve(sb, n))
-		return;
-	memset(sb->buf + sb->len, c, n);
-	sb->len += n;
-	sb->buf[sb->len] = '\0';
-}
-
-char *pgw_sb_take(struct pgw_sb *sb)
-{
-	char *out;
-
-	if (!sb->oom && !sb->buf)
-		sb_reserve(sb, 0);
-	if (sb->oom) {
-		free(sb->buf);
-		out = NULL;
-	} else {
-		out = sb->buf;
-		out[sb->len] = '\0';
-	}
-	memset(sb, 0, sizeof(*sb));
-	return out;
-}
 
 /* ---- tables ---------------------------------------------------------------------- */
 

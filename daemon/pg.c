@@ -1,6 +1,6 @@
 /*
  * pg.c - the PostgreSQL controller (see pg.h): child programs (initdb, pg_ctl,
- * pg_controldata, pg_basebackup, pg_rewind) run with fork/execve, bounded by a
+ * pg_controldata, pg_basebackup, pg_rewind) run with fork/execve (spawn.c), bounded by a
  * timeout, their output captured; observation and SQL through one cached libpq
  * connection driven without blocking past a deadline; configuration files
  * written atomically.
@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sbuf.h"
+#include "spawn.h"
 #include "sdnotify.h"
 
 extern char **environ;
@@ -125,70 +127,6 @@ static char *xasprintf(const char *fmt, ...)
 	n = vasprintf(&s, fmt, ap);
 	va_end(ap);
 	return n < 0 ? NULL : s;
-}
-
-/* A growing string; on allocation failure it stays failed (s == NULL). */
-struct sbuf {
-	char *s;
-	size_t len, cap;
-	bool failed;
-};
-
-static void sb_addn(struct sbuf *b, const char *p, size_t n)
-{
-	if (b->failed)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *s;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		s = realloc(b->s, cap);
-		if (!s) {
-			free(b->s);
-			*b = (struct sbuf){.failed = true};
-			return;
-		}
-		b->s = s;
-		b->cap = cap;
-	}
-	memcpy(b->s + b->len, p, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-static void sb_add(struct sbuf *b, const char *s)
-{
-	sb_addn(b, s, strlen(s));
-}
-
-static void sb_addf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_addf(struct sbuf *b, const char *fmt, ...)
-{
-	char tmp[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(tmp)) {
-		b->failed = true;
-		return;
-	}
-	sb_addn(b, tmp, (size_t)n);
-}
-
-/* Take the string out of b (NULL when it failed); b is reset. */
-static char *sb_take(struct sbuf *b)
-{
-	char *s = b->failed ? NULL : b->s;
-
-	if (!s && !b->failed)
-		s = strdup("");
-	*b = (struct sbuf){0};
-	return s;
 }
 
 static const char *su_name(const struct pgw_config *cfg)
@@ -355,24 +293,6 @@ static int remove_tree(struct pgw_pg *pg, const char *path)
 
 /* ---- child programs --------------------------------------------------------------- */
 
-static void out_append(struct cmd_out *o, const char *data, size_t n)
-{
-	if (n >= OUT_KEEP) {
-		data += n - OUT_KEEP;
-		n = OUT_KEEP;
-		o->len = 0;
-	}
-	if (o->len + n > OUT_KEEP) {
-		size_t drop = o->len + n - OUT_KEEP;
-
-		memmove(o->buf, o->buf + drop, o->len - drop);
-		o->len -= drop;
-	}
-	memcpy(o->buf + o->len, data, n);
-	o->len += n;
-	o->buf[o->len] = '\0';
-}
-
 /* The last TAIL_LINES lines of the output on one line, joined by " | ". */
 static void out_tail(const struct cmd_out *o, char *dst, size_t dstlen)
 {
@@ -464,105 +384,24 @@ static void free_env(char **env)
 	free(env);
 }
 
-/* In the child after fork: only async-signal-safe calls. Never returns. */
-static void child_exec(char *const argv[], char **env, int devnull, int outfd)
-{
-	static const int sigs[] = {SIGPIPE, SIGINT,  SIGQUIT, SIGTERM, SIGHUP,
-	                           SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM};
-	struct sigaction sa;
-	sigset_t none;
-
-	setpgid(0, 0);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaction(sigs[i], &sa, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	if (dup2(devnull, 0) < 0 || dup2(outfd, 1) < 0 || dup2(outfd, 2) < 0)
-		_exit(127);
-	/* no daemon descriptor (watchdog, sockets, etcd) may leak into PostgreSQL */
-	if (close_range(3, ~0U, 0) < 0)
-		for (int fd = 3; fd < 65536; fd++)
-			close(fd);
-	execve(argv[0], argv, env);
-	static const char msg[] = "pgwarden: cannot execute ";
-	if (write(2, msg, sizeof(msg) - 1) < 0 || write(2, argv[0], strlen(argv[0])) < 0 ||
-	    write(2, "\n", 1) < 0)
-		_exit(127);
-	_exit(127);
-}
-
-static void read_available(int *fd, struct cmd_out *out, int wait_ms)
-{
-	struct pollfd pfd = {.fd = *fd, .events = POLLIN};
-	char chunk[4096];
-	ssize_t n;
-
-	if (poll(&pfd, 1, wait_ms) <= 0)
-		return;
-	n = read(*fd, chunk, sizeof(chunk));
-	if (n > 0) {
-		out_append(out, chunk, (size_t)n);
-	} else if (n == 0 || errno != EINTR) {
-		close(*fd);
-		*fd = -1;
-	}
-}
-
-/* After the child exited: read what is left without waiting for grandchildren. */
-static void drain(int fd, struct cmd_out *out)
-{
-	char chunk[4096];
-	ssize_t n;
-
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	while ((n = read(fd, chunk, sizeof(chunk))) > 0 || (n < 0 && errno == EINTR))
-		if (n > 0)
-			out_append(out, chunk, (size_t)n);
-	close(fd);
-}
-
-/* Collect output and wait for pid until deadline; kill its process group then. */
 /*
+ * Collect output and wait for pid until deadline; kill its process group then.
  * Waiting for a child (a clone, a rewind, a shutdown) may outlast systemd's
  * WatchdogSec: the loop is busy, not stuck, so it tells systemd so every second.
  * The hardware watchdog is not petted here (rule 3: only after renewals).
  */
 static void wait_child(pid_t pid, int fd, int64_t deadline, struct cmd_result *res)
 {
-	int64_t next_ping = now_ms() + 1000;
-	int wstatus = 0;
+	struct pgw_child_wait w = {.deadline = deadline,
+	                           .tick = pgw_sd_watchdog,
+	                           .out = res->out.buf,
+	                           .out_size = sizeof(res->out.buf)};
 
-	for (;;) {
-		pid_t r = waitpid(pid, &wstatus, WNOHANG);
-
-		if (r == pid || (r < 0 && errno != EINTR))
-			break;
-		if (now_ms() >= next_ping) {
-			pgw_sd_watchdog();
-			next_ping += 1000;
-		}
-		if (remaining_ms(deadline) == 0) {
-			res->timed_out = true;
-			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
-			while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
-				;
-			break;
-		}
-		if (fd >= 0) {
-			int slice = remaining_ms(deadline);
-
-			read_available(&fd, &res->out, slice < 100 ? slice : 100);
-		} else {
-			sleep_ms(10);
-		}
-	}
-	if (fd >= 0)
-		drain(fd, &res->out);
-	if (!res->timed_out && WIFEXITED(wstatus))
-		res->status = WEXITSTATUS(wstatus);
+	pgw_child_wait(pid, fd, &w);
+	res->out.len = w.out_len;
+	res->timed_out = w.timed_out;
+	if (!w.timed_out && WIFEXITED(w.status))
+		res->status = WEXITSTATUS(w.status);
 }
 
 /* Describe a failed command in pg->err and the log. */
@@ -608,16 +447,13 @@ static int run_cmd(struct pgw_pg *pg, char *const argv[], const char *extra_env,
 		set_err(pg, true, "cannot run %s: %s", cmdline, strerror(errno));
 		goto fail_setup;
 	}
-	pid = fork();
-	if (pid == 0)
-		child_exec(argv, env, devnull, pfd[1]);
+	pid = pgw_spawn(argv, env, devnull, pfd[1], -1);
 	close(pfd[1]);
 	if (pid < 0) {
 		set_err(pg, true, "cannot fork for %s: %s", cmdline, strerror(errno));
 		close(pfd[0]);
 		goto fail_setup;
 	}
-	setpgid(pid, pid); /* also here: no window where a kill of the group misses it */
 	close(devnull);
 	free_env(env);
 	wait_child(pid, pfd[0], now_ms() + timeout_ms, res);
@@ -1294,43 +1130,43 @@ static int conf_merge(struct conf_list *l, const struct pgw_kvlist *kv, const ch
 }
 
 /* Append 'value' quoted for postgresql.conf; false when it cannot be written. */
-static bool quote_guc(struct sbuf *b, const char *value)
+static bool quote_guc(struct pgw_sb *b, const char *value)
 {
 	if (strpbrk(value, "\n\r"))
 		return false;
-	sb_add(b, "'");
+	pgw_sb_add(b, "'");
 	for (const char *p = value; *p; p++) {
 		if (*p == '\'')
-			sb_add(b, "''");
+			pgw_sb_add(b, "''");
 		else if (*p == '\\')
-			sb_add(b, "\\\\");
+			pgw_sb_add(b, "\\\\");
 		else
-			sb_addn(b, p, 1);
+			pgw_sb_addn(b, p, 1);
 	}
-	sb_add(b, "'");
+	pgw_sb_add(b, "'");
 	return true;
 }
 
 /* Append " key=value" to a libpq connection string, quoting the value as needed. */
-static void conninfo_add(struct sbuf *b, const char *key, const char *value)
+static void conninfo_add(struct pgw_sb *b, const char *key, const char *value)
 {
 	bool quote = value[0] == '\0' || strpbrk(value, " \t\n\\'") != NULL;
 
-	sb_addf(b, "%s%s=", b->len ? " " : "", key);
+	pgw_sb_addf(b, "%s%s=", b->len ? " " : "", key);
 	if (quote)
-		sb_add(b, "'");
+		pgw_sb_add(b, "'");
 	for (const char *p = value; *p; p++) {
 		if (*p == '\'' || *p == '\\')
-			sb_add(b, "\\");
-		sb_addn(b, p, 1);
+			pgw_sb_add(b, "\\");
+		pgw_sb_addn(b, p, 1);
 	}
 	if (quote)
-		sb_add(b, "'");
+		pgw_sb_add(b, "'");
 }
 
 static char *primary_conninfo(const struct pgw_config *cfg, const char *host, int port)
 {
-	struct sbuf b = {0};
+	struct pgw_sb b = {0};
 	char portstr[16];
 
 	snprintf(portstr, sizeof(portstr), "%d", port);
@@ -1340,7 +1176,7 @@ static char *primary_conninfo(const struct pgw_config *cfg, const char *host, in
 	conninfo_add(&b, "passfile", cfg->postgresql.pgpass ? cfg->postgresql.pgpass : "");
 	conninfo_add(&b, "application_name", cfg->name ? cfg->name : "pgwarden");
 	conninfo_add(&b, "sslmode", "prefer");
-	return sb_take(&b);
+	return pgw_sb_take(&b);
 }
 
 /* The managed defaults; strings in *owned are freed by the caller. */
@@ -1375,18 +1211,19 @@ static int conf_defaults(const struct pgw_config *cfg, struct conf_list *l, char
 	return rc ? -1 : 0;
 }
 
-static bool conf_emit(struct sbuf *b, const char *name, const char *value, char *err, size_t errlen)
+static bool conf_emit(struct pgw_sb *b, const char *name, const char *value, char *err,
+                      size_t errlen)
 {
-	sb_addf(b, "%s = ", name);
+	pgw_sb_addf(b, "%s = ", name);
 	if (!quote_guc(b, value)) {
 		snprintf(err, errlen, "parameter %s: the value contains a line break", name);
 		return false;
 	}
-	sb_add(b, "\n");
+	pgw_sb_add(b, "\n");
 	return true;
 }
 
-static bool conf_emit_standby(struct sbuf *b, const struct pgw_config *cfg,
+static bool conf_emit_standby(struct pgw_sb *b, const struct pgw_config *cfg,
                               const char *primary_host, int primary_port, const char *slot,
                               char *err, size_t errlen)
 {
@@ -1395,14 +1232,14 @@ static bool conf_emit_standby(struct sbuf *b, const struct pgw_config *cfg,
 
 	if (!primary_host[0]) {
 		/* a standby with nobody to follow yet: replays what it has, waits */
-		sb_add(b, "\n# standby without a primary to follow\n");
+		pgw_sb_add(b, "\n# standby without a primary to follow\n");
 		return conf_emit(b, "recovery_target_timeline", "latest", err, errlen);
 	}
 	ci = primary_conninfo(cfg, primary_host, primary_port);
 	ok = ci != NULL;
-	sb_add(b, "\n# standby of ");
-	sb_add(b, primary_host);
-	sb_addf(b, ":%d\n", primary_port);
+	pgw_sb_add(b, "\n# standby of ");
+	pgw_sb_add(b, primary_host);
+	pgw_sb_addf(b, ":%d\n", primary_port);
 	ok = ok && conf_emit(b, "primary_conninfo", ci, err, errlen);
 	if (ok && slot && slot[0])
 		ok = conf_emit(b, "primary_slot_name", slot, err, errlen);
@@ -1417,17 +1254,17 @@ char *pgw_pg_render_conf(const struct pgw_config *cfg, const struct pgw_kvlist *
 {
 	struct conf_list l = {0};
 	char *owned[3] = {NULL, NULL, NULL};
-	struct sbuf b = {0};
+	struct pgw_sb b = {0};
 	bool ok;
 
 	ok = conf_defaults(cfg, &l, owned, err, errlen) == 0 &&
 	     conf_merge(&l, dcs_params, "dcs postgresql.parameters", err, errlen) == 0 &&
 	     conf_merge(&l, &cfg->postgresql.parameters, "postgresql.parameters", err, errlen) == 0;
 	if (ok) {
-		sb_add(&b, CONF_MARKER
-		       ": every change here is overwritten; set parameters\n"
-		       "# in pgwarden's configuration.  initdb's settings are in the include.\n"
-		       "include 'postgresql.base.conf'\n\n");
+		pgw_sb_add(&b, CONF_MARKER
+		           ": every change here is overwritten; set parameters\n"
+		           "# in pgwarden's configuration.  initdb's settings are in the include.\n"
+		           "include 'postgresql.base.conf'\n\n");
 		for (size_t i = 0; ok && i < l.n; i++)
 			ok = conf_emit(&b, l.items[i].name, l.items[i].value, err, errlen);
 	}
@@ -1436,65 +1273,65 @@ char *pgw_pg_render_conf(const struct pgw_config *cfg, const struct pgw_kvlist *
 	free(l.items);
 	for (size_t i = 0; i < 3; i++)
 		free(owned[i]);
-	if (ok && b.failed)
+	if (ok && b.oom)
 		snprintf(err, errlen, "out of memory");
-	if (!ok || b.failed) {
-		free(b.s);
+	if (!ok || b.oom) {
+		pgw_sb_free(&b);
 		return NULL;
 	}
-	return sb_take(&b);
+	return pgw_sb_take(&b);
 }
 
 static char *render_hba(struct pgw_pg *pg)
 {
 	const struct pgw_strlist *lines = &pg->cfg->postgresql.pg_hba;
-	struct sbuf b = {0};
+	struct pgw_sb b = {0};
 
-	sb_add(&b, CONF_MARKER ": every change here is overwritten.\n");
+	pgw_sb_add(&b, CONF_MARKER ": every change here is overwritten.\n");
 	if (lines->n == 0) {
-		sb_add(&b, "local all all trust\n"
-		           "host all all 127.0.0.1/32 scram-sha-256\n"
-		           "host replication all 127.0.0.1/32 scram-sha-256\n");
-		return sb_take(&b);
+		pgw_sb_add(&b, "local all all trust\n"
+		               "host all all 127.0.0.1/32 scram-sha-256\n"
+		               "host replication all 127.0.0.1/32 scram-sha-256\n");
+		return pgw_sb_take(&b);
 	}
 	for (size_t i = 0; i < lines->n; i++) {
 		if (strpbrk(lines->items[i], "\n\r")) {
 			set_err(pg, true, "postgresql.pg_hba: line %zu contains a line break",
 			        i + 1);
-			free(b.s);
+			pgw_sb_free(&b);
 			return NULL;
 		}
-		sb_add(&b, lines->items[i]);
-		sb_add(&b, "\n");
+		pgw_sb_add(&b, lines->items[i]);
+		pgw_sb_add(&b, "\n");
 	}
-	return sb_take(&b);
+	return pgw_sb_take(&b);
 }
 
 /* A pgpass field: ':' and '\' escaped. */
-static void pgpass_field(struct sbuf *b, const char *s)
+static void pgpass_field(struct pgw_sb *b, const char *s)
 {
 	for (; *s; s++) {
 		if (*s == ':' || *s == '\\')
-			sb_add(b, "\\");
-		sb_addn(b, s, 1);
+			pgw_sb_add(b, "\\");
+		pgw_sb_addn(b, s, 1);
 	}
 }
 
-static void pgpass_line(struct sbuf *b, const char *user, const struct pgw_auth *auth)
+static void pgpass_line(struct pgw_sb *b, const char *user, const struct pgw_auth *auth)
 {
 	if (!auth->password || strpbrk(auth->password, "\n\r") || strpbrk(user, "\n\r"))
 		return;
-	sb_add(b, "*:*:*:");
+	pgw_sb_add(b, "*:*:*:");
 	pgpass_field(b, user);
-	sb_add(b, ":");
+	pgw_sb_add(b, ":");
 	pgpass_field(b, auth->password);
-	sb_add(b, "\n");
+	pgw_sb_add(b, "\n");
 }
 
 static int write_pgpass(struct pgw_pg *pg)
 {
 	const struct pgw_config *cfg = pg->cfg;
-	struct sbuf b = {0};
+	struct pgw_sb b = {0};
 	char *text;
 	int rc;
 
@@ -1502,7 +1339,7 @@ static int write_pgpass(struct pgw_pg *pg)
 	pgpass_line(&b, repl_name(cfg), &cfg->postgresql.replication);
 	if (cfg->postgresql.rewind.username)
 		pgpass_line(&b, rewind_name(cfg), &cfg->postgresql.rewind);
-	text = sb_take(&b);
+	text = pgw_sb_take(&b);
 	if (!text) {
 		set_err(pg, true, "writing %s: out of memory", cfg->postgresql.pgpass);
 		return -1;
@@ -1980,7 +1817,7 @@ out:
 
 static char *rewind_source(const struct pgw_pg *pg, const char *host, int port)
 {
-	struct sbuf b = {0};
+	struct pgw_sb b = {0};
 	char portstr[16];
 
 	snprintf(portstr, sizeof(portstr), "%d", port);
@@ -1990,7 +1827,7 @@ static char *rewind_source(const struct pgw_pg *pg, const char *host, int port)
 	conninfo_add(&b, "dbname", "postgres");
 	conninfo_add(&b, "passfile", pg->cfg->postgresql.pgpass);
 	conninfo_add(&b, "connect_timeout", CLONE_CONNECT_TIMEOUT);
-	return sb_take(&b);
+	return pgw_sb_take(&b);
 }
 
 int pgw_pg_rewind(struct pgw_pg *pg, const char *host, int port, int timeout_ms)

@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +23,8 @@
 #include <gnutls/gnutls.h>
 #include <json-c/json.h>
 #include <systemd/sd-journal.h>
+
+#include "sbuf.h"
 
 #define HASH_MEMBER     ",\"hash\":\""
 #define HASH_MEMBER_LEN (sizeof(HASH_MEMBER) - 1)
@@ -44,69 +45,6 @@ struct pgw_audit {
 	char last_hash[PGW_AUDIT_HASH_HEX + 1];
 	off_t size; /* the file's size after our last write or read; -1 = re-read the tail */
 };
-
-/* --- a growing byte buffer --- */
-
-struct buf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void buf_reserve(struct buf *b, size_t more)
-{
-	size_t cap;
-	char *p;
-
-	if (b->oom || b->len + more + 1 <= b->cap)
-		return;
-	cap = b->cap ? b->cap : 512;
-	while (cap < b->len + more + 1)
-		cap *= 2;
-	p = realloc(b->p, cap);
-	if (!p) {
-		b->oom = true;
-		return;
-	}
-	b->p = p;
-	b->cap = cap;
-}
-
-static void buf_put(struct buf *b, const char *s, size_t n)
-{
-	buf_reserve(b, n);
-	if (b->oom)
-		return;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void buf_puts(struct buf *b, const char *s)
-{
-	buf_put(b, s, strlen(s));
-}
-
-static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void buf_printf(struct buf *b, const char *fmt, ...)
-{
-	char tmp[128];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		buf_put(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-static void buf_free(struct buf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
 
 /* --- canonical JSON strings --- */
 
@@ -145,70 +83,70 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 }
 
 /* A JSON string (or null) as audit.h defines it: escaped, valid UTF-8, cut at FIELD_MAX. */
-static void buf_json_str(struct buf *b, const char *s)
+static void buf_json_str(struct pgw_sb *b, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t n, used = 0;
 
 	if (!s) {
-		buf_puts(b, "null");
+		pgw_sb_add(b, "null");
 		return;
 	}
 	n = strlen(s);
-	buf_puts(b, "\"");
+	pgw_sb_add(b, "\"");
 	while (used < n && used < PGW_AUDIT_FIELD_MAX) {
 		unsigned c = p[used];
 		size_t l;
 
 		switch (c) {
 		case '"':
-			buf_puts(b, "\\\"");
+			pgw_sb_add(b, "\\\"");
 			used++;
 			continue;
 		case '\\':
-			buf_puts(b, "\\\\");
+			pgw_sb_add(b, "\\\\");
 			used++;
 			continue;
 		case '\b':
-			buf_puts(b, "\\b");
+			pgw_sb_add(b, "\\b");
 			used++;
 			continue;
 		case '\f':
-			buf_puts(b, "\\f");
+			pgw_sb_add(b, "\\f");
 			used++;
 			continue;
 		case '\n':
-			buf_puts(b, "\\n");
+			pgw_sb_add(b, "\\n");
 			used++;
 			continue;
 		case '\r':
-			buf_puts(b, "\\r");
+			pgw_sb_add(b, "\\r");
 			used++;
 			continue;
 		case '\t':
-			buf_puts(b, "\\t");
+			pgw_sb_add(b, "\\t");
 			used++;
 			continue;
 		default:
 			break;
 		}
 		if (c < 0x20 || c == 0x7f) {
-			buf_printf(b, "\\u%04x", c);
+			pgw_sb_addf(b, "\\u%04x", c);
 			used++;
 			continue;
 		}
 		l = utf8_len(p + used, n - used);
 		if (l == 0) {
-			buf_puts(b, "\xef\xbf\xbd"); /* U+FFFD */
+			pgw_sb_add(b, "\xef\xbf\xbd"); /* U+FFFD */
 			used++;
 			continue;
 		}
 		if (used + l > PGW_AUDIT_FIELD_MAX)
 			break;
-		buf_put(b, s + used, l);
+		pgw_sb_addn(b, s + used, l);
 		used += l;
 	}
-	buf_puts(b, "\"");
+	pgw_sb_add(b, "\"");
 }
 
 /* --- hashing --- */
@@ -258,7 +196,7 @@ struct rec_info {
  * canonical text, and the canonical text is a JSON object with seq, prev and action.
  * 0, or -1 with what is wrong in err.  scratch is reused between calls.
  */
-static int check_record(const char *line, size_t len, struct buf *scratch, struct rec_info *ri,
+static int check_record(const char *line, size_t len, struct pgw_sb *scratch, struct rec_info *ri,
                         char *err, size_t errlen)
 {
 	char computed[PGW_AUDIT_HASH_HEX + 1];
@@ -287,13 +225,13 @@ static int check_record(const char *line, size_t len, struct buf *scratch, struc
 	}
 	clen = len - HASH_TAIL_LEN;
 	scratch->len = 0;
-	buf_put(scratch, line, clen);
-	buf_put(scratch, "}", 1);
+	pgw_sb_addn(scratch, line, clen);
+	pgw_sb_addn(scratch, "}", 1);
 	if (scratch->oom) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if (sha256_hex(scratch->p, scratch->len, computed) < 0) {
+	if (sha256_hex(scratch->buf, scratch->len, computed) < 0) {
 		snprintf(err, errlen, "SHA-256 failed (GnuTLS)");
 		return -1;
 	}
@@ -310,7 +248,7 @@ static int check_record(const char *line, size_t len, struct buf *scratch, struc
 		return -1;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	o = json_tokener_parse_ex(tok, scratch->p, (int)scratch->len);
+	o = json_tokener_parse_ex(tok, scratch->buf, (int)scratch->len);
 	if (!o || json_tokener_get_error(tok) != json_tokener_success ||
 	    json_tokener_get_parse_end(tok) != scratch->len) {
 		snprintf(err, errlen, "bad JSON: %s",
@@ -372,10 +310,10 @@ static ssize_t pread_full(int fd, char *p, size_t n, off_t off)
 
 /*
  * Read the end of fd (size bytes long) into b so that it holds at least the last `want`
- * complete lines, or the whole file.  *start is the file offset of b->p[0]; when it is
+ * complete lines, or the whole file.  *start is the file offset of b->buf[0]; when it is
  * not 0, b starts with the remainder of a line that is not wanted.
  */
-static int read_tail(int fd, off_t size, int want, struct buf *b, off_t *start)
+static int read_tail(int fd, off_t size, int want, struct pgw_sb *b, off_t *start)
 {
 	size_t chunk = TAIL_CHUNK;
 
@@ -386,22 +324,21 @@ static int read_tail(int fd, off_t size, int want, struct buf *b, off_t *start)
 		int nl = 0;
 
 		b->len = 0;
-		buf_reserve(b, n);
-		if (b->oom) {
+		if (!pgw_sb_reserve(b, n)) {
 			errno = ENOMEM;
 			return -1;
 		}
-		r = pread_full(fd, b->p, n, off);
+		r = pread_full(fd, b->buf, n, off);
 		if (r < 0)
 			return -1;
 		b->len = (size_t)r;
-		b->p[b->len] = '\0';
+		b->buf[b->len] = '\0';
 		*start = off;
 		if (off == 0)
 			return 0;
 		/* the newline ending the last line, plus one before each wanted line */
 		for (size_t i = 0; i < b->len && nl <= want; i++)
-			nl += b->p[i] == '\n';
+			nl += b->buf[i] == '\n';
 		if (nl > want)
 			return 0;
 		chunk *= 2;
@@ -435,7 +372,7 @@ static long line_number_at(int fd, off_t at)
 static int read_last_record(int fd, const char *path, struct rec_info *ri, bool *empty, char *err,
                             size_t errlen)
 {
-	struct buf b = {0}, scratch = {0};
+	struct pgw_sb b = {0}, scratch = {0};
 	struct stat st;
 	off_t start;
 	size_t end, begin;
@@ -456,10 +393,10 @@ static int read_last_record(int fd, const char *path, struct rec_info *ri, bool 
 		goto out;
 	}
 	end = b.len;
-	if (end == 0 || b.p[end - 1] != '\n') {
+	if (end == 0 || b.buf[end - 1] != '\n') {
 		/* a torn write: the last line has no newline */
 		begin = end;
-		while (begin > 0 && b.p[begin - 1] != '\n')
+		while (begin > 0 && b.buf[begin - 1] != '\n')
 			begin--;
 		snprintf(err, errlen,
 		         "audit log %s line %ld: incomplete last record (no newline at its end; an "
@@ -467,11 +404,11 @@ static int read_last_record(int fd, const char *path, struct rec_info *ri, bool 
 		         path, line_number_at(fd, start + (off_t)begin));
 		goto out;
 	}
-	end--; /* the last line is b.p[begin, end) */
+	end--; /* the last line is b.buf[begin, end) */
 	begin = end;
-	while (begin > 0 && b.p[begin - 1] != '\n')
+	while (begin > 0 && b.buf[begin - 1] != '\n')
 		begin--;
-	if (check_record(b.p + begin, end - begin, &scratch, ri, why, sizeof(why)) < 0) {
+	if (check_record(b.buf + begin, end - begin, &scratch, ri, why, sizeof(why)) < 0) {
 		snprintf(err, errlen,
 		         "audit log %s line %ld: last record is damaged: %s; check it with "
 		         "pgw_audit_verify (pgwardenctl fence-log --verify)",
@@ -480,8 +417,8 @@ static int read_last_record(int fd, const char *path, struct rec_info *ri, bool 
 	}
 	rc = 0;
 out:
-	buf_free(&b);
-	buf_free(&scratch);
+	pgw_sb_free(&b);
+	pgw_sb_free(&scratch);
 	return rc;
 }
 
@@ -663,34 +600,34 @@ static void now_strings(char *wall, size_t wlen, char *mono, size_t mlen)
 
 /* The full line (with hash and '\n') for record r with the given seq and prev. */
 static int build_line(const struct pgw_audit *a, const struct pgw_audit_rec *r, int64_t seq,
-                      const char *prev, struct buf *b, char hash[PGW_AUDIT_HASH_HEX + 1])
+                      const char *prev, struct pgw_sb *b, char hash[PGW_AUDIT_HASH_HEX + 1])
 {
 	char wall[48], mono[32];
 
 	now_strings(wall, sizeof(wall), mono, sizeof(mono));
-	buf_printf(b, "{\"seq\":%lld,\"wall\":\"%s\",\"mono\":%s,\"cluster\":", (long long)seq,
-	           wall, mono);
+	pgw_sb_addf(b, "{\"seq\":%lld,\"wall\":\"%s\",\"mono\":%s,\"cluster\":", (long long)seq,
+	            wall, mono);
 	buf_json_str(b, a->cluster);
-	buf_puts(b, ",\"actor\":");
+	pgw_sb_add(b, ",\"actor\":");
 	buf_json_str(b, a->actor);
-	buf_puts(b, ",\"target\":");
+	pgw_sb_add(b, ",\"target\":");
 	buf_json_str(b, r->target);
-	buf_puts(b, ",\"bmc\":");
+	pgw_sb_add(b, ",\"bmc\":");
 	buf_json_str(b, r->bmc);
-	buf_puts(b, ",\"action\":");
+	pgw_sb_add(b, ",\"action\":");
 	buf_json_str(b, r->action);
-	buf_puts(b, ",\"result\":");
+	pgw_sb_add(b, ",\"result\":");
 	buf_json_str(b, r->result);
-	buf_puts(b, ",\"reason\":");
+	pgw_sb_add(b, ",\"reason\":");
 	buf_json_str(b, r->reason);
-	buf_printf(b, ",\"lease\":%lld,\"timeline\":%d,\"prev\":\"%s\"}", (long long)r->lease,
-	           r->timeline, prev);
-	if (b->oom || sha256_hex(b->p, b->len, hash) < 0)
+	pgw_sb_addf(b, ",\"lease\":%lld,\"timeline\":%d,\"prev\":\"%s\"}", (long long)r->lease,
+	            r->timeline, prev);
+	if (b->oom || sha256_hex(b->buf, b->len, hash) < 0)
 		return -1;
 	b->len--; /* drop the '}' of the canonical text */
-	buf_puts(b, HASH_MEMBER);
-	buf_puts(b, hash);
-	buf_puts(b, "\"}\n");
+	pgw_sb_add(b, HASH_MEMBER);
+	pgw_sb_add(b, hash);
+	pgw_sb_add(b, "\"}\n");
 	return b->oom ? -1 : 0;
 }
 
@@ -734,7 +671,7 @@ static int append_locked(struct pgw_audit *a, const struct pgw_audit_rec *r, cha
                          size_t errlen)
 {
 	char hash[PGW_AUDIT_HASH_HEX + 1], prev[PGW_AUDIT_HASH_HEX + 1];
-	struct buf b = {0};
+	struct pgw_sb b = {0};
 	off_t before = a->size;
 	int64_t seq = a->next_seq;
 	int rc = -1;
@@ -745,7 +682,7 @@ static int append_locked(struct pgw_audit *a, const struct pgw_audit_rec *r, cha
 		         a->path);
 		goto out;
 	}
-	if (write_full(a->fd, b.p, b.len) < 0) {
+	if (write_full(a->fd, b.buf, b.len) < 0) {
 		snprintf(err, errlen, "audit log %s: write of record %lld: %s", a->path,
 		         (long long)seq, strerror(errno));
 		if (ftruncate(a->fd, before) < 0)
@@ -765,7 +702,7 @@ static int append_locked(struct pgw_audit *a, const struct pgw_audit_rec *r, cha
 	journal(a, r, seq, prev, hash);
 	rc = 0;
 out:
-	buf_free(&b);
+	pgw_sb_free(&b);
 	return rc;
 }
 
@@ -951,7 +888,7 @@ const char *pgw_audit_last_hash(const struct pgw_audit *a)
 int pgw_audit_verify(const char *path, const char *expect_prev, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "re");
-	struct buf scratch = {0};
+	struct pgw_sb scratch = {0};
 	struct rec_info ri, last = {0};
 	char *line = NULL, why[256];
 	size_t cap = 0;
@@ -1041,7 +978,7 @@ int pgw_audit_verify(const char *path, const char *expect_prev, char *err, size_
 		rc = -1;
 	}
 	free(line);
-	buf_free(&scratch);
+	pgw_sb_free(&scratch);
 	fclose(f);
 	return rc;
 }
@@ -1106,7 +1043,7 @@ int pgw_audit_verify_all(const char *path, char *err, size_t errlen)
 char *pgw_audit_tail_json(const char *path, int n)
 {
 	struct json_object *arr;
-	struct buf b = {0};
+	struct pgw_sb b = {0};
 	struct stat st;
 	off_t start = 0;
 	size_t pos, end, nl = 0;
@@ -1125,25 +1062,25 @@ char *pgw_audit_tail_json(const char *path, int n)
 		goto done;
 	/* complete lines only: a torn last line is left out */
 	end = b.len;
-	while (end > 0 && b.p[end - 1] != '\n')
+	while (end > 0 && b.buf[end - 1] != '\n')
 		end--;
 	/* walk back n lines from end */
 	pos = end;
 	while (pos > 0 && nl <= (size_t)n) {
-		if (b.p[pos - 1] == '\n' && ++nl == (size_t)n + 1)
+		if (b.buf[pos - 1] == '\n' && ++nl == (size_t)n + 1)
 			break;
 		pos--;
 	}
 	if (start > 0 && pos == 0)
 		goto out; /* cannot happen: read_tail gave enough lines */
 	while (pos < end) {
-		char *eol = memchr(b.p + pos, '\n', end - pos);
-		size_t len = (size_t)(eol - (b.p + pos));
+		char *eol = memchr(b.buf + pos, '\n', end - pos);
+		size_t len = (size_t)(eol - (b.buf + pos));
 		struct json_tokener *tok = json_tokener_new();
 		struct json_object *o = NULL;
 
 		if (tok) {
-			o = json_tokener_parse_ex(tok, b.p + pos, (int)len);
+			o = json_tokener_parse_ex(tok, b.buf + pos, (int)len);
 			if (o && (json_tokener_get_error(tok) != json_tokener_success ||
 			          !json_object_is_type(o, json_type_object))) {
 				json_object_put(o);
@@ -1165,7 +1102,7 @@ done:
 	                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
 out:
 	json_object_put(arr);
-	buf_free(&b);
+	pgw_sb_free(&b);
 	close(fd);
 	return res;
 }

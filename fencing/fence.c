@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -36,6 +35,8 @@
 #ifdef PGW_HAVE_FREEIPMI
 #include <freeipmi/freeipmi.h>
 #endif
+
+#include "spawn.h"
 
 extern char **environ;
 
@@ -172,42 +173,6 @@ static char **child_env(void)
 	return env;
 }
 
-/* In the child after fork: only async-signal-safe calls.  Never returns. */
-static void child_exec(char *const argv[], char **env, int in, int out, int fd3)
-{
-	static const int sigs[] = {SIGPIPE, SIGINT,  SIGQUIT, SIGTERM, SIGHUP,
-	                           SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM};
-	struct sigaction sa;
-	sigset_t none;
-
-	setpgid(0, 0);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaction(sigs[i], &sa, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* move everything above the target numbers first, so no dup2 overwrites a source */
-	in = fcntl(in, F_DUPFD_CLOEXEC, 10);
-	out = fcntl(out, F_DUPFD_CLOEXEC, 10);
-	if (fd3 >= 0)
-		fd3 = fcntl(fd3, F_DUPFD_CLOEXEC, 10);
-	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-		_exit(127);
-	if (fd3 >= 0 && dup2(fd3, 3) < 0)
-		_exit(127);
-	/* no daemon descriptor (watchdog, sockets, etcd, the audit log) leaks into an agent */
-	if (close_range(fd3 >= 0 ? 4 : 3, ~0U, 0) < 0)
-		for (int fd = fd3 >= 0 ? 4 : 3; fd < 65536; fd++)
-			close(fd);
-	execve(argv[0], argv, env);
-	static const char msg[] = "pgwarden: cannot execute ";
-	if (write(2, msg, sizeof(msg) - 1) < 0 || write(2, argv[0], strlen(argv[0])) < 0 ||
-	    write(2, "\n", 1) < 0)
-		_exit(127);
-	_exit(127);
-}
-
 /* Write all of data to a pipe without dying of SIGPIPE when the reader is gone. */
 static void write_pipe(int fd, const char *data)
 {
@@ -236,26 +201,6 @@ static void write_pipe(int fd, const char *data)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-static void keep_output(struct child *ch, const char *p, size_t n)
-{
-	const size_t cap = sizeof(ch->out) - 1;
-
-	if (n >= cap) {
-		memcpy(ch->out, p + n - cap, cap);
-		ch->outlen = cap;
-	} else {
-		if (ch->outlen + n > cap) {
-			size_t drop = ch->outlen + n - cap;
-
-			memmove(ch->out, ch->out + drop, ch->outlen - drop);
-			ch->outlen -= drop;
-		}
-		memcpy(ch->out + ch->outlen, p, n);
-		ch->outlen += n;
-	}
-	ch->out[ch->outlen] = '\0';
-}
-
 /*
  * Run argv[0] in its own process group, stdin and fd 3 fed from memory, stdout and stderr
  * collected, until it exits or the deadline passes (then the group is SIGKILLed).
@@ -265,7 +210,8 @@ static int run_child(struct child *ch, char *err, size_t errlen)
 {
 	int in[2] = {-1, -1}, out[2] = {-1, -1}, p3[2] = {-1, -1};
 	char **env = child_env();
-	char chunk[1024];
+	struct pgw_child_wait w = {
+	    .deadline = ch->deadline, .out = ch->out, .out_size = sizeof(ch->out)};
 	pid_t pid;
 	int rc = -1;
 
@@ -285,14 +231,11 @@ static int run_child(struct child *ch, char *err, size_t errlen)
 		snprintf(err, errlen, "stdin for the child: %s", strerror(errno));
 		goto out;
 	}
-	pid = fork();
+	pid = pgw_spawn(ch->argv, env, in[0], out[1], p3[0]);
 	if (pid < 0) {
 		snprintf(err, errlen, "fork: %s", strerror(errno));
 		goto out;
 	}
-	if (pid == 0)
-		child_exec(ch->argv, env, in[0], out[1], p3[0]);
-	setpgid(pid, pid); /* also here: no race with a kill of the group */
 	close(out[1]);
 	out[1] = -1;
 	close(in[0]);
@@ -312,51 +255,12 @@ static int run_child(struct child *ch, char *err, size_t errlen)
 		close(p3[1]);
 		p3[1] = -1;
 	}
-	for (;;) {
-		int64_t rem = ch->deadline - now_ms();
-		pid_t w;
-
-		w = waitpid(pid, &ch->status, WNOHANG);
-		if (w == pid || (w < 0 && errno == ECHILD)) {
-			ch->exited = w == pid;
-			break;
-		}
-		if (rem <= 0) {
-			kill(-pid, SIGKILL);
-			while (waitpid(pid, &ch->status, 0) < 0 && errno == EINTR)
-				;
-			ch->timed_out = true;
-			break;
-		}
-		if (out[0] >= 0) {
-			struct pollfd p = {.fd = out[0], .events = POLLIN};
-			int r = poll(&p, 1, rem < 20 ? (int)rem : 20);
-
-			if (r > 0) {
-				ssize_t n = read(out[0], chunk, sizeof(chunk));
-
-				if (n > 0)
-					keep_output(ch, chunk, (size_t)n);
-				else if (n == 0 || errno != EINTR) {
-					close(out[0]); /* EOF: the child is about to exit */
-					out[0] = -1;
-				}
-			}
-		} else {
-			sleep_ms(rem < 1 ? rem : 1);
-		}
-	}
-	/* what it wrote before exiting; never wait for a grandchild that holds the pipe */
-	if (out[0] >= 0) {
-		fcntl(out[0], F_SETFL, O_NONBLOCK);
-		for (;;) {
-			ssize_t n = read(out[0], chunk, sizeof(chunk));
-
-			if (n <= 0)
-				break;
-			keep_output(ch, chunk, (size_t)n);
-		}
-	}
+	pgw_child_wait(pid, out[0], &w);
+	out[0] = -1; /* closed by pgw_child_wait */
+	ch->outlen = w.out_len;
+	ch->status = w.status;
+	ch->exited = w.exited;
+	ch->timed_out = w.timed_out;
 	kill(-pid, SIGKILL); /* anything it left behind in its group */
 	rc = 0;
 out:

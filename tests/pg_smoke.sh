@@ -45,9 +45,14 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# against the sanitizer build's library (make asan), so every module pg.c uses is there
+make -s asan >/dev/null
 gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -fsanitize=address,undefined \
-	-Idaemon -I/usr/include/postgresql \
-	tests/pg_smoke.c daemon/pg.c daemon/log.c -lpq -o "$BASE/pg_smoke"
+	-Idaemon -Iwatchdog -Ifencing -I/usr/include/postgresql \
+	tests/pg_smoke.c build/asan/libpgw.a \
+	$(pkg-config --libs libpq libcurl json-c yaml-0.1 libmicrohttpd gnutls libsystemd) \
+	$(pkg-config --libs libfreeipmi 2>/dev/null) \
+	-lpthread -o "$BASE/pg_smoke"
 chown -R postgres: "$BASE/node1" "$BASE/node2" 2>/dev/null || true
 if [ -n "$FIXTURES" ]; then
 	mkdir -p "$FIXTURES"
