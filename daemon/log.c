@@ -59,8 +59,8 @@ void pgw_log(enum pgw_log_level level, const char *fmt, ...)
 	if (level < min_level)
 		return;
 	if (stderr_is_journal()) {
-		off = (size_t)snprintf(line, sizeof(line), "<%d>%s: ", prio[level],
-		                       level_names[level]);
+		off = (size_t)snprintf(line, sizeof(line), "<%d>%s%s%s: ", prio[level], log_ident,
+		                       log_ident[0] ? " " : "", level_names[level]);
 	} else {
 		gettimeofday(&tv, NULL);
 		gmtime_r(&tv.tv_sec, &tm);
