@@ -6,6 +6,7 @@
  * written atomically.
  */
 #include "pg.h"
+#include "fileio.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -223,21 +224,6 @@ static int fsync_parent(const char *path)
 	return rc;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Replace path with text (mode `mode`): write "<path>.tmp", fsync, rename, fsync dir. */
 static int write_file_atomic(struct pgw_pg *pg, const char *path, const char *text, mode_t mode)
 {
@@ -249,7 +235,7 @@ static int write_file_atomic(struct pgw_pg *pg, const char *path, const char *te
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (fd < 0)
 		goto fail;
-	if (fchmod(fd, mode) < 0 || write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, mode) < 0 || pgw_write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
 		saved = errno;
 		close(fd);
 		errno = saved;
@@ -1543,7 +1529,7 @@ static char *make_pwfile(struct pgw_pg *pg)
 	if (!path)
 		return NULL;
 	fd = mkostemp(path, O_CLOEXEC);
-	if (fd < 0 || write_all(fd, pw, strlen(pw)) < 0 || write_all(fd, "\n", 1) < 0) {
+	if (fd < 0 || pgw_write_all(fd, pw, strlen(pw)) < 0 || pgw_write_all(fd, "\n", 1) < 0) {
 		set_err(pg, true, "cannot write a password file next to %s: %s", pg->data_dir,
 		        strerror(errno));
 		if (fd >= 0) {

@@ -5,6 +5,7 @@
  * audit.h.
  */
 #include "audit.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -631,21 +632,6 @@ static int build_line(const struct pgw_audit *a, const struct pgw_audit_rec *r, 
 	return b->oom ? -1 : 0;
 }
 
-static int write_full(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static void journal(const struct pgw_audit *a, const struct pgw_audit_rec *r, int64_t seq,
                     const char *prev, const char *hash)
 {
@@ -682,7 +668,7 @@ static int append_locked(struct pgw_audit *a, const struct pgw_audit_rec *r, cha
 		         a->path);
 		goto out;
 	}
-	if (write_full(a->fd, b.buf, b.len) < 0) {
+	if (pgw_write_all(a->fd, b.buf, b.len) < 0) {
 		snprintf(err, errlen, "audit log %s: write of record %lld: %s", a->path,
 		         (long long)seq, strerror(errno));
 		if (ftruncate(a->fd, before) < 0)

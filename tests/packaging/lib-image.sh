@@ -38,20 +38,8 @@ debian_mirror() {
 	echo "${m:-http://deb.debian.org/debian}"
 }
 
-kernel_package() {
-	apt-cache depends linux-image-amd64 2>/dev/null |
-		awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }'
-}
-
-# The ELF vmlinux inside Debian's xz bzImage, for qemu's fast PVH boot (see
-# tests/vm/test_watchdog_vm.sh and ../shared/reference/qemu-watchdog.md).
-extract_vmlinux() {
-	local off
-	off=$(LC_ALL=C grep -aboP '\xfd7zXZ\x00' "$1" | head -1 | cut -d: -f1)
-	[ -n "$off" ] || return 1
-	xz -dc --single-stream <(tail -c +$((off + 1)) "$1") >"$2" 2>/dev/null || return 1
-	[[ $(readelf -n "$2" 2>/dev/null) == *"(0x00000012)"* ]]
-}
+# kernel_package, extract_vmlinux
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/kernel.sh"
 
 appliance_kernel() {
 	local pkg kver tmp m line t

@@ -42,22 +42,8 @@ mkdir -p "$WORK/logs"
 
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 
-kernel_package() {
-	apt-cache depends linux-image-amd64 2>/dev/null |
-		awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }'
-}
-
-# The uncompressed ELF inside Debian's (xz) bzImage: qemu boots it through its PVH
-# entry, skipping the firmware and the in-guest decompressor (seconds under TCG).
-extract_vmlinux() {
-	local off
-	off=$(LC_ALL=C grep -aboP '\xfd7zXZ\x00' "$1" | head -1 | cut -d: -f1)
-	[ -n "$off" ] || return 1
-	# (--single-stream stops at the end of the xz data; the bzImage has more after it)
-	xz -dc --single-stream <(tail -c +$((off + 1)) "$1") >"$2" 2>/dev/null || return 1
-	# XEN_ELFNOTE_PHYS32_ENTRY (18): CONFIG_PVH
-	[[ $(readelf -n "$2" 2>/dev/null) == *"(0x00000012)"* ]]
-}
+# kernel_package, extract_vmlinux
+. "$top/tests/lib/kernel.sh"
 
 # Sets KDIR (vmlinuz, maybe vmlinux, modules/, version) from the cache, filling it once.
 fetch_kernel() {
