@@ -12,6 +12,7 @@
  * Then the defaults are filled in and the cross-field rules are checked.
  */
 #include "config.h"
+#include "fence.h"
 #include "lease.h"
 
 #include <ctype.h>
@@ -67,6 +68,8 @@ struct field {
 #define SECRET(p, m)          p, F_STR, OFF(m), FL_SECRET, NULL, NULL
 #define ALIAS(p, t, m, other) p, t, OFF(m), 0, other, NULL
 #define CHOICE(p, m, choices) p, F_CHOICE, OFF(m), 0, NULL, choices
+
+#define PRIV_CHOICES "ADMINISTRATOR|OPERATOR|USER" /* enum pgw_ipmi_priv order */
 
 static const struct field fields[] = {
     {FIELD("scope", F_NAME, scope)},
@@ -155,7 +158,7 @@ static const struct field fields[] = {
     {FIELD("fencing.bmc.address", F_STR, fencing.bmc.address)},
     {FIELD("fencing.bmc.lanplus", F_BOOL, fencing.bmc.lanplus)},
     {FIELD("fencing.bmc.cipher_suite", F_NONNEG, fencing.bmc.cipher_suite)},
-    {CHOICE("fencing.bmc.privilege", fencing.bmc.privilege, "ADMINISTRATOR|OPERATOR|USER")},
+    {CHOICE("fencing.bmc.privilege", fencing.bmc.privilege, PRIV_CHOICES)},
     {UNIMPL("citus")},
     {UNIMPL("etcd")},
     {UNIMPL("consul")},
@@ -1109,6 +1112,7 @@ static bool was_set(const struct ctx *c, const char *path)
 static int finish_fencing(struct ctx *c)
 {
 	struct pgw_config *cfg = c->cfg;
+	struct pgw_fence_bmc bmc;
 
 	if (!was_set(c, "fencing.bmc.lanplus"))
 		cfg->fencing.bmc.lanplus = true;
@@ -1124,6 +1128,11 @@ static int finish_fencing(struct ctx *c)
 		return fail(c, NULL, "fencing.agent",
 		            "expected ipmi or the absolute path of a fence agent, got \"%s\"",
 		            cfg->fencing.agent);
+	if (cfg->fencing.bmc.address && !pgw_fence_parse_bmc(cfg->fencing.bmc.address, &bmc))
+		return fail(c, NULL, "fencing.bmc.address",
+		            "expected host, host:port or [v6]:port, got \"%s\" (peers fence this "
+		            "node there)",
+		            cfg->fencing.bmc.address);
 	if (cfg->fencing.mode == PGW_FENCE_REQUIRED && !cfg->fencing.bmc.address)
 		return fail(c, NULL, "fencing.bmc.address",
 		            "required with fencing.mode required (peers fence this node there)");
@@ -1424,4 +1433,12 @@ void pgw_config_free(struct pgw_config *cfg)
 	strlist_free(&cfg->postgresql.pg_hba);
 	strlist_free(&cfg->warnings);
 	free(cfg);
+}
+
+const char *pgw_ipmi_priv_name(int priv)
+{
+	static const char *const names[] = {"ADMINISTRATOR", "OPERATOR", "USER"};
+
+	return priv >= 0 && priv < (int)(sizeof(names) / sizeof(names[0])) ? names[priv]
+	                                                                   : "ADMINISTRATOR";
 }

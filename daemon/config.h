@@ -155,6 +155,9 @@ struct pgw_config *pgw_config_parse(const char *name, const char *text, size_t l
 
 void pgw_config_free(struct pgw_config *cfg);
 
+/* The IPMI name of an enum pgw_ipmi_priv ("ADMINISTRATOR", "OPERATOR", "USER"). */
+const char *pgw_ipmi_priv_name(int priv);
+
 /* Split "host:port" (or "[v6]:port"); returns false when malformed. host gets a malloc'd copy. */
 bool pgw_split_hostport(const char *hostport, char **host, int *port);
 

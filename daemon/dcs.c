@@ -163,7 +163,8 @@ static bool get_params(struct json_object *pgo, struct pgw_kvlist *l, char *err,
 	return true;
 }
 
-static bool parse_into(struct json_object *o, struct pgw_dcs *d, char *err, size_t errlen)
+static bool parse_into(struct json_object *o, struct pgw_dcs *d, int margin_s, char *err,
+                       size_t errlen)
 {
 	int64_t ttl = d->ttl, lw = d->loop_wait, rt = d->retry_timeout;
 	int64_t lag = d->maximum_lag_on_failover, pst = d->primary_start_timeout;
@@ -180,8 +181,7 @@ static bool parse_into(struct json_object *o, struct pgw_dcs *d, char *err, size
 	d->retry_timeout = (int)rt;
 	d->maximum_lag_on_failover = lag;
 	d->primary_start_timeout = (int)pst;
-	if (!pgw_timing_valid(d->ttl, d->loop_wait, d->retry_timeout, PGW_SAFETY_MARGIN_S, err,
-	                      errlen))
+	if (!pgw_timing_valid(d->ttl, d->loop_wait, d->retry_timeout, margin_s, err, errlen))
 		return false;
 	if (!json_object_object_get_ex(o, "postgresql", &pgo) ||
 	    json_object_is_type(pgo, json_type_null))
@@ -195,8 +195,8 @@ static bool parse_into(struct json_object *o, struct pgw_dcs *d, char *err, size
 	       get_params(pgo, &d->pg_parameters, err, errlen);
 }
 
-bool pgw_dcs_from_json(const char *json, const struct pgw_dcs *base, struct pgw_dcs *out, char *err,
-                       size_t errlen)
+bool pgw_dcs_from_json(const char *json, const struct pgw_dcs *base, int margin_s,
+                       struct pgw_dcs *out, char *err, size_t errlen)
 {
 	struct json_object *o = json ? json_tokener_parse(json) : NULL;
 	struct pgw_dcs d = *base;
@@ -210,7 +210,7 @@ bool pgw_dcs_from_json(const char *json, const struct pgw_dcs *base, struct pgw_
 		json_object_put(o);
 		return false;
 	}
-	ok = parse_into(o, &d, err, errlen);
+	ok = parse_into(o, &d, margin_s, err, errlen);
 	json_object_put(o);
 	if (!ok) {
 		pgw_dcs_free(&d);

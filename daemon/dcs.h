@@ -21,12 +21,13 @@ char *pgw_dcs_to_json(const struct pgw_dcs *d);
 
 /*
  * Parse the config key into *out, starting from `base` for the keys it does not
- * set.  Validated (positive integers, booleans, the timing rule of lease.c);
- * false with err when anything is wrong, and then *out is untouched.  On success
- * *out owns its parameter list: release it with pgw_dcs_free().
+ * set.  Validated (positive integers, booleans, the timing rule of lease.c with
+ * this node's safety margin margin_s); false with err when anything is wrong, and
+ * then *out is untouched.  On success *out owns its parameter list: release it
+ * with pgw_dcs_free().
  */
-bool pgw_dcs_from_json(const char *json, const struct pgw_dcs *base, struct pgw_dcs *out, char *err,
-                       size_t errlen);
+bool pgw_dcs_from_json(const char *json, const struct pgw_dcs *base, int margin_s,
+                       struct pgw_dcs *out, char *err, size_t errlen);
 
 /* A deep copy of src into *dst (false when out of memory). */
 bool pgw_dcs_copy(struct pgw_dcs *dst, const struct pgw_dcs *src);

@@ -55,8 +55,11 @@ struct ha {
 	struct pgw_fencer *fencer;   /* STONITH of a lost leader, audited */
 	char fenced[PGW_NAME_MAX];   /* the leader this node fenced, until it promoted */
 	int64_t fenced_lease;
-	int64_t leader_silent_since; /* mono ms since the leader answered neither PostgreSQL nor
-	                                REST (fast takeover); 0 = it answers */
+	/* fast takeover: since when (mono ms, 0 = it answers) the leader named here, with
+	 * this lease, answered neither on PostgreSQL nor on REST */
+	int64_t leader_silent_since;
+	char silent_leader[PGW_NAME_MAX];
+	int64_t silent_lease;
 
 	char prefix[512];
 	char leader_key[600];
@@ -119,6 +122,25 @@ static int op_timeout(const struct ha *h)
 {
 	return pgw_lease_op_timeout_ms(&h->lease, mono_ms(), SAFETY_MARGIN_MS, h->dcs.retry_timeout,
 	                               h->was_primary);
+}
+
+/*
+ * How long a fence (or unfence) may block the loop: until D - S, less 1 s to renew.
+ * Past that, the lease and with it the fence lock could lapse mid-fence.
+ */
+static int64_t fence_budget_ms(const struct ha *h)
+{
+	return pgw_lease_write_budget_ms(&h->lease, mono_ms(), SAFETY_MARGIN_MS) - 1000;
+}
+
+/* How long the current leader (same name, same lease) has been silent; 0 = not known. */
+static int64_t leader_silence_ms(const struct ha *h, int64_t now_ms)
+{
+	if (!h->leader_silent_since || !h->cluster.has_leader ||
+	    strcmp(h->silent_leader, h->cluster.leader) != 0 ||
+	    h->silent_lease != h->cluster.leader_lease)
+		return 0;
+	return now_ms - h->leader_silent_since;
 }
 
 /* --- lease --- */
@@ -250,12 +272,10 @@ static void publish_member(struct ha *h)
 	mi.wd_timeout = wd.timeout;
 	mi.wd_failed = wd.failed;
 	if (c->fencing.bmc.address) {
-		static const char *const privs[] = {"ADMINISTRATOR", "OPERATOR", "USER"};
-
 		mi.bmc_address = c->fencing.bmc.address;
 		mi.bmc_lanplus = c->fencing.bmc.lanplus;
 		mi.bmc_cipher_suite = c->fencing.bmc.cipher_suite;
-		mi.bmc_privilege = privs[c->fencing.bmc.privilege];
+		mi.bmc_privilege = pgw_ipmi_priv_name(c->fencing.bmc.privilege);
 	}
 	pgw_fencer_state(h->fencer, &fs);
 	if (strcmp(fs.result, "failed") == 0) {
@@ -357,7 +377,8 @@ static void apply_dynamic_config(struct ha *h)
 		return;
 	free(h->dcs_seen);
 	h->dcs_seen = strdup(h->cluster.config);
-	if (!pgw_dcs_from_json(h->cluster.config, &h->dcs, &next, err, sizeof(err))) {
+	if (!pgw_dcs_from_json(h->cluster.config, &h->dcs, h->cfg->watchdog.safety_margin, &next,
+	                       err, sizeof(err))) {
 		pgw_warn("ignoring the dynamic configuration, keeping the current one: %s", err);
 		return;
 	}
@@ -568,9 +589,7 @@ static int serve_unfence(struct ha *h, const char *member, char *msg, size_t len
 		return snprintf(msg, len, "%.64s is not recorded as fenced (no %.120s)", member,
 		                key),
 		       412;
-	status = pgw_fencer_unfence(
-	    h->fencer, &lr,
-	    pgw_lease_write_budget_ms(&h->lease, mono_ms(), SAFETY_MARGIN_MS) - 1000, msg, len);
+	status = pgw_fencer_unfence(h->fencer, &lr, fence_budget_ms(h), msg, len);
 	if (status == 200 &&
 	    pgw_etcd_delete_if_mod(h->etcd, key, lr.mod_revision, op_timeout(h), &ok) != 0)
 		pgw_warn("cannot delete %s: %s", key, pgw_etcd_errmsg(h->etcd));
@@ -628,7 +647,7 @@ static void build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	o->watchdog_unusable = pgw_wdguard_unusable(h->wd);
 	o->fencing_required = h->cfg->fencing.mode == PGW_FENCE_REQUIRED;
 	o->fast_takeover_after_ms = (int64_t)h->cfg->fencing.fast_takeover_after * 1000;
-	o->leader_unreachable_ms = h->leader_silent_since ? o->now_ms - h->leader_silent_since : 0;
+	o->leader_unreachable_ms = leader_silence_ms(h, o->now_ms);
 	s->watchdog_blocked = o->watchdog_unusable;
 	o->etcd_ok = h->etcd_ok;
 	o->cluster = &h->cluster;
@@ -711,7 +730,6 @@ static void start_replica(struct ha *h, const struct pgw_action *a)
 /* The record of this node as leader (pgwarden/leader), released or not. */
 static char *own_leader_record(const struct ha *h, bool released)
 {
-	static const char *const privs[] = {"ADMINISTRATOR", "OPERATOR", "USER"};
 	const struct pgw_config *c = h->cfg;
 	struct pgw_leader_record lr = {0};
 
@@ -723,7 +741,7 @@ static char *own_leader_record(const struct ha *h, bool released)
 		lr.bmc_lanplus = c->fencing.bmc.lanplus;
 		lr.bmc_cipher_suite = c->fencing.bmc.cipher_suite;
 		snprintf(lr.bmc_privilege, sizeof(lr.bmc_privilege), "%s",
-		         privs[c->fencing.bmc.privilege]);
+		         pgw_ipmi_priv_name(c->fencing.bmc.privilege));
 	}
 	return pgw_leader_record_json(&lr);
 }
@@ -951,8 +969,10 @@ static bool rest_answers(const char *api_url)
 	const char *end = strstr(api_url, "://");
 	bool ok;
 
-	if (!curl || !end)
-		return curl_easy_cleanup(curl), true; /* cannot tell: assume it answers */
+	if (!curl || !end) {
+		curl_easy_cleanup(curl);
+		return true; /* cannot tell: assume it answers */
+	}
 	end = strchr(end + 3, '/');
 	snprintf(url, sizeof(url), "%.*s/liveness",
 	         (int)(end ? (size_t)(end - api_url) : strlen(api_url)), api_url);
@@ -988,6 +1008,7 @@ static bool watching_leader(const struct ha *h)
 	       strcmp(l->name, h->cfg->name) != 0 && !h->was_primary;
 }
 
+/* Probed while the loop waits (wait_next); a silence belongs to one leader and lease. */
 static void probe_leader(struct ha *h)
 {
 	const struct pgw_member *l = pgw_cluster_leader_member(&h->cluster);
@@ -996,6 +1017,11 @@ static void probe_leader(struct ha *h)
 	if (!watching_leader(h)) {
 		h->leader_silent_since = 0;
 		return;
+	}
+	if (strcmp(h->silent_leader, l->name) != 0 || h->silent_lease != h->cluster.leader_lease) {
+		snprintf(h->silent_leader, sizeof(h->silent_leader), "%s", l->name);
+		h->silent_lease = h->cluster.leader_lease;
+		h->leader_silent_since = 0;
 	}
 	silent = !pg_answers(l->conn_host, l->conn_port) && !rest_answers(l->api_url);
 	if (!silent)
@@ -1011,14 +1037,13 @@ static void probe_leader(struct ha *h)
 static void act_fence(struct ha *h)
 {
 	const struct pgw_leader_record *lr = &h->cluster.last_leader;
-	struct pgw_fence_keys k = {
-	    .record_key = h->record_key,
-	    .lock_key = h->fence_lock_key,
-	    .fenced_prefix = h->fenced_prefix,
-	    .lease = h->lease.id,
-	    .timeout_ms = op_timeout(h),
-	    .timeline = h->pgst.timeline,
-	    .budget_ms = pgw_lease_write_budget_ms(&h->lease, mono_ms(), SAFETY_MARGIN_MS) - 1000};
+	struct pgw_fence_keys k = {.record_key = h->record_key,
+	                           .lock_key = h->fence_lock_key,
+	                           .fenced_prefix = h->fenced_prefix,
+	                           .lease = h->lease.id,
+	                           .timeout_ms = op_timeout(h),
+	                           .timeline = h->pgst.timeline,
+	                           .budget_ms = fence_budget_ms(h)};
 
 	if (h->lease.id == 0)
 		return;
@@ -1314,9 +1339,8 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 
 		while ((wait = until - mono_ms()) > 0 && !wake_up(h)) {
 			int64_t slice = wait < 1000 ? wait : 1000;
-			int64_t left = h->leader_silent_since
-			                   ? h->leader_silent_since + threshold - mono_ms()
-			                   : slice;
+			int64_t silent = leader_silence_ms(h, mono_ms());
+			int64_t left = silent ? threshold - silent : slice;
 
 			/* silent already: look again when the threshold is reached */
 			if (left < slice)
@@ -1326,8 +1350,7 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 			    fired)
 				return;
 			probe_leader(h);
-			if (h->leader_silent_since &&
-			    mono_ms() - h->leader_silent_since >= threshold)
+			if (leader_silence_ms(h, mono_ms()) >= threshold)
 				return;
 		}
 		return;
@@ -1430,7 +1453,6 @@ static void cycle(struct ha *h, bool shutdown)
 	publish_member(h);
 	read_cluster(h);
 	track_leader(h);
-	probe_leader(h);
 	apply_dynamic_config(h);
 	build_obs(h, &o, shutdown);
 	holds = pgw_obs_holds_leader(&o);
@@ -1577,8 +1599,7 @@ int pgw_ha_run(const struct pgw_config *cfg, struct pgw_wdguard *wd, volatile si
 		pgw_info("shutting down");
 		pgw_sd_stopping(
 		    "shutting down: stopping PostgreSQL, then releasing the leader key");
-		cycle(h, true);
-		observe_pg(h);
+		cycle(h, true); /* its SHUTDOWN observed PostgreSQL after stopping it */
 		clean = !h->was_primary;
 		rc = 0;
 	}

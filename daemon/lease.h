@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #define PGW_RESET_ALLOWANCE_MS 1000 /* R */
-#define PGW_SAFETY_MARGIN_S    5    /* S, until watchdog.safety_margin is configurable */
+#define PGW_SAFETY_MARGIN_S    5    /* S when watchdog.safety_margin is not set */
 
 struct pgw_lease {
 	int64_t id;          /* etcd lease ID; 0 = none */

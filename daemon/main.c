@@ -17,11 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "decide.h"
+#include "fence.h"
 #include "ha.h"
 #include "watchdog.h"
 #include "log.h"
@@ -143,27 +143,20 @@ static int drop_privileges(const struct pgw_config *cfg)
 }
 
 /*
- * fencing.mode required: the peers' BMC credentials must be there and readable by
- * no one but their owner (they power machines off).
+ * fencing.mode required: the peers' BMC credentials must be there, owned by the user
+ * pgwarden runs as, and readable by no one else (they power machines off).  The same
+ * checks as every use of the file (fencing/fence.c), made once at start.
  */
 static int check_fencing_secret(const struct pgw_config *cfg)
 {
-	const char *path = cfg->fencing.credentials_file;
-	struct stat st;
+	char err[512];
 
-	if (cfg->fencing.mode != PGW_FENCE_REQUIRED)
+	if (cfg->fencing.mode != PGW_FENCE_REQUIRED ||
+	    pgw_fence_check_secret(cfg->fencing.credentials_file, "fencing.credentials_file", err,
+	                           sizeof(err)) == 0)
 		return 0;
-	if (stat(path, &st) != 0) {
-		pgw_error("%s: fencing.credentials_file %s: %s", cfg->path, path, strerror(errno));
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
-		pgw_error("%s: fencing.credentials_file %s: mode %04o: it must be a file readable "
-		          "by its owner only (chmod 600)",
-		          cfg->path, path, (unsigned)(st.st_mode & 07777));
-		return -1;
-	}
-	return 0;
+	pgw_error("%s: %s", cfg->path, err);
+	return -1;
 }
 
 static struct pgw_config *load_config(const char *path)
@@ -226,13 +219,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	pgw_log_set_ident(cfg->name);
-	if (check_fencing_secret(cfg) != 0) {
-		pgw_config_free(cfg);
-		return 1;
-	}
 	/* the watchdog device is root's: open it first, keep the descriptor */
 	wd = pgw_wdguard_open(cfg);
-	if (drop_privileges(cfg) != 0 || install_signals() != 0) {
+	if (drop_privileges(cfg) != 0 || check_fencing_secret(cfg) != 0 || install_signals() != 0) {
 		pgw_wdguard_close(wd, true);
 		pgw_config_free(cfg);
 		return 1;

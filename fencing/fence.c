@@ -1052,6 +1052,16 @@ static FILE *open_secret(const char *path, const char *what, char *err, size_t e
 	return f;
 }
 
+int pgw_fence_check_secret(const char *path, const char *what, char *err, size_t errlen)
+{
+	FILE *f = open_secret(path, what, err, errlen);
+
+	if (!f)
+		return -1;
+	fclose(f);
+	return 0;
+}
+
 static void chomp(char *s)
 {
 	size_t n = strlen(s);

@@ -109,6 +109,13 @@ int pgw_fence_load_creds(const char *path, const char *member, struct pgw_fence_
  */
 int pgw_fence_read_secret(const char *path, char *out, size_t outlen, char *err, size_t errlen);
 
+/*
+ * The checks alone, for a start-up refusal: PATH (named `what` in err, e.g. the
+ * config key) is a regular file owned by the effective user, no access for group or
+ * others.  0, or -1 with err.
+ */
+int pgw_fence_check_secret(const char *path, const char *what, char *err, size_t errlen);
+
 /* "host", "host:port", "[v6addr]" or "[v6addr]:port" (default port 623) into host and
  * port; the other fields are left as they are.  false on a malformed address. */
 bool pgw_fence_parse_bmc(const char *addr, struct pgw_fence_bmc *b);

@@ -715,6 +715,9 @@ static const struct ecase error_cases[] = {
     {BASE "fencing:\n  fast_takeover_after: 5\n",
      "t.yml: fencing.fast_takeover_after: needs fencing.mode required (a takeover before the "
      "TTL is only safe after a confirmed power off)"},
+    {BASE "fencing:\n  bmc:\n    address: admin@10.0.0.1\n",
+     "t.yml: fencing.bmc.address: expected host, host:port or [v6]:port, got "
+     "\"admin@10.0.0.1\" (peers fence this node there)"},
     {BASE "fencing:\n  bmc:\n    privilege: root\n",
      "t.yml:7: fencing.bmc.privilege: expected one of ADMINISTRATOR|OPERATOR|USER, got "
      "\"root\""},

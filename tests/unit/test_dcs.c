@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "dcs.h"
+#include "lease.h"
 
 static struct pgw_dcs base(void)
 {
@@ -41,10 +42,10 @@ static void test_round_trip(void **state)
 	(void)state;
 	assert_true(pgw_dcs_from_json("{\"postgresql\":{\"parameters\":{\"work_mem\":\"8MB\","
 	                              "\"max_connections\":50,\"hot_standby\":true}}}",
-	                              &b, &in, err, sizeof(err)));
+	                              &b, PGW_SAFETY_MARGIN_S, &in, err, sizeof(err)));
 	json = pgw_dcs_to_json(&in);
 	assert_non_null(json);
-	assert_true(pgw_dcs_from_json(json, &b, &out, err, sizeof(err)));
+	assert_true(pgw_dcs_from_json(json, &b, PGW_SAFETY_MARGIN_S, &out, err, sizeof(err)));
 	assert_false(pgw_dcs_params_differ(&in, &out));
 	assert_string_equal(param(&out, "work_mem"), "8MB");
 	assert_string_equal(param(&out, "max_connections"), "50");
@@ -62,7 +63,7 @@ static void test_partial_keeps_base(void **state)
 
 	(void)state;
 	assert_true(pgw_dcs_from_json("{\"loop_wait\":5,\"postgresql\":{\"use_slots\":false}}", &b,
-	                              &out, err, sizeof(err)));
+	                              PGW_SAFETY_MARGIN_S, &out, err, sizeof(err)));
 	assert_int_equal(out.loop_wait, 5);
 	assert_int_equal(out.ttl, 30);
 	assert_int_equal(out.retry_timeout, 10);
@@ -97,12 +98,20 @@ static void test_rejected(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memset(&out, 0x5a, sizeof(out));
 		err[0] = '\0';
-		assert_false(pgw_dcs_from_json(bad[i].json, &b, &out, err, sizeof(err)));
+		assert_false(pgw_dcs_from_json(bad[i].json, &b, PGW_SAFETY_MARGIN_S, &out, err,
+		                               sizeof(err)));
 		if (!strstr(err, bad[i].word))
 			fail_msg("%s: error \"%s\" lacks \"%s\"", bad[i].json, err, bad[i].word);
 		assert_int_equal(out.ttl, 0x5a5a5a5a);
 	}
-	assert_false(pgw_dcs_from_json(NULL, &b, &out, err, sizeof(err)));
+	assert_false(pgw_dcs_from_json(NULL, &b, PGW_SAFETY_MARGIN_S, &out, err, sizeof(err)));
+	/* the timing rule uses this node's watchdog.safety_margin, not the default */
+	assert_true(pgw_dcs_from_json("{\"ttl\":10,\"loop_wait\":2,\"retry_timeout\":3}", &b, 5,
+	                              &out, err, sizeof(err)));
+	pgw_dcs_free(&out);
+	assert_false(pgw_dcs_from_json("{\"ttl\":10,\"loop_wait\":2,\"retry_timeout\":3}", &b, 10,
+	                               &out, err, sizeof(err)));
+	assert_non_null(strstr(err, "safety margin 10 s"));
 }
 
 static void test_copy_and_differ(void **state)
@@ -112,7 +121,7 @@ static void test_copy_and_differ(void **state)
 
 	(void)state;
 	assert_true(pgw_dcs_from_json("{\"postgresql\":{\"parameters\":{\"work_mem\":\"8MB\"}}}",
-	                              &b, &a, err, sizeof(err)));
+	                              &b, PGW_SAFETY_MARGIN_S, &a, err, sizeof(err)));
 	assert_true(pgw_dcs_copy(&c, &a));
 	assert_false(pgw_dcs_params_differ(&a, &c));
 	free(c.pg_parameters.items[0].value);
