@@ -266,6 +266,18 @@ static bool g_primary_no_leader(const struct pgw_obs *o, struct pgw_action *a)
 
 /* --- switchover, failover and pause --- */
 
+/* A leader record that names no one: in doubt, fence (which cannot happen) or wait. */
+static bool record_unreadable(const struct pgw_leader_record *lr)
+{
+	return lr->malformed || !lr->member[0];
+}
+
+/* Another member holds the fence lock (it is fencing, or its fence did not finish). */
+static bool locked_by_other(const struct pgw_obs *o)
+{
+	return o->cluster->fence_locked && strcmp(o->cluster->fence_lock_holder, o->self) != 0;
+}
+
 static bool failover_usable(const struct pgw_obs *o)
 {
 	const struct pgw_failover *f = &o->cluster->failover;
@@ -479,12 +491,12 @@ static bool g_f_fast_takeover(const struct pgw_obs *o, struct pgw_action *a)
 	if (!o->fencing_required || o->fast_takeover_after_ms <= 0 || !c->has_leader ||
 	    strcmp(c->leader, o->self) == 0 || o->leader_unreachable_ms < o->fast_takeover_after_ms)
 		return false;
-	if (!lr->present || lr->malformed || strcmp(lr->member, c->leader) != 0 ||
+	if (!lr->present || record_unreadable(lr) || strcmp(lr->member, c->leader) != 0 ||
 	    lr->lease != c->leader_lease || lr->released || lr->fenced_by[0])
 		return false;
 	if (o->nofailover || o->watchdog_unusable || !pgw_is_best_candidate(o, why, sizeof(why)))
 		return false;
-	if (c->fence_locked && strcmp(c->fence_lock_holder, o->self) != 0)
+	if (locked_by_other(o))
 		return false;
 	snprintf(a->target, sizeof(a->target), "%s", c->leader);
 	detail(a, "%s silent for %" PRId64 " ms, BMC %s", c->leader, o->leader_unreachable_ms,
@@ -659,8 +671,8 @@ bool pgw_fence_needed(const struct pgw_obs *o)
 
 	if (!o->fencing_required || !o->etcd_ok || o->cluster->has_leader || !lr->present)
 		return false;
-	if (lr->malformed || !lr->member[0])
-		return true; /* in doubt: fence (which cannot happen) or do not promote */
+	if (record_unreadable(lr))
+		return true;
 	return !lr->released && !lr->fenced_by[0] && strcmp(lr->member, o->self) != 0;
 }
 
@@ -681,8 +693,7 @@ static bool would_acquire(const struct pgw_obs *o)
 
 static bool g_n_fence_other(const struct pgw_obs *o, struct pgw_action *a)
 {
-	if (!pgw_fence_needed(o) || !o->cluster->fence_locked ||
-	    strcmp(o->cluster->fence_lock_holder, o->self) == 0)
+	if (!pgw_fence_needed(o) || !locked_by_other(o))
 		return false;
 	detail(a, "%s fences %s", o->cluster->fence_lock_holder, o->cluster->last_leader.member);
 	return true;
@@ -693,8 +704,8 @@ static bool g_n_fencer_takes_over(const struct pgw_obs *o, struct pgw_action *a)
 {
 	const struct pgw_leader_record *lr = &o->cluster->last_leader;
 
-	if (!o->fencing_required || o->cluster->has_leader || !lr->present || lr->malformed ||
-	    !lr->fenced_by[0] || strcmp(lr->fenced_by, o->self) == 0 ||
+	if (!o->fencing_required || o->cluster->has_leader || !lr->present ||
+	    record_unreadable(lr) || !lr->fenced_by[0] || strcmp(lr->fenced_by, o->self) == 0 ||
 	    !pgw_cluster_member(o->cluster, lr->fenced_by) ||
 	    o->wall_now - lr->fenced_at > PGW_FENCER_GRACE_S)
 		return false;
@@ -704,17 +715,16 @@ static bool g_n_fencer_takes_over(const struct pgw_obs *o, struct pgw_action *a)
 
 static bool g_n_fence_unreadable(const struct pgw_obs *o, struct pgw_action *a)
 {
-	const struct pgw_leader_record *lr = &o->cluster->last_leader;
-
 	(void)a;
-	return pgw_fence_needed(o) && (lr->malformed || !lr->member[0]) && would_acquire(o);
+	return pgw_fence_needed(o) && record_unreadable(&o->cluster->last_leader) &&
+	       would_acquire(o);
 }
 
 static bool g_n_fence(const struct pgw_obs *o, struct pgw_action *a)
 {
 	const struct pgw_leader_record *lr = &o->cluster->last_leader;
 
-	if (!pgw_fence_needed(o) || lr->malformed || !lr->member[0] || !would_acquire(o))
+	if (!pgw_fence_needed(o) || record_unreadable(lr) || !would_acquire(o))
 		return false;
 	snprintf(a->target, sizeof(a->target), "%s", lr->member);
 	detail(a, "%s, lease %" PRIx64 ", BMC %s", lr->member, (uint64_t)lr->lease,

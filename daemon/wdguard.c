@@ -25,7 +25,7 @@ struct pgw_wdguard {
 	bool missed_window; /* the last renewal was too slow to pet (logged once) */
 };
 
-static const char *mode_name(int mode)
+const char *pgw_wdguard_mode_name(int mode)
 {
 	return mode == PGW_WD_REQUIRED    ? "required"
 	       : mode == PGW_WD_AUTOMATIC ? "automatic"
@@ -95,8 +95,6 @@ void pgw_wdguard_close(struct pgw_wdguard *g, bool clean)
 		/* PostgreSQL may still accept writes: leave the timer running (the close
 		 * when the process exits pings it once, and then it fires) */
 		pgw_error("watchdog %s left armed: PostgreSQL did not stop cleanly", g->device);
-		free(g);
-		return;
 	}
 	free(g);
 }
@@ -202,9 +200,4 @@ void pgw_wdguard_status(const struct pgw_wdguard *g, struct pgw_wd_status *out)
 	if (i)
 		snprintf(out->identity, sizeof(out->identity), "%s", i->identity);
 	snprintf(out->reason, sizeof(out->reason), "%s", g->reason);
-}
-
-const char *pgw_wdguard_mode_name(int mode)
-{
-	return mode_name(mode);
 }

@@ -25,6 +25,7 @@
 #include <gnutls/gnutls.h>
 #include <json-c/json.h>
 
+#include "testutil.h"
 #include "audit.h"
 
 struct fixture {
@@ -47,11 +48,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *fx = *state;
-	char cmd[160];
 
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", fx->dir);
+	testutil_remove_dir(fx->dir);
 	free(fx);
 	return 0;
 }

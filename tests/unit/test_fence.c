@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "testutil.h"
 #include "fence.h"
 
 #define PASSWORD "s3cret-Pa55word"
@@ -150,11 +151,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *fx = *state;
-	char cmd[160];
 
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", fx->dir);
+	testutil_remove_dir(fx->dir);
 	free(fx);
 	return 0;
 }

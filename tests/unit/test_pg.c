@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "testutil.h"
 #include "pg.h"
 
 /* Real `pg_controldata` output of PostgreSQL 15: a running primary. */
@@ -228,11 +229,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
 
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", f->dir);
+	testutil_remove_dir(f->dir);
 	free(f);
 	return 0;
 }
