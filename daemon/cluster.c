@@ -136,6 +136,8 @@ bool pgw_member_parse(const char *json, size_t len, struct pgw_member *m)
 		s = json_str_field(wd, "mode");
 		m->watchdog_blocked =
 		    s && strcmp(s, "required") == 0 && json_bool_field(wd, "failed");
+		m->watchdog_armed =
+		    json_bool_field(wd, "armed") && json_int_field(wd, "timeout", 0) > 0;
 	}
 	ok = true;
 out:
@@ -285,6 +287,13 @@ bool pgw_leader_record_parse(const char *json, struct pgw_leader_record *lr)
 		copy_str(lr->bmc_privilege, sizeof(lr->bmc_privilege),
 		         json_str_field(bmc, "privilege"));
 	}
+	if (json_object_object_get_ex(o, "watchdog", &bmc) &&
+	    json_object_is_type(bmc, json_type_object)) {
+		int64_t t = json_int_field(bmc, "timeout", 0);
+
+		lr->watchdog_timeout = t > 0 && t < 3600 ? (int)t : 0;
+		lr->watchdog_armed = json_bool_field(bmc, "armed") && lr->watchdog_timeout > 0;
+	}
 	lr->malformed = false;
 	ok = true;
 out:
@@ -309,6 +318,12 @@ char *pgw_leader_record_json(const struct pgw_leader_record *lr)
 		if (lr->bmc_privilege[0])
 			add_str(bmc, "privilege", lr->bmc_privilege);
 		json_object_object_add(o, "bmc", bmc);
+	}
+	if (lr->watchdog_armed && lr->watchdog_timeout > 0) {
+		bmc = json_object_new_object();
+		json_object_object_add(bmc, "armed", json_object_new_boolean(1));
+		json_object_object_add(bmc, "timeout", json_object_new_int(lr->watchdog_timeout));
+		json_object_object_add(o, "watchdog", bmc);
 	}
 	if (lr->released)
 		json_object_object_add(o, "released", json_object_new_boolean(1));

@@ -40,6 +40,7 @@ struct pgw_member {
 	int failover_priority;
 	bool streaming;          /* replication_state == "streaming" */
 	bool watchdog_blocked;   /* "watchdog": mode required and failed: it may not lead */
+	bool watchdog_armed;     /* "watchdog": armed, with a timeout */
 	char fence_failure[200]; /* "fencing": "TARGET: reason" of its failed fence, "" none */
 	int64_t mod_revision;
 	int64_t lease;
@@ -78,6 +79,9 @@ struct pgw_leader_record {
 	bool bmc_lanplus;
 	int bmc_cipher_suite;
 	char bmc_privilege[16];
+	/* "watchdog": {"armed": true, "timeout": W}: it took the key with its watchdog armed */
+	bool watchdog_armed;
+	int watchdog_timeout;
 	int64_t mod_revision;
 };
 

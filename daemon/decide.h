@@ -80,6 +80,13 @@ struct pgw_obs {
 	 * 0 = off. */
 	int64_t leader_unreachable_ms;
 	int64_t fast_takeover_after_ms;
+	/* S3 without fencing: the lost leader (cluster->last_leader) kept an armed watchdog
+	 * to the end, so it was reset before its lease expired (step.c remembers what its
+	 * member key said; the record says what it had when it took the key). */
+	bool lost_leader_watchdog;
+	/* failover.unprotected (local file only): promote after a lost leader's lease
+	 * expired even when nothing bounds it (Patroni's behaviour; S1 may break). */
+	bool unprotected_failover;
 	bool use_pg_rewind;
 	bool rewind_failed;            /* the last rewind from the current leader failed */
 	int64_t primary_down_since_ms; /* holding the key with PostgreSQL down since; 0 = up */

@@ -29,6 +29,7 @@
 #include "lease.h"
 #include "fencer.h"
 #include "sdnotify.h"
+#include "step.h"
 #include "wdguard.h"
 #include "log.h"
 #include "pg.h"
@@ -53,13 +54,7 @@ struct ha {
 	struct pgw_wdguard *wd;      /* the hardware watchdog (main's, opened before the privilege
 	                                drop) */
 	struct pgw_fencer *fencer;   /* STONITH of a lost leader, audited */
-	char fenced[PGW_NAME_MAX];   /* the leader this node fenced, until it promoted */
-	int64_t fenced_lease;
-	/* fast takeover: since when (mono ms, 0 = it answers) the leader named here, with
-	 * this lease, answered neither on PostgreSQL nor on REST */
-	int64_t leader_silent_since;
-	char silent_leader[PGW_NAME_MAX];
-	int64_t silent_lease;
+	struct pgw_node_state st;    /* everything the decisions remember (step.c) */
 
 	char prefix[512];
 	char leader_key[600];
@@ -81,15 +76,8 @@ struct ha {
 	struct pgw_cluster cluster;
 	struct pgw_pg_state pgst;
 
-	bool streamed;              /* WAL receiver streaming while a leader existed */
 	char scheduled_restart[64]; /* the pending scheduled restart's time, "" none */
-	char optime_leader[PGW_NAME_MAX];
-	int64_t leader_optime;
-	int64_t primary_down_since;
-	bool rewind_failed;
-	char rewind_failed_from[PGW_NAME_MAX];
-	bool was_primary; /* PostgreSQL ran as primary at the last observation */
-	bool ready_sent;  /* systemd was told READY=1 */
+	bool ready_sent;            /* systemd was told READY=1 */
 
 	struct pgw_action last;
 	const char *member_state; /* overrides the observed state while an action runs */
@@ -121,7 +109,7 @@ static bool pg_is_primary(const struct pgw_pg_state *st)
 static int op_timeout(const struct ha *h)
 {
 	return pgw_lease_op_timeout_ms(&h->lease, mono_ms(), SAFETY_MARGIN_MS, h->dcs.retry_timeout,
-	                               h->was_primary);
+	                               h->st.was_primary);
 }
 
 /*
@@ -131,16 +119,6 @@ static int op_timeout(const struct ha *h)
 static int64_t fence_budget_ms(const struct ha *h)
 {
 	return pgw_lease_write_budget_ms(&h->lease, mono_ms(), SAFETY_MARGIN_MS) - 1000;
-}
-
-/* How long the current leader (same name, same lease) has been silent; 0 = not known. */
-static int64_t leader_silence_ms(const struct ha *h, int64_t now_ms)
-{
-	if (!h->leader_silent_since || !h->cluster.has_leader ||
-	    strcmp(h->silent_leader, h->cluster.leader) != 0 ||
-	    h->silent_lease != h->cluster.leader_lease)
-		return 0;
-	return now_ms - h->leader_silent_since;
 }
 
 /* --- lease --- */
@@ -191,12 +169,7 @@ static void renew_lease(struct ha *h)
 static void observe_pg(struct ha *h)
 {
 	pgw_pg_observe(h->pg, PG_OBSERVE_TIMEOUT_MS, &h->pgst);
-	/* was_primary: PostgreSQL may be accepting writes.  A server that is up but not
-	 * answering keeps the previous value: it may be a primary we cannot see. */
-	if (!h->pgst.running)
-		h->was_primary = false;
-	else if (h->pgst.accepting)
-		h->was_primary = !h->pgst.in_recovery;
+	pgw_step_pg_observed(&h->st, &h->pgst);
 }
 
 static const char *observed_state(const struct ha *h)
@@ -263,7 +236,7 @@ static void publish_member(struct ha *h)
 	    h->pgst.in_recovery && h->pgst.accepting ? (int64_t)h->pgst.replayed_lsn : -1;
 	mi.timeline =
 	    h->pgst.timeline ? h->pgst.timeline : (h->pgst.cd_valid ? h->pgst.cd.timeline : 0);
-	mi.streaming = h->streamed;
+	mi.streaming = h->st.streamed;
 	mi.pending_restart = h->pgst.pending_restart;
 	mi.scheduled_restart = h->scheduled_restart[0] ? h->scheduled_restart : NULL;
 	pgw_wdguard_status(h->wd, &wd);
@@ -313,31 +286,6 @@ static void read_cluster(struct ha *h)
 		pgw_warn("etcd: %s", h->cluster.warnings);
 	h->etcd_ok = true;
 	h->dcs_last_seen = wall_now();
-}
-
-/* Track the leader's last known WAL position and whether we streamed from it. */
-static void track_leader(struct ha *h)
-{
-	const struct pgw_cluster *c = &h->cluster;
-	int64_t opt;
-
-	if (!h->etcd_ok)
-		return;
-	if (c->has_leader) {
-		h->streamed = h->pgst.running && h->pgst.streaming;
-		opt = pgw_cluster_leader_optime(c);
-		if (strcmp(h->optime_leader, c->leader) != 0) {
-			snprintf(h->optime_leader, sizeof(h->optime_leader), "%s", c->leader);
-			h->leader_optime = opt;
-		} else if (opt > h->leader_optime) {
-			h->leader_optime = opt;
-		}
-	} else if (c->optime > h->leader_optime) {
-		h->leader_optime = c->optime;
-	}
-	/* a different leader than the one rewinding failed from: try rewinding again */
-	if (h->rewind_failed && c->has_leader && strcmp(c->leader, h->rewind_failed_from) != 0)
-		h->rewind_failed = false;
 }
 
 static int configure_replica(struct ha *h, const struct pgw_action *a);
@@ -647,12 +595,10 @@ static void build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	o->watchdog_unusable = pgw_wdguard_unusable(h->wd);
 	o->fencing_required = h->cfg->fencing.mode == PGW_FENCE_REQUIRED;
 	o->fast_takeover_after_ms = (int64_t)h->cfg->fencing.fast_takeover_after * 1000;
-	o->leader_unreachable_ms = leader_silence_ms(h, o->now_ms);
 	s->watchdog_blocked = o->watchdog_unusable;
 	o->etcd_ok = h->etcd_ok;
 	o->cluster = &h->cluster;
 	o->pg = &h->pgst;
-	o->may_write = h->was_primary;
 	o->cd_valid = h->pgst.cd_valid;
 	o->cd = h->pgst.cd;
 	snprintf(s->name, sizeof(s->name), "%s", c->name);
@@ -662,13 +608,9 @@ static void build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	s->timeline = h->pgst.timeline;
 	s->nofailover = c->tags.nofailover;
 	s->failover_priority = c->tags.failover_priority;
-	s->streaming = h->streamed;
-	o->leader_optime = h->leader_optime;
 	o->max_lag = h->dcs.maximum_lag_on_failover;
 	o->nofailover = c->tags.nofailover;
 	o->use_pg_rewind = h->dcs.use_pg_rewind;
-	o->rewind_failed = h->rewind_failed;
-	o->primary_down_since_ms = h->primary_down_since;
 	o->primary_start_timeout_s = h->dcs.primary_start_timeout;
 }
 
@@ -732,10 +674,14 @@ static char *own_leader_record(const struct ha *h, bool released)
 {
 	const struct pgw_config *c = h->cfg;
 	struct pgw_leader_record lr = {0};
+	struct pgw_wd_status wd;
 
 	snprintf(lr.member, sizeof(lr.member), "%s", c->name);
 	lr.lease = h->lease.id;
 	lr.released = released;
+	pgw_wdguard_status(h->wd, &wd);
+	lr.watchdog_armed = wd.armed && wd.timeout > 0;
+	lr.watchdog_timeout = wd.timeout;
 	if (c->fencing.bmc.address) {
 		snprintf(lr.bmc_address, sizeof(lr.bmc_address), "%s", c->fencing.bmc.address);
 		lr.bmc_lanplus = c->fencing.bmc.lanplus;
@@ -836,6 +782,8 @@ static void clear_failover(struct ha *h)
 static void promote(struct ha *h)
 {
 	struct pgw_pg_state st;
+	char fenced[PGW_NAME_MAX];
+	int64_t fenced_lease;
 
 	if (pgw_pg_promote(h->pg, PG_PROMOTE_TIMEOUT_MS) != 0) {
 		pgw_error("promotion failed; will retry while holding the leader key");
@@ -843,12 +791,10 @@ static void promote(struct ha *h)
 	}
 	pgw_pg_observe(h->pg, PG_OBSERVE_TIMEOUT_MS, &st);
 	pgw_info("promoted: now primary on timeline %d", st.timeline);
-	h->was_primary = true;
-	renew_lease(h);     /* the promotion's checkpoint may have been long: renew (and pet) now */
-	if (h->fenced[0]) { /* S4: the promotion that follows a fence is audited too */
-		pgw_fencer_promoted(h->fencer, h->fenced, h->fenced_lease, st.timeline);
-		h->fenced[0] = '\0';
-	}
+	renew_lease(h); /* the promotion's checkpoint may have been long: renew (and pet) now */
+	pgw_step_promoted(&h->st, fenced, sizeof(fenced), &fenced_lease);
+	if (fenced[0]) /* S4: the promotion that follows a fence is audited too */
+		pgw_fencer_promoted(h->fencer, fenced, fenced_lease, st.timeline);
 	record_history(h, st.timeline);
 	publish_status(h, st.wal_lsn);
 	sync_slots(h);
@@ -915,7 +861,7 @@ static void act_bootstrap(struct ha *h)
 		pgw_etcd_create(h->etcd, h->config_key, cfgjson, strlen(cfgjson), 0, op_timeout(h),
 		                &won);
 	free(cfgjson);
-	h->was_primary = true;
+	pgw_step_pg_writable(&h->st);
 	publish_status(h, st.wal_lsn);
 	pgw_info("bootstrapped cluster %s with system identifier %s", h->cfg->scope, sysid);
 }
@@ -925,7 +871,7 @@ static void act_clone(struct ha *h, const struct pgw_action *a)
 	h->member_state = "creating replica";
 	publish_member(h);
 	if (pgw_pg_basebackup(h->pg, a->target_host, a->target_port, PG_CLONE_TIMEOUT_MS) == 0) {
-		h->rewind_failed = false;
+		pgw_step_cloned(&h->st);
 		start_replica(h, a);
 	}
 	h->member_state = NULL;
@@ -938,8 +884,7 @@ static void act_rewind(struct ha *h, const struct pgw_action *a)
 	if (pgw_pg_rewind(h->pg, a->target_host, a->target_port, PG_CLONE_TIMEOUT_MS) != 0) {
 		pgw_error("pg_rewind from %s failed: the data directory will be re-cloned",
 		          a->target);
-		h->rewind_failed = true;
-		snprintf(h->rewind_failed_from, sizeof(h->rewind_failed_from), "%s", a->target);
+		pgw_step_rewind_failed(&h->st, a->target);
 		return;
 	}
 	pgw_info("rewound from %s", a->target);
@@ -1001,11 +946,10 @@ static bool pg_answers(const char *host, int port)
 /* Fast takeover is on and this replica follows another node's leadership. */
 static bool watching_leader(const struct ha *h)
 {
-	const struct pgw_member *l = pgw_cluster_leader_member(&h->cluster);
-
-	return h->cfg->fencing.mode == PGW_FENCE_REQUIRED &&
-	       h->cfg->fencing.fast_takeover_after > 0 && h->etcd_ok && l &&
-	       strcmp(l->name, h->cfg->name) != 0 && !h->was_primary;
+	return pgw_step_watching(&h->st,
+	                         h->cfg->fencing.mode == PGW_FENCE_REQUIRED &&
+	                             h->cfg->fencing.fast_takeover_after > 0,
+	                         h->etcd_ok, &h->cluster, h->cfg->name);
 }
 
 /* Probed while the loop waits (wait_next); a silence belongs to one leader and lease. */
@@ -1015,22 +959,14 @@ static void probe_leader(struct ha *h)
 	bool silent;
 
 	if (!watching_leader(h)) {
-		h->leader_silent_since = 0;
+		pgw_step_probe(&h->st, false, "", 0, false, 0);
 		return;
 	}
-	if (strcmp(h->silent_leader, l->name) != 0 || h->silent_lease != h->cluster.leader_lease) {
-		snprintf(h->silent_leader, sizeof(h->silent_leader), "%s", l->name);
-		h->silent_lease = h->cluster.leader_lease;
-		h->leader_silent_since = 0;
-	}
 	silent = !pg_answers(l->conn_host, l->conn_port) && !rest_answers(l->api_url);
-	if (!silent)
-		h->leader_silent_since = 0;
-	else if (h->leader_silent_since == 0)
-		h->leader_silent_since = mono_ms();
+	pgw_step_probe(&h->st, true, l->name, h->cluster.leader_lease, silent, mono_ms());
 	if (silent)
 		pgw_warn("leader %s answers neither on PostgreSQL nor on REST (for %lld ms)",
-		         l->name, (long long)(mono_ms() - h->leader_silent_since));
+		         l->name, (long long)pgw_step_silence_ms(&h->st, &h->cluster, mono_ms()));
 }
 
 /* Fence the lost leader the leader record names (the decision checked it must be). */
@@ -1050,8 +986,7 @@ static void act_fence(struct ha *h)
 	h->member_state = "fencing";
 	publish_member(h);
 	if (pgw_fencer_fence(h->fencer, h->etcd, &k, lr)) {
-		snprintf(h->fenced, sizeof(h->fenced), "%s", lr->member);
-		h->fenced_lease = lr->lease;
+		pgw_step_fenced(&h->st, lr->member, lr->lease);
 		/* fast takeover: its key is still there; it is powered off, so end its lease */
 		if (h->cluster.has_leader && strcmp(h->cluster.leader, lr->member) == 0) {
 			if (pgw_etcd_lease_revoke(h->etcd, h->cluster.leader_lease,
@@ -1088,14 +1023,14 @@ static void act_start_primary(struct ha *h)
 {
 	if (pgw_pg_write_config(h->pg, &h->dcs.pg_parameters, NULL, 0, NULL) != 0)
 		return;
-	h->was_primary = true;  /* it may accept writes before the next observation */
+	pgw_step_pg_writable(&h->st);  /* it may accept writes before the next observation */
 	pgw_pg_start(h->pg, 0); /* no wait: the loop keeps renewing the lease */
 }
 
 static void act_demote(struct ha *h, const char *mode)
 {
 	pgw_pg_stop(h->pg, mode, PG_STOP_TIMEOUT_MS);
-	h->was_primary = false;
+	pgw_step_pg_stopped(&h->st);
 	/* a key left by an earlier lease of ours would only block the election */
 	if (h->etcd_ok && h->cluster.has_leader && strcmp(h->cluster.leader, h->cfg->name) == 0)
 		give_up_key(h);
@@ -1108,7 +1043,7 @@ static void step_down(struct ha *h, bool held)
 	struct pgw_controldata cd;
 
 	pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
-	h->was_primary = false;
+	pgw_step_pg_stopped(&h->st);
 	if (!held)
 		return;
 	if (pgw_pg_controldata(h->pg, &cd) == 0)
@@ -1165,7 +1100,7 @@ static void act(struct ha *h, const struct pgw_action *a, bool holds)
 		break;
 	case PGW_ACT_RELEASE:
 		pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
-		h->was_primary = false;
+		pgw_step_pg_stopped(&h->st);
 		give_up_key(h);
 		break;
 	case PGW_ACT_SHUTDOWN:
@@ -1254,7 +1189,7 @@ static void publish_snapshot(struct ha *h, bool holds)
 	s->cluster_unlocked = h->etcd_ok && !h->cluster.has_leader;
 	s->state_str = observed_state(h);
 	s->pg = h->pgst;
-	s->leader_optime = h->leader_optime;
+	s->leader_optime = h->st.leader_optime;
 	s->dcs_last_seen = h->dcs_last_seen;
 	s->loop_mono_ms = h->loop_mono_ms;
 	s->loop_wait = h->dcs.loop_wait;
@@ -1324,7 +1259,7 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 	struct watch_ctx w = {h, holds};
 	bool fired = false;
 
-	if (h->was_primary && h->lease.id != 0) {
+	if (h->st.was_primary && h->lease.id != 0) {
 		/* wake up in time to renew (or to demote) before D - S */
 		int64_t latest = h->lease.deadline_ms - SAFETY_MARGIN_MS - 500;
 		if (latest < until)
@@ -1339,7 +1274,7 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 
 		while ((wait = until - mono_ms()) > 0 && !wake_up(h)) {
 			int64_t slice = wait < 1000 ? wait : 1000;
-			int64_t silent = leader_silence_ms(h, mono_ms());
+			int64_t silent = pgw_step_silence_ms(&h->st, &h->cluster, mono_ms());
 			int64_t left = silent ? threshold - silent : slice;
 
 			/* silent already: look again when the threshold is reached */
@@ -1350,7 +1285,7 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 			    fired)
 				return;
 			probe_leader(h);
-			if (leader_silence_ms(h, mono_ms()) >= threshold)
+			if (pgw_step_silence_ms(&h->st, &h->cluster, mono_ms()) >= threshold)
 				return;
 		}
 		return;
@@ -1373,14 +1308,14 @@ static bool needs_watchdog(const struct ha *h, const struct pgw_action *a)
 {
 	switch (a->kind) {
 	case PGW_ACT_BOOTSTRAP: /* after initdb: see act_bootstrap */
-		return h->was_primary;
+		return h->st.was_primary;
 	case PGW_ACT_ACQUIRE:
 	case PGW_ACT_PROMOTE:
 	case PGW_ACT_START_PRIMARY:
 	case PGW_ACT_LEADER_DUTIES:
 		return true;
 	default:
-		return h->was_primary;
+		return h->st.was_primary;
 	}
 }
 
@@ -1404,7 +1339,7 @@ static void watchdog_after_act(struct ha *h, const struct pgw_action *a, bool he
 
 	if (gave_up)
 		observe_pg(h);
-	if (!h->was_primary && (!held || gave_up))
+	if (!h->st.was_primary && (!held || gave_up))
 		pgw_wdguard_idle(h->wd);
 }
 
@@ -1434,12 +1369,12 @@ static void cycle(struct ha *h, bool shutdown)
 	bool holds;
 
 	/* Rule 7: after any pause, compare the clock with D before anything else. */
-	if (h->was_primary && !pgw_lease_allows_writes(&h->lease, start, SAFETY_MARGIN_MS)) {
+	if (pgw_step_must_stop(&h->st, &h->lease, start, SAFETY_MARGIN_MS)) {
 		pgw_error("lease deadline D - S passed while running as primary: stopping "
 		          "PostgreSQL at once");
 		pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
 		observe_pg(h);
-		if (!h->was_primary)
+		if (!h->st.was_primary)
 			pgw_wdguard_idle(h->wd); /* rule 5: writes stopped first */
 	}
 	renew_lease(h);
@@ -1452,22 +1387,16 @@ static void cycle(struct ha *h, bool shutdown)
 	}
 	publish_member(h);
 	read_cluster(h);
-	track_leader(h);
+	pgw_step_cluster_read(&h->st, h->etcd_ok, &h->cluster, &h->pgst);
 	apply_dynamic_config(h);
 	build_obs(h, &o, shutdown);
 	holds = pgw_obs_holds_leader(&o);
-	if (holds && !pg_is_primary(&h->pgst)) {
-		if (h->primary_down_since == 0)
-			h->primary_down_since = o.now_ms;
-	} else {
-		h->primary_down_since = 0;
-	}
-	o.primary_down_since_ms = h->primary_down_since;
-	pgw_decide(&o, &a);
+	pgw_step(&h->st, &o, &a);
 	if (needs_watchdog(h, &a) && !arm_watchdog(h)) {
 		/* the watchdog could not be armed (mode required): decide again without it */
 		o.watchdog_unusable = true;
-		pgw_decide(&o, &a);
+		o.self_member.watchdog_blocked = true;
+		pgw_step(&h->st, &o, &a);
 	}
 	log_decision(h, &a);
 	act(h, &a, holds);
@@ -1497,7 +1426,7 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, struct pgw_wdguar
 	h->wd = wd;
 	h->stop = stop;
 	h->reload = reload;
-	h->leader_optime = -1;
+	pgw_state_init(&h->st);
 	pgw_cluster_clear(&h->cluster);
 	if (!pgw_dcs_copy(&h->dcs, &cfg->dcs)) {
 		pgw_error("out of memory");
@@ -1600,7 +1529,7 @@ int pgw_ha_run(const struct pgw_config *cfg, struct pgw_wdguard *wd, volatile si
 		pgw_sd_stopping(
 		    "shutting down: stopping PostgreSQL, then releasing the leader key");
 		cycle(h, true); /* its SHUTDOWN observed PostgreSQL after stopping it */
-		clean = !h->was_primary;
+		clean = !h->st.was_primary;
 		rc = 0;
 	}
 	ha_close(h);

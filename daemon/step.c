@@ -1,0 +1,177 @@
+/*
+ * step.c - a node's remembered state and every change to it; see step.h.
+ */
+#include "step.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void pgw_state_init(struct pgw_node_state *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->leader_optime = -1;
+}
+
+bool pgw_step_must_stop(const struct pgw_node_state *s, const struct pgw_lease *l,
+                        int64_t now_ms, int64_t margin_ms)
+{
+	return s->was_primary && !pgw_lease_allows_writes(l, now_ms, margin_ms);
+}
+
+void pgw_step_pg_observed(struct pgw_node_state *s, const struct pgw_pg_state *pg)
+{
+	/* A server that is up but not answering keeps the previous value: it may be a
+	 * primary we cannot see. */
+	if (!pg->running)
+		s->was_primary = false;
+	else if (pg->accepting)
+		s->was_primary = !pg->in_recovery;
+}
+
+void pgw_step_pg_writable(struct pgw_node_state *s)
+{
+	s->was_primary = true;
+}
+
+void pgw_step_pg_stopped(struct pgw_node_state *s)
+{
+	s->was_primary = false;
+}
+
+static void copy_name(char *dst, const char *src)
+{
+	snprintf(dst, PGW_NAME_MAX, "%s", src);
+}
+
+/* S3: remember what the leader's member key says of its watchdog while it leads. */
+static void track_leader_watchdog(struct pgw_node_state *s, const struct pgw_cluster *c)
+{
+	const struct pgw_member *l = pgw_cluster_leader_member(c);
+
+	if (!c->has_leader)
+		return;
+	if (strcmp(s->wd_leader, c->leader) != 0 || s->wd_lease != c->leader_lease) {
+		copy_name(s->wd_leader, c->leader);
+		s->wd_lease = c->leader_lease;
+		s->wd_leader_armed = l && l->watchdog_armed;
+		return;
+	}
+	if (l) /* once seen unarmed under this lease, it stays unprotected */
+		s->wd_leader_armed = s->wd_leader_armed && l->watchdog_armed;
+}
+
+void pgw_step_cluster_read(struct pgw_node_state *s, bool etcd_ok, const struct pgw_cluster *c,
+                           const struct pgw_pg_state *pg)
+{
+	int64_t opt;
+
+	if (!etcd_ok)
+		return;
+	if (c->has_leader) {
+		s->streamed = pg->running && pg->streaming;
+		opt = pgw_cluster_leader_optime(c);
+		if (strcmp(s->optime_leader, c->leader) != 0) {
+			copy_name(s->optime_leader, c->leader);
+			s->leader_optime = opt;
+		} else if (opt > s->leader_optime) {
+			s->leader_optime = opt;
+		}
+	} else if (c->optime > s->leader_optime) {
+		s->leader_optime = c->optime;
+	}
+	track_leader_watchdog(s, c);
+	/* a different leader than the one rewinding failed from: try rewinding again */
+	if (s->rewind_failed && c->has_leader && strcmp(c->leader, s->rewind_failed_from) != 0)
+		s->rewind_failed = false;
+}
+
+bool pgw_step_watching(const struct pgw_node_state *s, bool fast_takeover_on, bool etcd_ok,
+                       const struct pgw_cluster *c, const char *self)
+{
+	const struct pgw_member *l = pgw_cluster_leader_member(c);
+
+	return fast_takeover_on && etcd_ok && l && strcmp(l->name, self) != 0 && !s->was_primary;
+}
+
+void pgw_step_probe(struct pgw_node_state *s, bool watching, const char *leader, int64_t lease,
+                    bool silent, int64_t now_ms)
+{
+	if (!watching) {
+		s->leader_silent_since = 0;
+		return;
+	}
+	if (strcmp(s->silent_leader, leader) != 0 || s->silent_lease != lease) {
+		copy_name(s->silent_leader, leader);
+		s->silent_lease = lease;
+		s->leader_silent_since = 0;
+	}
+	if (!silent)
+		s->leader_silent_since = 0;
+	else if (s->leader_silent_since == 0)
+		s->leader_silent_since = now_ms;
+}
+
+int64_t pgw_step_silence_ms(const struct pgw_node_state *s, const struct pgw_cluster *c,
+                            int64_t now_ms)
+{
+	if (!s->leader_silent_since || !c->has_leader || strcmp(s->silent_leader, c->leader) != 0 ||
+	    s->silent_lease != c->leader_lease)
+		return 0;
+	return now_ms - s->leader_silent_since;
+}
+
+/* Did the lost leader named in the record keep an armed watchdog to the end? */
+static bool lost_leader_had_watchdog(const struct pgw_node_state *s,
+                                     const struct pgw_leader_record *lr)
+{
+	if (!lr->present || lr->malformed || !lr->watchdog_armed)
+		return false;
+	if (strcmp(s->wd_leader, lr->member) == 0 && s->wd_lease == lr->lease)
+		return s->wd_leader_armed;
+	return true; /* not seen leading since a restart: the record's word */
+}
+
+void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
+{
+	o->may_write = s->was_primary;
+	o->self_member.streaming = s->streamed;
+	o->leader_optime = s->leader_optime;
+	o->rewind_failed = s->rewind_failed;
+	if (o->etcd_ok) {
+		o->leader_unreachable_ms = pgw_step_silence_ms(s, o->cluster, o->now_ms);
+		o->lost_leader_watchdog = lost_leader_had_watchdog(s, &o->cluster->last_leader);
+	}
+	if (pgw_obs_holds_leader(o) && !(o->pg->running && o->pg->accepting && !o->pg->in_recovery)) {
+		if (s->primary_down_since == 0)
+			s->primary_down_since = o->now_ms;
+	} else {
+		s->primary_down_since = 0;
+	}
+	o->primary_down_since_ms = s->primary_down_since;
+	pgw_decide(o, a);
+}
+
+void pgw_step_rewind_failed(struct pgw_node_state *s, const char *from)
+{
+	s->rewind_failed = true;
+	copy_name(s->rewind_failed_from, from);
+}
+
+void pgw_step_cloned(struct pgw_node_state *s)
+{
+	s->rewind_failed = false;
+}
+
+void pgw_step_fenced(struct pgw_node_state *s, const char *member, int64_t lease)
+{
+	copy_name(s->fenced, member);
+	s->fenced_lease = lease;
+}
+
+void pgw_step_promoted(struct pgw_node_state *s, char *fenced, size_t len, int64_t *fenced_lease)
+{
+	s->was_primary = true;
+	snprintf(fenced, len, "%s", s->fenced);
+	*fenced_lease = s->fenced_lease;
+	s->fenced[0] = '\0';
+}

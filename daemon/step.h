@@ -1,0 +1,99 @@
+/*
+ * step.h - what a node remembers between two observations, and every change to
+ * it, in one place (ARCHITECTURE.md §8).
+ *
+ * The HA loop (ha.c) and the multi-node simulator (tests/sim/) drive a node the
+ * same way, through these functions only:
+ *
+ *   pgw_step_must_stop()      rule 7, first thing after any pause
+ *   pgw_step_pg_observed()    after each look at PostgreSQL
+ *   pgw_step_cluster_read()   after each read of the cluster from etcd
+ *   pgw_step_probe()          fast takeover: did the leader answer?
+ *   pgw_step()                fills the remembered facts into the observation,
+ *                             decides (decide.c) and records what the decision implies
+ *   pgw_step_*()              the outcome of an effect (rewind failed, fenced, promoted)
+ *
+ * Everything here is pure: no I/O, no clock reads, no globals.
+ */
+#ifndef PGW_STEP_H
+#define PGW_STEP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cluster.h"
+#include "decide.h"
+#include "lease.h"
+#include "pg.h"
+
+struct pgw_node_state {
+	/* PostgreSQL may be accepting writes: it ran as primary at the last observation
+	 * that could tell (a server that is up but not answering keeps the value). */
+	bool was_primary;
+	bool streamed; /* WAL receiver streaming while a leader existed */
+	/* the leader's last known WAL position (and whose it is), -1 unknown */
+	char optime_leader[PGW_NAME_MAX];
+	int64_t leader_optime;
+	/* holding the leader key while PostgreSQL is not primary, since (mono ms); 0 */
+	int64_t primary_down_since;
+	/* the last pg_rewind from rewind_failed_from failed: re-clone instead */
+	bool rewind_failed;
+	char rewind_failed_from[PGW_NAME_MAX];
+	/* the leader this node fenced (with its lease), until it promoted */
+	char fenced[PGW_NAME_MAX];
+	int64_t fenced_lease;
+	/* fast takeover: since when (mono ms, 0 = it answers) the leader named here, with
+	 * this lease, answered neither on PostgreSQL nor on REST */
+	int64_t leader_silent_since;
+	char silent_leader[PGW_NAME_MAX];
+	int64_t silent_lease;
+	/* S3: what the current leader's member key said of its watchdog, while it led
+	 * (its key goes with its lease, so it is remembered here) */
+	char wd_leader[PGW_NAME_MAX];
+	int64_t wd_lease;
+	bool wd_leader_armed;
+};
+
+void pgw_state_init(struct pgw_node_state *s);
+
+/* Rule 7: PostgreSQL may be writing and the lease is past D - S: stop it at once. */
+bool pgw_step_must_stop(const struct pgw_node_state *s, const struct pgw_lease *l,
+                        int64_t now_ms, int64_t margin_ms);
+
+/* PostgreSQL was looked at (or stopped, started: call it again). */
+void pgw_step_pg_observed(struct pgw_node_state *s, const struct pgw_pg_state *pg);
+/* PostgreSQL was started as a primary: it may accept writes before it is seen. */
+void pgw_step_pg_writable(struct pgw_node_state *s);
+/* PostgreSQL was stopped. */
+void pgw_step_pg_stopped(struct pgw_node_state *s);
+
+/* The cluster was read (etcd_ok false: the read failed and c is stale). */
+void pgw_step_cluster_read(struct pgw_node_state *s, bool etcd_ok, const struct pgw_cluster *c,
+                           const struct pgw_pg_state *pg);
+
+/* Fast takeover: should the leader be probed now (this node follows another leader)? */
+bool pgw_step_watching(const struct pgw_node_state *s, bool fast_takeover_on, bool etcd_ok,
+                       const struct pgw_cluster *c, const char *self);
+/* The probe's answer for leader/lease at now_ms (silent: neither PG nor REST answered). */
+void pgw_step_probe(struct pgw_node_state *s, bool watching, const char *leader, int64_t lease,
+                    bool silent, int64_t now_ms);
+/* How long the current leader (same name and lease) has been silent; 0 = it answers. */
+int64_t pgw_step_silence_ms(const struct pgw_node_state *s, const struct pgw_cluster *c,
+                            int64_t now_ms);
+
+/*
+ * The decision: fills the remembered facts into *o (may_write, leader_optime,
+ * rewind_failed, primary_down_since, silence, the old leader's watchdog, the
+ * self_member's streaming flag), updates primary_down_since and decides.
+ */
+void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a);
+
+/* Effects' outcomes. */
+void pgw_step_rewind_failed(struct pgw_node_state *s, const char *from);
+void pgw_step_cloned(struct pgw_node_state *s);
+void pgw_step_fenced(struct pgw_node_state *s, const char *member, int64_t lease);
+/* Promoted: PostgreSQL writes now.  Copies the member this node fenced before (if any,
+ * "" otherwise) into fenced/len for the audit, and forgets it. */
+void pgw_step_promoted(struct pgw_node_state *s, char *fenced, size_t len, int64_t *fenced_lease);
+
+#endif
