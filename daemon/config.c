@@ -142,6 +142,8 @@ static const struct field fields[] = {
     {FIELD("ctl.certfile", F_STR, ctl.certfile)},
     {FIELD("ctl.keyfile", F_STR, ctl.keyfile)},
     {UNIMPL("ctl.keyfile_password")},
+    {SECTION("failover")},
+    {FIELD("failover.unprotected", F_BOOL, failover_unprotected)},
     {SECTION("watchdog")},
     {CHOICE("watchdog.mode", watchdog.mode, "off|automatic|required")},
     {FIELD("watchdog.device", F_STR, watchdog.device)},

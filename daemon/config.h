@@ -83,6 +83,10 @@ struct pgw_config {
 		char *keyfile;  /* its key; default restapi.keyfile */
 	} ctl;
 
+	/* failover.unprotected: promote after a lost leader's lease expired even when no
+	 * fence and no armed watchdog bounds it (Patroni's way; S3 opt-in, local only) */
+	bool failover_unprotected;
+
 	struct {
 		int mode;          /* enum pgw_wd_mode, default off */
 		char *device;      /* default "/dev/watchdog" */

@@ -699,17 +699,72 @@ static bool g_n_fence_other(const struct pgw_obs *o, struct pgw_action *a)
 	return true;
 }
 
-/* Another member fenced the last leader moments ago and is alive: it takes over. */
+/*
+ * The last leader was fenced moments ago (fenced_at within the grace; a time in the
+ * future, from a skewed clock or a forged record, does not stretch the wait).
+ */
+static bool fenced_recently(const struct pgw_obs *o)
+{
+	const struct pgw_leader_record *lr = &o->cluster->last_leader;
+	double age = o->wall_now - lr->fenced_at;
+
+	return o->fencing_required && !o->cluster->has_leader && lr->present &&
+	       !record_unreadable(lr) && lr->fenced_by[0] && age >= -PGW_FENCER_GRACE_S &&
+	       age <= PGW_FENCER_GRACE_S;
+}
+
+/*
+ * Another member fenced the last leader moments ago and can take over: wait for it,
+ * but only while its member key shows it eligible and ranked above this node.
+ * Otherwise the election decides at once: the fencer fenced as the best candidate,
+ * yet positions read since may rank another member first, and the two waiting for
+ * each other left the cluster without a primary for the whole grace (found by the
+ * simulator, seed 49).  Once the fence is recorded nothing else needs the fencer.
+ */
 static bool g_n_fencer_takes_over(const struct pgw_obs *o, struct pgw_action *a)
 {
 	const struct pgw_leader_record *lr = &o->cluster->last_leader;
+	const struct pgw_member *f;
+	char why[200];
 
-	if (!o->fencing_required || o->cluster->has_leader || !lr->present ||
-	    record_unreadable(lr) || !lr->fenced_by[0] || strcmp(lr->fenced_by, o->self) == 0 ||
-	    !pgw_cluster_member(o->cluster, lr->fenced_by) ||
-	    o->wall_now - lr->fenced_at > PGW_FENCER_GRACE_S)
+	if (!fenced_recently(o) || strcmp(lr->fenced_by, o->self) == 0)
+		return false;
+	f = pgw_cluster_member(o->cluster, lr->fenced_by);
+	if (!f || !pgw_candidate_eligible(f, o->leader_optime, o->max_lag, why, sizeof(why)) ||
+	    !better(f, &o->self_member))
 		return false;
 	detail(a, "%s fenced %s", lr->fenced_by, lr->member);
+	return true;
+}
+
+/*
+ * S3 without fencing: the last leader was lost without releasing its key and did
+ * not keep an armed watchdog, so nothing bounds it: its PostgreSQL may still accept
+ * writes.  Do not promote (unless failover.unprotected opts into Patroni's way).
+ */
+static bool g_n_unprotected(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const struct pgw_leader_record *lr = &o->cluster->last_leader;
+
+	if (o->fencing_required || o->unprotected_failover || !lr->present || lr->released ||
+	    lr->fenced_by[0] || o->lost_leader_watchdog)
+		return false;
+	/* pgwardenctl failover (a member and no leader): the operator's word that the old
+	 * leader is down.  A switchover names the leader it expected: no such word. */
+	if (failover_usable(o) && !o->cluster->failover.leader[0] && o->cluster->failover.member[0])
+		return false;
+	if (!record_unreadable(lr)) {
+		const struct pgw_member *m = pgw_cluster_member(o->cluster, lr->member);
+
+		if (strcmp(lr->member, o->self) == 0)
+			return false;
+		/* it is back under a new lease and its daemon says PostgreSQL runs as a
+		 * replica: it no longer writes, and its position takes part in the election */
+		if (m && strcmp(m->role, "replica") == 0 && strcmp(m->state, "running") == 0)
+			return false;
+	}
+	detail(a, "%s, lease %" PRIx64 "; pgwardenctl failover promotes once it is known down",
+	       lr->member[0] ? lr->member : "unknown", (uint64_t)lr->lease);
 	return true;
 }
 
@@ -853,6 +908,9 @@ static const struct rule rules[] = {
     {"fence-before-promote", "no leader", g_n_fence, PGW_ACT_FENCE,
      "the last leader was lost without releasing its key: powering it off through its BMC, "
      "confirmed, before taking the leader key"},
+    {"unprotected-leader-lost", "no leader", g_n_unprotected, PGW_ACT_NONE,
+     "the last leader was lost without releasing its key, and neither a fence nor an armed "
+     "watchdog stops it writing: not promoting (failover.unprotected opts in)"},
     {"watchdog-no-election", "no leader", g_n_watchdog, PGW_ACT_NONE,
      "no leader, but watchdog mode required and the watchdog cannot be armed: not standing "
      "for election"},

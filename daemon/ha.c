@@ -595,6 +595,7 @@ static void build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	o->watchdog_unusable = pgw_wdguard_unusable(h->wd);
 	o->fencing_required = h->cfg->fencing.mode == PGW_FENCE_REQUIRED;
 	o->fast_takeover_after_ms = (int64_t)h->cfg->fencing.fast_takeover_after * 1000;
+	o->unprotected_failover = h->cfg->failover_unprotected;
 	s->watchdog_blocked = o->watchdog_unusable;
 	o->etcd_ok = h->etcd_ok;
 	o->cluster = &h->cluster;
@@ -826,7 +827,7 @@ static bool arm_for_primary(struct ha *h)
 static void act_bootstrap(struct ha *h)
 {
 	bool won = false;
-	char *cfgjson, sysid[32];
+	char *cfgjson, *rec, sysid[32];
 	struct pgw_pg_state st;
 
 	if (take_key(h, &won) != 0 || !won)
@@ -851,6 +852,12 @@ static void act_bootstrap(struct ha *h)
 		return;
 	}
 	h->member_state = NULL;
+	/* the record written with the key predates the watchdog (armed after initdb) */
+	rec = own_leader_record(h, false);
+	if (!rec || pgw_etcd_put(h->etcd, h->record_key, rec, strlen(rec), 0, op_timeout(h)) != 0)
+		pgw_warn("cannot update %s: %s", h->record_key,
+		         rec ? pgw_etcd_errmsg(h->etcd) : "out of memory");
+	free(rec);
 	pgw_pg_observe(h->pg, PG_OBSERVE_TIMEOUT_MS, &st);
 	snprintf(sysid, sizeof(sysid), "%" PRIu64, st.system_identifier);
 	if (pgw_etcd_put(h->etcd, h->init_key, sysid, strlen(sysid), 0, op_timeout(h)) != 0)
@@ -1023,8 +1030,8 @@ static void act_start_primary(struct ha *h)
 {
 	if (pgw_pg_write_config(h->pg, &h->dcs.pg_parameters, NULL, 0, NULL) != 0)
 		return;
-	pgw_step_pg_writable(&h->st);  /* it may accept writes before the next observation */
-	pgw_pg_start(h->pg, 0); /* no wait: the loop keeps renewing the lease */
+	pgw_step_pg_writable(&h->st); /* it may accept writes before the next observation */
+	pgw_pg_start(h->pg, 0);       /* no wait: the loop keeps renewing the lease */
 }
 
 static void act_demote(struct ha *h, const char *mode)
@@ -1523,6 +1530,12 @@ int pgw_ha_run(const struct pgw_config *cfg, struct pgw_wdguard *wd, volatile si
 		pgw_info("pgwarden %s: member %s of cluster %s, etcd prefix %s", PGW_VERSION,
 		         cfg->name, cfg->scope, h->prefix);
 		check_systemd_watchdog(h);
+		if (cfg->failover_unprotected && cfg->fencing.mode != PGW_FENCE_REQUIRED)
+			pgw_warn("failover.unprotected is on: a replica promotes when a lost "
+			         "leader's lease expires even if neither a fence nor an armed "
+			         "watchdog stops that leader, so two primaries may accept writes "
+			         "at once (ARCHITECTURE S3); turn it off, or arm a watchdog or "
+			         "fencing");
 		while (!*stop)
 			cycle(h, false);
 		pgw_info("shutting down");

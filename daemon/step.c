@@ -12,8 +12,8 @@ void pgw_state_init(struct pgw_node_state *s)
 	s->leader_optime = -1;
 }
 
-bool pgw_step_must_stop(const struct pgw_node_state *s, const struct pgw_lease *l,
-                        int64_t now_ms, int64_t margin_ms)
+bool pgw_step_must_stop(const struct pgw_node_state *s, const struct pgw_lease *l, int64_t now_ms,
+                        int64_t margin_ms)
 {
 	return s->was_primary && !pgw_lease_allows_writes(l, now_ms, margin_ms);
 }
@@ -43,7 +43,11 @@ static void copy_name(char *dst, const char *src)
 	snprintf(dst, PGW_NAME_MAX, "%s", src);
 }
 
-/* S3: remember what the leader's member key says of its watchdog while it leads. */
+/*
+ * S3: remember what the leader's member key says of its watchdog while it leads.
+ * The leader record, written with the key, says what it had when it took it; a
+ * member key published after that (a higher revision) is its latest word.
+ */
 static void track_leader_watchdog(struct pgw_node_state *s, const struct pgw_cluster *c)
 {
 	const struct pgw_member *l = pgw_cluster_leader_member(c);
@@ -53,11 +57,10 @@ static void track_leader_watchdog(struct pgw_node_state *s, const struct pgw_clu
 	if (strcmp(s->wd_leader, c->leader) != 0 || s->wd_lease != c->leader_lease) {
 		copy_name(s->wd_leader, c->leader);
 		s->wd_lease = c->leader_lease;
-		s->wd_leader_armed = l && l->watchdog_armed;
-		return;
+		s->wd_leader_armed = true; /* the record's word until the member key speaks */
 	}
-	if (l) /* once seen unarmed under this lease, it stays unprotected */
-		s->wd_leader_armed = s->wd_leader_armed && l->watchdog_armed;
+	if (l && l->mod_revision > c->leader_mod_revision)
+		s->wd_leader_armed = l->watchdog_armed;
 }
 
 void pgw_step_cluster_read(struct pgw_node_state *s, bool etcd_ok, const struct pgw_cluster *c,
@@ -127,8 +130,8 @@ static bool lost_leader_had_watchdog(const struct pgw_node_state *s,
 	if (!lr->present || lr->malformed || !lr->watchdog_armed)
 		return false;
 	if (strcmp(s->wd_leader, lr->member) == 0 && s->wd_lease == lr->lease)
-		return s->wd_leader_armed;
-	return true; /* not seen leading since a restart: the record's word */
+		return s->wd_leader_armed; /* its member key's latest word */
+	return true;                       /* not seen leading: the record's word */
 }
 
 void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
@@ -141,7 +144,8 @@ void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
 		o->leader_unreachable_ms = pgw_step_silence_ms(s, o->cluster, o->now_ms);
 		o->lost_leader_watchdog = lost_leader_had_watchdog(s, &o->cluster->last_leader);
 	}
-	if (pgw_obs_holds_leader(o) && !(o->pg->running && o->pg->accepting && !o->pg->in_recovery)) {
+	if (pgw_obs_holds_leader(o) &&
+	    !(o->pg->running && o->pg->accepting && !o->pg->in_recovery)) {
 		if (s->primary_down_since == 0)
 			s->primary_down_since = o->now_ms;
 	} else {

@@ -57,8 +57,8 @@ struct pgw_node_state {
 void pgw_state_init(struct pgw_node_state *s);
 
 /* Rule 7: PostgreSQL may be writing and the lease is past D - S: stop it at once. */
-bool pgw_step_must_stop(const struct pgw_node_state *s, const struct pgw_lease *l,
-                        int64_t now_ms, int64_t margin_ms);
+bool pgw_step_must_stop(const struct pgw_node_state *s, const struct pgw_lease *l, int64_t now_ms,
+                        int64_t margin_ms);
 
 /* PostgreSQL was looked at (or stopped, started: call it again). */
 void pgw_step_pg_observed(struct pgw_node_state *s, const struct pgw_pg_state *pg);

@@ -808,6 +808,9 @@ def default_config(scope, name, node_dir, etcd_hosts, pg_port, rest_port):
             ],
         },
         "tags": {"nofailover": False, "failover_priority": 1},
+        # Most tests exercise failover mechanics without a watchdog or fencing, which
+        # S3 only allows with this opt-in; test_ha.py checks the default (off).
+        "failover": {"unprotected": True},
     }
 
 

@@ -8,12 +8,14 @@ clusters of their own (a bootstrap takes 5-20 s).
 Timing settings of every test cluster: ttl 10, loop_wait 2, retry_timeout 3.
 """
 
+import os
 import re
 import signal
+import subprocess
 import time
 import uuid
 
-from harness import Cluster, Writer, figure, log, wait_until
+from harness import Cluster, Writer, clean_env, figure, log, wait_until
 
 TTL = 10
 LOOP_WAIT = 2
@@ -348,3 +350,36 @@ def test_leader_killed_after_replica_restart_loses_no_acknowledged_write(make_cl
         "kill was %s); first missing ids %r, last acknowledged %d, writer errors %r\n%s"
         % (len(missing), new_name, victim.name, missing[:10], writer.acked[-1], writer.errors,
            c.dump()))
+
+
+def test_unprotected_lost_leader_is_not_promoted_by_default(make_cluster):
+    """S3: watchdog and fencing off, failover.unprotected off (the default).  The leader's
+    daemon is SIGKILLed and its PostgreSQL keeps accepting writes: no replica may promote
+    when the lease expires (Patroni would: two writers for about 9 s here).  Once the old
+    machine is really down, the operator's `pgwardenctl failover` promotes."""
+    c = make_cluster(n=3, label="unprot", overrides={"failover": {"unprotected": False}})
+    leader = c.leader()
+    ensure_table(c, leader)
+    log("SIGKILL to the daemon of leader %s; its PostgreSQL keeps running" % leader.name)
+    os.kill(leader.daemon_pid, signal.SIGKILL)
+    wait_until(lambda: c.leader_name() is None, TTL + 15, "the leader key to expire",
+               interval=0.2, diag=c.dump)
+    replicas = [n for n in c.nodes if n is not leader]
+    wait_until(lambda: all("unprotected-leader-lost" in open(n.log_path).read()
+                           for n in replicas),
+               30, "both replicas to say why they do not promote", diag=c.dump)
+    time.sleep(2 * 2 + 1)
+    assert c.leader_name() is None, "a replica took the key:\n%s" % c.dump()
+    assert leader.accepts_writes(), "the old primary should still be writable (the hazard)"
+    for n in replicas:
+        assert not n.accepts_writes(), "%s promoted without protection" % n.name
+    leader.kill_machine()
+    ctl_bin = os.path.join(os.path.dirname(os.environ["PGWARDEN_BIN"]), "pgwardenctl")
+    target = replicas[0]
+    p = subprocess.run([ctl_bin, "-c", target.config_path, "failover", "--candidate",
+                        target.name, "--force"], capture_output=True, text=True, timeout=120,
+                       env=clean_env())
+    log("pgwardenctl failover -> %d\n%s%s" % (p.returncode, p.stdout, p.stderr))
+    assert p.returncode == 0, p.stderr
+    c.wait_until(target.accepts_writes, 60, "%s to accept writes after the failover"
+                 % target.name)

@@ -951,14 +951,29 @@ static void test_fence_before_promote(void **state)
 	lr->fenced_at = f.o.wall_now - 1;
 	decide_as(&f, "node2", &a);
 	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
-	/* the fencer takes over: the others wait for it, even one that would rank better ... */
+	/* Regression (simulator seed 49): node3 fenced, but node2 ranks better now.  node2
+	 * used to wait for node3 while node3 answered not-best: no primary for the whole
+	 * grace.  Now node2 does not wait for a fencer ranked below it, and node3 defers. */
 	snprintf(lr->fenced_by, sizeof(lr->fenced_by), "node3");
 	decide_as(&f, "node2", &a);
-	check(&a, PGW_ACT_NONE, "fencer-takes-over", "node3 fenced node1");
-	/* ... for a while; or not at all when its member key is gone */
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	decide_as(&f, "node3", &a);
+	check(&a, PGW_ACT_NONE, "not-best", "node2");
+	/* a fencer that ranks better is waited for ... */
+	snprintf(lr->fenced_by, sizeof(lr->fenced_by), "node2");
+	decide_as(&f, "node3", &a);
+	check(&a, PGW_ACT_NONE, "fencer-takes-over", "node2 fenced node1");
+	/* ... for a while; not for a fenced_at in the future (skew or forgery) ... */
+	lr->fenced_at = f.o.wall_now + 3600;
+	decide_as(&f, "node3", &a);
+	check(&a, PGW_ACT_NONE, "not-best", "node2");
 	lr->fenced_at = f.o.wall_now - PGW_FENCER_GRACE_S - 1;
+	decide_as(&f, "node3", &a);
+	check(&a, PGW_ACT_NONE, "not-best", "node2");
+	snprintf(lr->fenced_by, sizeof(lr->fenced_by), "node3");
 	decide_as(&f, "node2", &a);
 	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	/* ... or not at all when its member key is gone */
 	lr->fenced_at = f.o.wall_now - 1;
 	snprintf(lr->fenced_by, sizeof(lr->fenced_by), "node9");
 	decide_as(&f, "node2", &a);
@@ -977,6 +992,30 @@ static void test_fence_before_promote(void **state)
 	check(&a, PGW_ACT_FENCE, "fence-before-promote", "node1");
 	f.c.failover.present = false;
 
+	/* S3 without fencing: a lost leader that nothing bounds keeps its key's role */
+	f.o.fencing_required = false;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "unprotected-leader-lost", "node1|pgwardenctl failover");
+	f.o.lost_leader_watchdog = true; /* it kept an armed watchdog: it was reset */
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	f.o.lost_leader_watchdog = false;
+	f.o.unprotected_failover = true; /* the opt-in */
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	f.o.unprotected_failover = false;
+	/* pgwardenctl failover (no leader named) is the operator's word; a switchover is not
+	 * (simulator seed 2472: a switchover to a lost leader promoted a second writer) */
+	f.c.failover.present = true;
+	snprintf(f.c.failover.member, sizeof(f.c.failover.member), "node2");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "failover-to-this-node", "any");
+	snprintf(f.c.failover.leader, sizeof(f.c.failover.leader), "node1");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "unprotected-leader-lost", "node1");
+	memset(&f.c.failover, 0, sizeof(f.c.failover));
+	f.o.fencing_required = true;
+
 	/* an unreadable record: in doubt, no promotion */
 	lr->malformed = true;
 	decide_as(&f, "node2", &a);
@@ -990,10 +1029,22 @@ static void test_fence_before_promote(void **state)
 	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
 	snprintf(lr->member, sizeof(lr->member), "node1");
 
-	/* fencing off: the lease expiry is enough, as before */
+	/* fencing off: the lease expiry alone is no longer enough (S3) ... */
 	f.o.fencing_required = false;
 	decide_as(&f, "node2", &a);
-	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	check(&a, PGW_ACT_NONE, "unprotected-leader-lost", "node1");
+	/* ... but the old leader back as a running replica no longer writes */
+	{
+		struct pgw_member *m1 = &f.c.members[f.c.nmembers++];
+
+		memset(m1, 0, sizeof(*m1));
+		snprintf(m1->name, sizeof(m1->name), "node1");
+		snprintf(m1->role, sizeof(m1->role), "replica");
+		snprintf(m1->state, sizeof(m1->state), "running");
+		m1->xlog_location = 0;
+		decide_as(&f, "node2", &a);
+		check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	}
 }
 
 /* Rule 8: a silent leader is fenced by the best candidate before its lease expires. */
