@@ -131,6 +131,8 @@ bool pgw_member_parse(const char *json, size_t len, struct pgw_member *m)
 		snprintf(m->fence_failure, sizeof(m->fence_failure), "%.60s: %.130s", t ? t : "?",
 		         r ? r : "?");
 	}
+	copy_str(m->failover_blocked, sizeof(m->failover_blocked),
+	         json_str_field(o, "failover_blocked"));
 	if (json_object_object_get_ex(o, "watchdog", &wd) &&
 	    json_object_is_type(wd, json_type_object)) {
 		s = json_str_field(wd, "mode");
@@ -507,6 +509,8 @@ char *pgw_member_json(const struct pgw_member_info *mi)
 		add_str(fe, "reason", mi->fence_reason);
 		json_object_object_add(o, "fencing", fe);
 	}
+	if (mi->failover_blocked)
+		add_str(o, "failover_blocked", mi->failover_blocked);
 	if (mi->scheduled_restart) {
 		struct json_object *sr = json_object_new_object();
 

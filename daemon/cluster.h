@@ -38,10 +38,11 @@ struct pgw_member {
 	bool nofailover;
 	bool noloadbalance;
 	int failover_priority;
-	bool streaming;          /* replication_state == "streaming" */
-	bool watchdog_blocked;   /* "watchdog": mode required and failed: it may not lead */
-	bool watchdog_armed;     /* "watchdog": armed, with a timeout */
-	char fence_failure[200]; /* "fencing": "TARGET: reason" of its failed fence, "" none */
+	bool streaming;             /* replication_state == "streaming" */
+	bool watchdog_blocked;      /* "watchdog": mode required and failed: it may not lead */
+	bool watchdog_armed;        /* "watchdog": armed, with a timeout */
+	char fence_failure[200];    /* "fencing": "TARGET: reason" of its failed fence, "" none */
+	char failover_blocked[256]; /* "failover_blocked": why it does not promote, "" none */
 	int64_t mod_revision;
 	int64_t lease;
 };
@@ -159,6 +160,8 @@ struct pgw_member_info {
 	const char *bmc_privilege;
 	/* pgwarden's: "fencing": a fence this node tried that failed (NULL: omitted) */
 	const char *fence_target, *fence_reason;
+	/* pgwarden's: "failover_blocked": why this node, a candidate, does not promote (S3) */
+	const char *failover_blocked;
 	bool pause; /* maintenance mode is on */
 	bool nofailover, noloadbalance, clonefrom, nosync;
 	int failover_priority;

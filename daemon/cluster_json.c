@@ -111,6 +111,9 @@ static json_object *json_member(const struct pgw_member *m, bool is_leader, int6
 	if (m->fence_failure[0])
 		json_object_object_add(o, "fencing_failed",
 		                       json_object_new_string(m->fence_failure));
+	if (m->failover_blocked[0])
+		json_object_object_add(o, "failover_blocked",
+		                       json_object_new_string(m->failover_blocked));
 	return o;
 }
 

@@ -260,6 +260,10 @@ static char *list_table(const struct pgw_ctl_view *v, const struct list_row *row
 	    !v->c->last_leader.fenced_by[0] && v->c->last_leader.member[0])
 		pgw_sb_addf(&sb, " No leader: %s lost its key without releasing it\n",
 		            v->c->last_leader.member);
+	for (int i = 0; i < v->n; i++)
+		if (!v->c->has_leader && v->members[i].m->failover_blocked[0])
+			pgw_sb_addf(&sb, " Not promoting: %s: %s\n", v->members[i].m->name,
+			            v->members[i].m->failover_blocked);
 	return pgw_sb_take(&sb);
 }
 

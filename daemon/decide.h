@@ -87,6 +87,10 @@ struct pgw_obs {
 	/* failover.unprotected (local file only): promote after a lost leader's lease
 	 * expired even when nothing bounds it (Patroni's behaviour; S1 may break). */
 	bool unprotected_failover;
+	/* Durability: the election compares positions from member keys; one published
+	 * before the leader was lost may be older than what its replica received since.
+	 * Keys with mod_revision <= positions_after_rev are not trusted for that (0: all). */
+	int64_t positions_after_rev;
 	bool use_pg_rewind;
 	bool rewind_failed;            /* the last rewind from the current leader failed */
 	int64_t primary_down_since_ms; /* holding the key with PostgreSQL down since; 0 = up */

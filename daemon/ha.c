@@ -255,6 +255,9 @@ static void publish_member(struct ha *h)
 		mi.fence_target = fs.target;
 		mi.fence_reason = fs.reason;
 	}
+	if (h->last.rule && (strcmp(h->last.rule, "unprotected-leader-lost") == 0 ||
+	                     strcmp(h->last.rule, "fence-record-unreadable") == 0))
+		mi.failover_blocked = h->last.reason;
 	mi.pause = h->etcd_ok && h->cluster.paused;
 	mi.nofailover = c->tags.nofailover;
 	mi.noloadbalance = c->tags.noloadbalance;
@@ -1385,6 +1388,9 @@ static void cycle(struct ha *h, bool shutdown)
 			pgw_wdguard_idle(h->wd); /* rule 5: writes stopped first */
 	}
 	renew_lease(h);
+	if (h->lease.id != 0 && h->lease.t_send_ms < start) /* not renewed this loop */
+		pgw_wdguard_bound(h->wd,
+		                  pgw_lease_wd_bound_s(&h->lease, mono_ms(), h->dcs.loop_wait));
 	observe_pg(h);
 	if (*h->reload) {
 		char msg[256];

@@ -38,6 +38,18 @@ bool pgw_lease_may_pet(int64_t t_send_ms, int64_t now_ms, int64_t margin_ms)
 	return now_ms - t_send_ms <= margin_ms - PGW_RESET_ALLOWANCE_MS;
 }
 
+int pgw_lease_wd_bound_s(const struct pgw_lease *l, int64_t now_ms, int loop_wait_s)
+{
+	int64_t left;
+
+	if (l->id == 0)
+		return 0;
+	left = l->deadline_ms - PGW_RESET_ALLOWANCE_MS - now_ms - ((int64_t)loop_wait_s + 1) * 1000;
+	if (left < 1000)
+		return 1;
+	return left / 1000 > 3600 ? 3600 : (int)(left / 1000);
+}
+
 bool pgw_timing_valid(int ttl, int loop_wait, int retry_timeout, int margin_s, char *err,
                       size_t errlen)
 {

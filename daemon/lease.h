@@ -37,6 +37,14 @@ int64_t pgw_lease_write_budget_ms(const struct pgw_lease *l, int64_t now_ms, int
 bool pgw_lease_may_pet(int64_t t_send_ms, int64_t now_ms, int64_t margin_ms);
 
 /*
+ * Rule 3 when a renewal is overdue: a daemon that dies closes the watchdog, and the
+ * close pings it once, so the reset comes W after the death.  A leader whose renewal
+ * failed may die any time before its next loop, up to loop_wait + 1 s from now, so W
+ * must then be at most D - R - now - loop_wait - 1 s (at least 1 s).  0: no lease.
+ */
+int pgw_lease_wd_bound_s(const struct pgw_lease *l, int64_t now_ms, int loop_wait_s);
+
+/*
  * Rule 4: loop_wait + 2 * retry_timeout <= ttl, and a margin that leaves time
  * to renew (0 < margin < ttl).  Returns false and fills err when violated.
  */

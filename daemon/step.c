@@ -59,7 +59,9 @@ static void track_leader_watchdog(struct pgw_node_state *s, const struct pgw_clu
 		s->wd_lease = c->leader_lease;
 		s->wd_leader_armed = true; /* the record's word until the member key speaks */
 	}
-	if (l && l->mod_revision > c->leader_mod_revision)
+	/* only the incarnation that holds the key speaks for it (same lease): a restarted
+	 * daemon of the same name publishes under a new lease (simulator seed 37400) */
+	if (l && l->lease == c->leader_lease && l->mod_revision > c->leader_mod_revision)
 		s->wd_leader_armed = l->watchdog_armed;
 }
 
@@ -83,6 +85,10 @@ void pgw_step_cluster_read(struct pgw_node_state *s, bool etcd_ok, const struct 
 		s->leader_optime = c->optime;
 	}
 	track_leader_watchdog(s, c);
+	if (c->has_leader)
+		s->no_leader_rev = 0;
+	else if (s->no_leader_rev == 0)
+		s->no_leader_rev = c->revision > 0 ? c->revision : 1;
 	/* a different leader than the one rewinding failed from: try rewinding again */
 	if (s->rewind_failed && c->has_leader && strcmp(c->leader, s->rewind_failed_from) != 0)
 		s->rewind_failed = false;
@@ -140,6 +146,7 @@ void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
 	o->self_member.streaming = s->streamed;
 	o->leader_optime = s->leader_optime;
 	o->rewind_failed = s->rewind_failed;
+	o->positions_after_rev = s->no_leader_rev;
 	if (o->etcd_ok) {
 		o->leader_unreachable_ms = pgw_step_silence_ms(s, o->cluster, o->now_ms);
 		o->lost_leader_watchdog = lost_leader_had_watchdog(s, &o->cluster->last_leader);

@@ -52,6 +52,9 @@ struct pgw_node_state {
 	char wd_leader[PGW_NAME_MAX];
 	int64_t wd_lease;
 	bool wd_leader_armed;
+	/* the etcd revision at which this node first saw no leader (0: a leader exists):
+	 * member keys up to it predate the loss, and their positions may be stale */
+	int64_t no_leader_rev;
 };
 
 void pgw_state_init(struct pgw_node_state *s);

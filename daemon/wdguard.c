@@ -20,6 +20,8 @@ struct pgw_wdguard {
 	bool armed;        /* armed by us (a nowayout device also runs when idle) */
 	int timeout;       /* W of the current arming, as the driver reported it */
 	int want;          /* the timeout that arming asked for */
+	int max_timeout;   /* TTL - S of that arming */
+	bool lowered;      /* a bound (pgw_wdguard_bound) set a shorter timeout */
 	bool failed;       /* the last open or arm failed */
 	char reason[200];
 	bool missed_window; /* the last renewal was too slow to pet (logged once) */
@@ -133,6 +135,8 @@ bool pgw_wdguard_arm(struct pgw_wdguard *g, int ttl_s, int margin_s, int loop_wa
 		return failure(g, err);
 	g->armed = true;
 	g->want = want;
+	g->max_timeout = pgw_wd_max_timeout(ttl_s, margin_s);
+	g->lowered = false;
 	g->timeout = pgw_wd_info(g->wd)->timeout;
 	g->failed = false;
 	g->reason[0] = '\0';
@@ -148,6 +152,19 @@ void pgw_wdguard_renewed(struct pgw_wdguard *g, int64_t t_send_ms, int64_t now_m
 
 	if (!g->wd || !g->armed)
 		return;
+	if (g->lowered && pgw_lease_may_pet(t_send_ms, now_ms, margin_ms)) {
+		/* renewed in time: back to the full W (setting it pets the device) */
+		char err[256];
+
+		if (pgw_wd_arm(g->wd, g->want, g->max_timeout, err, sizeof(err)) != 0) {
+			failure(g, err);
+			return;
+		}
+		g->timeout = pgw_wd_info(g->wd)->timeout;
+		g->lowered = false;
+		pgw_info("watchdog %s: lease renewed, timeout back to %d s", g->device, g->timeout);
+		return;
+	}
 	rc = pgw_wd_pet_after_renewal(g->wd, t_send_ms, now_ms, margin_ms);
 	if (rc == 0 && !g->missed_window)
 		pgw_warn("lease renewal took %lld ms, more than safety_margin - 1 s: the watchdog "
@@ -156,6 +173,24 @@ void pgw_wdguard_renewed(struct pgw_wdguard *g, int64_t t_send_ms, int64_t now_m
 	g->missed_window = rc == 0;
 	if (rc < 0)
 		failure(g, "keepalive failed");
+}
+
+void pgw_wdguard_bound(struct pgw_wdguard *g, int bound_s)
+{
+	char err[256];
+
+	if (!g->wd || !g->armed || bound_s <= 0 || bound_s >= g->timeout)
+		return;
+	/* WDIOC_SETTIMEOUT restarts the countdown: a reset now + bound_s at the latest */
+	if (pgw_wd_arm(g->wd, bound_s, g->max_timeout, err, sizeof(err)) != 0) {
+		failure(g, err);
+		return;
+	}
+	g->timeout = pgw_wd_info(g->wd)->timeout;
+	g->lowered = true;
+	pgw_warn("watchdog %s: lease renewal overdue, timeout lowered to %d s so that a crash "
+	         "now still resets this node before the lease deadline",
+	         g->device, g->timeout);
 }
 
 void pgw_wdguard_idle(struct pgw_wdguard *g)

@@ -72,6 +72,13 @@ void pgw_wdguard_renewed(struct pgw_wdguard *g, int64_t t_send_ms, int64_t now_m
                          int64_t margin_ms);
 
 /* Not leader and PostgreSQL not accepting writes: disarm, or keep a nowayout one alive. */
+/*
+ * The lease was not renewed this loop: lower W to bound_s (pgw_lease_wd_bound_s) when
+ * that is shorter, so that the ping of a crash's close cannot carry the reset past the
+ * lease deadline.  The next renewal in time restores the full W.
+ */
+void pgw_wdguard_bound(struct pgw_wdguard *g, int bound_s);
+
 void pgw_wdguard_idle(struct pgw_wdguard *g);
 
 /* Mode required and no usable watchdog: the node must not lead. */

@@ -368,13 +368,26 @@ def test_unprotected_lost_leader_is_not_promoted_by_default(make_cluster):
     wait_until(lambda: all("unprotected-leader-lost" in open(n.log_path).read()
                            for n in replicas),
                30, "both replicas to say why they do not promote", diag=c.dump)
+    # the reason reaches /patroni, /cluster and pgwardenctl list
+    r = replicas[0]
+    st, body = r.rest("/patroni")
+    assert st is not None and "neither a fence nor an armed watchdog" in body.get(
+        "last_reason", ""), body
+
+    def blocked_in_cluster():
+        st, body = r.rest("/cluster")
+        return st == 200 and any("failover_blocked" in m for m in body.get("members", []))
+    wait_until(blocked_in_cluster, 15, "failover_blocked in /cluster", diag=c.dump)
+    ctl_bin = os.path.join(os.path.dirname(os.environ["PGWARDEN_BIN"]), "pgwardenctl")
+    p = subprocess.run([ctl_bin, "-c", r.config_path, "list"], capture_output=True,
+                       text=True, timeout=60, env=clean_env())
+    assert "Not promoting" in p.stdout and leader.name in p.stdout, p.stdout + p.stderr
     time.sleep(2 * 2 + 1)
     assert c.leader_name() is None, "a replica took the key:\n%s" % c.dump()
     assert leader.accepts_writes(), "the old primary should still be writable (the hazard)"
     for n in replicas:
         assert not n.accepts_writes(), "%s promoted without protection" % n.name
     leader.kill_machine()
-    ctl_bin = os.path.join(os.path.dirname(os.environ["PGWARDEN_BIN"]), "pgwardenctl")
     target = replicas[0]
     p = subprocess.run([ctl_bin, "-c", target.config_path, "failover", "--candidate",
                         target.name, "--force"], capture_output=True, text=True, timeout=120,

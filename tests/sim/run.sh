@@ -1,11 +1,11 @@
 #!/bin/bash
 # run.sh SIM [FIRST LAST] - the simulator's part of `make test`: every seed of the
-# regression corpus (tests/sim/seeds), then seeds FIRST..LAST (default 1..700).
+# regression corpus (tests/sim/seeds), then seeds FIRST..LAST (default 1..3000).
 # Prints "sim: N passed, M failed" last; exit 0 only when all passed.
 set -u
 sim=${1:?usage: run.sh SIM [FIRST LAST]}
 first=${2:-1}
-last=${3:-700}
+last=${3:-3000}
 dir=$(dirname "$0")
 passed=0 failed=0
 for s in $(grep -o '^[0-9][0-9]*' "$dir/seeds"); do

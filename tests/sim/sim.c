@@ -160,6 +160,7 @@ struct node {
 	bool wd_broken;
 	bool wd_armed;
 	int wd_W;
+	int wd_full; /* the W of the arming, before any bound */
 	int64_t wd_last_pet;
 	/* BMC */
 	bool bmc_down;
@@ -503,9 +504,11 @@ static bool wd_arm(struct node *nd, int ttl)
 	if (!nd->wd_armed) {
 		nd->wd_armed = true;
 		nd->wd_last_pet = W.now;
+		nd->wd_W = nd->wd_full = w;
 		ev(nd, "watchdog: armed, W %d s", w);
+	} else if (w != nd->wd_full && nd->wd_W == nd->wd_full) {
+		nd->wd_W = nd->wd_full = w;
 	}
-	nd->wd_W = w;
 	return true;
 }
 
@@ -542,8 +545,10 @@ static void renew(struct node *nd)
 		nd->lease.ttl_s = W.cfg.ttl;
 	}
 	pgw_lease_renewed(&nd->lease, nd->lease.id, t_send, nd->lease.ttl_s);
-	if (nd->wd_armed && pgw_lease_may_pet(t_send, W.now + W.e.slow_ms, margin_ms()))
+	if (nd->wd_armed && pgw_lease_may_pet(t_send, W.now + W.e.slow_ms, margin_ms())) {
 		nd->wd_last_pet = W.now + W.e.slow_ms;
+		nd->wd_W = nd->wd_full; /* a bound lowered it: back to the full W */
+	}
 }
 
 static const char *role_of(const struct pgw_pg_state *ps)
@@ -715,7 +720,8 @@ static void check_promotion(const struct node *nd)
 	const struct node *old;
 
 	W.promotions++;
-	for (int i = 0; i < W.cfg.nodes; i++) {
+	/* an operator's failover to a named member is the operator's choice of data */
+	for (int i = 0; i < W.cfg.nodes && !W.manual_failover; i++) {
 		const struct node *o = &W.n[i];
 
 		const struct pgw_member *k = pgw_cluster_member(&nd->cluster, o->name);
@@ -726,6 +732,8 @@ static void check_promotion(const struct node *nd)
 			continue;
 		/* eligible: a running replica in the view the candidate decided on; one whose
 		 * key was older than its state is counted, not failed (see the note) */
+		if (k && k->watchdog_blocked)
+			continue; /* it may not lead (watchdog required, unusable): not eligible */
 		if (!k || strcmp(k->role, "replica") != 0 || strcmp(k->state, "running") != 0) {
 			W.stale_loss++;
 			ev(nd,
@@ -752,11 +760,9 @@ static void check_promotion(const struct node *nd)
 	          nd->name, old->name);
 }
 
-static void promote(struct node *nd)
+/* pg_ctl promote was sent: PostgreSQL promotes even if the daemon stops meanwhile. */
+static void promote_pg(struct node *nd)
 {
-	char fenced[PGW_NAME_MAX];
-	int64_t fl;
-
 	if (!nd->pg.running || !nd->pg.in_recovery)
 		return;
 	W.max_tl = (nd->pg.tl > W.max_tl ? nd->pg.tl : W.max_tl) + 1;
@@ -767,6 +773,17 @@ static void promote(struct node *nd)
 	ev(nd, "pg: promoted to timeline %d at %" PRId64, nd->pg.tl, nd->pg.lsn);
 	check_promotion(nd);
 	W.manual_failover = false;
+}
+
+/* The daemon's part, once it runs again: it promoted, renew, clear the failover key. */
+static void promote(struct node *nd)
+{
+	char fenced[PGW_NAME_MAX];
+	int64_t fl;
+
+	promote_pg(nd);
+	if (nd->pg.in_recovery)
+		return;
 	pgw_step_promoted(&nd->st, fenced, sizeof(fenced), &fl);
 	renew(nd);
 	if (etcd_reach(nd)) {
@@ -994,6 +1011,15 @@ static void cycle(struct node *nd)
 			wd_idle(nd);
 	}
 	renew(nd);
+	if (nd->wd_armed && nd->lease.t_send_ms < W.now) { /* not renewed this cycle */
+		int b = pgw_lease_wd_bound_s(&nd->lease, W.now, W.cfg.loop_wait);
+
+		if (b > 0 && b < nd->wd_W) { /* WDIOC_SETTIMEOUT restarts the countdown */
+			nd->wd_W = b;
+			nd->wd_last_pet = W.now;
+			ev(nd, "watchdog: renewal overdue, W lowered to %d s", b);
+		}
+	}
 	observe(nd, &ps);
 	pgw_step_pg_observed(&nd->st, &ps);
 	publish_member(nd, &ps);
@@ -1163,12 +1189,12 @@ static void inject(void)
 	W.last_fault = W.now;
 	switch (f) {
 	case F_KILL:
-		if (!nd->alive)
+		if (!nd->alive || nd->frozen) /* nothing runs on a frozen machine */
 			return;
 		daemon_kill(nd, chance(50) ? RESTART_MS : 0);
 		return; /* a dead daemon stays a fault until restarted: counted by health() */
 	case F_STOP:
-		if (!nd->alive || nd->stopped)
+		if (!nd->alive || nd->stopped || nd->frozen)
 			return;
 		nd->stopped = true;
 		ev(nd, "daemon: SIGSTOP for %.1f s", dur / 1000.0);
@@ -1219,7 +1245,7 @@ static void inject(void)
 		ev(nd, "watchdog device cannot be armed for %.1f s", dur / 1000.0);
 		break;
 	case F_PG_CRASH:
-		if (!nd->powered || !nd->pg.running)
+		if (!nd->powered || !nd->pg.running || nd->frozen)
 			return;
 		ev(nd, "pg: crashed");
 		pg_stop(nd, true);
@@ -1242,8 +1268,14 @@ static void inject(void)
 		if (W.e.leader || W.e.failover.present)
 			return;
 		for (int i = 0; i < W.cfg.nodes; i++)
-			if (pg_writable(&W.n[i]))
-				return;
+			if (W.n[i].powered && W.n[i].pg.running && !W.n[i].pg.in_recovery)
+				return; /* a primary, even a frozen one, is not down */
+		if (W.e.record.present && !W.e.record.released) {
+			const struct node *lost = node_named(W.e.record.member);
+
+			if (lost && lost->powered)
+				return; /* the operator makes sure the lost leader is off */
+		}
 		memset(&W.e.failover, 0, sizeof(W.e.failover));
 		W.e.failover.present = true;
 		snprintf(W.e.failover.member, sizeof(W.e.failover.member), "%s", nd->name);
@@ -1337,9 +1369,11 @@ static bool healthy(void)
 			ok++;
 		else if (nd->powered && !nd->alive && nd->restart_at)
 			return false; /* systemd is about to restart it */
-		else if (nd->powered && !nd->alive && nd->pg.running && !nd->pg.in_recovery &&
-		         !W.cfg.fencing && !nd->wd_armed && !W.cfg.unprotected)
-			return false; /* an unprotected lost primary: no failover by design (S3) */
+		else if (nd->powered && !nd->alive && !W.cfg.fencing && !nd->wd_armed &&
+		         !W.cfg.unprotected && W.e.record.present && !W.e.record.released &&
+		         strcmp(W.e.record.member, nd->name) == 0)
+			return false; /* the lost leader, dead and unprotected: by design (S3) no
+			                 failover, whether or not its PostgreSQL still runs */
 	}
 	return ok > 0 && W.e.initialized;
 }
@@ -1455,6 +1489,9 @@ static void tick(void)
 		struct node *nd = &W.n[i];
 
 		wd_check(nd);
+		if (nd->pending == PGW_ACT_PROMOTE && W.now >= nd->busy_until && nd->powered &&
+		    !nd->frozen)
+			promote_pg(nd);
 		if (!nd->powered || !nd->alive || nd->stopped || nd->frozen)
 			continue;
 		if (nd->pending != PGW_ACT_NONE && W.now >= nd->busy_until) {

@@ -1008,12 +1008,18 @@ static void test_fence_before_promote(void **state)
 	 * (simulator seed 2472: a switchover to a lost leader promoted a second writer) */
 	f.c.failover.present = true;
 	snprintf(f.c.failover.member, sizeof(f.c.failover.member), "node2");
+	f.c.failover.mod_revision = 50;
+	f.o.positions_after_rev = 60; /* given before the loss (seed 11623): not the word */
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "unprotected-leader-lost", "node1");
+	f.o.positions_after_rev = 40;
 	decide_as(&f, "node2", &a);
 	check(&a, PGW_ACT_ACQUIRE, "failover-to-this-node", "any");
 	snprintf(f.c.failover.leader, sizeof(f.c.failover.leader), "node1");
 	decide_as(&f, "node2", &a);
 	check(&a, PGW_ACT_NONE, "unprotected-leader-lost", "node1");
 	memset(&f.c.failover, 0, sizeof(f.c.failover));
+	f.o.positions_after_rev = 0;
 	f.o.fencing_required = true;
 
 	/* an unreadable record: in doubt, no promotion */
@@ -1481,7 +1487,43 @@ static void test_election_nofailover(void **state)
 	check(&a, PGW_ACT_NONE, "not-best", "node2 is tagged nofailover");
 }
 
-static void test_election_streaming_beats_position(void **state)
+/*
+ * Regression (simulator seeds 755, 1871, 2084, 2100, 2660): the best candidate by the
+ * member keys took the key while another replica's key predated the leader's loss;
+ * that replica had received more WAL since, and the new leader lost it.  The best
+ * candidate now waits for keys newer than the loss (one loop of the others).
+ */
+static void test_election_waits_for_positions_after_the_loss(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	f.o.positions_after_rev = 100;
+	member(&f, "node2")->mod_revision = 101;
+	member(&f, "node3")->mod_revision = 102;
+	assert_string_equal(election(&f, two, 2), "node2");
+	member(&f, "node2")->mod_revision = 90;
+	member(&f, "node3")->mod_revision = 95;
+	assert_null(election(&f, two, 2));
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "positions-stale", "node3, key revision 95|100");
+	decide_as(&f, "node3", &a); /* not the best: nothing to wait for */
+	check(&a, PGW_ACT_NONE, "not-best", "node2");
+	member(&f, "node3")->mod_revision = 101;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	/* a stale key of a member that cannot lead anyway does not hold the election up */
+	member(&f, "node3")->mod_revision = 95;
+	member(&f, "node3")->nofailover = true;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+}
+
+/* Regression (simulator seed 3279): the old leader back as a replica, not streaming
+ * yet, holds more WAL than a streamer; ranking streamers first lost the difference. */
+static void test_election_position_beats_streaming(void **state)
 {
 	struct fx f;
 	struct pgw_action a;
@@ -1492,11 +1534,19 @@ static void test_election_streaming_beats_position(void **state)
 	member(&f, "node2")->xlog_location = 6000;
 	member(&f, "node3")->streaming = true;
 	member(&f, "node3")->xlog_location = 4000;
-	assert_string_equal(election(&f, two, 2), "node3");
-	decide_as(&f, "node2", &a);
+	assert_string_equal(election(&f, two, 2), "node2");
+	decide_as(&f, "node3", &a);
 	check(&a, PGW_ACT_NONE, "not-best",
-	      "node3 is a better candidate (streamed, position 4000|this node: not streaming, "
-	      "position 6000");
+	      "node2 is a better candidate (not streaming, position 6000|this node: streamed, "
+	      "position 4000");
+	/* equal positions: the streamer first */
+	member(&f, "node2")->xlog_location = 4000;
+	assert_string_equal(election(&f, two, 2), "node3");
+	/* a higher position on an older timeline ranks below the newer timeline */
+	member(&f, "node2")->xlog_location = 9000;
+	member(&f, "node2")->timeline = 2;
+	member(&f, "node3")->timeline = 3;
+	assert_string_equal(election(&f, two, 2), "node3");
 }
 
 static void test_election_ineligible_members_ignored(void **state)
@@ -1763,7 +1813,8 @@ int main(void)
 	    cmocka_unit_test(test_election_lagging_not_eligible),
 	    cmocka_unit_test(test_election_only_candidate_lags),
 	    cmocka_unit_test(test_election_nofailover),
-	    cmocka_unit_test(test_election_streaming_beats_position),
+	    cmocka_unit_test(test_election_position_beats_streaming),
+	    cmocka_unit_test(test_election_waits_for_positions_after_the_loss),
 	    cmocka_unit_test(test_election_ineligible_members_ignored),
 	    cmocka_unit_test(test_election_exactly_one),
 	    cmocka_unit_test(test_candidate_eligible_direct),

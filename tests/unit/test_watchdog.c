@@ -32,7 +32,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "lease.h"
+#include "wdguard.h"
 #include "../../watchdog/watchdog.h"
 
 #define S_MS (PGW_SAFETY_MARGIN_S * 1000)
@@ -241,6 +243,78 @@ static void write_text(const char *path, const char *text)
 	assert_non_null(f);
 	fputs(text, f);
 	assert_int_equal(fclose(f), 0);
+}
+
+/*
+ * Regression (simulator seed 1759): a leader whose renewals failed for 15 s was then
+ * killed; the close pinged the device, which fired W after the death, past the lease
+ * deadline, while a new leader already wrote.  With the renewal overdue the guard
+ * lowers W to the bound, so the crash's ping is followed by a reset within it; a
+ * renewal in time restores the full W.
+ */
+static void test_bound_lowers_timeout_before_crash(void **state)
+{
+	struct emu *e = *state;
+	struct pgw_lease l = {0};
+	struct fired f;
+	double closed;
+	pid_t pid;
+	int status;
+
+	/* D 6 s ahead, loop_wait 2: bound = 6 - 1 - 2 - 1 = 2 s */
+	pgw_lease_renewed(&l, 7, 0, 10);
+	assert_int_equal(pgw_lease_wd_bound_s(&l, 4000, 2), 2);
+	assert_int_equal(pgw_lease_wd_bound_s(&l, 9000, 2), 1); /* at least 1 s */
+	l.id = 0;
+	assert_int_equal(pgw_lease_wd_bound_s(&l, 4000, 2), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct pgw_config cfg;
+		struct pgw_wdguard *g;
+		struct pgw_wd_status st;
+
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.watchdog.mode = PGW_WD_REQUIRED;
+		cfg.watchdog.device = e->sock;
+		g = pgw_wdguard_open(&cfg);
+		/* ttl 10, S 5, loop_wait 2: W 5 */
+		if (!pgw_wdguard_arm(g, 10, 5, 2))
+			_exit(1);
+		pgw_wdguard_bound(g, 7); /* longer than W: nothing */
+		pgw_wdguard_bound(g, 2);
+		pgw_wdguard_status(g, &st);
+		if (st.timeout != 2)
+			_exit(2);
+		pgw_wdguard_renewed(g, 1000, 1100, 5000); /* in the window: back to 5 */
+		pgw_wdguard_status(g, &st);
+		if (st.timeout != 5)
+			_exit(3);
+		pgw_wdguard_bound(g, 1);
+		sleep_ms(300);
+		_exit(0); /* killed: the kernel closes the descriptor */
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(WEXITSTATUS(status), 0);
+	expect_event(e, "OPEN", NULL);
+	expect_event(e, "SETTIMEOUT", "timeout=60");
+	expect_event(e, "DISABLE", NULL);
+	expect_event(e, "SETTIMEOUT", "timeout=5");
+	expect_event(e, "ENABLE", NULL);
+	expect_event(e, "KEEPALIVE", NULL);
+	expect_event(e, "SETTIMEOUT", "timeout=2");
+	expect_event(e, "ENABLE", NULL);
+	expect_event(e, "KEEPALIVE", NULL);
+	expect_event(e, "SETTIMEOUT", "timeout=5");
+	expect_event(e, "ENABLE", NULL);
+	expect_event(e, "KEEPALIVE", NULL);
+	expect_event(e, "SETTIMEOUT", "timeout=1");
+	expect_event(e, "ENABLE", NULL);
+	expect_event(e, "KEEPALIVE", NULL);
+	closed = expect_event(e, "CLOSE", "running=1 did_not_stop=1 magic=0");
+	f = expect_fired(e, 3000);
+	assert_int_equal(f.timeout, 1); /* the lowered W, not the armed 5 s */
+	assert_true(f.mono - closed < 1.5);
 }
 
 /* prestate: NULL-terminated extra arguments for the emulator */
@@ -809,6 +883,7 @@ int main(void)
 	    EMU_TEST(test_magic_close, plain),
 	    EMU_TEST(test_second_open_busy, plain),
 	    EMU_TEST(test_crash_fires_after_close, plain),
+	    EMU_TEST(test_bound_lowers_timeout_before_crash, plain),
 	    EMU_TEST(test_fires_without_pets, plain),
 	    EMU_TEST(test_fire_kills_cgroup, plain),
 	    EMU_TEST(test_nowayout, nowayout),
