@@ -40,6 +40,7 @@ static const char *const action_names[PGW_ACT_COUNT] = {
     [PGW_ACT_HANDOVER] = "handover",
     [PGW_ACT_CANCEL_SWITCHOVER] = "cancel_switchover",
     [PGW_ACT_FENCE] = "fence",
+    [PGW_ACT_RELEASE_FENCE_LOCK] = "release_fence_lock",
 };
 
 const char *pgw_action_name(enum pgw_action_kind k)
@@ -336,6 +337,8 @@ static bool switchover_due(const struct pgw_obs *o)
 	       (f->scheduled_at == 0 || o->wall_now >= f->scheduled_at);
 }
 
+static bool failover_obsolete(const struct pgw_obs *o);
+
 static bool g_switchover_cancel(const struct pgw_obs *o, struct pgw_action *a)
 {
 	const struct pgw_failover *f = &o->cluster->failover;
@@ -349,6 +352,10 @@ static bool g_switchover_cancel(const struct pgw_obs *o, struct pgw_action *a)
 	}
 	if (f->leader[0] && strcmp(f->leader, o->self) != 0) {
 		detail(a, "it names %s as the leader, but this node is", f->leader);
+		return true;
+	}
+	if (failover_obsolete(o)) {
+		detail(a, "a failover request older than this node's leadership");
 		return true;
 	}
 	if (!switchover_due(o))
@@ -393,12 +400,53 @@ static bool switchover_orphaned(const struct pgw_obs *o)
 	       strcmp(lr->member, f->leader) == 0;
 }
 
+/*
+ * A manual failover (no leader named) older than the last leader key: made before that
+ * leader took over, it is not about it (simulator seed 46932: one left behind when its
+ * promotion could not delete it chose a member 1.4 MB behind another, much later).
+ */
+static bool failover_obsolete(const struct pgw_obs *o)
+{
+	const struct pgw_failover *f = &o->cluster->failover;
+
+	return !f->leader[0] && f->mod_revision < o->leader_rev;
+}
+
+/*
+ * A switchover's named member takes over only when no eligible member is more than
+ * maximum_lag_on_failover ahead of it: the leader that should have handed over did
+ * not publish its final position (simulator seed 46062: 2.3 MB lost).
+ */
+static bool far_behind_another(const struct pgw_obs *o, const struct pgw_member *t)
+{
+	const struct pgw_cluster *c = o->cluster;
+	char why[200];
+
+	if (!o->cluster->failover.leader[0])
+		return false; /* an operator's failover: the operator's choice */
+	for (int i = 0; i < c->nmembers + 1; i++) {
+		const struct pgw_member *m = i < c->nmembers ? &c->members[i] : &o->self_member;
+
+		if (strcmp(m->name, t->name) != 0 &&
+		    (i == c->nmembers || strcmp(m->name, o->self) != 0) &&
+		    pgw_candidate_eligible(m, o->leader_optime, INT64_MAX, why, sizeof(why)) &&
+		    m->xlog_location > t->xlog_location &&
+		    (uint64_t)m->xlog_location - (uint64_t)t->xlog_location >
+		        (uint64_t)(o->max_lag < 0 ? 0 : o->max_lag))
+			return true;
+	}
+	return false;
+}
+
 static bool g_n_failover_self(const struct pgw_obs *o, struct pgw_action *a)
 {
 	char why[200];
 
+	if (far_behind_another(o, &o->self_member))
+		return false;
+
 	if (!failover_usable(o) || o->nofailover || switchover_orphaned(o) ||
-	    strcmp(o->cluster->failover.member, o->self) != 0)
+	    failover_obsolete(o) || strcmp(o->cluster->failover.member, o->self) != 0)
 		return false;
 	if (!pgw_candidate_eligible(&o->self_member, o->leader_optime, o->max_lag, why,
 	                            sizeof(why)))
@@ -414,10 +462,12 @@ static bool g_n_failover_other(const struct pgw_obs *o, struct pgw_action *a)
 	const struct pgw_member *m;
 	char why[200];
 
-	if (switchover_orphaned(o) || !failover_usable(o) || !name[0] || strcmp(name, o->self) == 0)
+	if (switchover_orphaned(o) || failover_obsolete(o) || !failover_usable(o) || !name[0] ||
+	    strcmp(name, o->self) == 0)
 		return false;
 	m = pgw_cluster_member(o->cluster, name);
-	if (!m || !pgw_candidate_eligible(m, o->leader_optime, o->max_lag, why, sizeof(why)))
+	if (!m || !pgw_candidate_eligible(m, o->leader_optime, o->max_lag, why, sizeof(why)) ||
+	    far_behind_another(o, m))
 		return false; /* the named member cannot: the election decides */
 	detail(a, "%s", name);
 	return true;
@@ -524,6 +574,29 @@ static bool g_f_fast_takeover(const struct pgw_obs *o, struct pgw_action *a)
 	snprintf(a->target, sizeof(a->target), "%s", c->leader);
 	detail(a, "%s silent for %" PRId64 " ms, BMC %s", c->leader, o->leader_unreachable_ms,
 	       lr->bmc_address[0] ? lr->bmc_address : "unknown");
+	return true;
+}
+
+static bool would_acquire(const struct pgw_obs *o);
+
+/*
+ * This node holds the fence lock but will not fence now (a fence whose lock could not
+ * be deleted afterwards, e.g. etcd answered too late): the others wait on that lock
+ * for as long as this node's lease lives, and nobody fences or promotes (simulator
+ * seed 35563).  Delete it.
+ */
+static bool g_fence_lock_stale(const struct pgw_obs *o, struct pgw_action *a)
+{
+	struct pgw_action scratch = {0};
+
+	if (!o->cluster->fence_locked || strcmp(o->cluster->fence_lock_holder, o->self) != 0)
+		return false;
+	if (g_f_fast_takeover(o, &scratch))
+		return false;
+	if (!o->cluster->has_leader && pgw_fence_needed(o) && would_acquire(o))
+		return false;
+	detail(a, "no fence of %s due from this node",
+	       o->cluster->last_leader.member[0] ? o->cluster->last_leader.member : "anyone");
 	return true;
 }
 
@@ -914,6 +987,9 @@ static const struct rule rules[] = {
      "holding the leader key and PostgreSQL is not running: starting it in place"},
     {"stale-own-key", "no leader", g_stale_own_key, PGW_ACT_NONE,
      "the leader key names this node but belongs to an earlier lease: waiting for it to expire"},
+    {"fence-lock-stale", "any", g_fence_lock_stale, PGW_ACT_RELEASE_FENCE_LOCK,
+     "this node holds the fence lock but is not fencing: releasing it so that another "
+     "member can"},
     {"fast-takeover", "replica", g_f_fast_takeover, PGW_ACT_FENCE,
      "the leader answers neither on PostgreSQL nor on REST: fencing it to take over before its "
      "lease expires"},

@@ -40,6 +40,7 @@ enum pgw_action_kind {
 	                     key */
 	PGW_ACT_CANCEL_SWITCHOVER, /* remove a switchover request that cannot be carried out */
 	PGW_ACT_FENCE, /* power the lost leader (target) off through its BMC, confirmed, audited */
+	PGW_ACT_RELEASE_FENCE_LOCK, /* delete this node's fence lock: it is not fencing */
 	PGW_ACT_COUNT
 };
 
@@ -91,6 +92,8 @@ struct pgw_obs {
 	 * before the leader was lost may be older than what its replica received since.
 	 * Keys with mod_revision <= positions_after_rev are not trusted for that (0: all). */
 	int64_t positions_after_rev;
+	/* the mod_revision of the last leader key this node saw (0 unknown) */
+	int64_t leader_rev;
 	bool use_pg_rewind;
 	bool rewind_failed;            /* the last rewind from the current leader failed */
 	int64_t primary_down_since_ms; /* holding the key with PostgreSQL down since; 0 = up */

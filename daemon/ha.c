@@ -1125,6 +1125,16 @@ static void act(struct ha *h, const struct pgw_action *a, bool holds)
 	case PGW_ACT_FENCE:
 		act_fence(h);
 		break;
+	case PGW_ACT_RELEASE_FENCE_LOCK: {
+		bool ok = false;
+
+		if (pgw_etcd_delete_if_value(h->etcd, h->fence_lock_key, h->cfg->name,
+		                             op_timeout(h), &ok) != 0)
+			pgw_warn("cannot delete the fence lock: %s", pgw_etcd_errmsg(h->etcd));
+		else if (ok)
+			pgw_info("released a fence lock left from an earlier fence");
+		break;
+	}
 	case PGW_ACT_COUNT:
 		break;
 	}

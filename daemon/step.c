@@ -85,6 +85,8 @@ void pgw_step_cluster_read(struct pgw_node_state *s, bool etcd_ok, const struct 
 		s->leader_optime = c->optime;
 	}
 	track_leader_watchdog(s, c);
+	if (c->has_leader && c->leader_mod_revision > s->leader_rev)
+		s->leader_rev = c->leader_mod_revision;
 	if (c->has_leader)
 		s->no_leader_rev = 0;
 	else if (s->no_leader_rev == 0)
@@ -147,6 +149,7 @@ void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
 	o->leader_optime = s->leader_optime;
 	o->rewind_failed = s->rewind_failed;
 	o->positions_after_rev = s->no_leader_rev;
+	o->leader_rev = s->leader_rev;
 	if (o->etcd_ok) {
 		o->leader_unreachable_ms = pgw_step_silence_ms(s, o->cluster, o->now_ms);
 		o->lost_leader_watchdog = lost_leader_had_watchdog(s, &o->cluster->last_leader);

@@ -55,6 +55,9 @@ struct pgw_node_state {
 	/* the etcd revision at which this node first saw no leader (0: a leader exists):
 	 * member keys up to it predate the loss, and their positions may be stale */
 	int64_t no_leader_rev;
+	/* the mod_revision of the last leader key seen: a manual failover request older
+	 * than it predates that leader and is not about it */
+	int64_t leader_rev;
 };
 
 void pgw_state_init(struct pgw_node_state *s);

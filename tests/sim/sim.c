@@ -979,6 +979,12 @@ static void act(struct node *nd, const struct pgw_action *a, bool holds)
 	case PGW_ACT_FENCE:
 		act_fence(nd);
 		break;
+	case PGW_ACT_RELEASE_FENCE_LOCK:
+		if (etcd_reach(nd) && W.e.lock && strcmp(W.e.lock_holder, nd->name) == 0) {
+			W.e.lock = false;
+			ev(nd, "etcd: released its stale fence lock");
+		}
+		break;
 	}
 }
 

@@ -940,6 +940,15 @@ static void test_fence_before_promote(void **state)
 	snprintf(f.c.fence_lock_holder, sizeof(f.c.fence_lock_holder), "node3");
 	decide_as(&f, "node2", &a);
 	check(&a, PGW_ACT_NONE, "fence-by-other", "node3 fences node1");
+	/* Regression (simulator seed 35563): a holder that will not fence (not the best
+	 * candidate) used to keep its lock while the others waited on it: it releases it */
+	decide_as(&f, "node3", &a);
+	check(&a, PGW_ACT_RELEASE_FENCE_LOCK, "fence-lock-stale", "node1");
+	f.c.has_leader = true; /* also with a leader (it would block fast takeover) */
+	snprintf(f.c.leader, sizeof(f.c.leader), "node1");
+	decide_as(&f, "node3", &a);
+	check(&a, PGW_ACT_RELEASE_FENCE_LOCK, "fence-lock-stale", "node1");
+	f.c.has_leader = false;
 	/* ... except the holder itself (a fence that did not finish) */
 	snprintf(f.c.fence_lock_holder, sizeof(f.c.fence_lock_holder), "node2");
 	decide_as(&f, "node2", &a);
@@ -1210,6 +1219,60 @@ static void test_switchover_hands_over(void **state)
 	snprintf(f.c.failover.leader, sizeof(f.c.failover.leader), "node1");
 	decide(&f, &a);
 	check(&a, PGW_ACT_HANDOVER, "switchover", "to the healthiest replica");
+}
+
+static const char *election(struct fx *f, const char *const *names, int n);
+static const char *const two[2];
+
+/*
+ * Requests that no longer speak for anyone (found by the simulator):
+ *  - seed 495: a switchover whose leader was lost without handing over;
+ *  - seed 46062: a switchover whose named member is far behind another replica (its
+ *    leader never published the final position);
+ *  - seed 46932: a manual failover older than the last leader key, left behind.
+ */
+static void test_stale_requests_do_not_choose(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+	struct pgw_leader_record *lr;
+
+	(void)state;
+	fx_no_leader(&f);
+	lr = &f.c.last_leader;
+	lr->present = true;
+	snprintf(lr->member, sizeof(lr->member), "node1");
+	f.o.lost_leader_watchdog = true; /* S3 satisfied: only the request matters */
+	member(&f, "node2")->xlog_location = 5000;
+	member(&f, "node3")->xlog_location = 4000;
+	/* the switchover to node3 was due when node1 was lost: the election decides */
+	request_switchover(&f, "node1", "node3", 0);
+	assert_string_equal(election(&f, two, 2), "node2");
+	/* released (a handover): the switchover is carried out */
+	lr->released = true;
+	assert_string_equal(election(&f, two, 2), "node3");
+	/* ... unless node3 is more than maximum_lag_on_failover behind node2, which has
+	 * more than the leader ever published (both eligible against that position) */
+	f.o.leader_optime = 5000;
+	f.o.max_lag = MB;
+	member(&f, "node2")->xlog_location = 4000 + 2 * MB;
+	assert_string_equal(election(&f, two, 2), "node2");
+	member(&f, "node2")->xlog_location = 5000;
+
+	/* a manual failover to node3 older than the last leader key: obsolete */
+	request_switchover(&f, "", "node3", 0);
+	f.c.failover.mod_revision = 10;
+	f.o.leader_rev = 20;
+	assert_string_equal(election(&f, two, 2), "node2");
+	f.c.failover.mod_revision = 30; /* newer: the operator's choice */
+	assert_string_equal(election(&f, two, 2), "node3");
+	/* and a leader cancels an obsolete one instead of handing over */
+	fx_leader(&f);
+	request_switchover(&f, "", "node2", 0);
+	f.c.failover.mod_revision = 10;
+	f.o.leader_rev = 20;
+	decide(&f, &a);
+	check(&a, PGW_ACT_CANCEL_SWITCHOVER, "switchover-cancel", "older than this node");
 }
 
 static void test_switchover_scheduled(void **state)
@@ -1804,6 +1867,7 @@ int main(void)
 	    cmocka_unit_test(test_no_leader_starting),
 	    cmocka_unit_test(test_switchover_hands_over),
 	    cmocka_unit_test(test_switchover_scheduled),
+	    cmocka_unit_test(test_stale_requests_do_not_choose),
 	    cmocka_unit_test(test_switchover_cancelled),
 	    cmocka_unit_test(test_named_candidate_takes_over),
 	    cmocka_unit_test(test_paused_no_automatic_action),
