@@ -416,6 +416,19 @@ const struct pgw_member *pgw_cluster_leader_member(const struct pgw_cluster *c)
 	return c->has_leader ? pgw_cluster_member(c, c->leader) : NULL;
 }
 
+int64_t pgw_cluster_max_lag(const struct pgw_cluster *c)
+{
+	struct json_object *o = c->config ? json_tokener_parse(c->config) : NULL, *v;
+	int64_t lag = 1048576;
+
+	if (o && json_object_is_type(o, json_type_object) &&
+	    json_object_object_get_ex(o, "maximum_lag_on_failover", &v) &&
+	    json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0)
+		lag = json_object_get_int64(v);
+	json_object_put(o);
+	return lag;
+}
+
 int64_t pgw_cluster_leader_optime(const struct pgw_cluster *c)
 {
 	const struct pgw_member *l = pgw_cluster_leader_member(c);

@@ -121,6 +121,9 @@ const struct pgw_member *pgw_cluster_leader_member(const struct pgw_cluster *c);
 /* The leader's last known WAL position: max(status optime, the leader member's
  * xlog_location); -1 when neither is known. */
 int64_t pgw_cluster_leader_optime(const struct pgw_cluster *c);
+/* maximum_lag_on_failover from the config key (Patroni's default, 1 MiB, when it is
+ * absent or unusable): what the daemons elect with, for pgwardenctl and the REST API. */
+int64_t pgw_cluster_max_lag(const struct pgw_cluster *c);
 /* Bytes m is behind that position (at least 0); -1 when either side is unknown. */
 int64_t pgw_cluster_lag(const struct pgw_cluster *c, const struct pgw_member *m);
 

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decide.h"
+
 static bool given(const char *s)
 {
 	return s && *s;
@@ -18,6 +20,7 @@ static bool check_candidate(const struct pgw_cluster *c, const char *scope, cons
                             char *err, size_t errlen)
 {
 	const struct pgw_member *m = pgw_cluster_member(c, cand);
+	char why[256];
 
 	if (!m) {
 		snprintf(err, errlen, "candidate %s is not a member of cluster %s", cand, scope);
@@ -28,18 +31,11 @@ static bool check_candidate(const struct pgw_cluster *c, const char *scope, cons
 		         scope);
 		return false;
 	}
-	if (m->nofailover) {
-		snprintf(err, errlen, "candidate %s is tagged nofailover", cand);
-		return false;
-	}
-	if (strcmp(m->state, "running") != 0) {
-		snprintf(err, errlen, "candidate %s is not running (state: %s)", cand,
-		         m->state[0] ? m->state : "unknown");
-		return false;
-	}
-	if (strcmp(m->role, "replica") != 0) {
-		snprintf(err, errlen, "candidate %s is not a replica (role: %s)", cand,
-		         m->role[0] ? m->role : "unknown");
+	/* the daemons' own rule (decide.c), so that a request accepted here is not
+	 * cancelled by the leader for a reason this check did not know */
+	if (!pgw_candidate_eligible(m, pgw_cluster_leader_optime(c), pgw_cluster_max_lag(c), why,
+	                            sizeof(why))) {
+		snprintf(err, errlen, "candidate %s", why);
 		return false;
 	}
 	return true;

@@ -161,12 +161,12 @@ bool pgw_candidate_eligible(const struct pgw_member *m, int64_t leader_optime, i
 		return false;
 	}
 	if (strcmp(m->role, "replica") != 0) {
-		snprintf(why, whylen, "%s is not a replica (role %s)", m->name,
+		snprintf(why, whylen, "%s is not a replica (role: %s)", m->name,
 		         m->role[0] ? m->role : "unknown");
 		return false;
 	}
 	if (strcmp(m->state, "running") != 0) {
-		snprintf(why, whylen, "%s is not running (state %s)", m->name,
+		snprintf(why, whylen, "%s is not running (state: %s)", m->name,
 		         m->state[0] ? m->state : "unknown");
 		return false;
 	}

@@ -553,6 +553,29 @@ static void test_switchover_checks(void **state)
 	assert_false(check(&f, false, NULL, "node3", "node3 is not running (state: stopped)"));
 	assert_false(
 	    check(&f, false, NULL, "node5", "node5 is not a replica (role: uninitialized)"));
+	fixture_free(&f);
+
+	/* the daemons' own eligibility (decide.c): lag and the watchdog count too, so a
+	 * request accepted here is not cancelled by the leader afterwards */
+	switch_fixture(&f);
+	add_kv(&f, "members/node6",
+	       "{\"conn_url\":\"postgres://127.0.0.1:5437/postgres\",\"state\":\"running\","
+	       "\"role\":\"replica\",\"xlog_location\":48000000}");
+	add_kv(&f, "members/node7",
+	       "{\"conn_url\":\"postgres://127.0.0.1:5438/postgres\",\"state\":\"running\","
+	       "\"role\":\"replica\",\"xlog_location\":50331648,"
+	       "\"watchdog\":{\"mode\":\"required\",\"failed\":true}}");
+	parse(&f);
+	assert_false(check(&f, false, NULL, "node6", "node6 lags 2331648 bytes"));
+	assert_false(check(&f, false, NULL, "node7", "node7 needs a watchdog"));
+	fixture_free(&f);
+	switch_fixture(&f);
+	add_kv(&f, "members/node6",
+	       "{\"conn_url\":\"postgres://127.0.0.1:5437/postgres\",\"state\":\"running\","
+	       "\"role\":\"replica\",\"xlog_location\":48000000}");
+	add_kv(&f, "config", "{\"maximum_lag_on_failover\":4194304}");
+	parse(&f);
+	assert_true(check(&f, false, NULL, "node6", NULL));
 
 	f.c.paused = true;
 	assert_false(check(&f, false, NULL, "node2", "cluster demo is paused"));

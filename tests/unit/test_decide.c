@@ -1631,11 +1631,11 @@ static void test_election_ineligible_members_ignored(void **state)
 	/* self not a running replica */
 	snprintf(member(&f, "node2")->state, sizeof(f.c.members[0].state), "starting");
 	decide_as(&f, "node2", &a);
-	check(&a, PGW_ACT_NONE, "not-best", "node2 is not running (state starting)");
+	check(&a, PGW_ACT_NONE, "not-best", "node2 is not running (state: starting)");
 	snprintf(member(&f, "node2")->state, sizeof(f.c.members[0].state), "running");
 	snprintf(member(&f, "node2")->role, sizeof(f.c.members[0].role), "uninitialized");
 	decide_as(&f, "node2", &a);
-	check(&a, PGW_ACT_NONE, "not-best", "node2 is not a replica (role uninitialized)");
+	check(&a, PGW_ACT_NONE, "not-best", "node2 is not a replica (role: uninitialized)");
 }
 
 /* Many small clusters: with every node seeing the same data, at most one acquires, and
@@ -1696,11 +1696,11 @@ static void test_candidate_eligible_direct(void **state)
 	m->xlog_location = 100;
 	m->role[0] = '\0';
 	assert_false(pgw_candidate_eligible(m, 100, 0, why, sizeof(why)));
-	assert_non_null(strstr(why, "role unknown"));
+	assert_non_null(strstr(why, "role: unknown"));
 	snprintf(m->role, sizeof(m->role), "replica");
 	m->state[0] = '\0';
 	assert_false(pgw_candidate_eligible(m, 100, 0, why, sizeof(why)));
-	assert_non_null(strstr(why, "state unknown"));
+	assert_non_null(strstr(why, "state: unknown"));
 	/* a tiny buffer is not overrun */
 	assert_false(pgw_candidate_eligible(m, 100, 0, why, 4));
 	assert_int_equal(strlen(why), 3);
