@@ -372,7 +372,7 @@ def test_unprotected_lost_leader_is_not_promoted_by_default(make_cluster):
     r = replicas[0]
     st, body = r.rest("/patroni")
     assert st is not None and "neither a fence nor an armed watchdog" in body.get(
-        "last_reason", ""), body
+        "pgwarden", {}).get("last_reason", ""), body
 
     def blocked_in_cluster():
         st, body = r.rest("/cluster")
