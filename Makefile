@@ -33,20 +33,30 @@ else
 endif
 B := build/$(VARIANT)
 
-CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) -pthread -DPGW_VERSION='"$(VERSION)"' -Idaemon -Iwatchdog -Ifencing \
+# Layers, each seeing only those below it (the include path is the rule):
+#   core/      the pure decision core: no I/O, includes only core/
+#   daemon/ watchdog/ fencing/   the shell that does the I/O: core/ and each other
+#   ctl/       the operator CLI: everything above
+CFLAGS_BASE := $(CSTD) $(WARN) $(OPT) -pthread -DPGW_VERSION='"$(VERSION)"' \
 	$(if $(FREEIPMI),-DPGW_HAVE_FREEIPMI) $(PKG_CFLAGS) $(CFLAGS)
+INC_CORE   := -Icore
+INC_SHELL  := $(INC_CORE) -Idaemon -Iwatchdog -Ifencing
+INC_ALL    := $(INC_SHELL) -Ictl
+CFLAGS_ALL := $(CFLAGS_BASE) $(INC_ALL)
 LDFLAGS_ALL := $(OPT) -pthread $(LDFLAGS)
 
-MAINS   := daemon/main.c daemon/pgwardenctl.c
-LIB_SRC := $(filter-out $(MAINS),$(wildcard daemon/*.c)) $(wildcard watchdog/*.c) $(wildcard fencing/*.c)
+MAINS   := daemon/main.c ctl/pgwardenctl.c
+LIB_SRC := $(wildcard core/*.c) $(filter-out $(MAINS),$(wildcard daemon/*.c)) \
+	$(wildcard watchdog/*.c) $(wildcard fencing/*.c) $(filter-out $(MAINS),$(wildcard ctl/*.c))
 LIB_SRC := $(filter-out watchdog/pgwarden-wdemu.c fencing/pgwarden-fence.c,$(LIB_SRC))
+SRC_DIRS := core daemon watchdog fencing ctl
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: lint all deps test unit integration demo clean check-format format cppcheck asan bench sim sim-open
 all: deps-build
-	@$(MAKE) --no-print-directory $(B)/pgwarden $(if $(wildcard daemon/pgwardenctl.c),$(B)/pgwardenctl) $(B)/pgwarden-fence
+	@$(MAKE) --no-print-directory $(B)/pgwarden $(B)/pgwardenctl $(B)/pgwarden-fence
 	@ln -sf $(VARIANT)/pgwarden build/pgwarden
 
 # Install missing Debian packages (needs root only when something is missing).
@@ -55,10 +65,13 @@ deps-build:
 deps-test:
 	@scripts/install-deps.sh test
 
-$(B)/%.o: %.c $(wildcard daemon/*.h watchdog/*.h fencing/*.h)
+HDRS := $(wildcard $(SRC_DIRS:%=%/*.h))
+layer_inc = $(if $(filter core/%,$1),$(INC_CORE),$(if $(filter ctl/%,$1),$(INC_ALL),$(INC_SHELL)))
+
+$(B)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	@echo "  CC $(VARIANT) $<"
-	@$(CC) $(CFLAGS_ALL) -c -o $@ $<
+	@$(CC) $(CFLAGS_BASE) $(call layer_inc,$<) -c -o $@ $<
 
 $(B)/libpgw.a: $(LIB_OBJ)
 	@rm -f $@
@@ -68,7 +81,7 @@ $(B)/pgwarden: $(B)/daemon/main.o $(B)/libpgw.a
 	@echo "  LD $@"
 	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
-$(B)/pgwardenctl: $(B)/daemon/pgwardenctl.o $(B)/libpgw.a
+$(B)/pgwardenctl: $(B)/ctl/pgwardenctl.o $(B)/libpgw.a
 	@echo "  LD $@"
 	@$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
@@ -109,7 +122,7 @@ sim-open: deps-build
 
 # The sanitizer build used by the whole test suite.
 asan:
-	@$(MAKE) --no-print-directory VARIANT=asan build/asan/pgwarden $(if $(wildcard daemon/pgwardenctl.c),build/asan/pgwardenctl) build/asan/pgwarden-fence $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
+	@$(MAKE) --no-print-directory VARIANT=asan build/asan/pgwarden build/asan/pgwardenctl build/asan/pgwarden-fence $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 
 unit: deps-test asan
 	@tests/run-unit.sh build/asan/tests
@@ -135,15 +148,16 @@ demo: all
 
 lint: check-format cppcheck
 
+FORMATTED := $(wildcard $(SRC_DIRS:%=%/*.[ch]) tests/unit/*.[ch] tests/sim/*.c)
 check-format:
-	@clang-format --dry-run --Werror $(wildcard daemon/*.[ch] watchdog/*.[ch] fencing/*.[ch] tests/unit/*.[ch])
+	@clang-format --dry-run --Werror $(FORMATTED)
 
 format:
-	clang-format -i $(wildcard daemon/*.[ch] watchdog/*.[ch] fencing/*.[ch] tests/unit/*.[ch])
+	clang-format -i $(FORMATTED)
 
 cppcheck:
 	@cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
-		--std=c11 -Idaemon -Iwatchdog -Ifencing -D__GNUC__ daemon watchdog fencing
+		--std=c11 $(INC_ALL) -D__GNUC__ $(SRC_DIRS) tests/sim
 
 clean:
 	rm -rf build

@@ -392,6 +392,7 @@ int pgw_cluster_parse(const struct pgw_etcd_range *r, const char *prefix, struct
 			copy_str(c->fence_lock_holder, sizeof(c->fence_lock_holder), kv->value);
 		}
 	}
+	c->max_lag = pgw_cluster_max_lag(c);
 	return 0;
 }
 
@@ -401,19 +402,7 @@ void pgw_cluster_clear(struct pgw_cluster *c)
 	free(c->config);
 	memset(c, 0, sizeof(*c));
 	c->optime = -1;
-}
-
-const struct pgw_member *pgw_cluster_member(const struct pgw_cluster *c, const char *name)
-{
-	for (int i = 0; i < c->nmembers; i++)
-		if (strcmp(c->members[i].name, name) == 0)
-			return &c->members[i];
-	return NULL;
-}
-
-const struct pgw_member *pgw_cluster_leader_member(const struct pgw_cluster *c)
-{
-	return c->has_leader ? pgw_cluster_member(c, c->leader) : NULL;
+	c->max_lag = 1048576;
 }
 
 int64_t pgw_cluster_max_lag(const struct pgw_cluster *c)
@@ -427,25 +416,6 @@ int64_t pgw_cluster_max_lag(const struct pgw_cluster *c)
 		lag = json_object_get_int64(v);
 	json_object_put(o);
 	return lag;
-}
-
-int64_t pgw_cluster_leader_optime(const struct pgw_cluster *c)
-{
-	const struct pgw_member *l = pgw_cluster_leader_member(c);
-	int64_t pos = c->optime;
-
-	if (l && l->xlog_location > pos)
-		pos = l->xlog_location;
-	return pos < 0 ? -1 : pos;
-}
-
-int64_t pgw_cluster_lag(const struct pgw_cluster *c, const struct pgw_member *m)
-{
-	int64_t ref = pgw_cluster_leader_optime(c);
-
-	if (ref < 0 || m->xlog_location < 0)
-		return -1;
-	return ref > m->xlog_location ? ref - m->xlog_location : 0;
 }
 
 static char *host_port_url(const char *scheme, const char *host, int port, const char *path)
@@ -573,5 +543,27 @@ char *pgw_history_append(const char *old, int old_timeline, uint64_t switch_lsn,
 	out = strdup(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN |
 	                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(arr);
+	return out;
+}
+
+static bool given(const char *s)
+{
+	return s && *s;
+}
+
+char *pgw_failover_json(const char *leader, const char *candidate, const char *scheduled_at)
+{
+	struct json_object *o = json_object_new_object();
+	char *out;
+
+	if (given(leader))
+		json_object_object_add(o, "leader", json_object_new_string(leader));
+	if (given(candidate))
+		json_object_object_add(o, "member", json_object_new_string(candidate));
+	if (given(scheduled_at))
+		json_object_object_add(o, "scheduled_at", json_object_new_string(scheduled_at));
+	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
 	return out;
 }

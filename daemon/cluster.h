@@ -20,112 +20,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster_types.h"
 #include "etcd.h"
-
-#define PGW_MAX_MEMBERS 32
-#define PGW_NAME_MAX    64
-
-struct pgw_member {
-	char name[PGW_NAME_MAX];
-	char role[24];         /* "master", "primary", "replica", "uninitialized" */
-	char state[32];        /* "running", "stopped", "starting", ... */
-	int64_t xlog_location; /* WAL position: primary's write, replica's received/replayed; -1
-	                          unknown */
-	int timeline;          /* 0 unknown */
-	char conn_host[256];   /* from conn_url */
-	int conn_port;
-	char api_url[256];
-	bool nofailover;
-	bool noloadbalance;
-	int failover_priority;
-	bool streaming;             /* replication_state == "streaming" */
-	bool watchdog_blocked;      /* "watchdog": mode required and failed: it may not lead */
-	bool watchdog_armed;        /* "watchdog": armed, with a timeout */
-	char fence_failure[200];    /* "fencing": "TARGET: reason" of its failed fence, "" none */
-	char failover_blocked[256]; /* "failover_blocked": why it does not promote, "" none */
-	int64_t mod_revision;
-	int64_t lease;
-};
-
-/*
- * The failover key: a switchover ({"leader": old, "member": new, "scheduled_at": t}) or a
- * manual failover ({"member": new}) requested by pgwardenctl or the REST API.
- */
-struct pgw_failover {
-	bool present;
-	bool malformed;            /* present but unusable: ignored (and reported) */
-	char leader[PGW_NAME_MAX]; /* "" = any leader */
-	char member[PGW_NAME_MAX]; /* "" = any healthy replica */
-	double scheduled_at;       /* unix time; 0 = now */
-	int64_t mod_revision;
-};
-
-/*
- * pgwarden's record of the last leader (key "pgwarden/leader", no lease): written in
- * the same transaction that creates the leader key, marked released in the one that
- * deletes it on a clean release, and marked fenced by the node that confirmed its
- * power off.  A leader key that vanished while its record is neither released nor
- * fenced was lost unplanned: with fencing required, its node is fenced before any
- * promotion (ARCHITECTURE.md S3).  The BMC is the leader's own, without credentials.
- */
-struct pgw_leader_record {
-	bool present;
-	bool malformed;
-	char member[PGW_NAME_MAX];
-	int64_t lease;
-	bool released;                /* it gave the key up itself: no fence needed */
-	char fenced_by[PGW_NAME_MAX]; /* "" = not fenced */
-	double fenced_at;             /* unix time of the confirmed fence, 0 unknown */
-	char bmc_address[256];        /* "" = it published no BMC */
-	bool bmc_lanplus;
-	int bmc_cipher_suite;
-	char bmc_privilege[16];
-	/* "watchdog": {"armed": true, "timeout": W}: it took the key with its watchdog armed */
-	bool watchdog_armed;
-	int watchdog_timeout;
-	int64_t mod_revision;
-};
 
 /* What the record's JSON says (malloc'd), for the writer. */
 char *pgw_leader_record_json(const struct pgw_leader_record *lr);
 bool pgw_leader_record_parse(const char *json, struct pgw_leader_record *lr);
 
-struct pgw_cluster {
-	int64_t revision; /* header revision of the read */
-	bool initialized; /* initialize key present */
-	char sysid[32];   /* its value; "" while a bootstrap runs */
-	bool has_leader;
-	char leader[PGW_NAME_MAX];
-	int64_t leader_lease;
-	int64_t leader_mod_revision;
-	struct pgw_member members[PGW_MAX_MEMBERS];
-	int nmembers;
-	int64_t optime; /* status key optime, -1 unknown */
-	char *history;  /* raw JSON of the history key (malloc'd), NULL when absent */
-	bool has_config;
-	char *config; /* raw JSON of the config key (malloc'd), NULL when absent */
-	bool paused;  /* config has "pause": true */
-	struct pgw_failover failover;
-	struct pgw_leader_record last_leader; /* "pgwarden/leader" */
-	bool fence_locked;                    /* "pgwarden/fence-lock" exists */
-	char fence_lock_holder[PGW_NAME_MAX];
-	char warnings[512]; /* what was ignored, for the log */
-};
-
 /* prefix: "<namespace><scope>/" (with the trailing slash). */
 int pgw_cluster_parse(const struct pgw_etcd_range *r, const char *prefix, struct pgw_cluster *out);
 void pgw_cluster_clear(struct pgw_cluster *c);
-const struct pgw_member *pgw_cluster_member(const struct pgw_cluster *c, const char *name);
-/* The leader's member entry, or NULL. */
-const struct pgw_member *pgw_cluster_leader_member(const struct pgw_cluster *c);
-/* The leader's last known WAL position: max(status optime, the leader member's
- * xlog_location); -1 when neither is known. */
-int64_t pgw_cluster_leader_optime(const struct pgw_cluster *c);
 /* maximum_lag_on_failover from the config key (Patroni's default, 1 MiB, when it is
  * absent or unusable): what the daemons elect with, for pgwardenctl and the REST API. */
 int64_t pgw_cluster_max_lag(const struct pgw_cluster *c);
-/* Bytes m is behind that position (at least 0); -1 when either side is unknown. */
-int64_t pgw_cluster_lag(const struct pgw_cluster *c, const struct pgw_member *m);
+
+/* The failover key's JSON; leader/candidate/scheduled_at omitted when NULL or "". */
+char *pgw_failover_json(const char *leader, const char *candidate, const char *scheduled_at);
 
 /* Parse the failover key's JSON into *f; false (and f->malformed) when unusable. */
 bool pgw_failover_parse(const char *json, struct pgw_failover *f);

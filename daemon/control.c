@@ -16,7 +16,8 @@
 #include <time.h>
 
 #include "cluster.h"
-#include "ctl.h"
+#include "confedit.h"
+#include "switchover.h"
 #include "etcd.h"
 #include "log.h"
 
@@ -220,13 +221,12 @@ static int do_switchover(struct pgw_control *ctl, const char *body, bool failove
 		status = etcd_failed(ctl, resp);
 		goto out;
 	}
-	if (!pgw_ctl_check_switchover(&c, ctl->cfg->scope, failover, leader, cand, err,
-	                              sizeof(err))) {
+	if (!pgw_check_switchover(&c, ctl->cfg->scope, failover, leader, cand, err, sizeof(err))) {
 		status = answer(resp, HTTP_PRECOND, "%s", err);
 		goto out;
 	}
 	snprintf(old, sizeof(old), "%s", c.has_leader ? c.leader : "");
-	value = pgw_ctl_failover_json(leader[0] ? leader : old, cand, at);
+	value = pgw_failover_json(leader[0] ? leader : old, cand, at);
 	if (!value || pgw_etcd_create(ctl->etcd, ctl->failover_key, value, strlen(value), 0,
 	                              CTL_TIMEOUT_MS, &created) != 0) {
 		free(value);
@@ -306,9 +306,9 @@ static int edit_config(struct pgw_control *ctl, const char *body, bool replace, 
 			                "object; replace it with PUT /config");
 			goto out;
 		}
-		pgw_ctl_merge_patch(cfg, patch);
+		pgw_conf_merge_patch(cfg, patch);
 	}
-	if (!pgw_ctl_validate_config(cfg, ctl->cfg->watchdog.safety_margin, err, sizeof(err))) {
+	if (!pgw_conf_validate(cfg, ctl->cfg->watchdog.safety_margin, err, sizeof(err))) {
 		status = answer(resp, HTTP_BAD_REQUEST, "%s", err);
 		goto out;
 	}

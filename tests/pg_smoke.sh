@@ -48,7 +48,7 @@ trap cleanup EXIT INT TERM
 # against the sanitizer build's library (make asan), so every module pg.c uses is there
 make -s asan >/dev/null
 gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -fsanitize=address,undefined \
-	-Idaemon -Iwatchdog -Ifencing -I/usr/include/postgresql \
+	-Icore -Idaemon -Iwatchdog -Ifencing -I/usr/include/postgresql \
 	tests/pg_smoke.c build/asan/libpgw.a \
 	$(pkg-config --libs libpq libcurl json-c yaml-0.1 libmicrohttpd gnutls libsystemd) \
 	$(pkg-config --libs libfreeipmi 2>/dev/null) \

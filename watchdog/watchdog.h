@@ -4,7 +4,7 @@
  *
  *   arm with W <= TTL - S, W read back after WDIOC_SETTIMEOUT;
  *   pet only right after a successful renewal and only if now - t_send <= S - R
- *   (the decision is pgw_lease_may_pet() in daemon/lease.h);
+ *   (the decision is pgw_lease_may_pet() in core/lease.h);
  *   disarm with WDIOS_DISABLECARD, and close with the magic 'V' right before close();
  *   a device that cannot be stopped (nowayout) stays open and is kept alive.
  *

@@ -13,8 +13,8 @@
  * Two builds:
  *   libFuzzer (clang):
  *     clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
- *       -Idaemon $(pkg-config --cflags json-c) tests/fuzz/fuzz_decide.c \
- *       daemon/decide.c daemon/cluster.c daemon/lease.c daemon/log.c -ljson-c \
+ *       -Icore -Idaemon $(pkg-config --cflags json-c) tests/fuzz/fuzz_decide.c \
+ *       core/decide.c core/cluster_view.c daemon/cluster.c core/lease.c daemon/log.c -ljson-c \
  *       -o build/fuzz_decide
  *     mkdir -p build/fuzz-corpus && build/fuzz_decide -max_total_time=180 build/fuzz-corpus
  *   plain driver (gcc, no libFuzzer): define PGW_FUZZ_STANDALONE; main() runs

@@ -640,6 +640,7 @@ static void read_cluster(struct node *nd)
 		if (W.e.members[i].present)
 			c->members[c->nmembers++] = W.e.members[i].m;
 	c->optime = W.e.optime;
+	c->max_lag = MAX_LAG;
 	c->paused = W.e.paused;
 	c->failover = W.e.failover;
 	c->last_leader = W.e.record;

@@ -1,5 +1,5 @@
 /*
- * test_ctl.c - the pure parts of pgwardenctl (daemon/ctl_*.c): the list and
+ * test_ctl.c - the pure parts of pgwardenctl (ctl/ctl_*.c): the list and
  * topology tables (exact text, from a range read built by hand and parsed with
  * pgw_cluster_parse), JSON/YAML output, history and show-config, the lag
  * arithmetic, edit-config's value typing, dotted keys, diff and validation,
@@ -343,7 +343,7 @@ static void test_yaml_lists(void **state)
 
 static void assert_typed(const char *in, const char *json)
 {
-	struct json_object *v = pgw_ctl_typed_value(in);
+	struct json_object *v = pgw_conf_typed_value(in);
 
 	assert_non_null(v);
 	assert_string_equal(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), json);
@@ -366,7 +366,7 @@ static void test_typed_value(void **state)
 	assert_typed("", "\"\"");
 	assert_typed("True", "\"True\"");
 	assert_typed("8MB", "\"8MB\"");
-	assert_null(pgw_ctl_typed_value("null"));
+	assert_null(pgw_conf_typed_value("null"));
 }
 
 static void test_apply_set(void **state)
@@ -376,23 +376,24 @@ static void test_apply_set(void **state)
 	char err[256];
 
 	(void)state;
-	assert_true(pgw_ctl_apply_set(cfg, "loop_wait=5", err, sizeof(err)));
-	assert_true(pgw_ctl_apply_set(cfg, "postgresql.use_slots=false", err, sizeof(err)));
-	assert_true(pgw_ctl_apply_set(cfg, "postgresql.parameters.work_mem=8MB", err, sizeof(err)));
-	assert_true(pgw_ctl_apply_set(cfg, "a.b.c=x=y", err, sizeof(err))); /* first '=' splits */
-	assert_true(pgw_ctl_apply_set(cfg, "gone=1", err, sizeof(err)));
-	assert_true(pgw_ctl_apply_set(cfg, "gone=null", err, sizeof(err)));
+	assert_true(pgw_conf_apply_set(cfg, "loop_wait=5", err, sizeof(err)));
+	assert_true(pgw_conf_apply_set(cfg, "postgresql.use_slots=false", err, sizeof(err)));
+	assert_true(
+	    pgw_conf_apply_set(cfg, "postgresql.parameters.work_mem=8MB", err, sizeof(err)));
+	assert_true(pgw_conf_apply_set(cfg, "a.b.c=x=y", err, sizeof(err))); /* first '=' splits */
+	assert_true(pgw_conf_apply_set(cfg, "gone=1", err, sizeof(err)));
+	assert_true(pgw_conf_apply_set(cfg, "gone=null", err, sizeof(err)));
 	assert_string_equal(json_object_to_json_string_ext(cfg, JSON_C_TO_STRING_PLAIN),
 	                    "{\"loop_wait\":5,\"postgresql\":{\"use_slots\":false,\"parameters\":"
 	                    "{\"work_mem\":\"8MB\"}},\"a\":{\"b\":{\"c\":\"x=y\"}}}");
 
-	assert_false(pgw_ctl_apply_set(cfg, "loop_wait.x=1", err, sizeof(err)));
+	assert_false(pgw_conf_apply_set(cfg, "loop_wait.x=1", err, sizeof(err)));
 	assert_string_equal(err, "loop_wait: is 5, not an object");
-	assert_false(pgw_ctl_apply_set(cfg, "novalue", err, sizeof(err)));
-	assert_false(pgw_ctl_apply_set(cfg, "=1", err, sizeof(err)));
-	assert_false(pgw_ctl_apply_set(cfg, "a..b=1", err, sizeof(err)));
-	assert_false(pgw_ctl_apply_set(cfg, ".a=1", err, sizeof(err)));
-	assert_false(pgw_ctl_apply_set(cfg, "a.=1", err, sizeof(err)));
+	assert_false(pgw_conf_apply_set(cfg, "novalue", err, sizeof(err)));
+	assert_false(pgw_conf_apply_set(cfg, "=1", err, sizeof(err)));
+	assert_false(pgw_conf_apply_set(cfg, "a..b=1", err, sizeof(err)));
+	assert_false(pgw_conf_apply_set(cfg, ".a=1", err, sizeof(err)));
+	assert_false(pgw_conf_apply_set(cfg, "a.=1", err, sizeof(err)));
 	assert_non_null(strstr(err, "expected KEY=VALUE"));
 	json_object_put(cfg);
 }
@@ -406,18 +407,17 @@ static void test_config_diff(void **state)
 	                                           "{\"work_mem\":\"8MB\"}}}");
 
 	(void)state;
-	assert_text(pgw_ctl_config_diff(a, b),
-	            "loop_wait: 10 -> 5\n"
-	            "pause: true -> (unset)\n"
-	            "postgresql.parameters.work_mem: (unset) -> \"8MB\"\n");
-	assert_text(pgw_ctl_config_diff(a, a), "");
+	assert_text(pgw_conf_diff(a, b), "loop_wait: 10 -> 5\n"
+	                                 "pause: true -> (unset)\n"
+	                                 "postgresql.parameters.work_mem: (unset) -> \"8MB\"\n");
+	assert_text(pgw_conf_diff(a, a), "");
 	json_object_put(a);
 	json_object_put(b);
 }
 
 static struct json_object *yaml(const char *text, char *err)
 {
-	return pgw_ctl_yaml_to_json("f.yml", text, strlen(text), err, 256);
+	return pgw_conf_yaml_to_json("f.yml", text, strlen(text), err, 256);
 }
 
 static const char *compact(struct json_object *o)
@@ -470,7 +470,7 @@ static void test_merge_patch(void **state)
 	    "\"new\":{\"x\":1}}");
 
 	(void)state;
-	pgw_ctl_merge_patch(t, p);
+	pgw_conf_merge_patch(t, p);
 	assert_string_equal(compact(t), "{\"ttl\":20,\"postgresql\":{\"use_slots\":true,"
 	                                "\"parameters\":{\"a\":\"1\",\"c\":\"3\"}},"
 	                                "\"new\":{\"x\":1}}");
@@ -481,7 +481,7 @@ static void test_merge_patch(void **state)
 static bool validate(const char *json, char *err, size_t errlen)
 {
 	struct json_object *o = json_tokener_parse(json);
-	bool ok = pgw_ctl_validate_config(o, 5, err, errlen);
+	bool ok = pgw_conf_validate(o, 5, err, errlen);
 
 	json_object_put(o);
 	return ok;
@@ -515,7 +515,7 @@ static bool check(struct fixture *f, bool failover, const char *leader, const ch
                   const char *want_err)
 {
 	char err[256] = "";
-	bool ok = pgw_ctl_check_switchover(&f->c, "demo", failover, leader, cand, err, sizeof(err));
+	bool ok = pgw_check_switchover(&f->c, "demo", failover, leader, cand, err, sizeof(err));
 
 	if (want_err) {
 		if (!strstr(err, want_err))
@@ -612,11 +612,11 @@ static void test_no_healthy_replica(void **state)
 static void test_failover_json(void **state)
 {
 	(void)state;
-	assert_text(pgw_ctl_failover_json("node1", "node2", NULL),
+	assert_text(pgw_failover_json("node1", "node2", NULL),
 	            "{\"leader\":\"node1\",\"member\":\"node2\"}");
-	assert_text(pgw_ctl_failover_json("node1", "", "2026-01-01T00:00:00+00:00"),
+	assert_text(pgw_failover_json("node1", "", "2026-01-01T00:00:00+00:00"),
 	            "{\"leader\":\"node1\",\"scheduled_at\":\"2026-01-01T00:00:00+00:00\"}");
-	assert_text(pgw_ctl_failover_json(NULL, "node2", NULL), "{\"member\":\"node2\"}");
+	assert_text(pgw_failover_json(NULL, "node2", NULL), "{\"member\":\"node2\"}");
 }
 
 /* ---- command line ----------------------------------------------------------------------- */

@@ -1,5 +1,5 @@
 /*
- * test_decide.c - the HA decision table (daemon/decide.c): every row is reached
+ * test_decide.c - the HA decision table (core/decide.c): every row is reached
  * by at least one test (checked at the end against pgw_print_rules), each test
  * asserting the action, the row name and the words of the reason; the safety
  * cases (lease deadline, another leader, etcd down, stale own key) each have

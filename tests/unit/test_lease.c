@@ -1,5 +1,5 @@
 /*
- * test_lease.c - the deadline arithmetic of the leader lease (daemon/lease.c),
+ * test_lease.c - the deadline arithmetic of the leader lease (core/lease.c),
  * ARCHITECTURE.md section 4: D = t_send + TTL, writes only while now < D - S,
  * pet the watchdog only if the renewal took at most S - R, the startup timing
  * rule, and the bound on one etcd operation while writing.  Edge values are

@@ -85,8 +85,8 @@ fetch_kernel() {
 }
 
 build_wdvm() {
-	gcc -static -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Idaemon \
-		-o "$WORK/wdvm" tests/vm/wdvm.c watchdog/watchdog.c daemon/lease.c
+	gcc -static -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Icore \
+		-o "$WORK/wdvm" tests/vm/wdvm.c watchdog/watchdog.c core/lease.c
 }
 
 build_initramfs() {

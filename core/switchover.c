@@ -1,12 +1,11 @@
 /*
- * ctl_switch.c - what pgwardenctl checks before it writes the failover key for
- * a switchover or a manual failover (each refusal with its reason), and the
- * key's JSON {"leader": old, "member": candidate, "scheduled_at": iso}; see ctl.h.
+ * switchover.c - what pgwardenctl and POST /switchover check before they write the
+ * failover key for a switchover or a manual failover (each refusal with its reason);
+ * see switchover.h.
  */
-#include "ctl.h"
+#include "switchover.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "decide.h"
@@ -33,7 +32,7 @@ static bool check_candidate(const struct pgw_cluster *c, const char *scope, cons
 	}
 	/* the daemons' own rule (decide.c), so that a request accepted here is not
 	 * cancelled by the leader for a reason this check did not know */
-	if (!pgw_candidate_eligible(m, pgw_cluster_leader_optime(c), pgw_cluster_max_lag(c), why,
+	if (!pgw_candidate_eligible(m, pgw_cluster_leader_optime(c), c->max_lag, why,
 	                            sizeof(why))) {
 		snprintf(err, errlen, "candidate %s", why);
 		return false;
@@ -53,8 +52,8 @@ static bool any_candidate(const struct pgw_cluster *c, const char *scope, char *
 	return false;
 }
 
-bool pgw_ctl_check_switchover(const struct pgw_cluster *c, const char *scope, bool failover,
-                              const char *leader, const char *candidate, char *err, size_t errlen)
+bool pgw_check_switchover(const struct pgw_cluster *c, const char *scope, bool failover,
+                          const char *leader, const char *candidate, char *err, size_t errlen)
 {
 	if (c->paused) {
 		snprintf(err, errlen,
@@ -82,21 +81,4 @@ bool pgw_ctl_check_switchover(const struct pgw_cluster *c, const char *scope, bo
 	if (given(candidate))
 		return check_candidate(c, scope, candidate, err, errlen);
 	return any_candidate(c, scope, err, errlen);
-}
-
-char *pgw_ctl_failover_json(const char *leader, const char *candidate, const char *scheduled_at)
-{
-	struct json_object *o = json_object_new_object();
-	char *out;
-
-	if (given(leader))
-		json_object_object_add(o, "leader", json_object_new_string(leader));
-	if (given(candidate))
-		json_object_object_add(o, "member", json_object_new_string(candidate));
-	if (given(scheduled_at))
-		json_object_object_add(o, "scheduled_at", json_object_new_string(scheduled_at));
-	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-	                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
-	return out;
 }

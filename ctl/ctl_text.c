@@ -225,11 +225,6 @@ static void yaml_leaf(struct pgw_sb *sb, struct json_object *o)
 	}
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 static void yaml_entry(struct pgw_sb *sb, const char *key, struct json_object *v, int indent,
                        bool sort_keys)
 {
@@ -244,22 +239,6 @@ static void yaml_entry(struct pgw_sb *sb, const char *key, struct json_object *v
 		yaml_leaf(sb, v);
 		pgw_sb_add(sb, "\n");
 	}
-}
-
-const char **pgw_json_keys(struct json_object *o, bool sort, size_t *n)
-{
-	struct json_object_iterator it = json_object_iter_begin(o), end = json_object_iter_end(o);
-	size_t cap = (size_t)json_object_object_length(o);
-	const char **keys = calloc(cap ? cap : 1, sizeof(*keys));
-
-	*n = 0;
-	if (!keys)
-		return NULL;
-	for (; !json_object_iter_equal(&it, &end) && *n < cap; json_object_iter_next(&it))
-		keys[(*n)++] = json_object_iter_peek_name(&it);
-	if (sort)
-		qsort(keys, *n, sizeof(*keys), cmp_str);
-	return keys;
 }
 
 static void yaml_object(struct pgw_sb *sb, struct json_object *o, int indent, bool sort_keys)

@@ -21,10 +21,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "cluster.h"
+#include "cluster_types.h"
 #include "decide.h"
 #include "lease.h"
-#include "pg.h"
+#include "pg_types.h"
 
 struct pgw_node_state {
 	/* PostgreSQL may be accepting writes: it ran as primary at the last observation

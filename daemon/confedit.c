@@ -1,12 +1,13 @@
 /*
- * ctl_edit.c - edit-config's pure parts: typing "-s KEY=VALUE" values the way
- * patronictl does for the simple cases, setting a dotted key in the config
- * JSON, the per-key diff shown before applying, and the timing validation that
- * keeps a bad edit out of etcd; see ctl.h.
+ * confedit.c - editing the dynamic configuration's JSON: typing "-s KEY=VALUE" values
+ * the way patronictl does for the simple cases, setting a dotted key, YAML to JSON,
+ * merge patches, the per-key diff shown before applying, and the timing validation
+ * that keeps a bad edit out of etcd; see confedit.h.
  */
-#include "ctl.h"
+#include "confedit.h"
 
 #include <errno.h>
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,9 @@
 #include <yaml.h>
 
 #include "lease.h"
+#include "sbuf.h"
 
-struct json_object *pgw_ctl_typed_value(const char *s)
+struct json_object *pgw_conf_typed_value(const char *s)
 {
 	const char *p = s;
 	char *end;
@@ -64,7 +66,7 @@ static bool valid_key(const char *key, size_t klen)
 	return true;
 }
 
-bool pgw_ctl_apply_set(struct json_object *root, const char *assignment, char *err, size_t errlen)
+bool pgw_conf_apply_set(struct json_object *root, const char *assignment, char *err, size_t errlen)
 {
 	const char *eq = strchr(assignment, '=');
 	char key[512], *seg, *dot;
@@ -89,7 +91,7 @@ bool pgw_ctl_apply_set(struct json_object *root, const char *assignment, char *e
 	if (strcmp(eq + 1, "null") == 0)
 		json_object_object_del(obj, seg);
 	else
-		json_object_object_add(obj, seg, pgw_ctl_typed_value(eq + 1));
+		json_object_object_add(obj, seg, pgw_conf_typed_value(eq + 1));
 	return true;
 }
 
@@ -118,7 +120,7 @@ static struct json_object *plain_scalar(const char *s)
 		if (errno == 0 && *end == '\0')
 			return json_object_new_double(d);
 	}
-	return pgw_ctl_typed_value(s);
+	return pgw_conf_typed_value(s);
 }
 
 struct yaml_json {
@@ -185,8 +187,8 @@ static bool yaml_node_json(struct yaml_json *y, yaml_node_t *n, struct json_obje
 	return ok;
 }
 
-struct json_object *pgw_ctl_yaml_to_json(const char *name, const char *text, size_t len, char *err,
-                                         size_t errlen)
+struct json_object *pgw_conf_yaml_to_json(const char *name, const char *text, size_t len, char *err,
+                                          size_t errlen)
 {
 	yaml_parser_t parser;
 	yaml_document_t doc;
@@ -217,7 +219,7 @@ struct json_object *pgw_ctl_yaml_to_json(const char *name, const char *text, siz
 	return out;
 }
 
-void pgw_ctl_merge_patch(struct json_object *target, struct json_object *patch)
+void pgw_conf_merge_patch(struct json_object *target, struct json_object *patch)
 {
 	json_object_object_foreach(patch, k, v)
 	{
@@ -228,7 +230,7 @@ void pgw_ctl_merge_patch(struct json_object *target, struct json_object *patch)
 		} else if (json_object_is_type(v, json_type_object) &&
 		           json_object_object_get_ex(target, k, &t) &&
 		           json_object_is_type(t, json_type_object)) {
-			pgw_ctl_merge_patch(t, v);
+			pgw_conf_merge_patch(t, v);
 		} else {
 			json_object_object_add(target, k, json_object_get(v));
 		}
@@ -297,7 +299,7 @@ static void diff_lines(struct pgw_sb *sb, struct json_object *fo, struct json_ob
 	json_object_put(all);
 }
 
-char *pgw_ctl_config_diff(struct json_object *old_cfg, struct json_object *new_cfg)
+char *pgw_conf_diff(struct json_object *old_cfg, struct json_object *new_cfg)
 {
 	struct json_object *fo = json_object_new_object(), *fn = json_object_new_object();
 	struct pgw_sb sb = {0};
@@ -330,7 +332,7 @@ static bool positive_int(struct json_object *cfg, const char *key, int dflt, int
 	return true;
 }
 
-bool pgw_ctl_validate_config(struct json_object *cfg, int safety_margin, char *err, size_t errlen)
+bool pgw_conf_validate(struct json_object *cfg, int safety_margin, char *err, size_t errlen)
 {
 	int ttl, loop_wait, retry_timeout;
 	char why[256];
@@ -345,4 +347,25 @@ bool pgw_ctl_validate_config(struct json_object *cfg, int safety_margin, char *e
 		return false;
 	}
 	return true;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+const char **pgw_json_keys(struct json_object *o, bool sort, size_t *n)
+{
+	struct json_object_iterator it = json_object_iter_begin(o), end = json_object_iter_end(o);
+	size_t cap = (size_t)json_object_object_length(o);
+	const char **keys = calloc(cap ? cap : 1, sizeof(*keys));
+
+	*n = 0;
+	if (!keys)
+		return NULL;
+	for (; !json_object_iter_equal(&it, &end) && *n < cap; json_object_iter_next(&it))
+		keys[(*n)++] = json_object_iter_peek_name(&it);
+	if (sort)
+		qsort(keys, *n, sizeof(*keys), cmp_key);
+	return keys;
 }

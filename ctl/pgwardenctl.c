@@ -328,7 +328,7 @@ static int apply_file(struct cfg_edit *e, const char *path, bool replace)
 	if (!text)
 		return PGW_CTL_FAILED;
 	patch =
-	    pgw_ctl_yaml_to_json(strcmp(path, "-") ? path : "stdin", text, len, err, sizeof(err));
+	    pgw_conf_yaml_to_json(strcmp(path, "-") ? path : "stdin", text, len, err, sizeof(err));
 	free(text);
 	if (!patch)
 		return fail("edit-config", err);
@@ -336,7 +336,7 @@ static int apply_file(struct cfg_edit *e, const char *path, bool replace)
 		json_object_put(e->new_cfg);
 		e->new_cfg = patch;
 	} else {
-		pgw_ctl_merge_patch(e->new_cfg, patch);
+		pgw_conf_merge_patch(e->new_cfg, patch);
 		json_object_put(patch);
 	}
 	return PGW_CTL_OK;
@@ -386,10 +386,9 @@ static int apply_sets(struct ctl *x, struct cfg_edit *e)
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < x->a->nsets; i++)
-		if (!pgw_ctl_apply_set(e->new_cfg, x->a->sets[i], err, sizeof(err)))
+		if (!pgw_conf_apply_set(e->new_cfg, x->a->sets[i], err, sizeof(err)))
 			return fail("edit-config", err);
-	if (!pgw_ctl_validate_config(e->new_cfg, x->cfg->watchdog.safety_margin, err,
-	                             sizeof(err))) {
+	if (!pgw_conf_validate(e->new_cfg, x->cfg->watchdog.safety_margin, err, sizeof(err))) {
 		char msg[600];
 
 		snprintf(msg, sizeof(msg), "refused, nothing changed: %s", err);
@@ -405,7 +404,7 @@ static int edit_config(struct ctl *x, struct cfg_edit *e)
 
 	if (rc)
 		return rc;
-	diff = pgw_ctl_config_diff(e->old_cfg, e->new_cfg);
+	diff = pgw_conf_diff(e->old_cfg, e->new_cfg);
 	if (!diff)
 		return fail("edit-config", "out of memory");
 	if (!*diff) {
@@ -532,7 +531,7 @@ static void candidates(const struct pgw_cluster *c, const char *scope, char *buf
 	for (int i = 0; i < c->nmembers; i++) {
 		const char *name = c->members[i].name;
 
-		if (!pgw_ctl_check_switchover(c, scope, true, NULL, name, why, sizeof(why)))
+		if (!pgw_check_switchover(c, scope, true, NULL, name, why, sizeof(why)))
 			continue;
 		used = strlen(buf);
 		snprintf(buf + used, len - used, "%s'%s'", used > 1 ? ", " : "", name);
@@ -564,8 +563,7 @@ static int check_request(const struct ctl *x, const struct pgw_cluster *c, bool 
 	const char *cmd = failover ? "failover" : "switchover";
 	char err[512], prompt[700];
 
-	if (!pgw_ctl_check_switchover(c, x->scope, failover, q->leader, q->candidate, err,
-	                              sizeof(err)))
+	if (!pgw_check_switchover(c, x->scope, failover, q->leader, q->candidate, err, sizeof(err)))
 		return fail(cmd, err);
 	if (failover)
 		snprintf(q->leader, sizeof(q->leader), "%s", c->has_leader ? c->leader : "");
@@ -598,7 +596,7 @@ static int write_request(struct ctl *x, const struct request *q)
 	int64_t rev;
 	int rc;
 
-	json = pgw_ctl_failover_json(q->leader, q->candidate, x->a->scheduled);
+	json = pgw_failover_json(q->leader, q->candidate, x->a->scheduled);
 	if (!json)
 		return fail(pgw_ctl_cmd_name(x->a->cmd), "out of memory");
 	key_path(x, "failover", key, sizeof(key));

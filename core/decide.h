@@ -16,9 +16,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "cluster.h"
+#include "cluster_types.h"
 #include "lease.h"
-#include "pg.h"
+#include "pg_types.h"
 
 enum pgw_action_kind {
 	PGW_ACT_NONE,          /* nothing to do: healthy, or waiting for something */

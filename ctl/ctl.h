@@ -1,5 +1,5 @@
 /*
- * ctl.h - the pure parts of pgwardenctl, the operator CLI (daemon/pgwardenctl.c
+ * ctl.h - the pure parts of pgwardenctl, the operator CLI (ctl/pgwardenctl.c
  * does the I/O): command-line parsing, the cluster view it renders (members with
  * their tags, pending_restart and pause flags read from the raw member JSON),
  * patronictl-style tables, JSON and YAML output, edit-config's value typing,
@@ -17,6 +17,8 @@
 #include <stdint.h>
 
 #include "cluster.h"
+#include "confedit.h"
+#include "switchover.h"
 #include "sbuf.h"
 
 /* ---- exit codes ------------------------------------------------------------------- */
@@ -97,10 +99,6 @@ void pgw_table_row(struct pgw_ctl_table *t, const char *const *cells);
 char *pgw_table_render(const struct pgw_ctl_table *t, const char *title);
 void pgw_table_free(struct pgw_ctl_table *t);
 
-/* The keys of object o (pointers into o), sorted by name when sort; malloc'd, NULL when
- * out of memory; *n their number. */
-const char **pgw_json_keys(struct json_object *o, bool sort, size_t *n);
-
 /* YAML (block style) of a json-c value; sort_keys orders object keys by name. */
 char *pgw_yaml_dump(struct json_object *o, bool sort_keys);
 /* A YAML scalar: plain when unambiguous, else double-quoted. */
@@ -138,35 +136,5 @@ char *pgw_ctl_render_history(const char *history_json, enum pgw_ctl_fmt fmt);
 /* show-config: YAML (table) or pretty JSON; NULL with err when the config is not JSON. */
 char *pgw_ctl_render_config(const char *config_json, enum pgw_ctl_fmt fmt, char *err,
                             size_t errlen);
-
-/* ---- edit-config (ctl_edit.c) ----------------------------------------------------- */
-/* "true"/"false" -> bool, an integer -> int, "null" -> NULL (delete), else a string. */
-struct json_object *pgw_ctl_typed_value(const char *s);
-/* Apply one "a.b.c=value" to root (creating objects on the way); false with err. */
-bool pgw_ctl_apply_set(struct json_object *root, const char *assignment, char *err, size_t errlen);
-/* Lines "key: old -> new" for every dotted leaf that differs ("" = no change). */
-char *pgw_ctl_config_diff(struct json_object *old_cfg, struct json_object *new_cfg);
-/* ttl/loop_wait/retry_timeout positive integers and the timing rule; false with err. */
-bool pgw_ctl_validate_config(struct json_object *cfg, int safety_margin, char *err, size_t errlen);
-/*
- * edit-config --apply/--replace: the JSON of a YAML (or JSON) text whose top level is
- * a map (an empty text is {}); plain scalars typed as YAML does (true/yes/on, null/~,
- * numbers), quoted ones stay strings.  NULL with "NAME:LINE: why" in err.
- */
-struct json_object *pgw_ctl_yaml_to_json(const char *name, const char *text, size_t len, char *err,
-                                         size_t errlen);
-/* RFC 7386 merge patch: patch's keys into target, objects merged, null removes. */
-void pgw_ctl_merge_patch(struct json_object *target, struct json_object *patch);
-
-/* ---- switchover and failover (ctl_switch.c) --------------------------------------- */
-/*
- * Check a switchover (failover = false) or failover request against the cluster.
- * leader/candidate may be NULL or "" (switchover: any healthy replica).  Returns true
- * when it may be written; false with the reason in err.
- */
-bool pgw_ctl_check_switchover(const struct pgw_cluster *c, const char *scope, bool failover,
-                              const char *leader, const char *candidate, char *err, size_t errlen);
-/* The failover key's JSON; leader/candidate/scheduled_at omitted when NULL or "". */
-char *pgw_ctl_failover_json(const char *leader, const char *candidate, const char *scheduled_at);
 
 #endif
