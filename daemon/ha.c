@@ -29,6 +29,7 @@
 #include "lease.h"
 #include "fencer.h"
 #include "sdnotify.h"
+#include "requests.h"
 #include "step.h"
 #include "wdguard.h"
 #include "log.h"
@@ -450,23 +451,15 @@ static int reload_config(struct ha *h, char *msg, size_t len)
 }
 
 /* POST /restart: stop and start PostgreSQL in its current role. */
-static int serve_restart(struct ha *h, const struct pgw_request *req, bool holds, char *msg,
-                         size_t len)
+/* Carry out a restart the request table (core/requests.c) allowed. */
+static int do_restart(struct ha *h, const struct pgw_rq_verdict *v, char *msg, size_t len)
 {
-	bool primary = pg_is_primary(&h->pgst);
 	int64_t budget;
 	struct pgw_action a;
 
-	if (!h->pgst.running || !h->pgst.accepting)
-		return snprintf(msg, len, "PostgreSQL is not running"), 503;
-	if ((req->restart_pending_only && !h->pgst.pending_restart) ||
-	    (req->role[0] && (strcmp(req->role, "replica") == 0) == primary))
-		return snprintf(msg, len, "restart conditions are not satisfied"), 503;
-	if (primary && !holds)
-		return snprintf(msg, len, "a primary without the leader key is not restarted"), 503;
-	pgw_info("REST: restarting PostgreSQL");
+	pgw_info("REST: restarting PostgreSQL [%s]", v->rule);
 	pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
-	if (primary) {
+	if (v->as_primary) {
 		/* the loop is blocked meanwhile: never let the start run past D - S */
 		budget = pgw_lease_write_budget_ms(&h->lease, mono_ms(), SAFETY_MARGIN_MS) - 1000;
 		if (budget <= 0)
@@ -480,10 +473,8 @@ static int serve_restart(struct ha *h, const struct pgw_request *req, bool holds
 			return snprintf(msg, len, "restart failed: %s", "see the log"), 503;
 	} else {
 		memset(&a, 0, sizeof(a));
-		if (h->pgst.primary_host[0]) {
-			snprintf(a.target_host, sizeof(a.target_host), "%s", h->pgst.primary_host);
-			a.target_port = h->pgst.primary_port;
-		}
+		snprintf(a.target_host, sizeof(a.target_host), "%s", v->target_host);
+		a.target_port = v->target_port;
 		if (configure_replica(h, &a) != 0 || pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) != 0)
 			return snprintf(msg, len, "restart failed: %s", "see the log"), 503;
 	}
@@ -492,31 +483,26 @@ static int serve_restart(struct ha *h, const struct pgw_request *req, bool holds
 
 static void act_clone(struct ha *h, const struct pgw_action *a);
 
-/* POST /reinitialize: a replica throws its data away and clones the leader again. */
-static int serve_reinit(struct ha *h, bool holds, char *msg, size_t len)
+/* POST /reinitialize, allowed: throw the data away and clone the leader again. */
+static int do_reinit(struct ha *h, const struct pgw_rq_verdict *v, char *msg, size_t len)
 {
-	const struct pgw_member *l = pgw_cluster_leader_member(&h->cluster);
 	struct pgw_action a;
 
-	if (holds || pg_is_primary(&h->pgst))
-		return snprintf(msg, len, "I am the leader, can not reinitialize"), 503;
-	if (!h->etcd_ok || !l)
-		return snprintf(msg, len, "no leader to clone from"), 503;
 	memset(&a, 0, sizeof(a));
-	snprintf(a.target, sizeof(a.target), "%s", l->name);
-	snprintf(a.target_host, sizeof(a.target_host), "%s", l->conn_host);
-	a.target_port = l->conn_port;
-	pgw_info("REST: reinitializing from %s", l->name);
+	snprintf(a.target, sizeof(a.target), "%s", v->target);
+	snprintf(a.target_host, sizeof(a.target_host), "%s", v->target_host);
+	a.target_port = v->target_port;
+	pgw_info("REST: reinitializing from %s", v->target);
 	pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
 	act_clone(h, &a);
 	observe_pg(h);
 	if (!h->pgst.running)
 		return snprintf(msg, len, "reinitialize failed: see the log"), 503;
-	return snprintf(msg, len, "reinitialized from %s", l->name), 200;
+	return snprintf(msg, len, "reinitialized from %s", v->target), 200;
 }
 
 /* POST /unfence: power a member recorded under pgwarden/fenced/ back on. */
-static int serve_unfence(struct ha *h, const char *member, char *msg, size_t len)
+static int do_unfence(struct ha *h, const char *member, char *msg, size_t len)
 {
 	struct pgw_leader_record lr;
 	struct pgw_etcd_range r = {0};
@@ -524,10 +510,6 @@ static int serve_unfence(struct ha *h, const char *member, char *msg, size_t len
 	bool found, ok = false;
 	int status;
 
-	if (h->cfg->fencing.mode != PGW_FENCE_REQUIRED)
-		return snprintf(msg, len, "fencing is off on this member"), 412;
-	if (h->cluster.has_leader && strcmp(h->cluster.leader, member) == 0)
-		return snprintf(msg, len, "%s holds the leader key", member), 412;
 	snprintf(key, sizeof(key), "%s%s", h->fenced_prefix, member);
 	if (pgw_etcd_get(h->etcd, key, op_timeout(h), &r) != 0)
 		return snprintf(msg, len, "etcd: %s", pgw_etcd_errmsg(h->etcd)), 503;
@@ -548,7 +530,40 @@ static int serve_unfence(struct ha *h, const char *member, char *msg, size_t len
 }
 
 /* A request from the REST API that only this loop may carry out. */
-static void serve_request(struct ha *h, bool holds)
+static void build_obs(struct ha *h, struct pgw_obs *o, bool shutdown);
+
+/* Ask the request table (core/requests.c); carry it out when it says so. */
+static int serve(struct ha *h, const struct pgw_request *req, bool healthy, char *msg, size_t len)
+{
+	struct pgw_rq rq = {
+	    .pending_only = req->restart_pending_only, .role = req->role, .member = req->member};
+	struct pgw_rq_verdict v;
+	struct pgw_obs o;
+
+	if (req->kind == PGW_REQ_RELOAD)
+		return reload_config(h, msg, len);
+	if (req->kind != PGW_REQ_RESTART && req->kind != PGW_REQ_REINIT &&
+	    req->kind != PGW_REQ_UNFENCE)
+		return snprintf(msg, len, "unknown request"), 400;
+	rq.kind = req->kind == PGW_REQ_RESTART  ? PGW_RQ_RESTART
+	          : req->kind == PGW_REQ_REINIT ? PGW_RQ_REINIT
+	                                        : PGW_RQ_UNFENCE;
+	build_obs(h, &o, false);
+	pgw_request_verdict(&o, healthy, &rq, &v);
+	if (!v.go) {
+		pgw_info("request refused [%s]: %s", v.rule, v.reason);
+		return snprintf(msg, len, "%s", v.reason), v.status;
+	}
+	if (rq.kind == PGW_RQ_RESTART)
+		return do_restart(h, &v, msg, len);
+	if (rq.kind == PGW_RQ_REINIT)
+		return do_reinit(h, &v, msg, len);
+	return do_unfence(h, req->member, msg, len);
+}
+
+/* A request from the REST API that only this loop may carry out.  healthy: this node
+ * holds the key and its decision was leader-healthy (nothing else due). */
+static void serve_request(struct ha *h, bool healthy)
 {
 	struct pgw_request req;
 	char msg[256];
@@ -559,7 +574,7 @@ static void serve_request(struct ha *h, bool holds)
 	if (pgw_control_take_due(h->control, wall_now(), &req, h->scheduled_restart,
 	                         sizeof(h->scheduled_restart))) {
 		pgw_info("scheduled restart (%s) is due", req.at_text);
-		status = serve_restart(h, &req, holds, msg, sizeof(msg));
+		status = serve(h, &req, healthy, msg, sizeof(msg));
 		if (status == 200)
 			pgw_info("scheduled restart: %s", msg);
 		else
@@ -569,16 +584,7 @@ static void serve_request(struct ha *h, bool holds)
 	}
 	if (!pgw_control_take(h->control, &req))
 		return;
-	if (req.kind == PGW_REQ_RESTART)
-		status = serve_restart(h, &req, holds, msg, sizeof(msg));
-	else if (req.kind == PGW_REQ_REINIT)
-		status = serve_reinit(h, holds, msg, sizeof(msg));
-	else if (req.kind == PGW_REQ_RELOAD)
-		status = reload_config(h, msg, sizeof(msg));
-	else if (req.kind == PGW_REQ_UNFENCE)
-		status = serve_unfence(h, req.member, msg, sizeof(msg));
-	else
-		status = (snprintf(msg, sizeof(msg), "unknown request"), 400);
+	status = serve(h, &req, healthy, msg, sizeof(msg));
 	pgw_control_finish(h->control, status, msg);
 	observe_pg(h);
 }

@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "decide.h"
+#include "requests.h"
 #include "fence.h"
 #include "ha.h"
 #include "watchdog.h"
@@ -190,6 +191,8 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--print-rules") == 0 ||
 		           strcmp(argv[i], "--print-rules=dot") == 0) {
 			pgw_print_rules(stdout, strchr(argv[i], '=') != NULL);
+			if (!strchr(argv[i], '='))
+				pgw_print_request_rules(stdout);
 			return 0;
 		} else if (strcmp(argv[i], "--list-watchdogs") == 0) {
 			return pgw_wd_cmd_list(stdout);
