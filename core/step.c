@@ -165,6 +165,37 @@ void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
 	pgw_decide(o, a);
 }
 
+bool pgw_step_needs_watchdog(const struct pgw_node_state *s, const struct pgw_action *a)
+{
+	switch (a->kind) {
+	case PGW_ACT_ACQUIRE:
+	case PGW_ACT_PROMOTE:
+	case PGW_ACT_START_PRIMARY:
+	case PGW_ACT_LEADER_DUTIES:
+		return true;
+	default: /* a bootstrap arms after initdb, inside the action */
+		return s->was_primary;
+	}
+}
+
+void pgw_step_without_watchdog(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
+{
+	o->watchdog_unusable = true;
+	o->self_member.watchdog_blocked = true;
+	pgw_step(s, o, a);
+}
+
+bool pgw_action_gives_up(enum pgw_action_kind k)
+{
+	return k == PGW_ACT_RELEASE || k == PGW_ACT_HANDOVER || k == PGW_ACT_SHUTDOWN ||
+	       k == PGW_ACT_DEMOTE || k == PGW_ACT_DEMOTE_NOW;
+}
+
+bool pgw_step_may_disarm(const struct pgw_node_state *s, const struct pgw_action *a, bool held)
+{
+	return !s->was_primary && (!held || pgw_action_gives_up(a->kind));
+}
+
 void pgw_step_rewind_failed(struct pgw_node_state *s, const char *from)
 {
 	s->rewind_failed = true;

@@ -94,6 +94,19 @@ int64_t pgw_step_silence_ms(const struct pgw_node_state *s, const struct pgw_clu
  */
 void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a);
 
+/* Rule 3: must the watchdog be armed before this action is carried out? */
+bool pgw_step_needs_watchdog(const struct pgw_node_state *s, const struct pgw_action *a);
+/*
+ * Arming failed (watchdog mode required): the decision again, now knowing this node
+ * may not lead (rule 4).  Same observation otherwise.
+ */
+void pgw_step_without_watchdog(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a);
+/* Did this action give up writing (PostgreSQL stopped, key released)? */
+bool pgw_action_gives_up(enum pgw_action_kind k);
+/* Rule 5: after the action (and a fresh look at PostgreSQL when it gave up), may the
+ * watchdog be disarmed?  held: the node held the key at the observation. */
+bool pgw_step_may_disarm(const struct pgw_node_state *s, const struct pgw_action *a, bool held);
+
 /* Effects' outcomes. */
 void pgw_step_rewind_failed(struct pgw_node_state *s, const char *from);
 void pgw_step_cloned(struct pgw_node_state *s);

@@ -1329,22 +1329,6 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 
 /* --- the watchdog (rules 3 to 5; the policy is wdguard.c) --- */
 
-/* Actions that take or keep the leader role need the watchdog armed first. */
-static bool needs_watchdog(const struct ha *h, const struct pgw_action *a)
-{
-	switch (a->kind) {
-	case PGW_ACT_BOOTSTRAP: /* after initdb: see act_bootstrap */
-		return h->st.was_primary;
-	case PGW_ACT_ACQUIRE:
-	case PGW_ACT_PROMOTE:
-	case PGW_ACT_START_PRIMARY:
-	case PGW_ACT_LEADER_DUTIES:
-		return true;
-	default:
-		return h->st.was_primary;
-	}
-}
-
 /* W for the lease in use (a new lease gets the config's ttl). */
 static bool arm_watchdog(struct ha *h)
 {
@@ -1353,19 +1337,13 @@ static bool arm_watchdog(struct ha *h)
 	return pgw_wdguard_arm(h->wd, ttl, h->cfg->watchdog.safety_margin, h->dcs.loop_wait);
 }
 
-/*
- * Rule 5: once PostgreSQL no longer accepts writes and the key is not ours (or
- * was just given up), the watchdog is disarmed.
- */
+/* Rule 5: once PostgreSQL no longer accepts writes (looked at again when the action
+ * gave up) and the key is not ours, the watchdog is disarmed. */
 static void watchdog_after_act(struct ha *h, const struct pgw_action *a, bool held)
 {
-	bool gave_up = a->kind == PGW_ACT_RELEASE || a->kind == PGW_ACT_HANDOVER ||
-	               a->kind == PGW_ACT_SHUTDOWN || a->kind == PGW_ACT_DEMOTE ||
-	               a->kind == PGW_ACT_DEMOTE_NOW;
-
-	if (gave_up)
+	if (pgw_action_gives_up(a->kind))
 		observe_pg(h);
-	if (!h->st.was_primary && (!held || gave_up))
+	if (pgw_step_may_disarm(&h->st, a, held))
 		pgw_wdguard_idle(h->wd);
 }
 
@@ -1421,12 +1399,8 @@ static void cycle(struct ha *h, bool shutdown)
 	build_obs(h, &o, shutdown);
 	holds = pgw_obs_holds_leader(&o);
 	pgw_step(&h->st, &o, &a);
-	if (needs_watchdog(h, &a) && !arm_watchdog(h)) {
-		/* the watchdog could not be armed (mode required): decide again without it */
-		o.watchdog_unusable = true;
-		o.self_member.watchdog_blocked = true;
-		pgw_step(&h->st, &o, &a);
-	}
+	if (pgw_step_needs_watchdog(&h->st, &a) && !arm_watchdog(h))
+		pgw_step_without_watchdog(&h->st, &o, &a);
 	log_decision(h, &a);
 	act(h, &a, holds);
 	watchdog_after_act(h, &a, holds);

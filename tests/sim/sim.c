@@ -989,25 +989,12 @@ static void act(struct node *nd, const struct pgw_action *a, bool holds)
 	}
 }
 
-static bool needs_watchdog(const struct node *nd, const struct pgw_action *a)
-{
-	switch (a->kind) {
-	case PGW_ACT_ACQUIRE:
-	case PGW_ACT_PROMOTE:
-	case PGW_ACT_START_PRIMARY:
-	case PGW_ACT_LEADER_DUTIES:
-		return true;
-	default:
-		return nd->st.was_primary;
-	}
-}
-
 static void cycle(struct node *nd)
 {
 	struct pgw_pg_state ps;
 	struct pgw_obs o;
 	struct pgw_action a;
-	bool holds, gave_up;
+	bool holds;
 
 	if (pgw_step_must_stop(&nd->st, &nd->lease, W.now, margin_ms())) {
 		ev(nd, "rule 7: past D - S as primary: immediate stop");
@@ -1035,24 +1022,19 @@ static void cycle(struct node *nd)
 	build_obs(nd, &ps, &o);
 	holds = pgw_obs_holds_leader(&o);
 	pgw_step(&nd->st, &o, &a);
-	if (needs_watchdog(nd, &a) && !wd_arm(nd, nd->lease.id ? nd->lease.ttl_s : W.cfg.ttl)) {
-		o.watchdog_unusable = true;
-		o.self_member.watchdog_blocked = true;
-		pgw_step(&nd->st, &o, &a);
-	}
+	if (pgw_step_needs_watchdog(&nd->st, &a) &&
+	    !wd_arm(nd, nd->lease.id ? nd->lease.ttl_s : W.cfg.ttl))
+		pgw_step_without_watchdog(&nd->st, &o, &a);
 	if (strcmp(a.rule, nd->last_rule) != 0 || verbose)
 		ev(nd, "decide [%s] %s: %s", a.rule, pgw_action_name(a.kind), a.reason);
 	snprintf(nd->last_rule, sizeof(nd->last_rule), "%s", a.rule);
 	act(nd, &a, holds);
-	gave_up = a.kind == PGW_ACT_RELEASE || a.kind == PGW_ACT_HANDOVER ||
-	          a.kind == PGW_ACT_SHUTDOWN || a.kind == PGW_ACT_DEMOTE ||
-	          a.kind == PGW_ACT_DEMOTE_NOW;
-	if (gave_up) {
+	if (pgw_action_gives_up(a.kind)) {
 		observe(nd, &ps);
 		pgw_step_pg_observed(&nd->st, &ps);
 	}
 	/* (ha.c promotes inside act(); here the promotion completes later) */
-	if (!nd->st.was_primary && (!holds || gave_up) && nd->pending != PGW_ACT_PROMOTE)
+	if (pgw_step_may_disarm(&nd->st, &a, holds) && nd->pending != PGW_ACT_PROMOTE)
 		wd_idle(nd);
 	/* fast takeover: the loop probes the leader while it waits */
 	{
