@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "decide.h"
+#include "pg.h"
 #include "requests.h"
 #include "fence.h"
 #include "ha.h"
@@ -222,6 +223,15 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	pgw_log_set_ident(cfg->name);
+	/* a primary left running by a daemon that died is stopped before the device is
+	 * opened: opening disables the watchdog its peers count on (simulator seed 61418) */
+	if (cfg->watchdog.mode != PGW_WD_OFF && cfg->postgresql.data_dir &&
+	    pgw_pg_stop_leftover_primary(cfg->postgresql.data_dir, 10000) != 0) {
+		pgw_error("not starting: PostgreSQL may still be a primary and the watchdog would "
+		          "be disarmed by opening it");
+		pgw_config_free(cfg);
+		return 1;
+	}
 	/* the watchdog device is root's: open it first, keep the descriptor */
 	wd = pgw_wdguard_open(cfg);
 	if (drop_privileges(cfg) != 0 || check_fencing_secret(cfg) != 0 || install_signals() != 0) {

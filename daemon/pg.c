@@ -643,6 +643,44 @@ static bool is_running(const struct pgw_pg *pg)
 	return pid > 0 && postmaster_alive(pid);
 }
 
+int pgw_pg_stop_leftover_primary(const char *data_dir, int timeout_ms)
+{
+	struct pgw_pg probe = {.data_dir = data_dir};
+	char *signal_path = path_in(data_dir, "standby.signal");
+	pid_t pid = postmaster_pid(&probe);
+	bool standby;
+	int64_t deadline;
+	struct timespec ts;
+
+	standby = signal_path && access(signal_path, F_OK) == 0;
+	free(signal_path);
+	if (pid <= 0 || !postmaster_alive(pid) || standby)
+		return 0;
+	pgw_warn("PostgreSQL (postmaster %ld) runs as a primary without a pgwarden: an earlier "
+	         "daemon died.  Stopping it (immediate) before the watchdog is opened, since "
+	         "opening it stops the reset the peers count on",
+	         (long)pid);
+	if (kill(pid, SIGQUIT) != 0) {
+		pgw_error("cannot stop postmaster %ld: %s", (long)pid, strerror(errno));
+		return -1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + timeout_ms;
+	while (postmaster_alive(pid)) {
+		struct timespec pause = {0, 50 * 1000000};
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		if ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 >= deadline) {
+			pgw_error("postmaster %ld still runs %d ms after SIGQUIT", (long)pid,
+			          timeout_ms);
+			return -1;
+		}
+		nanosleep(&pause, NULL);
+	}
+	pgw_info("the leftover primary stopped");
+	return 0;
+}
+
 /*
  * What the data directory holds.  pg_controldata runs only when no postmaster
  * does: a running postmaster vouches for its directory, and the HA loop needs

@@ -60,6 +60,15 @@ int pgw_pg_bootstrap_roles(struct pgw_pg *pg, int timeout_ms);
 int pgw_pg_start(struct pgw_pg *pg, int timeout_ms);
 /* mode: "fast" or "immediate". */
 int pgw_pg_stop(struct pgw_pg *pg, const char *mode, int timeout_ms);
+
+/*
+ * At start, before the watchdog is opened: a postmaster running in data_dir without
+ * standby.signal is a primary left by a daemon that died.  Its watchdog still runs and
+ * is what the peers count on to reset it before its lease expires; opening the device
+ * stops that, so stop PostgreSQL first (SIGQUIT, immediate shutdown; works as root
+ * too).  0 when nothing was running or it stopped within timeout_ms; -1 otherwise.
+ */
+int pgw_pg_stop_leftover_primary(const char *data_dir, int timeout_ms);
 /* Re-read the configuration files (pg_ctl reload). */
 int pgw_pg_reload(struct pgw_pg *pg);
 /* pg_ctl promote and wait until pg_is_in_recovery() is false. */

@@ -233,6 +233,39 @@ static void decide_and_check(const struct pgw_obs *o)
 	}
 	if (a.kind == PGW_ACT_ACQUIRE)
 		CHECK(!pgw_fence_needed(o), "acquire before the lost leader was fenced (S3)");
+	if (a.kind == PGW_ACT_ACQUIRE && !o->fencing_required && !o->unprotected_failover &&
+	    !o->lost_leader_watchdog) {
+		/* S3 without fencing: a lost, unbounded leader is replaced only on the operator's
+		 * fresh word, or once it is back as a running replica */
+		const struct pgw_leader_record *lr = &o->cluster->last_leader;
+		const struct pgw_failover *f = &o->cluster->failover;
+		const struct pgw_member *back =
+		    lr->present && !lr->malformed ? pgw_cluster_member(o->cluster, lr->member)
+		                                  : NULL;
+		bool lost = lr->present && !lr->released && !lr->fenced_by[0] &&
+		            (lr->malformed || !lr->member[0] || strcmp(lr->member, o->self) != 0);
+		bool word = f->present && !f->malformed && !f->leader[0] &&
+		            strcmp(f->member, o->self) == 0 &&
+		            f->mod_revision > o->positions_after_rev;
+		bool replica = back && strcmp(back->role, "replica") == 0 &&
+		               strcmp(back->state, "running") == 0;
+
+		CHECK(!lost || word || replica,
+		      "acquire after an unprotected leader was lost, without the operator's word");
+	}
+	if (a.kind == PGW_ACT_ACQUIRE && strcmp(a.rule, "candidate") == 0 &&
+	    o->positions_after_rev > 0) {
+		/* durability: positions compared postdate the loss */
+		for (int i = 0; i < o->cluster->nmembers; i++) {
+			const struct pgw_member *m = &o->cluster->members[i];
+
+			CHECK(strcmp(m->name, o->self) == 0 || m->nofailover ||
+			          strcmp(m->role, "replica") != 0 ||
+			          strcmp(m->state, "running") != 0 ||
+			          m->mod_revision > o->positions_after_rev,
+			      "acquire on a member key older than the leader's loss");
+		}
+	}
 	if (a.kind == PGW_ACT_FENCE) {
 		bool fast = o->fencing_required && o->cluster->has_leader &&
 		            o->fast_takeover_after_ms > 0 &&
@@ -305,6 +338,8 @@ static void random_member(struct rd *r, struct pgw_member *m)
 	m->failover_priority = (int)(int8_t)rd_bits(r, 1);
 	m->streaming = rd_bool(r);
 	m->lease = (int64_t)rd_pick(r, 4);
+	m->watchdog_armed = rd_bool(r);
+	m->mod_revision = (int64_t)rd_pick(r, 64);
 }
 
 static struct world {
@@ -508,6 +543,10 @@ static void random_obs(struct rd *r)
 	o->rewind_failed = rd_bool(r);
 	o->primary_down_since_ms = rd_bool(r) ? 0 : o->now_ms - (int64_t)(rd_bits(r, 3) % 1000000);
 	o->primary_start_timeout_s = (int)rd_pick(r, 256) * 4;
+	o->lost_leader_watchdog = rd_bool(r);
+	o->unprotected_failover = rd_pick(r, 4) == 0;
+	o->positions_after_rev = rd_bool(r) ? 0 : (int64_t)rd_pick(r, 64);
+	o->leader_rev = rd_bool(r) ? 0 : (int64_t)rd_pick(r, 64);
 	nudge(r);
 }
 

@@ -31,7 +31,7 @@ import time
 import pytest
 
 import harness
-from harness import figure, log, wait_until
+from harness import figure, log, pid_alive, wait_until
 from test_ctl import ctl
 
 TTL, LOOP_WAIT, RETRY, S = 10, 2, 3, 5
@@ -158,6 +158,51 @@ def test_killed_daemon_is_reset_before_the_lease_expires(make_cluster):
     leader.start()
     c.wait_healthy(120)
     assert c.leader_name() != leader.name
+
+
+def test_restarted_daemon_stops_its_leftover_primary_before_opening_the_watchdog(
+        make_cluster):
+    """Found by the simulator (seeds 61418, 80603): the leader's daemon is killed while
+    its PostgreSQL runs; systemd starts it again before the watchdog fires, and opening
+    the device disabled it, so a restarted daemon that then stalled left a primary
+    running unbounded while a replica promoted on the strength of the old watchdog.  The
+    new daemon must stop that PostgreSQL before it opens the device."""
+    c, emus, leader = watched_cluster(make_cluster)
+    wait_armed(c, leader)
+    pm = leader.postmaster_pid()
+    assert pm and pid_alive(pm)
+    last_alive = [None]
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            if pid_alive(pm):
+                last_alive[0] = time.monotonic()
+            time.sleep(0.01)
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    opens_before = len(emus[leader.name].events("OPEN"))
+    os.kill(leader.daemon_pid, signal.SIGKILL)
+    leader.wait_exit(10)
+    log("killed the daemon of %s; starting it again at once (PostgreSQL %d runs)"
+        % (leader.name, pm))
+    leader.start()
+    try:
+        wait_until(lambda: len(emus[leader.name].events("OPEN")) > opens_before, 20,
+                   "the restarted daemon to open the watchdog", diag=c.dump)
+        wait_until(lambda: not pid_alive(pm), 20, "the leftover primary to stop",
+                   diag=c.dump)
+    finally:
+        stop.set()
+        t.join(5)
+    opened = float(emus[leader.name].events("OPEN")[opens_before][1]["mono"])
+    assert last_alive[0] is not None and last_alive[0] < opened, (
+        "postmaster %d was alive %.3f s after the watchdog was opened"
+        % (pm, last_alive[0] - opened))
+    assert "runs as a primary without a pgwarden" in open(leader.log_path).read()
+    figure("leftover primary stopped before the watchdog was opened by",
+           opened - last_alive[0])
+    c.wait_healthy(120)
 
 
 def test_slow_initdb_does_not_trip_the_watchdog(make_cluster):

@@ -447,9 +447,15 @@ static void daemon_start(struct node *nd)
 	nd->next_cycle = W.now + 200;
 	nd->busy_until = 0;
 	nd->pending = PGW_ACT_NONE;
+	ev(nd, "daemon: started");
+	/* main.c: a primary left by the dead daemon is stopped before the device is opened
+	 * (pgw_pg_stop_leftover_primary) */
+	if (W.cfg.wd_mode != 0 && nd->pg.running && !nd->pg.in_recovery) {
+		ev(nd, "daemon: leftover primary stopped before opening the watchdog");
+		pg_stop(nd, true);
+	}
 	/* the watchdog driver disables the device right after opening it */
 	nd->wd_armed = false;
-	ev(nd, "daemon: started");
 }
 
 static void power_on(struct node *nd)
