@@ -104,7 +104,7 @@ expect "PostgreSQL accepts writes (psql over /run/postgresql)" "f 1" runuser -u 
 
 # watchdog.mode required, then a restart: a clean stop and a start as leader with the
 # i6300esb armed (-action watchdog=poweroff: a missed pet ends the VM)
-sed -i 's/^  mode: off$/  mode: required/' $CONF
+sed -i 's/^  mode: automatic$/  mode: required/' $CONF
 check "watchdog.mode required set" grep -q '^  mode: required$' $CONF
 t=$(now)
 check "systemctl restart pgwarden" systemctl restart pgwarden
