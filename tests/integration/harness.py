@@ -857,13 +857,15 @@ class Node:
         return text
 
     # -- processes ------------------------------------------------------------------------
-    def start(self):
-        """Start the daemon inside this node's machine (cgroup)."""
+    def start(self, restart_daemon=False):
+        """Start the daemon inside this node's machine (cgroup): a machine powered on
+        (empty), or with restart_daemon, a daemon started again beside the PostgreSQL
+        its predecessor left running (what systemd's Restart= does)."""
         assert not self.daemon_alive(), "%s: daemon already running" % self.name
         if self.cgroup is None or not self.cgroup.exists():
             self.cgroup = new_cgroup(self.cgroup_label)
-        assert not self.cgroup.populated(), "%s: machine still has processes %s" % (
-            self.name, self.cgroup.procs())
+        assert restart_daemon or not self.cgroup.populated(), (
+            "%s: machine still has processes %s" % (self.name, self.cgroup.procs()))
         self.starts += 1
         with open(self.log_path, "ab") as logf:
             logf.write(("=== harness: start #%d of %s at %s ===\n"

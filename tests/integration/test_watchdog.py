@@ -186,7 +186,7 @@ def test_restarted_daemon_stops_its_leftover_primary_before_opening_the_watchdog
     leader.wait_exit(10)
     log("killed the daemon of %s; starting it again at once (PostgreSQL %d runs)"
         % (leader.name, pm))
-    leader.start()
+    leader.start(restart_daemon=True)
     try:
         wait_until(lambda: len(emus[leader.name].events("OPEN")) > opens_before, 20,
                    "the restarted daemon to open the watchdog", diag=c.dump)
