@@ -904,8 +904,18 @@ static bool g_n_positions_stale(const struct pgw_obs *o, struct pgw_action *a)
 	for (int i = 0; i < c->nmembers; i++) {
 		const struct pgw_member *m = &c->members[i];
 
-		if (strcmp(m->name, o->self) == 0 || m->nofailover ||
-		    strcmp(m->role, "replica") != 0 || strcmp(m->state, "running") != 0 ||
+		if (strcmp(m->name, o->self) == 0 || m->nofailover || m->watchdog_blocked)
+			continue;
+		/* not running yet but holding data: its position is unknown until it runs, and
+		 * the old leader back as a replica holds the most WAL (simulator seeds 17050,
+		 * 39269).  Waited for a bounded time only: 2 * loop_wait + 1 s. */
+		if (strcmp(m->state, "running") != 0 && strcmp(m->role, "uninitialized") != 0 &&
+		    m->role[0] && o->no_leader_for_ms < (2LL * o->loop_wait_s + 1) * 1000) {
+			detail(a, "%s is %s, seen %" PRId64 " ms without a leader", m->name,
+			       m->state[0] ? m->state : "in an unknown state", o->no_leader_for_ms);
+			return true;
+		}
+		if (strcmp(m->role, "replica") != 0 || strcmp(m->state, "running") != 0 ||
 		    m->mod_revision > o->positions_after_rev)
 			continue;
 		detail(a, "%s, key revision %" PRId64 ", leader lost at or before %" PRId64,

@@ -92,6 +92,10 @@ struct pgw_obs {
 	 * before the leader was lost may be older than what its replica received since.
 	 * Keys with mod_revision <= positions_after_rev are not trusted for that (0: all). */
 	int64_t positions_after_rev;
+	/* how long this node has seen no leader (0: a leader, or just now), and loop_wait:
+	 * a member still starting PostgreSQL is waited for up to 2 * loop_wait + 1 s */
+	int64_t no_leader_for_ms;
+	int loop_wait_s;
 	/* the mod_revision of the last leader key this node saw (0 unknown) */
 	int64_t leader_rev;
 	bool use_pg_rewind;

@@ -57,16 +57,18 @@ static void track_leader_watchdog(struct pgw_node_state *s, const struct pgw_clu
 	if (strcmp(s->wd_leader, c->leader) != 0 || s->wd_lease != c->leader_lease) {
 		copy_name(s->wd_leader, c->leader);
 		s->wd_lease = c->leader_lease;
-		s->wd_leader_armed = true; /* the record's word until the member key speaks */
+		s->wd_known = false; /* the record's word until the member key speaks */
 	}
 	/* only the incarnation that holds the key speaks for it (same lease): a restarted
 	 * daemon of the same name publishes under a new lease (simulator seed 37400) */
-	if (l && l->lease == c->leader_lease && l->mod_revision > c->leader_mod_revision)
+	if (l && l->lease == c->leader_lease && l->mod_revision > c->leader_mod_revision) {
+		s->wd_known = true;
 		s->wd_leader_armed = l->watchdog_armed;
+	}
 }
 
 void pgw_step_cluster_read(struct pgw_node_state *s, bool etcd_ok, const struct pgw_cluster *c,
-                           const struct pgw_pg_state *pg)
+                           const struct pgw_pg_state *pg, int64_t now_ms)
 {
 	int64_t opt;
 
@@ -87,10 +89,13 @@ void pgw_step_cluster_read(struct pgw_node_state *s, bool etcd_ok, const struct 
 	track_leader_watchdog(s, c);
 	if (c->has_leader && c->leader_mod_revision > s->leader_rev)
 		s->leader_rev = c->leader_mod_revision;
-	if (c->has_leader)
+	if (c->has_leader) {
 		s->no_leader_rev = 0;
-	else if (s->no_leader_rev == 0)
+		s->no_leader_since_ms = 0;
+	} else if (s->no_leader_rev == 0) {
 		s->no_leader_rev = c->revision > 0 ? c->revision : 1;
+		s->no_leader_since_ms = now_ms;
+	}
 	/* a different leader than the one rewinding failed from: try rewinding again */
 	if (s->rewind_failed && c->has_leader && strcmp(c->leader, s->rewind_failed_from) != 0)
 		s->rewind_failed = false;
@@ -135,11 +140,13 @@ int64_t pgw_step_silence_ms(const struct pgw_node_state *s, const struct pgw_clu
 static bool lost_leader_had_watchdog(const struct pgw_node_state *s,
                                      const struct pgw_leader_record *lr)
 {
-	if (!lr->present || lr->malformed || !lr->watchdog_armed)
+	if (!lr->present || lr->malformed)
 		return false;
-	if (strcmp(s->wd_leader, lr->member) == 0 && s->wd_lease == lr->lease)
-		return s->wd_leader_armed; /* its member key's latest word */
-	return true;                       /* not seen leading: the record's word */
+	/* its member key's latest word while it led (it may have armed later, simulator
+	 * seed 74117, or lost the watchdog) */
+	if (strcmp(s->wd_leader, lr->member) == 0 && s->wd_lease == lr->lease && s->wd_known)
+		return s->wd_leader_armed;
+	return lr->watchdog_armed; /* not seen leading: the record's word */
 }
 
 void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
@@ -149,6 +156,7 @@ void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
 	o->leader_optime = s->leader_optime;
 	o->rewind_failed = s->rewind_failed;
 	o->positions_after_rev = s->no_leader_rev;
+	o->no_leader_for_ms = s->no_leader_since_ms ? o->now_ms - s->no_leader_since_ms : 0;
 	o->leader_rev = s->leader_rev;
 	if (o->etcd_ok) {
 		o->leader_unreachable_ms = pgw_step_silence_ms(s, o->cluster, o->now_ms);

@@ -51,10 +51,12 @@ struct pgw_node_state {
 	 * (its key goes with its lease, so it is remembered here) */
 	char wd_leader[PGW_NAME_MAX];
 	int64_t wd_lease;
+	bool wd_known; /* a member key of that incarnation spoke after it took the key */
 	bool wd_leader_armed;
 	/* the etcd revision at which this node first saw no leader (0: a leader exists):
 	 * member keys up to it predate the loss, and their positions may be stale */
 	int64_t no_leader_rev;
+	int64_t no_leader_since_ms; /* ... and when (mono ms) */
 	/* the mod_revision of the last leader key seen: a manual failover request older
 	 * than it predates that leader and is not about it */
 	int64_t leader_rev;
@@ -75,7 +77,7 @@ void pgw_step_pg_stopped(struct pgw_node_state *s);
 
 /* The cluster was read (etcd_ok false: the read failed and c is stale). */
 void pgw_step_cluster_read(struct pgw_node_state *s, bool etcd_ok, const struct pgw_cluster *c,
-                           const struct pgw_pg_state *pg);
+                           const struct pgw_pg_state *pg, int64_t now_ms);
 
 /* Fast takeover: should the leader be probed now (this node follows another leader)? */
 bool pgw_step_watching(const struct pgw_node_state *s, bool fast_takeover_on, bool etcd_ok,

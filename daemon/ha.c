@@ -605,6 +605,7 @@ static void build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	o->fencing_required = h->cfg->fencing.mode == PGW_FENCE_REQUIRED;
 	o->fast_takeover_after_ms = (int64_t)h->cfg->fencing.fast_takeover_after * 1000;
 	o->unprotected_failover = h->cfg->failover_unprotected;
+	o->loop_wait_s = h->dcs.loop_wait;
 	s->watchdog_blocked = o->watchdog_unusable;
 	o->etcd_ok = h->etcd_ok;
 	o->cluster = &h->cluster;
@@ -1394,7 +1395,7 @@ static void cycle(struct ha *h, bool shutdown)
 	}
 	publish_member(h);
 	read_cluster(h);
-	pgw_step_cluster_read(&h->st, h->etcd_ok, &h->cluster, &h->pgst);
+	pgw_step_cluster_read(&h->st, h->etcd_ok, &h->cluster, &h->pgst, mono_ms());
 	apply_dynamic_config(h);
 	build_obs(h, &o, shutdown);
 	holds = pgw_obs_holds_leader(&o);

@@ -259,7 +259,7 @@ static void decide_and_check(const struct pgw_obs *o)
 		for (int i = 0; i < o->cluster->nmembers; i++) {
 			const struct pgw_member *m = &o->cluster->members[i];
 
-			CHECK(strcmp(m->name, o->self) == 0 || m->nofailover ||
+			CHECK(strcmp(m->name, o->self) == 0 || m->nofailover || m->watchdog_blocked ||
 			          strcmp(m->role, "replica") != 0 ||
 			          strcmp(m->state, "running") != 0 ||
 			          m->mod_revision > o->positions_after_rev,

@@ -160,7 +160,8 @@ struct node {
 	bool wd_broken;
 	bool wd_armed;
 	int wd_W;
-	int wd_full; /* the W of the arming, before any bound */
+	int wd_full;    /* the W of the arming, before any bound */
+	bool led_armed; /* its watchdog was armed the last time it held the leader key */
 	int64_t wd_last_pet;
 	/* BMC */
 	bool bmc_down;
@@ -680,6 +681,7 @@ static void build_obs(struct node *nd, const struct pgw_pg_state *ps, struct pgw
 	o->use_pg_rewind = W.cfg.use_rewind;
 	o->primary_start_timeout_s = 300;
 	o->unprotected_failover = W.cfg.unprotected;
+	o->loop_wait_s = W.cfg.loop_wait;
 }
 
 static void write_record(const struct node *nd, bool released)
@@ -1024,7 +1026,7 @@ static void cycle(struct node *nd)
 	pgw_step_pg_observed(&nd->st, &ps);
 	publish_member(nd, &ps);
 	read_cluster(nd);
-	pgw_step_cluster_read(&nd->st, nd->etcd_ok, &nd->cluster, &ps);
+	pgw_step_cluster_read(&nd->st, nd->etcd_ok, &nd->cluster, &ps, W.now);
 	build_obs(nd, &ps, &o);
 	holds = pgw_obs_holds_leader(&o);
 	pgw_step(&nd->st, &o, &a);
@@ -1364,10 +1366,10 @@ static bool healthy(void)
 			ok++;
 		else if (nd->powered && !nd->alive && nd->restart_at)
 			return false; /* systemd is about to restart it */
-		else if (nd->powered && !nd->alive && !W.cfg.fencing && !nd->wd_armed &&
+		else if ((!nd->powered || !nd->alive) && !W.cfg.fencing && !nd->led_armed &&
 		         !W.cfg.unprotected && W.e.record.present && !W.e.record.released &&
 		         strcmp(W.e.record.member, nd->name) == 0)
-			return false; /* the lost leader, dead and unprotected: by design (S3) no
+			return false; /* the lost leader, down and unprotected: by design (S3) no
 			                 failover, whether or not its PostgreSQL still runs */
 	}
 	return ok > 0 && W.e.initialized;
@@ -1476,6 +1478,8 @@ static void tick(void)
 			nd->pg.accepting = true;
 		if (pg_writable(nd))
 			nd->pg.lsn += WRITE_RATE;
+		if (holds_key(nd))
+			nd->led_armed = nd->wd_armed;
 	}
 	for (int i = 0; i < W.cfg.nodes; i++)
 		if (W.n[i].powered && !W.n[i].frozen)

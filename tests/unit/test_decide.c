@@ -1577,6 +1577,17 @@ static void test_election_waits_for_positions_after_the_loss(void **state)
 	member(&f, "node3")->mod_revision = 101;
 	decide_as(&f, "node2", &a);
 	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	/* a member that holds data but does not run yet (the old leader coming back as a
+	 * replica, simulator seed 17050) is waited for, 2 * loop_wait + 1 s at most */
+	f.o.loop_wait_s = 2;
+	snprintf(member(&f, "node3")->state, sizeof(member(&f, "node3")->state), "stopped");
+	f.o.no_leader_for_ms = 4000;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "positions-stale", "node3 is stopped|4000 ms");
+	f.o.no_leader_for_ms = 5000;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	snprintf(member(&f, "node3")->state, sizeof(member(&f, "node3")->state), "running");
 	/* a stale key of a member that cannot lead anyway does not hold the election up */
 	member(&f, "node3")->mod_revision = 95;
 	member(&f, "node3")->nofailover = true;

@@ -1,0 +1,300 @@
+/*
+ * test_step.c - what a node remembers between observations (core/step.c): each
+ * remembered fact, how it changes, and what it makes the decision see.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "step.h"
+
+struct fx {
+	struct pgw_node_state s;
+	struct pgw_cluster c;
+	struct pgw_pg_state pg;
+	struct pgw_obs o;
+};
+
+static struct pgw_member *add_member(struct fx *f, const char *name, int64_t lease, int64_t rev)
+{
+	struct pgw_member *m = &f->c.members[f->c.nmembers++];
+
+	memset(m, 0, sizeof(*m));
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	m->lease = lease;
+	m->mod_revision = rev;
+	snprintf(m->role, sizeof(m->role), "replica");
+	snprintf(m->state, sizeof(m->state), "running");
+	return m;
+}
+
+/* node1 leads with lease 11 (key revision 10); this node is node2, a replica. */
+static void fx_init(struct fx *f)
+{
+	memset(f, 0, sizeof(*f));
+	pgw_state_init(&f->s);
+	f->c.initialized = true;
+	f->c.has_leader = true;
+	snprintf(f->c.leader, sizeof(f->c.leader), "node1");
+	f->c.leader_lease = 11;
+	f->c.leader_mod_revision = 10;
+	f->c.revision = 12;
+	f->c.optime = 1000;
+	f->c.max_lag = 1048576;
+	add_member(f, "node1", 11, 9);
+	add_member(f, "node2", 12, 11);
+	f->pg.datadir = PGW_DATADIR_VALID;
+	f->pg.running = f->pg.accepting = f->pg.in_recovery = f->pg.streaming = true;
+	f->o.self = "node2";
+	f->o.etcd_ok = true;
+	f->o.cluster = &f->c;
+	f->o.pg = &f->pg;
+	f->o.margin_ms = 5000;
+	snprintf(f->o.self_member.name, PGW_NAME_MAX, "node2");
+}
+
+static void lose_leader(struct fx *f, bool record_armed)
+{
+	f->c.has_leader = false;
+	f->c.revision = 20;
+	f->c.last_leader.present = true;
+	snprintf(f->c.last_leader.member, PGW_NAME_MAX, "node1");
+	f->c.last_leader.lease = 11;
+	f->c.last_leader.watchdog_armed = record_armed;
+	f->c.nmembers = 1;
+	f->c.members[0] = f->c.members[1]; /* node1's key went with its lease */
+}
+
+static void decide(struct fx *f, struct pgw_action *a)
+{
+	memset(a, 0, sizeof(*a));
+	pgw_step(&f->s, &f->o, a);
+}
+
+static void test_was_primary(void **state)
+{
+	struct fx f;
+	struct pgw_lease l = {0};
+
+	(void)state;
+	fx_init(&f);
+	f.pg.in_recovery = false;
+	pgw_step_pg_observed(&f.s, &f.pg);
+	assert_true(f.s.was_primary);
+	/* up but not answering: it may still be a primary we cannot see */
+	f.pg.accepting = false;
+	pgw_step_pg_observed(&f.s, &f.pg);
+	assert_true(f.s.was_primary);
+	/* rule 7: no lease, or past D - S, while it may write: stop at once */
+	assert_true(pgw_step_must_stop(&f.s, &l, 1000, 5000));
+	pgw_lease_renewed(&l, 5, 0, 10);
+	assert_false(pgw_step_must_stop(&f.s, &l, 4999, 5000));
+	assert_true(pgw_step_must_stop(&f.s, &l, 5000, 5000));
+	f.pg.running = false;
+	pgw_step_pg_observed(&f.s, &f.pg);
+	assert_false(f.s.was_primary);
+	assert_false(pgw_step_must_stop(&f.s, &l, 5000, 5000));
+}
+
+static void test_leader_optime_and_rewind(void **state)
+{
+	struct fx f;
+
+	(void)state;
+	fx_init(&f);
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, f.o.now_ms);
+	assert_int_equal(f.s.leader_optime, 1000);
+	assert_true(f.s.streamed);
+	f.c.optime = 900; /* never goes back for the same leader */
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, f.o.now_ms);
+	assert_int_equal(f.s.leader_optime, 1000);
+	/* a failed read changes nothing */
+	f.c.optime = 5000;
+	pgw_step_cluster_read(&f.s, false, &f.c, &f.pg, f.o.now_ms);
+	assert_int_equal(f.s.leader_optime, 1000);
+	/* a rewind that failed from node1 is retried from another leader only */
+	pgw_step_rewind_failed(&f.s, "node1");
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, f.o.now_ms);
+	assert_true(f.s.rewind_failed);
+	snprintf(f.c.leader, sizeof(f.c.leader), "node3");
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, f.o.now_ms);
+	assert_false(f.s.rewind_failed);
+	assert_int_equal(f.s.leader_optime, 5000); /* a new leader's own position */
+}
+
+static void test_lost_leader_watchdog(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* never seen leading (e.g. this daemon restarted): the record's word */
+	fx_init(&f);
+	lose_leader(&f, true);
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, f.o.now_ms);
+	decide(&f, &a);
+	assert_true(f.o.lost_leader_watchdog);
+	fx_init(&f);
+	lose_leader(&f, false);
+	decide(&f, &a);
+	assert_false(f.o.lost_leader_watchdog);
+
+	/* seen leading: its member key, published after it took the key, is the latest word */
+	fx_init(&f);
+	f.c.members[0].watchdog_armed = false; /* revision 9: before the key (10) */
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, f.o.now_ms);
+	assert_false(f.s.wd_known);
+	f.c.members[0].mod_revision = 13;
+	f.c.members[0].watchdog_armed = true; /* armed later (simulator seed 74117) */
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, f.o.now_ms);
+	lose_leader(&f, false);
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, f.o.now_ms);
+	decide(&f, &a);
+	assert_true(f.o.lost_leader_watchdog);
+
+	/* ... and it can take it back: disarmed while leading */
+	fx_init(&f);
+	f.c.members[0].mod_revision = 13;
+	f.c.members[0].watchdog_armed = false;
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, f.o.now_ms);
+	lose_leader(&f, true);
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, f.o.now_ms);
+	decide(&f, &a);
+	assert_false(f.o.lost_leader_watchdog);
+
+	/* a restarted daemon of the same name (a new lease) does not speak for the old one
+	 * (simulator seed 37400) */
+	fx_init(&f);
+	f.c.members[0].lease = 99;
+	f.c.members[0].mod_revision = 13;
+	f.c.members[0].watchdog_armed = false;
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, f.o.now_ms);
+	lose_leader(&f, true);
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, f.o.now_ms);
+	decide(&f, &a);
+	assert_true(f.o.lost_leader_watchdog);
+}
+
+static void test_revisions(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_init(&f);
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, f.o.now_ms);
+	assert_int_equal(f.s.leader_rev, 10);
+	assert_int_equal(f.s.no_leader_rev, 0);
+	lose_leader(&f, true);
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, f.o.now_ms);
+	assert_int_equal(f.s.no_leader_rev, 20); /* the first read without a leader */
+	f.c.revision = 25;
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, f.o.now_ms);
+	assert_int_equal(f.s.no_leader_rev, 20);
+	decide(&f, &a);
+	assert_int_equal(f.o.positions_after_rev, 20);
+	assert_int_equal(f.o.leader_rev, 10);
+	f.c.has_leader = true;
+	f.c.leader_mod_revision = 30;
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, f.o.now_ms);
+	assert_int_equal(f.s.no_leader_rev, 0);
+	assert_int_equal(f.s.leader_rev, 30);
+}
+
+static void test_probe_and_fence(void **state)
+{
+	struct fx f;
+	char fenced[PGW_NAME_MAX];
+	int64_t lease = 0;
+
+	(void)state;
+	fx_init(&f);
+	assert_true(pgw_step_watching(&f.s, true, true, &f.c, "node2"));
+	assert_false(pgw_step_watching(&f.s, false, true, &f.c, "node2"));
+	assert_false(pgw_step_watching(&f.s, true, true, &f.c, "node1")); /* itself */
+	pgw_step_probe(&f.s, true, "node1", 11, true, 1000);
+	pgw_step_probe(&f.s, true, "node1", 11, true, 3000);
+	assert_int_equal(pgw_step_silence_ms(&f.s, &f.c, 3500), 2500);
+	/* another lease of the same name starts a new silence */
+	f.c.leader_lease = 12;
+	assert_int_equal(pgw_step_silence_ms(&f.s, &f.c, 3500), 0);
+	f.c.leader_lease = 11;
+	pgw_step_probe(&f.s, true, "node1", 11, false, 4000);
+	assert_int_equal(pgw_step_silence_ms(&f.s, &f.c, 4000), 0);
+
+	pgw_step_fenced(&f.s, "node1", 11);
+	pgw_step_promoted(&f.s, fenced, sizeof(fenced), &lease);
+	assert_string_equal(fenced, "node1");
+	assert_int_equal(lease, 11);
+	assert_true(f.s.was_primary);
+	pgw_step_promoted(&f.s, fenced, sizeof(fenced), &lease);
+	assert_string_equal(fenced, ""); /* audited once */
+}
+
+static void test_watchdog_effects(void **state)
+{
+	struct fx f;
+	struct pgw_action a = {0};
+
+	(void)state;
+	fx_init(&f);
+	a.kind = PGW_ACT_ACQUIRE;
+	assert_true(pgw_step_needs_watchdog(&f.s, &a));
+	a.kind = PGW_ACT_FOLLOW;
+	assert_false(pgw_step_needs_watchdog(&f.s, &a));
+	f.s.was_primary = true; /* a primary keeps it armed whatever it does */
+	assert_true(pgw_step_needs_watchdog(&f.s, &a));
+	/* rule 5: disarm only once writes stopped, and not while holding the key */
+	a.kind = PGW_ACT_NONE;
+	assert_false(pgw_step_may_disarm(&f.s, &a, false));
+	f.s.was_primary = false;
+	assert_true(pgw_step_may_disarm(&f.s, &a, false));
+	assert_false(pgw_step_may_disarm(&f.s, &a, true));
+	a.kind = PGW_ACT_RELEASE;
+	assert_true(pgw_step_may_disarm(&f.s, &a, true));
+	assert_true(pgw_action_gives_up(PGW_ACT_DEMOTE_NOW));
+	assert_false(pgw_action_gives_up(PGW_ACT_PROMOTE));
+}
+
+static void test_primary_down_since(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_init(&f);
+	snprintf(f.c.leader, sizeof(f.c.leader), "node2"); /* this node holds the key */
+	f.c.leader_lease = 12;
+	f.o.self = "node2";
+	pgw_lease_renewed(&f.o.lease, 12, 0, 10);
+	f.pg.running = false;
+	f.o.now_ms = 1000;
+	decide(&f, &a);
+	assert_int_equal(f.s.primary_down_since, 1000);
+	f.o.now_ms = 2000;
+	decide(&f, &a);
+	assert_int_equal(f.o.primary_down_since_ms, 1000);
+	f.pg.running = true;
+	f.pg.in_recovery = false;
+	decide(&f, &a);
+	assert_int_equal(f.s.primary_down_since, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_was_primary),
+	    cmocka_unit_test(test_leader_optime_and_rewind),
+	    cmocka_unit_test(test_lost_leader_watchdog),
+	    cmocka_unit_test(test_revisions),
+	    cmocka_unit_test(test_probe_and_fence),
+	    cmocka_unit_test(test_watchdog_effects),
+	    cmocka_unit_test(test_primary_down_since),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
