@@ -1338,11 +1338,13 @@ static int64_t liveness_bound_ms(void)
 	 *   the next loop notices (a watch fires at once, a loop at worst)   loop_wait
 	 *   one etcd operation that was in flight when the fault ended       retry_timeout
 	 *   the fence: power off and its confirmation                        fencing.timeout
+	 *   the best candidate waits for positions published after the loss,
+	 *   or for a member that does not run yet (decide.c, positions-stale) 2 * loop_wait + 1 s
 	 *   the loop after the fence takes the key and promotes              loop_wait + 1 s
 	 */
-	return BOOT_MS + PG_START_MS + (int64_t)c->ttl * 1000 + 2LL * c->loop_wait * 1000 +
+	return BOOT_MS + PG_START_MS + (int64_t)c->ttl * 1000 + 4LL * c->loop_wait * 1000 +
 	       (int64_t)c->retry_timeout * 1000 + (c->fencing ? c->fence_timeout_s * 1000LL : 0) +
-	       1000;
+	       2000;
 }
 
 /* Can the cluster be expected to have a primary (no fault active but covered deaths)? */
