@@ -1,0 +1,529 @@
+/*
+ * ha_act.c - carrying out the action the core decided: etcd transactions (the leader
+ * key with its record, status, history, failover), PostgreSQL (bootstrap, clone,
+ * rewind, promote, start, stop), fencing, and the fast-takeover probes.
+ */
+#include "ha_int.h"
+
+#include <curl/curl.h>
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	if (remove(path) != 0 && errno != ENOENT) {
+		pgw_error("cannot remove %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void remove_datadir(struct ha *h)
+{
+	const char *d = h->cfg->postgresql.data_dir;
+
+	if (nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+		pgw_error("cannot remove data directory %s: %s", d, strerror(errno));
+}
+
+static void timestamp_iso(char *buf, size_t len)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%S+00:00", &tm);
+}
+
+static void slot_for_self(const struct ha *h, char *slot, size_t len)
+{
+	if (h->dcs.use_slots)
+		pgw_pg_slot_name(h->cfg->name, slot, len);
+	else
+		slot[0] = '\0';
+}
+
+int ha_configure_replica(struct ha *h, const struct pgw_action *a)
+{
+	char slot[64];
+
+	slot_for_self(h, slot, sizeof(slot));
+	return pgw_pg_write_config(h->pg, &h->dcs.pg_parameters,
+	                           a->target_host[0] ? a->target_host : "", a->target_port,
+	                           slot[0] ? slot : NULL);
+}
+
+static void start_replica(struct ha *h, const struct pgw_action *a)
+{
+	if (ha_configure_replica(h, a) == 0)
+		pgw_pg_start(h->pg, PG_START_TIMEOUT_MS);
+}
+
+/* The record of this node as leader (pgwarden/leader), released or not. */
+static char *own_leader_record(const struct ha *h, bool released)
+{
+	const struct pgw_config *c = h->cfg;
+	struct pgw_leader_record lr = {0};
+	struct pgw_wd_status wd;
+
+	snprintf(lr.member, sizeof(lr.member), "%s", c->name);
+	lr.lease = h->lease.id;
+	lr.released = released;
+	pgw_wdguard_status(h->wd, &wd);
+	lr.watchdog_armed = wd.armed && wd.timeout > 0;
+	lr.watchdog_timeout = wd.timeout;
+	if (c->fencing.bmc.address) {
+		snprintf(lr.bmc_address, sizeof(lr.bmc_address), "%s", c->fencing.bmc.address);
+		lr.bmc_lanplus = c->fencing.bmc.lanplus;
+		lr.bmc_cipher_suite = c->fencing.bmc.cipher_suite;
+		snprintf(lr.bmc_privilege, sizeof(lr.bmc_privilege), "%s",
+		         pgw_ipmi_priv_name(c->fencing.bmc.privilege));
+	}
+	return pgw_leader_record_json(&lr);
+}
+
+/*
+ * Take the leader key (create-if-absent, rule 7) and, in the same transaction,
+ * record who took it with which lease and BMC: if this node is lost unplanned,
+ * the others know whom to fence.  *won says whether it was taken.
+ */
+static int take_key(struct ha *h, bool *won)
+{
+	char *rec = own_leader_record(h, false);
+	int rc;
+
+	*won = false;
+	if (!rec)
+		return -1;
+	rc = pgw_etcd_create_and_put(h->etcd, h->leader_key, h->cfg->name, strlen(h->cfg->name),
+	                             h->lease.id, h->record_key, rec, ha_op_timeout(h), won);
+	free(rec);
+	return rc;
+}
+
+/* Give the key up cleanly: deleted, and the record says released (no fence needed). */
+static void give_up_key(struct ha *h)
+{
+	char *rec = own_leader_record(h, true);
+	bool ok = false;
+
+	if (!rec ||
+	    pgw_etcd_delete_if_value_and_put(h->etcd, h->leader_key, h->cfg->name, h->record_key,
+	                                     rec, ha_op_timeout(h), &ok) != 0)
+		pgw_warn("cannot delete the leader key: %s",
+		         rec ? pgw_etcd_errmsg(h->etcd) : "out of memory");
+	else if (ok)
+		pgw_info("released the leader key");
+	free(rec);
+}
+
+static void sync_slots(struct ha *h)
+{
+	const char *names[PGW_MAX_MEMBERS];
+	int n = 0;
+
+	if (!h->dcs.use_slots)
+		return;
+	for (int i = 0; i < h->cluster.nmembers; i++)
+		if (strcmp(h->cluster.members[i].name, h->cfg->name) != 0)
+			names[n++] = h->cluster.members[i].name;
+	pgw_pg_sync_slots(h->pg, names, n, PG_OBSERVE_TIMEOUT_MS);
+}
+
+static void publish_status(struct ha *h, uint64_t optime)
+{
+	char buf[64];
+
+	snprintf(buf, sizeof(buf), "{\"optime\":%" PRIu64 "}", optime);
+	if (pgw_etcd_put(h->etcd, h->status_key, buf, strlen(buf), 0, ha_op_timeout(h)) != 0)
+		pgw_warn("cannot write %s: %s", h->status_key, pgw_etcd_errmsg(h->etcd));
+}
+
+static void record_history(struct ha *h, int new_tl)
+{
+	uint64_t lsn = 0;
+	char reason[128] = "no recovery target specified", ts[40], *hist;
+
+	if (new_tl <= 1)
+		return;
+	if (pgw_pg_timeline_switch(h->pg, new_tl, &lsn, reason, sizeof(reason)) != 0)
+		pgw_warn("cannot read the history file of timeline %d", new_tl);
+	timestamp_iso(ts, sizeof(ts));
+	hist = pgw_history_append(h->cluster.history, new_tl - 1, lsn, reason, ts, h->cfg->name);
+	if (hist &&
+	    pgw_etcd_put(h->etcd, h->history_key, hist, strlen(hist), 0, ha_op_timeout(h)) != 0)
+		pgw_warn("cannot write %s: %s", h->history_key, pgw_etcd_errmsg(h->etcd));
+	free(hist);
+}
+
+/* Remove the failover key we read (only that version of it). */
+static void clear_failover(struct ha *h)
+{
+	bool ok = false;
+
+	if (!h->cluster.failover.present)
+		return;
+	if (pgw_etcd_delete_if_mod(h->etcd, h->failover_key, h->cluster.failover.mod_revision,
+	                           ha_op_timeout(h), &ok) != 0)
+		pgw_warn("cannot remove %s: %s", h->failover_key, pgw_etcd_errmsg(h->etcd));
+	else if (ok)
+		pgw_info("removed the switchover request");
+}
+
+static void promote(struct ha *h)
+{
+	struct pgw_pg_state st;
+	char fenced[PGW_NAME_MAX];
+	int64_t fenced_lease;
+
+	if (pgw_pg_promote(h->pg, PG_PROMOTE_TIMEOUT_MS) != 0) {
+		pgw_error("promotion failed; will retry while holding the leader key");
+		return;
+	}
+	pgw_pg_observe(h->pg, PG_OBSERVE_TIMEOUT_MS, &st);
+	pgw_info("promoted: now primary on timeline %d", st.timeline);
+	ha_renew_lease(h); /* the promotion's checkpoint may have been long: renew (and pet) now */
+	pgw_step_promoted(&h->st, fenced, sizeof(fenced), &fenced_lease);
+	if (fenced[0]) /* S4: the promotion that follows a fence is audited too */
+		pgw_fencer_promoted(h->fencer, fenced, fenced_lease, st.timeline);
+	record_history(h, st.timeline);
+	publish_status(h, st.wal_lsn);
+	sync_slots(h);
+	clear_failover(h); /* a switchover or failover that brought us here is done */
+}
+
+/* Renew now (petting the watchdog, rule 3); true while writes are still allowed. */
+static bool renewed(struct ha *h)
+{
+	ha_renew_lease(h);
+	if (pgw_lease_allows_writes(&h->lease, ha_mono_ms(), SAFETY_MARGIN_MS))
+		return true;
+	pgw_error("the lease could not be renewed: not going on as primary");
+	return false;
+}
+
+/*
+ * initdb may outlast the watchdog's W and writes nothing a client could see, so a
+ * bootstrap arms the watchdog only after it, right after a fresh renewal, before
+ * PostgreSQL starts as primary.
+ */
+static bool arm_for_primary(struct ha *h)
+{
+	return renewed(h) && ha_arm_watchdog(h);
+}
+
+static void act_bootstrap(struct ha *h)
+{
+	bool won = false;
+	char *cfgjson, *rec, sysid[32];
+	struct pgw_pg_state st;
+
+	if (take_key(h, &won) != 0 || !won)
+		return;
+	if (pgw_etcd_create(h->etcd, h->init_key, "", 0, 0, ha_op_timeout(h), &won) != 0 || !won) {
+		pgw_info("another member started the bootstrap first");
+		give_up_key(h);
+		return;
+	}
+	h->member_state = "initializing new cluster";
+	ha_publish_member(h);
+	if (pgw_pg_initdb(h->pg, PG_START_TIMEOUT_MS) != 0 || !arm_for_primary(h) ||
+	    pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) != 0 || !renewed(h) ||
+	    pgw_pg_bootstrap_roles(h->pg, PG_START_TIMEOUT_MS) != 0) {
+		pgw_error("bootstrap failed: removing the half-made data directory and the "
+		          "initialize key so that a member can try again");
+		pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
+		remove_datadir(h);
+		pgw_etcd_delete_if_value(h->etcd, h->init_key, "", ha_op_timeout(h), &won);
+		give_up_key(h);
+		h->member_state = NULL;
+		return;
+	}
+	h->member_state = NULL;
+	/* the record written with the key predates the watchdog (armed after initdb) */
+	rec = own_leader_record(h, false);
+	if (!rec ||
+	    pgw_etcd_put(h->etcd, h->record_key, rec, strlen(rec), 0, ha_op_timeout(h)) != 0)
+		pgw_warn("cannot update %s: %s", h->record_key,
+		         rec ? pgw_etcd_errmsg(h->etcd) : "out of memory");
+	free(rec);
+	pgw_pg_observe(h->pg, PG_OBSERVE_TIMEOUT_MS, &st);
+	snprintf(sysid, sizeof(sysid), "%" PRIu64, st.system_identifier);
+	if (pgw_etcd_put(h->etcd, h->init_key, sysid, strlen(sysid), 0, ha_op_timeout(h)) != 0)
+		pgw_error("cannot record the system identifier in %s: %s", h->init_key,
+		          pgw_etcd_errmsg(h->etcd));
+	cfgjson = pgw_dcs_to_json(&h->cfg->dcs);
+	if (cfgjson)
+		pgw_etcd_create(h->etcd, h->config_key, cfgjson, strlen(cfgjson), 0,
+		                ha_op_timeout(h), &won);
+	free(cfgjson);
+	pgw_step_pg_writable(&h->st);
+	publish_status(h, st.wal_lsn);
+	pgw_info("bootstrapped cluster %s with system identifier %s", h->cfg->scope, sysid);
+}
+
+void ha_act_clone(struct ha *h, const struct pgw_action *a)
+{
+	h->member_state = "creating replica";
+	ha_publish_member(h);
+	if (pgw_pg_basebackup(h->pg, a->target_host, a->target_port, PG_CLONE_TIMEOUT_MS) == 0) {
+		pgw_step_cloned(&h->st);
+		start_replica(h, a);
+	}
+	h->member_state = NULL;
+}
+
+static void act_rewind(struct ha *h, const struct pgw_action *a)
+{
+	if (h->pgst.running)
+		pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
+	if (pgw_pg_rewind(h->pg, a->target_host, a->target_port, PG_CLONE_TIMEOUT_MS) != 0) {
+		pgw_error("pg_rewind from %s failed: the data directory will be re-cloned",
+		          a->target);
+		pgw_step_rewind_failed(&h->st, a->target);
+		return;
+	}
+	pgw_info("rewound from %s", a->target);
+	start_replica(h, a);
+}
+
+static void act_follow(struct ha *h, const struct pgw_action *a)
+{
+	if (ha_configure_replica(h, a) == 0)
+		pgw_pg_reload(h->pg);
+}
+
+/* --- fast takeover (rule 8): is the leader silent on both PostgreSQL and REST? --- */
+
+static size_t discard(char *p, size_t size, size_t n, void *ud)
+{
+	(void)p;
+	(void)ud;
+	return size * n;
+}
+
+/* Any HTTP answer from the leader's REST API within 1 s counts as alive. */
+static bool rest_answers(const char *api_url)
+{
+	CURL *curl = curl_easy_init();
+	char url[512];
+	const char *end = strstr(api_url, "://");
+	bool ok;
+
+	if (!curl || !end) {
+		curl_easy_cleanup(curl);
+		return true; /* cannot tell: assume it answers */
+	}
+	end = strchr(end + 3, '/');
+	snprintf(url, sizeof(url), "%.*s/liveness",
+	         (int)(end ? (size_t)(end - api_url) : strlen(api_url)), api_url);
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_PROXY, "");
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 1000L);
+	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L); /* liveness only, no data */
+	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+	ok = curl_easy_perform(curl) == CURLE_OK;
+	curl_easy_cleanup(curl);
+	return ok;
+}
+
+static bool pg_answers(const char *host, int port)
+{
+	char portstr[16];
+	const char *const keys[] = {"host", "port", "connect_timeout", "dbname", NULL};
+	const char *const vals[] = {host, portstr, "1", "postgres", NULL};
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	return PQpingParams(keys, vals, 0) != PQPING_NO_RESPONSE;
+}
+
+/* Fast takeover is on and this replica follows another node's leadership. */
+bool ha_watching_leader(const struct ha *h)
+{
+	return pgw_step_watching(&h->st,
+	                         h->cfg->fencing.mode == PGW_FENCE_REQUIRED &&
+	                             h->cfg->fencing.fast_takeover_after > 0,
+	                         h->etcd_ok, &h->cluster, h->cfg->name);
+}
+
+/* Probed while the loop waits (wait_next); a silence belongs to one leader and lease. */
+void ha_probe_leader(struct ha *h)
+{
+	const struct pgw_member *l = pgw_cluster_leader_member(&h->cluster);
+	bool silent;
+
+	if (!ha_watching_leader(h)) {
+		pgw_step_probe(&h->st, false, "", 0, false, 0);
+		return;
+	}
+	silent = !pg_answers(l->conn_host, l->conn_port) && !rest_answers(l->api_url);
+	pgw_step_probe(&h->st, true, l->name, h->cluster.leader_lease, silent, ha_mono_ms());
+	if (silent)
+		pgw_warn("leader %s answers neither on PostgreSQL nor on REST (for %lld ms)",
+		         l->name,
+		         (long long)pgw_step_silence_ms(&h->st, &h->cluster, ha_mono_ms()));
+}
+
+/* Fence the lost leader the leader record names (the decision checked it must be). */
+static void act_fence(struct ha *h)
+{
+	const struct pgw_leader_record *lr = &h->cluster.last_leader;
+	struct pgw_fence_keys k = {.record_key = h->record_key,
+	                           .lock_key = h->fence_lock_key,
+	                           .fenced_prefix = h->fenced_prefix,
+	                           .lease = h->lease.id,
+	                           .timeout_ms = ha_op_timeout(h),
+	                           .timeline = h->pgst.timeline,
+	                           .budget_ms = ha_fence_budget_ms(h)};
+
+	if (h->lease.id == 0)
+		return;
+	h->member_state = "fencing";
+	ha_publish_member(h);
+	if (pgw_fencer_fence(h->fencer, h->etcd, &k, lr)) {
+		pgw_step_fenced(&h->st, lr->member, lr->lease);
+		/* fast takeover: its key is still there; it is powered off, so end its lease */
+		if (h->cluster.has_leader && strcmp(h->cluster.leader, lr->member) == 0) {
+			if (pgw_etcd_lease_revoke(h->etcd, h->cluster.leader_lease,
+			                          ha_op_timeout(h)) != 0)
+				pgw_warn("cannot revoke the fenced leader's lease (it expires by "
+				         "itself): %s",
+				         pgw_etcd_errmsg(h->etcd));
+			else
+				pgw_info("revoked the lease of fenced leader %s", lr->member);
+		}
+	}
+	h->member_state = NULL;
+}
+
+static void act_acquire(struct ha *h)
+{
+	bool won = false;
+
+	if (h->lease.id == 0)
+		return;
+	if (take_key(h, &won) != 0) {
+		pgw_warn("cannot take the leader key: %s", pgw_etcd_errmsg(h->etcd));
+		return;
+	}
+	if (!won) {
+		pgw_info("another member took the leader key first");
+		return;
+	}
+	pgw_info("took the leader key: promoting");
+	promote(h);
+}
+
+static void act_start_primary(struct ha *h)
+{
+	if (pgw_pg_write_config(h->pg, &h->dcs.pg_parameters, NULL, 0, NULL) != 0)
+		return;
+	pgw_step_pg_writable(&h->st); /* it may accept writes before the next observation */
+	pgw_pg_start(h->pg, 0);       /* no wait: the loop keeps renewing the lease */
+}
+
+static void act_demote(struct ha *h, const char *mode)
+{
+	pgw_pg_stop(h->pg, mode, PG_STOP_TIMEOUT_MS);
+	pgw_step_pg_stopped(&h->st);
+	/* a key left by an earlier lease of ours would only block the election */
+	if (h->etcd_ok && h->cluster.has_leader && strcmp(h->cluster.leader, h->cfg->name) == 0)
+		give_up_key(h);
+}
+
+/* Stop PostgreSQL cleanly; when holding the key, publish the final position (so
+ * candidates can tell they have it all) and release the key. */
+static void step_down(struct ha *h, bool held)
+{
+	struct pgw_controldata cd;
+
+	pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
+	pgw_step_pg_stopped(&h->st);
+	if (!held)
+		return;
+	if (pgw_pg_controldata(h->pg, &cd) == 0)
+		publish_status(h, cd.checkpoint_lsn);
+	give_up_key(h);
+}
+
+static void act_shutdown(struct ha *h, bool held)
+{
+	step_down(h, held);
+	if (h->lease.id != 0)
+		pgw_etcd_lease_revoke(h->etcd, h->lease.id, ha_op_timeout(h));
+}
+
+/* holds: this node held the leader key at the observation (pgw_obs_holds_leader). */
+void ha_act(struct ha *h, const struct pgw_action *a, bool holds)
+{
+	switch (a->kind) {
+	case PGW_ACT_NONE:
+		break;
+	case PGW_ACT_BOOTSTRAP:
+		act_bootstrap(h);
+		break;
+	case PGW_ACT_CLONE:
+		ha_act_clone(h, a);
+		break;
+	case PGW_ACT_START_REPLICA:
+		start_replica(h, a);
+		break;
+	case PGW_ACT_FOLLOW:
+		act_follow(h, a);
+		break;
+	case PGW_ACT_REWIND:
+		act_rewind(h, a);
+		break;
+	case PGW_ACT_ACQUIRE:
+		act_acquire(h);
+		break;
+	case PGW_ACT_PROMOTE:
+		promote(h);
+		break;
+	case PGW_ACT_LEADER_DUTIES:
+		sync_slots(h);
+		publish_status(h, h->pgst.wal_lsn);
+		break;
+	case PGW_ACT_START_PRIMARY:
+		act_start_primary(h);
+		break;
+	case PGW_ACT_DEMOTE_NOW:
+		act_demote(h, "immediate");
+		break;
+	case PGW_ACT_DEMOTE:
+		act_demote(h, "fast");
+		break;
+	case PGW_ACT_RELEASE:
+		pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
+		pgw_step_pg_stopped(&h->st);
+		give_up_key(h);
+		break;
+	case PGW_ACT_SHUTDOWN:
+		act_shutdown(h, holds);
+		break;
+	case PGW_ACT_HANDOVER:
+		step_down(h, holds);
+		break;
+	case PGW_ACT_CANCEL_SWITCHOVER:
+		clear_failover(h);
+		break;
+	case PGW_ACT_FENCE:
+		act_fence(h);
+		break;
+	case PGW_ACT_RELEASE_FENCE_LOCK: {
+		bool ok = false;
+
+		if (pgw_etcd_delete_if_value(h->etcd, h->fence_lock_key, h->cfg->name,
+		                             ha_op_timeout(h), &ok) != 0)
+			pgw_warn("cannot delete the fence lock: %s", pgw_etcd_errmsg(h->etcd));
+		else if (ok)
+			pgw_info("released a fence lock left from an earlier fence");
+		break;
+	}
+	case PGW_ACT_COUNT:
+		break;
+	}
+}

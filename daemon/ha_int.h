@@ -1,0 +1,127 @@
+/*
+ * ha_int.h - what the HA loop's files share (ha.c, ha_act.c, ha_serve.c,
+ * ha_publish.c): struct ha, the loop's state and handles, and the helpers one file
+ * calls in another.  Not for anything outside the HA loop.
+ */
+#ifndef PGW_HA_INT_H
+#define PGW_HA_INT_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster.h"
+#include "cluster_json.h"
+#include "control.h"
+#include "dcs.h"
+#include "decide.h"
+#include "etcd.h"
+#include "lease.h"
+#include "fencer.h"
+#include "sdnotify.h"
+#include "requests.h"
+#include "step.h"
+#include "wdguard.h"
+#include "log.h"
+#include "pg.h"
+#include "rest.h"
+
+#define SAFETY_MARGIN_MS      ((int64_t)h->cfg->watchdog.safety_margin * 1000) /* S */
+#define PG_OBSERVE_TIMEOUT_MS 2000
+#define PG_START_TIMEOUT_MS   120000
+#define PG_STOP_TIMEOUT_MS    120000
+#define PG_PROMOTE_TIMEOUT_MS 30000
+#define PG_CLONE_TIMEOUT_MS   (6 * 3600 * 1000)
+
+struct ha {
+	const struct pgw_config *cfg;    /* the running one: main's, or cfg_reloaded */
+	struct pgw_config *cfg_reloaded; /* owned: the last file read by a reload */
+	volatile sig_atomic_t *reload;   /* SIGHUP */
+	volatile sig_atomic_t *stop;
+	struct pgw_etcd *etcd;
+	struct pgw_pg *pg;
+	struct pgw_rest *rest;
+	struct pgw_control *control; /* the REST API's write requests */
+	struct pgw_wdguard *wd;      /* the hardware watchdog (main's, opened before the privilege
+	                                drop) */
+	struct pgw_fencer *fencer;   /* STONITH of a lost leader, audited */
+	struct pgw_node_state st;    /* everything the decisions remember (step.c) */
+
+	char prefix[512];
+	char leader_key[600];
+	char member_key[600];
+	char init_key[600];
+	char status_key[600];
+	char history_key[600];
+	char config_key[600];
+	char failover_key[600];
+	char record_key[600];     /* pgwarden/leader: who led, with which lease and BMC */
+	char fence_lock_key[600]; /* pgwarden/fence-lock: one fencer at a time */
+	char fenced_prefix[600];  /* pgwarden/fenced/<member>: fenced members, for unfence */
+
+	struct pgw_lease lease;
+	struct pgw_dcs dcs; /* effective dynamic settings: bootstrap.dcs, then the config key */
+	char *dcs_seen;     /* the config key text last applied (or refused) */
+	bool etcd_ok;
+	double dcs_last_seen;
+	struct pgw_cluster cluster;
+	struct pgw_pg_state pgst;
+
+	char scheduled_restart[64]; /* the pending scheduled restart's time, "" none */
+	bool ready_sent;            /* systemd was told READY=1 */
+
+	struct pgw_action last;
+	const char *member_state; /* overrides the observed state while an action runs */
+	int64_t loop_mono_ms;
+};
+
+struct pgw_request;
+struct pgw_rq_verdict;
+
+/* ha.c (the loop) */
+int64_t ha_mono_ms(void);
+double ha_wall_now(void);
+bool ha_pg_is_primary(const struct pgw_pg_state *st);
+int ha_op_timeout(const struct ha *h);
+int64_t ha_fence_budget_ms(const struct ha *h);
+void ha_renew_lease(struct ha *h);
+void ha_observe_pg(struct ha *h);
+void ha_build_obs(struct ha *h, struct pgw_obs *o, bool shutdown);
+bool ha_arm_watchdog(struct ha *h);
+
+/* ha_act.c (carrying out decisions) */
+int ha_configure_replica(struct ha *h, const struct pgw_action *a);
+void ha_act_clone(struct ha *h, const struct pgw_action *a);
+bool ha_watching_leader(const struct ha *h);
+void ha_probe_leader(struct ha *h);
+void ha_act(struct ha *h, const struct pgw_action *a, bool holds);
+
+/* ha_serve.c (requests and configuration) */
+void ha_apply_dynamic_config(struct ha *h);
+int ha_reload_config(struct ha *h, char *msg, size_t len);
+void ha_serve_request(struct ha *h, bool healthy);
+
+/* ha_publish.c (member key, REST snapshot, systemd) */
+const char *ha_observed_state(const struct ha *h);
+const char *ha_observed_role(const struct ha *h);
+int64_t ha_wal_position(const struct pgw_pg_state *st);
+void ha_publish_member(struct ha *h);
+void ha_log_decision(struct ha *h, const struct pgw_action *a);
+void ha_publish_snapshot(struct ha *h, bool holds);
+void ha_notify_systemd(struct ha *h, const struct pgw_action *a, bool holds);
+void ha_check_systemd_watchdog(const struct ha *h);
+
+#endif
