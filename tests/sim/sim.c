@@ -39,6 +39,7 @@
 #include "lease.h"
 #include "log.h"
 #include "pg.h"
+#include "requests.h"
 #include "step.h"
 #include "wdguard.h"
 
@@ -167,6 +168,10 @@ struct node {
 	bool bmc_down;
 	/* network */
 	bool cut_etcd, cut_peers;
+	int loss_pct;      /* its link to etcd drops this share of requests or their answers */
+	int64_t slow_ms;   /* ... and delays each answer by this much */
+	bool bmc_badcreds; /* its BMC refuses the fencers' credentials */
+	int request;       /* an operator's POST: 1 /restart, 2 /reinitialize (0 none) */
 	bool nofailover;
 };
 
@@ -319,7 +324,17 @@ static void etcd_expire(void)
 /* Can this node's request reach etcd within the operation timeout? */
 static bool etcd_reach(const struct node *nd)
 {
-	return !W.e.down && !nd->cut_etcd && W.e.slow_ms < (int64_t)W.cfg.retry_timeout * 1000;
+	if (W.e.down || nd->cut_etcd ||
+	    W.e.slow_ms + nd->slow_ms >= (int64_t)W.cfg.retry_timeout * 1000)
+		return false;
+	return nd->loss_pct == 0 || (int)(rnd() % 100) >= nd->loss_pct;
+}
+
+/* A lossy link may lose the answer of a request etcd applied: the client sees a
+ * failure, etcd has the change (a create that won, a keepalive that renewed). */
+static bool answer_lost(const struct node *nd)
+{
+	return nd->loss_pct > 0 && (int)(rnd() % 100) < nd->loss_pct / 2;
 }
 
 /* ---- PostgreSQL ------------------------------------------------------------------------- */
@@ -528,7 +543,7 @@ static void wd_idle(struct node *nd)
 
 static void renew(struct node *nd)
 {
-	int64_t t_send = W.now;
+	int64_t t_send = W.now, lat = W.e.slow_ms + nd->slow_ms;
 
 	if (nd->lease.id != 0 && t_send >= nd->lease.deadline_ms)
 		pgw_lease_lost(&nd->lease);
@@ -541,19 +556,23 @@ static void renew(struct node *nd)
 			pgw_lease_lost(&nd->lease);
 			return;
 		}
-		l->expires = W.now + W.e.slow_ms + (int64_t)nd->lease.ttl_s * 1000;
+		l->expires = W.now + lat + (int64_t)nd->lease.ttl_s * 1000;
+		if (answer_lost(nd))
+			return; /* renewed in etcd, unknown here: D stays where it was */
 	} else {
 		struct lease_e *l = &W.e.leases[W.e.nleases++];
 
 		l->id = ++W.e.next_id;
 		l->live = true;
-		l->expires = W.now + W.e.slow_ms + (int64_t)W.cfg.ttl * 1000;
+		l->expires = W.now + lat + (int64_t)W.cfg.ttl * 1000;
+		if (answer_lost(nd))
+			return; /* a lease nobody knows of: it expires by itself */
 		nd->lease.id = l->id;
 		nd->lease.ttl_s = W.cfg.ttl;
 	}
 	pgw_lease_renewed(&nd->lease, nd->lease.id, t_send, nd->lease.ttl_s);
-	if (nd->wd_armed && pgw_lease_may_pet(t_send, W.now + W.e.slow_ms, margin_ms())) {
-		nd->wd_last_pet = W.now + W.e.slow_ms;
+	if (nd->wd_armed && pgw_lease_may_pet(t_send, W.now + lat, margin_ms())) {
+		nd->wd_last_pet = W.now + lat;
 		nd->wd_W = nd->wd_full; /* a bound lowered it: back to the full W */
 	}
 }
@@ -708,6 +727,10 @@ static bool take_key(struct node *nd)
 	write_record(nd, false);
 	ev(nd, "etcd: took the leader key (lease %" PRId64 ")", nd->lease.id);
 	wake_all();
+	if (answer_lost(nd)) {
+		ev(nd, "etcd: the answer to the leader key's creation was lost");
+		return false;
+	}
 	return true;
 }
 
@@ -822,12 +845,13 @@ static void act_fence(struct node *nd)
 	W.e.lock_lease = nd->lease.id;
 	ev(nd, "fence: audit intent: power off %s", lr->member);
 	W.fences++;
-	if (!t || t->bmc_down || budget < confirm ||
+	if (!t || t->bmc_down || t->bmc_badcreds || budget < confirm ||
 	    confirm > (int64_t)W.cfg.fence_timeout_s * 1000) {
 		ev(nd, "fence: failed (%s)",
-		   !t            ? "no such node"
-		   : t->bmc_down ? "BMC unreachable"
-		                 : "no time left");
+		   !t                ? "no such node"
+		   : t->bmc_down     ? "BMC unreachable"
+		   : t->bmc_badcreds ? "BMC refused the credentials"
+		                     : "no time left");
 		W.e.lock = false;
 		nd->busy_until = W.now + (t && t->bmc_down ? 2000 : 100);
 		return;
@@ -997,6 +1021,45 @@ static void act(struct node *nd, const struct pgw_action *a, bool holds)
 	}
 }
 
+/* An operator's POST /restart or /reinitialize, as ha_serve.c carries it out: the
+ * request table (core/requests.c) decides. */
+static void serve_request(struct node *nd, bool healthy)
+{
+	struct pgw_pg_state ps;
+	struct pgw_obs o;
+	struct pgw_rq rq = {.kind = nd->request == 1 ? PGW_RQ_RESTART : PGW_RQ_REINIT, .role = ""};
+	struct pgw_rq_verdict v;
+
+	nd->request = 0;
+	observe(nd, &ps);
+	build_obs(nd, &ps, &o);
+	pgw_request_verdict(&o, healthy, &rq, &v);
+	ev(nd, "request [%s] %s: %s", v.rule, v.go ? "carried out" : "refused", v.reason);
+	if (!v.go)
+		return;
+	if (rq.kind == PGW_RQ_RESTART) {
+		pg_stop(nd, false);
+		if (v.as_primary) {
+			pg_start(nd, false, "");
+			pgw_step_pg_writable(&nd->st);
+		} else {
+			char up[PGW_NAME_MAX];
+
+			snprintf(up, sizeof(up), "%.*s", PGW_NAME_MAX - 1,
+			         strncmp(v.target_host, "h-", 2) == 0 ? v.target_host + 2 : "");
+			pg_start(nd, true, up);
+		}
+	} else {
+		struct pgw_action c = {.kind = PGW_ACT_CLONE};
+
+		snprintf(c.target, sizeof(c.target), "%s", v.target);
+		pg_stop(nd, true);
+		act(nd, &c, false);
+	}
+	observe(nd, &ps);
+	pgw_step_pg_observed(&nd->st, &ps);
+}
+
 static void cycle(struct node *nd)
 {
 	struct pgw_pg_state ps;
@@ -1044,6 +1107,8 @@ static void cycle(struct node *nd)
 	/* (ha.c promotes inside act(); here the promotion completes later) */
 	if (pgw_step_may_disarm(&nd->st, &a, holds) && nd->pending != PGW_ACT_PROMOTE)
 		wd_idle(nd);
+	if (nd->request)
+		serve_request(nd, holds && a.kind == PGW_ACT_LEADER_DUTIES);
 	/* fast takeover: the loop probes the leader while it waits */
 	{
 		const struct pgw_member *l = pgw_cluster_leader_member(&nd->cluster);
@@ -1091,6 +1156,9 @@ enum fault {
 	F_SWITCHOVER,
 	F_FAILOVER,
 	F_PAUSE,
+	F_LOSSY,
+	F_BMC_CREDS,
+	F_REQUEST,
 	F_COUNT
 };
 
@@ -1160,6 +1228,15 @@ static void fault_end(struct active *x)
 	case F_PAUSE:
 		W.e.paused = false;
 		ev(NULL, "operator: resume");
+		break;
+	case F_LOSSY:
+		nd->loss_pct = 0;
+		nd->slow_ms = 0;
+		ev(nd, "net: link to etcd clean again");
+		break;
+	case F_BMC_CREDS:
+		nd->bmc_badcreds = false;
+		ev(nd, "BMC accepts the credentials again");
 		break;
 	default:
 		break;
@@ -1286,6 +1363,26 @@ static void inject(void)
 		W.e.paused = true;
 		ev(NULL, "operator: pause for %.1f s", dur / 1000.0);
 		break;
+	case F_LOSSY:
+		if (nd->loss_pct)
+			return;
+		nd->loss_pct = (int)rnd_in(10, 60);
+		nd->slow_ms = rnd_in(0, (int64_t)W.cfg.retry_timeout * 800);
+		ev(nd,
+		   "net: link to etcd loses %d%% of requests or answers, +%" PRId64
+		   " ms, for %.1f s",
+		   nd->loss_pct, nd->slow_ms, dur / 1000.0);
+		break;
+	case F_BMC_CREDS:
+		if (nd->bmc_badcreds)
+			return;
+		nd->bmc_badcreds = true;
+		ev(nd, "BMC refuses the fencers' credentials for %.1f s", dur / 1000.0);
+		break;
+	case F_REQUEST:
+		nd->request = chance(50) ? 1 : 2;
+		ev(nd, "operator: POST %s", nd->request == 1 ? "/restart" : "/reinitialize");
+		return;
 	default:
 		return;
 	}
