@@ -94,7 +94,10 @@ struct pgw_cluster {
 	struct pgw_leader_record last_leader; /* "pgwarden/leader" */
 	bool fence_locked;                    /* "pgwarden/fence-lock" exists */
 	char fence_lock_holder[PGW_NAME_MAX];
-	int64_t max_lag;    /* maximum_lag_on_failover from the config key (1 MiB default) */
+	int64_t max_lag; /* maximum_lag_on_failover from the config key (1 MiB default) */
+	/* no leader: the revision at which its key was deleted, when a watch saw it (0
+	 * unknown); keys published after it postdate the leader's loss */
+	int64_t leader_gone_rev;
 	char warnings[512]; /* what was ignored, for the log */
 };
 

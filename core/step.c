@@ -93,7 +93,9 @@ void pgw_step_cluster_read(struct pgw_node_state *s, bool etcd_ok, const struct 
 		s->no_leader_rev = 0;
 		s->no_leader_since_ms = 0;
 	} else if (s->no_leader_rev == 0) {
-		s->no_leader_rev = c->revision > 0 ? c->revision : 1;
+		s->no_leader_rev = c->leader_gone_rev > 0 && c->leader_gone_rev <= c->revision
+		                       ? c->leader_gone_rev
+		                       : (c->revision > 0 ? c->revision : 1);
 		s->no_leader_since_ms = now_ms;
 	}
 	/* a different leader than the one rewinding failed from: try rewinding again */

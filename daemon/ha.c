@@ -111,6 +111,10 @@ static void read_cluster(struct ha *h)
 	}
 	pgw_cluster_parse(&r, h->prefix, &h->cluster);
 	pgw_etcd_range_free(&r);
+	if (h->cluster.has_leader)
+		h->leader_gone_rev = 0;
+	else if (h->leader_gone_rev <= h->cluster.revision)
+		h->cluster.leader_gone_rev = h->leader_gone_rev;
 	if (h->cluster.warnings[0])
 		pgw_warn("etcd: %s", h->cluster.warnings);
 	h->etcd_ok = true;
@@ -158,6 +162,7 @@ void ha_build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 struct watch_ctx {
 	const struct ha *h;
 	bool leader;
+	int64_t *gone_rev; /* the revision of the leader key's deletion, when seen */
 };
 
 static bool watch_fires(void *arg, const struct pgw_etcd_event *ev)
@@ -165,10 +170,18 @@ static bool watch_fires(void *arg, const struct pgw_etcd_event *ev)
 	const struct watch_ctx *w = arg;
 	size_t plen = strlen(w->h->prefix);
 
-	if (strcmp(ev->key, w->h->leader_key) == 0)
+	if (strcmp(ev->key, w->h->leader_key) == 0) {
+		if (ev->type == PGW_ETCD_DELETE)
+			*w->gone_rev = ev->mod_revision;
 		return true;
+	}
 	/* the leader acts on a switchover request at once */
 	if (w->leader && strcmp(ev->key, w->h->failover_key) == 0)
+		return true;
+	/* a candidate waiting for positions published after the leader's loss wakes up
+	 * for each one, instead of a whole loop later */
+	if (w->h->last.rule && strcmp(w->h->last.rule, "positions-stale") == 0 &&
+	    ev->type == PGW_ETCD_PUT && strncmp(ev->key + plen, "members/", 8) == 0)
 		return true;
 	/* the leader wakes up for a new member, to create its slot at once */
 	return w->leader && ev->type == PGW_ETCD_PUT && ev->version == 1 &&
@@ -195,7 +208,7 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 {
 	int64_t until = cycle_start + (int64_t)h->dcs.loop_wait * 1000;
 	int64_t now = ha_mono_ms(), wait;
-	struct watch_ctx w = {h, holds};
+	struct watch_ctx w = {h, holds, &h->leader_gone_rev};
 	bool fired = false;
 
 	if (h->st.was_primary && h->lease.id != 0) {

@@ -86,6 +86,7 @@ struct ha {
 	struct pgw_action last;
 	const char *member_state; /* overrides the observed state while an action runs */
 	int64_t loop_mono_ms;
+	int64_t leader_gone_rev; /* the watch saw the leader key deleted at this revision */
 };
 
 struct pgw_request;

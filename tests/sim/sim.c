@@ -107,6 +107,7 @@ struct etcd {
 	int nleases;
 	int64_t next_id;
 	bool leader;
+	int64_t leader_gone_rev; /* the revision of the leader key's last deletion */
 	char leader_name[PGW_NAME_MAX];
 	int64_t leader_lease, leader_rev;
 	struct member_key members[MAXN];
@@ -289,6 +290,7 @@ static void drop_leader(const char *why)
 	   W.e.leader_lease ? "leased" : "-", why);
 	W.e.leader = false;
 	W.e.rev++;
+	W.e.leader_gone_rev = W.e.rev;
 	wake_all();
 }
 
@@ -639,6 +641,11 @@ static void publish_member(struct node *nd, const struct pgw_pg_state *ps)
 	k->present = true;
 	k->lease = nd->lease.id;
 	k->rev = ++W.e.rev;
+	/* the watch of a candidate waiting for fresh positions fires (ha.c watch_fires) */
+	for (int i = 0; i < W.cfg.nodes; i++)
+		if (&W.n[i] != nd && strcmp(W.n[i].last_rule, "positions-stale") == 0 &&
+		    W.n[i].next_cycle > W.now + 100)
+			W.n[i].next_cycle = W.now + 100;
 	k->m.lease = nd->lease.id;
 	k->m.mod_revision = k->rev;
 	if (holds_key(nd) && k->m.xlog_location > W.leader_pos)
@@ -666,6 +673,8 @@ static void read_cluster(struct node *nd)
 		if (W.e.members[i].present)
 			c->members[c->nmembers++] = W.e.members[i].m;
 	c->optime = W.e.optime;
+	if (!W.e.leader)
+		c->leader_gone_rev = W.e.leader_gone_rev; /* the watch saw the deletion */
 	c->max_lag = MAX_LAG;
 	c->paused = W.e.paused;
 	c->failover = W.e.failover;
@@ -740,6 +749,7 @@ static void give_up_key(struct node *nd)
 		return;
 	W.e.leader = false;
 	write_record(nd, true);
+	W.e.leader_gone_rev = W.e.rev; /* one transaction: the record's revision */
 	ev(nd, "etcd: released the leader key");
 	wake_all();
 }
@@ -752,8 +762,9 @@ static void check_promotion(const struct node *nd)
 	const struct node *old;
 
 	W.promotions++;
-	/* an operator's failover to a named member is the operator's choice of data */
-	for (int i = 0; i < W.cfg.nodes && !W.manual_failover; i++) {
+	/* an operator's failover to a named member is the operator's choice of data, and
+	 * failover.unprotected lets the old leader write on beside the new one */
+	for (int i = 0; i < W.cfg.nodes && !W.manual_failover && !W.cfg.unprotected; i++) {
 		const struct node *o = &W.n[i];
 
 		const struct pgw_member *k = pgw_cluster_member(&nd->cluster, o->name);
