@@ -211,6 +211,7 @@ derive() {
       -e "s|^\(    ttl:[[:space:]]*\)[0-9]*|\1$TTL|" \
       -e "s|^\(    loop_wait:[[:space:]]*\)[0-9]*|\1$LOOP_WAIT|" \
       -e "s|^\(    retry_timeout:[[:space:]]*\)[0-9]*|\1$RETRY_TIMEOUT|" \
+      -e "/^watchdog:/,/^[^[:space:]#]/ s|^\(  mode:\).*|\1 off|" \
       "$TEMPLATE" |
   # an uncommented top-level fencing: block of the template is replaced by the demo's
   awk '/^fencing:/ { skip = 1; next } skip && /^[^[:space:]]/ { skip = 0 } !skip'
@@ -238,8 +239,11 @@ for n in $NODES; do
   chown -R postgres:postgres "${DIR[$n]}"
   chmod 700 "${DIR[$n]}"; chmod 600 "${DIR[$n]}/pgwarden.yml"
   c=${DIR[$n]}/pgwarden.yml
+  # the packaged file arms /dev/watchdog (automatic): three demo nodes on one host must
+  # never arm the host's own watchdog, since a killed demo leader would reset the host
   for want in "name: $n" "127.0.0.1:${REST[$n]}" "127.0.0.1:${PG[$n]}" "${DIR[$n]}/data" \
-              "127.0.0.1:$ETCD_PORT" "ttl: $TTL" "address: 127.0.0.1:${BMC[$n]}"; do
+              "127.0.0.1:$ETCD_PORT" "ttl: $TTL" "address: 127.0.0.1:${BMC[$n]}" \
+              "  mode: off"; do
     grep -qF "$want" "$c" || die "could not derive $c from $TEMPLATE (no \"$want\" after editing)"
   done
   [ "$(grep -c '^fencing:' "$c")" = 1 ] || die "could not derive $c: not exactly one fencing: block"
