@@ -167,9 +167,14 @@ static void parse_config(struct pgw_cluster *c, const struct pgw_etcd_kv *kv)
 	c->has_config = true;
 	free(c->config);
 	c->config = strdup(kv->value);
-	if (o && json_object_is_type(o, json_type_object))
+	if (o && json_object_is_type(o, json_type_object)) {
+		struct json_object *v;
+
 		c->paused = json_bool_field(o, "pause");
-	else
+		if (json_object_object_get_ex(o, "maximum_lag_on_failover", &v) &&
+		    json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0)
+			c->max_lag = json_object_get_int64(v);
+	} else
 		add_warning(c, "%s: not a JSON object; ", "config");
 	json_object_put(o);
 }
@@ -392,7 +397,6 @@ int pgw_cluster_parse(const struct pgw_etcd_range *r, const char *prefix, struct
 			copy_str(c->fence_lock_holder, sizeof(c->fence_lock_holder), kv->value);
 		}
 	}
-	c->max_lag = pgw_cluster_max_lag(c);
 	return 0;
 }
 
@@ -403,19 +407,6 @@ void pgw_cluster_clear(struct pgw_cluster *c)
 	memset(c, 0, sizeof(*c));
 	c->optime = -1;
 	c->max_lag = 1048576;
-}
-
-int64_t pgw_cluster_max_lag(const struct pgw_cluster *c)
-{
-	struct json_object *o = c->config ? json_tokener_parse(c->config) : NULL, *v;
-	int64_t lag = 1048576;
-
-	if (o && json_object_is_type(o, json_type_object) &&
-	    json_object_object_get_ex(o, "maximum_lag_on_failover", &v) &&
-	    json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0)
-		lag = json_object_get_int64(v);
-	json_object_put(o);
-	return lag;
 }
 
 static char *host_port_url(const char *scheme, const char *host, int port, const char *path)

@@ -30,10 +30,6 @@ bool pgw_leader_record_parse(const char *json, struct pgw_leader_record *lr);
 /* prefix: "<namespace><scope>/" (with the trailing slash). */
 int pgw_cluster_parse(const struct pgw_etcd_range *r, const char *prefix, struct pgw_cluster *out);
 void pgw_cluster_clear(struct pgw_cluster *c);
-/* maximum_lag_on_failover from the config key (Patroni's default, 1 MiB, when it is
- * absent or unusable): what the daemons elect with, for pgwardenctl and the REST API. */
-int64_t pgw_cluster_max_lag(const struct pgw_cluster *c);
-
 /* The failover key's JSON; leader/candidate/scheduled_at omitted when NULL or "". */
 char *pgw_failover_json(const char *leader, const char *candidate, const char *scheduled_at);
 
