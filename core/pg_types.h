@@ -72,4 +72,12 @@ struct pgw_pg_state {
 	int nreplication;
 };
 
+/* What a member key says of this PostgreSQL (pg_view.c): role "master", "replica" or
+ * "uninitialized" (a stopped server by its control file), state "running", "starting"
+ * or "stopped", and the WAL position (primary: written; replica: the larger of received
+ * and replayed; -1 when it does not answer). */
+const char *pgw_pg_role_name(const struct pgw_pg_state *st);
+const char *pgw_pg_state_name(const struct pgw_pg_state *st);
+int64_t pgw_pg_wal_position(const struct pgw_pg_state *st);
+
 #endif

@@ -145,9 +145,9 @@ void ha_build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	o->cd_valid = h->pgst.cd_valid;
 	o->cd = h->pgst.cd;
 	snprintf(s->name, sizeof(s->name), "%s", c->name);
-	snprintf(s->role, sizeof(s->role), "%s", ha_observed_role(h));
+	snprintf(s->role, sizeof(s->role), "%s", pgw_pg_role_name(&h->pgst));
 	snprintf(s->state, sizeof(s->state), "%s", ha_observed_state(h));
-	s->xlog_location = ha_wal_position(&h->pgst);
+	s->xlog_location = pgw_pg_wal_position(&h->pgst);
 	s->timeline = h->pgst.timeline;
 	s->nofailover = c->tags.nofailover;
 	s->failover_priority = c->tags.failover_priority;

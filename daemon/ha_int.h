@@ -117,8 +117,6 @@ void ha_serve_request(struct ha *h, bool healthy);
 
 /* ha_publish.c (member key, REST snapshot, systemd) */
 const char *ha_observed_state(const struct ha *h);
-const char *ha_observed_role(const struct ha *h);
-int64_t ha_wal_position(const struct pgw_pg_state *st);
 void ha_publish_member(struct ha *h);
 void ha_log_decision(struct ha *h, const struct pgw_action *a);
 void ha_publish_snapshot(struct ha *h, bool holds);

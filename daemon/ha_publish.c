@@ -6,34 +6,7 @@
 
 const char *ha_observed_state(const struct ha *h)
 {
-	if (h->member_state)
-		return h->member_state;
-	if (h->pgst.running)
-		return h->pgst.accepting ? "running" : "starting";
-	return "stopped";
-}
-
-const char *ha_observed_role(const struct ha *h)
-{
-	if (h->pgst.datadir == PGW_DATADIR_EMPTY)
-		return "uninitialized";
-	if (h->pgst.running && h->pgst.accepting)
-		return h->pgst.in_recovery ? "replica" : "master";
-	if (h->pgst.cd_valid)
-		return h->pgst.cd.state == PGW_CS_SHUT_DOWN ||
-		               h->pgst.cd.state == PGW_CS_IN_PRODUCTION
-		           ? "master"
-		           : "replica";
-	return "replica";
-}
-
-int64_t ha_wal_position(const struct pgw_pg_state *st)
-{
-	if (!st->running || !st->accepting)
-		return -1;
-	if (!st->in_recovery)
-		return (int64_t)st->wal_lsn;
-	return (int64_t)(st->received_lsn > st->replayed_lsn ? st->received_lsn : st->replayed_lsn);
+	return h->member_state ? h->member_state : pgw_pg_state_name(&h->pgst);
 }
 
 void ha_publish_member(struct ha *h)
@@ -59,9 +32,9 @@ void ha_publish_member(struct ha *h)
 	mi.api_port = api_port;
 	mi.api_https = c->restapi.tls.certfile != NULL;
 	mi.state = ha_observed_state(h);
-	mi.role = ha_observed_role(h);
+	mi.role = pgw_pg_role_name(&h->pgst);
 	mi.version = PGW_VERSION;
-	mi.xlog_location = ha_wal_position(&h->pgst);
+	mi.xlog_location = pgw_pg_wal_position(&h->pgst);
 	mi.receive_lsn =
 	    h->pgst.in_recovery && h->pgst.accepting ? (int64_t)h->pgst.received_lsn : -1;
 	mi.replay_lsn =
@@ -202,7 +175,7 @@ void ha_publish_snapshot(struct ha *h, bool holds)
 /* systemd: READY=1 after the first cycle, then STATUS= and WATCHDOG=1 every cycle. */
 void ha_notify_systemd(struct ha *h, const struct pgw_action *a, bool holds)
 {
-	const char *role = ha_observed_role(h);
+	const char *role = pgw_pg_role_name(&h->pgst);
 	char status[400];
 
 	snprintf(status, sizeof(status), "%s%s, %s: %s",

@@ -579,41 +579,13 @@ static void renew(struct node *nd)
 	}
 }
 
-static const char *role_of(const struct pgw_pg_state *ps)
-{
-	if (ps->datadir == PGW_DATADIR_EMPTY)
-		return "uninitialized";
-	if (ps->running && ps->accepting)
-		return ps->in_recovery ? "replica" : "master";
-	if (ps->cd_valid)
-		return ps->cd.state == PGW_CS_SHUT_DOWN || ps->cd.state == PGW_CS_IN_PRODUCTION
-		           ? "master"
-		           : "replica";
-	return "replica";
-}
-
-static const char *state_of(const struct node *nd, const struct pgw_pg_state *ps)
-{
-	(void)nd;
-	if (ps->running)
-		return ps->accepting ? "running" : "starting";
-	return "stopped";
-}
-
-static int64_t wal_position(const struct pgw_pg_state *ps)
-{
-	if (!ps->running || !ps->accepting)
-		return -1;
-	return ps->in_recovery ? (int64_t)ps->received_lsn : (int64_t)ps->wal_lsn;
-}
-
 static void fill_member(const struct node *nd, const struct pgw_pg_state *ps, struct pgw_member *m)
 {
 	memset(m, 0, sizeof(*m));
 	snprintf(m->name, sizeof(m->name), "%s", nd->name);
-	snprintf(m->role, sizeof(m->role), "%s", role_of(ps));
-	snprintf(m->state, sizeof(m->state), "%s", state_of(nd, ps));
-	m->xlog_location = wal_position(ps);
+	snprintf(m->role, sizeof(m->role), "%s", pgw_pg_role_name(ps));
+	snprintf(m->state, sizeof(m->state), "%s", pgw_pg_state_name(ps));
+	m->xlog_location = pgw_pg_wal_position(ps);
 	m->timeline = ps->timeline;
 	snprintf(m->conn_host, sizeof(m->conn_host), "h-%s", nd->name);
 	m->conn_port = 5432;
