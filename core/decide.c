@@ -899,7 +899,12 @@ static bool g_n_positions_stale(const struct pgw_obs *o, struct pgw_action *a)
 	const struct pgw_cluster *c = o->cluster;
 	char why[200];
 
-	if (o->positions_after_rev <= 0 || !pgw_is_best_candidate(o, why, sizeof(why)))
+	/* Every wait here is bounded, 2 * loop_wait + 1 s from the loss: a live member
+	 * republishes every loop, and a key that never changes (written without a lease,
+	 * by a peer or by hand) must not hold the election up for ever (section 7). */
+	if (o->positions_after_rev <= 0 ||
+	    o->no_leader_for_ms >= (2LL * o->loop_wait_s + 1) * 1000 ||
+	    !pgw_is_best_candidate(o, why, sizeof(why)))
 		return false;
 	for (int i = 0; i < c->nmembers; i++) {
 		const struct pgw_member *m = &c->members[i];
@@ -908,9 +913,9 @@ static bool g_n_positions_stale(const struct pgw_obs *o, struct pgw_action *a)
 			continue;
 		/* not running yet but holding data: its position is unknown until it runs, and
 		 * the old leader back as a replica holds the most WAL (simulator seeds 17050,
-		 * 39269).  Waited for a bounded time only: 2 * loop_wait + 1 s. */
+		 * 39269) */
 		if (strcmp(m->state, "running") != 0 && strcmp(m->role, "uninitialized") != 0 &&
-		    m->role[0] && o->no_leader_for_ms < (2LL * o->loop_wait_s + 1) * 1000) {
+		    m->role[0]) {
 			detail(a, "%s is %s, seen %" PRId64 " ms without a leader", m->name,
 			       m->state[0] ? m->state : "in an unknown state", o->no_leader_for_ms);
 			return true;

@@ -254,7 +254,8 @@ static void decide_and_check(const struct pgw_obs *o)
 		      "acquire after an unprotected leader was lost, without the operator's word");
 	}
 	if (a.kind == PGW_ACT_ACQUIRE && strcmp(a.rule, "candidate") == 0 &&
-	    o->positions_after_rev > 0) {
+	    o->positions_after_rev > 0 &&
+	    o->no_leader_for_ms < (2LL * o->loop_wait_s + 1) * 1000) {
 		/* durability: positions compared postdate the loss */
 		for (int i = 0; i < o->cluster->nmembers; i++) {
 			const struct pgw_member *m = &o->cluster->members[i];
@@ -547,6 +548,8 @@ static void random_obs(struct rd *r)
 	o->unprotected_failover = rd_pick(r, 4) == 0;
 	o->positions_after_rev = rd_bool(r) ? 0 : (int64_t)rd_pick(r, 64);
 	o->leader_rev = rd_bool(r) ? 0 : (int64_t)rd_pick(r, 64);
+	o->loop_wait_s = (int)rd_pick(r, 12);
+	o->no_leader_for_ms = rd_bool(r) ? 0 : (int64_t)rd_pick(r, 64) * 500;
 	nudge(r);
 }
 

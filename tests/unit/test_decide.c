@@ -1588,6 +1588,17 @@ static void test_election_waits_for_positions_after_the_loss(void **state)
 	decide_as(&f, "node2", &a);
 	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
 	snprintf(member(&f, "node3")->state, sizeof(member(&f, "node3")->state), "running");
+	/* a running member's key that never changes (no lease: a peer's or an operator's
+	 * write) is waited for the same bounded time, not for ever */
+	member(&f, "node3")->mod_revision = 95;
+	f.o.no_leader_for_ms = 4000;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "positions-stale", "node3, key revision 95");
+	f.o.no_leader_for_ms = 5000;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	f.o.no_leader_for_ms = 0;
+	member(&f, "node3")->mod_revision = 101;
 	/* a stale key of a member that cannot lead anyway does not hold the election up */
 	member(&f, "node3")->mod_revision = 95;
 	member(&f, "node3")->nofailover = true;
