@@ -234,7 +234,14 @@ int main(int argc, char **argv)
 	}
 	/* the watchdog device is root's: open it first, keep the descriptor */
 	wd = pgw_wdguard_open(cfg);
-	if (drop_privileges(cfg) != 0 || check_fencing_secret(cfg) != 0 || install_signals() != 0) {
+	if (drop_privileges(cfg) != 0 || check_fencing_secret(cfg) != 0) {
+		pgw_wdguard_close(wd, true);
+		pgw_config_free(cfg);
+		return 1;
+	}
+	/* before the signal handlers: the keeper starts with the default ones */
+	pgw_wdguard_keep(wd);
+	if (install_signals() != 0) {
 		pgw_wdguard_close(wd, true);
 		pgw_config_free(cfg);
 		return 1;

@@ -643,18 +643,31 @@ static bool is_running(const struct pgw_pg *pg)
 	return pid > 0 && postmaster_alive(pid);
 }
 
-int pgw_pg_stop_leftover_primary(const char *data_dir, int timeout_ms)
+pid_t pgw_pg_unmanaged_writer(const char *data_dir)
 {
 	struct pgw_pg probe = {.data_dir = data_dir};
-	char *signal_path = path_in(data_dir, "standby.signal");
-	pid_t pid = postmaster_pid(&probe);
-	bool standby;
+	pid_t pid = data_dir ? postmaster_pid(&probe) : 0;
+	char *standby, *promote;
+	bool replica;
+
+	if (pid <= 0 || !postmaster_alive(pid))
+		return 0;
+	standby = path_in(data_dir, "standby.signal");
+	promote = path_in(data_dir, "promote");
+	/* no allocation, no answer: assume the worst */
+	replica = standby && promote && file_exists(standby) && !file_exists(promote);
+	free(standby);
+	free(promote);
+	return replica ? 0 : pid;
+}
+
+int pgw_pg_stop_leftover_primary(const char *data_dir, int timeout_ms)
+{
+	pid_t pid = pgw_pg_unmanaged_writer(data_dir);
 	int64_t deadline;
 	struct timespec ts;
 
-	standby = signal_path && access(signal_path, F_OK) == 0;
-	free(signal_path);
-	if (pid <= 0 || !postmaster_alive(pid) || standby)
+	if (pid == 0)
 		return 0;
 	pgw_warn("PostgreSQL (postmaster %ld) runs as a primary without a pgwarden: an earlier "
 	         "daemon died.  Stopping it (immediate) before the watchdog is opened, since "

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "pg_types.h"
@@ -69,6 +70,12 @@ int pgw_pg_stop(struct pgw_pg *pg, const char *mode, int timeout_ms);
  * too).  0 when nothing was running or it stopped within timeout_ms; -1 otherwise.
  */
 int pgw_pg_stop_leftover_primary(const char *data_dir, int timeout_ms);
+/*
+ * The postmaster running in data_dir when it may accept writes: no standby.signal, or
+ * a promotion asked for (the "promote" file) and not finished.  0 when none runs, or
+ * it is a standby.  The watchdog keeper and the start of the daemon ask this.
+ */
+pid_t pgw_pg_unmanaged_writer(const char *data_dir);
 /* Re-read the configuration files (pg_ctl reload). */
 int pgw_pg_reload(struct pgw_pg *pg);
 /* pg_ctl promote and wait until pg_is_in_recovery() is false. */

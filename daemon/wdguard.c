@@ -8,10 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lease.h"
 #include "log.h"
 #include "watchdog.h"
+#include "wdkeeper.h"
+
+#define KEEPER_WAIT_MS 3000 /* a previous daemon's keeper, or ours at a clean close */
 
 struct pgw_wdguard {
 	int mode; /* enum pgw_wd_mode */
@@ -25,6 +29,9 @@ struct pgw_wdguard {
 	bool failed;       /* the last open or arm failed */
 	char reason[200];
 	bool missed_window; /* the last renewal was too slow to pet (logged once) */
+	char *data_dir;     /* PostgreSQL's, for the keeper */
+	bool keep;          /* a keeper must hold the device (from pgw_wdguard_keep on) */
+	struct pgw_wdkeeper keeper;
 };
 
 const char *pgw_wdguard_mode_name(int mode)
@@ -60,6 +67,17 @@ static bool try_open(struct pgw_wdguard *g)
 	if (g->wd)
 		return true;
 	g->wd = pgw_wd_open(g->device, err, sizeof(err));
+	/* the keeper of a daemon that died lets go once PostgreSQL cannot write */
+	for (int waited = 0; !g->wd && errno == EBUSY && waited < KEEPER_WAIT_MS; waited += 100) {
+		struct timespec ts = {0, 100 * 1000000};
+
+		if (waited == 0)
+			pgw_info("watchdog %s is busy: waiting up to %d ms for the keeper of an "
+			         "earlier daemon to let go",
+			         g->device, KEEPER_WAIT_MS);
+		nanosleep(&ts, NULL);
+		g->wd = pgw_wd_open(g->device, err, sizeof(err));
+	}
 	if (!g->wd) {
 		failure(g, err);
 		return false;
@@ -81,9 +99,38 @@ struct pgw_wdguard *pgw_wdguard_open(const struct pgw_config *cfg)
 	}
 	g->mode = cfg->watchdog.mode;
 	snprintf(g->device, sizeof(g->device), "%s", cfg->watchdog.device);
+	g->data_dir = cfg->postgresql.data_dir ? strdup(cfg->postgresql.data_dir) : NULL;
 	if (g->mode != PGW_WD_OFF)
 		try_open(g);
 	return g;
+}
+
+/*
+ * An open device has a keeper once pgw_wdguard_keep was called; one that died is
+ * started again.  False when none can be started: the device must then not be armed,
+ * since this daemon's death would ping it (wdkeeper.h).
+ */
+static bool keeper_ensure(struct pgw_wdguard *g)
+{
+	char err[256];
+	bool again = g->keeper.pid != 0;
+
+	if (!g->wd || !g->keep || pgw_wdkeeper_alive(&g->keeper))
+		return true;
+	if (again)
+		pgw_error("watchdog keeper died: starting another");
+	if (pgw_wdkeeper_start(&g->keeper, pgw_wd_fd(g->wd), g->data_dir, err, sizeof(err)) != 0) {
+		(void)failure(g, err);
+		return false;
+	}
+	pgw_info("watchdog keeper %ld holds %s", (long)g->keeper.pid, g->device);
+	return true;
+}
+
+void pgw_wdguard_keep(struct pgw_wdguard *g)
+{
+	g->keep = true;
+	(void)keeper_ensure(g);
 }
 
 void pgw_wdguard_close(struct pgw_wdguard *g, bool clean)
@@ -92,12 +139,15 @@ void pgw_wdguard_close(struct pgw_wdguard *g, bool clean)
 		return;
 	if (g->wd && clean) {
 		pgw_wd_close(g->wd);
+		pgw_wdkeeper_stop(&g->keeper, true, KEEPER_WAIT_MS);
 		pgw_info("watchdog %s closed (magic close)", g->device);
 	} else if (g->wd) {
-		/* PostgreSQL may still accept writes: leave the timer running (the close
-		 * when the process exits pings it once, and then it fires) */
+		/* PostgreSQL may still accept writes: leave the timer running; the keeper
+		 * holds the device until PostgreSQL stops, or the reset */
+		pgw_wdkeeper_stop(&g->keeper, false, 0);
 		pgw_error("watchdog %s left armed: PostgreSQL did not stop cleanly", g->device);
 	}
+	free(g->data_dir);
 	free(g);
 }
 
@@ -121,6 +171,8 @@ bool pgw_wdguard_arm(struct pgw_wdguard *g, int ttl_s, int margin_s, int loop_wa
 		return true;
 	if (!try_open(g))
 		return g->mode != PGW_WD_REQUIRED;
+	if (!keeper_ensure(g))
+		return g->mode != PGW_WD_REQUIRED; /* required: the decision gives the role up */
 	if (g->armed && g->want == want)
 		return true;
 	if (want <= 0) {
@@ -200,6 +252,7 @@ void pgw_wdguard_idle(struct pgw_wdguard *g)
 
 	if (!g->wd)
 		return;
+	(void)keeper_ensure(g);
 	if (g->armed) {
 		rc = pgw_wd_disarm(g->wd, err, sizeof(err));
 		if (rc >= 0) {

@@ -44,18 +44,25 @@ struct pgw_wd_status {
 struct pgw_wdguard *pgw_wdguard_open(const struct pgw_config *cfg);
 /*
  * Shutdown.  clean: PostgreSQL stopped and the key was released, so disable the
- * card and magic-close it.  Otherwise the timer is left running (the exit's close
- * pings it once) and the machine is reset W later.  NULL is accepted.
+ * card and magic-close it.  Otherwise the timer is left running: the keeper holds the
+ * device while PostgreSQL may write, and the machine is reset W after the last pet.
+ * NULL is accepted.
  */
 void pgw_wdguard_close(struct pgw_wdguard *g, bool clean);
+/*
+ * After privileges are dropped: from now on a keeper process holds the open device
+ * (wdkeeper.h), so that this daemon's death never pings it while PostgreSQL may write.
+ */
+void pgw_wdguard_keep(struct pgw_wdguard *g);
 /* "off", "automatic" or "required". */
 const char *pgw_wdguard_mode_name(int mode);
 
 /*
  * The timeout to arm with for a lease of ttl_s (rule 3: W <= TTL - S).  It is also
- * kept below TTL - R - loop_wait - 1: a daemon that dies (a crash, SIGKILL) closes
- * the device, and that close pings it once, so the reset comes W after the death,
- * which may be up to one loop after the last renewal.  0 when no W is usable.
+ * kept below TTL - R - loop_wait - 1: a daemon that dies (a crash, SIGKILL) together
+ * with its keeper closes the device, and that close pings it once, so the reset comes
+ * W after the death, which may be up to one loop after the last renewal.  0 when no W
+ * is usable.
  */
 int pgw_wdguard_timeout(int ttl_s, int margin_s, int loop_wait_s);
 

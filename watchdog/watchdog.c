@@ -468,6 +468,11 @@ void pgw_wd_close(struct pgw_wd *wd)
 	errno = e;
 }
 
+int pgw_wd_fd(const struct pgw_wd *wd)
+{
+	return wd->fd;
+}
+
 const struct pgw_wd_info *pgw_wd_info(const struct pgw_wd *wd)
 {
 	return &wd->info;

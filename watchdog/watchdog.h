@@ -84,6 +84,8 @@ int pgw_wd_disarm(struct pgw_wd *wd, char *err, size_t errlen);
  */
 void pgw_wd_close(struct pgw_wd *wd);
 
+/* The open descriptor (the watchdog keeper holds a copy of it). */
+int pgw_wd_fd(const struct pgw_wd *wd);
 const struct pgw_wd_info *pgw_wd_info(const struct pgw_wd *wd);
 
 /* WDIOC_GETTIMEOUT (does not ping): W, or -1 with errno (EPIPE: the emulator fired). */

@@ -5,8 +5,8 @@ expires, kills every process of the node's cgroup, as a hardware reset would, lo
 CLOCK_MONOTONIC time.  Timing of every cluster: ttl 10, loop_wait 2, retry_timeout 3,
 safety_margin 5, so W = 5.
 
-- the leader's daemon alone is frozen (SIGSTOP), or killed (SIGKILL), while its PostgreSQL
-  keeps running: the emulator resets the node before the lease expires, and only then a
+- the leader's daemon alone is frozen (SIGSTOP), killed (SIGKILL), or stopped for most of
+  W and then killed, while its PostgreSQL keeps running: the emulator resets the node before the lease expires, and only then a
   replica promotes.  A monitor polls every node for "accepts writes" throughout and fails
   the test if two nodes ever accept writes in the same round;
 - the leader is cut off from etcd by an nftables rule on its cgroup (etcd keeps running):
@@ -114,9 +114,20 @@ def reset_before_expiry(c, emus, leader, how):
     mon = Monitor(c, leader)
     mon.start()
     pid = leader.daemon_pid
+    emu = emus[leader.name]
+    if how == "stall-kill":
+        # right after a pet, so that the stall is as long as it can be without a reset
+        pets = len(emu.events("KEEPALIVE"))
+        wait_until(lambda: len(emu.events("KEEPALIVE")) > pets, 10, "a pet")
     t_fault = time.monotonic()
-    os.kill(pid, signal.SIGSTOP if how == "freeze" else signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
     log("%s the daemon of %s (pid %d); its PostgreSQL keeps running" % (how, leader.name, pid))
+    t_kill = None
+    if how == "stall-kill":
+        time.sleep(TTL - S - 1)  # most of W, then SIGKILL while stopped
+        t_kill = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        log("killed the stopped daemon after %.1f s" % (t_kill - t_fault))
     try:
         wait_until(lambda: mon.promoted is not None and mon.key_gone is not None, 60,
                    "a new primary", diag=c.dump)
@@ -135,7 +146,13 @@ def reset_before_expiry(c, emus, leader, how):
     # A frozen daemon's last pet came within S - R of a renewal, so the reset comes at
     # least S - R before the lease expires.  A killed one's close pings the device once,
     # at any point of its loop: W is chosen so that the reset still comes R before expiry.
-    bound = S - 1 if how == "freeze" else 1
+    # A daemon stopped and then killed: its keeper holds the device, so its death does
+    # not ping it and the reset comes W after the last pet, as for a frozen one.
+    bound = 1 if how == "kill" else S - 1
+    if t_kill is not None:
+        assert last_ping < t_kill - 1, (
+            "the device was pinged %.2f s after the stall began (the kill at %.2f s)"
+            % (last_ping - t_fault, t_kill - t_fault))
     assert mon.key_gone - reset >= bound, (
         "reset only %.2f s before the lease expired" % (mon.key_gone - reset))
     figure("%s: fault -> reset" % how, reset - t_fault)
@@ -158,6 +175,17 @@ def test_killed_daemon_is_reset_before_the_lease_expires(make_cluster):
     leader.start()
     c.wait_healthy(120)
     assert c.leader_name() != leader.name
+
+
+def test_stopped_then_killed_daemon_is_reset_from_its_last_pet(make_cluster):
+    """Found by the simulator (seeds 6675, 26782, 33993, 51013, 61196): the leader's daemon
+    is stopped for most of W, then killed while stopped.  Its death closed the device and
+    the close pinged it, so the reset came W after the kill, up to 2 W after the last pet
+    and past the lease deadline.  The watchdog keeper holds the device while PostgreSQL
+    may write: the reset comes W after the last pet."""
+    c, emus, leader = watched_cluster(make_cluster)
+    reset_before_expiry(c, emus, leader, "stall-kill")
+    assert "watchdog keeper: pgwarden is gone" in open(leader.log_path).read()
 
 
 def test_restarted_daemon_stops_its_leftover_primary_before_opening_the_watchdog(

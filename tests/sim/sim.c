@@ -43,14 +43,15 @@
 #include "step.h"
 #include "wdguard.h"
 
-#define MAXN        5
-#define TICK_MS     50
-#define WALL_EPOCH  1800000000.0 /* simulated unix time at t = 0 */
-#define WRITE_RATE  4000         /* WAL bytes a primary writes per tick (80 kB/s) */
-#define MAX_LAG     1048576
-#define BOOT_MS     5000
-#define PG_START_MS 1000
-#define RESTART_MS  5000 /* systemd RestartSec */
+#define MAXN            5
+#define TICK_MS         50
+#define WALL_EPOCH      1800000000.0 /* simulated unix time at t = 0 */
+#define WRITE_RATE      4000         /* WAL bytes a primary writes per tick (80 kB/s) */
+#define MAX_LAG         1048576
+#define BOOT_MS         5000
+#define KEEPER_QUIET_MS 1000 /* daemon/wdkeeper.c: no possible writer this long */
+#define PG_START_MS     1000
+#define RESTART_MS      5000 /* systemd RestartSec */
 
 /* ---- deterministic randomness ------------------------------------------------ */
 
@@ -165,6 +166,8 @@ struct node {
 	int wd_full;    /* the W of the arming, before any bound */
 	bool led_armed; /* its watchdog was armed the last time it held the leader key */
 	int64_t wd_last_pet;
+	bool keeper;             /* the keeper holds the device for a dead daemon */
+	int64_t keeper_quiet_at; /* ... and PostgreSQL could not write since (0: it could) */
 	/* BMC */
 	bool bmc_down;
 	/* network */
@@ -452,8 +455,29 @@ static void power_off(struct node *nd, const char *why, int64_t back_after)
 	nd->frozen = false;
 	nd->stopped = false;
 	nd->wd_armed = false;
+	nd->keeper = false;
+	nd->keeper_quiet_at = 0;
 	nd->boot_at = back_after > 0 ? W.now + back_after : 0;
 	ev(nd, "machine: power off (%s)", why);
+}
+
+/*
+ * pgw_pg_unmanaged_writer: a postmaster without standby.signal, or with a promotion asked
+ * for and not finished, may accept writes.
+ */
+static bool pg_may_write(const struct node *nd)
+{
+	return nd->pg.running && (!nd->pg.in_recovery || nd->pending == PGW_ACT_PROMOTE);
+}
+
+/* The keeper closes the device: a close without the magic 'V' pings it once. */
+static void keeper_release(struct node *nd)
+{
+	nd->keeper = false;
+	nd->keeper_quiet_at = 0;
+	if (nd->wd_armed)
+		nd->wd_last_pet = W.now;
+	ev(nd, "watchdog keeper: released the device");
 }
 
 static void daemon_start(struct node *nd)
@@ -468,10 +492,13 @@ static void daemon_start(struct node *nd)
 	ev(nd, "daemon: started");
 	/* main.c: a primary left by the dead daemon is stopped before the device is opened
 	 * (pgw_pg_stop_leftover_primary) */
-	if (W.cfg.wd_mode != 0 && nd->pg.running && !nd->pg.in_recovery) {
+	if (W.cfg.wd_mode != 0 && pg_may_write(nd)) {
 		ev(nd, "daemon: leftover primary stopped before opening the watchdog");
 		pg_stop(nd, true);
 	}
+	/* its keeper lets go once PostgreSQL cannot write; the open waits for that */
+	if (nd->keeper)
+		keeper_release(nd);
 	/* the watchdog driver disables the device right after opening it */
 	nd->wd_armed = false;
 }
@@ -493,11 +520,25 @@ static void daemon_kill(struct node *nd, int64_t restart_after)
 		return;
 	nd->alive = false;
 	nd->stopped = false;
-	/* a killed daemon's close pings the device once; without the magic close it runs on */
-	if (nd->wd_armed)
-		nd->wd_last_pet = W.now;
+	/* the keeper holds the device (daemon/wdkeeper.c): the death closes nothing */
+	if (W.cfg.wd_mode != 0 && !nd->wd_broken)
+		nd->keeper = true;
 	nd->restart_at = restart_after > 0 ? W.now + restart_after : 0;
 	ev(nd, "daemon: killed%s", restart_after > 0 ? "" : " (no restart)");
+}
+
+/* A dead daemon's keeper lets go after a second in which PostgreSQL could not write. */
+static void keeper_check(struct node *nd)
+{
+	if (!nd->keeper || !nd->powered || nd->frozen || nd->alive)
+		return;
+	if (pg_may_write(nd)) {
+		nd->keeper_quiet_at = 0;
+	} else if (!nd->keeper_quiet_at) {
+		nd->keeper_quiet_at = W.now;
+	} else if (W.now - nd->keeper_quiet_at > KEEPER_QUIET_MS) {
+		keeper_release(nd);
+	}
 }
 
 static void wd_check(struct node *nd)
@@ -1569,6 +1610,7 @@ static void tick(void)
 	for (int i = 0; i < W.cfg.nodes; i++) {
 		struct node *nd = &W.n[i];
 
+		keeper_check(nd);
 		wd_check(nd);
 		if (nd->pending == PGW_ACT_PROMOTE && W.now >= nd->busy_until && nd->powered &&
 		    !nd->frozen)

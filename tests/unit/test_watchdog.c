@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -34,6 +35,7 @@
 
 #include "config.h"
 #include "lease.h"
+#include "pg.h"
 #include "wdguard.h"
 #include "../../watchdog/watchdog.h"
 
@@ -110,7 +112,8 @@ static void test_keepalive_window(void **state)
 
 struct emu {
 	pid_t pid;
-	int out; /* its stdout */
+	pid_t pm; /* a fake postmaster, killed by the teardown */
+	int out;  /* its stdout */
 	char dir[64];
 	char sock[128];
 	char cgroup[128];
@@ -317,6 +320,275 @@ static void test_bound_lowers_timeout_before_crash(void **state)
 	assert_true(f.mono - closed < 1.5);
 }
 
+/* --- the keeper (daemon/wdkeeper.c) --- */
+
+/* A process whose name is "postgres", and a data directory whose postmaster.pid names it. */
+static pid_t fake_postmaster(struct emu *e, char *data, size_t len)
+{
+	char path[256], text[32];
+	pid_t pm;
+
+	snprintf(data, len, "%s/data", e->dir);
+	assert_int_equal(mkdir(data, 0700), 0);
+	pm = fork();
+	assert_true(pm >= 0);
+	if (pm == 0) {
+		prctl(PR_SET_NAME, "postgres", 0, 0, 0);
+		for (;;)
+			pause();
+	}
+	e->pm = pm;
+	sleep_ms(50); /* the name is set */
+	snprintf(path, sizeof(path), "%s/postmaster.pid", data);
+	snprintf(text, sizeof(text), "%d\n%s\n", (int)pm, data);
+	write_text(path, text);
+	return pm;
+}
+
+static void touch(const char *data, const char *name)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", data, name);
+	write_text(path, "");
+}
+
+static void remove_data(const char *data)
+{
+	static const char *const files[] = {"postmaster.pid", "standby.signal", "promote"};
+	char path[256];
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", data, files[i]);
+		unlink(path);
+	}
+	rmdir(data);
+}
+
+static void remove_data_of(struct emu *e)
+{
+	char data[128];
+
+	snprintf(data, sizeof(data), "%s/data", e->dir);
+	remove_data(data);
+}
+
+static void kill_wait(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/*
+ * A "daemon": opens the device, starts its keeper, arms for ttl 6, S 3, loop_wait 1
+ * (W 3), then stalls for stall_ms without petting and dies without closing anything,
+ * as SIGKILL after SIGSTOP would.  Returns once it is dead.
+ */
+static void daemon_arms_stalls_dies(struct emu *e, const char *data, int stall_ms)
+{
+	pid_t pid;
+	int status;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct pgw_config cfg;
+		struct pgw_wdguard *g;
+
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.watchdog.mode = PGW_WD_REQUIRED;
+		cfg.watchdog.device = e->sock;
+		cfg.postgresql.data_dir = (char *)data;
+		g = pgw_wdguard_open(&cfg);
+		pgw_wdguard_keep(g);
+		if (!pgw_wdguard_arm(g, 6, 3, 1))
+			_exit(1);
+		sleep_ms(stall_ms);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	expect_event(e, "OPEN", NULL);
+	expect_event(e, "SETTIMEOUT", "timeout=60");
+	expect_event(e, "DISABLE", NULL);
+	expect_event(e, "SETTIMEOUT", "timeout=3");
+	expect_event(e, "ENABLE", NULL);
+}
+
+/* Reap the orphaned keeper (this process is a subreaper), within ms. */
+static bool keeper_exited(int ms)
+{
+	for (int waited = 0; waited < ms; waited += 50) {
+		pid_t r = waitpid(-1, NULL, WNOHANG);
+
+		if (r > 0 || (r < 0 && errno == ECHILD))
+			return true;
+		sleep_ms(50);
+	}
+	return false;
+}
+
+/*
+ * Regression (simulator seeds 6675, 26782, 33993, 51013, 61196): a leader's daemon is
+ * stopped for most of W, then killed.  Alone, its death closed the device, which pinged
+ * it: the reset came W after the death, up to 2 W after the last pet and past the lease
+ * deadline.  The keeper holds the device while PostgreSQL may write, so the reset comes
+ * W after the last pet, and the death is not even seen by the device.
+ */
+static void test_keeper_stall_then_kill_fires_from_last_pet(void **state)
+{
+	struct emu *e = *state;
+	char data[128], pids[32];
+	double pet;
+	struct fired f;
+	pid_t pm = fake_postmaster(e, data, sizeof(data));
+
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	snprintf(pids, sizeof(pids), "%d\n", (int)pm);
+	write_text(e->procs, pids); /* the reset kills the "postmaster" */
+	daemon_arms_stalls_dies(e, data, 2000);
+	pet = 0;
+	{
+		char line[256];
+
+		assert_true(emu_line(e, NULL, 1000, line, sizeof(line)));
+		assert_true(strncmp(line, "KEEPALIVE", 9) == 0);
+		pet = strtod(strstr(line, "mono=") + 5, NULL);
+	}
+	/* the next event is the reset, 3 s after the arming's keepalive: no CLOSE */
+	f = expect_fired(e, 4000);
+	assert_int_equal(f.timeout, 3);
+	assert_true(f.last_ping >= pet - 0.05 && f.last_ping <= pet + 0.05);
+	assert_true(f.mono - pet < 3.5);
+	assert_int_equal(waitpid(pm, NULL, 0), pm);
+	write_text(e->procs, "");
+	/* nothing can write any more: the keeper lets go and exits */
+	assert_true(keeper_exited(3000));
+	remove_data(data);
+	prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+}
+
+/* A standby cannot write: the keeper lets go about a second after the daemon died. */
+static void test_keeper_lets_go_of_a_standby_not_a_promotion(void **state)
+{
+	struct emu *e = *state;
+	char data[128], line[256];
+	pid_t pm = fake_postmaster(e, data, sizeof(data));
+	double died;
+
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	touch(data, "standby.signal");
+	touch(data, "promote"); /* a promotion asked for: a writer soon */
+	assert_true(pgw_pg_unmanaged_writer(data) == pm);
+	daemon_arms_stalls_dies(e, data, 0);
+	expect_event(e, "KEEPALIVE", NULL);
+	died = mono();
+	expect_quiet(e, 1500); /* held */
+	{
+		char path[256];
+
+		snprintf(path, sizeof(path), "%s/promote", data);
+		assert_int_equal(unlink(path), 0);
+	}
+	assert_int_equal(pgw_pg_unmanaged_writer(data), 0);
+	assert_true(emu_line(e, NULL, 2500, line, sizeof(line)));
+	assert_true(strncmp(line, "CLOSE", 5) == 0);
+	assert_non_null(strstr(line, "did_not_stop=1"));
+	assert_true(mono() - died < 4.0);
+	assert_true(keeper_exited(1000));
+	/* the card runs on from that close: it fires, and kills nothing */
+	expect_fired(e, 4000);
+	kill_wait(pm);
+	remove_data(data);
+	prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+}
+
+/* A clean close: disabled, magic-closed, the keeper gone before close returns. */
+static void test_keeper_clean_close(void **state)
+{
+	struct emu *e = *state;
+	char data[128];
+	pid_t pm = fake_postmaster(e, data, sizeof(data));
+	pid_t pid;
+	int status;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct pgw_config cfg;
+		struct pgw_wdguard *g;
+
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.watchdog.mode = PGW_WD_REQUIRED;
+		cfg.watchdog.device = e->sock;
+		cfg.postgresql.data_dir = data;
+		g = pgw_wdguard_open(&cfg);
+		pgw_wdguard_keep(g);
+		if (!pgw_wdguard_arm(g, 6, 3, 1))
+			_exit(1);
+		pgw_wdguard_idle(g);
+		pgw_wdguard_close(g, true);
+		/* no child left: the keeper was waited for */
+		_exit(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD ? 0 : 2);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(WEXITSTATUS(status), 0);
+	expect_event(e, "OPEN", NULL);
+	expect_event(e, "SETTIMEOUT", "timeout=60");
+	expect_event(e, "DISABLE", NULL);
+	expect_event(e, "SETTIMEOUT", "timeout=3");
+	expect_event(e, "ENABLE", NULL);
+	expect_event(e, "KEEPALIVE", NULL);
+	expect_event(e, "DISABLE", NULL);
+	expect_event(e, "DISABLE", NULL);
+	expect_event(e, "WRITE", "data=V");
+	expect_event(e, "CLOSE", "running=0");
+	expect_quiet(e, 500);
+	kill_wait(pm);
+	remove_data(data);
+}
+
+/*
+ * A restarted daemon: the device is busy while the keeper of the dead one holds it; once
+ * the leftover primary is stopped the keeper lets go and the open succeeds.
+ */
+static void test_keeper_restart_opens_after_leftover_stops(void **state)
+{
+	struct emu *e = *state;
+	char data[128], err[256];
+	struct pgw_config cfg;
+	struct pgw_wdguard *g;
+	struct pgw_wd_status st;
+	struct pgw_wd *busy;
+	pid_t pm = fake_postmaster(e, data, sizeof(data));
+
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	daemon_arms_stalls_dies(e, data, 0);
+	expect_event(e, "KEEPALIVE", NULL);
+	busy = pgw_wd_open(e->sock, err, sizeof(err));
+	assert_null(busy);
+	assert_int_equal(errno, EBUSY);
+	assert_int_equal(pgw_pg_stop_leftover_primary(data, 3000), 0);
+	assert_int_equal(waitpid(pm, NULL, 0), pm);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.watchdog.mode = PGW_WD_REQUIRED;
+	cfg.watchdog.device = e->sock;
+	cfg.postgresql.data_dir = data;
+	g = pgw_wdguard_open(&cfg);
+	pgw_wdguard_status(g, &st);
+	assert_true(st.open);
+	assert_false(st.failed);
+	expect_event(e, "BUSY", NULL);                             /* our first try */
+	assert_true(emu_line(e, "CLOSE", 3000, err, sizeof(err))); /* then busy tries */
+	assert_non_null(strstr(err, "did_not_stop=1"));
+	expect_event(e, "OPEN", NULL);
+	assert_true(keeper_exited(1000));
+	pgw_wdguard_close(g, true);
+	remove_data(data);
+	prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+}
+
 /* prestate: NULL-terminated extra arguments for the emulator */
 static int emu_setup(void **state)
 {
@@ -375,6 +647,13 @@ static int emu_teardown(void **state)
 
 	if (!e)
 		return 0;
+	if (e->pm > 0) { /* unless the test reaped it */
+		if (waitpid(e->pm, NULL, WNOHANG) == 0) {
+			kill(e->pm, SIGKILL);
+			waitpid(e->pm, NULL, 0);
+		}
+		remove_data_of(e);
+	}
 	kill(e->pid, SIGTERM);
 	waitpid(e->pid, &status, 0);
 	close(e->out);
@@ -887,6 +1166,10 @@ int main(void)
 	    EMU_TEST(test_fires_without_pets, plain),
 	    EMU_TEST(test_fire_kills_cgroup, plain),
 	    EMU_TEST(test_nowayout, nowayout),
+	    EMU_TEST(test_keeper_stall_then_kill_fires_from_last_pet, plain),
+	    EMU_TEST(test_keeper_lets_go_of_a_standby_not_a_promotion, plain),
+	    EMU_TEST(test_keeper_clean_close, plain),
+	    EMU_TEST(test_keeper_restart_opens_after_leftover_stops, plain),
 	    cmocka_unit_test(test_open_not_a_watchdog),
 	    cmocka_unit_test(test_list_sysfs),
 	    EMU_TEST(test_cmd_test, plain),
