@@ -888,6 +888,27 @@ static bool g_n_fence(const struct pgw_obs *o, struct pgw_action *a)
 }
 
 /*
+ * m is the last leader, its key postdates the loss, and it may hold WAL this node lacks
+ * beyond maximum_lag_on_failover (a newer timeline, a higher position, or an unknown
+ * one).  Stopped or running: it starts as a replica, and its key may lag what its
+ * PostgreSQL does.
+ */
+static bool last_leader_holds_more(const struct pgw_obs *o, const struct pgw_member *m)
+{
+	const struct pgw_member *self = &o->self_member;
+	const struct pgw_leader_record *lr = &o->cluster->last_leader;
+
+	if (record_unreadable(lr) || strcmp(lr->member, m->name) != 0 ||
+	    m->mod_revision <= o->positions_after_rev)
+		return false;
+	if (m->xlog_location < 0)
+		return true; /* stopped, position unknown: it may hold anything */
+	if (m->timeline > 0 && self->timeline > 0 && m->timeline != self->timeline)
+		return m->timeline > self->timeline;
+	return m->xlog_location > self->xlog_location + o->max_lag;
+}
+
+/*
  * Before taking the key, the positions compared must postdate the loss of the leader:
  * a running replica whose member key is older may have received more WAL since, and
  * promoting past it would lose more than maximum_lag_on_failover (the simulator found
@@ -909,7 +930,19 @@ static bool g_n_positions_stale(const struct pgw_obs *o, struct pgw_action *a)
 	for (int i = 0; i < c->nmembers; i++) {
 		const struct pgw_member *m = &c->members[i];
 
-		if (strcmp(m->name, o->self) == 0 || m->nofailover || m->watchdog_blocked)
+		if (strcmp(m->name, o->self) == 0)
+			continue;
+		/* the last leader, back as a replica that may not lead, holds WAL nobody
+		 * published: the replicas that still follow it receive it by cascading, so
+		 * their keys are not final yet (simulator seed 30140) */
+		if ((m->nofailover || m->watchdog_blocked) && last_leader_holds_more(o, m)) {
+			detail(a,
+			       "%s, the last leader, may not lead but holds more WAL (timeline %d, "
+			       "position %" PRId64 "): its replicas may still receive it",
+			       m->name, m->timeline, m->xlog_location);
+			return true;
+		}
+		if (m->nofailover || m->watchdog_blocked)
 			continue;
 		/* not running yet but holding data: its position is unknown until it runs, and
 		 * the old leader back as a replica holds the most WAL (simulator seeds 17050,

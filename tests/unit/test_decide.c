@@ -1606,6 +1606,76 @@ static void test_election_waits_for_positions_after_the_loss(void **state)
 	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
 }
 
+/*
+ * Regression (simulator seed 30140): the last leader, reset by its watchdog, came back
+ * with its device unusable (watchdog required: it may not lead).  Its key said
+ * "stopped", position unknown; its PostgreSQL then ran as a replica and served the WAL
+ * nobody had published to a replica that still followed it.  The best candidate by the
+ * keys took the key 2.2 MB short.  While the last leader may hold more WAL than this
+ * node, the election waits (2 * loop_wait + 1 s at most) for the others' keys.
+ */
+static void test_election_waits_for_a_last_leader_that_may_not_lead(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+	struct pgw_member *old;
+	struct pgw_leader_record *lr;
+
+	(void)state;
+	fx_no_leader(&f);
+	lr = &f.c.last_leader;
+	lr->present = true;
+	snprintf(lr->member, sizeof(lr->member), "node1");
+	lr->released = true; /* S3 is not what this is about */
+	f.o.positions_after_rev = 100;
+	f.o.loop_wait_s = 2;
+	f.o.no_leader_for_ms = 4000;
+	member(&f, "node2")->mod_revision = 101;
+	member(&f, "node3")->mod_revision = 102;
+	old = add_member(&f.c, "node1", "10.0.0.1", 5432, "master", -1);
+	snprintf(old->state, sizeof(old->state), "stopped");
+	old->timeline = 0;
+	old->watchdog_blocked = true;
+	old->mod_revision = 103;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "positions-stale",
+	      "node1, the last leader, may not lead but holds more WAL");
+	/* running, on the same timeline: more than maximum_lag_on_failover ahead waits */
+	snprintf(old->state, sizeof(old->state), "running");
+	snprintf(old->role, sizeof(old->role), "replica");
+	old->timeline = 2;
+	old->xlog_location = 5000 + MB + 1;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "positions-stale", "position 1053577");
+	/* a newer timeline too */
+	old->xlog_location = 10;
+	old->timeline = 3;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "positions-stale", "timeline 3");
+	/* within maximum_lag_on_failover: the election goes on */
+	old->timeline = 2;
+	old->xlog_location = 5000 + MB;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	/* a key from before the loss says nothing about now */
+	old->xlog_location = -1;
+	old->mod_revision = 99;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	/* another member that may not lead is not waited for: only the last leader's WAL
+	 * is unpublished */
+	old->mod_revision = 103;
+	lr->member[0] = '\0';
+	snprintf(lr->member, sizeof(lr->member), "node9");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	/* and the wait is bounded */
+	snprintf(lr->member, sizeof(lr->member), "node1");
+	f.o.no_leader_for_ms = 5000;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+}
+
 /* Regression (simulator seed 3279): the old leader back as a replica, not streaming
  * yet, holds more WAL than a streamer; ranking streamers first lost the difference. */
 static void test_election_position_beats_streaming(void **state)
@@ -1901,6 +1971,7 @@ int main(void)
 	    cmocka_unit_test(test_election_nofailover),
 	    cmocka_unit_test(test_election_position_beats_streaming),
 	    cmocka_unit_test(test_election_waits_for_positions_after_the_loss),
+	    cmocka_unit_test(test_election_waits_for_a_last_leader_that_may_not_lead),
 	    cmocka_unit_test(test_election_ineligible_members_ignored),
 	    cmocka_unit_test(test_election_exactly_one),
 	    cmocka_unit_test(test_candidate_eligible_direct),
