@@ -787,6 +787,16 @@ static void set_tls(CURL *curl, const struct pgw_config *cfg)
 	}
 }
 
+/* http://127.x.x.x, http://localhost or http://[::1]: the password stays on this host. */
+static bool loopback_url(const char *url)
+{
+	const char *h = strstr(url, "://");
+
+	h = h ? h + 3 : url;
+	return strncmp(h, "127.", 4) == 0 || strncmp(h, "[::1]", 5) == 0 ||
+	       (strncmp(h, "localhost", 9) == 0 && strchr(":/", h[9]));
+}
+
 /* POST path with body to the member's REST API (api_url with its path replaced). */
 static long post_member(struct ctl *x, const struct pgw_member *m, const char *path,
                         const char *body, struct http_buf *out)
@@ -795,17 +805,29 @@ static long post_member(struct ctl *x, const struct pgw_member *m, const char *p
 	char url[512];
 	const char *end = strstr(m->api_url, "://");
 	char cerr[CURL_ERROR_SIZE] = "";
+	struct curl_slist *hdr = NULL;
 	size_t base;
 	long code = 0;
 
 	out->len = 0;
 	out->data[0] = '\0';
+	if (strncmp(m->api_url, "http://", 7) != 0 && strncmp(m->api_url, "https://", 8) != 0) {
+		/* the member key is etcd's data: the password goes to http(s) only */
+		snprintf(out->data, sizeof(out->data),
+		         "member %.64s publishes api_url \"%.200s\": only http:// and https:// are "
+		         "used",
+		         m->name, m->api_url);
+		goto done;
+	}
 	if (!curl || !end)
 		goto done;
 	end = strchr(end + 3, '/');
 	base = end ? (size_t)(end - m->api_url) : strlen(m->api_url);
 	snprintf(url, sizeof(url), "%.*s%s", (int)base, m->api_url, path);
+	hdr = curl_slist_append(NULL, "Content-Type: application/json");
 	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdr);
 	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(curl, CURLOPT_PROXY, "");
@@ -813,6 +835,11 @@ static long post_member(struct ctl *x, const struct pgw_member *m, const char *p
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, http_sink);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, out);
 	if (x->cfg->restapi.auth.username) {
+		if (strncmp(url, "http://", 7) == 0 && !loopback_url(url))
+			fprintf(stderr,
+			        "warning: the REST password goes to %s over plain http (set "
+			        "restapi.certfile on the members for https)\n",
+			        url);
 		curl_easy_setopt(curl, CURLOPT_USERNAME, x->cfg->restapi.auth.username);
 		curl_easy_setopt(curl, CURLOPT_PASSWORD, x->cfg->restapi.auth.password);
 	}
@@ -824,6 +851,7 @@ static long post_member(struct ctl *x, const struct pgw_member *m, const char *p
 		snprintf(out->data, sizeof(out->data), "%.300s: no answer: %.150s", url,
 		         cerr[0] ? cerr : "connection failed");
 done:
+	curl_slist_free_all(hdr);
 	curl_easy_cleanup(curl);
 	return code;
 }

@@ -34,8 +34,7 @@ static char *to_string(json_object *o)
 	return out;
 }
 
-/* One JSON value and nothing but white space after it; NULL otherwise. */
-static json_object *parse_whole(const char *text)
+json_object *pgw_json_parse_whole(const char *text)
 {
 	size_t len = text ? strlen(text) : 0;
 	struct json_tokener *tok;
@@ -168,7 +167,7 @@ char *pgw_cluster_json(const struct pgw_cluster *c, bool paused,
                        const char *scheduled_switchover_json)
 {
 	json_object *o = json_object_new_object();
-	json_object *sw = parse_whole(scheduled_switchover_json);
+	json_object *sw = pgw_json_parse_whole(scheduled_switchover_json);
 
 	if (o == NULL) {
 		json_object_put(sw);
@@ -188,7 +187,7 @@ char *pgw_cluster_json(const struct pgw_cluster *c, bool paused,
 
 char *pgw_history_json(const char *raw)
 {
-	json_object *o = parse_whole(raw);
+	json_object *o = pgw_json_parse_whole(raw);
 
 	if (!json_object_is_type(o, json_type_array)) {
 		json_object_put(o);

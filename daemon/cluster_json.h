@@ -27,6 +27,9 @@ char *pgw_cluster_json(const struct pgw_cluster *c, bool paused,
 
 /* GET /history: raw re-serialized when it parses as a JSON array, "[]" otherwise. malloc'd. */
 char *pgw_history_json(const char *raw);
+/* One JSON value and nothing but white space after it; NULL otherwise (no trailing
+ * garbage: a request body or a key is taken whole or not at all). */
+struct json_object *pgw_json_parse_whole(const char *text);
 
 /*
  * The "scheduled_switchover" object of a failover key with a schedule, Patroni style:

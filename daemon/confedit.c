@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "dcs.h"
 #include "lease.h"
 #include "sbuf.h"
 
@@ -335,6 +336,7 @@ static bool positive_int(struct json_object *cfg, const char *key, int dflt, int
 bool pgw_conf_validate(struct json_object *cfg, int safety_margin, char *err, size_t errlen)
 {
 	int ttl, loop_wait, retry_timeout;
+	struct pgw_dcs base, parsed;
 	char why[256];
 
 	if (!positive_int(cfg, "ttl", 30, &ttl, err, errlen) ||
@@ -346,6 +348,12 @@ bool pgw_conf_validate(struct json_object *cfg, int safety_margin, char *err, si
 		         retry_timeout, why);
 		return false;
 	}
+	/* the parse every node applies to the key: what it refuses is not written */
+	pgw_dcs_defaults(&base);
+	if (!pgw_dcs_from_json(json_object_to_json_string_ext(cfg, JSON_C_TO_STRING_PLAIN), &base,
+	                       safety_margin, &parsed, err, errlen))
+		return false;
+	pgw_dcs_free(&parsed);
 	return true;
 }
 

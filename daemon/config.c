@@ -12,6 +12,7 @@
  * Then the defaults are filled in and the cross-field rules are checked.
  */
 #include "config.h"
+#include "pgparam.h"
 #include "fence.h"
 #include "lease.h"
 
@@ -775,16 +776,6 @@ static int conv_strlist(struct ctx *c, const yaml_node_t *v, const char *path,
 	return 0;
 }
 
-static bool param_name_ok(const char *s, size_t len)
-{
-	if (len == 0 || !(isalpha((unsigned char)s[0]) || s[0] == '_'))
-		return false;
-	for (size_t i = 1; i < len; i++)
-		if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.')
-			return false;
-	return true;
-}
-
 static int conv_params(struct ctx *c, const yaml_node_t *v, const char *path,
                        struct pgw_kvlist *list)
 {
@@ -810,7 +801,7 @@ static int conv_params(struct ctx *c, const yaml_node_t *v, const char *path,
 		char ppath[KEYPATH_MAX + 8];
 		struct pgw_kv *kv = &list->items[list->n];
 
-		if (!param_name_ok(ks, klen))
+		if (!pgw_param_name_ok(ks, klen))
 			return expected_text(c, k, path, "a parameter name", ks, klen);
 		snprintf(ppath, sizeof(ppath), "%s.%.*s", path, (int)klen, ks);
 		if (clean_scalar(c, val, ppath, "a scalar value", FL_EMPTY_OK, &vs, &vlen))
@@ -1163,6 +1154,84 @@ static int check_tls(struct ctx *c)
 	return 0;
 }
 
+static bool kvlist_has(const struct pgw_kvlist *l, const char *name)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcasecmp(l->items[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * ARCHITECTURE.md §7: parameters that run a command or load code never go to etcd.
+ * A Patroni configuration often sets archive_command under bootstrap.dcs: it is moved
+ * to this node's postgresql.parameters (unless set there already), with a warning.
+ */
+static int keep_local_only_params(struct ctx *c)
+{
+	struct pgw_kvlist *dcs = &c->cfg->dcs.pg_parameters,
+	                  *local = &c->cfg->postgresql.parameters;
+	size_t kept = 0;
+
+	for (size_t i = 0; i < dcs->n; i++) {
+		struct pgw_kv kv = dcs->items[i], *items;
+		char line[KEYPATH_MAX + 256];
+
+		if (!pgw_param_local_only(kv.name)) {
+			dcs->items[kept++] = kv;
+			continue;
+		}
+		snprintf(
+		    line, sizeof(line),
+		    "%s: bootstrap.dcs.postgresql.parameters.%s: runs a command or loads code, "
+		    "so it is never written to etcd: %s",
+		    c->name, kv.name,
+		    kvlist_has(local, kv.name) ? "postgresql.parameters sets it already"
+		                               : "kept in this node's postgresql.parameters");
+		if (strlist_push(c, &c->cfg->warnings, line, strlen(line)))
+			return -1;
+		if (kvlist_has(local, kv.name)) {
+			free(kv.name);
+			free(kv.value);
+			continue;
+		}
+		items = realloc(local->items, (local->n + 1) * sizeof(*items));
+		if (!items)
+			return oom(c);
+		local->items = items;
+		local->items[local->n++] = kv;
+	}
+	dcs->n = kept;
+	return 0;
+}
+
+/* The host part of host:port is a loopback address (127/8, ::1, localhost). */
+static bool loopback_listen(const char *hostport)
+{
+	if (strncmp(hostport, "127.", 4) == 0 || strncmp(hostport, "[::1]:", 6) == 0)
+		return true;
+	return strncmp(hostport, "localhost:", 10) == 0;
+}
+
+/*
+ * ARCHITECTURE.md §7: the REST API's writes switch over, restart and reconfigure
+ * PostgreSQL.  Beyond loopback they need a credential: basic auth, or client
+ * certificates required for every request.
+ */
+static int check_rest_exposure(struct ctx *c)
+{
+	const struct pgw_config *cfg = c->cfg;
+
+	if (loopback_listen(cfg->restapi.listen) || cfg->restapi.auth.username ||
+	    cfg->restapi.tls.verify_client == PGW_VERIFY_REQUIRED)
+		return 0;
+	return fail(c, NULL, "restapi.authentication",
+	            "required when restapi.listen (%s) is not a loopback address: without it "
+	            "anyone who reaches that port can switch over, restart or reconfigure "
+	            "PostgreSQL (or set restapi.verify_client: required)",
+	            cfg->restapi.listen);
+}
+
 static int finish(struct ctx *c)
 {
 	struct pgw_config *cfg = c->cfg;
@@ -1193,7 +1262,8 @@ static int finish(struct ctx *c)
 	if (!cfg->restapi.auth.username != !cfg->restapi.auth.password)
 		return fail(c, NULL, "restapi.authentication",
 		            "username and password must be given together");
-	if (check_tls(c) || set_default(c, &cfg->watchdog.device, "/dev/watchdog"))
+	if (check_tls(c) || check_rest_exposure(c) || keep_local_only_params(c) ||
+	    set_default(c, &cfg->watchdog.device, "/dev/watchdog"))
 		return -1;
 	if (cfg->watchdog.safety_margin == 0)
 		cfg->watchdog.safety_margin = PGW_SAFETY_MARGIN_S;
@@ -1207,6 +1277,17 @@ static int finish(struct ctx *c)
 }
 
 /* ---------------------------------------------------------------- entry points */
+
+void pgw_dcs_defaults(struct pgw_dcs *d)
+{
+	*d = (struct pgw_dcs){.ttl = 30,
+	                      .loop_wait = 10,
+	                      .retry_timeout = 10,
+	                      .maximum_lag_on_failover = 1048576,
+	                      .primary_start_timeout = 300,
+	                      .use_pg_rewind = true,
+	                      .use_slots = true};
+}
 
 static size_t line_at_offset(const char *text, size_t len, size_t offset)
 {
@@ -1304,13 +1385,7 @@ struct pgw_config *pgw_config_parse(const char *name, const char *text, size_t l
 	                  .err = err,
 	                  .errlen = errlen};
 
-	cfg->dcs.ttl = 30;
-	cfg->dcs.loop_wait = 10;
-	cfg->dcs.retry_timeout = 10;
-	cfg->dcs.maximum_lag_on_failover = 1048576;
-	cfg->dcs.primary_start_timeout = 300;
-	cfg->dcs.use_pg_rewind = true;
-	cfg->dcs.use_slots = true;
+	pgw_dcs_defaults(&cfg->dcs);
 	cfg->tags.failover_priority = 1;
 
 	if (parse_into(c)) {

@@ -47,6 +47,9 @@ struct pgw_dcs {
 	struct pgw_kvlist pg_parameters; /* bootstrap.dcs.postgresql.parameters */
 };
 
+/* Patroni's defaults (ttl 30, loop_wait 10, retry_timeout 10, ...), no parameters. */
+void pgw_dcs_defaults(struct pgw_dcs *d);
+
 enum pgw_verify_client { PGW_VERIFY_NONE, PGW_VERIFY_OPTIONAL, PGW_VERIFY_REQUIRED };
 enum pgw_wd_mode { PGW_WD_OFF, PGW_WD_AUTOMATIC, PGW_WD_REQUIRED };
 enum pgw_fence_mode { PGW_FENCE_OFF, PGW_FENCE_REQUIRED };

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "cluster.h"
+#include "cluster_json.h"
 #include "confedit.h"
 #include "switchover.h"
 #include "etcd.h"
@@ -165,11 +166,12 @@ static const char *json_str(struct json_object *o, const char *k)
 /* Parse a switchover/failover body; false with the reason in *resp's status. */
 static struct json_object *parse_object(const char *body, char **resp, int *status)
 {
-	struct json_object *o = json_tokener_parse(body);
+	struct json_object *o = pgw_json_parse_whole(body);
 
 	if (!o || !json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
-		*status = answer(resp, HTTP_BAD_REQUEST, "the request body is not a JSON object");
+		*status = answer(resp, HTTP_BAD_REQUEST,
+		                 "the request body is not one JSON object (and nothing after it)");
 		return NULL;
 	}
 	return o;
@@ -555,8 +557,9 @@ int pgw_control_write(void *arg, const char *method, const char *path, const cha
 	struct pgw_control *ctl = arg;
 	int status;
 
-	(void)len;
 	*resp = NULL;
+	if (strlen(body) != len)
+		return answer(resp, HTTP_BAD_REQUEST, "the request body contains a NUL byte");
 	if (pthread_mutex_trylock(&ctl->mu) != 0)
 		return answer(resp, HTTP_UNAVAILABLE, "another request is in progress, try again");
 	status = route(ctl, method, path, body, resp);

@@ -2,6 +2,7 @@
  * dcs.c - the dynamic configuration (the config key); see dcs.h.
  */
 #include "dcs.h"
+#include "pgparam.h"
 
 #include <inttypes.h>
 #include <json-c/json.h>
@@ -141,7 +142,7 @@ static bool get_params(struct json_object *pgo, struct pgw_kvlist *l, char *err,
 	}
 	json_object_object_foreach(params, name, val)
 	{
-		const char *text;
+		const char *text, *why;
 
 		if (val == NULL || json_object_is_type(val, json_type_null))
 			continue;
@@ -155,6 +156,15 @@ static bool get_params(struct json_object *pgo, struct pgw_kvlist *l, char *err,
 		}
 		text = json_object_is_type(val, json_type_string) ? json_object_get_string(val)
 		                                                  : json_object_to_json_string(val);
+		why = pgw_param_dcs_refusal(name, strlen(name), text,
+		                            json_object_is_type(val, json_type_string)
+		                                ? (size_t)json_object_get_string_len(val)
+		                                : strlen(text));
+		if (why) {
+			snprintf(err, errlen, "config key postgresql.parameters.%.64s: %s", name,
+			         why);
+			return false;
+		}
 		if (!kv_push(l, name, text)) {
 			snprintf(err, errlen, "out of memory");
 			return false;

@@ -311,14 +311,17 @@ static bool rest_answers(const char *api_url)
 	const char *end = strstr(api_url, "://");
 	bool ok;
 
-	if (!curl || !end) {
+	/* an api_url from etcd that is not http(s) (file://, ftp://...) is not followed */
+	if (!curl || !end ||
+	    (strncmp(api_url, "http://", 7) != 0 && strncmp(api_url, "https://", 8) != 0)) {
 		curl_easy_cleanup(curl);
-		return true; /* cannot tell: assume it answers */
+		return true; /* cannot tell: assume it answers (no fast takeover) */
 	}
 	end = strchr(end + 3, '/');
 	snprintf(url, sizeof(url), "%.*s/liveness",
 	         (int)(end ? (size_t)(end - api_url) : strlen(api_url)), api_url);
 	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(curl, CURLOPT_PROXY, "");
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 1000L);

@@ -6,6 +6,7 @@
  * written atomically.
  */
 #include "pg.h"
+#include "pgparam.h"
 #include "fileio.h"
 
 #include <dirent.h>
@@ -1115,12 +1116,7 @@ static bool conf_protected(const char *name)
 
 static bool conf_name_ok(const char *name)
 {
-	if (!name || !(name[0] == '_' || (name[0] >= 'a' && name[0] <= 'z') ||
-	               (name[0] >= 'A' && name[0] <= 'Z')))
-		return false;
-	return name[strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
-	                         ".")] == '\0' &&
-	       strlen(name) < 64;
+	return name && pgw_param_name_ok(name, strlen(name));
 }
 
 /* Set name (case-insensitively once, at its first place) to value. */
@@ -1146,7 +1142,7 @@ static int conf_set(struct conf_list *l, const char *name, const char *value)
 }
 
 static int conf_merge(struct conf_list *l, const struct pgw_kvlist *kv, const char *origin,
-                      char *err, size_t errlen)
+                      bool from_dcs, char *err, size_t errlen)
 {
 	for (size_t i = 0; kv && i < kv->n; i++) {
 		const struct pgw_kv *p = &kv->items[i];
@@ -1154,6 +1150,11 @@ static int conf_merge(struct conf_list *l, const struct pgw_kvlist *kv, const ch
 		if (!conf_name_ok(p->name) || !p->value) {
 			snprintf(err, errlen, "%s: invalid parameter name \"%s\"", origin,
 			         p->name ? p->name : "(null)");
+			return -1;
+		}
+		if (from_dcs && pgw_param_local_only(p->name)) {
+			snprintf(err, errlen, "%s: %s: taken from the local file only", origin,
+			         p->name);
 			return -1;
 		}
 		if (conf_protected(p->name))
@@ -1169,7 +1170,7 @@ static int conf_merge(struct conf_list *l, const struct pgw_kvlist *kv, const ch
 /* Append 'value' quoted for postgresql.conf; false when it cannot be written. */
 static bool quote_guc(struct pgw_sb *b, const char *value)
 {
-	if (strpbrk(value, "\n\r"))
+	if (!pgw_param_value_ok(value, strlen(value)))
 		return false;
 	pgw_sb_add(b, "'");
 	for (const char *p = value; *p; p++) {
@@ -1295,8 +1296,9 @@ char *pgw_pg_render_conf(const struct pgw_config *cfg, const struct pgw_kvlist *
 	bool ok;
 
 	ok = conf_defaults(cfg, &l, owned, err, errlen) == 0 &&
-	     conf_merge(&l, dcs_params, "dcs postgresql.parameters", err, errlen) == 0 &&
-	     conf_merge(&l, &cfg->postgresql.parameters, "postgresql.parameters", err, errlen) == 0;
+	     conf_merge(&l, dcs_params, "dcs postgresql.parameters", true, err, errlen) == 0 &&
+	     conf_merge(&l, &cfg->postgresql.parameters, "postgresql.parameters", false, err,
+	                errlen) == 0;
 	if (ok) {
 		pgw_sb_add(&b, CONF_MARKER
 		           ": every change here is overwritten; set parameters\n"

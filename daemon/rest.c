@@ -44,7 +44,8 @@
 
 #define REST_MAX_BODY        (64 * 1024)
 #define REST_THREADS         2u /* one may wait in a switchover; the other serves checks */
-#define REST_CONN_LIMIT      128u
+#define REST_CONN_LIMIT      512u
+#define REST_CONN_PER_IP     16u /* a slow client (slowloris) cannot take the rest */
 #define REST_CONN_TIMEOUT_S  10u
 #define REST_CONN_MEMORY     ((size_t)32 * 1024) /* bounds request line + headers */
 #define REST_MAX_TAG_FILTERS 16
@@ -1028,6 +1029,17 @@ static enum MHD_Result keep_body(const struct pgw_rest *r, struct rest_req *req,
 	return MHD_YES;
 }
 
+/* Equal strings, in a time that depends on the secret's length only. */
+static bool secret_equal(const char *given, const char *secret)
+{
+	size_t lg = strlen(given), ls = strlen(secret);
+	unsigned char d = lg != ls;
+
+	for (size_t i = 0; i < ls; i++)
+		d |= (unsigned char)((i < lg ? given[i] : 0) ^ secret[i]);
+	return d == 0;
+}
+
 static bool auth_ok(const struct pgw_rest *r, struct MHD_Connection *c)
 {
 	char *pass = NULL, *user;
@@ -1036,7 +1048,10 @@ static bool auth_ok(const struct pgw_rest *r, struct MHD_Connection *c)
 	if (r->auth_user == NULL)
 		return true;
 	user = MHD_basic_auth_get_username_password(c, &pass);
-	ok = user && pass && strcmp(user, r->auth_user) == 0 && strcmp(pass, r->auth_password) == 0;
+	ok = user && pass;
+	/* both compared, whatever the first says */
+	ok = (user ? secret_equal(user, r->auth_user) : false) & ok;
+	ok = (pass ? secret_equal(pass, r->auth_password) : false) & ok;
 	MHD_free(user);
 	MHD_free(pass);
 	return ok;
@@ -1061,11 +1076,48 @@ static enum MHD_Result answer_unauthorized(struct MHD_Connection *c)
 	return ret;
 }
 
+static bool is_json_type(const char *type)
+{
+	size_t n = strlen(REST_JSON_TYPE);
+
+	return strncasecmp(type, REST_JSON_TYPE, n) == 0 &&
+	       (type[n] == '\0' || type[n] == ';' || type[n] == ' ');
+}
+
+/*
+ * Cross-site writes (ARCHITECTURE.md §7): a web page on another site can make a
+ * browser send a "simple" POST (text/plain, a form, or a typeless Blob) from the
+ * browser's network position.  Browsers say where a request comes from: Origin on
+ * every cross-origin POST, Sec-Fetch-Site on all of them.  A write that names another
+ * site is refused (403); a body type other than JSON too (415).  pgwardenctl and
+ * patronictl send no Origin, and patronictl no type: both stay accepted.  NULL: fine.
+ */
+static const char *write_refusal(struct MHD_Connection *c, int *status)
+{
+	const char *site = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Sec-Fetch-Site");
+	const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+	const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	const char *type =
+	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	const char *o_host = origin ? strstr(origin, "://") : NULL;
+
+	*status = MHD_HTTP_FORBIDDEN;
+	if (site && strcasecmp(site, "same-origin") != 0 && strcasecmp(site, "none") != 0)
+		return "cross-site request refused (Sec-Fetch-Site)";
+	if (origin && (!o_host || !host || strcasecmp(o_host + 3, host) != 0))
+		return "cross-site request refused (Origin is another site)";
+	*status = MHD_HTTP_UNSUPPORTED_MEDIA_TYPE;
+	if (type && !is_json_type(type))
+		return "the request body must be application/json";
+	return NULL;
+}
+
 /* POST/PUT/PATCH/DELETE: authenticate, then hand the request to the writer. */
 static enum MHD_Result answer_write(struct pgw_rest *r, struct MHD_Connection *c, const char *url,
                                     const char *method, struct rest_req *req)
 {
 	char *resp = NULL;
+	const char *why;
 	int status;
 
 	if (r->write_fn == NULL)
@@ -1073,6 +1125,9 @@ static enum MHD_Result answer_write(struct pgw_rest *r, struct MHD_Connection *c
 		             error_body("method not allowed:", method), REST_JSON_TYPE);
 	if (!auth_ok(r, c))
 		return answer_unauthorized(c);
+	why = write_refusal(c, &status);
+	if (why)
+		return reply(c, status, error_body(why, NULL), REST_JSON_TYPE);
 	status = r->write_fn(r->write_arg, method, url, req->body ? req->body : "", req->body_len,
 	                     &resp);
 	if (resp == NULL)
@@ -1268,6 +1323,7 @@ static struct MHD_Daemon *start_mhd(struct pgw_rest *r, const struct sockaddr_st
 	OPT(MHD_OPTION_SOCK_ADDR, 0, (void *)ss);
 	OPT(MHD_OPTION_THREAD_POOL_SIZE, REST_THREADS, NULL);
 	OPT(MHD_OPTION_CONNECTION_LIMIT, REST_CONN_LIMIT, NULL);
+	OPT(MHD_OPTION_PER_IP_CONNECTION_LIMIT, REST_CONN_PER_IP, NULL);
 	OPT(MHD_OPTION_CONNECTION_TIMEOUT, REST_CONN_TIMEOUT_S, NULL);
 	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, REST_CONN_MEMORY, NULL);
 	OPT(MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)request_done, NULL);

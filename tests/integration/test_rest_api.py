@@ -17,13 +17,17 @@ USER, PASSWORD = "admin", "pgwt-api-secret"
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def call(node, method, path, body=None, auth=(USER, PASSWORD), timeout=45):
-    """(status, text) of one request to node's REST API."""
-    data = json.dumps(body).encode() if body is not None else None
+def call(node, method, path, body=None, auth=(USER, PASSWORD), timeout=45, raw=None,
+         headers=None):
+    """(status, text) of one request to node's REST API.  raw: the body bytes as they
+    are, sent with the headers given (no Content-Type unless given)."""
+    data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request("http://127.0.0.1:%d%s" % (node.rest_port, path), data=data,
                                  method=method)
-    if data is not None:
+    if data is not None and raw is None:
         req.add_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
     if auth:
         token = base64.b64encode(("%s:%s" % auth).encode()).decode()
         req.add_header("Authorization", "Basic " + token)
@@ -237,3 +241,129 @@ def test_queued_requests_wake_the_loop_and_scheduled_restart(make_cluster):
     rc, out, err = ctl(c, "restart", c.scope, "--scheduled", later, "--force")
     assert rc == 0 and "scheduled on member node1" in out, out + err
     assert call(node, "DELETE", "/restart", None, auth=None)[0] == 200
+
+
+def untyped(node, method, path, body):
+    """(status, text): body sent with no Content-Type at all, as patronictl does."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", node.rest_port, timeout=30)
+    token = base64.b64encode(("%s:%s" % (USER, PASSWORD)).encode()).decode()
+    conn.putrequest(method, path)
+    conn.putheader("Authorization", "Basic " + token)
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body)
+    r = conn.getresponse()
+    out = r.status, r.read().decode()
+    conn.close()
+    return out
+
+
+def test_hostile_writes_change_nothing(make_cluster):
+    """Issue 11, items 2 to 4: a web page's cross-site POST, a body that is not JSON or
+    has something after the JSON, and a PATCH /config the nodes could not apply (a line
+    break in a value, a command-running parameter) are refused before anything is
+    written; patronictl's way (a JSON body without Content-Type) still works."""
+    c = make_cluster(1, overrides={"restapi": {"authentication": {"username": USER,
+                                                                  "password": PASSWORD}}})
+    node = c.leader()
+    before = c.key("config")
+    patch = json.dumps({"postgresql": {"parameters": {"work_mem": "7MB"}}}).encode()
+
+    # a browser on another site: Origin, or Sec-Fetch-Site, names it
+    for hdrs in ({"Origin": "http://evil.example", "Content-Type": "text/plain"},
+                 {"Origin": "null"},
+                 {"Sec-Fetch-Site": "cross-site"},
+                 {"Sec-Fetch-Site": "same-site", "Content-Type": "application/json"}):
+        st, text = call(node, "PATCH", "/config", raw=patch, headers=hdrs)
+        assert st == 403 and "cross-site" in text, (hdrs, st, text)
+    # same origin (Origin = Host) is not cross-site
+    st, text = call(node, "PATCH", "/config", raw=patch,
+                    headers={"Origin": "http://127.0.0.1:%d" % node.rest_port,
+                             "Content-Type": "application/json"})
+    assert st == 200, text
+    # a form or text body: 415; no Content-Type (patronictl): taken
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        st, text = call(node, "PATCH", "/config", raw=patch, headers={"Content-Type": ctype})
+        assert st == 415 and "application/json" in text, (ctype, st, text)
+    st, text = untyped(node, "PATCH", "/config", patch)
+    assert st == 200, text
+    good = c.key("config")
+    # trailing garbage, a second object, a NUL byte: 400
+    for raw in (patch + b"garbage", patch + b" {}", patch[:-1] + b"\x00}"):
+        st, text = call(node, "PATCH", "/config", raw=raw,
+                        headers={"Content-Type": "application/json"})
+        assert st == 400, (raw, st, text)
+    # what no node could apply: refused, the key untouched
+    st, text = call(node, "PATCH", "/config",
+                    {"postgresql": {"parameters": {"work_mem": "1MB\nfsync = off"}}})
+    assert st == 400 and "line break" in text, text
+    st, text = call(node, "PATCH", "/config",
+                    {"postgresql": {"parameters": {"archive_command": "touch /tmp/pwned"}}})
+    assert st == 400 and "archive_command" in text and "never from etcd" in text, text
+    st, text = call(node, "PATCH", "/config", {"postgresql": {"use_slots": "yes"}})
+    assert st == 400 and "use_slots" in text, text
+    assert c.key("config") == good and good != before
+    harness.wait_until(lambda: node.sql("SHOW work_mem")[0][0] == "7MB", 20,
+                       "the accepted PATCH applied", diag=c.dump)
+
+    # written behind the API's back: the node keeps what it had, and says why
+    c.etcd.put(c.prefix + "config", json.dumps(
+        {"postgresql": {"parameters": {"archive_command": "touch /tmp/pwned",
+                                       "work_mem": "9MB"}}}))
+    harness.wait_until(lambda: "archive_command" in node.log_text() and
+                       "ignoring the dynamic configuration" in node.log_text(), 15,
+                       "the daemon refusing the config key")
+    assert node.sql("SHOW work_mem")[0][0] == "7MB"
+    assert node.sql("SHOW archive_command")[0][0] in ("", "(disabled)")
+
+
+def test_slow_clients_do_not_take_the_health_checks_down(make_cluster):
+    """Issue 11, item 1 (slowloris): 300 connections from one address that send their
+    request one byte a second filled the whole connection limit (128), and /primary,
+    /replica and /health stopped answering: HAProxy marked every node down.  One client
+    address now gets 16 connections at most; the checks from another keep answering."""
+    import socket
+    import threading
+    c = make_cluster(1)
+    node = c.leader()
+    socks, stop = [], threading.Event()
+    for _ in range(300):
+        s = socket.socket()
+        s.bind(("127.0.0.2", 0))
+        s.settimeout(2)
+        try:
+            s.connect(("127.0.0.1", node.rest_port))
+            socks.append(s)
+        except OSError:
+            s.close()
+
+    def dribble():
+        req = b"GET /primary HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 60
+        for i in range(len(req)):
+            if stop.wait(1):
+                return
+            for s in list(socks):
+                try:
+                    s.send(req[i:i + 1])
+                except OSError:
+                    socks.remove(s)
+    t = threading.Thread(target=dribble, daemon=True)
+    t.start()
+    try:
+        time.sleep(3)  # the flood is in place
+        worst = 0.0
+        for _ in range(20):
+            t0 = time.monotonic()
+            st, _ = harness.http_get("http://127.0.0.1:%d/primary" % node.rest_port, timeout=2)
+            worst = max(worst, time.monotonic() - t0)
+            assert st == 200, "GET /primary did not answer during the flood (%r)" % st
+            time.sleep(0.2)
+        held = len(socks)
+        harness.figure("slow connections still held of 300 (one address)", held)
+        harness.figure("slowest /primary under the flood (s)", worst)
+        assert held <= 16 + 2, "%d slow connections from one address were kept" % held
+    finally:
+        stop.set()
+        t.join(5)
+        for s in socks:
+            s.close()

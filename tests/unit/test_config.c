@@ -626,6 +626,24 @@ static const struct ecase error_cases[] = {
      "t.yml:6: restapi.listen: expected host:port, got \"127.0.0.1:0\""},
     {BASE "restapi:\n  listen: 127.0.0.1\n",
      "t.yml:6: restapi.listen: expected host:port, got \"127.0.0.1\""},
+    /* beyond loopback, writes need a credential (ARCHITECTURE.md section 7) */
+    {BASE "restapi:\n  listen: 0.0.0.0:8008\n",
+     "t.yml: restapi.authentication: required when restapi.listen (0.0.0.0:8008) is not a "
+     "loopback address: without it anyone who reaches that port can switch over, restart "
+     "or reconfigure PostgreSQL (or set restapi.verify_client: required)"},
+    {BASE "restapi:\n  listen: '[::]:8008'\n",
+     "t.yml: restapi.authentication: required when restapi.listen ([::]:8008) is not a "
+     "loopback address: without it anyone who reaches that port can switch over, restart "
+     "or reconfigure PostgreSQL (or set restapi.verify_client: required)"},
+    {BASE "restapi:\n  listen: 10.0.0.2:8008\n  connect_address: 10.0.0.2:8008\n",
+     "t.yml: restapi.authentication: required when restapi.listen (10.0.0.2:8008) is not a "
+     "loopback address: without it anyone who reaches that port can switch over, restart "
+     "or reconfigure PostgreSQL (or set restapi.verify_client: required)"},
+    {BASE "restapi:\n  listen: localhost.example.com:8008\n",
+     "t.yml: restapi.authentication: required when restapi.listen (localhost.example.com:8008) is "
+     "not a "
+     "loopback address: without it anyone who reaches that port can switch over, restart "
+     "or reconfigure PostgreSQL (or set restapi.verify_client: required)"},
     {BASE "restapi:\n  connect_address: '::1:8008'\n",
      "t.yml:6: restapi.connect_address: expected host:port, got \"::1:8008\""},
     {BASE "  listen: ':5432'\n", "t.yml:5: postgresql.listen: expected host:port, got "
@@ -746,6 +764,67 @@ static void test_errors(void **state)
 		if (strcmp(err, error_cases[i].err) != 0)
 			fail_msg("case %zu:\n  got:  %s\n  want: %s", i, err, error_cases[i].err);
 	}
+}
+
+/* Loopback needs no credential; beyond it basic auth or required client certs do. */
+static void test_rest_exposure_allowed(void **state)
+{
+	static const char *const ok[] = {
+	    "restapi:\n  listen: 127.0.0.2:8008\n",
+	    "restapi:\n  listen: '[::1]:8008'\n",
+	    "restapi:\n  listen: localhost:8008\n",
+	    "restapi:\n  listen: 0.0.0.0:8008\n  authentication:\n    username: u\n"
+	    "    password: p\n",
+	    "restapi:\n  listen: 0.0.0.0:8008\n  certfile: /c.pem\n  cafile: /ca.pem\n"
+	    "  verify_client: required\n",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		char err[ERRLEN], *text;
+		struct pgw_config *cfg;
+
+		assert_true(asprintf(&text, "%s%s", BASE, ok[i]) > 0);
+		cfg = parse(text, err);
+		if (!cfg)
+			fail_msg("%s: %s", ok[i], err);
+		pgw_config_free(cfg);
+		free(text);
+	}
+}
+
+/* A Patroni config's archive_command under bootstrap.dcs stays on this node (section 7). */
+static void test_local_only_params_never_go_to_etcd(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg =
+	    parse(BASE "  parameters:\n    restore_command: local-restore\n"
+	               "bootstrap:\n  dcs:\n    postgresql:\n      parameters:\n"
+	               "        archive_command: 'cp %p /arch/%f'\n        work_mem: 8MB\n"
+	               "        Restore_Command: from-dcs\n",
+	          err);
+	const struct pgw_kvlist *dcs, *local;
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	dcs = &cfg->dcs.pg_parameters;
+	local = &cfg->postgresql.parameters;
+	assert_int_equal(dcs->n, 1);
+	assert_string_equal(dcs->items[0].name, "work_mem");
+	assert_int_equal(local->n, 2);
+	assert_string_equal(local->items[0].name, "restore_command");
+	assert_string_equal(local->items[0].value, "local-restore"); /* the local one wins */
+	assert_string_equal(local->items[1].name, "archive_command");
+	assert_string_equal(local->items[1].value, "cp %p /arch/%f");
+	assert_int_equal(cfg->warnings.n, 2);
+	assert_non_null(
+	    strstr(cfg->warnings.items[0],
+	           "bootstrap.dcs.postgresql.parameters.archive_command: runs a command "
+	           "or loads code, so it is never written to etcd: kept in this node's "
+	           "postgresql.parameters"));
+	assert_non_null(strstr(cfg->warnings.items[1], "postgresql.parameters sets it already"));
+	pgw_config_free(cfg);
 }
 
 static void test_timing_boundary(void **state)
@@ -1111,6 +1190,8 @@ int main(void)
 	    cmocka_unit_test(test_tls_watchdog_sections),
 	    cmocka_unit_test(test_errors),
 	    cmocka_unit_test(test_timing_boundary),
+	    cmocka_unit_test(test_rest_exposure_allowed),
+	    cmocka_unit_test(test_local_only_params_never_go_to_etcd),
 	    cmocka_unit_test_prestate(test_unreadable, &e),
 	    cmocka_unit_test(test_small_or_no_error_buffer),
 	    cmocka_unit_test(test_long_values_are_cut),

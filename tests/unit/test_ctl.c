@@ -507,6 +507,20 @@ static void test_validate(void **state)
 	/* the rule holds but the safety margin (5 s) leaves no time to renew */
 	assert_false(validate("{\"ttl\":5,\"loop_wait\":1,\"retry_timeout\":1}", err, sizeof(err)));
 	assert_non_null(strstr(err, "safety margin"));
+	/* issue 11, item 4: what every node would fail to apply is refused before the
+	 * write, by the parse the nodes apply (dcs.c) */
+	assert_false(validate("{\"postgresql\":{\"parameters\":{\"work_mem\":\"1MB\\nfsync = "
+	                      "off\"}}}",
+	                      err, sizeof(err)));
+	assert_string_equal(err, "config key postgresql.parameters.work_mem: the value contains "
+	                         "a line break or a NUL byte");
+	assert_false(validate("{\"postgresql\":{\"use_slots\":\"yes\"}}", err, sizeof(err)));
+	assert_non_null(strstr(err, "use_slots"));
+	assert_false(validate("{\"postgresql\":{\"parameters\":{\"archive_command\":\"x\"}}}", err,
+	                      sizeof(err)));
+	assert_non_null(strstr(err, "never from etcd"));
+	assert_true(
+	    validate("{\"postgresql\":{\"parameters\":{\"work_mem\":\"8MB\"}}}", err, sizeof(err)));
 }
 
 /* ---- switchover and failover ----------------------------------------------------------- */

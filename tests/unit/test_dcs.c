@@ -16,13 +16,9 @@
 
 static struct pgw_dcs base(void)
 {
-	struct pgw_dcs d = {.ttl = 30,
-	                    .loop_wait = 10,
-	                    .retry_timeout = 10,
-	                    .maximum_lag_on_failover = 1048576,
-	                    .primary_start_timeout = 300,
-	                    .use_pg_rewind = true,
-	                    .use_slots = true};
+	struct pgw_dcs d;
+
+	pgw_dcs_defaults(&d);
 	return d;
 }
 
@@ -90,6 +86,19 @@ static void test_rejected(void **state)
 	    {"{\"postgresql\":{\"use_slots\":\"no\"}}", "use_slots"},
 	    {"{\"postgresql\":{\"parameters\":[]}}", "parameters"},
 	    {"{\"postgresql\":{\"parameters\":{\"a\":{\"b\":1}}}}", "parameters.a"},
+	    /* ARCHITECTURE.md section 7 (issue 11, items 2 and 4): what runs a command or
+	     * loads code comes from the local file only; what postgresql.conf cannot hold
+	     * is refused here, before any node tries to write it */
+	    {"{\"postgresql\":{\"parameters\":{\"archive_command\":\"curl x|sh\"}}}",
+	     "archive_command: runs a command or loads code"},
+	    {"{\"postgresql\":{\"parameters\":{\"Shared_Preload_Libraries\":\"evil\"}}}",
+	     "local configuration file only"},
+	    {"{\"postgresql\":{\"parameters\":{\"include_dir\":\"/tmp\"}}}", "include_dir"},
+	    {"{\"postgresql\":{\"parameters\":{\"work_mem\":\"1MB\\nrestore_command = 'x'\"}}}",
+	     "work_mem: the value contains a line break"},
+	    {"{\"postgresql\":{\"parameters\":{\"work_mem\":\"1MB\\u0000x\"}}}", "NUL byte"},
+	    {"{\"postgresql\":{\"parameters\":{\"x = 1\\ninclude\":\"1\"}}}",
+	     "not a parameter name"},
 	};
 	struct pgw_dcs b = base(), out;
 	char err[256];
