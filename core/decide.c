@@ -905,7 +905,10 @@ static bool last_leader_holds_more(const struct pgw_obs *o, const struct pgw_mem
 		return true; /* stopped, position unknown: it may hold anything */
 	if (m->timeline > 0 && self->timeline > 0 && m->timeline != self->timeline)
 		return m->timeline > self->timeline;
-	return m->xlog_location > self->xlog_location + o->max_lag;
+	if (self->xlog_location < 0)
+		return true;
+	/* both >= 0: the difference cannot overflow */
+	return m->xlog_location - self->xlog_location > o->max_lag;
 }
 
 /*
