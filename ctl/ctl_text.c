@@ -14,6 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "log.h"
+
 /* ---- tables ---------------------------------------------------------------------- */
 
 void pgw_table_init(struct pgw_ctl_table *t, size_t ncols, const char *const *headers,
@@ -41,10 +43,16 @@ void pgw_table_row(struct pgw_ctl_table *t, const char *const *cells)
 		t->cap = cap;
 	}
 	for (size_t i = 0; i < t->ncols; i++) {
-		char *s = strdup(cells[i] ? cells[i] : "");
+		/* cells hold etcd's data: control characters shown as \xNN, never sent to
+		 * the terminal (ARCHITECTURE.md §7) */
+		const char *c = cells[i] ? cells[i] : "";
+		size_t n = 4 * strlen(c) + 1;
+		char *s = malloc(n);
 
 		if (!s)
 			t->oom = true;
+		else
+			pgw_log_escape(s, n, c);
 		t->cells[t->nrows * t->ncols + i] = s;
 	}
 	t->nrows++;

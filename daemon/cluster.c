@@ -354,12 +354,20 @@ int pgw_cluster_parse(const struct pgw_etcd_range *r, const char *prefix, struct
 	for (size_t i = 0; i < r->n; i++) {
 		const struct pgw_etcd_kv *kv = &r->kvs[i];
 		const char *k;
+		bool nul;
 
 		if (strncmp(kv->key, prefix, plen) != 0)
 			continue;
 		k = kv->key + plen;
+		/* a value with a NUL byte would read as the text before it ("node1\0x" as
+		 * node1): the leader key is then held by someone unknown, any other ignored */
+		nul = memchr(kv->value, '\0', kv->value_len) != NULL;
+		if (nul && strcmp(k, "leader") != 0) {
+			add_warning(c, "%s: holds a NUL byte, ignored; ", k);
+			continue;
+		}
 		if (strcmp(k, "leader") == 0) {
-			if (kv->value_len == 0 || kv->value_len >= PGW_NAME_MAX) {
+			if (nul || kv->value_len == 0 || kv->value_len >= PGW_NAME_MAX) {
 				/* unreadable but present: treat as held by someone unknown */
 				c->has_leader = true;
 				copy_str(c->leader, sizeof(c->leader), "?");

@@ -9,6 +9,7 @@
  * The watch stream is parsed incrementally inside the curl write callback.
  */
 #include "etcd.h"
+#include "log.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -23,8 +24,8 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_ANSWER  (64L * 1024 * 1024) /* refuse answers (and watch objects) larger */
-#define MIN_CONNECT 100                 /* ms: least connect time given to one endpoint */
+#define MAX_ANSWER  (4L * 1024 * 1024) /* refuse answers (and watch objects) larger */
+#define MIN_CONNECT 100                /* ms: least connect time given to one endpoint */
 
 struct pgw_etcd {
 	char **urls;   /* "http://host:port" */
@@ -38,6 +39,7 @@ struct pgw_etcd {
 	void *interrupt_arg;
 	char curl_err[CURL_ERROR_SIZE];
 	char errmsg[512];
+	int64_t nul_warned_at; /* CLOCK_MONOTONIC s of the last warning about a NUL key */
 };
 
 /* One HTTP exchange: where it goes and where the answer's bytes go. */
@@ -800,17 +802,36 @@ static size_t prefix_end(const char *prefix, char *end)
 	return 1;
 }
 
-static bool parse_kv(json_object *o, struct pgw_etcd_kv *kv)
+static bool parse_kv(json_object *o, struct pgw_etcd_kv *kv, size_t *klen)
 {
-	size_t klen;
-
 	if (!json_object_is_type(o, json_type_object))
 		return false;
-	kv->key = jget_b64(o, "key", false, &klen);
+	kv->key = jget_b64(o, "key", false, klen);
 	kv->value = jget_b64(o, "value", true, &kv->value_len);
 	return kv->key && kv->value && jget_i64(o, "create_revision", &kv->create_revision) &&
 	       jget_i64(o, "mod_revision", &kv->mod_revision) &&
 	       jget_i64(o, "version", &kv->version) && jget_i64(o, "lease", &kv->lease);
+}
+
+/*
+ * A key with a NUL byte would read as the text before it: "leader\0x" as the leader
+ * key (ARCHITECTURE.md §7; it made a healthy primary shut down).  No key pgwarden or
+ * Patroni writes has one: such a key is skipped, with a warning once a minute.
+ * (Values are bytes with a length; their readers check them, cluster.c.)
+ */
+static bool has_nul(struct pgw_etcd *c, const char *key, size_t klen)
+{
+	struct timespec ts;
+
+	if (!memchr(key, '\0', klen))
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (c->nul_warned_at == 0 || ts.tv_sec - c->nul_warned_at >= 60) { /* once a minute */
+		c->nul_warned_at = ts.tv_sec;
+		pgw_warn("etcd: skipping key \"%.*s\" (%zu bytes): it holds a NUL byte",
+		         (int)strnlen(key, 64), key, klen);
+	}
+	return true;
 }
 
 static int parse_range(struct pgw_etcd *c, json_object *ans, struct pgw_etcd_range *out)
@@ -830,9 +851,17 @@ static int parse_range(struct pgw_etcd *c, json_object *ans, struct pgw_etcd_ran
 	if (n && !(out->kvs = calloc(n, sizeof(*out->kvs))))
 		return fail(c, PGW_ETCD_ENOMEM, "etcd range: out of memory for %zu keys", n);
 	for (i = 0; i < n; i++) {
-		out->n = i + 1; /* so range_free frees the partial entry */
-		if (!parse_kv(json_object_array_get_idx(kvs, i), &out->kvs[i]))
+		struct pgw_etcd_kv *kv = &out->kvs[out->n++]; /* range_free frees a partial one */
+		size_t klen = 0;
+
+		if (!parse_kv(json_object_array_get_idx(kvs, i), kv, &klen))
 			return bad_field(c, "range", "kvs[].key/value/revision");
+		if (has_nul(c, kv->key, klen)) {
+			free(kv->key);
+			free(kv->value);
+			memset(kv, 0, sizeof(*kv));
+			out->n--;
+		}
 	}
 	return 0;
 }
@@ -1125,6 +1154,11 @@ static int watch_event(struct watch *w, json_object *e)
 	if (!kv || !(key = jget_b64(kv, "key", false, &klen)))
 		return watch_fail(w, PGW_ETCD_EPROTO, "event without a valid kv.key", "");
 	ev.key = key;
+	if (memchr(key, '\0', klen)) {
+		has_nul(w->c, key, klen);
+		free(key);
+		return 0; /* not an event about any key of ours */
+	}
 	if (!jget_i64(kv, "mod_revision", &ev.mod_revision) ||
 	    !jget_i64(kv, "create_revision", &ev.create_revision) ||
 	    !jget_i64(kv, "version", &ev.version)) {

@@ -46,10 +46,29 @@ static bool stderr_is_journal(void)
 	return cached;
 }
 
+void pgw_log_escape(char *dst, size_t dstlen, const char *src)
+{
+	size_t o = 0;
+
+	if (dstlen == 0)
+		return;
+	for (const unsigned char *p = (const unsigned char *)src; *p && o + 1 < dstlen; p++) {
+		if (*p >= 0x20 && *p != 0x7f) {
+			dst[o++] = (char)*p;
+		} else if (o + 4 < dstlen) {
+			snprintf(dst + o, dstlen - o, "\\x%02x", *p);
+			o += 4;
+		} else {
+			break;
+		}
+	}
+	dst[o] = '\0';
+}
+
 void pgw_log(enum pgw_log_level level, const char *fmt, ...)
 {
 	static const int prio[] = {7, 6, 4, 3, 2}; /* DEBUG INFO WARNING ERROR FATAL */
-	char line[2048];
+	char line[2048], msg[2048];
 	char stamp[32];
 	struct timeval tv;
 	struct tm tm;
@@ -72,8 +91,9 @@ void pgw_log(enum pgw_log_level level, const char *fmt, ...)
 	if (off >= sizeof(line))
 		off = sizeof(line) - 1;
 	va_start(ap, fmt);
-	vsnprintf(line + off, sizeof(line) - off, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	pgw_log_escape(line + off, sizeof(line) - off, msg);
 	/* one write per line so concurrent threads do not interleave */
 	fprintf(stderr, "%s\n", line);
 }

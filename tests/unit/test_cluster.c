@@ -242,6 +242,28 @@ static void test_failover_key(void **state)
 	}
 }
 
+/* Issue 11, item 8: a value with a NUL byte does not read as the text before it. */
+static void test_parse_nul_values(void **state)
+{
+	static const char leader[] = "node1\0x", member[] = "{\"role\":\"replica\"}\0junk";
+	struct range rg;
+	struct pgw_cluster c = {0};
+
+	(void)state;
+	range_init(&rg, 4);
+	add_kv_len(&rg, PREFIX "leader", leader, sizeof(leader) - 1, 7);
+	add_kv_len(&rg, PREFIX "members/node2", member, sizeof(member) - 1, 8);
+	add_kv_len(&rg, PREFIX "pgwarden/fence-lock", leader, sizeof(leader) - 1, 9);
+	assert_int_equal(pgw_cluster_parse(&rg.r, PREFIX, &c), 0);
+	assert_true(c.has_leader);
+	assert_string_equal(c.leader, "?"); /* held, by nobody this node knows */
+	assert_int_equal(c.nmembers, 0);
+	assert_false(c.fence_locked);
+	assert_non_null(strstr(c.warnings, "members/node2: holds a NUL byte"));
+	range_free(&rg);
+	pgw_cluster_clear(&c);
+}
+
 static void test_parse_failover_and_pause(void **state)
 {
 	struct range rg;
@@ -787,6 +809,7 @@ int main(void)
 	    cmocka_unit_test(test_iso8601),
 	    cmocka_unit_test(test_failover_key),
 	    cmocka_unit_test(test_parse_failover_and_pause),
+	    cmocka_unit_test(test_parse_nul_values),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -105,6 +105,28 @@ static void test_list_table(void **state)
 	fixture_free(&f);
 }
 
+/* Issue 11, item 13: a state from etcd cannot drive the operator's terminal. */
+static void test_list_escapes_control_characters(void **state)
+{
+	struct fixture f;
+	char *out;
+
+	(void)state;
+	basic(&f);
+	free(f.r.kvs[4].value);
+	f.r.kvs[4].value = strdup("{\"conn_url\":\"postgres://127.0.0.1:5434/postgres\",\"state\":"
+	                          "\"\\u001b[2J\\u001b[31mrunning\\r\",\"role\":\"replica\"}");
+	f.r.kvs[4].value_len = strlen(f.r.kvs[4].value);
+	parse(&f);
+	out = pgw_ctl_render_list(&f.v, PGW_FMT_TABLE, false);
+	assert_non_null(out);
+	assert_null(strchr(out, '\x1b'));
+	assert_null(strchr(out, '\r'));
+	assert_non_null(strstr(out, "\\x1b[2J\\x1b[31mrunning\\x0d"));
+	free(out);
+	fixture_free(&f);
+}
+
 static void test_list_tags_pending_pause(void **state)
 {
 	struct fixture f;
@@ -423,6 +445,29 @@ static struct json_object *yaml(const char *text, char *err)
 static const char *compact(struct json_object *o)
 {
 	return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+}
+
+/* Issue 11, item 16: aliases expand only so far, and an error leaks nothing (ASan). */
+static void test_yaml_to_json_limits(void **state)
+{
+	char err[256], text[4096];
+	size_t off = 0;
+
+	(void)state;
+	off += (size_t)snprintf(text + off, sizeof(text) - off,
+	                        "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+	for (int i = 1; i <= 6; i++) {
+		off += (size_t)snprintf(text + off, sizeof(text) - off, "a%d: &a%d [", i, i);
+		for (int j = 0; j < 10; j++)
+			off += (size_t)snprintf(text + off, sizeof(text) - off, "%s*a%d",
+			                        j ? ", " : "", i - 1);
+		off += (size_t)snprintf(text + off, sizeof(text) - off, "]\n");
+	}
+	assert_null(yaml(text, err));
+	assert_non_null(strstr(err, "more than 100000 values once aliases are expanded"));
+	/* an error deep inside a list and a map: the parts built so far are freed */
+	assert_null(yaml("a:\n  b: [1, 2, {c: [3, {? [x] : y}]}]\n", err));
+	assert_non_null(strstr(err, "expected a scalar key"));
 }
 
 /* --apply FILE: YAML typed as patronictl's loader would, errors with the line. */
@@ -782,6 +827,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_list_table),
+	    cmocka_unit_test(test_list_escapes_control_characters),
 	    cmocka_unit_test(test_list_tags_pending_pause),
 	    cmocka_unit_test(test_topology_and_yaml),
 	    cmocka_unit_test(test_title_longer_than_table),
@@ -795,6 +841,7 @@ int main(void)
 	    cmocka_unit_test(test_validate),
 	    cmocka_unit_test(test_list_watchdog),
 	    cmocka_unit_test(test_yaml_to_json),
+	    cmocka_unit_test(test_yaml_to_json_limits),
 	    cmocka_unit_test(test_merge_patch),
 	    cmocka_unit_test(test_switchover_checks),
 	    cmocka_unit_test(test_no_healthy_replica),

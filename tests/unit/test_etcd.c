@@ -939,6 +939,30 @@ static void test_fake_bad_fields(void **state)
 	fake_stop(&f, c);
 }
 
+/* Issue 11, item 8: a key with a NUL byte ("leader\\0x") is skipped, not read as "leader". */
+static void test_fake_nul_key(void **state)
+{
+	const char *parts[] = {
+	    HTTP_OK
+	    "{\"header\":{\"revision\":\"9\"},\"kvs\":[{\"key\":\"L3MvbGVhZGVyAHg=\",\"value\":"
+	    "\"bWFsbG9yeQ==\",\"create_revision\":\"2\",\"mod_revision\":\"3\",\"version\":\"1\","
+	    "\"lease\":\"0\"},{\"key\":\"L3MvbGVhZGVy\",\"value\":\"bm9kZTE=\",\"create_revision\":"
+	    "\"4\",\"mod_revision\":\"5\",\"version\":\"1\",\"lease\":\"7\"}],\"count\":\"2\"}",
+	    NULL};
+	struct fake f;
+	struct pgw_etcd *c = fake_start(&f, parts);
+	struct pgw_etcd_range r;
+
+	(void)state;
+	assert_int_equal(pgw_etcd_range_prefix(c, "/s/", T_MS, &r), 0);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.kvs[0].key, "/s/leader");
+	assert_string_equal(r.kvs[0].value, "node1");
+	assert_int_equal(r.revision, 9);
+	pgw_etcd_range_free(&r);
+	fake_stop(&f, c);
+}
+
 static void test_fake_error_object(void **state)
 {
 	const char *parts[] = {"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n"
@@ -1044,6 +1068,7 @@ int main(void)
 	    cmocka_unit_test(test_fake_truncated),
 	    cmocka_unit_test(test_fake_empty_header),
 	    cmocka_unit_test(test_fake_bad_fields),
+	    cmocka_unit_test(test_fake_nul_key),
 	    cmocka_unit_test(test_fake_error_object),
 	    cmocka_unit_test(test_fake_too_large),
 	    cmocka_unit_test(test_fake_watch_stream),

@@ -34,19 +34,36 @@ static void test_journal_priorities(void **state)
 	pgw_error("disk %s is full", "/x");
 	pgw_warn("slow");
 	pgw_info("fine");
+	/* issue 11, item 13: a member name from etcd cannot forge a line or a colour */
+	pgw_warn("member %s", "n1\n<3>ERROR: forged\x1b[31m\r\x7f");
 	fflush(stderr);
 	dup2(saved, 2);
 	n = pread(fd, buf, sizeof(buf) - 1, 0);
 	close(fd);
 	unlink(path);
 	assert_true(n > 0);
-	assert_string_equal(buf, "<3>ERROR: disk /x is full\n<4>WARNING: slow\n<6>INFO: fine\n");
+	assert_string_equal(buf, "<3>ERROR: disk /x is full\n<4>WARNING: slow\n<6>INFO: fine\n"
+	                         "<4>WARNING: member n1\\x0a<3>ERROR: forged\\x1b[31m\\x0d\\x7f\n");
+}
+
+static void test_escape_bounds(void **state)
+{
+	char out[8];
+
+	(void)state;
+	pgw_log_escape(out, sizeof(out), "ab\001cdef");
+	assert_string_equal(out, "ab\\x01c"); /* cut to fit, never a half escape */
+	pgw_log_escape(out, sizeof(out), "abcde\002");
+	assert_string_equal(out, "abcde");
+	pgw_log_escape(out, 1, "abc");
+	assert_string_equal(out, "");
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_journal_priorities),
+	    cmocka_unit_test(test_escape_bounds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
