@@ -45,6 +45,7 @@ enum ftype {
 	F_STRLIST,  /* struct pgw_strlist: list of F_STR */
 	F_HOSTLIST, /* struct pgw_strlist: list of host:port or "h:p,h:p" */
 	F_PARAMS,   /* struct pgw_kvlist: map of PostgreSQL parameters */
+	F_PEERS,    /* struct pgw_fence_peers: map of member -> {address, lanplus, ...} */
 	F_INITDB,   /* struct pgw_strlist: initdb options -> "--flag", "--key=value" */
 	F_CHOICE,   /* int: index of the value in the row's "a|b|c" choices */
 };
@@ -162,6 +163,7 @@ static const struct field fields[] = {
     {FIELD("fencing.bmc.lanplus", F_BOOL, fencing.bmc.lanplus)},
     {FIELD("fencing.bmc.cipher_suite", F_NONNEG, fencing.bmc.cipher_suite)},
     {CHOICE("fencing.bmc.privilege", fencing.bmc.privilege, PRIV_CHOICES)},
+    {FIELD("fencing.peers", F_PEERS, fencing.peers)},
     {UNIMPL("citus")},
     {UNIMPL("etcd")},
     {UNIMPL("consul")},
@@ -862,6 +864,110 @@ static int initdb_map(struct ctx *c, const yaml_node_t *m, const char *path,
 	return 0;
 }
 
+/* One setting of fencing.peers.<member>: address, lanplus, cipher_suite, privilege. */
+static int conv_peer_key(struct ctx *c, const yaml_node_t *k, const yaml_node_t *v,
+                         const char *ppath, struct pgw_fence_peer *peer)
+{
+	const char *key = (const char *)k->data.scalar.value, *s;
+	char path[KEYPATH_MAX + 80];
+	struct pgw_fence_bmc bmc;
+	size_t len;
+	int64_t n;
+
+	snprintf(path, sizeof(path), "%s.%s", ppath, key);
+	if (!strcmp(key, "address")) {
+		if (clean_scalar(c, v, path, "host, host:port or [v6]:port", 0, &s, &len))
+			return -1;
+		free(peer->address);
+		peer->address = strndup(s, len);
+		if (!peer->address)
+			return oom(c);
+		if (!pgw_fence_parse_bmc(peer->address, &bmc))
+			return expected(c, v, path, "host, host:port or [v6]:port", false);
+		return 0;
+	}
+	if (!strcmp(key, "lanplus")) {
+		if (clean_scalar(c, v, path, "a boolean", 0, &s, &len) ||
+		    !parse_bool(s, len, &peer->lanplus))
+			return c->failed ? -1 : expected(c, v, path, "a boolean", false);
+		return 0;
+	}
+	if (!strcmp(key, "cipher_suite")) {
+		if (clean_scalar(c, v, path, "a non-negative integer", 0, &s, &len) ||
+		    !parse_uint(s, len, 17, &n))
+			return c->failed ? -1
+			                 : expected(c, v, path, "a cipher suite (0 to 17)", false);
+		peer->cipher_suite = (int)n;
+		return 0;
+	}
+	if (!strcmp(key, "privilege")) {
+		static const char *const privs[] = {"administrator", "operator", "user"};
+
+		if (clean_scalar(c, v, path, "one of " PRIV_CHOICES, 0, &s, &len))
+			return -1;
+		for (int i = 0; i < 3; i++)
+			if (len == strlen(privs[i]) && !strncasecmp(s, privs[i], len)) {
+				peer->privilege = i;
+				return 0;
+			}
+		return expected(c, v, path, "one of " PRIV_CHOICES, false);
+	}
+	return fail(c, k, path, "unknown key (address, lanplus, cipher_suite, privilege)");
+}
+
+/* fencing.peers: {member: {address: host:port, lanplus: true, cipher_suite: 3}, ...} */
+static int conv_peers(struct ctx *c, const yaml_node_t *v, const char *path,
+                      struct pgw_fence_peers *peers)
+{
+	size_t n;
+
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_MAPPING_NODE)
+		return expected(c, v, path, "a map of member names to their BMC", false);
+	if (check_keys(c, v, path, false))
+		return -1;
+	n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+	if (n == 0)
+		return 0;
+	peers->items = calloc(n, sizeof(*peers->items));
+	if (!peers->items)
+		return oom(c);
+	for (size_t i = 0; i < n; i++) {
+		const yaml_node_t *k = node_at(c, v->data.mapping.pairs.start[i].key);
+		const yaml_node_t *m = node_at(c, v->data.mapping.pairs.start[i].value);
+		struct pgw_fence_peer *peer = &peers->items[peers->n++];
+		char ppath[KEYPATH_MAX + 8];
+
+		peer->lanplus = true;
+		peer->name = strndup((const char *)k->data.scalar.value, k->data.scalar.length);
+		if (!peer->name)
+			return oom(c);
+		snprintf(ppath, sizeof(ppath), "%s.%s", path, peer->name);
+		if (!m || m->type != YAML_MAPPING_NODE)
+			return expected(c, m ? m : k, ppath,
+			                "a map (address, lanplus, cipher_suite)", false);
+		if (check_keys(c, m, ppath, false))
+			return -1;
+		for (yaml_node_pair_t *p = m->data.mapping.pairs.start;
+		     p < m->data.mapping.pairs.top; p++)
+			if (conv_peer_key(c, node_at(c, p->key), node_at(c, p->value), ppath, peer))
+				return -1;
+		if (!peer->address)
+			return fail(c, m, ppath,
+			            "address: required (where this member's BMC answers)");
+	}
+	return 0;
+}
+
+const struct pgw_fence_peer *pgw_fence_peer(const struct pgw_fence_peers *p, const char *member)
+{
+	for (size_t i = 0; member && i < p->n; i++)
+		if (strcmp(p->items[i].name, member) == 0)
+			return &p->items[i];
+	return NULL;
+}
+
 static int conv_initdb(struct ctx *c, const yaml_node_t *v, const char *path,
                        struct pgw_strlist *list)
 {
@@ -985,6 +1091,8 @@ static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, c
 		return conv_params(c, v, path, dest(c, f));
 	case F_INITDB:
 		return conv_initdb(c, v, path, dest(c, f));
+	case F_PEERS:
+		return conv_peers(c, v, path, dest(c, f));
 	case F_SECTION:
 	case F_UNIMPL:
 		break;
@@ -1129,6 +1237,11 @@ static int finish_fencing(struct ctx *c)
 	if (cfg->fencing.mode == PGW_FENCE_REQUIRED && !cfg->fencing.bmc.address)
 		return fail(c, NULL, "fencing.bmc.address",
 		            "required with fencing.mode required (peers fence this node there)");
+	if (cfg->fencing.mode == PGW_FENCE_REQUIRED && cfg->fencing.peers.n == 0)
+		return fail(c, NULL, "fencing.peers",
+		            "required with fencing.mode required: every member's BMC (address, "
+		            "lanplus, cipher_suite), since an address read from etcd is never "
+		            "trusted alone");
 	if (cfg->fencing.fast_takeover_after && cfg->fencing.mode != PGW_FENCE_REQUIRED)
 		return fail(c, NULL, "fencing.fast_takeover_after",
 		            "needs fencing.mode required (a takeover before the TTL is only safe "
@@ -1486,6 +1599,11 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->fencing.audit_log);
 	free(cfg->fencing.credentials_file);
 	free(cfg->fencing.bmc.address);
+	for (size_t i = 0; i < cfg->fencing.peers.n; i++) {
+		free(cfg->fencing.peers.items[i].name);
+		free(cfg->fencing.peers.items[i].address);
+	}
+	free(cfg->fencing.peers.items);
 	strlist_free(&cfg->etcd3.hosts);
 	free(cfg->etcd3.protocol);
 	free(cfg->etcd3.username);

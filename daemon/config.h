@@ -25,6 +25,23 @@ struct pgw_kvlist {
 	size_t n;
 };
 
+/* One member's BMC as this node's file pins it (fencing.peers.<member>). */
+struct pgw_fence_peer {
+	char *name;
+	char *address;    /* host[:port] */
+	bool lanplus;     /* default true */
+	int cipher_suite; /* 0 = the tool's default */
+	int privilege;    /* enum pgw_ipmi_priv, default ADMINISTRATOR */
+};
+
+struct pgw_fence_peers {
+	struct pgw_fence_peer *items;
+	size_t n;
+};
+
+/* The member's pinned BMC, or NULL. */
+const struct pgw_fence_peer *pgw_fence_peer(const struct pgw_fence_peers *p, const char *member);
+
 struct pgw_strlist {
 	char **items;
 	size_t n;
@@ -113,6 +130,9 @@ struct pgw_config {
 			int cipher_suite; /* 0 = the tool's default */
 			int privilege;    /* enum pgw_ipmi_priv, default ADMINISTRATOR */
 		} bmc;
+		/* fencing.peers: every member's BMC pinned here (ARCHITECTURE.md §7); the
+		 * address a leader record publishes is only checked against it */
+		struct pgw_fence_peers peers;
 	} fencing;
 
 	struct {

@@ -108,15 +108,37 @@ static bool audit(struct pgw_fencer *f, const char *action, const struct pgw_lea
 	return false;
 }
 
-static bool bmc_of(const struct pgw_leader_record *lr, struct pgw_fence_bmc *b)
+/*
+ * The BMC to reach lr->member through: the one this node's file pins for it
+ * (fencing.peers), with the pinned lanplus, cipher suite and privilege.  A leader
+ * record from etcd only has its address checked against the pin: trusted, a forged
+ * record would make this node open an IPMI session, with the site's BMC password, to
+ * a host of the writer's choice, or downgrade it to IPMI 1.5 (ARCHITECTURE.md §7).
+ */
+static bool bmc_of(const struct pgw_fencer *f, const struct pgw_leader_record *lr,
+                   struct pgw_fence_bmc *b, char *why, size_t whylen)
 {
+	static const char *const privs[] = {"ADMINISTRATOR", "OPERATOR", "USER"};
+	const struct pgw_fence_peer *p = pgw_fence_peer(&f->cfg->fencing.peers, lr->member);
+	struct pgw_fence_bmc published;
+
 	memset(b, 0, sizeof(*b));
-	if (!lr->bmc_address[0] || !pgw_fence_parse_bmc(lr->bmc_address, b))
+	if (!p || !pgw_fence_parse_bmc(p->address, b)) {
+		snprintf(why, whylen, "fencing.peers pins no BMC for %.64s", lr->member);
 		return false;
-	b->lanplus = lr->bmc_lanplus;
-	b->cipher_suite = lr->bmc_cipher_suite ? lr->bmc_cipher_suite : -1;
+	}
+	if (lr->bmc_address[0] &&
+	    (!pgw_fence_parse_bmc(lr->bmc_address, &published) ||
+	     strcmp(published.host, b->host) != 0 || published.port != b->port)) {
+		snprintf(why, whylen,
+		         "%.64s publishes BMC \"%.80s\", not %.80s as fencing.peers pins: refused",
+		         lr->member, lr->bmc_address, p->address);
+		return false;
+	}
+	b->lanplus = p->lanplus;
+	b->cipher_suite = p->cipher_suite ? p->cipher_suite : -1;
 	snprintf(b->privilege, sizeof(b->privilege), "%s",
-	         lr->bmc_privilege[0] ? lr->bmc_privilege : "ADMINISTRATOR");
+	         p->privilege >= 0 && p->privilege < 3 ? privs[p->privilege] : privs[0]);
 	return true;
 }
 
@@ -152,7 +174,7 @@ static bool fence_locked(struct pgw_fencer *f, struct pgw_etcd *etcd,
 	struct pgw_fence_opts opts = f->opts;
 	struct pgw_fence_bmc bmc;
 	struct pgw_fence_cred cred;
-	char err[256], detail[256], why[200];
+	char err[256], detail[256], why[320];
 	int64_t per_try = k->budget_ms / (1 + (opts.retries > 0 ? opts.retries : 0));
 
 	/* every attempt fits in the lease, so the lock cannot lapse while we fence */
@@ -164,11 +186,9 @@ static bool fence_locked(struct pgw_fencer *f, struct pgw_etcd *etcd,
 		        (long long)k->budget_ms);
 		return false;
 	}
-	if (!bmc_of(lr, &bmc)) {
-		audit(f, "fence-result", lr, "failed", "it published no usable BMC address",
-		      k->timeline);
-		outcome(f, lr->member, "failed", "%s published no usable BMC address (\"%s\")",
-		        lr->member, lr->bmc_address);
+	if (!bmc_of(f, lr, &bmc, why, sizeof(why))) {
+		audit(f, "fence-result", lr, "failed", why, k->timeline);
+		outcome(f, lr->member, "failed", "%s", why);
 		return false;
 	}
 	if (pgw_fence_load_creds(f->cfg->fencing.credentials_file, lr->member, &cred, err,
@@ -273,8 +293,8 @@ int pgw_fencer_unfence(struct pgw_fencer *f, const struct pgw_leader_record *lr,
 		       503;
 	if (!audit_ready(f, err, sizeof(err)))
 		return snprintf(msg, len, "cannot open the audit log: %s", err), 503;
-	if (!bmc_of(lr, &bmc))
-		return snprintf(msg, len, "%s has no known BMC address", lr->member), 412;
+	if (!bmc_of(f, lr, &bmc, err, sizeof(err)))
+		return snprintf(msg, len, "%s", err), 412;
 	if (pgw_fence_load_creds(f->cfg->fencing.credentials_file, lr->member, &cred, err,
 	                         sizeof(err)) != 0)
 		return snprintf(msg, len, "%s", err), 503;

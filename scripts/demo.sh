@@ -231,6 +231,8 @@ fencing:
     address: 127.0.0.1:${BMC[$n]}
     lanplus: true
     cipher_suite: 3
+  peers:
+$(for m in $NODES; do printf '    %s: {address: 127.0.0.1:%s, lanplus: true, cipher_suite: 3}\n' "$m" "${BMC[$m]}"; done)
 EOF
 }
 for n in $NODES; do

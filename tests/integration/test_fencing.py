@@ -61,6 +61,12 @@ def fenced_cluster(make_cluster, n=3, agent="ipmi", ttl=10, fast_takeover_after=
         if fast_takeover_after:
             fencing["fast_takeover_after"] = fast_takeover_after
         node.config["fencing"] = fencing
+    # every member's BMC pinned in every node's file (an address from etcd is only
+    # checked against it)
+    peers = {n.name: {"address": bmcs[n.name].address, "lanplus": True, "cipher_suite": 3}
+             for n in c.nodes}
+    for node in c.nodes:
+        node.config["fencing"]["peers"] = peers
         node.write_config()
     if start:
         c.start()
@@ -260,3 +266,38 @@ def test_readable_credentials_file_is_refused(make_cluster):
     text = node.log_text()
     assert "fencing.credentials_file" in text and "mode 0644" in text, text[-2000:]
     assert PASSWORD not in text
+
+
+def test_bmc_address_from_etcd_is_checked_against_the_pin(make_cluster):
+    """Issue 11, item 6: the leader record in etcd names the BMC to fence.  A forged
+    record (here: the lost leader's record pointing at another member's BMC) made a
+    replica open an IPMI session there with the site's credentials and power off the
+    wrong machine.  Every node now fences only through the BMC its own file pins
+    (fencing.peers), and refuses a record that names another: nothing is powered off,
+    nothing promotes, the log says why.  Once the record is right again the fence and
+    the failover go ahead."""
+    c, bmcs = fenced_cluster(make_cluster)
+    old = c.leader()
+    others = [n for n in c.nodes if n is not old]
+    victim = others[1]
+    rec = json.loads(c.key("pgwarden/leader"))
+    assert rec["member"] == old.name and rec["bmc"]["address"] == bmcs[old.name].address
+    t_kill = time.monotonic()
+    old.kill_machine()
+    forged = dict(rec, bmc=dict(rec["bmc"], address=bmcs[victim.name].address,
+                                lanplus=False))
+    c.etcd.put(c.prefix + "pgwarden/leader", json.dumps(forged))
+    log("%s lost power; its leader record now names %s's BMC" % (old.name, victim.name))
+    wait_until(lambda: any("as fencing.peers pins: refused" in n.log_text() for n in others),
+               60, "a replica refusing the forged BMC address", diag=c.dump)
+    time.sleep(3)  # a few more loops of refusals
+    # not one IPMI request reached the BMC the forged record named
+    reached = bmcs[victim.name].events(since=t_kill)
+    assert not reached, reached
+    assert bmcs[victim.name].power_state() == "on"
+    assert c.leader_name() in (None, old.name)
+    # the record put right: the fence goes to the pinned BMC, then the failover
+    c.etcd.put(c.prefix + "pgwarden/leader", json.dumps(rec))
+    leader = new_leader(c, old, 90)
+    assert leader is not old and bmcs[old.name].power_state() == "off"
+    assert bmcs[victim.name].power_state() == "on"

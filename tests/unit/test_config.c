@@ -547,10 +547,19 @@ static void test_tls_watchdog_sections(void **state)
 	cfg = parse(BASE "fencing:\n  mode: required\n  agent: /usr/sbin/fence_ipmilan\n"
 	                 "  retries: 0\n  fast_takeover_after: 4\n  bmc:\n"
 	                 "    address: 10.0.0.1:623\n    lanplus: false\n    cipher_suite: 3\n"
-	                 "    privilege: operator\n",
+	                 "    privilege: operator\n"
+	                 "  peers:\n    n1: {address: 10.0.0.1:623, lanplus: false}\n"
+	                 "    n2: {address: '[fd00::2]', cipher_suite: 17, privilege: User}\n",
 	            err);
 	if (!cfg)
 		fail_msg("%s", err);
+	assert_int_equal(cfg->fencing.peers.n, 2);
+	assert_null(pgw_fence_peer(&cfg->fencing.peers, "n3"));
+	assert_string_equal(pgw_fence_peer(&cfg->fencing.peers, "n1")->address, "10.0.0.1:623");
+	assert_false(pgw_fence_peer(&cfg->fencing.peers, "n1")->lanplus);
+	assert_true(pgw_fence_peer(&cfg->fencing.peers, "n2")->lanplus);
+	assert_int_equal(pgw_fence_peer(&cfg->fencing.peers, "n2")->cipher_suite, 17);
+	assert_int_equal(pgw_fence_peer(&cfg->fencing.peers, "n2")->privilege, PGW_PRIV_USER);
 	assert_int_equal(cfg->fencing.mode, PGW_FENCE_REQUIRED);
 	assert_string_equal(cfg->fencing.agent, "/usr/sbin/fence_ipmilan");
 	assert_int_equal(cfg->fencing.retries, 0);
@@ -727,6 +736,21 @@ static const struct ecase error_cases[] = {
     {BASE "fencing:\n  mode: required\n",
      "t.yml: fencing.bmc.address: required with fencing.mode required (peers fence this node "
      "there)"},
+    {BASE "fencing:\n  mode: required\n  bmc:\n    address: 10.0.0.1\n",
+     "t.yml: fencing.peers: required with fencing.mode required: every member's BMC "
+     "(address, lanplus, cipher_suite), since an address read from etcd is never trusted "
+     "alone"},
+    {BASE "fencing:\n  peers:\n    n1: {lanplus: true}\n",
+     "t.yml:7: fencing.peers.n1: address: required (where this member's BMC answers)"},
+    {BASE "fencing:\n  peers:\n    n1: {address: 'a b'}\n",
+     "t.yml:7: fencing.peers.n1.address: expected host, host:port or [v6]:port, got \"a b\""},
+    {BASE "fencing:\n  peers:\n    n1: {address: x, password: p}\n",
+     "t.yml:7: fencing.peers.n1.password: unknown key (address, lanplus, cipher_suite, "
+     "privilege)"},
+    {BASE "fencing:\n  peers:\n    n1: {address: x, cipher_suite: 18}\n",
+     "t.yml:7: fencing.peers.n1.cipher_suite: expected a cipher suite (0 to 17), got \"18\""},
+    {BASE "fencing:\n  peers: [n1]\n",
+     "t.yml:6: fencing.peers: expected a map of member names to their BMC, got a list"},
     {BASE "fencing:\n  agent: fence_ipmilan\n",
      "t.yml: fencing.agent: expected ipmi or the absolute path of a fence agent, got "
      "\"fence_ipmilan\""},
