@@ -125,8 +125,12 @@ static void sync_slots(struct ha *h)
 
 	if (!h->dcs.use_slots)
 		return;
+	/* a member counts only while its key lives on a lease (a daemon keeps it alive):
+	 * keys written without one (by hand, or by a hostile writer) would hold WAL and
+	 * fill max_replication_slots (issue 11, item 9) */
 	for (int i = 0; i < h->cluster.nmembers; i++)
-		if (strcmp(h->cluster.members[i].name, h->cfg->name) != 0)
+		if (strcmp(h->cluster.members[i].name, h->cfg->name) != 0 &&
+		    h->cluster.members[i].lease != 0)
 			names[n++] = h->cluster.members[i].name;
 	pgw_pg_sync_slots(h->pg, names, n, PG_OBSERVE_TIMEOUT_MS);
 }

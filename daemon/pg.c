@@ -1328,7 +1328,9 @@ static char *render_hba(struct pgw_pg *pg)
 
 	pgw_sb_add(&b, CONF_MARKER ": every change here is overwritten.\n");
 	if (lines->n == 0) {
-		pgw_sb_add(&b, "local all all trust\n"
+		/* peer, not trust: a local OS user is not a superuser (issue 11, item 14);
+		 * pgwarden itself connects over TCP with its password */
+		pgw_sb_add(&b, "local all all peer\n"
 		               "host all all 127.0.0.1/32 scram-sha-256\n"
 		               "host replication all 127.0.0.1/32 scram-sha-256\n");
 		return pgw_sb_take(&b);
@@ -1659,7 +1661,7 @@ int pgw_pg_initdb(struct pgw_pg *pg, int timeout_ms)
 	argv[i++] = (char *)su_name(pg->cfg);
 	if (pwarg)
 		argv[i++] = pwarg;
-	argv[i++] = "--auth-local=trust";
+	argv[i++] = "--auth-local=peer";
 	argv[i++] = "--auth-host=scram-sha-256";
 	for (size_t k = 0; k < extra->n; k++)
 		argv[i++] = extra->items[k];
@@ -2027,14 +2029,29 @@ static bool slot_exists(const PGresult *r, const char *slot)
 	return false;
 }
 
+/* How many more slots may be created: two stay free for the operator's own tools. */
+static int slot_room(struct pgw_pg *pg, int64_t deadline)
+{
+	PGresult *r = pq_query(pg, "counting replication slots",
+	                       "SELECT current_setting('max_replication_slots')::int"
+	                       " - (SELECT count(*) FROM pg_catalog.pg_replication_slots)::int - 2",
+	                       0, NULL, deadline, PGRES_TUPLES_OK);
+	int room = r && PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : 0;
+
+	PQclear(r);
+	return room;
+}
+
 static int create_slot(struct pgw_pg *pg, const char *slot, int64_t deadline)
 {
 	const char *params[] = {slot};
 	PGresult *r;
 
 	pgw_info("creating physical replication slot %s", slot);
+	/* WAL is reserved from the member's first connection, not from now: a member key
+	 * that no replica stands behind holds no WAL (wal_keep_size covers the gap) */
 	r = pq_query(pg, "creating a replication slot",
-	             "SELECT pg_catalog.pg_create_physical_replication_slot($1, true)", 1, params,
+	             "SELECT pg_catalog.pg_create_physical_replication_slot($1, false)", 1, params,
 	             deadline, PGRES_TUPLES_OK);
 	PQclear(r);
 	return r ? 0 : -1;
@@ -2058,7 +2075,7 @@ int pgw_pg_sync_slots(struct pgw_pg *pg, const char *const *names, int n, int ti
 	int64_t deadline = now_ms() + timeout_ms;
 	char(*wanted)[64] = calloc(n > 0 ? (size_t)n : 1, 64);
 	PGresult *r = NULL;
-	int rc = -1;
+	int rc = -1, room;
 
 	if (!wanted)
 		return -1;
@@ -2071,10 +2088,23 @@ int pgw_pg_sync_slots(struct pgw_pg *pg, const char *const *names, int n, int ti
 	if (!r)
 		goto out;
 	rc = 0;
-	for (int i = 0; i < n; i++)
-		if (wanted[i][0] && !slot_exists(r, wanted[i]) &&
-		    !slot_wanted(wanted[i], wanted, i) && create_slot(pg, wanted[i], deadline) < 0)
+	room = slot_room(pg, deadline);
+	for (int i = 0; i < n; i++) {
+		if (!wanted[i][0] || slot_exists(r, wanted[i]) || slot_wanted(wanted[i], wanted, i))
+			continue;
+		if (room <= 0) {
+			pgw_warn(
+			    "no replication slot for %s: max_replication_slots is full (two are "
+			    "kept free)",
+			    names[i]);
 			rc = -1;
+			continue;
+		}
+		if (create_slot(pg, wanted[i], deadline) < 0)
+			rc = -1;
+		else
+			room--;
+	}
 	for (int i = 0; i < PQntuples(r); i++)
 		if (!slot_wanted(PQgetvalue(r, i, 0), wanted, n) && PQgetvalue(r, i, 1)[0] != 't')
 			drop_slot(pg, PQgetvalue(r, i, 0), deadline);

@@ -396,3 +396,30 @@ def test_unprotected_lost_leader_is_not_promoted_by_default(make_cluster):
     assert p.returncode == 0, p.stderr
     c.wait_until(target.accepts_writes, 60, "%s to accept writes after the failover"
                  % target.name)
+
+
+def test_member_keys_without_a_lease_get_no_replication_slot(make_cluster):
+    """Issue 11, item 9: member keys written without a lease (by hand, or by anyone who
+    can write to etcd) made the leader create a WAL-holding slot for each, until
+    max_replication_slots was full and a real replica got none.  Only members whose key
+    lives on a lease count, slots reserve WAL from the first connection, and two slots
+    stay free."""
+    import json as _json
+    c = make_cluster(2)
+    leader = c.leader()
+    replica = [n for n in c.nodes if n is not leader][0]
+    fake = {"conn_url": "postgres://127.0.0.1:1/postgres", "api_url": "http://127.0.0.1:1/patroni",
+            "state": "running", "role": "replica", "xlog_location": 1, "timeline": 1}
+    for i in range(15):
+        c.etcd.put(c.prefix + "members/ghost%02d" % i, _json.dumps(fake))
+    time.sleep(3 * 2 + 1)  # a few loops (loop_wait 2)
+    slots = [r[0] for r in leader.sql(
+        "SELECT slot_name FROM pg_replication_slots ORDER BY 1")]
+    log("slots on %s: %s" % (leader.name, slots))
+    assert not [s for s in slots if s.startswith("ghost")], slots
+    assert slots == [re.sub("[^a-z0-9_]", "_", replica.name.lower())], slots
+    wait_until(lambda: leader.sql("SELECT count(*) FROM pg_stat_replication "
+                                  "WHERE state = 'streaming'")[0][0] == 1, 30,
+               "the real replica streaming", diag=c.dump)
+    reserved = leader.sql("SELECT restart_lsn IS NOT NULL FROM pg_replication_slots")[0][0]
+    assert reserved, "the real replica's slot reserves WAL once it is connected"

@@ -630,7 +630,8 @@ static void test_write_config(void **state)
 	assert_int_equal(stat(path, &st), 0);
 	snprintf(path, sizeof(path), "%s/pg_hba.conf", f->data);
 	text = read_text(path);
-	assert_non_null(strstr(text, "\nlocal all all trust\n"));
+	assert_non_null(strstr(text, "\nlocal all all peer\n")); /* not trust (issue 11) */
+	assert_null(strstr(text, "trust"));
 	assert_non_null(strstr(text, "\nhost replication all 127.0.0.1/32 scram-sha-256\n"));
 	assert_string_equal(read_text(f->pgpass),
 	                    "*:*:*:postgres:su\\:pw\n*:*:*:replicator:re\\\\pl\n");
