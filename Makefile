@@ -28,6 +28,11 @@ CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 VARIANT ?= release
 ifeq ($(VARIANT),asan)
   OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else ifeq ($(VARIANT),fuzz)
+  # libFuzzer (clang): objects instrumented for coverage, targets linked with the fuzzer
+  CC  := clang
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+         -fno-sanitize-recover=undefined -Wno-error
 else
   OPT := -O2 -g
 endif
@@ -54,7 +59,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: lint all deps test unit integration demo clean check-format format cppcheck asan bench sim sim-open
+.PHONY: lint all deps test unit integration demo clean check-format format cppcheck asan bench sim sim-open fuzz fuzz-replay
 all: deps-build
 	@$(MAKE) --no-print-directory $(B)/pgwarden $(B)/pgwardenctl $(B)/pgwarden-fence
 	@ln -sf $(VARIANT)/pgwarden build/pgwarden
@@ -120,6 +125,37 @@ sim-open: deps-build
 	@$(MAKE) --no-print-directory build/release/sim
 	@for s in $$(grep -o '^[0-9][0-9]*' tests/sim/open-seeds); do build/release/sim --seed $$s | head -3; done
 
+# Fuzz targets (tests/fuzz/fuzz_*.c, libFuzzer's entry point).  make fuzz [FUZZ_TIME=s]
+# [FUZZ=target] runs each with clang's libFuzzer from its committed corpus
+# (tests/fuzz/corpus/<target>/), adds what it found there (-merge) and stops on the first
+# crash (kept in build/fuzz/).  make test replays every corpus with gcc, ASan and UBSan
+# (tests/fuzz/replay.c), so a crash input committed to the corpus is a regression test.
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ ?= $(FUZZ_TARGETS)
+FUZZ_TIME ?= 60
+$(B)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(B)/libpgw.a
+	@mkdir -p $(dir $@)
+	@echo "  LD $@"
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< tests/fuzz/replay.c $(B)/libpgw.a $(PKG_LIBS)
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(B)/libpgw.a
+	@mkdir -p $(dir $@)
+	@echo "  LD $@"
+	@$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $< $(B)/libpgw.a $(PKG_LIBS)
+fuzz-replay: asan
+	@$(MAKE) --no-print-directory VARIANT=asan $(FUZZ_TARGETS:%=build/asan/fuzz/replay_%)
+	@for t in $(FUZZ_TARGETS); do mkdir -p tests/fuzz/corpus/$$t; \
+	  build/asan/fuzz/replay_$$t tests/fuzz/corpus/$$t || exit 1; done
+fuzz:
+	@scripts/install-deps.sh fuzz
+	@$(MAKE) --no-print-directory VARIANT=fuzz $(FUZZ:%=build/fuzz/fuzz/fuzz_%)
+	@for t in $(FUZZ); do mkdir -p tests/fuzz/corpus/$$t build/fuzz/work/$$t; \
+	  echo "== fuzz_$$t for $(FUZZ_TIME) s"; \
+	  build/fuzz/fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) -max_len=8192 -print_final_stats=1 \
+	    -artifact_prefix=build/fuzz/$$t- build/fuzz/work/$$t tests/fuzz/corpus/$$t 2>&1 | \
+	    grep -E '^(stat::number_of_executed_units|stat::new_units_added|==[0-9]+==ERROR|SUMMARY)' ; \
+	  build/fuzz/fuzz/fuzz_$$t -merge=1 tests/fuzz/corpus/$$t build/fuzz/work/$$t >/dev/null 2>&1; \
+	  ls build/fuzz/$$t-crash-* 2>/dev/null && exit 1; done; true
+
 # The sanitizer build used by the whole test suite.
 asan:
 	@$(MAKE) --no-print-directory VARIANT=asan build/asan/pgwarden build/asan/pgwardenctl build/asan/pgwarden-fence $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
@@ -132,6 +168,7 @@ integration: deps-test asan
 
 test: deps-test asan lint
 	@tests/run-unit.sh build/asan/tests
+	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory VARIANT=asan build/asan/sim
 	@tests/sim/run.sh build/asan/sim
 	@PGWARDEN_BIN=$(CURDIR)/build/asan/pgwarden tests/run-integration.sh

@@ -1,7 +1,7 @@
 #!/bin/sh
 # install-deps.sh - install the Debian 12 packages pgwarden needs to build, test and demo.
 #
-# Usage: scripts/install-deps.sh [build|test|demo|bench|vm|package|all]   (default: all)
+# Usage: scripts/install-deps.sh [build|test|demo|bench|vm|fuzz|package|all]   (default: all)
 # bench = what bench/rest-bench.sh needs (wrk, and Patroni to compare against); not in all.
 # vm = what tests/vm/test_watchdog_vm.sh needs (qemu, busybox-static); not in all.
 # package = what make deb / make rpm and tests/packaging/ need (debhelper, rpmbuild, lintian,
@@ -22,6 +22,8 @@ haproxy patroni python3-etcd nftables openssl
 openipmi ipmitool fence-agents"
 BENCH="wrk patroni python3-etcd"
 VM="gcc libc6-dev qemu-system-x86 busybox-static xz-utils perl binutils"
+# fuzz = clang and its libFuzzer runtime, for make fuzz (make test replays with gcc)
+FUZZ="$BUILD clang"
 PACKAGE="$BUILD debhelper dpkg-dev fakeroot lintian rpm rpmlint debootstrap e2fsprogs zstd kmod
 qemu-system-x86 busybox-static xz-utils perl binutils systemd man-db groff-base haproxy"
 
@@ -32,9 +34,10 @@ case "$what" in
   demo)  pkgs="$BUILD $RUNTIME openipmi ipmitool" ;;
   bench) pkgs="$BUILD $RUNTIME $BENCH" ;;
   vm)    pkgs="$VM" ;;
+  fuzz)  pkgs="$FUZZ" ;;
   package) pkgs="$PACKAGE" ;;
   all)   pkgs="$BUILD $RUNTIME $TEST" ;;
-  *) echo "install-deps.sh: unknown set '$what' (expected build, test, demo, bench, vm, package or all)" >&2; exit 2 ;;
+  *) echo "install-deps.sh: unknown set '$what' (expected build, test, demo, bench, vm, fuzz, package or all)" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -239,9 +239,9 @@ static void decide_and_check(const struct pgw_obs *o)
 		 * fresh word, or once it is back as a running replica */
 		const struct pgw_leader_record *lr = &o->cluster->last_leader;
 		const struct pgw_failover *f = &o->cluster->failover;
-		const struct pgw_member *back =
-		    lr->present && !lr->malformed ? pgw_cluster_member(o->cluster, lr->member)
-		                                  : NULL;
+		const struct pgw_member *back = lr->present && !lr->malformed
+		                                    ? pgw_cluster_member(o->cluster, lr->member)
+		                                    : NULL;
 		bool lost = lr->present && !lr->released && !lr->fenced_by[0] &&
 		            (lr->malformed || !lr->member[0] || strcmp(lr->member, o->self) != 0);
 		bool word = f->present && !f->malformed && !f->leader[0] &&
@@ -254,14 +254,13 @@ static void decide_and_check(const struct pgw_obs *o)
 		      "acquire after an unprotected leader was lost, without the operator's word");
 	}
 	if (a.kind == PGW_ACT_ACQUIRE && strcmp(a.rule, "candidate") == 0 &&
-	    o->positions_after_rev > 0 &&
-	    o->no_leader_for_ms < (2LL * o->loop_wait_s + 1) * 1000) {
+	    o->positions_after_rev > 0 && o->no_leader_for_ms < (2LL * o->loop_wait_s + 1) * 1000) {
 		/* durability: positions compared postdate the loss */
 		for (int i = 0; i < o->cluster->nmembers; i++) {
 			const struct pgw_member *m = &o->cluster->members[i];
 
-			CHECK(strcmp(m->name, o->self) == 0 || m->nofailover || m->watchdog_blocked ||
-			          strcmp(m->role, "replica") != 0 ||
+			CHECK(strcmp(m->name, o->self) == 0 || m->nofailover ||
+			          m->watchdog_blocked || strcmp(m->role, "replica") != 0 ||
 			          strcmp(m->state, "running") != 0 ||
 			          m->mod_revision > o->positions_after_rev,
 			      "acquire on a member key older than the leader's loss");
