@@ -179,6 +179,7 @@ static const struct field fields[] = {
     {SECTION("restapi.authentication")},
     {FIELD("restapi.authentication.username", F_STR, restapi.auth.username)},
     {SECRET("restapi.authentication.password", restapi.auth.password)},
+    {FIELD("restapi.protect_reads", F_BOOL, restapi.protect_reads)},
     {FIELD("restapi.certfile", F_STR, restapi.tls.certfile)},
     {FIELD("restapi.keyfile", F_STR, restapi.tls.keyfile)},
     {SECRET("restapi.keyfile_password", restapi.tls.keyfile_password)},
@@ -1375,6 +1376,9 @@ static int finish(struct ctx *c)
 	if (!cfg->restapi.auth.username != !cfg->restapi.auth.password)
 		return fail(c, NULL, "restapi.authentication",
 		            "username and password must be given together");
+	if (cfg->restapi.protect_reads && !cfg->restapi.auth.username)
+		return fail(c, NULL, "restapi.protect_reads",
+		            "needs restapi.authentication (the credentials the reads then need)");
 	if (check_tls(c) || check_rest_exposure(c) || keep_local_only_params(c) ||
 	    set_default(c, &cfg->watchdog.device, "/dev/watchdog"))
 		return -1;

@@ -93,6 +93,8 @@ struct pgw_config {
 		char *listen;          /* host:port, default "127.0.0.1:8008" */
 		char *connect_address; /* host:port, default = listen */
 		struct pgw_auth auth;  /* restapi.authentication: basic auth for non-GET requests */
+		bool protect_reads;    /* restapi.protect_reads: auth for GET /cluster, /history,
+		                          /config, /fencing too (topology, BMC addresses) */
 		struct pgw_rest_tls_config tls;
 	} restapi;
 

@@ -380,6 +380,7 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, struct pgw_wdguar
 		pgw_error("out of memory");
 		return -1;
 	}
+	pgw_rest_protect_reads(h->rest, cfg->restapi.protect_reads);
 	pgw_rest_set_writer(h->rest, pgw_control_write, h->control, cfg->restapi.auth.username,
 	                    cfg->restapi.auth.password);
 	return 0;

@@ -46,6 +46,7 @@
 #define REST_THREADS         2u /* one may wait in a switchover; the other serves checks */
 #define REST_CONN_LIMIT      512u
 #define REST_CONN_PER_IP     16u /* a slow client (slowloris) cannot take the rest */
+#define REST_LOG_BURST       10  /* malformed-request messages logged per minute */
 #define REST_CONN_TIMEOUT_S  10u
 #define REST_CONN_MEMORY     ((size_t)32 * 1024) /* bounds request line + headers */
 #define REST_MAX_TAG_FILTERS 16
@@ -74,8 +75,13 @@ struct pgw_rest {
 	pgw_rest_write_fn write_fn; /* set once, before requests arrive */
 	void *write_arg;
 	char *auth_user, *auth_password;
-	int verify_client; /* enum pgw_verify_client; only with TLS */
-	char *audit_log;   /* GET /fencing: the fencing audit log, NULL none */
+	int verify_client;  /* enum pgw_verify_client; only with TLS */
+	char *audit_log;    /* GET /fencing: the fencing audit log, NULL none */
+	bool protect_reads; /* GET of the state endpoints needs auth_user too */
+	/* libmicrohttpd's messages (one per malformed request): at most REST_LOG_BURST a
+	 * minute, then one line saying how many were left out; guarded by mu */
+	int64_t log_window_ms;
+	int log_count, log_suppressed;
 	char *tls_cert, *tls_key, *tls_ca, *tls_key_password; /* PEM text, kept for MHD */
 	pthread_mutex_t mu;                                   /* guards everything below */
 	bool have_snap;
@@ -1172,6 +1178,19 @@ static bool needs_client_cert(const struct pgw_rest *r, const char *method)
 	       (r->verify_client == PGW_VERIFY_OPTIONAL && !method_is_read(method));
 }
 
+/* restapi.protect_reads: the endpoints that show topology, configuration, BMCs. */
+static bool read_protected(const struct pgw_rest *r, const char *url)
+{
+	return r->protect_reads && r->auth_user &&
+	       (path_is(url, "/cluster") || path_is(url, "/history") || path_is(url, "/config") ||
+	        path_is(url, "/fencing"));
+}
+
+void pgw_rest_protect_reads(struct pgw_rest *r, bool on)
+{
+	r->protect_reads = on;
+}
+
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -1192,6 +1211,8 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
 		return keep_body(cls, req, upload_data, upload_data_size);
 	if (!method_is_read(method))
 		return answer_write(cls, c, url, method, req);
+	if (read_protected(cls, url) && !auth_ok(cls, c))
+		return answer_unauthorized(c);
 	return answer_get(cls, c, url, method);
 }
 
@@ -1208,12 +1229,40 @@ static void request_done(void *cls, struct MHD_Connection *c, void **req_cls,
 	*req_cls = NULL;
 }
 
+/* Rate limit: may this message be logged?  *dropped: how many the last window left out. */
+static bool log_allowed(struct pgw_rest *r, int *dropped)
+{
+	int64_t now = mono_ms();
+	bool ok;
+
+	pthread_mutex_lock(&r->mu);
+	*dropped = 0;
+	if (now - r->log_window_ms >= 60000) {
+		*dropped = r->log_suppressed;
+		r->log_window_ms = now;
+		r->log_count = 0;
+		r->log_suppressed = 0;
+	}
+	ok = r->log_count++ < REST_LOG_BURST;
+	if (!ok)
+		r->log_suppressed++;
+	pthread_mutex_unlock(&r->mu);
+	return ok;
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
-	const struct pgw_rest *r = cls;
+	struct pgw_rest *r = cls;
 	char msg[512];
 	size_t n;
+	int dropped;
+	bool ok = log_allowed(r, &dropped);
 
+	if (dropped)
+		pgw_warn("restapi %s: %d more messages in the last minute were not logged",
+		         r->listen, dropped);
+	if (!ok)
+		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	n = strlen(msg);
 	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))

@@ -97,6 +97,12 @@ void pgw_rest_set_writer(struct pgw_rest *r, pgw_rest_write_fn fn, void *arg, co
                          const char *password);
 /* GET /fencing serves the last records of this audit log (set before requests arrive). */
 void pgw_rest_set_audit_log(struct pgw_rest *r, const char *path);
+/*
+ * restapi.protect_reads: GET /cluster, /history, /config and /fencing (the topology,
+ * the configuration, BMC addresses) need the writer's basic auth too; the health
+ * checks (/primary, /replica, /health, ...) and /patroni stay open for HAProxy.
+ */
+void pgw_rest_protect_reads(struct pgw_rest *r, bool on);
 void pgw_rest_stop(struct pgw_rest *r);
 
 /*

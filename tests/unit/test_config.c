@@ -751,6 +751,9 @@ static const struct ecase error_cases[] = {
      "t.yml:7: fencing.peers.n1.cipher_suite: expected a cipher suite (0 to 17), got \"18\""},
     {BASE "fencing:\n  peers: [n1]\n",
      "t.yml:6: fencing.peers: expected a map of member names to their BMC, got a list"},
+    {BASE "restapi:\n  protect_reads: true\n",
+     "t.yml: restapi.protect_reads: needs restapi.authentication (the credentials the reads "
+     "then need)"},
     {BASE "fencing:\n  agent: fence_ipmilan\n",
      "t.yml: fencing.agent: expected ipmi or the absolute path of a fence agent, got "
      "\"fence_ipmilan\""},

@@ -1076,6 +1076,92 @@ static void expect_get(CURL *curl, int port, const char *path, long status, cons
 #define HISTORY_BODY "[[1,25165984,\"no recovery target specified\"]]"
 #define CONFIG_BODY  "{\"ttl\":30,\"loop_wait\":10,\"postgresql\":{\"use_pg_rewind\":true}}"
 
+static int ok_writer(void *arg, const char *method, const char *path, const char *body, size_t len,
+                     char **resp)
+{
+	(void)arg, (void)method, (void)path, (void)body, (void)len;
+	*resp = strdup("{}");
+	return 200;
+}
+
+/* Issue 11, item 5: restapi.protect_reads puts the state endpoints behind the auth. */
+static void test_server_protected_reads(void **state)
+{
+	struct pgw_rest *r = start_any_port();
+	CURL *curl = curl_easy_init();
+	int port = pgw_rest_port(r);
+	struct pgw_snapshot s;
+	char url[128];
+	long code = 0;
+
+	(void)state;
+	primary_with_key(&s);
+	publish_bodies(r, &s, CLUSTER_BODY, HISTORY_BODY, CONFIG_BODY);
+	pgw_rest_set_writer(r, ok_writer, NULL, "api", "s3cret");
+	assert_int_equal(http_code(curl, port, "GET", "/cluster"), 200); /* off by default */
+	pgw_rest_protect_reads(r, true);
+	assert_int_equal(http_code(curl, port, "GET", "/cluster"), 401);
+	assert_int_equal(http_code(curl, port, "GET", "/history"), 401);
+	assert_int_equal(http_code(curl, port, "HEAD", "/config"), 401);
+	assert_int_equal(http_code(curl, port, "GET", "/fencing"), 401);
+	/* HAProxy's checks and /patroni stay open */
+	assert_int_equal(http_code(curl, port, "GET", "/primary"), 200);
+	assert_int_equal(http_code(curl, port, "GET", "/health"), 200);
+	assert_int_equal(http_code(curl, port, "GET", "/patroni"), 200);
+	/* with the credentials */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/cluster", port);
+	curl_easy_reset(curl);
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_USERPWD, "api:s3cret");
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+	{
+		struct buf b = {NULL, 0};
+
+		curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
+		assert_int_equal(curl_easy_perform(curl), CURLE_OK);
+		free(b.data);
+	}
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+	assert_int_equal(code, 200);
+	curl_easy_cleanup(curl);
+	pgw_rest_stop(r);
+}
+
+/* Issue 11, item 5: a flood of malformed requests writes at most ten lines a minute. */
+static void test_server_malformed_requests_log_rate_limited(void **state)
+{
+	struct pgw_rest *r = start_any_port();
+	char path[] = "/tmp/pgwt-restlog-XXXXXX", resp[512], *text;
+	int fd = mkstemp(path), saved = dup(2), lines = 0;
+	static const char bad[] = "GET /primary HTTP/1.1\r\nHost: x\r\nBroken header line\r\n\r\n";
+	FILE *f;
+	long n;
+
+	(void)state;
+	assert_true(fd >= 0 && saved >= 0);
+	dup2(fd, 2);
+	for (int i = 0; i < 40; i++)
+		raw_exchange(pgw_rest_port(r), bad, sizeof(bad) - 1, resp, sizeof(resp));
+	pgw_rest_stop(r);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	f = fdopen(fd, "r");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	text = calloc(1, (size_t)n + 1);
+	assert_int_equal(fread(text, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	unlink(path);
+	for (char *p = text; (p = strstr(p, "restapi 127.0.0.1")); p++)
+		lines++;
+	if (lines < 1 || lines > 10)
+		fail_msg("%d restapi lines for 40 malformed requests:\n%s", lines, text);
+	free(text);
+}
+
 static void test_server_cluster_history_config(void **state)
 {
 	struct pgw_rest *r = start_any_port();
@@ -1369,6 +1455,8 @@ int main(void)
 	    cmocka_unit_test(test_server_ipv6),
 	    cmocka_unit_test(test_server_concurrent),
 	    cmocka_unit_test(test_server_cluster_history_config),
+	    cmocka_unit_test(test_server_protected_reads),
+	    cmocka_unit_test(test_server_malformed_requests_log_rate_limited),
 	    cmocka_unit_test(test_server_role_variants),
 	    cmocka_unit_test(test_server_metrics),
 	    cmocka_unit_test(test_server_concurrent_cluster),
