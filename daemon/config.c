@@ -123,9 +123,18 @@ static const struct field fields[] = {
     {FIELD("postgresql.authentication.replication.username", F_STR,
            postgresql.replication.username)},
     {SECRET("postgresql.authentication.replication.password", postgresql.replication.password)},
+    {FIELD("postgresql.authentication.replication.sslmode", F_STR, postgresql.replication.sslmode)},
+    {FIELD("postgresql.authentication.replication.sslrootcert", F_STR,
+           postgresql.replication.sslrootcert)},
+    {FIELD("postgresql.authentication.replication.sslcert", F_STR, postgresql.replication.sslcert)},
+    {FIELD("postgresql.authentication.replication.sslkey", F_STR, postgresql.replication.sslkey)},
     {SECTION("postgresql.authentication.rewind")},
     {FIELD("postgresql.authentication.rewind.username", F_STR, postgresql.rewind.username)},
     {SECRET("postgresql.authentication.rewind.password", postgresql.rewind.password)},
+    {FIELD("postgresql.authentication.rewind.sslmode", F_STR, postgresql.rewind.sslmode)},
+    {FIELD("postgresql.authentication.rewind.sslrootcert", F_STR, postgresql.rewind.sslrootcert)},
+    {FIELD("postgresql.authentication.rewind.sslcert", F_STR, postgresql.rewind.sslcert)},
+    {FIELD("postgresql.authentication.rewind.sslkey", F_STR, postgresql.rewind.sslkey)},
     {FIELD("postgresql.parameters", F_PARAMS, postgresql.parameters)},
     {FIELD("postgresql.pg_hba", F_STRLIST, postgresql.pg_hba)},
 
@@ -1319,6 +1328,30 @@ static int keep_local_only_params(struct ctx *c)
 	return 0;
 }
 
+/* postgresql.authentication.<who>.sslmode: one of libpq's; verify-* need sslrootcert. */
+static int check_sslmode(struct ctx *c, const struct pgw_auth *a, const char *who)
+{
+	static const char *const modes[] = {"disable", "allow",     "prefer",
+	                                    "require", "verify-ca", "verify-full"};
+	char path[96];
+
+	if (!a->sslmode)
+		return 0;
+	snprintf(path, sizeof(path), "postgresql.authentication.%s.sslmode", who);
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (!strcmp(a->sslmode, modes[i])) {
+			if (i >= 4 && !a->sslrootcert)
+				return fail(c, NULL, path,
+				            "%s needs sslrootcert (the CA to verify with)",
+				            a->sslmode);
+			return 0;
+		}
+	return fail(
+	    c, NULL, path,
+	    "expected disable, allow, prefer, require, verify-ca or verify-full, got \"%s\"",
+	    a->sslmode);
+}
+
 /* The host part of host:port is a loopback address (127/8, ::1, localhost). */
 static bool loopback_listen(const char *hostport)
 {
@@ -1376,6 +1409,9 @@ static int finish(struct ctx *c)
 	if (!cfg->restapi.auth.username != !cfg->restapi.auth.password)
 		return fail(c, NULL, "restapi.authentication",
 		            "username and password must be given together");
+	if (check_sslmode(c, &cfg->postgresql.replication, "replication") ||
+	    check_sslmode(c, &cfg->postgresql.rewind, "rewind"))
+		return -1;
 	if (cfg->restapi.protect_reads && !cfg->restapi.auth.username)
 		return fail(c, NULL, "restapi.protect_reads",
 		            "needs restapi.authentication (the credentials the reads then need)");
@@ -1627,6 +1663,14 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->postgresql.replication.username);
 	free(cfg->postgresql.replication.password);
 	free(cfg->postgresql.rewind.username);
+	for (int i = 0; i < 2; i++) {
+		struct pgw_auth *a = i ? &cfg->postgresql.rewind : &cfg->postgresql.replication;
+
+		free(a->sslmode);
+		free(a->sslrootcert);
+		free(a->sslcert);
+		free(a->sslkey);
+	}
 	free(cfg->postgresql.rewind.password);
 	kvlist_free(&cfg->postgresql.parameters);
 	strlist_free(&cfg->postgresql.pg_hba);

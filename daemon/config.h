@@ -50,6 +50,9 @@ struct pgw_strlist {
 struct pgw_auth {
 	char *username; /* NULL when not set */
 	char *password; /* NULL when not set */
+	/* TLS towards the leader (replication, rewind; Patroni's keys): sslmode default
+	 * prefer, up to verify-full with sslrootcert; NULL when not set */
+	char *sslmode, *sslrootcert, *sslcert, *sslkey;
 };
 
 /* The dynamic ("DCS") settings: bootstrap.dcs in the file, later the config key. */

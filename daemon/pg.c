@@ -55,6 +55,7 @@ struct pgw_pg {
 	int local_port;
 	PGconn *conn; /* cached; NULL when not connected */
 	char err[2048];
+	bool warned_rewind_superuser; /* the warning of write_pgpass, once */
 };
 
 /* Flags of run_cmd(). */
@@ -1202,6 +1203,25 @@ static void conninfo_add(struct pgw_sb *b, const char *key, const char *value)
 		pgw_sb_add(b, "'");
 }
 
+/* libpq's TLS keywords for a connection to the leader as this user (sslmode prefer). */
+static void conninfo_tls(struct pgw_sb *b, const struct pgw_auth *a)
+{
+	conninfo_add(b, "sslmode", a->sslmode ? a->sslmode : "prefer");
+	if (a->sslrootcert)
+		conninfo_add(b, "sslrootcert", a->sslrootcert);
+	if (a->sslcert)
+		conninfo_add(b, "sslcert", a->sslcert);
+	if (a->sslkey)
+		conninfo_add(b, "sslkey", a->sslkey);
+}
+
+/* The settings pg_rewind logs in with: its own user, or the superuser's. */
+static const struct pgw_auth *rewind_auth(const struct pgw_config *cfg)
+{
+	return cfg->postgresql.rewind.username ? &cfg->postgresql.rewind
+	                                       : &cfg->postgresql.superuser;
+}
+
 static char *primary_conninfo(const struct pgw_config *cfg, const char *host, int port)
 {
 	struct pgw_sb b = {0};
@@ -1213,7 +1233,7 @@ static char *primary_conninfo(const struct pgw_config *cfg, const char *host, in
 	conninfo_add(&b, "user", repl_name(cfg));
 	conninfo_add(&b, "passfile", cfg->postgresql.pgpass ? cfg->postgresql.pgpass : "");
 	conninfo_add(&b, "application_name", cfg->name ? cfg->name : "pgwarden");
-	conninfo_add(&b, "sslmode", "prefer");
+	conninfo_tls(&b, &cfg->postgresql.replication);
 	return pgw_sb_take(&b);
 }
 
@@ -1358,11 +1378,19 @@ static void pgpass_field(struct pgw_sb *b, const char *s)
 	}
 }
 
-static void pgpass_line(struct pgw_sb *b, const char *user, const struct pgw_auth *auth)
+/* host NULL: any host (the leader's, which etcd names); else host:port only. */
+static void pgpass_line(struct pgw_sb *b, const char *host, int port, const char *user,
+                        const struct pgw_auth *auth)
 {
-	if (!auth->password || strpbrk(auth->password, "\n\r") || strpbrk(user, "\n\r"))
+	if (!auth->password || strpbrk(auth->password, "\n\r") || strpbrk(user, "\n\r") ||
+	    (host && strpbrk(host, "\n\r")))
 		return;
-	pgw_sb_add(b, "*:*:*:");
+	if (host) {
+		pgpass_field(b, host);
+		pgw_sb_addf(b, ":%d:*:", port);
+	} else {
+		pgw_sb_add(b, "*:*:*:");
+	}
 	pgpass_field(b, user);
 	pgw_sb_add(b, ":");
 	pgpass_field(b, auth->password);
@@ -1376,10 +1404,23 @@ static int write_pgpass(struct pgw_pg *pg)
 	char *text;
 	int rc;
 
-	pgpass_line(&b, su_name(cfg), &cfg->postgresql.superuser);
-	pgpass_line(&b, repl_name(cfg), &cfg->postgresql.replication);
+	/* the superuser's password is for this node's own server only, unless pg_rewind
+	 * logs in to the leader with it (no rewind user): said once, loudly */
+	if (cfg->postgresql.rewind.username) {
+		pgpass_line(&b, pg->local_host ? pg->local_host : "127.0.0.1", pg->local_port,
+		            su_name(cfg), &cfg->postgresql.superuser);
+	} else {
+		pgpass_line(&b, NULL, 0, su_name(cfg), &cfg->postgresql.superuser);
+		if (!pg->warned_rewind_superuser)
+			pgw_warn(
+			    "postgresql.authentication.rewind is not set: pg_rewind logs in to "
+			    "the leader as the superuser, so the superuser's password goes to "
+			    "any host the leader's member key names; set a rewind user");
+		pg->warned_rewind_superuser = true;
+	}
+	pgpass_line(&b, NULL, 0, repl_name(cfg), &cfg->postgresql.replication);
 	if (cfg->postgresql.rewind.username)
-		pgpass_line(&b, rewind_name(cfg), &cfg->postgresql.rewind);
+		pgpass_line(&b, NULL, 0, rewind_name(cfg), &cfg->postgresql.rewind);
 	text = pgw_sb_take(&b);
 	if (!text) {
 		set_err(pg, true, "writing %s: out of memory", cfg->postgresql.pgpass);
@@ -1823,24 +1864,20 @@ int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout
 	char portstr[16];
 	int rc = -1;
 
+	struct pgw_sb ci = {0};
+
 	snprintf(portstr, sizeof(portstr), "%d", port);
-	char *argv[] = {prog,
-	                "-D",
-	                clone,
-	                "-h",
-	                (char *)host,
-	                "-p",
-	                portstr,
-	                "-U",
-	                (char *)repl_name(pg->cfg),
-	                "-X",
-	                "stream",
-	                "-c",
-	                "fast",
-	                "--no-password",
+	conninfo_add(&ci, "host", host);
+	conninfo_add(&ci, "port", portstr);
+	conninfo_add(&ci, "user", repl_name(pg->cfg));
+	conninfo_add(&ci, "passfile", pg->cfg->postgresql.pgpass ? pg->cfg->postgresql.pgpass : "");
+	conninfo_tls(&ci, &pg->cfg->postgresql.replication);
+	char *conninfo = pgw_sb_take(&ci);
+	char *argv[] = {prog, "-D",     clone, "-d",   conninfo ? conninfo : (char *)"",
+	                "-X", "stream", "-c",  "fast", "--no-password",
 	                NULL};
 
-	if (!prog || !clone || !res || refuse_if_running(pg, "pg_basebackup") < 0 ||
+	if (!prog || !clone || !res || !conninfo || refuse_if_running(pg, "pg_basebackup") < 0 ||
 	    write_pgpass(pg) < 0 || remove_tree(pg, clone) < 0)
 		goto out;
 	pgw_info("cloning %s from %s:%d", pg->data_dir, host, port);
@@ -1851,6 +1888,7 @@ int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout
 	rc = swap_in_clone(pg, clone);
 out:
 	free(res);
+	free(conninfo);
 	free(clone);
 	free(prog);
 	return rc;
@@ -1868,6 +1906,7 @@ static char *rewind_source(const struct pgw_pg *pg, const char *host, int port)
 	conninfo_add(&b, "dbname", "postgres");
 	conninfo_add(&b, "passfile", pg->cfg->postgresql.pgpass);
 	conninfo_add(&b, "connect_timeout", CLONE_CONNECT_TIMEOUT);
+	conninfo_tls(&b, rewind_auth(pg->cfg));
 	return pgw_sb_take(&b);
 }
 

@@ -751,6 +751,12 @@ static const struct ecase error_cases[] = {
      "t.yml:7: fencing.peers.n1.cipher_suite: expected a cipher suite (0 to 17), got \"18\""},
     {BASE "fencing:\n  peers: [n1]\n",
      "t.yml:6: fencing.peers: expected a map of member names to their BMC, got a list"},
+    {BASE "  authentication:\n    replication:\n      sslmode: verify-full\n",
+     "t.yml: postgresql.authentication.replication.sslmode: verify-full needs sslrootcert "
+     "(the CA to verify with)"},
+    {BASE "  authentication:\n    rewind:\n      sslmode: always\n",
+     "t.yml: postgresql.authentication.rewind.sslmode: expected disable, allow, prefer, "
+     "require, verify-ca or verify-full, got \"always\""},
     {BASE "restapi:\n  protect_reads: true\n",
      "t.yml: restapi.protect_reads: needs restapi.authentication (the credentials the reads "
      "then need)"},

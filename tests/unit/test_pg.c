@@ -219,8 +219,10 @@ static int setup(void **state)
 	f->cfg.postgresql.data_dir = f->data;
 	f->cfg.postgresql.bin_dir = f->bin;
 	f->cfg.postgresql.pgpass = f->pgpass;
-	f->cfg.postgresql.superuser = (struct pgw_auth){"postgres", "su:pw"};
-	f->cfg.postgresql.replication = (struct pgw_auth){"replicator", "re\\pl"};
+	f->cfg.postgresql.superuser =
+	    (struct pgw_auth){.username = "postgres", .password = "su:pw"};
+	f->cfg.postgresql.replication =
+	    (struct pgw_auth){.username = "replicator", .password = "re\\pl"};
 	f->cfg.postgresql.parameters = (struct pgw_kvlist){f->local, 3};
 	*state = f;
 	return 0;
@@ -575,6 +577,16 @@ static void test_render_standby(void **state)
 	assert_setting(conf, "primary_slot_name", "'node_2'");
 	assert_setting(conf, "recovery_target_timeline", "'latest'");
 	free(conf);
+	/* issue 11, item 12: the replication user's TLS settings, up to verify-full */
+	f->cfg.postgresql.replication.sslmode = "verify-full";
+	f->cfg.postgresql.replication.sslrootcert = "/etc/pgwarden/ca.pem";
+	conf = pgw_pg_render_conf(&f->cfg, NULL, "10.0.0.1", 5434, "node_2", err, sizeof(err));
+	assert_non_null(conf);
+	assert_non_null(strstr(conf, "application_name=node-1 sslmode=verify-full "
+	                             "sslrootcert=/etc/pgwarden/ca.pem'\n"));
+	free(conf);
+	f->cfg.postgresql.replication.sslmode = NULL;
+	f->cfg.postgresql.replication.sslrootcert = NULL;
 
 	conf = pgw_pg_render_conf(&f->cfg, NULL, "10.0.0.1", 5434, NULL, err, sizeof(err));
 	assert_non_null(conf);
@@ -637,6 +649,12 @@ static void test_write_config(void **state)
 	                    "*:*:*:postgres:su\\:pw\n*:*:*:replicator:re\\\\pl\n");
 	assert_int_equal(stat(f->pgpass, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
+	/* with a rewind user the superuser's password is for this node's server only */
+	f->cfg.postgresql.rewind = (struct pgw_auth){.username = "rew", .password = "rpw"};
+	assert_int_equal(pgw_pg_write_config(pg, &f->dcs_list, "127.0.0.9", 5432, "node_1"), 0);
+	assert_string_equal(read_text(f->pgpass), "127.0.0.1:5433:*:postgres:su\\:pw\n"
+	                                          "*:*:*:replicator:re\\\\pl\n*:*:*:rew:rpw\n");
+	f->cfg.postgresql.rewind = (struct pgw_auth){0};
 
 	/* again, as a primary: the base stays, standby.signal goes, custom hba */
 	char *hba[] = {"local all all peer", "host all all 0.0.0.0/0 scram-sha-256"};
