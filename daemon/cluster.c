@@ -271,6 +271,7 @@ bool pgw_leader_record_parse(const char *json, struct pgw_leader_record *lr)
 {
 	struct json_object *o = json_tokener_parse(json), *bmc;
 	const char *s;
+	int64_t fenced_at;
 	bool ok = false;
 
 	memset(lr, 0, sizeof(*lr));
@@ -285,7 +286,10 @@ bool pgw_leader_record_parse(const char *json, struct pgw_leader_record *lr)
 	lr->lease = json_int_field(o, "lease", 0);
 	lr->released = json_bool_field(o, "released");
 	copy_str(lr->fenced_by, sizeof(lr->fenced_by), json_str_field(o, "fenced_by"));
-	lr->fenced_at = (double)json_int_field(o, "fenced_at", 0);
+	/* unix seconds; anything outside 1970..2^40 (year 36812) is unknown, so that the
+	 * value never reaches a conversion it does not fit (issue 11, item 11) */
+	fenced_at = json_int_field(o, "fenced_at", 0);
+	lr->fenced_at = fenced_at > 0 && fenced_at < ((int64_t)1 << 40) ? (double)fenced_at : 0;
 	if (json_object_object_get_ex(o, "bmc", &bmc) &&
 	    json_object_is_type(bmc, json_type_object)) {
 		copy_str(lr->bmc_address, sizeof(lr->bmc_address), json_str_field(bmc, "address"));

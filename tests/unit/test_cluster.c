@@ -242,6 +242,27 @@ static void test_failover_key(void **state)
 	}
 }
 
+/* Issue 11, item 11: a fenced_at out of any sensible range is unknown, not a wait. */
+static void test_leader_record_fenced_at_range(void **state)
+{
+	struct pgw_leader_record lr;
+	char *back;
+
+	(void)state;
+	assert_true(pgw_leader_record_parse(
+	    "{\"member\":\"n1\",\"fenced_by\":\"n2\",\"fenced_at\":1765000000}", &lr));
+	assert_true(lr.fenced_at == 1765000000.0);
+	assert_true(pgw_leader_record_parse(
+	    "{\"member\":\"n1\",\"fenced_by\":\"n2\",\"fenced_at\":9223372036854775807}", &lr));
+	assert_true(lr.fenced_at == 0);
+	back = pgw_leader_record_json(&lr); /* (int64_t)2^63 would be undefined here */
+	assert_non_null(back);
+	free(back);
+	assert_true(pgw_leader_record_parse(
+	    "{\"member\":\"n1\",\"fenced_by\":\"n2\",\"fenced_at\":-5}", &lr));
+	assert_true(lr.fenced_at == 0);
+}
+
 /* Issue 11, item 8: a value with a NUL byte does not read as the text before it. */
 static void test_parse_nul_values(void **state)
 {
@@ -810,6 +831,7 @@ int main(void)
 	    cmocka_unit_test(test_failover_key),
 	    cmocka_unit_test(test_parse_failover_and_pause),
 	    cmocka_unit_test(test_parse_nul_values),
+	    cmocka_unit_test(test_leader_record_fenced_at_range),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
