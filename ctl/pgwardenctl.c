@@ -981,7 +981,17 @@ static int cmd_fence_log(struct ctl *x)
 	int rc;
 
 	if (x->a->verify) {
-		rc = pgw_audit_verify_all(path, err, sizeof(err));
+		unsigned char key[PGW_AUDIT_KEY_MAX + 1];
+		size_t key_len = 0;
+
+		/* a keyed chain is verified with its key (root's: run this as root) */
+		if (x->cfg->fencing.audit_key_file &&
+		    pgw_audit_read_key(x->cfg->fencing.audit_key_file, key, &key_len, err,
+		                       sizeof(err)) != 0)
+			return fail("fence-log --verify", err);
+		rc = pgw_audit_verify_all_keyed(path, key_len ? key : NULL, key_len, err,
+		                                sizeof(err));
+		explicit_bzero(key, sizeof(key));
 		if (rc < 0)
 			return fail("fence-log", err);
 		if (rc > 0) {

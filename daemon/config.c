@@ -167,6 +167,7 @@ static const struct field fields[] = {
     {FIELD("fencing.fast_takeover_after", F_NONNEG, fencing.fast_takeover_after)},
     {FIELD("fencing.audit_log", F_STR, fencing.audit_log)},
     {FIELD("fencing.credentials_file", F_STR, fencing.credentials_file)},
+    {FIELD("fencing.audit_key_file", F_STR, fencing.audit_key_file)},
     {SECTION("fencing.bmc")},
     {FIELD("fencing.bmc.address", F_STR, fencing.bmc.address)},
     {FIELD("fencing.bmc.lanplus", F_BOOL, fencing.bmc.lanplus)},
@@ -1638,6 +1639,8 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->fencing.agent);
 	free(cfg->fencing.audit_log);
 	free(cfg->fencing.credentials_file);
+	free(cfg->fencing.audit_key_file);
+	explicit_bzero(cfg->fencing.audit_key, sizeof(cfg->fencing.audit_key));
 	free(cfg->fencing.bmc.address);
 	for (size_t i = 0; i < cfg->fencing.peers.n; i++) {
 		free(cfg->fencing.peers.items[i].name);

@@ -128,6 +128,10 @@ struct pgw_config {
 		char *audit_log;         /* default /var/lib/pgwarden/fencing.log */
 		char *credentials_file;  /* peers' BMC credentials, default
 		                            /etc/pgwarden/fencing.secret */
+		char *audit_key_file;    /* HMAC key of the audit chain (root's), NULL none */
+		/* its bytes, read by main.c as root before the privilege drop */
+		unsigned char audit_key[65];
+		size_t audit_key_len;
 		struct {
 			char *address;    /* this node's BMC, host[:port]; published without
 			                     credentials */

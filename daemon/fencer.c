@@ -58,8 +58,9 @@ void pgw_fencer_free(struct pgw_fencer *f)
 static bool audit_ready(struct pgw_fencer *f, char *err, size_t len)
 {
 	if (!f->audit)
-		f->audit = pgw_audit_open(f->cfg->fencing.audit_log, f->cfg->scope, f->cfg->name,
-		                          err, len);
+		f->audit = pgw_audit_open_keyed(f->cfg->fencing.audit_log, f->cfg->scope,
+		                                f->cfg->name, f->cfg->fencing.audit_key,
+		                                f->cfg->fencing.audit_key_len, err, len);
 	return f->audit != NULL;
 }
 

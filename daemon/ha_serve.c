@@ -97,6 +97,7 @@ static const char *restart_needed(const struct pgw_config *a, const struct pgw_c
 	     b->restapi.tls.keyfile_password},
 	    {"restapi.cafile", a->restapi.tls.cafile, b->restapi.tls.cafile},
 	    {"watchdog.device", a->watchdog.device, b->watchdog.device},
+	    {"fencing.audit_key_file", a->fencing.audit_key_file, b->fencing.audit_key_file},
 	};
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include "requests.h"
 #include "fence.h"
 #include "ha.h"
+#include "audit.h"
 #include "watchdog.h"
 #include "log.h"
 
@@ -232,6 +234,17 @@ int main(int argc, char **argv)
 		pgw_config_free(cfg);
 		return 1;
 	}
+	/* the audit chain's key is root's: read it now, keep it in memory only */
+	if (cfg->fencing.audit_key_file) {
+		char err[512];
+
+		if (pgw_audit_read_key(cfg->fencing.audit_key_file, cfg->fencing.audit_key,
+		                       &cfg->fencing.audit_key_len, err, sizeof(err)) != 0) {
+			pgw_error("%s", err);
+			pgw_config_free(cfg);
+			return 1;
+		}
+	}
 	/* the watchdog device is root's: open it first, keep the descriptor */
 	wd = pgw_wdguard_open(cfg);
 	if (drop_privileges(cfg) != 0 || check_fencing_secret(cfg) != 0) {
@@ -239,6 +252,10 @@ int main(int argc, char **argv)
 		pgw_config_free(cfg);
 		return 1;
 	}
+	/* the key in memory is out of the database user's reach only if processes of
+	 * that user cannot read ours (/proc/PID/mem, ptrace): not dumpable */
+	if (cfg->fencing.audit_key_len && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		pgw_warn("prctl(PR_SET_DUMPABLE): %s", strerror(errno));
 	/* before the signal handlers: the keeper starts with the default ones */
 	pgw_wdguard_keep(wd);
 	if (install_signals() != 0) {

@@ -37,8 +37,16 @@
 static const char zero_hash[PGW_AUDIT_HASH_HEX + 1] =
     "0000000000000000000000000000000000000000000000000000000000000000";
 
+/* The HMAC key of a keyed log (fencing.audit_key_file); len 0: a plain SHA-256 chain. */
+struct audit_key {
+	const unsigned char *k;
+	size_t len;
+};
+
 struct pgw_audit {
 	int fd;
+	unsigned char key[PGW_AUDIT_KEY_MAX];
+	size_t key_len;
 	char *path;
 	char *cluster;
 	char *actor;
@@ -173,6 +181,20 @@ static int sha256_hex(const void *data, size_t len, char out[PGW_AUDIT_HASH_HEX 
 	return 0;
 }
 
+/* A record's hash: HMAC-SHA256 with the key of a keyed log, else SHA-256. */
+static int digest_hex(const struct audit_key *key, const void *data, size_t len,
+                      char out[PGW_AUDIT_HASH_HEX + 1])
+{
+	unsigned char d[32];
+
+	if (!key || key->len == 0)
+		return sha256_hex(data, len, out);
+	if (gnutls_hmac_fast(GNUTLS_MAC_SHA256, key->k, key->len, data, len, d) < 0)
+		return -1;
+	hex(d, sizeof(d), out);
+	return 0;
+}
+
 static bool is_hex64(const char *s, size_t n)
 {
 	if (n != PGW_AUDIT_HASH_HEX)
@@ -197,8 +219,8 @@ struct rec_info {
  * canonical text, and the canonical text is a JSON object with seq, prev and action.
  * 0, or -1 with what is wrong in err.  scratch is reused between calls.
  */
-static int check_record(const char *line, size_t len, struct pgw_sb *scratch, struct rec_info *ri,
-                        char *err, size_t errlen)
+static int check_record(const char *line, size_t len, struct pgw_sb *scratch,
+                        const struct audit_key *key, struct rec_info *ri, char *err, size_t errlen)
 {
 	char computed[PGW_AUDIT_HASH_HEX + 1];
 	const char *stored;
@@ -232,8 +254,17 @@ static int check_record(const char *line, size_t len, struct pgw_sb *scratch, st
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if (sha256_hex(scratch->buf, scratch->len, computed) < 0) {
+	if (digest_hex(key, scratch->buf, scratch->len, computed) < 0) {
 		snprintf(err, errlen, "SHA-256 failed (GnuTLS)");
+		return -1;
+	}
+	if (memcmp(computed, stored, PGW_AUDIT_HASH_HEX) != 0 && key && key->len &&
+	    sha256_hex(scratch->buf, scratch->len, computed) == 0 &&
+	    memcmp(computed, stored, PGW_AUDIT_HASH_HEX) == 0) {
+		snprintf(err, errlen,
+		         "hash mismatch: the record is chained without the key of "
+		         "fencing.audit_key_file (written, or rewritten, by someone who does not "
+		         "have it)");
 		return -1;
 	}
 	if (memcmp(computed, stored, PGW_AUDIT_HASH_HEX) != 0) {
@@ -370,8 +401,8 @@ static long line_number_at(int fd, off_t at)
  * The last record of fd: its seq and hash into ri; *empty for an empty file.  -1 with
  * err naming path and line when it is damaged or unreadable.
  */
-static int read_last_record(int fd, const char *path, struct rec_info *ri, bool *empty, char *err,
-                            size_t errlen)
+static int read_last_record(int fd, const char *path, const struct audit_key *key,
+                            struct rec_info *ri, bool *empty, char *err, size_t errlen)
 {
 	struct pgw_sb b = {0}, scratch = {0};
 	struct stat st;
@@ -409,7 +440,7 @@ static int read_last_record(int fd, const char *path, struct rec_info *ri, bool 
 	begin = end;
 	while (begin > 0 && b.buf[begin - 1] != '\n')
 		begin--;
-	if (check_record(b.buf + begin, end - begin, &scratch, ri, why, sizeof(why)) < 0) {
+	if (check_record(b.buf + begin, end - begin, &scratch, key, ri, why, sizeof(why)) < 0) {
 		snprintf(err, errlen,
 		         "audit log %s line %ld: last record is damaged: %s; check it with "
 		         "pgw_audit_verify (pgwardenctl fence-log --verify)",
@@ -426,11 +457,12 @@ out:
 /* Continue seq and chain from the file's actual last record. */
 static int resync(struct pgw_audit *a, char *err, size_t errlen)
 {
+	struct audit_key key = {a->key, a->key_len};
 	struct rec_info ri;
 	struct stat st;
 	bool empty;
 
-	if (read_last_record(a->fd, a->path, &ri, &empty, err, errlen) < 0)
+	if (read_last_record(a->fd, a->path, &key, &ri, &empty, err, errlen) < 0)
 		return -1;
 	if (fstat(a->fd, &st) < 0) {
 		snprintf(err, errlen, "audit log %s: fstat: %s", a->path, strerror(errno));
@@ -623,7 +655,9 @@ static int build_line(const struct pgw_audit *a, const struct pgw_audit_rec *r, 
 	buf_json_str(b, r->reason);
 	pgw_sb_addf(b, ",\"lease\":%lld,\"timeline\":%d,\"prev\":\"%s\"}", (long long)r->lease,
 	            r->timeline, prev);
-	if (b->oom || sha256_hex(b->buf, b->len, hash) < 0)
+	struct audit_key key = {a->key, a->key_len};
+
+	if (b->oom || digest_hex(&key, b->buf, b->len, hash) < 0)
 		return -1;
 	b->len--; /* drop the '}' of the canonical text */
 	pgw_sb_add(b, HASH_MEMBER);
@@ -697,15 +731,31 @@ out:
 struct pgw_audit *pgw_audit_open(const char *path, const char *cluster, const char *actor,
                                  char *err, size_t errlen)
 {
+	return pgw_audit_open_keyed(path, cluster, actor, NULL, 0, err, errlen);
+}
+
+struct pgw_audit *pgw_audit_open_keyed(const char *path, const char *cluster, const char *actor,
+                                       const unsigned char *key, size_t key_len, char *err,
+                                       size_t errlen)
+{
 	struct pgw_audit *a;
 
 	if (!path || !*path) {
 		snprintf(err, errlen, "audit log: no path");
 		return NULL;
 	}
+	if (key_len > PGW_AUDIT_KEY_MAX) {
+		snprintf(err, errlen, "audit log %s: key longer than %d bytes", path,
+		         PGW_AUDIT_KEY_MAX);
+		return NULL;
+	}
 	a = calloc(1, sizeof(*a));
-	if (a)
+	if (a) {
 		a->fd = -1;
+		if (key && key_len)
+			memcpy(a->key, key, key_len);
+		a->key_len = key && key_len ? key_len : 0;
+	}
 	if (!a || !(a->path = strdup(path)) || !(a->cluster = strdup(cluster ? cluster : "")) ||
 	    !(a->actor = strdup(actor ? actor : ""))) {
 		snprintf(err, errlen, "audit log %s: out of memory", path);
@@ -849,6 +899,8 @@ out:
 
 void pgw_audit_close(struct pgw_audit *a)
 {
+	if (a)
+		explicit_bzero(a->key, sizeof(a->key));
 	if (!a)
 		return;
 	if (a->fd >= 0)
@@ -871,7 +923,16 @@ const char *pgw_audit_last_hash(const struct pgw_audit *a)
 
 /* --- verification --- */
 
+static int verify_file(const char *path, const char *expect_prev, const struct audit_key *key,
+                       char *err, size_t errlen);
+
 int pgw_audit_verify(const char *path, const char *expect_prev, char *err, size_t errlen)
+{
+	return verify_file(path, expect_prev, NULL, err, errlen);
+}
+
+static int verify_file(const char *path, const char *expect_prev, const struct audit_key *key,
+                       char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "re");
 	struct pgw_sb scratch = {0};
@@ -904,7 +965,7 @@ int pgw_audit_verify(const char *path, const char *expect_prev, char *err, size_
 			rc = (int)lineno;
 			break;
 		}
-		if (check_record(line, (size_t)n - 1, &scratch, &ri, why, sizeof(why)) < 0) {
+		if (check_record(line, (size_t)n - 1, &scratch, key, &ri, why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "audit log %s line %ld: %s", path, lineno, why);
 			rc = (int)lineno;
 			break;
@@ -969,8 +1030,17 @@ int pgw_audit_verify(const char *path, const char *expect_prev, char *err, size_
 	return rc;
 }
 
+static int file_last_hash(const char *path, const struct audit_key *key,
+                          char out[PGW_AUDIT_HASH_HEX + 1], char *err, size_t errlen);
+
 int pgw_audit_file_last_hash(const char *path, char out[PGW_AUDIT_HASH_HEX + 1], char *err,
                              size_t errlen)
+{
+	return file_last_hash(path, NULL, out, err, errlen);
+}
+
+static int file_last_hash(const char *path, const struct audit_key *key,
+                          char out[PGW_AUDIT_HASH_HEX + 1], char *err, size_t errlen)
 {
 	struct rec_info ri;
 	bool empty;
@@ -982,7 +1052,7 @@ int pgw_audit_file_last_hash(const char *path, char out[PGW_AUDIT_HASH_HEX + 1],
 		snprintf(err, errlen, "audit log %s: open: %s", path, strerror(errno));
 		return -1;
 	}
-	rc = read_last_record(fd, path, &ri, &empty, err, errlen);
+	rc = read_last_record(fd, path, key, &ri, &empty, err, errlen);
 	if (rc == 0 && !empty)
 		memcpy(out, ri.hash, sizeof(ri.hash));
 	close(fd);
@@ -991,6 +1061,13 @@ int pgw_audit_file_last_hash(const char *path, char out[PGW_AUDIT_HASH_HEX + 1],
 
 int pgw_audit_verify_all(const char *path, char *err, size_t errlen)
 {
+	return pgw_audit_verify_all_keyed(path, NULL, 0, err, errlen);
+}
+
+int pgw_audit_verify_all_keyed(const char *path, const unsigned char *key_bytes, size_t key_len,
+                               char *err, size_t errlen)
+{
+	struct audit_key k = {key_bytes, key_bytes ? key_len : 0}, *key = k.len ? &k : NULL;
 	size_t plen = strlen(path) + 32;
 	char *name = malloc(plen);
 	char prev[PGW_AUDIT_HASH_HEX + 1] = "";
@@ -1012,8 +1089,8 @@ int pgw_audit_verify_all(const char *path, char *err, size_t errlen)
 			snprintf(name, plen, "%s.%d", path, i);
 		else
 			snprintf(name, plen, "%s", path);
-		rc = pgw_audit_verify(name, i == top ? NULL : prev, err, errlen);
-		if (rc == 0 && pgw_audit_file_last_hash(name, prev, err, errlen) < 0)
+		rc = verify_file(name, i == top ? NULL : prev, key, err, errlen);
+		if (rc == 0 && file_last_hash(name, key, prev, err, errlen) < 0)
 			rc = -1;
 		if (rc == 0 && i > 0 && prev[0] == '\0') {
 			snprintf(err, errlen, "audit log %s: empty rotated file", name);
@@ -1091,4 +1168,39 @@ out:
 	pgw_sb_free(&b);
 	close(fd);
 	return res;
+}
+
+/* --- the key --- */
+
+int pgw_audit_read_key(const char *path, unsigned char key[PGW_AUDIT_KEY_MAX + 1], size_t *len,
+                       char *err, size_t errlen)
+{
+	struct stat st;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	*len = 0;
+	if (fd < 0) {
+		snprintf(err, errlen, "fencing.audit_key_file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 ||
+	    (st.st_mode & 077) != 0) {
+		snprintf(err, errlen,
+		         "fencing.audit_key_file %s: must be a regular file owned by root and "
+		         "readable by nobody else (the database's user must not read it)",
+		         path);
+		close(fd);
+		return -1;
+	}
+	n = read(fd, key, PGW_AUDIT_KEY_MAX + 1);
+	close(fd);
+	if (n < 32 || n > PGW_AUDIT_KEY_MAX) {
+		explicit_bzero(key, PGW_AUDIT_KEY_MAX + 1);
+		snprintf(err, errlen, "fencing.audit_key_file %s: expected 32 to %d bytes, got %zd",
+		         path, PGW_AUDIT_KEY_MAX, n);
+		return -1;
+	}
+	*len = (size_t)n;
+	return 0;
 }

@@ -119,6 +119,25 @@ int pgw_audit_verify(const char *path, const char *expect_prev, char *err, size_
 int pgw_audit_verify_all(const char *path, char *err, size_t errlen);
 
 /*
+ * Keyed logs (fencing.audit_key_file): each record's "hash" is HMAC-SHA256 with a key
+ * that only root can read; the daemon reads it before it drops privileges and keeps it
+ * in memory (and makes itself non-dumpable).  Whoever can write the file but not read
+ * the key - the postgres user, so any database superuser through COPY ... TO PROGRAM -
+ * can no longer rewrite the chain so that it verifies: verify with the key (as root).
+ * Verified without the key, a keyed log fails; a log rewritten as a plain chain verifies
+ * without the key and fails with it ("chained without the key").
+ */
+#define PGW_AUDIT_KEY_MAX 64
+struct pgw_audit *pgw_audit_open_keyed(const char *path, const char *cluster, const char *actor,
+                                       const unsigned char *key, size_t key_len, char *err,
+                                       size_t errlen);
+int pgw_audit_verify_all_keyed(const char *path, const unsigned char *key, size_t key_len,
+                               char *err, size_t errlen);
+/* The key (32 to 64 bytes) from a file owned by root, mode 0600 or stricter; -1 + err. */
+int pgw_audit_read_key(const char *path, unsigned char key[PGW_AUDIT_KEY_MAX + 1], size_t *len,
+                       char *err, size_t errlen);
+
+/*
  * The hash of the last record of PATH (64 hex + NUL into out), "" for an empty file.
  * 0, or -1 with err (unreadable, or the last record is damaged).
  */

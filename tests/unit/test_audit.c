@@ -628,6 +628,101 @@ static void test_tail_json(void **state)
 }
 
 /* Many records: verification stays fast (the figure is in the closing note). */
+static const unsigned char KEY[32] = "0123456789abcdef0123456789ABCDEF";
+
+static void append_n(struct pgw_audit *a, int n, const char *reason)
+{
+	char err[512];
+
+	for (int i = 0; i < n; i++) {
+		struct pgw_audit_rec r = {.action = i ? "fence-result" : "fence-intent",
+		                          .target = "node1",
+		                          .result = "ok",
+		                          .reason = reason};
+
+		if (pgw_audit_append(a, &r, err, sizeof(err)) != 0)
+			fail_msg("append: %s", err);
+	}
+}
+
+/*
+ * Issue 11, item 15: the postgres user can write the log (COPY ... TO PROGRAM) and
+ * could rewrite a plain chain so that it verifies.  A keyed chain (HMAC-SHA256 with a
+ * key only root reads) cannot be rewritten without the key: verified with the key, a
+ * plain chain fails and says why.
+ */
+static void test_keyed_chain(void **state)
+{
+	struct fixture *fx = *state;
+	char err[512] = "", forged[160];
+	struct pgw_audit *a;
+	unsigned char other[32];
+
+	a = pgw_audit_open_keyed(fx->path, "demo", "node2", KEY, sizeof(KEY), err, sizeof(err));
+	if (!a)
+		fail_msg("open: %s", err);
+	append_n(a, 3, "lease lost");
+	pgw_audit_close(a);
+	assert_int_equal(pgw_audit_verify_all_keyed(fx->path, KEY, sizeof(KEY), err, sizeof(err)),
+	                 0);
+	/* without the key, or with another, it does not verify */
+	assert_int_equal(pgw_audit_verify_all(fx->path, err, sizeof(err)), 1);
+	memcpy(other, KEY, sizeof(other));
+	other[0] ^= 1;
+	assert_int_equal(
+	    pgw_audit_verify_all_keyed(fx->path, other, sizeof(other), err, sizeof(err)), 1);
+	assert_non_null(strstr(err, "hash mismatch"));
+	/* the writer continues a keyed chain only with its key */
+	assert_null(pgw_audit_open(fx->path, "demo", "node2", err, sizeof(err)));
+	a = pgw_audit_open_keyed(fx->path, "demo", "node2", KEY, sizeof(KEY), err, sizeof(err));
+	assert_non_null(a);
+	append_n(a, 1, "again");
+	pgw_audit_close(a);
+	assert_int_equal(pgw_audit_verify_all_keyed(fx->path, KEY, sizeof(KEY), err, sizeof(err)),
+	                 0);
+
+	/* the attacker's rewrite: the same story as a plain chain, one reason changed */
+	snprintf(forged, sizeof(forged), "%s/forged.log", fx->dir);
+	a = pgw_audit_open(forged, "demo", "node2", err, sizeof(err));
+	assert_non_null(a);
+	append_n(a, 3, "operator request");
+	pgw_audit_close(a);
+	assert_int_equal(pgw_audit_verify_all(forged, err, sizeof(err)), 0); /* fools the plain */
+	assert_int_equal(pgw_audit_verify_all_keyed(forged, KEY, sizeof(KEY), err, sizeof(err)), 1);
+	assert_non_null(strstr(err, "chained without the key of fencing.audit_key_file"));
+}
+
+/* The key file: root's, mode 0600 or stricter, 32 to 64 bytes. */
+static void test_key_file(void **state)
+{
+	struct fixture *fx = *state;
+	char path[160], err[512] = "";
+	unsigned char key[PGW_AUDIT_KEY_MAX + 1];
+	size_t len = 99;
+
+	snprintf(path, sizeof(path), "%s/audit.key", fx->dir);
+	spit(path, (const char *)KEY, sizeof(KEY));
+	assert_int_equal(chmod(path, 0600), 0);
+	if (geteuid() == 0) {
+		assert_int_equal(pgw_audit_read_key(path, key, &len, err, sizeof(err)), 0);
+		assert_int_equal(len, 32);
+		assert_memory_equal(key, KEY, 32);
+		assert_int_equal(chmod(path, 0640), 0);
+	}
+	/* not root's (a normal user's run), or readable by the group */
+	assert_int_equal(pgw_audit_read_key(path, key, &len, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "owned by root and readable by nobody else"));
+	assert_int_equal(len, 0);
+	assert_int_equal(chmod(path, 0600), 0);
+	spit(path, "short", 5);
+	if (geteuid() == 0) {
+		assert_int_equal(pgw_audit_read_key(path, key, &len, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "expected 32 to 64 bytes, got 5"));
+	}
+	assert_int_equal(pgw_audit_read_key("/nonexistent/k", key, &len, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "/nonexistent/k"));
+}
+
 static void test_many_records(void **state)
 {
 	struct fixture *fx = *state;
@@ -660,6 +755,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_two_writers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_escaping_and_fields, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tail_json, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_keyed_chain, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_key_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_many_records, setup, teardown),
 	};
 
