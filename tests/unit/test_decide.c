@@ -177,6 +177,16 @@ static void pg_empty(struct fx *f)
 	f->o.cd_valid = false;
 }
 
+/* The leader record of a leader lost as name (present, neither released nor fenced). */
+static struct pgw_leader_record *last_leader(struct fx *f, const char *name)
+{
+	struct pgw_leader_record *lr = &f->c.last_leader;
+
+	lr->present = true;
+	snprintf(lr->member, sizeof(lr->member), "%s", name);
+	return lr;
+}
+
 /* ---- deciding and checking ----------------------------------------------- */
 
 static const char *seen_rules[64];
@@ -921,9 +931,7 @@ static void test_fence_before_promote(void **state)
 	(void)state;
 	fx_no_leader(&f);
 	f.o.fencing_required = true;
-	lr = &f.c.last_leader;
-	lr->present = true;
-	snprintf(lr->member, sizeof(lr->member), "node1");
+	lr = last_leader(&f, "node1");
 	lr->lease = 0x1234;
 	snprintf(lr->bmc_address, sizeof(lr->bmc_address), "127.0.0.1:9001");
 
@@ -1239,9 +1247,7 @@ static void test_stale_requests_do_not_choose(void **state)
 
 	(void)state;
 	fx_no_leader(&f);
-	lr = &f.c.last_leader;
-	lr->present = true;
-	snprintf(lr->member, sizeof(lr->member), "node1");
+	lr = last_leader(&f, "node1");
 	f.o.lost_leader_watchdog = true; /* S3 satisfied: only the request matters */
 	member(&f, "node2")->xlog_location = 5000;
 	member(&f, "node3")->xlog_location = 4000;
@@ -1623,9 +1629,7 @@ static void test_election_waits_for_a_last_leader_that_may_not_lead(void **state
 
 	(void)state;
 	fx_no_leader(&f);
-	lr = &f.c.last_leader;
-	lr->present = true;
-	snprintf(lr->member, sizeof(lr->member), "node1");
+	lr = last_leader(&f, "node1");
 	lr->released = true; /* S3 is not what this is about */
 	f.o.positions_after_rev = 100;
 	f.o.loop_wait_s = 2;

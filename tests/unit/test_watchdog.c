@@ -239,6 +239,18 @@ static struct fired expect_fired(struct emu *e, int within_ms)
 	return f;
 }
 
+/* The events of an open (idle at 60 s, disabled) and an arming with timeout (W). */
+static void expect_open_and_arm(struct emu *e, const char *timeout, bool keepalive)
+{
+	expect_event(e, "OPEN", NULL);
+	expect_event(e, "SETTIMEOUT", "timeout=60");
+	expect_event(e, "DISABLE", NULL);
+	expect_event(e, "SETTIMEOUT", timeout);
+	expect_event(e, "ENABLE", NULL);
+	if (keepalive)
+		expect_event(e, "KEEPALIVE", NULL);
+}
+
 static void write_text(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "w");
@@ -299,12 +311,7 @@ static void test_bound_lowers_timeout_before_crash(void **state)
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_int_equal(WEXITSTATUS(status), 0);
-	expect_event(e, "OPEN", NULL);
-	expect_event(e, "SETTIMEOUT", "timeout=60");
-	expect_event(e, "DISABLE", NULL);
-	expect_event(e, "SETTIMEOUT", "timeout=5");
-	expect_event(e, "ENABLE", NULL);
-	expect_event(e, "KEEPALIVE", NULL);
+	expect_open_and_arm(e, "timeout=5", true);
 	expect_event(e, "SETTIMEOUT", "timeout=2");
 	expect_event(e, "ENABLE", NULL);
 	expect_event(e, "KEEPALIVE", NULL);
@@ -379,6 +386,24 @@ static void kill_wait(pid_t pid)
 	waitpid(pid, NULL, 0);
 }
 
+/* In a forked "daemon": open the device, start the keeper, arm for ttl 6, S 3,
+ * loop_wait 1 (W 3); _exit(1) when arming fails. */
+static struct pgw_wdguard *keeper_daemon_arm(struct emu *e, const char *data)
+{
+	struct pgw_config cfg;
+	struct pgw_wdguard *g;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.watchdog.mode = PGW_WD_REQUIRED;
+	cfg.watchdog.device = e->sock;
+	cfg.postgresql.data_dir = (char *)data;
+	g = pgw_wdguard_open(&cfg);
+	pgw_wdguard_keep(g);
+	if (!pgw_wdguard_arm(g, 6, 3, 1))
+		_exit(1);
+	return g;
+}
+
 /*
  * A "daemon": opens the device, starts its keeper, arms for ttl 6, S 3, loop_wait 1
  * (W 3), then stalls for stall_ms without petting and dies without closing anything,
@@ -392,28 +417,14 @@ static void daemon_arms_stalls_dies(struct emu *e, const char *data, int stall_m
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		struct pgw_config cfg;
-		struct pgw_wdguard *g;
-
-		memset(&cfg, 0, sizeof(cfg));
-		cfg.watchdog.mode = PGW_WD_REQUIRED;
-		cfg.watchdog.device = e->sock;
-		cfg.postgresql.data_dir = (char *)data;
-		g = pgw_wdguard_open(&cfg);
-		pgw_wdguard_keep(g);
-		if (!pgw_wdguard_arm(g, 6, 3, 1))
-			_exit(1);
+		(void)keeper_daemon_arm(e, data);
 		sleep_ms(stall_ms);
 		_exit(0);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
-	expect_event(e, "OPEN", NULL);
-	expect_event(e, "SETTIMEOUT", "timeout=60");
-	expect_event(e, "DISABLE", NULL);
-	expect_event(e, "SETTIMEOUT", "timeout=3");
-	expect_event(e, "ENABLE", NULL);
+	expect_open_and_arm(e, "timeout=3", false);
 }
 
 /* Reap the orphaned keeper (this process is a subreaper), within ms. */
@@ -516,17 +527,8 @@ static void test_keeper_clean_close(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		struct pgw_config cfg;
-		struct pgw_wdguard *g;
+		struct pgw_wdguard *g = keeper_daemon_arm(e, data);
 
-		memset(&cfg, 0, sizeof(cfg));
-		cfg.watchdog.mode = PGW_WD_REQUIRED;
-		cfg.watchdog.device = e->sock;
-		cfg.postgresql.data_dir = data;
-		g = pgw_wdguard_open(&cfg);
-		pgw_wdguard_keep(g);
-		if (!pgw_wdguard_arm(g, 6, 3, 1))
-			_exit(1);
 		pgw_wdguard_idle(g);
 		pgw_wdguard_close(g, true);
 		/* no child left: the keeper was waited for */
@@ -534,12 +536,7 @@ static void test_keeper_clean_close(void **state)
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_int_equal(WEXITSTATUS(status), 0);
-	expect_event(e, "OPEN", NULL);
-	expect_event(e, "SETTIMEOUT", "timeout=60");
-	expect_event(e, "DISABLE", NULL);
-	expect_event(e, "SETTIMEOUT", "timeout=3");
-	expect_event(e, "ENABLE", NULL);
-	expect_event(e, "KEEPALIVE", NULL);
+	expect_open_and_arm(e, "timeout=3", true);
 	expect_event(e, "DISABLE", NULL);
 	expect_event(e, "DISABLE", NULL);
 	expect_event(e, "WRITE", "data=V");
@@ -902,12 +899,7 @@ static void test_crash_fires_after_close(void **state)
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_int_equal(status, 0);
-	expect_event(e, "OPEN", NULL);
-	expect_event(e, "SETTIMEOUT", "timeout=60");
-	expect_event(e, "DISABLE", NULL);
-	expect_event(e, "SETTIMEOUT", "timeout=1");
-	expect_event(e, "ENABLE", NULL);
-	expect_event(e, "KEEPALIVE", NULL);
+	expect_open_and_arm(e, "timeout=1", true);
 	closed = expect_event(e, "CLOSE", "running=1 did_not_stop=1 magic=0");
 	f = expect_fired(e, 3000);
 	assert_int_equal(f.timeout, 1);
