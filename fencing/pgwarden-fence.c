@@ -8,10 +8,11 @@
  *                  [--privilege ADMINISTRATOR|OPERATOR|USER] [--agent PATH |
  *                  --ipmitool[=PATH]] [--timeout SECONDS] [--retries N]
  *   pgwarden-fence verify FILE [--expect-prev HASH]   one file of the audit log
- *   pgwarden-fence verify-all FILE                    FILE.N ... FILE.1 FILE as one chain
+ *   pgwarden-fence verify-all FILE [--key KEYFILE]    FILE.N ... FILE.1 FILE as one chain
+ *                                                     (--key: a keyed chain, as root)
  *   pgwarden-fence tail FILE [N]                      the last N records (10) as JSON
  *   pgwarden-fence append FILE --action A [--target T] [--bmc B] [--result R]
- *                  [--reason R] [--cluster C] [--actor A] [--count N]
+ *                  [--reason R] [--cluster C] [--actor A] [--count N] [--key KEYFILE]
  *
  * off/on print the one-line detail and exit 0 only when the BMC confirmed the new power
  * state; status prints "on" or "off" and the detail (exit 0), or exits 1 when the state
@@ -37,10 +38,10 @@ static void usage(FILE *out)
 	        "PATH | --ipmitool[=PATH]]\n"
 	        "                      [--timeout SECONDS] [--retries N]\n"
 	        "       pgwarden-fence verify FILE [--expect-prev HASH]\n"
-	        "       pgwarden-fence verify-all FILE\n"
+	        "       pgwarden-fence verify-all FILE [--key KEYFILE]\n"
 	        "       pgwarden-fence tail FILE [N]\n"
 	        "       pgwarden-fence append FILE --action A [--target T] [--bmc B] [--result R] "
-	        "[--reason R] [--cluster C] [--actor A] [--count N]\n");
+	        "[--reason R] [--cluster C] [--actor A] [--count N] [--key KEYFILE]\n");
 }
 
 static bool parse_int(const char *s, long min, long max, long *out)
@@ -78,6 +79,7 @@ enum {
 	OPT_CLUSTER,
 	OPT_ACTOR,
 	OPT_COUNT,
+	OPT_KEY,
 	OPT_HELP,
 };
 
@@ -103,6 +105,7 @@ static const struct option options[] = {
     {"cluster", required_argument, NULL, OPT_CLUSTER},
     {"actor", required_argument, NULL, OPT_ACTOR},
     {"count", required_argument, NULL, OPT_COUNT},
+    {"key", required_argument, NULL, OPT_KEY},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -110,7 +113,7 @@ static const struct option options[] = {
 struct args {
 	const char *cmd, *file, *bmc, *user, *password_file, *credentials, *member;
 	const char *expect_prev, *action, *target, *result, *reason, *cluster, *actor;
-	const char *tail_n;
+	const char *tail_n, *key_file;
 	struct pgw_fence_opts opts;
 	bool lanplus;
 	long cipher, count;
@@ -201,6 +204,9 @@ static int parse_args(struct args *a, int argc, char **argv)
 			break;
 		case OPT_EXPECT_PREV:
 			a->expect_prev = optarg;
+			break;
+		case OPT_KEY:
+			a->key_file = optarg;
 			break;
 		case OPT_ACTION:
 			a->action = optarg;
@@ -334,6 +340,8 @@ static int append_cmd(const struct args *a)
 	                          .result = a->result,
 	                          .reason = a->reason};
 	struct pgw_audit *au;
+	unsigned char key[PGW_AUDIT_KEY_MAX + 1];
+	size_t key_len = 0;
 	char err[512];
 	int rc = 0;
 
@@ -341,8 +349,13 @@ static int append_cmd(const struct args *a)
 		fprintf(stderr, "pgwarden-fence append: --action is required\n");
 		return 2;
 	}
-	au = pgw_audit_open(a->file, a->cluster ? a->cluster : "", a->actor ? a->actor : "", err,
-	                    sizeof(err));
+	if (a->key_file && pgw_audit_read_key(a->key_file, key, &key_len, err, sizeof(err)) != 0) {
+		fprintf(stderr, "pgwarden-fence: %s\n", err);
+		return 3;
+	}
+	au = pgw_audit_open_keyed(a->file, a->cluster ? a->cluster : "", a->actor ? a->actor : "",
+	                          key_len ? key : NULL, key_len, err, sizeof(err));
+	explicit_bzero(key, sizeof(key));
 	if (!au) {
 		fprintf(stderr, "pgwarden-fence: %s\n", err);
 		return 1;
@@ -378,9 +391,26 @@ int main(int argc, char **argv)
 			fprintf(stderr, "pgwarden-fence: unexpected argument \"%s\"\n", a.tail_n);
 			return 2;
 		}
-		rc = !strcmp(a.cmd, "verify")
-		         ? pgw_audit_verify(a.file, a.expect_prev, err, sizeof(err))
-		         : pgw_audit_verify_all(a.file, err, sizeof(err));
+		if (a.key_file) {
+			/* a keyed chain (fencing.audit_key_file): the whole chain, with the key */
+			unsigned char key[PGW_AUDIT_KEY_MAX + 1];
+			size_t key_len;
+
+			if (strcmp(a.cmd, "verify-all") != 0) {
+				fprintf(stderr, "pgwarden-fence: --key goes with verify-all\n");
+				return 2;
+			}
+			if (pgw_audit_read_key(a.key_file, key, &key_len, err, sizeof(err)) != 0) {
+				fprintf(stderr, "pgwarden-fence: %s\n", err);
+				return 3;
+			}
+			rc = pgw_audit_verify_all_keyed(a.file, key, key_len, err, sizeof(err));
+			explicit_bzero(key, sizeof(key));
+		} else {
+			rc = !strcmp(a.cmd, "verify")
+			         ? pgw_audit_verify(a.file, a.expect_prev, err, sizeof(err))
+			         : pgw_audit_verify_all(a.file, err, sizeof(err));
+		}
 		if (rc == 0) {
 			printf("%s: chain intact\n", a.file);
 			return 0;

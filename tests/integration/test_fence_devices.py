@@ -312,3 +312,37 @@ def test_power_on_callback(node):
     assert [f["result"] for _, _, f in node.bmc.events("on")][-1] == "requested"
     node.cgroup.kill()
     started[0].wait(5)
+
+
+def test_keyed_audit_chain_from_the_command_line(tmp_path):
+    """Issue 11, item 15, with the installed tool: a chain written with the key verifies
+    only with it; the postgres user's rewrite as a plain chain (what a database superuser
+    could do through COPY ... TO PROGRAM) fools the plain verifier, not the keyed one; a
+    key file the postgres user could read is refused."""
+    if os.geteuid() != 0:
+        pytest.skip("the key file must be root's")
+    key = str(tmp_path / "audit.key")
+    with open(key, "wb") as f:
+        f.write(os.urandom(32))
+    os.chmod(key, 0o600)
+    log_path = str(tmp_path / "fencing.log")
+
+    def fence(*args):
+        return subprocess.run([FENCE_BIN] + list(args), capture_output=True, text=True,
+                              timeout=30)
+    for action in ("fence-intent", "fence-result", "promote"):
+        r = fence("append", log_path, "--action", action, "--target", "node1", "--key", key)
+        assert r.returncode == 0, r.stderr
+    assert fence("verify-all", log_path, "--key", key).returncode == 0
+    r = fence("verify-all", log_path)
+    assert r.returncode == 1 and "hash mismatch" in r.stderr, r.stderr
+    # the rewrite: the same records as a plain chain
+    forged = str(tmp_path / "forged.log")
+    for action in ("fence-intent", "fence-result", "promote"):
+        assert fence("append", forged, "--action", action, "--target", "node9").returncode == 0
+    assert fence("verify-all", forged).returncode == 0
+    r = fence("verify-all", forged, "--key", key)
+    assert r.returncode == 1 and "chained without the key" in r.stderr, r.stderr
+    os.chmod(key, 0o640)
+    r = fence("verify-all", log_path, "--key", key)
+    assert r.returncode == 3 and "readable by nobody else" in r.stderr, r.stderr
