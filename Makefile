@@ -27,7 +27,8 @@ CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 
 VARIANT ?= release
 ifeq ($(VARIANT),asan)
-  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow \
+         -fno-sanitize-recover=undefined,float-cast-overflow
 else ifeq ($(VARIANT),fuzz)
   # libFuzzer (clang): objects instrumented for coverage, targets linked with the fuzzer
   CC  := clang
