@@ -2078,7 +2078,7 @@ static int slot_room(struct pgw_pg *pg, int64_t deadline)
 	int room = r && PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : 0;
 
 	PQclear(r);
-	return room;
+	return room > 0 ? room : 0;
 }
 
 static int create_slot(struct pgw_pg *pg, const char *slot, int64_t deadline)
@@ -2127,10 +2127,12 @@ int pgw_pg_sync_slots(struct pgw_pg *pg, const char *const *names, int n, int ti
 	if (!r)
 		goto out;
 	rc = 0;
-	room = slot_room(pg, deadline);
+	room = -1; /* asked only when a slot is missing: no extra query in a steady loop */
 	for (int i = 0; i < n; i++) {
 		if (!wanted[i][0] || slot_exists(r, wanted[i]) || slot_wanted(wanted[i], wanted, i))
 			continue;
+		if (room < 0)
+			room = slot_room(pg, deadline);
 		if (room <= 0) {
 			pgw_warn(
 			    "no replication slot for %s: max_replication_slots is full (two are "
