@@ -175,13 +175,31 @@ static void clear_failover(struct ha *h)
 		pgw_info("removed the switchover request");
 }
 
+/*
+ * While PostgreSQL promotes, keep renewing the lease that holds the leader key (each
+ * renewal pets the watchdog, rule 3): a promotion may outlast W.  False once that
+ * lease is lost or no longer allows writes; the next step then demotes.
+ */
+static bool keep_key_lease(void *arg)
+{
+	struct ha *h = arg;
+	int64_t id = h->lease.id;
+
+	pgw_sd_watchdog();
+	if (id == 0)
+		return false;
+	ha_renew_lease(h);
+	return h->lease.id == id &&
+	       pgw_lease_allows_writes(&h->lease, ha_mono_ms(), SAFETY_MARGIN_MS);
+}
+
 static void promote(struct ha *h)
 {
 	struct pgw_pg_state st;
 	char fenced[PGW_NAME_MAX];
 	int64_t fenced_lease;
 
-	if (pgw_pg_promote(h->pg, PG_PROMOTE_TIMEOUT_MS) != 0) {
+	if (pgw_pg_promote(h->pg, PG_PROMOTE_TIMEOUT_MS, keep_key_lease, h) != 0) {
 		pgw_error("promotion failed; will retry while holding the leader key");
 		return;
 	}
@@ -447,7 +465,11 @@ static void step_down(struct ha *h, bool held)
 {
 	struct pgw_controldata cd;
 
+	/* the shutdown checkpoint may outlast W: a switchover must not reset the node */
+	if (held)
+		pgw_pg_set_keep(h->pg, keep_key_lease, h);
 	pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
+	pgw_pg_set_keep(h->pg, NULL, NULL);
 	pgw_step_pg_stopped(&h->st);
 	if (!held)
 		return;

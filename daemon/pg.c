@@ -34,17 +34,19 @@
 
 extern char **environ;
 
-#define DEFAULT_BIN_DIR        "/usr/lib/postgresql/15/bin"
-#define DEFAULT_SUPERUSER      "postgres"
-#define DEFAULT_REPLICATION    "replicator"
-#define OUT_KEEP               16384 /* bytes of a child's output kept */
-#define TAIL_LINES             20    /* lines of it quoted in errors */
-#define TAIL_MAX               1400  /* characters of it quoted in errors */
-#define CONTROLDATA_TIMEOUT_MS 10000
-#define RELOAD_TIMEOUT_MS      10000
-#define CLONE_CONNECT_TIMEOUT  "10"
-#define CONF_MARKER            "# Written by pgwarden"
-#define MAX_RESULTS            4
+#define DEFAULT_BIN_DIR            "/usr/lib/postgresql/15/bin"
+#define DEFAULT_SUPERUSER          "postgres"
+#define DEFAULT_REPLICATION        "replicator"
+#define OUT_KEEP                   16384 /* bytes of a child's output kept */
+#define TAIL_LINES                 20    /* lines of it quoted in errors */
+#define TAIL_MAX                   1400  /* characters of it quoted in errors */
+#define CONTROLDATA_TIMEOUT_MS     10000
+#define RELOAD_TIMEOUT_MS          10000
+#define CLONE_CONNECT_TIMEOUT      "10"
+#define CONF_MARKER                "# Written by pgwarden"
+#define MAX_RESULTS                4
+#define KEEP_EVERY_MS              1000  /* how often pgw_pg_keep_fn is called */
+#define PROMOTE_REQUEST_TIMEOUT_MS 10000 /* pg_ctl promote -W */
 
 struct pgw_pg {
 	const struct pgw_config *cfg;
@@ -56,6 +58,10 @@ struct pgw_pg {
 	PGconn *conn; /* cached; NULL when not connected */
 	char err[2048];
 	bool warned_rewind_superuser; /* the warning of write_pgpass, once */
+	/* pgw_pg_set_keep: called about once a second while a command or a query
+	 * waits; false gives up a query's wait (a command goes on) */
+	pgw_pg_keep_fn keep;
+	void *keep_arg;
 };
 
 /* Flags of run_cmd(). */
@@ -373,15 +379,27 @@ static void free_env(char **env)
 }
 
 /*
- * Collect output and wait for pid until deadline; kill its process group then.
- * Waiting for a child (a clone, a rewind, a shutdown) may outlast systemd's
- * WatchdogSec: the loop is busy, not stuck, so it tells systemd so every second.
- * The hardware watchdog is not petted here (rule 3: only after renewals).
+ * Called about once a second while a child runs: waiting for one (a clone, a rewind, a
+ * shutdown) may outlast systemd's WatchdogSec, and the loop is busy, not stuck, so it
+ * tells systemd so.  The hardware watchdog is not petted here (rule 3: only after
+ * renewals) unless the caller set a keep function that renews (pgw_pg_set_keep).
  */
-static void wait_child(pid_t pid, int fd, int64_t deadline, struct cmd_result *res)
+static void child_tick(void *arg)
+{
+	struct pgw_pg *pg = arg;
+
+	pgw_sd_watchdog();
+	if (pg->keep)
+		(void)pg->keep(pg->keep_arg); /* a command under way is not cut short */
+}
+
+/* Collect output and wait for pid until deadline; kill its process group then. */
+static void wait_child(struct pgw_pg *pg, pid_t pid, int fd, int64_t deadline,
+                       struct cmd_result *res)
 {
 	struct pgw_child_wait w = {.deadline = deadline,
-	                           .tick = pgw_sd_watchdog,
+	                           .tick = child_tick,
+	                           .tick_arg = pg,
 	                           .out = res->out.buf,
 	                           .out_size = sizeof(res->out.buf)};
 
@@ -444,7 +462,7 @@ static int run_cmd(struct pgw_pg *pg, char *const argv[], const char *extra_env,
 	}
 	close(devnull);
 	free_env(env);
-	wait_child(pid, pfd[0], now_ms() + timeout_ms, res);
+	wait_child(pg, pid, pfd[0], now_ms() + timeout_ms, res);
 	if (res->status == 0)
 		return 0;
 	report_failure(pg, cmdline, res, timeout_ms, flags);
@@ -823,12 +841,23 @@ static int pq_collect(struct pgw_pg *pg, int64_t deadline, PGresult **res, int m
 
 	for (;;) {
 		while (PQisBusy(pg->conn)) {
-			if (!pq_wait(pg->conn, POLLIN, deadline) || !PQconsumeInput(pg->conn)) {
-				set_err(pg, false, "query on %s:%d: %s", pg->local_host,
-				        pg->local_port,
-				        remaining_ms(deadline) ? "connection lost" : "timed out");
+			int64_t until = deadline;
+
+			if (pg->keep && until > now_ms() + KEEP_EVERY_MS)
+				until = now_ms() + KEEP_EVERY_MS;
+			if (pq_wait(pg->conn, POLLIN, until)) {
+				if (PQconsumeInput(pg->conn))
+					continue;
+			} else if (until < deadline && now_ms() >= until) { /* a slice ended */
+				if (pg->keep(pg->keep_arg))
+					continue;
+				set_err(pg, false, "query on %s:%d: given up (%s)", pg->local_host,
+				        pg->local_port, "the lease could not be kept");
 				goto fail;
 			}
+			set_err(pg, false, "query on %s:%d: %s", pg->local_host, pg->local_port,
+			        remaining_ms(deadline) ? "connection lost" : "timed out");
+			goto fail;
 		}
 		r = PQgetResult(pg->conn);
 		if (!r)
@@ -1777,9 +1806,17 @@ int pgw_pg_reload(struct pgw_pg *pg)
 	return pg_ctl(pg, RELOAD_TIMEOUT_MS, "reload", (char *)NULL);
 }
 
-/* Wait until pg_is_in_recovery() is false (after pg_ctl promote). */
+void pgw_pg_set_keep(struct pgw_pg *pg, pgw_pg_keep_fn keep, void *keep_arg)
+{
+	pg->keep = keep;
+	pg->keep_arg = keep_arg;
+}
+
+/* Wait until pg_is_in_recovery() is false (after pg_ctl promote), keeping the lease. */
 static int confirm_promoted(struct pgw_pg *pg, int64_t deadline)
 {
+	int64_t next_keep = now_ms() + KEEP_EVERY_MS;
+
 	do {
 		PGresult *r = pq_query(pg, "checking promotion", "SELECT pg_is_in_recovery()", 0,
 		                       NULL, deadline, PGRES_TUPLES_OK);
@@ -1788,33 +1825,52 @@ static int confirm_promoted(struct pgw_pg *pg, int64_t deadline)
 		PQclear(r);
 		if (!in_recovery)
 			return 0;
+		if (now_ms() >= next_keep) {
+			if (!pg->keep(pg->keep_arg)) {
+				set_err(pg, true,
+				        "promote: gave up waiting for %s to leave recovery: "
+				        "the lease could not be kept",
+				        pg->data_dir);
+				return -1;
+			}
+			next_keep = now_ms() + KEEP_EVERY_MS;
+		}
 		sleep_ms(100);
 	} while (remaining_ms(deadline) > 0);
 	set_err(pg, true, "promote: %s is still in recovery", pg->data_dir);
 	return -1;
 }
 
-int pgw_pg_promote(struct pgw_pg *pg, int timeout_ms)
+/*
+ * Ask for the promotion without pg_ctl's wait, then wait here, calling keep about
+ * once a second so that the caller renews its lease (and pets the watchdog, rule 3)
+ * however long PostgreSQL takes.  It may take long: PostgreSQL 15 that receives the
+ * request while a walreceiver is starting first sleeps out wal_retrieve_retry_interval
+ * (5 s by default), longer than the watchdog's W in tight settings; and the checkpoint
+ * after the promotion writes every dirty buffer.
+ */
+int pgw_pg_promote(struct pgw_pg *pg, int timeout_ms, pgw_pg_keep_fn keep, void *keep_arg)
 {
 	int64_t deadline = now_ms() + timeout_ms;
-	char secs[16];
+	int rc = -1;
 	PGresult *r;
 
-	snprintf(secs, sizeof(secs), "%d", pgctl_seconds(timeout_ms));
-	if (pg_ctl(pg, timeout_ms, "promote", "-w", "-t", secs, (char *)NULL) < 0)
-		return -1;
-	if (confirm_promoted(pg, deadline) < 0)
-		return -1;
-	/*
-	 * Until the first checkpoint after promotion, pg_control still names the old
-	 * timeline, and pg_rewind of the old primary against this server answers "no
-	 * rewind required" although the old primary has diverged.  Checkpoint now, so
-	 * the new timeline is on record before anyone rewinds from us.
-	 */
-	r = pq_query(pg, "checkpoint after promotion", "CHECKPOINT", 0, NULL, deadline,
-	             PGRES_COMMAND_OK);
-	PQclear(r); /* a failure is logged by pq_query; the promotion stands */
-	return 0;
+	pgw_pg_set_keep(pg, keep, keep_arg);
+	if (pg_ctl(pg, PROMOTE_REQUEST_TIMEOUT_MS, "promote", "-W", (char *)NULL) == 0 &&
+	    confirm_promoted(pg, deadline) == 0) {
+		/*
+		 * Until the first checkpoint after promotion, pg_control still names the old
+		 * timeline, and pg_rewind of the old primary against this server answers "no
+		 * rewind required" although the old primary has diverged.  Checkpoint now, so
+		 * the new timeline is on record before anyone rewinds from us.
+		 */
+		r = pq_query(pg, "checkpoint after promotion", "CHECKPOINT", 0, NULL, deadline,
+		             PGRES_COMMAND_OK);
+		PQclear(r); /* a failure is logged by pq_query; the promotion stands */
+		rc = 0;
+	}
+	pgw_pg_set_keep(pg, NULL, NULL);
+	return rc;
 }
 
 /* ---- cloning and rewinding -------------------------------------------------------- */

@@ -78,8 +78,19 @@ int pgw_pg_stop_leftover_primary(const char *data_dir, int timeout_ms);
 pid_t pgw_pg_unmanaged_writer(const char *data_dir);
 /* Re-read the configuration files (pg_ctl reload). */
 int pgw_pg_reload(struct pgw_pg *pg);
-/* pg_ctl promote and wait until pg_is_in_recovery() is false. */
-int pgw_pg_promote(struct pgw_pg *pg, int timeout_ms);
+/* Called about once a second during a long wait; false gives the wait up. */
+typedef bool (*pgw_pg_keep_fn)(void *arg);
+/*
+ * Until set to NULL, call keep(keep_arg) about once a second while a command or a
+ * query of pg waits: the HA loop renews its lease (petting the watchdog) while
+ * PostgreSQL stops or promotes for longer than the watchdog's W.
+ */
+void pgw_pg_set_keep(struct pgw_pg *pg, pgw_pg_keep_fn keep, void *keep_arg);
+/*
+ * pg_ctl promote, then wait until pg_is_in_recovery() is false and checkpoint,
+ * calling keep(keep_arg) about once a second meanwhile (the HA loop renews its lease).
+ */
+int pgw_pg_promote(struct pgw_pg *pg, int timeout_ms, pgw_pg_keep_fn keep, void *keep_arg);
 
 /* Remove the data directory and clone it from host:port with pg_basebackup. */
 int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout_ms);

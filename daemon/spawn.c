@@ -143,8 +143,8 @@ void pgw_child_wait(pid_t pid, int fd, struct pgw_child_wait *w)
 			break;
 		}
 		if (w->tick && now_ms() >= next_tick) {
-			w->tick();
-			next_tick += 1000;
+			w->tick(w->tick_arg);
+			next_tick = now_ms() + 1000; /* a tick may take long itself */
 		}
 		rem = w->deadline - now_ms();
 		if (rem <= 0) {

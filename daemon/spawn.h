@@ -35,10 +35,11 @@ pid_t pgw_spawn(char *const argv[], char *const env[], int in, int out, int fd3)
 
 /* Waiting for a child: what to do, and what it did. */
 struct pgw_child_wait {
-	int64_t deadline;   /* CLOCK_MONOTONIC ms: then the group is SIGKILLed */
-	void (*tick)(void); /* NULL, or called about once a second while waiting */
-	char *out;          /* the output's last out_size - 1 bytes, NUL-terminated */
-	size_t out_size;    /* at least 1 */
+	int64_t deadline;     /* CLOCK_MONOTONIC ms: then the group is SIGKILLed */
+	void (*tick)(void *); /* NULL, or called about once a second while waiting */
+	void *tick_arg;       /* tick's argument */
+	char *out;            /* the output's last out_size - 1 bytes, NUL-terminated */
+	size_t out_size;      /* at least 1 */
 	size_t out_len;
 	int status;     /* waitpid's status; 0 when the child was not reaped */
 	bool exited;    /* reaped before the deadline (status is its own) */

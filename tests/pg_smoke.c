@@ -14,22 +14,21 @@
 #include "log.h"
 #include "pg.h"
 
-#define T_START	   60000
-#define T_STOP	   60000
+#define T_START    60000
+#define T_STOP     60000
 #define T_OBSERVE  5000
-#define T_CLONE	   120000
+#define T_CLONE    120000
 #define T_INITDB   120000
 #define T_PROMOTE  60000
 #define T_REWIND   120000
 #define T_STREAM_S 30
 
-#define CHECK(cond)                                                                         \
-	do {                                                                                \
-		if (!(cond)) {                                                              \
-			fprintf(stderr, "SMOKE FAILED at %s:%d: %s\n", __FILE__, __LINE__,  \
-				#cond);                                                     \
-			exit(1);                                                            \
-		}                                                                           \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "SMOKE FAILED at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+			exit(1);                                                                   \
+		}                                                                                  \
 	} while (0)
 
 struct node {
@@ -65,9 +64,12 @@ static void node_init(struct node *n, const char *base, const char *name, int po
 	n->cfg.postgresql.data_dir = n->data;
 	n->cfg.postgresql.bin_dir = "/usr/lib/postgresql/15/bin";
 	n->cfg.postgresql.pgpass = n->pgpass;
-	n->cfg.postgresql.superuser = (struct pgw_auth){"postgres", "super'pw:1"};
-	n->cfg.postgresql.replication = (struct pgw_auth){"replicator", "repl\\pw"};
-	n->cfg.postgresql.rewind = (struct pgw_auth){"rewind_user", "rewind pw"};
+	n->cfg.postgresql.superuser =
+	    (struct pgw_auth){.username = "postgres", .password = "super'pw:1"};
+	n->cfg.postgresql.replication =
+	    (struct pgw_auth){.username = "replicator", .password = "repl\\pw"};
+	n->cfg.postgresql.rewind =
+	    (struct pgw_auth){.username = "rewind_user", .password = "rewind pw"};
 	n->cfg.postgresql.parameters = (struct pgw_kvlist){n->params, 2};
 	n->cfg.dcs.use_slots = true;
 	n->cfg.dcs.use_pg_rewind = true;
@@ -117,18 +119,18 @@ static void save_controldata(const char *fixtures, const struct node *n, const c
 	if (!fixtures)
 		return;
 	snprintf(cmd, sizeof(cmd),
-		 "LC_ALL=C /usr/lib/postgresql/15/bin/pg_controldata -D %s > %s/controldata_%s.txt",
-		 n->data, fixtures, label);
+	         "LC_ALL=C /usr/lib/postgresql/15/bin/pg_controldata -D %s > %s/controldata_%s.txt",
+	         n->data, fixtures, label);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot save controldata %s\n", label);
 }
 
-#define TIMED(label, expr)                                                                  \
-	do {                                                                                \
-		double t0_ = now_s();                                                       \
-		CHECK((expr) == 0);                                                         \
-		printf("TIMING %s %.2f s\n", label, now_s() - t0_);                         \
-		fflush(stdout);                                                             \
+#define TIMED(label, expr)                                                                         \
+	do {                                                                                       \
+		double t0_ = now_s();                                                              \
+		CHECK((expr) == 0);                                                                \
+		printf("TIMING %s %.2f s\n", label, now_s() - t0_);                                \
+		fflush(stdout);                                                                    \
 	} while (0)
 
 static void phase_primary(struct node *n1, const char *fixtures)
@@ -152,7 +154,8 @@ static void phase_primary(struct node *n1, const char *fixtures)
 	pgw_pg_observe(n1->pg, T_OBSERVE, &st);
 	show("node1 primary", &st);
 	CHECK(st.running && st.accepting && !st.in_recovery && st.timeline == 1);
-	CHECK(st.server_version >= 150000 && st.wal_lsn > 0 && st.system_identifier == cd.system_identifier);
+	CHECK(st.server_version >= 150000 && st.wal_lsn > 0 &&
+	      st.system_identifier == cd.system_identifier);
 	save_controldata(fixtures, n1, "primary_running");
 }
 
@@ -173,6 +176,13 @@ static void phase_standby(struct node *n1, struct node *n2, const char *fixtures
 	save_controldata(fixtures, n2, "standby_running");
 }
 
+/* The smoke test holds no lease: the promotion may always go on waiting. */
+static bool keep_always(void *arg)
+{
+	(void)arg;
+	return true;
+}
+
 static void phase_promote(struct node *n1, struct node *n2)
 {
 	const char *slots[] = {"node1"};
@@ -180,7 +190,7 @@ static void phase_promote(struct node *n1, struct node *n2)
 	uint64_t lsn = 0;
 	char reason[128], lsntext[32];
 
-	TIMED("promote", pgw_pg_promote(n2->pg, T_PROMOTE));
+	TIMED("promote", pgw_pg_promote(n2->pg, T_PROMOTE, keep_always, NULL));
 	pgw_pg_observe(n2->pg, T_OBSERVE, &st);
 	show("node2 promoted", &st);
 	CHECK(!st.in_recovery && st.timeline == 2);
@@ -202,8 +212,8 @@ static void reclone(struct node *n1, struct node *n2)
 	struct pgw_pg_state st;
 	char old[600];
 
-	TIMED("basebackup over existing data", pgw_pg_basebackup(n1->pg, "127.0.0.1", n2->port,
-								   T_CLONE));
+	TIMED("basebackup over existing data",
+	      pgw_pg_basebackup(n1->pg, "127.0.0.1", n2->port, T_CLONE));
 	snprintf(old, sizeof(old), "%s.old", n1->data);
 	CHECK(access(old, F_OK) != 0);
 	CHECK(pgw_pg_write_config(n1->pg, NULL, "127.0.0.1", n2->port, "node1") == 0);

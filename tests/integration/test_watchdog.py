@@ -233,21 +233,28 @@ def test_restarted_daemon_stops_its_leftover_primary_before_opening_the_watchdog
     c.wait_healthy(120)
 
 
+def slow_bin(c, prog, script):
+    """A bin_dir of PostgreSQL's programs in which `prog` is the shell script `script`
+    (%(real)s there names the real program)."""
+    bindir = os.path.join(c.dir, "slowbin")
+    os.makedirs(bindir)
+    for p in os.listdir(harness.PG_BIN):
+        os.symlink(os.path.join(harness.PG_BIN, p), os.path.join(bindir, p))
+    os.unlink(os.path.join(bindir, prog))
+    with open(os.path.join(bindir, prog), "w") as f:
+        f.write("#!/bin/sh\n" + script % {"real": os.path.join(harness.PG_BIN, prog)})
+    os.chmod(os.path.join(bindir, prog), 0o755)
+    os.chmod(c.dir, 0o755)
+    return bindir
+
+
 def test_slow_initdb_does_not_trip_the_watchdog(make_cluster):
     """initdb that takes longer than W (5 s): the bootstrap must arm the watchdog only
     after it (found by the packaging appliance test, where initdb took 20 s)."""
     c = make_cluster(1, start=False, overrides=wd_overrides())
     node = c.nodes[0]
     emu = harness.WatchdogEmulator(node).start()
-    bindir = os.path.join(c.dir, "slowbin")
-    os.makedirs(bindir)
-    for prog in os.listdir(harness.PG_BIN):
-        os.symlink(os.path.join(harness.PG_BIN, prog), os.path.join(bindir, prog))
-    os.unlink(os.path.join(bindir, "initdb"))
-    with open(os.path.join(bindir, "initdb"), "w") as f:
-        f.write("#!/bin/sh\nsleep 8\nexec %s/initdb \"$@\"\n" % harness.PG_BIN)
-    os.chmod(os.path.join(bindir, "initdb"), 0o755)
-    os.chmod(c.dir, 0o755)
+    bindir = slow_bin(c, "initdb", 'sleep 8\nexec %(real)s "$@"\n')
     node.config["watchdog"]["device"] = emu.socket
     node.config["postgresql"]["bin_dir"] = bindir
     node.write_config()
@@ -255,6 +262,62 @@ def test_slow_initdb_does_not_trip_the_watchdog(make_cluster):
     c.wait_healthy(120)
     assert not emu.fired(), harness.tail(emu.log_path)
     wait_armed(c, node)
+
+
+def slow_pg_ctl_cluster(make_cluster, action, seconds):
+    """Two watched nodes whose `pg_ctl <action>` takes `seconds` longer than it would."""
+    c = make_cluster(2, start=False, overrides=wd_overrides())
+    if action == "promote":  # pg_ctl returns, PostgreSQL acts on the request later
+        body = '  (sleep %d; exec %%(real)s "$@") >/dev/null 2>&1 &\n  exit 0\n' % seconds
+    else:
+        body = '  sleep %d\n' % seconds
+    bindir = slow_bin(c, "pg_ctl", 'if [ "$1" = %s ]; then\n%sfi\nexec %%(real)s "$@"\n'
+                      % (action, body))
+    emus = {}
+    for node in c.nodes:
+        emus[node.name] = harness.WatchdogEmulator(node).start()
+        node.config["watchdog"]["device"] = emus[node.name].socket
+        node.config["postgresql"]["bin_dir"] = bindir
+        node.write_config()
+    c.start()
+    leader = c.wait_healthy(180)
+    wait_armed(c, leader)
+    return c, emus, leader, [n for n in c.nodes if n is not leader][0]
+
+
+def test_slow_promotion_keeps_renewing_and_is_not_reset(make_cluster):
+    """A promotion that takes longer than W (5 s).  PostgreSQL 15 that receives the
+    promote request while its walreceiver is starting first sleeps out
+    wal_retrieve_retry_interval (5 s); in CI the new leader, blocked in
+    `pg_ctl promote -w`, did not pet its armed watchdog meanwhile and was reset: no
+    primary at all.  Here every promotion takes 8 s: the promoting node must keep its
+    lease renewed (and so pet) while it waits, and end up a primary."""
+    c, emus, leader, replica = slow_pg_ctl_cluster(make_cluster, "promote", 8)
+    t_kill = time.monotonic()
+    leader.kill_machine()
+    wait_until(lambda: replica.accepts_writes(), 90, "%s promoted" % replica.name,
+               diag=c.dump)
+    figure("slow promotion (8 s): machine killed -> new primary", time.monotonic() - t_kill)
+    assert not emus[replica.name].fired(), harness.tail(emus[replica.name].log_path)
+    wait_armed(c, replica)
+    assert "promoted: now primary" in replica.log_text()
+    time.sleep(TTL - S + 1)  # past W after the promotion: still not reset, still primary
+    assert not emus[replica.name].fired(), harness.tail(emus[replica.name].log_path)
+    assert replica.accepts_writes() and c.leader_name() == replica.name
+
+
+def test_slow_shutdown_in_a_switchover_does_not_reset_the_old_leader(make_cluster):
+    """The old leader's shutdown checkpoint in a switchover may outlast W (a large
+    shared_buffers): it holds the key and its watchdog meanwhile, so it must keep
+    renewing; here `pg_ctl stop` takes 8 s longer than it would."""
+    c, emus, leader, replica = slow_pg_ctl_cluster(make_cluster, "stop", 8)
+    rc, out, err = ctl(c, "switchover", "--candidate", replica.name, "--force", timeout=120)
+    assert rc == 0, out + err
+    wait_until(lambda: replica.accepts_writes() and c.leader_name() == replica.name, 90,
+               "%s leading after the switchover" % replica.name, diag=c.dump)
+    assert not emus[leader.name].fired(), harness.tail(emus[leader.name].log_path)
+    c.wait_healthy(120)
+    assert not emus[leader.name].fired(), harness.tail(emus[leader.name].log_path)
 
 
 def nft(*args):
