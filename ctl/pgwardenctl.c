@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -797,6 +798,48 @@ static bool loopback_url(const char *url)
 	       (strncmp(h, "localhost", 9) == 0 && strchr(":/", h[9]));
 }
 
+/* The host of url (http://host:port/..., http://[v6]:port/...) into buf; false if none. */
+static bool url_host(const char *url, char *buf, size_t size)
+{
+	const char *h = strstr(url, "://"), *e;
+
+	if (!h)
+		return false;
+	h += 3;
+	if (*h == '[')
+		e = strchr(++h, ']');
+	else
+		e = h + strcspn(h, ":/?#");
+	if (!e || e == h || (size_t)(e - h) >= size)
+		return false;
+	memcpy(buf, h, (size_t)(e - h));
+	buf[e - h] = '\0';
+	return true;
+}
+
+/*
+ * The member key is etcd's data, so its api_url is too: with ctl.api_hosts set, only
+ * the hosts listed there get a request (and the REST password).  False, with the
+ * reason in out, for any other host.
+ */
+static bool api_host_allowed(const struct pgw_config *cfg, const struct pgw_member *m,
+                             struct http_buf *out)
+{
+	char host[256];
+
+	if (cfg->ctl.api_hosts.n == 0)
+		return true;
+	if (url_host(m->api_url, host, sizeof(host)))
+		for (size_t i = 0; i < cfg->ctl.api_hosts.n; i++)
+			if (strcasecmp(cfg->ctl.api_hosts.items[i], host) == 0)
+				return true;
+	snprintf(out->data, sizeof(out->data),
+	         "member %.64s publishes api_url \"%.200s\", whose host is not in ctl.api_hosts: "
+	         "nothing sent",
+	         m->name, m->api_url);
+	return false;
+}
+
 /* POST path with body to the member's REST API (api_url with its path replaced). */
 static long post_member(struct ctl *x, const struct pgw_member *m, const char *path,
                         const char *body, struct http_buf *out)
@@ -819,7 +862,7 @@ static long post_member(struct ctl *x, const struct pgw_member *m, const char *p
 		         m->name, m->api_url);
 		goto done;
 	}
-	if (!curl || !end)
+	if (!api_host_allowed(x->cfg, m, out) || !curl || !end)
 		goto done;
 	end = strchr(end + 3, '/');
 	base = end ? (size_t)(end - m->api_url) : strlen(m->api_url);

@@ -152,6 +152,7 @@ static const struct field fields[] = {
     {FIELD("ctl.cacert", F_STR, ctl.cacert)},
     {FIELD("ctl.certfile", F_STR, ctl.certfile)},
     {FIELD("ctl.keyfile", F_STR, ctl.keyfile)},
+    {FIELD("ctl.api_hosts", F_STRLIST, ctl.api_hosts)},
     {UNIMPL("ctl.keyfile_password")},
     {SECTION("failover")},
     {FIELD("failover.unprotected", F_BOOL, failover_unprotected)},
@@ -1635,6 +1636,7 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->ctl.cacert);
 	free(cfg->ctl.certfile);
 	free(cfg->ctl.keyfile);
+	strlist_free(&cfg->ctl.api_hosts);
 	free(cfg->watchdog.device);
 	free(cfg->fencing.agent);
 	free(cfg->fencing.audit_log);

@@ -106,6 +106,9 @@ struct pgw_config {
 		char *cacert;   /* CA for the members' REST certificates; default restapi.cafile */
 		char *certfile; /* client certificate (verify_client); default restapi.certfile */
 		char *keyfile;  /* its key; default restapi.keyfile */
+		/* the only hosts (as api_urls name them) pgwardenctl sends requests to;
+		 * none: any host a member key names */
+		struct pgw_strlist api_hosts;
 	} ctl;
 
 	/* failover.unprotected: promote after a lost leader's lease expired even when no

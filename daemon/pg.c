@@ -1407,49 +1407,56 @@ static void pgpass_field(struct pgw_sb *b, const char *s)
 	}
 }
 
-/* host NULL: any host (the leader's, which etcd names); else host:port only. */
+/* A line for host:port only (the leader's address comes from etcd: no wildcard). */
 static void pgpass_line(struct pgw_sb *b, const char *host, int port, const char *user,
                         const struct pgw_auth *auth)
 {
 	if (!auth->password || strpbrk(auth->password, "\n\r") || strpbrk(user, "\n\r") ||
-	    (host && strpbrk(host, "\n\r")))
+	    strpbrk(host, "\n\r"))
 		return;
-	if (host) {
-		pgpass_field(b, host);
-		pgw_sb_addf(b, ":%d:*:", port);
-	} else {
-		pgw_sb_add(b, "*:*:*:");
-	}
+	pgpass_field(b, host);
+	pgw_sb_addf(b, ":%d:*:", port);
 	pgpass_field(b, user);
 	pgw_sb_add(b, ":");
 	pgpass_field(b, auth->password);
 	pgw_sb_add(b, "\n");
 }
 
-static int write_pgpass(struct pgw_pg *pg)
+/*
+ * The password file: the superuser for this node's own server, and the replication
+ * and rewind users for the leader at leader_host:leader_port (NULL on a primary: no
+ * such line), the one server this node is about to connect to, so that a password
+ * goes to no other host.
+ */
+static int write_pgpass(struct pgw_pg *pg, const char *leader_host, int leader_port)
 {
 	const struct pgw_config *cfg = pg->cfg;
 	struct pgw_sb b = {0};
 	char *text;
 	int rc;
 
-	/* the superuser's password is for this node's own server only, unless pg_rewind
-	 * logs in to the leader with it (no rewind user): said once, loudly */
-	if (cfg->postgresql.rewind.username) {
-		pgpass_line(&b, pg->local_host ? pg->local_host : "127.0.0.1", pg->local_port,
-		            su_name(cfg), &cfg->postgresql.superuser);
-	} else {
-		pgpass_line(&b, NULL, 0, su_name(cfg), &cfg->postgresql.superuser);
-		if (!pg->warned_rewind_superuser)
-			pgw_warn(
-			    "postgresql.authentication.rewind is not set: pg_rewind logs in to "
-			    "the leader as the superuser, so the superuser's password goes to "
-			    "any host the leader's member key names; set a rewind user");
-		pg->warned_rewind_superuser = true;
+	pgpass_line(&b, pg->local_host ? pg->local_host : "127.0.0.1", pg->local_port, su_name(cfg),
+	            &cfg->postgresql.superuser);
+	if (leader_host) {
+		pgpass_line(&b, leader_host, leader_port, repl_name(cfg),
+		            &cfg->postgresql.replication);
+		/* pg_rewind logs in as the rewind user, or else as the superuser: said
+		 * once, loudly */
+		if (cfg->postgresql.rewind.username) {
+			pgpass_line(&b, leader_host, leader_port, rewind_name(cfg),
+			            &cfg->postgresql.rewind);
+		} else {
+			pgpass_line(&b, leader_host, leader_port, su_name(cfg),
+			            &cfg->postgresql.superuser);
+			if (!pg->warned_rewind_superuser)
+				pgw_warn(
+				    "postgresql.authentication.rewind is not set: pg_rewind "
+				    "logs in to the leader as the superuser, so the "
+				    "superuser's password goes to any host the leader's member "
+				    "key names; set a rewind user");
+			pg->warned_rewind_superuser = true;
+		}
 	}
-	pgpass_line(&b, NULL, 0, repl_name(cfg), &cfg->postgresql.replication);
-	if (cfg->postgresql.rewind.username)
-		pgpass_line(&b, NULL, 0, rewind_name(cfg), &cfg->postgresql.rewind);
 	text = pgw_sb_take(&b);
 	if (!text) {
 		set_err(pg, true, "writing %s: out of memory", cfg->postgresql.pgpass);
@@ -1572,7 +1579,7 @@ int pgw_pg_write_config(struct pgw_pg *pg, const struct pgw_kvlist *dcs_params,
 	warn_protected(&pg->cfg->postgresql.parameters, "postgresql.parameters");
 	if (write_postgresql_conf(pg, dcs_params, primary_host, primary_port, slot) < 0 ||
 	    write_hba(pg) < 0 || set_standby_signal(pg, primary_host != NULL) < 0 ||
-	    write_pgpass(pg) < 0)
+	    write_pgpass(pg, primary_host, primary_port) < 0)
 		return -1;
 	if (primary_host)
 		pgw_info("configured %s as a standby of %s:%d (slot %s)", pg->data_dir,
@@ -1934,7 +1941,7 @@ int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout
 	                NULL};
 
 	if (!prog || !clone || !res || !conninfo || refuse_if_running(pg, "pg_basebackup") < 0 ||
-	    write_pgpass(pg) < 0 || remove_tree(pg, clone) < 0)
+	    write_pgpass(pg, host, port) < 0 || remove_tree(pg, clone) < 0)
 		goto out;
 	pgw_info("cloning %s from %s:%d", pg->data_dir, host, port);
 	if (run_cmd(pg, argv, "PGCONNECT_TIMEOUT=" CLONE_CONNECT_TIMEOUT, timeout_ms, 0, res) < 0) {
@@ -1976,7 +1983,7 @@ int pgw_pg_rewind(struct pgw_pg *pg, const char *host, int port, int timeout_ms)
 	int rc = -1;
 
 	if (prog && source && res && refuse_if_running(pg, "pg_rewind") == 0 &&
-	    write_pgpass(pg) == 0) {
+	    write_pgpass(pg, host, port) == 0) {
 		pgw_info("rewinding %s from %s:%d", pg->data_dir, host, port);
 		rc = run_cmd(pg, argv, NULL, timeout_ms, 0, res);
 		if (rc == 0) {

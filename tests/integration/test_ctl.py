@@ -10,11 +10,13 @@ rejoins as a replica), then pause -> the leader's machine dies -> no promotion -
 new leader.  Timing settings of every test cluster: ttl 10, loop_wait 2, retry_timeout 3.
 """
 
+import copy
 import json
 import os
 import subprocess
 import time
 
+import harness
 from harness import PGWARDEN_BIN, SANITIZER_MARKERS, clean_env, figure, log
 
 CTL = os.path.join(os.path.dirname(PGWARDEN_BIN), "pgwardenctl")
@@ -184,6 +186,27 @@ class TestCtlViews:
         cluster.wait_until(lambda: replica.rest("/replica")[0] == 200, 60, "the re-cloned replica")
         rc, _, err = ctl(cluster, "reinit", cluster.scope, "nobody", "--force")
         assert rc == 1 and "nobody" in err
+
+    def test_api_hosts_keeps_requests_to_the_hosts_listed(self, cluster):
+        """ctl.api_hosts: an api_url from etcd naming another host gets nothing (issue 11.7)."""
+        replica = cluster.replicas()[0]
+        t0 = replica.sql("SELECT pg_postmaster_start_time()")[0][0]
+        cfg = copy.deepcopy(cluster.nodes[0].config)
+        cfg.setdefault("ctl", {})["api_hosts"] = ["192.0.2.7", "pg1.example.net"]
+        path = os.path.join(cluster.dir, "ctl-api-hosts.yml")
+        with open(path, "w") as f:
+            f.write(harness.to_yaml(cfg) + "\n")
+        p = subprocess.run([CTL, "-c", path, "restart", cluster.scope, replica.name, "--force"],
+                           capture_output=True, text=True, env=clean_env(), timeout=60)
+        out = p.stdout + p.stderr
+        assert p.returncode == 1 and "not in ctl.api_hosts: nothing sent" in out, out
+        assert replica.sql("SELECT pg_postmaster_start_time()")[0][0] == t0
+        cfg["ctl"]["api_hosts"] = ["pg1.example.net", "127.0.0.1"]
+        with open(path, "w") as f:
+            f.write(harness.to_yaml(cfg) + "\n")
+        p = subprocess.run([CTL, "-c", path, "reload", cluster.scope, replica.name, "--force"],
+                           capture_output=True, text=True, env=clean_env(), timeout=60)
+        assert p.returncode == 0 and "Success: reload" in p.stdout, p.stdout + p.stderr
 
     def test_switchover_refusals_write_nothing(self, cluster):
         leader = cluster.wait_healthy()

@@ -645,15 +645,18 @@ static void test_write_config(void **state)
 	assert_non_null(strstr(text, "\nlocal all all peer\n")); /* not trust (issue 11) */
 	assert_null(strstr(text, "trust"));
 	assert_non_null(strstr(text, "\nhost replication all 127.0.0.1/32 scram-sha-256\n"));
-	assert_string_equal(read_text(f->pgpass),
-	                    "*:*:*:postgres:su\\:pw\n*:*:*:replicator:re\\\\pl\n");
+	/* every line names one host: the leader's lines its host:port only (issue 11.12) */
+	assert_string_equal(read_text(f->pgpass), "127.0.0.1:5433:*:postgres:su\\:pw\n"
+	                                          "127.0.0.9:5432:*:replicator:re\\\\pl\n"
+	                                          "127.0.0.9:5432:*:postgres:su\\:pw\n");
 	assert_int_equal(stat(f->pgpass, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	/* with a rewind user the superuser's password is for this node's server only */
 	f->cfg.postgresql.rewind = (struct pgw_auth){.username = "rew", .password = "rpw"};
 	assert_int_equal(pgw_pg_write_config(pg, &f->dcs_list, "127.0.0.9", 5432, "node_1"), 0);
 	assert_string_equal(read_text(f->pgpass), "127.0.0.1:5433:*:postgres:su\\:pw\n"
-	                                          "*:*:*:replicator:re\\\\pl\n*:*:*:rew:rpw\n");
+	                                          "127.0.0.9:5432:*:replicator:re\\\\pl\n"
+	                                          "127.0.0.9:5432:*:rew:rpw\n");
 	f->cfg.postgresql.rewind = (struct pgw_auth){0};
 
 	/* again, as a primary: the base stays, standby.signal goes, custom hba */
@@ -668,6 +671,8 @@ static void test_write_config(void **state)
 	assert_int_not_equal(stat(path, &st), 0);
 	snprintf(path, sizeof(path), "%s/pg_hba.conf", f->data);
 	assert_non_null(strstr(read_text(path), "\nlocal all all peer\nhost all all 0.0.0.0/0"));
+	/* a primary connects to no leader: its own server's line only */
+	assert_string_equal(read_text(f->pgpass), "127.0.0.1:5433:*:postgres:su\\:pw\n");
 	snprintf(path, sizeof(path), "%s/postgresql.conf.tmp", f->data);
 	assert_int_not_equal(stat(path, &st), 0);
 	pgw_pg_free(pg);
