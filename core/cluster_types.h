@@ -13,6 +13,7 @@
 
 #define PGW_MAX_MEMBERS 32
 #define PGW_NAME_MAX    64
+#define PGW_SYNC_MAX    8 /* synchronous standbys at most (synchronous_node_count) */
 
 struct pgw_member {
 	char name[PGW_NAME_MAX];
@@ -26,6 +27,11 @@ struct pgw_member {
 	char api_url[256];
 	bool nofailover;
 	bool noloadbalance;
+	bool nosync; /* tag nosync: never a synchronous standby */
+	/* synchronous mode is on and the sync key names neither it as a synchronous
+	 * standby nor as the leader it belongs to: it may not be promoted (S2;
+	 * pgw_cluster_derive sets it) */
+	bool sync_blocked;
 	int failover_priority;
 	bool streaming;             /* replication_state == "streaming" */
 	bool watchdog_blocked;      /* "watchdog": mode required and failed: it may not lead */
@@ -75,6 +81,27 @@ struct pgw_leader_record {
 	int64_t mod_revision;
 };
 
+/* The dynamic configuration's synchronous replication settings (Patroni's keys). */
+struct pgw_sync_conf {
+	bool mode;   /* synchronous_mode */
+	bool strict; /* synchronous_mode_strict: block commits rather than go async */
+	int count;   /* synchronous_node_count, 1 by default */
+};
+
+/*
+ * The sync key ({"leader": name, "sync_standby": "a,b"}): the leader's synchronous
+ * standbys, written before it relies on them.  In synchronous mode only a member it
+ * names (or the leader it names) may be promoted.
+ */
+struct pgw_sync_key {
+	bool present;
+	bool malformed; /* present but unreadable: nobody may be promoted */
+	char leader[PGW_NAME_MAX];
+	char members[PGW_SYNC_MAX][PGW_NAME_MAX];
+	int n;
+	int64_t mod_revision;
+};
+
 struct pgw_cluster {
 	int64_t revision; /* header revision of the read */
 	bool initialized; /* initialize key present */
@@ -95,6 +122,8 @@ struct pgw_cluster {
 	bool fence_locked;                    /* "pgwarden/fence-lock" exists */
 	char fence_lock_holder[PGW_NAME_MAX];
 	int64_t max_lag; /* maximum_lag_on_failover from the config key (1 MiB default) */
+	struct pgw_sync_conf sync_conf; /* from the config key */
+	struct pgw_sync_key sync;       /* the sync key */
 	/* no leader: the revision at which its key was deleted, when a watch saw it (0
 	 * unknown); keys published after it postdate the leader's loss */
 	int64_t leader_gone_rev;
@@ -109,5 +138,14 @@ const struct pgw_member *pgw_cluster_leader_member(const struct pgw_cluster *c);
 int64_t pgw_cluster_leader_optime(const struct pgw_cluster *c);
 /* Bytes m is behind that position (at least 0); -1 when either side is unknown. */
 int64_t pgw_cluster_lag(const struct pgw_cluster *c, const struct pgw_member *m);
+/* Does the sync key name `name` as a synchronous standby? */
+bool pgw_sync_key_lists(const struct pgw_sync_key *k, const char *name);
+/* Synchronous mode: may `name` be promoted (S2)?  Always true without it. */
+bool pgw_sync_allows(const struct pgw_cluster *c, const char *name);
+/* Is `name` a synchronous standby of the current leader (synchronous_mode on, the
+ * sync key the leader's and naming it)?  What /sync, /cluster and list show. */
+bool pgw_sync_standby_of(const struct pgw_cluster *c, const char *name);
+/* Derived facts, after a read: each member's sync_blocked. */
+void pgw_cluster_derive(struct pgw_cluster *c);
 
 #endif

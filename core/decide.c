@@ -160,6 +160,13 @@ bool pgw_candidate_eligible(const struct pgw_member *m, int64_t leader_optime, i
 		         m->name);
 		return false;
 	}
+	if (m->sync_blocked) {
+		snprintf(why, whylen,
+		         "%s is not a synchronous standby in the sync key (synchronous_mode: "
+		         "only those may be promoted, so that no acknowledged commit is lost)",
+		         m->name);
+		return false;
+	}
 	if (strcmp(m->role, "replica") != 0) {
 		snprintf(why, whylen, "%s is not a replica (role: %s)", m->name,
 		         m->role[0] ? m->role : "unknown");

@@ -41,6 +41,7 @@ struct pgw_pg_replication {
 	char state[32];
 	char sync_state[16];
 	int sync_priority;
+	uint64_t flush_lsn; /* what it has flushed (0 unknown) */
 };
 
 #define PGW_PG_MAX_REPLICATION 16
@@ -68,6 +69,9 @@ struct pgw_pg_state {
 	                           primary_conninfo) */
 	int primary_port;
 	bool pending_restart; /* some parameter waits for a restart */
+	/* primary: pg_current_wal_flush_lsn(); synchronous_standby_names in effect */
+	uint64_t flush_lsn;
+	char sync_names[512];
 	struct pgw_pg_replication replication[PGW_PG_MAX_REPLICATION];
 	int nreplication;
 };

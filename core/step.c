@@ -161,6 +161,7 @@ void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
 	o->no_leader_for_ms = s->no_leader_since_ms ? o->now_ms - s->no_leader_since_ms : 0;
 	o->leader_rev = s->leader_rev;
 	if (o->etcd_ok) {
+		o->self_member.sync_blocked = !pgw_sync_allows(o->cluster, o->self);
 		o->leader_unreachable_ms = pgw_step_silence_ms(s, o->cluster, o->now_ms);
 		o->lost_leader_watchdog = lost_leader_had_watchdog(s, &o->cluster->last_leader);
 	}

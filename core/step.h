@@ -25,6 +25,7 @@
 #include "decide.h"
 #include "lease.h"
 #include "pg_types.h"
+#include "sync.h"
 
 struct pgw_node_state {
 	/* PostgreSQL may be accepting writes: it ran as primary at the last observation
@@ -60,6 +61,8 @@ struct pgw_node_state {
 	/* the mod_revision of the last leader key seen: a manual failover request older
 	 * than it predates that leader and is not about it */
 	int64_t leader_rev;
+	/* synchronous_mode, as leader: the barrier of the names in effect (sync.h) */
+	struct pgw_sync_track sync;
 };
 
 void pgw_state_init(struct pgw_node_state *s);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 static void add_warning(struct pgw_cluster *c, const char *fmt, const char *what)
@@ -122,6 +123,7 @@ bool pgw_member_parse(const char *json, size_t len, struct pgw_member *m)
 	    json_object_is_type(tags, json_type_object)) {
 		m->nofailover = json_bool_field(tags, "nofailover");
 		m->noloadbalance = json_bool_field(tags, "noloadbalance");
+		m->nosync = json_bool_field(tags, "nosync");
 		m->failover_priority = (int)json_int_field(tags, "failover_priority", 1);
 	}
 	if (json_object_object_get_ex(o, "fencing", &wd) &&
@@ -170,13 +172,128 @@ static void parse_config(struct pgw_cluster *c, const struct pgw_etcd_kv *kv)
 	if (o && json_object_is_type(o, json_type_object)) {
 		struct json_object *v;
 
+		char err[200];
+
 		c->paused = json_bool_field(o, "pause");
+		if (!pgw_sync_conf_parse(o, &c->sync_conf, err, sizeof(err))) {
+			/* the leader keeps going as configured before; nobody may be
+			 * promoted on a guess about what the operator meant (S2) */
+			add_warning(c, "config: %.150s; synchronous_mode taken as on; ", err);
+			c->sync_conf.mode = true;
+		}
 		if (json_object_object_get_ex(o, "maximum_lag_on_failover", &v) &&
 		    json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0)
 			c->max_lag = json_object_get_int64(v);
 	} else
 		add_warning(c, "%s: not a JSON object; ", "config");
 	json_object_put(o);
+}
+
+/* A mode: true/false, or Patroni's strings ("on", "off", "true", "false"). */
+static bool sync_flag(struct json_object *o, const char *k, bool *v, char *err, size_t errlen)
+{
+	struct json_object *j;
+	const char *s;
+
+	if (!json_object_object_get_ex(o, k, &j) || json_object_is_type(j, json_type_null))
+		return true;
+	if (json_object_is_type(j, json_type_boolean)) {
+		*v = json_object_get_boolean(j);
+		return true;
+	}
+	s = json_object_is_type(j, json_type_string) ? json_object_get_string(j) : "";
+	if (!strcasecmp(s, "on") || !strcasecmp(s, "true")) {
+		*v = true;
+		return true;
+	}
+	if (!strcasecmp(s, "off") || !strcasecmp(s, "false")) {
+		*v = false;
+		return true;
+	}
+	snprintf(err, errlen, "config key %s: expected true or false, got %.60s", k,
+	         json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+	return false;
+}
+
+bool pgw_sync_conf_parse(struct json_object *o, struct pgw_sync_conf *sc, char *err, size_t errlen)
+{
+	struct json_object *j;
+
+	sc->mode = sc->strict = false;
+	sc->count = 1;
+	if (!sync_flag(o, "synchronous_mode", &sc->mode, err, errlen) ||
+	    !sync_flag(o, "synchronous_mode_strict", &sc->strict, err, errlen))
+		return false;
+	if (json_object_object_get_ex(o, "synchronous_node_count", &j) &&
+	    !json_object_is_type(j, json_type_null)) {
+		if (!json_object_is_type(j, json_type_int) || json_object_get_int64(j) < 1 ||
+		    json_object_get_int64(j) > PGW_SYNC_MAX) {
+			snprintf(err, errlen,
+			         "config key synchronous_node_count: expected an integer from 1 "
+			         "to %d, got %.60s",
+			         PGW_SYNC_MAX,
+			         json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+			return false;
+		}
+		sc->count = (int)json_object_get_int64(j);
+	}
+	return true;
+}
+
+char *pgw_sync_key_json(const char *leader, const char (*names)[PGW_NAME_MAX], int n)
+{
+	struct json_object *o = json_object_new_object();
+	char list[PGW_SYNC_MAX * (PGW_NAME_MAX + 1)] = "";
+	char *out;
+
+	json_object_object_add(o, "leader", json_object_new_string(leader));
+	for (int i = 0; i < n && i < PGW_SYNC_MAX; i++) {
+		if (i)
+			strcat(list, ",");
+		strcat(list, names[i]);
+	}
+	json_object_object_add(o, "sync_standby", n > 0 ? json_object_new_string(list) : NULL);
+	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	return out;
+}
+
+bool pgw_sync_key_parse(const char *json, struct pgw_sync_key *k)
+{
+	struct json_object *o = json_tokener_parse(json), *j;
+	const char *leader, *list;
+	bool ok = false;
+
+	memset(k, 0, sizeof(*k));
+	k->present = true;
+	k->malformed = true;
+	if (!o || !json_object_is_type(o, json_type_object))
+		goto out;
+	leader = json_str_field(o, "leader");
+	if (!leader || !leader[0] || strlen(leader) >= PGW_NAME_MAX)
+		goto out;
+	copy_str(k->leader, sizeof(k->leader), leader);
+	if (json_object_object_get_ex(o, "sync_standby", &j) &&
+	    !json_object_is_type(j, json_type_null)) {
+		if (!json_object_is_type(j, json_type_string))
+			goto out;
+		list = json_object_get_string(j);
+		while (*list) {
+			size_t len = strcspn(list, ",");
+
+			if (len == 0 || len >= PGW_NAME_MAX || k->n >= PGW_SYNC_MAX)
+				goto out; /* unreadable: nobody may be promoted */
+			memcpy(k->members[k->n], list, len);
+			k->members[k->n++][len] = '\0';
+			list += len + (list[len] == ',');
+		}
+	}
+	k->malformed = false;
+	ok = true;
+out:
+	json_object_put(o);
+	return ok;
 }
 
 bool pgw_parse_iso8601(const char *s, double *out)
@@ -398,6 +515,10 @@ int pgw_cluster_parse(const struct pgw_etcd_range *r, const char *prefix, struct
 			if (!pgw_failover_parse(kv->value, &c->failover))
 				add_warning(c, "%s: malformed, ignored; ", "failover");
 			c->failover.mod_revision = kv->mod_revision;
+		} else if (strcmp(k, "sync") == 0) {
+			if (!pgw_sync_key_parse(kv->value, &c->sync))
+				add_warning(c, "%s: malformed: nobody may be promoted; ", "sync");
+			c->sync.mod_revision = kv->mod_revision;
 		} else if (strncmp(k, "members/", 8) == 0) {
 			parse_member(c, kv, k + 8);
 		} else if (strcmp(k, "pgwarden/leader") == 0) {
@@ -409,6 +530,7 @@ int pgw_cluster_parse(const struct pgw_etcd_range *r, const char *prefix, struct
 			copy_str(c->fence_lock_holder, sizeof(c->fence_lock_holder), kv->value);
 		}
 	}
+	pgw_cluster_derive(c);
 	return 0;
 }
 
@@ -419,6 +541,7 @@ void pgw_cluster_clear(struct pgw_cluster *c)
 	memset(c, 0, sizeof(*c));
 	c->optime = -1;
 	c->max_lag = 1048576;
+	c->sync_conf.count = 1;
 }
 
 static char *host_port_url(const char *scheme, const char *host, int port, const char *path)

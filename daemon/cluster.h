@@ -33,6 +33,16 @@ void pgw_cluster_clear(struct pgw_cluster *c);
 /* The failover key's JSON; leader/candidate/scheduled_at omitted when NULL or "". */
 char *pgw_failover_json(const char *leader, const char *candidate, const char *scheduled_at);
 
+/* The sync key: {"leader": leader, "sync_standby": "a,b"} (null when n == 0). */
+char *pgw_sync_key_json(const char *leader, const char (*names)[PGW_NAME_MAX], int n);
+/* Parse the sync key's JSON into *k; false (and k->malformed) when unusable. */
+bool pgw_sync_key_parse(const char *json, struct pgw_sync_key *k);
+/* The synchronous settings of a config key's JSON object (Patroni's forms: true/false
+ * or "on"/"off" for the modes); false with err when a value is unusable. */
+struct json_object;
+bool pgw_sync_conf_parse(struct json_object *config, struct pgw_sync_conf *sc, char *err,
+                         size_t errlen);
+
 /* Parse the failover key's JSON into *f; false (and f->malformed) when unusable. */
 bool pgw_failover_parse(const char *json, struct pgw_failover *f);
 /* "2026-11-23T12:00:00+01:00" (also 'Z', fractions, a space for 'T') -> unix time. */

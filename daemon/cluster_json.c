@@ -87,13 +87,17 @@ static json_object *json_member_tags(const struct pgw_member *m)
 	return NULL;
 }
 
-static json_object *json_member(const struct pgw_member *m, bool is_leader, int64_t optime)
+static json_object *json_member(const struct pgw_member *m, bool is_leader, bool sync,
+                                int64_t optime)
 {
 	json_object *o = json_object_new_object();
 	json_object *tags = json_member_tags(m);
 
 	ADD_FIELD(o, "name", m->name);
-	json_object_object_add(o, "role", json_object_new_string(is_leader ? "leader" : "replica"));
+	json_object_object_add(o, "role",
+	                       json_object_new_string(is_leader ? "leader"
+	                                              : sync    ? "sync_standby"
+	                                                        : "replica"));
 	json_object_object_add(
 	    o, "state",
 	    json_object_new_string_len(m->state, (int)strnlen(m->state, sizeof(m->state))));
@@ -137,7 +141,10 @@ static json_object *json_members(const struct pgw_cluster *c)
 	for (int i = 0; i < n; i++) {
 		bool is_leader = c->has_leader && same_name(sorted[i]->name, c->leader);
 
-		json_object_array_add(list, json_member(sorted[i], is_leader, optime));
+		json_object_array_add(
+		    list,
+		    json_member(sorted[i], is_leader,
+		                !is_leader && pgw_sync_standby_of(c, sorted[i]->name), optime));
 	}
 	return list;
 }

@@ -12,6 +12,7 @@
  * Then the defaults are filled in and the cross-field rules are checked.
  */
 #include "config.h"
+#include "cluster_types.h"
 #include "pgparam.h"
 #include "fence.h"
 #include "lease.h"
@@ -103,6 +104,9 @@ static const struct field fields[] = {
            "bootstrap.dcs.master_start_timeout")},
     {ALIAS("bootstrap.dcs.master_start_timeout", F_NONNEG, dcs.primary_start_timeout,
            "bootstrap.dcs.primary_start_timeout")},
+    {FIELD("bootstrap.dcs.synchronous_mode", F_BOOL, dcs.synchronous_mode)},
+    {FIELD("bootstrap.dcs.synchronous_mode_strict", F_BOOL, dcs.synchronous_mode_strict)},
+    {FIELD("bootstrap.dcs.synchronous_node_count", F_POSINT, dcs.synchronous_node_count)},
     {SECTION("bootstrap.dcs.postgresql")},
     {FIELD("bootstrap.dcs.postgresql.use_pg_rewind", F_BOOL, dcs.use_pg_rewind)},
     {FIELD("bootstrap.dcs.postgresql.use_slots", F_BOOL, dcs.use_slots)},
@@ -211,9 +215,6 @@ static const struct field fields[] = {
     {UNIMPL("bootstrap.post_init")},
     {UNIMPL("bootstrap.users")},
     {UNIMPL("bootstrap.pg_hba")},
-    {UNIMPL("bootstrap.dcs.synchronous_mode")},
-    {UNIMPL("bootstrap.dcs.synchronous_mode_strict")},
-    {UNIMPL("bootstrap.dcs.synchronous_node_count")},
     {UNIMPL("bootstrap.dcs.failsafe_mode")},
     {UNIMPL("bootstrap.dcs.standby_cluster")},
     {UNIMPL("bootstrap.dcs.slots")},
@@ -1276,6 +1277,8 @@ static int check_tls(struct ctx *c)
 		            "needs restapi.cafile to check client certificates against");
 	if (cfg->ctl.keyfile && !cfg->ctl.certfile)
 		return fail(c, NULL, "ctl.keyfile", "needs ctl.certfile");
+	if (cfg->dcs.synchronous_node_count > PGW_SYNC_MAX)
+		return fail(c, NULL, "bootstrap.dcs.synchronous_node_count", "at most 8");
 	return 0;
 }
 
@@ -1441,7 +1444,8 @@ void pgw_dcs_defaults(struct pgw_dcs *d)
 	                      .maximum_lag_on_failover = 1048576,
 	                      .primary_start_timeout = 300,
 	                      .use_pg_rewind = true,
-	                      .use_slots = true};
+	                      .use_slots = true,
+	                      .synchronous_node_count = 1};
 }
 
 static size_t line_at_offset(const char *text, size_t len, size_t offset)

@@ -65,6 +65,9 @@ struct pgw_dcs {
 	bool use_pg_rewind;              /* default true */
 	bool use_slots;                  /* default true */
 	struct pgw_kvlist pg_parameters; /* bootstrap.dcs.postgresql.parameters */
+	bool synchronous_mode;           /* default false */
+	bool synchronous_mode_strict;    /* default false */
+	int synchronous_node_count;      /* default 1 */
 };
 
 /* Patroni's defaults (ttl 30, loop_wait 10, retry_timeout 10, ...), no parameters. */

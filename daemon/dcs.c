@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "lease.h"
 
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
@@ -27,6 +28,14 @@ char *pgw_dcs_to_json(const struct pgw_dcs *d)
 	                       json_object_new_int64(d->maximum_lag_on_failover));
 	json_object_object_add(o, "primary_start_timeout",
 	                       json_object_new_int(d->primary_start_timeout));
+	if (d->synchronous_mode || d->synchronous_mode_strict || d->synchronous_node_count != 1) {
+		json_object_object_add(o, "synchronous_mode",
+		                       json_object_new_boolean(d->synchronous_mode));
+		json_object_object_add(o, "synchronous_mode_strict",
+		                       json_object_new_boolean(d->synchronous_mode_strict));
+		json_object_object_add(o, "synchronous_node_count",
+		                       json_object_new_int(d->synchronous_node_count));
+	}
 	json_object_object_add(pgo, "use_pg_rewind", json_object_new_boolean(d->use_pg_rewind));
 	json_object_object_add(pgo, "use_slots", json_object_new_boolean(d->use_slots));
 	for (size_t i = 0; i < d->pg_parameters.n; i++)
@@ -193,6 +202,15 @@ static bool parse_into(struct json_object *o, struct pgw_dcs *d, int margin_s, c
 	d->primary_start_timeout = (int)pst;
 	if (!pgw_timing_valid(d->ttl, d->loop_wait, d->retry_timeout, margin_s, err, errlen))
 		return false;
+	{
+		struct pgw_sync_conf sc;
+
+		if (!pgw_sync_conf_parse(o, &sc, err, errlen))
+			return false;
+		d->synchronous_mode = sc.mode;
+		d->synchronous_mode_strict = sc.strict;
+		d->synchronous_node_count = sc.count;
+	}
 	if (!json_object_object_get_ex(o, "postgresql", &pgo) ||
 	    json_object_is_type(pgo, json_type_null))
 		return true; /* no postgresql section: no parameters from the DCS */

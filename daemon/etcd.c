@@ -961,7 +961,7 @@ int pgw_etcd_delete(struct pgw_etcd *c, const char *key, int timeout_ms)
 	return simple_write(c, "delete", "/v3/kv/deleterange", delete_body(key), timeout_ms);
 }
 
-/* One compare: target "CREATE"/"MOD" with an int64, or "VALUE" with bytes. */
+/* One compare: target "CREATE"/"MOD"/"LEASE" with an int64, or "VALUE" with bytes. */
 static json_object *compare(const char *key, const char *target, int64_t rev, const char *value)
 {
 	json_object *o = json_object_new_object();
@@ -974,6 +974,8 @@ static json_object *compare(const char *key, const char *target, int64_t rev, co
 	      jadd(o, "result", json_object_new_string("EQUAL"));
 	if (!bad && value)
 		bad = jadd_b64(o, "value", value, strlen(value));
+	else if (!bad && strcmp(target, "LEASE") == 0)
+		bad = jadd_i64(o, "lease", rev);
 	else if (!bad)
 		bad =
 		    jadd_i64(o, strcmp(target, "CREATE") ? "mod_revision" : "create_revision", rev);
@@ -1099,6 +1101,25 @@ int pgw_etcd_put_if_mod(struct pgw_etcd *c, const char *key, const char *value, 
 	                          put_body(key, value, len, lease));
 
 	return txn(c, "put if mod_revision", b, timeout_ms, succeeded);
+}
+
+int pgw_etcd_put_if_mod_guarded(struct pgw_etcd *c, const char *key, const char *value,
+                                int64_t mod_rev, const char *guard, int64_t guard_lease,
+                                int timeout_ms, bool *succeeded)
+{
+	json_object *b = txn_body(compare(key, "MOD", mod_rev, NULL), "request_put",
+	                          put_body(key, value, strlen(value), 0));
+	json_object *cmps, *g = compare(guard, "LEASE", guard_lease, NULL);
+
+	if (b && g && json_object_object_get_ex(b, "compare", &cmps) &&
+	    json_object_array_add(cmps, g) == 0)
+		g = NULL;
+	else {
+		json_object_put(b);
+		b = NULL;
+	}
+	json_object_put(g);
+	return txn(c, "put if mod_revision and lease", b, timeout_ms, succeeded);
 }
 
 int pgw_etcd_delete_if_value(struct pgw_etcd *c, const char *key, const char *value, int timeout_ms,

@@ -79,6 +79,11 @@ int pgw_etcd_create(struct pgw_etcd *c, const char *key, const char *value, size
 /* put if the key's mod_revision == mod_rev (mod_rev 0 = key must be absent). */
 int pgw_etcd_put_if_mod(struct pgw_etcd *c, const char *key, const char *value, size_t len,
                         int64_t lease, int64_t mod_rev, int timeout_ms, bool *succeeded);
+/* put (no lease) if the key's mod_revision == mod_rev and key `guard` is attached to
+ * guard_lease (the leader key to this node's lease: only the leader writes). */
+int pgw_etcd_put_if_mod_guarded(struct pgw_etcd *c, const char *key, const char *value,
+                                int64_t mod_rev, const char *guard, int64_t guard_lease,
+                                int timeout_ms, bool *succeeded);
 /* delete if the key's value equals `value` exactly. */
 int pgw_etcd_delete_if_value(struct pgw_etcd *c, const char *key, const char *value, int timeout_ms,
                              bool *succeeded);

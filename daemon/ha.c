@@ -353,6 +353,7 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, struct pgw_wdguar
 	    !key(h->history_key, sizeof(h->history_key), h->prefix, "history") ||
 	    !key(h->config_key, sizeof(h->config_key), h->prefix, "config") ||
 	    !key(h->failover_key, sizeof(h->failover_key), h->prefix, "failover") ||
+	    !key(h->sync_key, sizeof(h->sync_key), h->prefix, "sync") ||
 	    !key(h->record_key, sizeof(h->record_key), h->prefix, "pgwarden/leader") ||
 	    !key(h->fence_lock_key, sizeof(h->fence_lock_key), h->prefix, "pgwarden/fence-lock") ||
 	    !key(h->fenced_prefix, sizeof(h->fenced_prefix), h->prefix, "pgwarden/fenced/")) {

@@ -49,6 +49,11 @@ int ha_configure_replica(struct ha *h, const struct pgw_action *a)
 	char slot[64];
 
 	slot_for_self(h, slot, sizeof(slot));
+	/* a standby ignores it; it matters from the instant of a promotion on */
+	if (h->cluster.sync_conf.mode)
+		pgw_pg_set_sync_names(h->pg, h->cluster.sync_conf.strict ? "*" : "");
+	else
+		pgw_pg_set_sync_names(h->pg, NULL);
 	return pgw_pg_write_config(h->pg, &h->dcs.pg_parameters,
 	                           a->target_host[0] ? a->target_host : "", a->target_port,
 	                           slot[0] ? slot : NULL);
@@ -175,6 +180,87 @@ static void clear_failover(struct ha *h)
 		pgw_info("removed the switchover request");
 }
 
+/* --- synchronous_mode (core/sync.h has the order and why) --- */
+
+/* The sync key = {self, members}, only while this node holds the leader key. */
+static bool write_sync_key(struct ha *h, const char (*members)[PGW_NAME_MAX], int n)
+{
+	char *json = pgw_sync_key_json(h->cfg->name, members, n);
+	int64_t mod = h->cluster.sync.present ? h->cluster.sync.mod_revision : 0;
+	bool ok = false;
+
+	if (!json || pgw_etcd_put_if_mod_guarded(h->etcd, h->sync_key, json, mod, h->leader_key,
+	                                         h->lease.id, ha_op_timeout(h), &ok) != 0)
+		pgw_warn("cannot write %s: %s", h->sync_key,
+		         json ? pgw_etcd_errmsg(h->etcd) : "out of memory");
+	else if (!ok)
+		pgw_warn("%s changed or the leader key is not ours: not written", h->sync_key);
+	free(json);
+	return ok;
+}
+
+/* Put names in synchronous_standby_names (postgresql.conf, reload). */
+static void set_sync_names(struct ha *h, const char *names)
+{
+	pgw_pg_set_sync_names(h->pg, names);
+	if (pgw_pg_write_config(h->pg, &h->dcs.pg_parameters, NULL, 0, NULL) == 0)
+		pgw_pg_reload(h->pg);
+}
+
+/* The leader's synchronous standbys: one step of the safe order per loop. */
+static void sync_duties(struct ha *h)
+{
+	struct pgw_sync_plan p;
+	bool ok = false;
+
+	pgw_sync_plan(&h->cluster, h->cfg->name, &h->pgst, &h->st.sync, &p);
+	if (!h->cluster.sync_conf.mode && pgw_pg_sync_names(h->pg)) {
+		pgw_info("synchronous_mode is off: synchronous_standby_names back to the "
+		         "parameters' value");
+		set_sync_names(h, NULL);
+	}
+	switch (p.what) {
+	case PGW_SYNC_NONE:
+		break;
+	case PGW_SYNC_WRITE_KEY:
+		if (write_sync_key(h, (const char(*)[PGW_NAME_MAX])p.members, p.n))
+			pgw_info("%s", p.why);
+		break;
+	case PGW_SYNC_SET_NAMES:
+		if (strncmp(p.names, "FIRST", 5) != 0)
+			pgw_warn("%s", p.why); /* no standby to wait for */
+		else
+			pgw_info("%s", p.why);
+		set_sync_names(h, p.names);
+		break;
+	case PGW_SYNC_DELETE_KEY:
+		if (pgw_etcd_delete_if_mod(h->etcd, h->sync_key, h->cluster.sync.mod_revision,
+		                           ha_op_timeout(h), &ok) == 0 &&
+		    ok)
+			pgw_info("removed %s: %s", h->sync_key, p.why);
+		break;
+	}
+}
+
+/*
+ * synchronous_mode, before promoting: the sync key names this node as leader and no
+ * standby, so that the old leader's standbys (which may lack what this node will
+ * acknowledge) can no longer be promoted; strict mode waits for a standby from the
+ * first commit.  False: the key could not be written, do not promote yet.
+ */
+static bool sync_before_promote(struct ha *h)
+{
+	if (!h->cluster.sync_conf.mode)
+		return true;
+	if (!write_sync_key(h, NULL, 0)) {
+		pgw_error("synchronous_mode: cannot write the sync key before promoting: not "
+		          "promoting yet");
+		return false;
+	}
+	pgw_pg_set_sync_names(h->pg, h->cluster.sync_conf.strict ? "*" : "");
+	return true;
+}
+
 /*
  * While PostgreSQL promotes, keep renewing the lease that holds the leader key (each
  * renewal pets the watchdog, rule 3): a promotion may outlast W.  False once that
@@ -199,6 +285,8 @@ static void promote(struct ha *h)
 	char fenced[PGW_NAME_MAX];
 	int64_t fenced_lease;
 
+	if (!sync_before_promote(h))
+		return;
 	if (pgw_pg_promote(h->pg, PG_PROMOTE_TIMEOUT_MS, keep_key_lease, h) != 0) {
 		pgw_error("promotion failed; will retry while holding the leader key");
 		return;
@@ -513,6 +601,7 @@ void ha_act(struct ha *h, const struct pgw_action *a, bool holds)
 		promote(h);
 		break;
 	case PGW_ACT_LEADER_DUTIES:
+		sync_duties(h);
 		sync_slots(h);
 		publish_status(h, h->pgst.wal_lsn);
 		break;

@@ -68,6 +68,7 @@ struct ha {
 	char history_key[600];
 	char config_key[600];
 	char failover_key[600];
+	char sync_key[600];
 	char record_key[600];     /* pgwarden/leader: who led, with which lease and BMC */
 	char fence_lock_key[600]; /* pgwarden/fence-lock: one fencer at a time */
 	char fenced_prefix[600];  /* pgwarden/fenced/<member>: fenced members, for unfence */

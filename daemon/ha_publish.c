@@ -160,6 +160,7 @@ void ha_publish_snapshot(struct ha *h, bool holds)
 	s->paused = h->etcd_ok && h->cluster.paused;
 	s->noloadbalance = c->tags.noloadbalance;
 	s->nofailover = c->tags.nofailover;
+	s->sync_standby = h->etcd_ok && pgw_sync_standby_of(&h->cluster, c->name);
 	s->failover_priority = c->tags.failover_priority;
 	add_tag(s, "nofailover", c->tags.nofailover ? "true" : "false");
 	add_tag(s, "noloadbalance", c->tags.noloadbalance ? "true" : "false");

@@ -62,6 +62,9 @@ struct pgw_pg {
 	 * waits; false gives up a query's wait (a command goes on) */
 	pgw_pg_keep_fn keep;
 	void *keep_arg;
+	/* synchronous_mode: synchronous_standby_names written last in postgresql.conf
+	 * (over any parameter); NULL when pgwarden leaves it alone */
+	char *sync_names;
 };
 
 /* Flags of run_cmd(). */
@@ -993,11 +996,14 @@ static const char OBSERVE_SQL[] =
     " CASE WHEN r.rec THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END,"
     " w.status, w.sender_host, w.sender_port,"
     " pg_catalog.current_setting('primary_conninfo'),"
-    " EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE pending_restart)"
+    " EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE pending_restart),"
+    " CASE WHEN r.rec THEN NULL ELSE pg_catalog.pg_current_wal_flush_lsn() END,"
+    " pg_catalog.current_setting('synchronous_standby_names')"
     " FROM (SELECT pg_catalog.pg_is_in_recovery() AS rec) r"
     " LEFT JOIN pg_catalog.pg_stat_wal_receiver w ON true;"
     "SELECT usename, application_name, client_addr::text, state, sync_state,"
-    " sync_priority FROM pg_catalog.pg_stat_replication ORDER BY application_name";
+    " sync_priority, flush_lsn FROM pg_catalog.pg_stat_replication"
+    " ORDER BY application_name";
 
 enum {
 	OBS_REC,
@@ -1015,6 +1021,8 @@ enum {
 	OBS_WR_PORT,
 	OBS_CONNINFO,
 	OBS_PENDING,
+	OBS_FLUSH,
+	OBS_SYNC_NAMES,
 	OBS_NCOLS
 };
 
@@ -1055,6 +1063,9 @@ static void fill_state(const PGresult *r, struct pgw_pg_state *st)
 		conninfo_host(PQgetvalue(r, 0, OBS_CONNINFO), st);
 	}
 	st->pending_restart = col_bool(r, OBS_PENDING);
+	st->flush_lsn = col_lsn(r, OBS_FLUSH);
+	copy_str(st->sync_names, sizeof(st->sync_names),
+	         col_null(r, OBS_SYNC_NAMES) ? "" : PQgetvalue(r, 0, OBS_SYNC_NAMES));
 }
 
 static void fill_replication(const PGresult *r, struct pgw_pg_state *st)
@@ -1072,6 +1083,9 @@ static void fill_replication(const PGresult *r, struct pgw_pg_state *st)
 		copy_str(rep->state, sizeof(rep->state), PQgetvalue(r, i, 3));
 		copy_str(rep->sync_state, sizeof(rep->sync_state), PQgetvalue(r, i, 4));
 		rep->sync_priority = atoi(PQgetvalue(r, i, 5));
+		rep->flush_lsn = 0;
+		if (!PQgetisnull(r, i, 6))
+			pgw_lsn_parse(PQgetvalue(r, i, 6), &rep->flush_lsn);
 	}
 	st->nreplication = n;
 }
@@ -1513,6 +1527,18 @@ static int write_postgresql_conf(struct pgw_pg *pg, const struct pgw_kvlist *dcs
 		goto out;
 	text = pgw_pg_render_conf(pg->cfg, dcs_params, primary_host, primary_port, slot, err,
 	                          sizeof(err));
+	if (text && pg->sync_names) {
+		struct pgw_sb b = {0};
+
+		pgw_sb_add(&b, text);
+		pgw_sb_add(&b, "# synchronous_mode: the standbys the leader waits for\n");
+		free(text);
+		text = NULL;
+		if (conf_emit(&b, "synchronous_standby_names", pg->sync_names, err, sizeof(err)))
+			text = pgw_sb_take(&b);
+		else
+			pgw_sb_free(&b);
+	}
 	if (!text) {
 		set_err(pg, true, "cannot write %s: %s", conf, err);
 		goto out;
@@ -1640,6 +1666,7 @@ void pgw_pg_free(struct pgw_pg *pg)
 	pq_drop(pg);
 	free(pg->log_path);
 	free(pg->local_host);
+	free(pg->sync_names);
 	free(pg);
 }
 
@@ -1811,6 +1838,25 @@ int pgw_pg_stop(struct pgw_pg *pg, const char *mode, int timeout_ms)
 int pgw_pg_reload(struct pgw_pg *pg)
 {
 	return pg_ctl(pg, RELOAD_TIMEOUT_MS, "reload", (char *)NULL);
+}
+
+bool pgw_pg_set_sync_names(struct pgw_pg *pg, const char *names)
+{
+	char *copy = NULL;
+
+	if ((names == NULL) == (pg->sync_names == NULL) &&
+	    (!names || strcmp(names, pg->sync_names) == 0))
+		return false;
+	if (names && !(copy = strdup(names)))
+		return false;
+	free(pg->sync_names);
+	pg->sync_names = copy;
+	return true;
+}
+
+const char *pgw_pg_sync_names(const struct pgw_pg *pg)
+{
+	return pg->sync_names;
 }
 
 void pgw_pg_set_keep(struct pgw_pg *pg, pgw_pg_keep_fn keep, void *keep_arg)

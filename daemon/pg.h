@@ -78,6 +78,13 @@ int pgw_pg_stop_leftover_primary(const char *data_dir, int timeout_ms);
 pid_t pgw_pg_unmanaged_writer(const char *data_dir);
 /* Re-read the configuration files (pg_ctl reload). */
 int pgw_pg_reload(struct pgw_pg *pg);
+/*
+ * synchronous_mode: the synchronous_standby_names that every later write of
+ * postgresql.conf puts last (NULL: none of pgwarden's).  True when it changed.
+ */
+bool pgw_pg_set_sync_names(struct pgw_pg *pg, const char *names);
+const char *pgw_pg_sync_names(const struct pgw_pg *pg);
+
 /* Called about once a second during a long wait; false gives the wait up. */
 typedef bool (*pgw_pg_keep_fn)(void *arg);
 /*

@@ -316,10 +316,12 @@ static int status_core(const struct pgw_snapshot *s, const char *path, const str
 		return code(s->holds_leader_key);
 	if (path_is(path, "/standby-leader") || path_is(path, "/standby_leader"))
 		return MHD_HTTP_SERVICE_UNAVAILABLE; /* no standby clusters yet */
-	if (path_is(path, "/replica") || path_is(path, "/async") || path_is(path, "/asynchronous"))
-		return code(replica_ok(s, q)); /* every replica is asynchronous for now */
+	if (path_is(path, "/replica"))
+		return code(replica_ok(s, q));
+	if (path_is(path, "/async") || path_is(path, "/asynchronous"))
+		return code(replica_ok(s, q) && !s->sync_standby);
 	if (path_is(path, "/sync") || path_is(path, "/synchronous"))
-		return MHD_HTTP_SERVICE_UNAVAILABLE; /* no synchronous mode yet */
+		return code(replica_ok(s, q) && s->sync_standby);
 	if (path_is(path, "/read-only"))
 		return code(primary_ok(s) || replica_ok(s, q));
 	if (path_is(path, "/health"))
@@ -579,6 +581,7 @@ char *pgw_rest_patroni_json(const struct pgw_snapshot *s)
 	json_object_object_add(o, "patroni", json_patroni(s));
 	add_flag(o, "pause", s->paused);
 	add_flag(o, "watchdog_failed", s->watchdog_failed);
+	add_flag(o, "sync_standby", s->role == PGW_ROLE_REPLICA && s->sync_standby);
 	json_object_object_add(o, "pgwarden", json_pgwarden(s));
 	out = strdup(json_object_to_json_string_ext(o, JSON_FLAGS));
 	json_object_put(o);
@@ -695,7 +698,8 @@ static void metrics_node(struct metrics *m, const struct pgw_snapshot *s)
 	metric_flag(m, "patroni_replica", "Value is 1 if this node is a replica, 0 otherwise.",
 	            s->role == PGW_ROLE_REPLICA);
 	metric_flag(m, "patroni_sync_standby",
-	            "Value is 1 if this node is a sync standby replica, 0 otherwise.", false);
+	            "Value is 1 if this node is a sync standby replica, 0 otherwise.",
+	            s->role == PGW_ROLE_REPLICA && s->sync_standby);
 }
 
 static void metrics_xlog(struct metrics *m, const struct pgw_snapshot *s)

@@ -51,6 +51,7 @@ struct pgw_snapshot {
 	struct pgw_fence_state fencing; /* the last fence this node tried */
 	bool noloadbalance;
 	bool nofailover;
+	bool sync_standby; /* a synchronous standby of the current leader (sync key) */
 	int failover_priority;
 	struct {
 		char key[32];
