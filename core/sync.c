@@ -11,7 +11,8 @@
 struct cand {
 	const char *name;
 	const struct pgw_pg_replication *row;
-	bool in_key;
+	bool in_key;   /* the sync key names it */
+	bool in_names; /* PostgreSQL waits for it now */
 };
 
 static bool key_is_ours(const struct pgw_cluster *c, const char *self)
@@ -30,11 +31,32 @@ static bool usable(const struct pgw_cluster *c, const char *self,
 	       strcmp(m->state, "running") == 0;
 }
 
-/* Ahead in the choice: already in the key (no needless change), then less lag. */
+/* Is name among the quoted names of synchronous_standby_names? */
+static bool names_list(const char *names, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = strchr(names, '"'); p; p = strchr(p + 1, '"')) {
+		if (strncmp(p + 1, name, n) == 0 && p[1 + n] == '"')
+			return true;
+		p = strchr(p + 1, '"'); /* the closing quote */
+		if (!p)
+			break;
+	}
+	return false;
+}
+
+/*
+ * Ahead in the choice: already in the key, then already waited for (no needless
+ * change: two standbys that overtake each other must not swap places every loop, or
+ * neither ever passes a barrier), then less lag.
+ */
 static bool before(const struct cand *a, const struct cand *b)
 {
 	if (a->in_key != b->in_key)
 		return a->in_key;
+	if (a->in_names != b->in_names)
+		return a->in_names;
 	if (a->row->flush_lsn != b->row->flush_lsn)
 		return a->row->flush_lsn > b->row->flush_lsn;
 	return strcmp(a->name, b->name) < 0;
@@ -51,7 +73,8 @@ static int choose(const struct pgw_cluster *c, const char *self, const struct pg
 		const struct pgw_pg_replication *r = &pg->replication[i];
 		struct cand x = {r->application_name, r,
 		                 key_is_ours(c, self) &&
-		                     pgw_sync_key_lists(&c->sync, r->application_name)};
+		                     pgw_sync_key_lists(&c->sync, r->application_name),
+		                 names_list(pg->sync_names, r->application_name)};
 		int j = n;
 
 		if (!usable(c, self, r))
@@ -153,6 +176,11 @@ void pgw_sync_plan(const struct pgw_cluster *c, const char *self, const struct p
 	}
 	/* 2. PostgreSQL waits for exactly the chosen standbys */
 	if (strcmp(pg->sync_names, p->names) != 0) {
+		/* a barrier belongs to one stretch of names in effect: should these names
+		 * come back later, everything acknowledged meanwhile lies above the old one
+		 * (simulator seed 26808) */
+		t->names[0] = '\0';
+		t->barrier = 0;
 		p->what = PGW_SYNC_SET_NAMES;
 		list_names(chosen_names, n, list, sizeof(list));
 		if (n > 0)

@@ -15,6 +15,10 @@
  *       operator's failover, or the opt-in;
  *   durability: a promoted node is not behind another eligible node by more than
  *       maximum_lag_on_failover;
+ *   S2  with synchronous_mode on (3 seeds in 8, chosen apart from the seed's
+ *       main random stream), no commit the primary acknowledged is missing on a node
+ *       it promotes (a commit is acknowledged once every standby named in the
+ *       primary's synchronous_standby_names has it, or at once when none is named);
  *   liveness: once no fault is active (a dead node the design covers is allowed)
  *       a writable primary holding the leader key exists within liveness_bound_ms().
  *
@@ -41,6 +45,7 @@
 #include "pg.h"
 #include "requests.h"
 #include "step.h"
+#include "sync.h"
 #include "wdguard.h"
 
 #define MAXN            5
@@ -87,6 +92,7 @@ struct sim_cfg {
 	int wd_mode;         /* 0 off, 1 automatic, 2 required */
 	bool unprotected;    /* failover.unprotected */
 	bool use_rewind;
+	bool sync, strict; /* synchronous_mode, synchronous_mode_strict */
 };
 
 struct lease_e {
@@ -121,6 +127,7 @@ struct etcd {
 	bool lock;
 	char lock_holder[PGW_NAME_MAX];
 	int64_t lock_lease;
+	struct pgw_sync_key sync;
 	/* faults */
 	bool down;
 	int64_t slow_ms;
@@ -134,7 +141,8 @@ struct pgsim {
 	int64_t lsn;
 	char upstream[PGW_NAME_MAX];
 	bool streaming;
-	enum pgw_cluster_state cs; /* control file state while stopped */
+	enum pgw_cluster_state cs;           /* control file state while stopped */
+	char sync_names[PGW_SYNC_NAMES_MAX]; /* synchronous_standby_names in effect */
 };
 
 struct node {
@@ -177,6 +185,7 @@ struct node {
 	bool bmc_badcreds; /* its BMC refuses the fencers' credentials */
 	int request;       /* an operator's POST: 1 /restart, 2 /reinitialize (0 none) */
 	bool nofailover;
+	int64_t repl_lag; /* synchronous_mode seeds: its standby stays this far behind */
 };
 
 struct world {
@@ -198,6 +207,9 @@ struct world {
 	int64_t promotions, fences;
 	int64_t stale_loss; /* promotions behind a replica whose key was stale */
 	int64_t leader_pos; /* the highest position a leader published */
+	/* S2: the latest commit a primary acknowledged, as (timeline, position) */
+	int acked_tl;
+	int64_t acked_lsn;
 };
 
 static struct world W;
@@ -233,13 +245,15 @@ static void dump_cfg(void)
 	const struct sim_cfg *c = &W.cfg;
 
 	printf("  config: %d nodes, ttl %d, loop_wait %d, retry_timeout %d, S %d, fencing %s "
-	       "(timeout %d s, fast takeover %d s), watchdog %s, unprotected %s, rewind %s\n",
+	       "(timeout %d s, fast takeover %d s), watchdog %s, unprotected %s, rewind %s, "
+	       "synchronous_mode %s\n",
 	       c->nodes, c->ttl, c->loop_wait, c->retry_timeout, c->margin,
 	       c->fencing ? "required" : "off", c->fence_timeout_s, c->fast_takeover_s,
 	       c->wd_mode == 2 ? "required"
 	       : c->wd_mode    ? "automatic"
 	                       : "off",
-	       c->unprotected ? "on" : "off", c->use_rewind ? "on" : "off");
+	       c->unprotected ? "on" : "off", c->use_rewind ? "on" : "off",
+	       c->sync ? (c->strict ? "strict" : "on") : "off");
 }
 
 static void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -375,6 +389,45 @@ static void pg_start(struct node *nd, bool replica, const char *upstream)
 	   replica && upstream[0] ? " of " : "", replica ? upstream : "");
 }
 
+/* Is name among the quoted names of synchronous_standby_names? */
+static bool names_list(const char *names, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = strchr(names, '"'); p; p = strchr(p + 1, '"')) {
+		if (strncmp(p + 1, name, n) == 0 && p[1 + n] == '"')
+			return true;
+		p = strchr(p + 1, '"'); /* the closing quote */
+		if (!p)
+			break;
+	}
+	return false;
+}
+
+/* pg_stat_replication of a primary: the nodes streaming from it. */
+static void replication_rows(const struct node *nd, struct pgw_pg_state *ps)
+{
+	snprintf(ps->sync_names, sizeof(ps->sync_names), "%s", nd->pg.sync_names);
+	for (int i = 0; i < W.cfg.nodes && ps->nreplication < PGW_PG_MAX_REPLICATION; i++) {
+		const struct node *o = &W.n[i];
+		struct pgw_pg_replication *r = &ps->replication[ps->nreplication];
+
+		if (o == nd || !o->powered || o->frozen || !o->pg.streaming ||
+		    strcmp(o->pg.upstream, nd->name) != 0)
+			continue;
+		memset(r, 0, sizeof(*r));
+		snprintf(r->application_name, sizeof(r->application_name), "%s", o->name);
+		snprintf(r->state, sizeof(r->state), "streaming");
+		snprintf(r->sync_state, sizeof(r->sync_state), "%s",
+		         strcmp(nd->pg.sync_names, "*") == 0 ||
+		                 names_list(nd->pg.sync_names, o->name)
+		             ? "sync"
+		             : "async");
+		r->flush_lsn = (uint64_t)o->pg.lsn;
+		ps->nreplication++;
+	}
+}
+
 static void observe(const struct node *nd, struct pgw_pg_state *ps)
 {
 	memset(ps, 0, sizeof(*ps));
@@ -395,6 +448,9 @@ static void observe(const struct node *nd, struct pgw_pg_state *ps)
 			}
 		} else {
 			ps->wal_lsn = (uint64_t)nd->pg.lsn;
+			ps->flush_lsn = (uint64_t)nd->pg.lsn;
+			if (W.cfg.sync)
+				replication_rows(nd, ps);
 		}
 	}
 	if (!nd->pg.running && nd->pg.data) {
@@ -434,7 +490,7 @@ static void replicate(struct node *nd)
 		return;
 	nd->pg.tl = u->pg.tl;
 	{
-		int64_t target = u->pg.lsn - (int64_t)(rnd() % (3 * WRITE_RATE));
+		int64_t target = u->pg.lsn - (int64_t)(rnd() % (3 * WRITE_RATE)) - nd->repl_lag;
 
 		if (target > nd->pg.lsn)
 			nd->pg.lsn = target;
@@ -694,6 +750,10 @@ static void read_cluster(struct node *nd)
 	c->last_leader = W.e.record;
 	c->fence_locked = W.e.lock;
 	snprintf(c->fence_lock_holder, sizeof(c->fence_lock_holder), "%s", W.e.lock_holder);
+	c->sync_conf =
+	    (struct pgw_sync_conf){.mode = W.cfg.sync, .strict = W.cfg.strict, .count = 1};
+	c->sync = W.e.sync;
+	pgw_cluster_derive(c);
 	nd->etcd_ok = true;
 }
 
@@ -788,8 +848,9 @@ static void check_promotion(const struct node *nd)
 			continue;
 		/* eligible: a running replica in the view the candidate decided on; one whose
 		 * key was older than its state is counted, not failed (see the note) */
-		if (k && k->watchdog_blocked)
-			continue; /* it may not lead (watchdog required, unusable): not eligible */
+		if (k && (k->watchdog_blocked || k->sync_blocked))
+			continue; /* it may not lead (watchdog required and unusable, or not a
+			             synchronous standby: S2 holds what was acknowledged) */
 		if (!k || strcmp(k->role, "replica") != 0 || strcmp(k->state, "running") != 0) {
 			W.stale_loss++;
 			ev(nd,
@@ -816,16 +877,86 @@ static void check_promotion(const struct node *nd)
 	          nd->name, old->name);
 }
 
+/* Does WAL at (tl, lsn) contain the point (atl, alsn)?  Timelines fork linearly here,
+ * as tl_compatible() takes them. */
+static bool holds_point(int tl, int64_t lsn, int atl, int64_t alsn)
+{
+	if (alsn <= 0)
+		return true;
+	if (tl == atl)
+		return lsn >= alsn;
+	if (tl > atl) {
+		for (int t = atl + 1; t <= tl; t++)
+			if (W.fork_lsn[t] < alsn)
+				return false;
+		return true;
+	}
+	for (int t = tl + 1; t <= atl; t++)
+		if (W.fork_lsn[t] < alsn)
+			return false;
+	return lsn >= alsn;
+}
+
+/* S2: what the writable primary nd acknowledged by now (synchronous_mode). */
+static void track_acked(const struct node *nd)
+{
+	const char *names = nd->pg.sync_names;
+	int64_t acked = -1;
+
+	if (!W.cfg.sync || !pg_writable(nd) || nd->pg.tl < W.acked_tl)
+		return;
+	if (!names[0]) {
+		acked = nd->pg.lsn; /* asynchronous: acknowledged at once */
+	} else {
+		bool any = strcmp(names, "*") == 0;
+
+		for (int i = 0; i < W.cfg.nodes; i++) {
+			const struct node *o = &W.n[i];
+			bool listed = names_list(names, o->name);
+			bool streams = o != nd && o->powered && !o->frozen && o->pg.streaming &&
+			               strcmp(o->pg.upstream, nd->name) == 0 &&
+			               o->pg.tl == nd->pg.tl;
+
+			if (any && streams && o->pg.lsn > acked)
+				acked = o->pg.lsn;
+			if (!any && listed) {
+				if (!streams)
+					return; /* a named standby is missing: commits wait */
+				if (acked < 0 || o->pg.lsn < acked)
+					acked = o->pg.lsn;
+			}
+		}
+		if (acked > nd->pg.lsn)
+			acked = nd->pg.lsn;
+	}
+	if (acked < 0)
+		return;
+	if (nd->pg.tl > W.acked_tl || acked > W.acked_lsn) {
+		W.acked_tl = nd->pg.tl;
+		if (acked > W.acked_lsn)
+			W.acked_lsn = acked;
+	}
+}
+
 /* pg_ctl promote was sent: PostgreSQL promotes even if the daemon stops meanwhile. */
 static void promote_pg(struct node *nd)
 {
 	if (!nd->pg.running || !nd->pg.in_recovery)
 		return;
+	if (W.cfg.sync && !holds_point(nd->pg.tl, nd->pg.lsn, W.acked_tl, W.acked_lsn)) {
+		violation("S2: %s promoted at timeline %d position %" PRId64
+		          ", without the commit acknowledged at timeline %d position %" PRId64,
+		          nd->name, nd->pg.tl, nd->pg.lsn, W.acked_tl, W.acked_lsn);
+		if (nd->pg.lsn < W.acked_lsn)
+			W.acked_lsn = nd->pg.lsn;
+	}
 	W.max_tl = (nd->pg.tl > W.max_tl ? nd->pg.tl : W.max_tl) + 1;
 	W.fork_lsn[W.max_tl] = nd->pg.lsn;
 	nd->pg.tl = W.max_tl;
 	nd->pg.in_recovery = false;
 	nd->pg.upstream[0] = '\0';
+	if (W.cfg.sync)
+		W.acked_tl = nd->pg.tl; /* the same point, now on the new timeline */
 	ev(nd, "pg: promoted to timeline %d at %" PRId64, nd->pg.tl, nd->pg.lsn);
 	check_promotion(nd);
 	W.manual_failover = false;
@@ -915,6 +1046,52 @@ static void fence_done(struct node *nd)
 		W.e.lock = false;
 }
 
+/* The sync key, as ha_act.c writes it: compare its revision, and the leader key on
+ * this node's lease. */
+static bool write_sync_key(struct node *nd, const char (*members)[PGW_NAME_MAX], int n)
+{
+	int64_t seen = nd->cluster.sync.present ? nd->cluster.sync.mod_revision : 0;
+	int64_t now = W.e.sync.present ? W.e.sync.mod_revision : 0;
+
+	if (!etcd_reach(nd) || !W.e.leader || strcmp(W.e.leader_name, nd->name) != 0 ||
+	    W.e.leader_lease != nd->lease.id || seen != now)
+		return false;
+	memset(&W.e.sync, 0, sizeof(W.e.sync));
+	W.e.sync.present = true;
+	snprintf(W.e.sync.leader, sizeof(W.e.sync.leader), "%s", nd->name);
+	for (int i = 0; i < n && i < PGW_SYNC_MAX; i++)
+		snprintf(W.e.sync.members[W.e.sync.n++], PGW_NAME_MAX, "%s", members[i]);
+	W.e.sync.mod_revision = ++W.e.rev;
+	nd->cluster.sync = W.e.sync; /* its own write, as the next read would show it */
+	ev(nd, "etcd: sync key {%s: %s%s}", nd->name, n ? members[0] : "none", n > 1 ? ",..." : "");
+	return !answer_lost(nd);
+}
+
+static bool sync_before_promote(struct node *nd)
+{
+	if (!W.cfg.sync)
+		return true;
+	if (!write_sync_key(nd, NULL, 0))
+		return false;
+	snprintf(nd->pg.sync_names, sizeof(nd->pg.sync_names), "%s", W.cfg.strict ? "*" : "");
+	return true;
+}
+
+static void sync_duties(struct node *nd)
+{
+	struct pgw_pg_state ps;
+	struct pgw_sync_plan p;
+
+	observe(nd, &ps);
+	pgw_sync_plan(&nd->cluster, nd->name, &ps, &nd->st.sync, &p);
+	if (p.what == PGW_SYNC_WRITE_KEY)
+		write_sync_key(nd, (const char(*)[PGW_NAME_MAX])p.members, p.n);
+	else if (p.what == PGW_SYNC_SET_NAMES) {
+		snprintf(nd->pg.sync_names, sizeof(nd->pg.sync_names), "%s", p.names);
+		ev(nd, "pg: synchronous_standby_names = '%s'", p.names);
+	}
+}
+
 static void act(struct node *nd, const struct pgw_action *a, bool holds)
 {
 	struct node *t = a->target[0] ? node_named(a->target) : NULL;
@@ -993,16 +1170,22 @@ static void act(struct node *nd, const struct pgw_action *a, bool holds)
 	case PGW_ACT_ACQUIRE:
 		if (nd->lease.id == 0 || !take_key(nd))
 			break;
+		if (!sync_before_promote(nd))
+			break;
 		nd->pending = PGW_ACT_PROMOTE;
 		nd->busy_until = W.now + 300;
 		break;
 	case PGW_ACT_PROMOTE:
+		if (!sync_before_promote(nd))
+			break;
 		nd->pending = PGW_ACT_PROMOTE;
 		nd->busy_until = W.now + 300;
 		break;
 	case PGW_ACT_LEADER_DUTIES:
 		if (etcd_reach(nd))
 			W.e.optime = nd->pg.lsn;
+		if (W.cfg.sync)
+			sync_duties(nd);
 		break;
 	case PGW_ACT_START_PRIMARY:
 		pg_start(nd, false, "");
@@ -1482,6 +1665,19 @@ static bool healthy(void)
 			best = W.n[i].pg.lsn;
 	if (!W.e.leader && best < known - MAX_LAG)
 		return false; /* maximum_lag_on_failover: no candidate by design */
+	if (W.cfg.sync && !W.e.leader) {
+		bool any = false;
+
+		for (int i = 0; i < W.cfg.nodes; i++)
+			if (W.n[i].powered && W.n[i].alive && !W.n[i].nofailover &&
+			    W.e.sync.present &&
+			    (strcmp(W.e.sync.leader, W.n[i].name) == 0 ||
+			     pgw_sync_key_lists(&W.e.sync, W.n[i].name)))
+				any = true;
+		if (!any)
+			return false; /* S2: nobody the sync key names runs and may lead: no
+			                 failover, by design */
+	}
 	for (int i = 0; i < W.cfg.nodes; i++) {
 		const struct node *nd = &W.n[i];
 
@@ -1566,6 +1762,9 @@ static void setup(uint64_t seed, int nodes_opt)
 	c->wd_mode = (int)rnd_in(0, 2);
 	c->unprotected = !c->fencing && c->wd_mode == 0 && chance(20);
 	c->use_rewind = chance(80);
+	/* apart from the main random stream, so that every other seed runs as before */
+	c->sync = (seed * 0x9E3779B97F4A7C15ULL) >> 61 < 3;
+	c->strict = c->sync && ((seed * 0xBF58476D1CE4E5B9ULL) >> 63);
 	W.e.optime = -1;
 	for (int i = 0; i < c->nodes; i++) {
 		struct node *nd = &W.n[i];
@@ -1574,6 +1773,11 @@ static void setup(uint64_t seed, int nodes_opt)
 		nd->idx = i;
 		nd->powered = true;
 		nd->nofailover = i == c->nodes - 1 && c->nodes == 5 && chance(30);
+		/* a slow standby (0 to 6 s of WAL behind), apart from the main stream too */
+		if (c->sync)
+			nd->repl_lag =
+			    (int64_t)(((seed + (uint64_t)i) * 0xD6E8FEB86659FD93ULL) >> 62) * 40 *
+			    WRITE_RATE;
 		daemon_start(nd);
 		nd->next_cycle = rnd_in(0, 1000);
 	}
@@ -1607,6 +1811,8 @@ static void tick(void)
 	for (int i = 0; i < W.cfg.nodes; i++)
 		if (W.n[i].powered && !W.n[i].frozen)
 			replicate(&W.n[i]);
+	for (int i = 0; i < W.cfg.nodes; i++)
+		track_acked(&W.n[i]);
 	for (int i = 0; i < W.cfg.nodes; i++) {
 		struct node *nd = &W.n[i];
 

@@ -118,6 +118,35 @@ static void test_safe_order_from_scratch(void **state)
 	assert_string_equal(f.p.members[0], "node3");
 }
 
+/* Names that change away and come back get a new barrier (simulator seed 26808: the
+ * old one let a lagging standby into the key over commits acknowledged meanwhile). */
+static void test_barrier_is_retaken_when_names_come_back(void **state)
+{
+	struct fx f;
+
+	(void)state;
+	setup3(&f, false);
+	key(&f, "node1", NULL, NULL);
+	snprintf(f.pg.sync_names, sizeof(f.pg.sync_names), "FIRST 1 (\"node2\")");
+	row(&f, "node2", 900, "sync");
+	plan(&f); /* in effect: barrier 1000, node2 not past it */
+	assert_int_equal(f.t.barrier, 1000);
+	f.pg.nreplication = 0; /* node2 gone: asynchronous for a while */
+	plan(&f);
+	assert_int_equal(f.p.what, PGW_SYNC_SET_NAMES);
+	assert_string_equal(f.p.names, "");
+	f.pg.sync_names[0] = '\0';
+	f.pg.flush_lsn = 9000; /* acknowledged at once meanwhile */
+	row(&f, "node2", 1500, "async");
+	plan(&f);
+	assert_int_equal(f.p.what, PGW_SYNC_SET_NAMES);
+	snprintf(f.pg.sync_names, sizeof(f.pg.sync_names), "%s", f.p.names);
+	snprintf(f.pg.replication[0].sync_state, 16, "sync");
+	plan(&f); /* past the old barrier (1000), not the new one (9000) */
+	assert_int_equal(f.p.what, PGW_SYNC_NONE);
+	assert_int_equal(f.t.barrier, 9000);
+}
+
 /* A standby that stops streaming leaves the key before PostgreSQL stops waiting. */
 static void test_key_shrinks_before_the_names_change(void **state)
 {
@@ -233,6 +262,7 @@ int main(void)
 	    cmocka_unit_test(test_render),
 	    cmocka_unit_test(test_safe_order_from_scratch),
 	    cmocka_unit_test(test_key_shrinks_before_the_names_change),
+	    cmocka_unit_test(test_barrier_is_retaken_when_names_come_back),
 	    cmocka_unit_test(test_key_member_is_kept),
 	    cmocka_unit_test(test_nosync_and_strict),
 	    cmocka_unit_test(test_old_leaders_key_is_replaced),
