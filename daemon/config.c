@@ -64,9 +64,11 @@ struct field {
 };
 
 /* Table rows: {FIELD(path, type, member)} and so on. */
-#define OFF(m)                offsetof(struct pgw_config, m)
-#define SECTION(p)            p, F_SECTION, 0, 0, NULL, NULL
-#define UNIMPL(p)             p, F_UNIMPL, 0, 0, NULL, NULL
+#define OFF(m)     offsetof(struct pgw_config, m)
+#define SECTION(p) p, F_SECTION, 0, 0, NULL, NULL
+#define UNIMPL(p)  p, F_UNIMPL, 0, 0, NULL, NULL
+/* a dynamic setting outside bootstrap.dcs: ignored, with where it belongs */
+#define MISPLACED(p)          p, F_UNIMPL, 0, 0, NULL, "bootstrap.dcs." p
 #define FIELD(p, t, m)        p, t, OFF(m), 0, NULL, NULL
 #define SECRET(p, m)          p, F_STR, OFF(m), FL_SECRET, NULL, NULL
 #define ALIAS(p, t, m, other) p, t, OFF(m), 0, other, NULL
@@ -186,9 +188,9 @@ static const struct field fields[] = {
     {UNIMPL("exhibitor")},
     {UNIMPL("kubernetes")},
     {UNIMPL("raft")},
-    {UNIMPL("synchronous_mode")},
-    {UNIMPL("synchronous_mode_strict")},
-    {UNIMPL("synchronous_node_count")},
+    {MISPLACED("synchronous_mode")},
+    {MISPLACED("synchronous_mode_strict")},
+    {MISPLACED("synchronous_node_count")},
     {UNIMPL("failsafe_mode")},
     {UNIMPL("standby_cluster")},
     {SECTION("restapi.authentication")},
@@ -1132,6 +1134,17 @@ static int walk_map(struct ctx *c, const yaml_node_t *map, const char *prefix)
 			f = lookup(path, &idx);
 		if (!f) {
 			if (warn(c, k, path, "unknown key, ignored"))
+				return -1;
+			continue;
+		}
+		if (f->type == F_UNIMPL && f->choices) {
+			char what[KEYPATH_MAX + 96];
+
+			snprintf(what, sizeof(what),
+			         "a dynamic setting: ignored here, set %s (or pgwardenctl "
+			         "edit-config)",
+			         f->choices);
+			if (warn(c, k, path, what))
 				return -1;
 			continue;
 		}
