@@ -154,6 +154,8 @@ void pgw_sync_plan(const struct pgw_cluster *c, const char *self, const struct p
 		}
 		return;
 	}
+	if (!pg->accepting || pg->in_recovery)
+		return; /* no look at pg_stat_replication this time: change nothing */
 	n = choose(c, self, pg, chosen);
 	for (int i = 0; i < n; i++)
 		snprintf(chosen_names[i], PGW_NAME_MAX, "%s", chosen[i].name);

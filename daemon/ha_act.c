@@ -257,6 +257,14 @@ static bool sync_before_promote(struct ha *h)
 		          "promoting yet");
 		return false;
 	}
+	if (h->cluster.sync_conf.strict && strcmp(h->pgst.sync_names, "*") != 0) {
+		/* strict mode turned on after this standby's configuration was written */
+		struct pgw_action a = {.target_port = h->pgst.primary_port};
+
+		snprintf(a.target_host, sizeof(a.target_host), "%s", h->pgst.primary_host);
+		if (ha_configure_replica(h, &a) == 0)
+			pgw_pg_reload(h->pg);
+	}
 	pgw_pg_set_sync_names(h->pg, h->cluster.sync_conf.strict ? "*" : "");
 	return true;
 }

@@ -20,6 +20,7 @@ import pytest
 import harness
 from harness import SUPERUSER, SUPERUSER_PASSWORD, figure, log, wait_until
 from test_ctl import ctl
+from test_routing import PATRONICTL_BIN, patronictl_list
 
 KILLS = int(os.environ.get("PGWT_SYNC_KILLS", "10"))
 
@@ -205,6 +206,9 @@ def test_sync_key_and_endpoints_without_faults(make_cluster):
                "/sync on the synchronous standby")
     assert other.rest("/sync")[0] == 503 and other.rest("/async")[0] == 200
     assert s.rest("/patroni")[1].get("sync_standby") is True
+    if os.access(PATRONICTL_BIN, os.X_OK):  # Debian's patronictl 3.0.2 reads the same key
+        rows = {r["Member"]: r["Role"] for r in patronictl_list(c)}
+        assert rows[s.name] == "Sync Standby" and rows[other.name] == "Replica", rows
     metrics = harness.http_get(s.rest_url("/metrics"))[1].decode()
     assert re.search(r"^patroni_sync_standby\{[^}]*\} 1$", metrics, re.M), metrics
     # a switchover to the asynchronous standby is refused: it may lack commits

@@ -66,6 +66,7 @@ static void setup3(struct fx *f, bool strict)
 	member(f, "node2", "replica");
 	member(f, "node3", "replica");
 	f->pg.flush_lsn = 1000;
+	f->pg.accepting = true;
 }
 
 static void plan(struct fx *f)
@@ -157,6 +158,10 @@ static void test_key_shrinks_before_the_names_change(void **state)
 	key(&f, "node1", "node3", NULL);
 	snprintf(f.pg.sync_names, sizeof(f.pg.sync_names), "FIRST 1 (\"node3\")");
 	row(&f, "node2", 900, "async"); /* node3 is gone from pg_stat_replication */
+	f.pg.accepting = false;          /* ... or not: this look failed */
+	plan(&f);
+	assert_int_equal(f.p.what, PGW_SYNC_NONE);
+	f.pg.accepting = true;
 	plan(&f);
 	assert_int_equal(f.p.what, PGW_SYNC_WRITE_KEY);
 	assert_int_equal(f.p.n, 0);
