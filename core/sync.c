@@ -31,8 +31,7 @@ static bool usable(const struct pgw_cluster *c, const char *self,
 	       strcmp(m->state, "running") == 0;
 }
 
-/* Is name among the quoted names of synchronous_standby_names? */
-static bool names_list(const char *names, const char *name)
+bool pgw_sync_names_list(const char *names, const char *name)
 {
 	size_t n = strlen(name);
 
@@ -74,7 +73,7 @@ static int choose(const struct pgw_cluster *c, const char *self, const struct pg
 		struct cand x = {r->application_name, r,
 		                 key_is_ours(c, self) &&
 		                     pgw_sync_key_lists(&c->sync, r->application_name),
-		                 names_list(pg->sync_names, r->application_name)};
+		                 pgw_sync_names_list(pg->sync_names, r->application_name)};
 		int j = n;
 
 		if (!usable(c, self, r))

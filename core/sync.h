@@ -58,6 +58,9 @@ struct pgw_sync_plan {
 void pgw_sync_render(const char (*members)[PGW_NAME_MAX], int n, bool strict, char *buf,
                      size_t len);
 
+/* Is name among the quoted names of synchronous_standby_names (as rendered above)? */
+bool pgw_sync_names_list(const char *names, const char *name);
+
 /*
  * The leader's next step (c->sync_conf.mode on or off), from the cluster, this
  * PostgreSQL (a primary: its pg_stat_replication, flush position and the

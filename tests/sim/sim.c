@@ -389,21 +389,6 @@ static void pg_start(struct node *nd, bool replica, const char *upstream)
 	   replica && upstream[0] ? " of " : "", replica ? upstream : "");
 }
 
-/* Is name among the quoted names of synchronous_standby_names? */
-static bool names_list(const char *names, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (const char *p = strchr(names, '"'); p; p = strchr(p + 1, '"')) {
-		if (strncmp(p + 1, name, n) == 0 && p[1 + n] == '"')
-			return true;
-		p = strchr(p + 1, '"'); /* the closing quote */
-		if (!p)
-			break;
-	}
-	return false;
-}
-
 /* pg_stat_replication of a primary: the nodes streaming from it. */
 static void replication_rows(const struct node *nd, struct pgw_pg_state *ps)
 {
@@ -420,7 +405,7 @@ static void replication_rows(const struct node *nd, struct pgw_pg_state *ps)
 		snprintf(r->state, sizeof(r->state), "streaming");
 		snprintf(r->sync_state, sizeof(r->sync_state), "%s",
 		         strcmp(nd->pg.sync_names, "*") == 0 ||
-		                 names_list(nd->pg.sync_names, o->name)
+		                 pgw_sync_names_list(nd->pg.sync_names, o->name)
 		             ? "sync"
 		             : "async");
 		r->flush_lsn = (uint64_t)o->pg.lsn;
@@ -912,7 +897,7 @@ static void track_acked(const struct node *nd)
 
 		for (int i = 0; i < W.cfg.nodes; i++) {
 			const struct node *o = &W.n[i];
-			bool listed = names_list(names, o->name);
+			bool listed = pgw_sync_names_list(names, o->name);
 			bool streams = o != nd && o->powered && !o->frozen && o->pg.streaming &&
 			               strcmp(o->pg.upstream, nd->name) == 0 &&
 			               o->pg.tl == nd->pg.tl;

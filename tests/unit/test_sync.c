@@ -158,7 +158,7 @@ static void test_key_shrinks_before_the_names_change(void **state)
 	key(&f, "node1", "node3", NULL);
 	snprintf(f.pg.sync_names, sizeof(f.pg.sync_names), "FIRST 1 (\"node3\")");
 	row(&f, "node2", 900, "async"); /* node3 is gone from pg_stat_replication */
-	f.pg.accepting = false;          /* ... or not: this look failed */
+	f.pg.accepting = false;         /* ... or not: this look failed */
 	plan(&f);
 	assert_int_equal(f.p.what, PGW_SYNC_NONE);
 	f.pg.accepting = true;
