@@ -136,6 +136,18 @@ def test_leader_killed_ten_times_loses_no_acknowledged_commit(make_cluster):
                 k + 1, len(lost), new.name, lost[:20])
             c.start_node(leader)
             c.wait_healthy(180)
+        # a switchover to the synchronous standby, under the same writer
+        wait_until(lambda: sync_standbys(c), 60, "a synchronous standby", diag=c.dump)
+        target = sync_standbys(c)[0]
+        before = len(w.acked)
+        rc, out, err = ctl(c, "switchover", "--candidate", target, "--force", timeout=120)
+        assert rc == 0, out + err
+        wait_until(lambda: c.leader_name() == target and c.leader().accepts_writes(), 60,
+                   "%s leading after the switchover" % target, diag=c.dump)
+        wait_until(lambda: len(w.acked) > before + 5, 60, "writes after the switchover")
+        lost = missing_on(c.node(target), list(w.acked))
+        assert not lost, "switchover: %d acknowledged commits missing: %s" % (len(lost),
+                                                                           lost[:20])
     finally:
         w.finish()
     final = c.leader()
