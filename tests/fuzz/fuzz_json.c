@@ -1,9 +1,10 @@
 /*
  * fuzz_json.c - fuzz target for the JSON that reaches a node from etcd or a REST
  * client: the dynamic configuration (daemon/dcs.c, with the parameter rules of
- * pgparam.c), the leader record and its round trip, the failover key, a member key
- * (daemon/cluster.c), a request body taken whole (pgw_json_parse_whole) and merged
- * into a configuration as PATCH /config does (confedit.c), then validated.
+ * pgparam.c), the leader record and its round trip, the failover key, the sync key
+ * and its round trip, a member key (daemon/cluster.c), a request body taken whole
+ * (pgw_json_parse_whole) and merged into a configuration as PATCH /config does (confedit.c), then
+ * validated.
  *
  * Input: the bytes up to the first 0xff are one JSON text, the rest a second (the
  * patch).  Checked: no crash, leak or UB; a record that parses renders and parses again
@@ -37,6 +38,7 @@ static void fuzz_one_text(const char *json, size_t len)
 	struct pgw_leader_record lr, again;
 	struct pgw_failover fo;
 	struct pgw_member m;
+	struct pgw_sync_key sk;
 	struct pgw_dcs base, out;
 	char err[256];
 
@@ -61,6 +63,16 @@ static void fuzz_one_text(const char *json, size_t len)
 	}
 	(void)pgw_failover_parse(json, &fo);
 	(void)pgw_member_parse(json, len, &m);
+	if (pgw_sync_key_parse(json, &sk)) {
+		char *back =
+		    pgw_sync_key_json(sk.leader, (const char(*)[PGW_NAME_MAX])sk.members, sk.n);
+		struct pgw_sync_key sk2;
+
+		if (back && (!pgw_sync_key_parse(back, &sk2) || sk2.n != sk.n ||
+		             strcmp(sk2.leader, sk.leader) != 0))
+			abort(); /* a key that parses must render and parse to the same */
+		free(back);
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
