@@ -4,7 +4,8 @@
 #   make test       install what is missing, build with ASan+UBSan, run unit and integration tests
 #   make unit       unit tests only (no root needed)
 #   make demo       a three-node cluster on loopback with a failover to watch
-#   make bench      REST req/s and latency, pgwarden against Patroni (figures, not a test)
+#   make bench      REST req/s and latency, commit tps and latency with synchronous_mode off
+#                   and on, pgwarden against Patroni (figures, not a test)
 #   make check-format / make cppcheck
 #   make deb / make rpm   Debian and RPM packages in build/pkg/ (packaging/; version: VERSION)
 #   make package-test     units, man pages, lintian/rpmlint, rpm --root, the appliance VM
@@ -179,6 +180,7 @@ test: deps-test asan lint
 bench: all
 	@scripts/install-deps.sh bench
 	@bench/rest-bench.sh $(CURDIR)/build/release/pgwarden
+	@bench/sync-bench.sh $(CURDIR)/build/release/pgwarden
 
 demo: all
 	@scripts/install-deps.sh demo

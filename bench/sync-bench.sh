@@ -17,12 +17,12 @@
 #   pgbench -b simple-update -c 8 -j 2 -T 30 --log
 # against the primary, stops the cluster and removes its data.  It prints tps, latency
 # (average, stddev, p50, p99 from the per-transaction log) per row, the ratios pgwarden/Patroni
-# per mode and a final "sync cost: ..." line.  With BENCH_SYNC_BARE=1 it first measures a bare
-# PostgreSQL pair (pg_ctl, synchronous_standby_names set by hand) as the reference for
-# PostgreSQL's own cost.  Everything it starts is stopped and the temp dir removed on exit, also
-# on failure or Ctrl-C.  Only 127.0.0.1 is used.
+# per mode and a final "sync cost: ..." line.  Before the two managers, in each mode, it measures
+# a bare PostgreSQL pair (pg_ctl, synchronous_standby_names set by hand) as the reference for
+# PostgreSQL's own cost (BENCH_SYNC_BARE=0 leaves it out).  Everything it starts is stopped and
+# the temp dir removed on exit, also on failure or Ctrl-C.  Only 127.0.0.1 is used.
 # Not a test: the exit code is 0 whenever the measurement ran, whatever the figures.
-# Tunables (environment): BENCH_SYNC_DURATION (30, seconds), BENCH_SYNC_BARE (0),
+# Tunables (environment): BENCH_SYNC_DURATION (30, seconds), BENCH_SYNC_BARE (1),
 # BENCH_KEEP (0: 1 keeps the temp dir with the logs and the pgbench outputs).
 set -u
 
@@ -33,7 +33,7 @@ ETCDCTL_BIN=${ETCDCTL_BIN:-/usr/bin/etcdctl}
 PATRONI_BIN=${PATRONI_BIN:-/usr/bin/patroni}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 DURATION=${BENCH_SYNC_DURATION:-30}
-BARE=${BENCH_SYNC_BARE:-0}
+BARE=${BENCH_SYNC_BARE:-1}
 CLIENTS=8 JOBS=2 SCALE=10
 START_TIMEOUT=120          # seconds to wait for each step of a cluster's start
 PY=/usr/bin/python3        # Debian's python (Patroni's), not a pyenv shim on PATH
@@ -238,7 +238,7 @@ wal_log_hints: \"on\"
 hot_standby: \"on\""
 COMPARED="synchronous_commit fsync wal_sync_method full_page_writes wal_level wal_log_hints
 data_checksums shared_buffers max_wal_size checkpoint_timeout max_connections commit_delay
-wal_compression wal_writer_delay wal_buffers hot_standby_feedback synchronous_standby_names"
+wal_compression wal_writer_delay wal_buffers hot_standby_feedback"
 indent() { sed "s/^/$1/"; }
 
 write_cfg() {   # FILE SCOPE NAME DIR PG_PORT API_PORT SYNC(true|false) EXTRA_TOP
@@ -356,7 +356,7 @@ start_cluster() {
 # -R for the replica, synchronous_standby_names set by hand in sync mode.
 start_bare() {
   local mode=$1 d1 d2 conf
-  R_MGR=bare R_RUN=$TMP/run-bare-$mode R_SCOPE=bare-$mode R_NAME1=bare1 R_NAME2=bare2
+  R_MGR=bare R_RUN=$TMP/run-bare-$mode R_SCOPE=bare-$mode R_NAME2=bare2
   install -d -o postgres -g postgres -m 700 "$R_RUN" "$R_RUN/node1" "$R_RUN/node2"
   take_port; R_PG1=$REPLY; take_port; R_PG2=$REPLY
   CUR_PIDFS=("$ETCD_PIDF") CUR_LOGS=("$TMP/etcd/etcd.log" "$R_RUN/node1/pg.log" "$R_RUN/node2/pg.log")
@@ -391,8 +391,19 @@ start_bare() {
   fi
 }
 
-declare -A TPS LAT STD P50 P99 XACTS FAILED LOADAVG SETTINGS INIT_S SSN
-declare -A LABEL=([bare]="PostgreSQL" [pgw]="pgwarden" [pat]="Patroni")
+declare -A TPS LAT STD P50 P99 XACTS FAILED MGRCPU SETTINGS INIT_S SSN
+HZ=$(getconf CLK_TCK)
+# CPU ticks (user + system, all threads) the current run's manager daemons have used so far.
+mgr_ticks() {
+  local n pid sum=0 t
+  for n in node1 node2; do
+    pid=$(readpid "$R_RUN/$n/daemon.pid") || continue
+    t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}') || continue
+    sum=$((sum + ${t:-0}))
+  done
+  echo "$sum"
+}
+declare -A LABEL=([bare]="bare PG" [pgw]="pgwarden" [pat]="Patroni")
 
 # measure MGR MODE: start, wait healthy, init, run, tear down.
 measure() {
@@ -416,20 +427,24 @@ measure() {
     || { tail -n 20 "$R_RUN/pgbench-init.txt" >&2; die "$R_SCOPE: pgbench -i failed"; }
   pgq "$R_PG1" CHECKPOINT >/dev/null || say "WARNING: $R_SCOPE: CHECKPOINT failed"
   INIT_S[$key]=$((SECONDS - start))
+  say "$R_SCOPE: pgbench -i and CHECKPOINT took ${INIT_S[$key]}s"
   wait_for "$START_TIMEOUT" "$R_SCOPE: $R_NAME2 replayed everything" replica_caught_up
   # the effective settings of the primary, compared between the rows in the report
-  SETTINGS[$key]=$(pgq "$R_PG1" "SELECT string_agg(name || '=' || setting ||
-      coalesce(unit, ''), ' ' ORDER BY name) FROM pg_settings
+  SETTINGS[$key]=$(pgq "$R_PG1" "SELECT string_agg(name || '=' || current_setting(name),
+      ' ' ORDER BY name) FROM pg_settings
       WHERE name IN ($(printf "'%s'," $COMPARED | sed 's/,$//'))")
   if [ "$mode" = sync ]; then sync_ready || say "WARNING: $R_SCOPE: no longer synchronous before the run"; fi
 
   sleep 1
-  LOADAVG[$key]=$(cut -d' ' -f1 /proc/loadavg)
-  say "$R_SCOPE: pgbench -b simple-update -c $CLIENTS -j $JOBS -T $DURATION (load ${LOADAVG[$key]})"
+  say "$R_SCOPE: pgbench -b simple-update -c $CLIENTS -j $JOBS -T $DURATION (loadavg $(cut -d' ' -f1-3 /proc/loadavg))"
+  local ticks0
+  ticks0=$(mgr_ticks)
   mkdir -p "$R_RUN/txlog"
   out=$(cd "$R_RUN" && "${PGB[@]}" -b simple-update -c "$CLIENTS" -j "$JOBS" -T "$DURATION" \
         --log --log-prefix="$R_RUN/txlog/tx" postgres 2>&1)
   printf '%s\n' "$out" > "$R_RUN/pgbench-run.txt"
+  if [ "$mgr" = bare ]; then MGRCPU[$key]=-
+  else MGRCPU[$key]=$(awk -v t="$(( $(mgr_ticks) - ticks0 ))" -v hz="$HZ" 'BEGIN{printf "%.2f", t / hz}'); fi
   TPS[$key]=$(awk '/^tps = /{print $3; exit}' <<<"$out")
   LAT[$key]=$(awk '/^latency average = /{print $4; exit}' <<<"$out")
   XACTS[$key]=$(awk -F': ' '/^number of transactions actually processed/{split($2, a, "/"); print a[1]; exit}' <<<"$out")
@@ -463,7 +478,6 @@ for mode in async sync; do
   measure pgw "$mode"; ROWS+=("pgw-$mode")
   measure pat "$mode"; ROWS+=("pat-$mode")
 done
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- report --------------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0 == 0 || a == "nan" || b == "nan") print "n/a"; else printf "%.2fx", a/b }'; }
@@ -471,26 +485,28 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0 == 0 || a == "nan" || b == "nan"
 PGVER=$("$PG_BIN/postgres" --version | awk '{print $3}')
 echo
 echo "Commit benchmark: pgbench -b simple-update -c$CLIENTS -j$JOBS -T${DURATION}s, scale $SCALE, 2 nodes (primary + streaming replica) on loopback, $(nproc) CPUs"
-echo "pgwarden: $("$BIN" --version 2>&1 | head -n1)   Patroni: $("$PATRONI_BIN" --version 2>&1 | head -n1 | awk '{print $2}')   PostgreSQL $PGVER   loadavg before: $LOAD_BEFORE, after: $LOAD_AFTER"
-printf '%-17s %10s %9s %9s %9s %9s %8s %6s\n' "" tps "avg ms" "sd ms" "p50 ms" "p99 ms" xacts load
+echo "pgwarden: $("$BIN" --version 2>&1 | head -n1)   Patroni: $("$PATRONI_BIN" --version 2>&1 | head -n1 | awk '{print $2}')   PostgreSQL $PGVER   loadavg before: $LOAD_BEFORE (other load skews the figures)"
+printf '%-17s %10s %9s %9s %9s %9s %8s %9s\n' "" tps "avg ms" "sd ms" "p50 ms" "p99 ms" xacts "mgr cpu s"
 for k in "${ROWS[@]}"; do
-  printf '%-17s %10.1f %9s %9s %9s %9s %8s %6s\n' "${LABEL[${k%-*}]} ${k#*-}" "${TPS[$k]}" "${LAT[$k]}" \
-    "${STD[$k]}" "${P50[$k]}" "${P99[$k]}" "${XACTS[$k]:-?}" "${LOADAVG[$k]}"
+  printf '%-17s %10.1f %9s %9s %9s %9s %8s %9s\n' "${LABEL[${k%-*}]} ${k#*-}" "${TPS[$k]}" "${LAT[$k]}" \
+    "${STD[$k]}" "${P50[$k]}" "${P99[$k]}" "${XACTS[$k]:-?}" "${MGRCPU[$k]}"
 done
 for mode in async sync; do
   a=pgw-$mode b=pat-$mode
-  printf '%-17s %10s %9s %9s %9s %9s\n' "pgw/Patroni $mode" "$(ratio "${TPS[$a]}" "${TPS[$b]}")" \
+  printf '%-17s %10s %9s %9s %9s %9s %8s %9s\n' "pgw/Patroni $mode" "$(ratio "${TPS[$a]}" "${TPS[$b]}")" \
     "$(ratio "${LAT[$a]}" "${LAT[$b]}")" "$(ratio "${STD[$a]}" "${STD[$b]}")" \
-    "$(ratio "${P50[$a]}" "${P50[$b]}")" "$(ratio "${P99[$a]}" "${P99[$b]}")"
+    "$(ratio "${P50[$a]}" "${P50[$b]}")" "$(ratio "${P99[$a]}" "${P99[$b]}")" "" \
+    "$(ratio "${MGRCPU[$a]}" "${MGRCPU[$b]}")"
 done
+echo "(mgr cpu s: CPU seconds, user + system, both nodes' manager daemons used during the pgbench run; PostgreSQL not counted)"
 for k in "${ROWS[@]}"; do
   case "$k" in *-sync) echo "note: ${LABEL[${k%-*}]} sync: synchronous_standby_names = '${SSN[$k]}'" ;; esac
   [ -n "${FAILED[$k]}" ] && [ "${FAILED[$k]}" != 0 ] && echo "note: ${LABEL[${k%-*}]} ${k#*-}: ${FAILED[$k]} failed transactions"
 done
-# The primaries' effective settings (synchronous_standby_names aside) must be the same in every row.
+# The primaries' effective settings must be the same in every row.
 ref="" same=1
 for k in "${ROWS[@]}"; do
-  s=$(tr ' ' '\n' <<<"${SETTINGS[$k]}" | grep -v '^synchronous_standby_names=')
+  s=$(tr ' ' '\n' <<<"${SETTINGS[$k]}")
   if [ -z "$ref" ]; then ref=$s; refk=$k; continue; fi
   if [ "$s" != "$ref" ]; then
     same=0
@@ -500,7 +516,7 @@ done
 [ "$same" = 1 ] && echo "settings: the same on every primary ($(tr '\n' ' ' <<<"$ref" | sed 's/ $//'))"
 line="sync cost: pgwarden $(pct "${TPS[pgw-sync]}" "${TPS[pgw-async]}") tps vs async (avg latency $(pct "${LAT[pgw-sync]}" "${LAT[pgw-async]}")), Patroni $(pct "${TPS[pat-sync]}" "${TPS[pat-async]}") ($(pct "${LAT[pat-sync]}" "${LAT[pat-async]}"))"
 if [ "$BARE" = 1 ]; then
-  line="$line, PostgreSQL alone $(pct "${TPS[bare-sync]}" "${TPS[bare-async]}") ($(pct "${LAT[bare-sync]}" "${LAT[bare-async]}"))"
+  line="$line, bare PostgreSQL $(pct "${TPS[bare-sync]}" "${TPS[bare-async]}") ($(pct "${LAT[bare-sync]}" "${LAT[bare-async]}"))"
 fi
 echo "$line"
 say "done in $((SECONDS - T0))s"

@@ -2,7 +2,7 @@
 # install-deps.sh - install the Debian 12 packages pgwarden needs to build, test and demo.
 #
 # Usage: scripts/install-deps.sh [build|test|demo|bench|vm|fuzz|package|all]   (default: all)
-# bench = what bench/rest-bench.sh needs (wrk, and Patroni to compare against); not in all.
+# bench = what bench/rest-bench.sh and bench/sync-bench.sh need (wrk, pgbench, and Patroni to compare against); not in all.
 # vm = what tests/vm/test_watchdog_vm.sh needs (qemu, busybox-static); not in all.
 # package = what make deb / make rpm and tests/packaging/ need (debhelper, rpmbuild, lintian,
 # rpmlint, debootstrap and qemu for the appliance VM); not in all.
