@@ -48,6 +48,7 @@
 #define REST_CONN_PER_IP     16u /* a slow client (slowloris) cannot take the rest */
 #define REST_LOG_BURST       10  /* malformed-request messages logged per minute */
 #define REST_CONN_TIMEOUT_S  10u
+#define REST_HEADERS_MS      10000 /* a request's headers must all arrive within this */
 #define REST_CONN_MEMORY     ((size_t)32 * 1024) /* bounds request line + headers */
 #define REST_MAX_TAG_FILTERS 16
 #define REST_ALLOW           "GET, HEAD, OPTIONS"
@@ -87,6 +88,20 @@ struct pgw_rest {
 	bool have_snap;
 	struct pgw_snapshot snap; /* its *_json point into `bodies` (or are NULL) */
 	struct rest_bodies bodies;
+	/*
+	 * Connections whose request headers have not all arrived (slowloris: a byte a
+	 * second never looks idle to MHD's timeout): shut down REST_HEADERS_MS after they
+	 * opened.  An entry goes on MHD's CLOSED notice, which comes before MHD closes
+	 * the socket, so a descriptor here is always the connection's own.
+	 */
+	pthread_mutex_t pend_mu;
+	struct rest_pending {
+		struct MHD_Connection *c;
+		int fd;        /* -1 once shut down */
+		int64_t since; /* CLOCK_MONOTONIC ms */
+	} pend[REST_CONN_LIMIT];
+	int npend;
+	int64_t headers_ms;
 };
 
 /* Per-request state, between MHD's calls of the handler. */
@@ -1195,6 +1210,60 @@ void pgw_rest_protect_reads(struct pgw_rest *r, bool on)
 	r->protect_reads = on;
 }
 
+/* Shut down the connections whose headers are overdue; pend_mu held. */
+static void pend_sweep(struct pgw_rest *r, int64_t now)
+{
+	int n = 0;
+
+	for (int i = 0; i < r->npend; i++)
+		if (r->pend[i].fd >= 0 && now - r->pend[i].since >= r->headers_ms) {
+			shutdown(r->pend[i].fd, SHUT_RDWR); /* MHD sees the end and closes it */
+			r->pend[i].fd = -1;
+			n++;
+		}
+	if (n > 0)
+		pgw_debug("restapi: closed %d connections whose request headers took more than "
+		          "%" PRId64 " ms",
+		          n, r->headers_ms);
+}
+
+static void pend_forget(struct pgw_rest *r, struct MHD_Connection *c)
+{
+	for (int i = 0; i < r->npend; i++)
+		if (r->pend[i].c == c) {
+			r->pend[i] = r->pend[--r->npend];
+			return;
+		}
+}
+
+static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code)
+{
+	struct pgw_rest *r = cls;
+	const union MHD_ConnectionInfo *ci;
+	int64_t now = mono_ms();
+
+	(void)socket_context;
+	pthread_mutex_lock(&r->pend_mu);
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		pend_sweep(r, now);
+		ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (ci && r->npend < (int)REST_CONN_LIMIT)
+			r->pend[r->npend++] = (struct rest_pending){c, (int)ci->connect_fd, now};
+	} else {
+		pend_forget(r, c);
+	}
+	pthread_mutex_unlock(&r->pend_mu);
+}
+
+/* The headers of a request on c are complete (the handler's first call). */
+static void headers_arrived(struct pgw_rest *r, struct MHD_Connection *c)
+{
+	pthread_mutex_lock(&r->pend_mu);
+	pend_forget(r, c);
+	pthread_mutex_unlock(&r->pend_mu);
+}
+
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -1204,6 +1273,8 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
 
 	(void)version;
 	(void)upload_data;
+	if (req == NULL)
+		headers_arrived(cls, c);
 	if (req == NULL && needs_client_cert(cls, method) && !client_cert_ok(c))
 		return reply(
 		    c, MHD_HTTP_FORBIDDEN,
@@ -1380,6 +1451,7 @@ static struct MHD_Daemon *start_mhd(struct pgw_rest *r, const struct sockaddr_st
 	OPT(MHD_OPTION_CONNECTION_TIMEOUT, REST_CONN_TIMEOUT_S, NULL);
 	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, REST_CONN_MEMORY, NULL);
 	OPT(MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)request_done, NULL);
+	OPT(MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)notify_connection, r);
 	if (r->tls_cert) {
 		flags |= MHD_USE_TLS;
 		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, r->tls_cert);
@@ -1482,6 +1554,8 @@ struct pgw_rest *pgw_rest_start(const char *listen, const struct pgw_rest_tls_co
 		return NULL;
 	}
 	pthread_mutex_init(&r->mu, NULL);
+	pthread_mutex_init(&r->pend_mu, NULL);
+	r->headers_ms = REST_HEADERS_MS;
 	r->mhd = start_mhd(r, &ss);
 	if (r->mhd == NULL) {
 		if (r->tls_cert)
@@ -1493,6 +1567,7 @@ struct pgw_rest *pgw_rest_start(const char *listen, const struct pgw_rest_tls_co
 		else
 			explain_failure(listen, &ss, len, err, errlen);
 		pthread_mutex_destroy(&r->mu);
+		pthread_mutex_destroy(&r->pend_mu);
 		tls_free(r);
 		free(r);
 		return NULL;
@@ -1545,6 +1620,9 @@ void pgw_rest_publish(struct pgw_rest *r, const struct pgw_snapshot *snap)
 	struct rest_bodies fresh = {0}, old;
 
 	bodies_build(&fresh, snap);
+	pthread_mutex_lock(&r->pend_mu);
+	pend_sweep(r, mono_ms());
+	pthread_mutex_unlock(&r->pend_mu);
 	pthread_mutex_lock(&r->mu);
 	old = r->bodies;
 	r->bodies = fresh;
@@ -1564,6 +1642,7 @@ void pgw_rest_stop(struct pgw_rest *r)
 		return;
 	MHD_stop_daemon(r->mhd);
 	pthread_mutex_destroy(&r->mu);
+	pthread_mutex_destroy(&r->pend_mu);
 	bodies_free(&r->bodies);
 	free(r->auth_user);
 	free(r->auth_password);

@@ -317,6 +317,44 @@ def test_hostile_writes_change_nothing(make_cluster):
     assert node.sql("SHOW archive_command")[0][0] in ("", "(disabled)")
 
 
+def test_headers_that_take_too_long_are_cut(make_cluster):
+    """Issue 11, item 1: a connection that sends its request a byte a second never
+    looks idle, so MHD's idle timeout never closes it; a flood of them from many
+    addresses would fill the connection limit.  Headers must all arrive within 10 s of
+    the connect; the server then shuts the connection down."""
+    import socket
+    c = make_cluster(1)
+    node = c.leader()
+    s = socket.socket()
+    s.bind(("127.0.0.3", 0))
+    s.connect(("127.0.0.1", node.rest_port))
+    s.settimeout(1)
+    t0 = time.monotonic()
+    req = b"GET /primary HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 60
+    closed = None
+    try:
+        for i in range(len(req)):
+            if time.monotonic() - t0 > 30:
+                break
+            try:
+                s.send(req[i:i + 1])
+                if s.recv(1) == b"":
+                    closed = time.monotonic() - t0
+                    break
+            except socket.timeout:
+                continue  # nothing to read yet: it is still open
+            except OSError:
+                closed = time.monotonic() - t0
+                break
+    finally:
+        s.close()
+    harness.figure("slow headers: connection cut after (s)", closed or -1)
+    # 10 s, found by the next connection or the next HA loop (loop_wait 2 here)
+    assert closed is not None and 9 <= closed <= 16, closed
+    st, _ = harness.http_get("http://127.0.0.1:%d/primary" % node.rest_port)
+    assert st == 200
+
+
 def test_slow_clients_do_not_take_the_health_checks_down(make_cluster):
     """Issue 11, item 1 (slowloris): 300 connections from one address that send their
     request one byte a second filled the whole connection limit (128), and /primary,
