@@ -37,9 +37,8 @@ BARE=${BENCH_SYNC_BARE:-1}
 CLIENTS=8 JOBS=2 SCALE=10
 START_TIMEOUT=120          # seconds to wait for each step of a cluster's start
 PY=/usr/bin/python3        # Debian's python (Patroni's), not a pyenv shim on PATH
+. "$ROOT/bench/lib.sh"
 
-say() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { say "ERROR: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (pgwarden drops to postgres; Patroni is started as postgres)"
 case "$DURATION" in ''|*[!0-9]*|0) die "BENCH_SYNC_DURATION must be a positive number of seconds" ;; esac
@@ -67,44 +66,9 @@ chown postgres:postgres "$TMP"
 ETCD_PIDF=$TMP/etcd.pid
 T0=$SECONDS
 
-readpid() { [ -s "$1" ] && cat "$1" 2>/dev/null; }
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && \
-          [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 
-# SIGTERM a daemon, wait up to $2 s, then SIGKILL its whole process group (setsid: pgid == pid).
-stop_daemon() {
-  local pid=$1 t=$2 what=$3 i
-  alive "$pid" || return 0
-  kill -TERM "$pid" 2>/dev/null
-  for ((i = 0; i < t * 10; i++)); do alive "$pid" || return 0; sleep 0.1; done
-  say "$what (pid $pid) still running after ${t}s: SIGKILL"
-  kill -KILL -- "-$pid" 2>/dev/null; kill -KILL "$pid" 2>/dev/null
-}
 
-# A PostgreSQL left behind: immediate shutdown of the postmaster named in postmaster.pid.
-stop_postmaster() {
-  local dd=$1 pm i
-  pm=$(head -n1 "$dd/postmaster.pid" 2>/dev/null) || return 0
-  alive "$pm" || return 0
-  say "postmaster $pm of $dd still running: SIGQUIT"
-  kill -QUIT "$pm" 2>/dev/null
-  for ((i = 0; i < 100; i++)); do alive "$pm" || return 0; sleep 0.1; done
-  kill -KILL "$pm" 2>/dev/null
-}
 
-# Last resort: every process whose working directory is inside $1 (PostgreSQL backends run
-# in their data dir; the daemons and etcd were started with cwd in $TMP).
-sweep() {
-  local dir=$1 p cwd left=""
-  for p in /proc/[0-9]*; do
-    cwd=$(readlink "$p/cwd" 2>/dev/null) || continue
-    case "$cwd" in "$dir"|"$dir"/*) left="$left ${p#/proc/}" ;; esac
-  done
-  [ -z "$left" ] && return 0
-  say "killing leftover processes in $dir:$left"
-  kill -KILL $left 2>/dev/null
-  sleep 0.3
-}
 
 # Stop one cluster (a run dir holding node1/ and node2/): the replica first, so that nobody
 # reacts to a vanished primary; each daemon stops its PostgreSQL (Patroni and pgwarden both do
@@ -153,34 +117,8 @@ P_ETCD=${PORTS[0]} P_PEER=${PORTS[1]}
 NEXT_PORT=2
 take_port() { REPLY=${PORTS[$NEXT_PORT]}; NEXT_PORT=$((NEXT_PORT + 1)); }
 
-# Daemons and clients run without proxy variables (only 127.0.0.1 is ever contacted).
-CLEAN_ENV=(env -u http_proxy -u https_proxy -u all_proxy -u HTTP_PROXY -u HTTPS_PROXY
-           -u ALL_PROXY -u ftp_proxy -u FTP_PROXY no_proxy='*' NO_PROXY='*' LANG=C.UTF-8)
 AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups)
-# start_bg PIDFILE LOG CWD CMD...: run CMD in its own session, its pid written to PIDFILE.
-start_bg() {
-  local pidf=$1 log=$2 cwd=$3; shift 3
-  local what=$1
-  (cd "$cwd" && exec setsid "${CLEAN_ENV[@]}" sh -c 'echo $$ > "$0"; exec "$@"' "$pidf" "$@" \
-     </dev/null >>"$log" 2>&1) &
-  local i
-  for ((i = 0; i < 50; i++)); do [ -s "$pidf" ] && return 0; sleep 0.1; done
-  die "could not start $what (see $log)"
-}
 
-# HTTP status code of a GET (0 when nothing answers); no proxy.
-http_status() {
-  $PY - "$1" <<'EOF' 2>/dev/null
-import sys, urllib.request, urllib.error
-op = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-try:
-    print(op.open(sys.argv[1], timeout=2).status)
-except urllib.error.HTTPError as e:
-    print(e.code)
-except Exception:
-    print(0)
-EOF
-}
 
 SU_PW=bench-super-$$ REPL_PW=bench-repl-$$
 # psql PORT SQL: one statement as the superuser over TCP, unaligned tuples only.
