@@ -31,6 +31,11 @@ static bool usable(const struct pgw_cluster *c, const char *self,
 	       strcmp(m->state, "running") == 0;
 }
 
+const char *pgw_sync_standby_value(const struct pgw_sync_conf *sc)
+{
+	return !sc->mode ? NULL : sc->strict ? "*" : "";
+}
+
 bool pgw_sync_names_list(const char *names, const char *name)
 {
 	size_t n = strlen(name);

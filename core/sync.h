@@ -58,6 +58,13 @@ struct pgw_sync_plan {
 void pgw_sync_render(const char (*members)[PGW_NAME_MAX], int n, bool strict, char *buf,
                      size_t len);
 
+/*
+ * What a node that does not lead puts in synchronous_standby_names: NULL without
+ * synchronous_mode (the parameters' value stands), "*" when strict (its first commit as
+ * a new primary already waits for a standby), "" otherwise.
+ */
+const char *pgw_sync_standby_value(const struct pgw_sync_conf *sc);
+
 /* Is name among the quoted names of synchronous_standby_names (as rendered above)? */
 bool pgw_sync_names_list(const char *names, const char *name);
 

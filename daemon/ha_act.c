@@ -50,10 +50,7 @@ int ha_configure_replica(struct ha *h, const struct pgw_action *a)
 
 	slot_for_self(h, slot, sizeof(slot));
 	/* a standby ignores it; it matters from the instant of a promotion on */
-	if (h->cluster.sync_conf.mode)
-		pgw_pg_set_sync_names(h->pg, h->cluster.sync_conf.strict ? "*" : "");
-	else
-		pgw_pg_set_sync_names(h->pg, NULL);
+	pgw_pg_set_sync_names(h->pg, pgw_sync_standby_value(&h->cluster.sync_conf));
 	return pgw_pg_write_config(h->pg, &h->dcs.pg_parameters,
 	                           a->target_host[0] ? a->target_host : "", a->target_port,
 	                           slot[0] ? slot : NULL);
@@ -257,7 +254,7 @@ static bool sync_before_promote(struct ha *h)
 		          "promoting yet");
 		return false;
 	}
-	if (h->cluster.sync_conf.strict && strcmp(h->pgst.sync_names, "*") != 0) {
+	if (strcmp(h->pgst.sync_names, pgw_sync_standby_value(&h->cluster.sync_conf)) != 0) {
 		/* strict mode turned on after this standby's configuration was written */
 		struct pgw_action a = {.target_port = h->pgst.primary_port};
 
@@ -265,7 +262,7 @@ static bool sync_before_promote(struct ha *h)
 		if (ha_configure_replica(h, &a) == 0)
 			pgw_pg_reload(h->pg);
 	}
-	pgw_pg_set_sync_names(h->pg, h->cluster.sync_conf.strict ? "*" : "");
+	pgw_pg_set_sync_names(h->pg, pgw_sync_standby_value(&h->cluster.sync_conf));
 	return true;
 }
 

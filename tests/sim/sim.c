@@ -1058,7 +1058,8 @@ static bool sync_before_promote(struct node *nd)
 		return true;
 	if (!write_sync_key(nd, NULL, 0))
 		return false;
-	snprintf(nd->pg.sync_names, sizeof(nd->pg.sync_names), "%s", W.cfg.strict ? "*" : "");
+	snprintf(nd->pg.sync_names, sizeof(nd->pg.sync_names), "%s",
+	         pgw_sync_standby_value(&nd->cluster.sync_conf));
 	return true;
 }
 
