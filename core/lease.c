@@ -12,6 +12,7 @@ void pgw_lease_renewed(struct pgw_lease *l, int64_t id, int64_t t_send_ms, int t
 	l->ttl_s = ttl_s;
 	l->t_send_ms = t_send_ms;
 	l->deadline_ms = t_send_ms + (int64_t)ttl_s * 1000;
+	l->lapsed_id = 0;
 }
 
 void pgw_lease_lost(struct pgw_lease *l)
@@ -19,6 +20,29 @@ void pgw_lease_lost(struct pgw_lease *l)
 	l->id = 0;
 	l->ttl_s = 0;
 	l->deadline_ms = 0;
+	l->lapsed_id = 0;
+}
+
+void pgw_lease_lapse(struct pgw_lease *l)
+{
+	int64_t id = l->id;
+
+	pgw_lease_lost(l);
+	l->lapsed_id = id;
+}
+
+int64_t pgw_lease_to_renew(const struct pgw_lease *l)
+{
+	return l->id != 0 ? l->id : l->lapsed_id;
+}
+
+void pgw_lease_cap_to_watchdog(struct pgw_lease *l, int64_t fires_ms, int64_t margin_ms,
+                               int64_t lead_ms)
+{
+	int64_t cap = fires_ms - lead_ms + margin_ms;
+
+	if (l->id != 0 && fires_ms != 0 && cap < l->deadline_ms)
+		l->deadline_ms = cap;
 }
 
 bool pgw_lease_allows_writes(const struct pgw_lease *l, int64_t now_ms, int64_t margin_ms)

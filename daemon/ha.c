@@ -50,45 +50,78 @@ int64_t ha_fence_budget_ms(const struct ha *h)
 
 /* --- lease --- */
 
-void ha_renew_lease(struct ha *h)
+#define LAPSED_KEEPALIVE_MS 1000
+
+/* After anything that moves D or the watchdog's countdown: writes stop before the
+ * watchdog can fire (pgw_lease_cap_to_watchdog). */
+static void ha_cap_lease(struct ha *h)
 {
-	int64_t t_send = ha_mono_ms();
+	pgw_lease_cap_to_watchdog(&h->lease, pgw_wdguard_fires_at(h->wd), SAFETY_MARGIN_MS,
+	                          PGW_WD_STOP_LEAD_MS);
+}
+
+static int renew_lease(struct ha *h);
+
+int ha_renew_lease(struct ha *h)
+{
+	int rc = renew_lease(h);
+
+	ha_cap_lease(h);
+	return rc;
+}
+
+/* 0, or the etcd client's error (PGW_ETCD_EUNAVAIL: no endpoint answered in time). */
+static int renew_lease(struct ha *h)
+{
+	int64_t t_send = ha_mono_ms(), id;
 	int ttl = 0, rc;
 
 	if (h->lease.id != 0 && t_send >= h->lease.deadline_ms) {
 		/* Rule 7: past D the lease is lapsed for us, whatever etcd still thinks. */
-		pgw_warn("lease %" PRIx64 " passed its deadline without renewal: dropping it",
+		pgw_warn("lease %" PRIx64 " passed its deadline without renewal: no longer "
+		         "counting on it (only a keepalive that succeeds brings it back)",
 		         h->lease.id);
-		pgw_lease_lost(&h->lease);
+		pgw_lease_lapse(&h->lease);
 	}
-	if (h->lease.id != 0) {
-		rc = pgw_etcd_lease_keepalive(h->etcd, h->lease.id, ha_op_timeout(h), &ttl);
+	id = pgw_lease_to_renew(&h->lease);
+	if (id != 0) {
+		/* A lapsed lease's keepalive waits at most LAPSED_KEEPALIVE_MS: etcd does not
+		 * complete a keepalive that reached it while it had no leader, so after a loss
+		 * of quorum the one that brings the lease back is the first sent after etcd
+		 * elected a leader again, and these come about once a second (wait_next). */
+		int timeout = ha_op_timeout(h);
+
+		if (h->lease.id == 0 && timeout > LAPSED_KEEPALIVE_MS)
+			timeout = LAPSED_KEEPALIVE_MS;
+		rc = pgw_etcd_lease_keepalive(h->etcd, id, timeout, &ttl);
 		if (rc != 0) {
 			pgw_warn("lease keepalive failed: %s", pgw_etcd_errmsg(h->etcd));
-			return;
+			return rc;
 		}
-		if (ttl <= 0) {
-			pgw_warn("lease %" PRIx64 " is gone in etcd: a new one will be granted",
-			         h->lease.id);
-			pgw_lease_lost(&h->lease);
-			return;
+		if (ttl > 0) {
+			if (h->lease.id == 0)
+				pgw_warn(
+				    "lease %" PRIx64 " is still alive in etcd (etcd restarts "
+				    "lease timers when it regains quorum): renewed, counting on it "
+				    "again with a new deadline",
+				    id);
+			pgw_lease_renewed(&h->lease, id, t_send, ttl);
+			pgw_wdguard_renewed(h->wd, t_send, ha_mono_ms(), SAFETY_MARGIN_MS);
+			return 0;
 		}
-		pgw_lease_renewed(&h->lease, h->lease.id, t_send, ttl);
-		pgw_wdguard_renewed(h->wd, t_send, ha_mono_ms(), SAFETY_MARGIN_MS);
-		return;
+		pgw_warn("lease %" PRIx64 " is gone in etcd: granting a new one", id);
+		pgw_lease_lost(&h->lease);
+		t_send = ha_mono_ms();
 	}
-	{
-		int64_t id = 0;
-
-		rc = pgw_etcd_lease_grant(h->etcd, h->dcs.ttl, ha_op_timeout(h), &id, &ttl);
-		if (rc != 0 || id == 0 || ttl <= 0) {
-			pgw_warn("lease grant failed: %s", pgw_etcd_errmsg(h->etcd));
-			return;
-		}
-		pgw_lease_renewed(&h->lease, id, t_send, ttl);
-		pgw_wdguard_renewed(h->wd, t_send, ha_mono_ms(), SAFETY_MARGIN_MS);
-		pgw_info("granted lease %" PRIx64 " with ttl %d s", id, ttl);
+	rc = pgw_etcd_lease_grant(h->etcd, h->dcs.ttl, ha_op_timeout(h), &id, &ttl);
+	if (rc != 0 || id == 0 || ttl <= 0) {
+		pgw_warn("lease grant failed: %s", pgw_etcd_errmsg(h->etcd));
+		return rc != 0 ? rc : PGW_ETCD_EPROTO;
 	}
+	pgw_lease_renewed(&h->lease, id, t_send, ttl);
+	pgw_wdguard_renewed(h->wd, t_send, ha_mono_ms(), SAFETY_MARGIN_MS);
+	pgw_info("granted lease %" PRIx64 " with ttl %d s", id, ttl);
+	return 0;
 }
 
 /* --- observation --- */
@@ -217,6 +250,8 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 		if (latest < until)
 			until = latest;
 	}
+	if (h->lease.lapsed_id != 0 && until > cycle_start + 1000)
+		until = cycle_start + 1000; /* try its keepalive every second: see ha_renew_lease */
 	wait = until - now;
 	if (wait <= 0 || wake_up(h))
 		return;
@@ -259,8 +294,10 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 bool ha_arm_watchdog(struct ha *h)
 {
 	int ttl = h->lease.id ? h->lease.ttl_s : h->dcs.ttl;
+	bool ok = pgw_wdguard_arm(h->wd, ttl, h->cfg->watchdog.safety_margin, h->dcs.loop_wait);
 
-	return pgw_wdguard_arm(h->wd, ttl, h->cfg->watchdog.safety_margin, h->dcs.loop_wait);
+	ha_cap_lease(h);
+	return ok;
 }
 
 /* Rule 5: once PostgreSQL no longer accepts writes (looked at again when the action
@@ -278,7 +315,7 @@ static void cycle(struct ha *h, bool shutdown)
 	struct pgw_obs o;
 	struct pgw_action a;
 	int64_t start = ha_mono_ms();
-	bool holds;
+	bool holds, etcd_down;
 
 	/* Rule 7: after any pause, compare the clock with D before anything else. */
 	if (pgw_step_must_stop(&h->st, &h->lease, start, SAFETY_MARGIN_MS)) {
@@ -289,10 +326,11 @@ static void cycle(struct ha *h, bool shutdown)
 		if (!h->st.was_primary)
 			pgw_wdguard_idle(h->wd); /* rule 5: writes stopped first */
 	}
-	ha_renew_lease(h);
+	etcd_down = ha_renew_lease(h) == PGW_ETCD_EUNAVAIL;
 	if (h->lease.id != 0 && h->lease.t_send_ms < start) /* not renewed this loop */
 		pgw_wdguard_bound(h->wd,
 		                  pgw_lease_wd_bound_s(&h->lease, ha_mono_ms(), h->dcs.loop_wait));
+	ha_cap_lease(h);
 	ha_observe_pg(h);
 	if (*h->reload) {
 		char msg[256];
@@ -300,8 +338,15 @@ static void cycle(struct ha *h, bool shutdown)
 		*h->reload = 0;
 		ha_reload_config(h, msg, sizeof(msg));
 	}
-	ha_publish_member(h);
-	read_cluster(h);
+	if (etcd_down) {
+		/* no endpoint answered the keepalive in time: a write and a read would wait out
+		 * their timeouts too, and the next keepalive (the one that can bring a lapsed
+		 * lease back when etcd regains quorum) would come that much later */
+		h->etcd_ok = false;
+	} else {
+		ha_publish_member(h);
+		read_cluster(h);
+	}
 	pgw_step_cluster_read(&h->st, h->etcd_ok, &h->cluster, &h->pgst, ha_mono_ms());
 	ha_apply_dynamic_config(h);
 	ha_build_obs(h, &o, shutdown);

@@ -573,9 +573,13 @@ static void step_down(struct ha *h, bool held)
 
 static void act_shutdown(struct ha *h, bool held)
 {
+	int64_t id = pgw_lease_to_renew(&h->lease);
+
 	step_down(h, held);
-	if (h->lease.id != 0)
-		pgw_etcd_lease_revoke(h->etcd, h->lease.id, ha_op_timeout(h));
+	/* a lapsed lease too: it is this node's own, and revoking it frees a leader key
+	 * that may still sit on it for the others at once */
+	if (id != 0)
+		pgw_etcd_lease_revoke(h->etcd, id, ha_op_timeout(h));
 }
 
 /* holds: this node held the leader key at the observation (pgw_obs_holds_leader). */

@@ -99,7 +99,8 @@ double ha_wall_now(void);
 bool ha_pg_is_primary(const struct pgw_pg_state *st);
 int ha_op_timeout(const struct ha *h);
 int64_t ha_fence_budget_ms(const struct ha *h);
-void ha_renew_lease(struct ha *h);
+/* Renew (or grant) the lease; 0, or the etcd client's error (etcd.h). */
+int ha_renew_lease(struct ha *h);
 void ha_observe_pg(struct ha *h);
 void ha_build_obs(struct ha *h, struct pgw_obs *o, bool shutdown);
 bool ha_arm_watchdog(struct ha *h);

@@ -26,6 +26,7 @@ struct pgw_wdguard {
 	int want;          /* the timeout that arming asked for */
 	int max_timeout;   /* TTL - S of that arming */
 	bool lowered;      /* a bound (pgw_wdguard_bound) set a shorter timeout */
+	int64_t pinged_ms; /* when the countdown last restarted (arm, pet, bound), mono ms */
 	bool failed;       /* the last open or arm failed */
 	char reason[200];
 	bool missed_window; /* the last renewal was too slow to pet (logged once) */
@@ -33,6 +34,14 @@ struct pgw_wdguard {
 	bool keep;          /* a keeper must hold the device (from pgw_wdguard_keep on) */
 	struct pgw_wdkeeper keeper;
 };
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 const char *pgw_wdguard_mode_name(int mode)
 {
@@ -186,6 +195,7 @@ bool pgw_wdguard_arm(struct pgw_wdguard *g, int ttl_s, int margin_s, int loop_wa
 	if (pgw_wd_arm(g->wd, want, pgw_wd_max_timeout(ttl_s, margin_s), err, sizeof(err)) != 0)
 		return failure(g, err);
 	g->armed = true;
+	g->pinged_ms = mono_ms();
 	g->want = want;
 	g->max_timeout = pgw_wd_max_timeout(ttl_s, margin_s);
 	g->lowered = false;
@@ -214,10 +224,13 @@ void pgw_wdguard_renewed(struct pgw_wdguard *g, int64_t t_send_ms, int64_t now_m
 		}
 		g->timeout = pgw_wd_info(g->wd)->timeout;
 		g->lowered = false;
+		g->pinged_ms = mono_ms();
 		pgw_info("watchdog %s: lease renewed, timeout back to %d s", g->device, g->timeout);
 		return;
 	}
 	rc = pgw_wd_pet_after_renewal(g->wd, t_send_ms, now_ms, margin_ms);
+	if (rc == 1)
+		g->pinged_ms = mono_ms();
 	if (rc == 0 && !g->missed_window)
 		pgw_warn("lease renewal took %lld ms, more than safety_margin - 1 s: the watchdog "
 		         "is not petted (it fires earlier, which is safe)",
@@ -240,6 +253,7 @@ void pgw_wdguard_bound(struct pgw_wdguard *g, int bound_s)
 	}
 	g->timeout = pgw_wd_info(g->wd)->timeout;
 	g->lowered = true;
+	g->pinged_ms = mono_ms();
 	pgw_warn("watchdog %s: lease renewal overdue, timeout lowered to %d s so that a crash "
 	         "now still resets this node before the lease deadline",
 	         g->device, g->timeout);
@@ -267,6 +281,11 @@ void pgw_wdguard_idle(struct pgw_wdguard *g)
 	/* rule 5: a device that cannot be stopped is kept alive while not primary */
 	if (!g->armed && pgw_wd_info(g->wd)->nowayout && pgw_wd_keepalive(g->wd) != 0)
 		pgw_error("watchdog %s: keepalive failed: %s", g->device, strerror(errno));
+}
+
+int64_t pgw_wdguard_fires_at(const struct pgw_wdguard *g)
+{
+	return g && g->wd && g->armed ? g->pinged_ms + (int64_t)g->timeout * 1000 : 0;
 }
 
 bool pgw_wdguard_unusable(const struct pgw_wdguard *g)

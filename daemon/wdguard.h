@@ -88,6 +88,10 @@ void pgw_wdguard_bound(struct pgw_wdguard *g, int bound_s);
 
 void pgw_wdguard_idle(struct pgw_wdguard *g);
 
+/* While armed by this node: when (mono ms) the device resets the machine unless it is
+ * petted before; 0 when not armed. */
+int64_t pgw_wdguard_fires_at(const struct pgw_wdguard *g);
+
 /* Mode required and no usable watchdog: the node must not lead. */
 bool pgw_wdguard_unusable(const struct pgw_wdguard *g);
 

@@ -649,7 +649,9 @@ def _prefix_end(prefix):
 class Etcd:
     """One etcd member on 127.0.0.1 with fixed ports and data dir (restartable)."""
 
-    def __init__(self, basedir, label="etcd"):
+    def __init__(self, basedir, label="etcd", name="etcd0"):
+        self.name = name
+        self.initial_cluster = None   # "name=peer,..." for a member of a larger cluster
         self.dir = basedir
         self.data_dir = os.path.join(basedir, "data")
         self.log_path = os.path.join(basedir, "etcd.log")
@@ -672,16 +674,21 @@ class Etcd:
     def url(self):
         return "http://127.0.0.1:%d" % self.client_port
 
-    def start(self, timeout=30):
+    @property
+    def peer_url(self):
+        return "http://127.0.0.1:%d" % self.peer_port
+
+    def start(self, timeout=30, wait=True):
         if self.proc and self.proc.poll() is None:
             return self
         if self.cgroup is None:
             self.cgroup = new_cgroup(self.label)
-        peer = "http://127.0.0.1:%d" % self.peer_port
-        cmd = [ETCD_BIN, "--name", "etcd0", "--data-dir", self.data_dir,
+        cmd = [ETCD_BIN, "--name", self.name, "--data-dir", self.data_dir,
                "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-               "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-               "--initial-cluster", "etcd0=" + peer, "--initial-cluster-state", "new",
+               "--listen-peer-urls", self.peer_url,
+               "--initial-advertise-peer-urls", self.peer_url,
+               "--initial-cluster", self.initial_cluster or "%s=%s" % (self.name, self.peer_url),
+               "--initial-cluster-state", "new",
                "--initial-cluster-token", "pgwt-" + RUN_ID, "--logger", "zap",
                "--log-outputs", "stderr", "--log-level", "warn"]
         logf = open(self.log_path, "ab")
@@ -693,8 +700,9 @@ class Etcd:
                 env=clean_env(), start_new_session=True)
         finally:
             logf.close()
-        wait_until(self.is_up, timeout, "etcd on %s to answer" % self.endpoint,
-                   diag=lambda: "etcd log:\n" + tail(self.log_path, 30))
+        if wait:
+            wait_until(self.is_up, timeout, "etcd on %s to answer" % self.endpoint,
+                       diag=lambda: "etcd log:\n" + tail(self.log_path, 30))
         return self
 
     def is_up(self):
@@ -1039,7 +1047,7 @@ _cluster_seq = 0
 
 
 class Cluster:
-    def __init__(self, n=3, label="c", overrides=None, node_overrides=None):
+    def __init__(self, n=3, label="c", overrides=None, node_overrides=None, etcd_members=1):
         global _cluster_seq
         _cluster_seq += 1
         self.scope = "pgwt%d" % _cluster_seq
@@ -1047,7 +1055,14 @@ class Cluster:
         os.makedirs(self.dir)
         os.chmod(self.dir, 0o755)
         self.prefix = "/service/%s/" % self.scope
-        self.etcd = Etcd(os.path.join(self.dir, "etcd"), label="%s%d-etcd" % (label, _cluster_seq))
+        self.etcds = [Etcd(os.path.join(self.dir, "etcd" if i == 0 else "etcd%d" % i),
+                           label="%s%d-etcd%s" % (label, _cluster_seq, i or ""),
+                           name="etcd%d" % i) for i in range(etcd_members)]
+        if etcd_members > 1:
+            peers = ",".join("%s=%s" % (e.name, e.peer_url) for e in self.etcds)
+            for e in self.etcds:
+                e.initial_cluster = peers
+        self.etcd = self.etcds[0]
         self.nodes = []
         self.label = "%s%d" % (label, _cluster_seq)
         self.state = {}   # for tests that build on each other
@@ -1055,7 +1070,7 @@ class Cluster:
             name = "node%d" % (i + 1)
             ov = deep_merge(overrides or {}, (node_overrides or {}).get(name, {}))
             # Node cgroups carry the cluster label so two clusters' node1 do not collide.
-            self.nodes.append(Node(name, self.dir, self.scope, [self.etcd.endpoint], ov,
+            self.nodes.append(Node(name, self.dir, self.scope, [e.endpoint for e in self.etcds], ov,
                                    cgroup_label="%s-%s" % (self.label, name)))
         register(self)
         log("cluster %s in %s: etcd %s, %s" % (self.scope, self.dir, self.etcd.endpoint,
@@ -1067,7 +1082,11 @@ class Cluster:
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, etcd=True, nodes=True):
         if etcd:
-            self.etcd.start()
+            for e in self.etcds:   # a member of a larger cluster answers once quorum is there
+                e.start(wait=len(self.etcds) == 1)
+            for e in self.etcds:
+                wait_until(e.is_up, 30, "%r to answer" % e,
+                           diag=lambda e=e: "etcd log:\n" + tail(e.log_path, 30))
         if nodes:
             for node in self.nodes:
                 self.start_node(node)
@@ -1100,7 +1119,8 @@ class Cluster:
                     log("%s: daemon did not exit within %d s of SIGTERM" % (n.name, timeout))
         for n in self.nodes:
             n.cleanup()
-        self.etcd.cleanup()
+        for e in self.etcds:
+            e.cleanup()
 
     def cleanup(self, keep_logs=False):
         unregister(self)
@@ -1115,7 +1135,8 @@ class Cluster:
         if keep_logs:
             for n in self.nodes:
                 shutil.rmtree(n.data_dir, ignore_errors=True)
-            shutil.rmtree(self.etcd.data_dir, ignore_errors=True)
+            for e in self.etcds:
+                shutil.rmtree(e.data_dir, ignore_errors=True)
             log("logs kept in %s" % self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -1215,8 +1236,9 @@ class Cluster:
 
     def restore(self, timeout=150):
         """Start every node whose daemon is not running, then wait for a healthy cluster."""
-        if not self.etcd.is_up():
-            self.etcd.start()
+        for e in self.etcds:
+            if not e.is_up():
+                e.start(wait=len(self.etcds) == 1)
         for n in self.nodes:
             if not n.daemon_alive():
                 if n.cgroup and n.cgroup.populated():

@@ -48,15 +48,16 @@
 #include "sync.h"
 #include "wdguard.h"
 
-#define MAXN            5
-#define TICK_MS         50
-#define WALL_EPOCH      1800000000.0 /* simulated unix time at t = 0 */
-#define WRITE_RATE      4000         /* WAL bytes a primary writes per tick (80 kB/s) */
-#define MAX_LAG         1048576
-#define BOOT_MS         5000
-#define KEEPER_QUIET_MS 1000 /* daemon/wdkeeper.c: no possible writer this long */
-#define PG_START_MS     1000
-#define RESTART_MS      5000 /* systemd RestartSec */
+#define MAXN             5
+#define TICK_MS          50
+#define WALL_EPOCH       1800000000.0 /* simulated unix time at t = 0 */
+#define WRITE_RATE       4000         /* WAL bytes a primary writes per tick (80 kB/s) */
+#define MAX_LAG          1048576
+#define BOOT_MS          5000
+#define KEEPER_QUIET_MS  1000 /* daemon/wdkeeper.c: no possible writer this long */
+#define PG_START_MS      1000
+#define RESTART_MS       5000 /* systemd RestartSec */
+#define ETCD_ELECTION_MS 1000 /* etcd electing a leader when quorum is back */
 
 /* ---- deterministic randomness ------------------------------------------------ */
 
@@ -329,6 +330,8 @@ static void lease_revoke(int64_t id)
 
 static void etcd_expire(void)
 {
+	if (W.e.down)
+		return; /* without quorum there is no etcd leader to expire leases */
 	for (int i = 0; i < W.e.nleases; i++)
 		if (W.e.leases[i].live && W.e.leases[i].expires <= W.now)
 			lease_revoke(W.e.leases[i].id);
@@ -629,21 +632,25 @@ static void renew(struct node *nd)
 {
 	int64_t t_send = W.now, lat = W.e.slow_ms + nd->slow_ms;
 
+	int64_t id;
+
 	if (nd->lease.id != 0 && t_send >= nd->lease.deadline_ms)
-		pgw_lease_lost(&nd->lease);
+		pgw_lease_lapse(&nd->lease);
 	if (!etcd_reach(nd))
 		return;
-	if (nd->lease.id != 0) {
-		struct lease_e *l = lease_get(nd->lease.id);
-
-		if (!l) {
-			pgw_lease_lost(&nd->lease);
-			return;
-		}
-		l->expires = W.now + lat + (int64_t)nd->lease.ttl_s * 1000;
+	id = pgw_lease_to_renew(&nd->lease);
+	if (id != 0 && !lease_get(id))
+		pgw_lease_lost(&nd->lease); /* gone in etcd: grant a new one (ha_renew_lease) */
+	else if (id != 0) {
+		lease_get(id)->expires = W.now + lat + (int64_t)W.cfg.ttl * 1000;
 		if (answer_lost(nd))
 			return; /* renewed in etcd, unknown here: D stays where it was */
-	} else {
+		if (nd->lease.id == 0)
+			ev(nd, "etcd: lapsed lease %" PRId64 " is still alive: renewed", id);
+		nd->lease.id = id;
+		nd->lease.ttl_s = W.cfg.ttl;
+	}
+	if (nd->lease.id == 0) {
 		struct lease_e *l = &W.e.leases[W.e.nleases++];
 
 		l->id = ++W.e.next_id;
@@ -659,6 +666,14 @@ static void renew(struct node *nd)
 		nd->wd_last_pet = W.now + lat;
 		nd->wd_W = nd->wd_full; /* a bound lowered it: back to the full W */
 	}
+}
+
+/* ha.c ha_cap_lease: writes stop before the armed watchdog can fire */
+static void cap_lease(struct node *nd)
+{
+	pgw_lease_cap_to_watchdog(&nd->lease,
+	                          nd->wd_armed ? nd->wd_last_pet + (int64_t)nd->wd_W * 1000 : 0,
+	                          margin_ms(), PGW_WD_STOP_LEAD_MS);
 }
 
 static void fill_member(const struct node *nd, const struct pgw_pg_state *ps, struct pgw_member *m)
@@ -1278,6 +1293,7 @@ static void cycle(struct node *nd)
 			ev(nd, "watchdog: renewal overdue, W lowered to %d s", b);
 		}
 	}
+	cap_lease(nd);
 	observe(nd, &ps);
 	pgw_step_pg_observed(&nd->st, &ps);
 	publish_member(nd, &ps);
@@ -1289,6 +1305,7 @@ static void cycle(struct node *nd)
 	if (pgw_step_needs_watchdog(&nd->st, &a) &&
 	    !wd_arm(nd, nd->lease.id ? nd->lease.ttl_s : W.cfg.ttl))
 		pgw_step_without_watchdog(&nd->st, &o, &a);
+	cap_lease(nd);
 	if (strcmp(a.rule, nd->last_rule) != 0 || verbose)
 		ev(nd, "decide [%s] %s: %s", a.rule, pgw_action_name(a.kind), a.reason);
 	snprintf(nd->last_rule, sizeof(nd->last_rule), "%s", a.rule);
@@ -1326,6 +1343,15 @@ static void cycle(struct node *nd)
 	if (nd->busy_until < W.now)
 		nd->busy_until = W.now;
 	nd->next_cycle = nd->busy_until + (int64_t)W.cfg.loop_wait * 1000;
+	/* ha.c wait_next: a primary wakes in time to renew or demote before D - S; a lapsed
+	 * lease is tried every second */
+	if (nd->st.was_primary && nd->lease.id != 0 &&
+	    nd->next_cycle > nd->lease.deadline_ms - margin_ms() - 500)
+		nd->next_cycle = nd->lease.deadline_ms - margin_ms() - 500;
+	if (nd->lease.lapsed_id != 0 && nd->next_cycle > nd->busy_until + 1000)
+		nd->next_cycle = nd->busy_until + 1000;
+	if (nd->next_cycle < W.now + TICK_MS)
+		nd->next_cycle = W.now + TICK_MS;
 	if (W.cfg.fencing && W.cfg.fast_takeover_s > 0 && nd->st.leader_silent_since &&
 	    nd->next_cycle > W.now + 1000)
 		nd->next_cycle = W.now + 1000; /* looks again every second while silent */
@@ -1404,6 +1430,10 @@ static void fault_end(struct active *x)
 		break;
 	case F_ETCD_DOWN:
 		W.e.down = false;
+		/* etcd's lessor on a new leader (Promote): every lease starts a full TTL again */
+		for (int i = 0; i < W.e.nleases; i++)
+			W.e.leases[i].expires =
+			    W.now + ETCD_ELECTION_MS + (int64_t)W.cfg.ttl * 1000;
 		ev(NULL, "etcd: quorum back");
 		break;
 	case F_ETCD_SLOW:

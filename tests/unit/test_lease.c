@@ -222,10 +222,69 @@ static void test_watchdog_timeout(void **state)
 			}
 }
 
+/* Rule 7: a lapsed lease allows nothing until a keepalive renews it. */
+static void test_lapse(void **state)
+{
+	struct pgw_lease l;
+
+	(void)state;
+	pgw_lease_renewed(&l, 42, T0, 10);
+	assert_int_equal(pgw_lease_to_renew(&l), 42);
+	pgw_lease_lapse(&l);
+	assert_int_equal(l.id, 0);
+	assert_int_equal(l.lapsed_id, 42);
+	assert_int_equal(pgw_lease_to_renew(&l), 42);
+	/* no writes, no budget, no watchdog bound, whatever the clock says */
+	assert_false(pgw_lease_allows_writes(&l, T0, S));
+	assert_true(pgw_lease_write_budget_ms(&l, T0, S) < 0);
+	assert_int_equal(pgw_lease_wd_bound_s(&l, T0, 2), 0);
+	/* a keepalive that succeeds: D counts from its send time, the lapse is forgotten */
+	pgw_lease_renewed(&l, 42, T0 + 20000, 10);
+	assert_int_equal(l.id, 42);
+	assert_int_equal(l.lapsed_id, 0);
+	assert_int_equal(l.deadline_ms, T0 + 30000);
+	assert_true(pgw_lease_allows_writes(&l, T0 + 20001, S));
+	/* etcd says it is gone: nothing is left to renew, the next call grants */
+	pgw_lease_lapse(&l);
+	pgw_lease_lost(&l);
+	assert_int_equal(pgw_lease_to_renew(&l), 0);
+	assert_int_equal(l.lapsed_id, 0);
+}
+
+/* Writes stop PGW_WD_STOP_LEAD_MS before an armed watchdog can fire, never later. */
+static void test_cap_to_watchdog(void **state)
+{
+	struct pgw_lease l;
+
+	(void)state;
+	/* ttl 30, W 18 petted at T0 + 100: D - S = T0 + 25 s becomes T0 + 17.1 s */
+	pgw_lease_renewed(&l, 7, T0, 30);
+	pgw_lease_cap_to_watchdog(&l, T0 + 100 + 18000, S, 1000);
+	assert_int_equal(l.deadline_ms - S, T0 + 17100);
+	assert_true(pgw_lease_allows_writes(&l, T0 + 17099, S));
+	assert_false(pgw_lease_allows_writes(&l, T0 + 17100, S));
+	/* never raised: a later countdown leaves the lower D alone */
+	pgw_lease_cap_to_watchdog(&l, T0 + 60000, S, 1000);
+	assert_int_equal(l.deadline_ms - S, T0 + 17100);
+	/* a watchdog that fires after D - S changes nothing (ttl 10, W 5 from T0 + 2 s) */
+	pgw_lease_renewed(&l, 7, T0, 10);
+	pgw_lease_cap_to_watchdog(&l, T0 + 2000 + 5000 + 10000, S, 1000);
+	assert_int_equal(l.deadline_ms, T0 + 10000);
+	/* no armed watchdog, or no lease: unchanged */
+	pgw_lease_cap_to_watchdog(&l, 0, S, 1000);
+	assert_int_equal(l.deadline_ms, T0 + 10000);
+	pgw_lease_lapse(&l);
+	pgw_lease_cap_to_watchdog(&l, T0 + 1, S, 1000);
+	assert_int_equal(l.deadline_ms, 0);
+	assert_int_equal(l.lapsed_id, 7);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_renewed_and_lost),
+	    cmocka_unit_test(test_lapse),
+	    cmocka_unit_test(test_cap_to_watchdog),
 	    cmocka_unit_test(test_watchdog_timeout),
 	    cmocka_unit_test(test_allows_writes_boundary),
 	    cmocka_unit_test(test_write_budget),
