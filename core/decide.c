@@ -850,7 +850,7 @@ static bool g_n_unprotected(const struct pgw_obs *o, struct pgw_action *a)
 	const struct pgw_leader_record *lr = &o->cluster->last_leader;
 
 	if (o->fencing_required || o->unprotected_failover || !lr->present || lr->released ||
-	    lr->fenced_by[0] || o->lost_leader_watchdog)
+	    lr->fenced_by[0] || o->lost_leader_watchdog || o->lost_leader_back)
 		return false;
 	/* pgwardenctl failover (a member and no leader), given after the leader was lost:
 	 * the operator's word that it is down.  A switchover names the leader it expected,

@@ -85,6 +85,8 @@ struct pgw_obs {
 	 * to the end, so it was reset before its lease expired (step.c remembers what its
 	 * member key said; the record says what it had when it took the key). */
 	bool lost_leader_watchdog;
+	/* the lost leader was seen back as a running replica since it lost the key (step.h) */
+	bool lost_leader_back;
 	/* failover.unprotected (local file only): promote after a lost leader's lease
 	 * expired even when nothing bounds it (Patroni's behaviour; S1 may break). */
 	bool unprotected_failover;

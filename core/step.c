@@ -67,6 +67,22 @@ static void track_leader_watchdog(struct pgw_node_state *s, const struct pgw_clu
 	}
 }
 
+/* S3: the lost leader came back as a replica (its new incarnation says so). */
+static void track_lost_leader_back(struct pgw_node_state *s, const struct pgw_cluster *c)
+{
+	const struct pgw_leader_record *lr = &c->last_leader;
+	const struct pgw_member *m;
+
+	if (c->has_leader || !lr->present || lr->malformed || lr->released)
+		return;
+	m = pgw_cluster_member(c, lr->member);
+	if (m && m->lease != lr->lease && strcmp(m->role, "replica") == 0 &&
+	    strcmp(m->state, "running") == 0) {
+		copy_name(s->back_leader, lr->member);
+		s->back_lease = lr->lease;
+	}
+}
+
 void pgw_step_cluster_read(struct pgw_node_state *s, bool etcd_ok, const struct pgw_cluster *c,
                            const struct pgw_pg_state *pg, int64_t now_ms)
 {
@@ -87,6 +103,7 @@ void pgw_step_cluster_read(struct pgw_node_state *s, bool etcd_ok, const struct 
 		s->leader_optime = c->optime;
 	}
 	track_leader_watchdog(s, c);
+	track_lost_leader_back(s, c);
 	if (c->has_leader && c->leader_mod_revision > s->leader_rev)
 		s->leader_rev = c->leader_mod_revision;
 	if (c->has_leader) {
@@ -137,7 +154,6 @@ int64_t pgw_step_silence_ms(const struct pgw_node_state *s, const struct pgw_clu
 		return 0;
 	return now_ms - s->leader_silent_since;
 }
-
 /* Did the lost leader named in the record keep an armed watchdog to the end? */
 static bool lost_leader_had_watchdog(const struct pgw_node_state *s,
                                      const struct pgw_leader_record *lr)
@@ -164,6 +180,9 @@ void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
 		o->self_member.sync_blocked = !pgw_sync_allows(o->cluster, o->self);
 		o->leader_unreachable_ms = pgw_step_silence_ms(s, o->cluster, o->now_ms);
 		o->lost_leader_watchdog = lost_leader_had_watchdog(s, &o->cluster->last_leader);
+		o->lost_leader_back = o->cluster->last_leader.present &&
+		                      strcmp(s->back_leader, o->cluster->last_leader.member) == 0 &&
+		                      s->back_lease == o->cluster->last_leader.lease;
 	}
 	if (pgw_obs_holds_leader(o) &&
 	    !(o->pg->running && o->pg->accepting && !o->pg->in_recovery)) {

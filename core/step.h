@@ -61,6 +61,11 @@ struct pgw_node_state {
 	/* the mod_revision of the last leader key seen: a manual failover request older
 	 * than it predates that leader and is not about it */
 	int64_t leader_rev;
+	/* S3: the lost leader of the record (name, the lease it led with) was seen back as a
+	 * running replica under another lease: it no longer writes, even if it dies again
+	 * and its member key goes with its new lease */
+	char back_leader[PGW_NAME_MAX];
+	int64_t back_lease;
 	/* synchronous_mode, as leader: the barrier of the names in effect (sync.h) */
 	struct pgw_sync_track sync;
 };

@@ -235,6 +235,53 @@ static void test_probe_and_fence(void **state)
 	assert_string_equal(fenced, ""); /* audited once */
 }
 
+/* S3: the lost leader seen back as a running replica (new lease) stays known as no
+ * longer writing after its new member key is gone too (simulator seed 44263). */
+static void test_lost_leader_back_as_replica(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_init(&f);
+	lose_leader(&f, false);
+	pgw_lease_renewed(&f.o.lease, 12, 0, 30);
+	f.o.now_ms = 1000;
+	snprintf(f.c.sysid, sizeof(f.c.sysid), "7000000000000000001");
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, 1000);
+	decide(&f, &a);
+	assert_false(f.o.lost_leader_back);
+	assert_string_equal(a.rule, "unprotected-leader-lost");
+	/* under its old lease it says nothing */
+	add_member(&f, "node1", 11, 21);
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, 1500);
+	decide(&f, &a);
+	assert_false(f.o.lost_leader_back);
+	f.c.nmembers = 1;
+	/* a new incarnation that is not running as a replica says nothing either */
+	snprintf(add_member(&f, "node1", 31, 22)->state, sizeof(f.c.members[1].state), "starting");
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, 2000);
+	decide(&f, &a);
+	assert_false(f.o.lost_leader_back);
+	/* back as a running replica under lease 31 */
+	snprintf(f.c.members[1].state, sizeof(f.c.members[1].state), "running");
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, 3000);
+	decide(&f, &a);
+	assert_true(f.o.lost_leader_back);
+	assert_string_not_equal(a.rule, "unprotected-leader-lost");
+	/* it dies again: its key goes with lease 31, the memory stays */
+	f.c.nmembers = 1;
+	pgw_step_cluster_read(&f.s, true, &f.c, &f.pg, 4000);
+	decide(&f, &a);
+	assert_true(f.o.lost_leader_back);
+	assert_string_not_equal(a.rule, "unprotected-leader-lost");
+	/* a later leader (another lease in the record) is judged afresh */
+	f.c.last_leader.lease = 41;
+	decide(&f, &a);
+	assert_false(f.o.lost_leader_back);
+	assert_string_equal(a.rule, "unprotected-leader-lost");
+}
+
 static void test_watchdog_effects(void **state)
 {
 	struct fx f;
@@ -292,6 +339,7 @@ int main(void)
 	    cmocka_unit_test(test_lost_leader_watchdog),
 	    cmocka_unit_test(test_revisions),
 	    cmocka_unit_test(test_probe_and_fence),
+	    cmocka_unit_test(test_lost_leader_back_as_replica),
 	    cmocka_unit_test(test_watchdog_effects),
 	    cmocka_unit_test(test_primary_down_since),
 	};
