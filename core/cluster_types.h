@@ -102,6 +102,8 @@ struct pgw_sync_key {
 	int64_t mod_revision;
 };
 
+#define PGW_FORKS_MAX 64
+
 struct pgw_cluster {
 	int64_t revision; /* header revision of the read */
 	bool initialized; /* initialize key present */
@@ -114,6 +116,13 @@ struct pgw_cluster {
 	int nmembers;
 	int64_t optime; /* status key optime, -1 unknown */
 	char *history;  /* raw JSON of the history key (malloc'd), NULL when absent */
+	/* the history key's rows [timeline, switch_lsn, ...]: timeline forks[i].timeline ended
+	 * at forks[i].lsn (the newest PGW_FORKS_MAX rows; malformed rows are left out) */
+	struct pgw_fork {
+		int timeline;
+		uint64_t lsn;
+	} forks[PGW_FORKS_MAX];
+	int nforks;
 	bool has_config;
 	char *config; /* raw JSON of the config key (malloc'd), NULL when absent */
 	bool paused;  /* config has "pause": true */

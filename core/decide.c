@@ -119,10 +119,48 @@ static bool foreign_sysid(const struct pgw_obs *o, struct pgw_action *a)
 	return true;
 }
 
+/* An old primary: its control file says so, or it did when it was started as a
+ * replica with no leader to rewind from (pgw_node_state.ran_as_primary). */
 static bool was_primary(const struct pgw_obs *o)
 {
-	return o->cd_valid &&
-	       (o->cd.state == PGW_CS_SHUT_DOWN || o->cd.state == PGW_CS_IN_PRODUCTION);
+	return o->ran_as_primary || o->diverged ||
+	       (o->cd_valid &&
+	        (o->cd.state == PGW_CS_SHUT_DOWN || o->cd.state == PGW_CS_IN_PRODUCTION));
+}
+
+/* The timeline of this node's data: PostgreSQL's while it runs, else the control file's. */
+static int local_timeline(const struct pgw_obs *o)
+{
+	return o->pg->running && o->pg->timeline > 0 ? o->pg->timeline : o->cd.timeline;
+}
+
+bool pgw_diverged(const struct pgw_obs *o, uint64_t *fork_lsn)
+{
+	const struct pgw_member *l =
+	    o->cluster->has_leader ? pgw_cluster_leader_member(o->cluster) : NULL;
+	int tl = local_timeline(o);
+	uint64_t pos;
+
+	/* a leader that published no timeline (PostgreSQL starting) leaves it to the history */
+	if (!l || tl <= 0 || (l->timeline > 0 && l->timeline <= tl) ||
+	    strcmp(l->name, o->self) == 0)
+		return false;
+	if (o->pg->running) {
+		if (!o->pg->in_recovery)
+			return false; /* a primary: the rows for it decide */
+		pos = o->pg->received_lsn > o->pg->replayed_lsn ? o->pg->received_lsn
+		                                                : o->pg->replayed_lsn;
+	} else if (o->cd_valid) {
+		pos = o->cd.checkpoint_lsn;
+	} else {
+		return false;
+	}
+	for (int i = o->cluster->nforks - 1; i >= 0; i--)
+		if (o->cluster->forks[i].timeline == tl) {
+			*fork_lsn = o->cluster->forks[i].lsn;
+			return pos > o->cluster->forks[i].lsn;
+		}
+	return false;
 }
 
 static const struct pgw_member *leader_member(const struct pgw_obs *o)
@@ -645,7 +683,7 @@ static bool g_f_following(const struct pgw_obs *o, struct pgw_action *a)
 {
 	const struct pgw_member *l;
 
-	if (!follower(o) || !o->pg->running)
+	if (!follower(o) || !o->pg->running || o->ran_as_primary || o->diverged)
 		return false;
 	l = leader_member(o);
 	if (o->pg->accepting && !upstream_is(o, l))
@@ -658,7 +696,7 @@ static bool g_f_following(const struct pgw_obs *o, struct pgw_action *a)
 
 static bool g_f_follow_new(const struct pgw_obs *o, struct pgw_action *a)
 {
-	if (!follower(o) || !o->pg->running)
+	if (!follower(o) || !o->pg->running || o->ran_as_primary || o->diverged)
 		return false;
 	set_target(a, leader_member(o));
 	detail(a, "was following %s:%d, leader is %s at %s:%d",
@@ -679,10 +717,10 @@ static bool g_f_leader_tl_unknown(const struct pgw_obs *o, struct pgw_action *a)
 	if (!follower(o) || !was_primary(o) || !o->use_pg_rewind || o->rewind_failed)
 		return false;
 	ltl = leader_member(o)->timeline;
-	if (ltl > 0 && ltl > o->cd.timeline)
+	if (ltl > 0 && ltl > local_timeline(o))
 		return false;
 	detail(a, "leader %s on timeline %d, this node on timeline %d", o->cluster->leader, ltl,
-	       o->cd.timeline);
+	       local_timeline(o));
 	return true;
 }
 
@@ -700,8 +738,11 @@ static bool g_f_rewind(const struct pgw_obs *o, struct pgw_action *a)
 	if (!follower(o) || !was_primary(o))
 		return false;
 	set_target(a, leader_member(o));
-	detail(a, "local timeline %d, leader %s on timeline %d", o->cd.timeline, a->target,
-	       leader_member(o)->timeline);
+	detail(a, "local timeline %d, leader %s on timeline %d%s", local_timeline(o), a->target,
+	       leader_member(o)->timeline,
+	       o->ran_as_primary ? ", started as a replica while it had no leader"
+	       : o->diverged     ? ", its WAL forked off the leader's history"
+	                         : "");
 	return true;
 }
 

@@ -87,6 +87,11 @@ struct pgw_obs {
 	bool lost_leader_watchdog;
 	/* the lost leader was seen back as a running replica since it lost the key (step.h) */
 	bool lost_leader_back;
+	/* PostgreSQL runs as a replica on a data directory that ran as primary (step.h) */
+	bool ran_as_primary;
+	/* this node's data forked off the leader's history (pgw_diverged), and, while
+	 * PostgreSQL runs, it has not streamed for PGW_DIVERGED_CONFIRM_MS: rewind it */
+	bool diverged;
 	/* failover.unprotected (local file only): promote after a lost leader's lease
 	 * expired even when nothing bounds it (Patroni's behaviour; S1 may break). */
 	bool unprotected_failover;
@@ -114,6 +119,18 @@ struct pgw_action {
 	char target_host[256];
 	int target_port;
 };
+
+/*
+ * Has this node's data forked off the leader's history?  Its timeline T is older than
+ * the leader's, and it holds WAL past the point where T ended in the history key (it
+ * received from an old primary what the new leader never had, or ran as that primary):
+ * PostgreSQL then never streams from the leader again, only pg_rewind or a clone
+ * helps.  T and the position are PostgreSQL's while it runs (a WAL receiver's timeline,
+ * else the last checkpoint's, which may lag: see PGW_DIVERGED_CONFIRM_MS), else the
+ * control file's.  False when the history does not say where T ended.
+ */
+bool pgw_diverged(const struct pgw_obs *o, uint64_t *fork_lsn);
+#define PGW_DIVERGED_CONFIRM_MS 15000
 
 void pgw_decide(const struct pgw_obs *o, struct pgw_action *a);
 

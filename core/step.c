@@ -167,6 +167,26 @@ static bool lost_leader_had_watchdog(const struct pgw_node_state *s,
 	return lr->watchdog_armed; /* not seen leading: the record's word */
 }
 
+/*
+ * A replica whose data forked off the leader's history never streams again.  Stopped,
+ * the control file tells at once; running without a WAL receiver, its timeline is the
+ * last checkpoint's, which lags a replica that has just crossed to the leader's
+ * timeline, so it must have stayed so, not streaming, for PGW_DIVERGED_CONFIRM_MS.
+ */
+static void track_divergence(struct pgw_node_state *s, struct pgw_obs *o)
+{
+	uint64_t fork = 0;
+
+	if (!o->etcd_ok || !pgw_diverged(o, &fork) || (o->pg->running && o->pg->streaming)) {
+		s->diverged_since = 0;
+		o->diverged = false;
+		return;
+	}
+	if (s->diverged_since == 0)
+		s->diverged_since = o->now_ms;
+	o->diverged = !o->pg->running || o->now_ms - s->diverged_since >= PGW_DIVERGED_CONFIRM_MS;
+}
+
 void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
 {
 	o->may_write = s->was_primary;
@@ -192,7 +212,13 @@ void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
 		s->primary_down_since = 0;
 	}
 	o->primary_down_since_ms = s->primary_down_since;
+	o->ran_as_primary = s->ran_as_primary;
+	track_divergence(s, o);
 	pgw_decide(o, a);
+	/* an old primary started as a replica loses what its control file said of it */
+	if (a->kind == PGW_ACT_START_REPLICA && o->cd_valid &&
+	    (o->cd.state == PGW_CS_SHUT_DOWN || o->cd.state == PGW_CS_IN_PRODUCTION))
+		s->ran_as_primary = true;
 }
 
 bool pgw_step_needs_watchdog(const struct pgw_node_state *s, const struct pgw_action *a)
@@ -235,6 +261,14 @@ void pgw_step_rewind_failed(struct pgw_node_state *s, const char *from)
 void pgw_step_cloned(struct pgw_node_state *s)
 {
 	s->rewind_failed = false;
+	s->ran_as_primary = false;
+	s->diverged_since = 0;
+}
+
+void pgw_step_rewound(struct pgw_node_state *s)
+{
+	s->ran_as_primary = false;
+	s->diverged_since = 0;
 }
 
 void pgw_step_fenced(struct pgw_node_state *s, const char *member, int64_t lease)
@@ -246,6 +280,7 @@ void pgw_step_fenced(struct pgw_node_state *s, const char *member, int64_t lease
 void pgw_step_promoted(struct pgw_node_state *s, char *fenced, size_t len, int64_t *fenced_lease)
 {
 	s->was_primary = true;
+	s->ran_as_primary = false; /* its WAL is the cluster's now */
 	snprintf(fenced, len, "%s", s->fenced);
 	*fenced_lease = s->fenced_lease;
 	s->fenced[0] = '\0';

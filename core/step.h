@@ -61,6 +61,12 @@ struct pgw_node_state {
 	/* the mod_revision of the last leader key seen: a manual failover request older
 	 * than it predates that leader and is not about it */
 	int64_t leader_rev;
+	/* this data directory ran as primary (control file) when PostgreSQL was started as a
+	 * replica, with no leader to rewind from: it may hold WAL the next leader never had,
+	 * so it is treated as an old primary (rewind, or re-clone) until it has rejoined */
+	bool ran_as_primary;
+	/* since when (mono ms, 0 = not) pgw_diverged() holds while PostgreSQL does not stream */
+	int64_t diverged_since;
 	/* S3: the lost leader of the record (name, the lease it led with) was seen back as a
 	 * running replica under another lease: it no longer writes, even if it dies again
 	 * and its member key goes with its new lease */
@@ -120,6 +126,7 @@ bool pgw_step_may_disarm(const struct pgw_node_state *s, const struct pgw_action
 /* Effects' outcomes. */
 void pgw_step_rewind_failed(struct pgw_node_state *s, const char *from);
 void pgw_step_cloned(struct pgw_node_state *s);
+void pgw_step_rewound(struct pgw_node_state *s);
 void pgw_step_fenced(struct pgw_node_state *s, const char *member, int64_t lease);
 /* Promoted: PostgreSQL writes now.  Copies the member this node fenced before (if any,
  * "" otherwise) into fenced/len for the audit, and forgets it. */

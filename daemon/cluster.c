@@ -5,6 +5,7 @@
 #include "cluster.h"
 
 #include <json-c/json.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -466,6 +467,38 @@ char *pgw_leader_record_json(const struct pgw_leader_record *lr)
 	return out;
 }
 
+/* The history key's [timeline, switch_lsn, ...] rows into c->forks (newest kept). */
+static void parse_forks(struct pgw_cluster *c, const char *json)
+{
+	struct json_object *arr = json_tokener_parse(json);
+	size_t n, i;
+
+	c->nforks = 0;
+	if (!arr || !json_object_is_type(arr, json_type_array)) {
+		add_warning(c, "%s: malformed, ignored; ", "history");
+		json_object_put(arr);
+		return;
+	}
+	n = json_object_array_length(arr);
+	for (i = n > PGW_FORKS_MAX ? n - PGW_FORKS_MAX : 0; i < n; i++) {
+		struct json_object *row = json_object_array_get_idx(arr, i);
+		struct json_object *tl, *lsn;
+
+		if (!json_object_is_type(row, json_type_array) || json_object_array_length(row) < 2)
+			continue;
+		tl = json_object_array_get_idx(row, 0);
+		lsn = json_object_array_get_idx(row, 1);
+		if (!json_object_is_type(tl, json_type_int) ||
+		    !json_object_is_type(lsn, json_type_int) || json_object_get_int64(tl) < 1 ||
+		    json_object_get_int64(tl) > INT32_MAX || json_object_get_int64(lsn) < 0)
+			continue;
+		c->forks[c->nforks].timeline = (int)json_object_get_int64(tl);
+		c->forks[c->nforks].lsn = (uint64_t)json_object_get_int64(lsn);
+		c->nforks++;
+	}
+	json_object_put(arr);
+}
+
 int pgw_cluster_parse(const struct pgw_etcd_range *r, const char *prefix, struct pgw_cluster *c)
 {
 	size_t plen = strlen(prefix);
@@ -509,6 +542,7 @@ int pgw_cluster_parse(const struct pgw_etcd_range *r, const char *prefix, struct
 		} else if (strcmp(k, "history") == 0) {
 			free(c->history);
 			c->history = strdup(kv->value);
+			parse_forks(c, kv->value);
 		} else if (strcmp(k, "config") == 0) {
 			parse_config(c, kv);
 		} else if (strcmp(k, "failover") == 0) {

@@ -352,8 +352,16 @@ static void cycle(struct ha *h, bool shutdown)
 	ha_build_obs(h, &o, shutdown);
 	holds = pgw_obs_holds_leader(&o);
 	pgw_step(&h->st, &o, &a);
-	if (pgw_step_needs_watchdog(&h->st, &a) && !ha_arm_watchdog(h))
-		pgw_step_without_watchdog(&h->st, &o, &a);
+	if (pgw_step_needs_watchdog(&h->st, &a)) {
+		bool was_armed = pgw_wdguard_fires_at(h->wd) != 0;
+
+		if (!ha_arm_watchdog(h))
+			pgw_step_without_watchdog(&h->st, &o, &a);
+		else if (!was_armed && pgw_wdguard_fires_at(h->wd) != 0 && h->etcd_ok)
+			/* S3: the others learn of the armed watchdog before PostgreSQL may write
+			 * (a leader whose lapsed lease came back holds the key disarmed) */
+			ha_publish_member(h);
+	}
 	ha_log_decision(h, &a);
 	ha_act(h, &a, holds);
 	watchdog_after_act(h, &a, holds);

@@ -400,6 +400,7 @@ static void act_rewind(struct ha *h, const struct pgw_action *a)
 		return;
 	}
 	pgw_info("rewound from %s", a->target);
+	pgw_step_rewound(&h->st);
 	start_replica(h, a);
 }
 

@@ -118,6 +118,7 @@ struct etcd {
 	int64_t leader_gone_rev; /* the revision of the leader key's last deletion */
 	char leader_name[PGW_NAME_MAX];
 	int64_t leader_lease, leader_rev;
+	int64_t leader_since; /* when the key was taken (simulated ms) */
 	struct member_key members[MAXN];
 	bool initialized;
 	char sysid[32];
@@ -371,6 +372,17 @@ static void pg_stop(struct node *nd, bool immediate)
 {
 	if (!nd->pg.running)
 		return;
+	/* a fast shutdown of a primary waits until every connected standby has flushed the
+	 * WAL up to the shutdown checkpoint (walsender's WalSndDone) */
+	if (!immediate && !nd->pg.in_recovery)
+		for (int i = 0; i < W.cfg.nodes; i++) {
+			struct node *r = &W.n[i];
+
+			if (r != nd && r->pg.running && r->pg.in_recovery && r->pg.streaming &&
+			    strcmp(r->pg.upstream, nd->name) == 0 && r->pg.tl == nd->pg.tl &&
+			    r->pg.lsn < nd->pg.lsn)
+				r->pg.lsn = nd->pg.lsn;
+		}
 	nd->pg.running = nd->pg.accepting = nd->pg.streaming = false;
 	if (nd->pg.in_recovery)
 		nd->pg.cs = immediate ? PGW_CS_IN_ARCHIVE_RECOVERY : PGW_CS_SHUT_DOWN_IN_RECOVERY;
@@ -742,6 +754,11 @@ static void read_cluster(struct node *nd)
 		if (W.e.members[i].present)
 			c->members[c->nmembers++] = W.e.members[i].m;
 	c->optime = W.e.optime;
+	/* the history key: timeline t ended where t + 1 began */
+	for (int t = 1; t < W.max_tl && c->nforks < PGW_FORKS_MAX; t++) {
+		c->forks[c->nforks].timeline = t;
+		c->forks[c->nforks++].lsn = (uint64_t)W.fork_lsn[t + 1];
+	}
 	if (!W.e.leader)
 		c->leader_gone_rev = W.e.leader_gone_rev; /* the watch saw the deletion */
 	c->max_lag = MAX_LAG;
@@ -805,6 +822,7 @@ static bool take_key(struct node *nd)
 	W.e.leader = true;
 	snprintf(W.e.leader_name, sizeof(W.e.leader_name), "%s", nd->name);
 	W.e.leader_lease = nd->lease.id;
+	W.e.leader_since = W.now;
 	W.e.leader_rev = ++W.e.rev;
 	write_record(nd, false);
 	ev(nd, "etcd: took the leader key (lease %" PRId64 ")", nd->lease.id);
@@ -1165,6 +1183,7 @@ static void act(struct node *nd, const struct pgw_action *a, bool holds)
 		nd->pg.tl = t->pg.tl;
 		nd->pg.cs = PGW_CS_IN_ARCHIVE_RECOVERY;
 		ev(nd, "rewind: from %s done", a->target);
+		pgw_step_rewound(&nd->st);
 		pg_start(nd, true, a->target);
 		nd->busy_until = W.now + 1000;
 		break;
@@ -1302,9 +1321,14 @@ static void cycle(struct node *nd)
 	build_obs(nd, &ps, &o);
 	holds = pgw_obs_holds_leader(&o);
 	pgw_step(&nd->st, &o, &a);
-	if (pgw_step_needs_watchdog(&nd->st, &a) &&
-	    !wd_arm(nd, nd->lease.id ? nd->lease.ttl_s : W.cfg.ttl))
-		pgw_step_without_watchdog(&nd->st, &o, &a);
+	if (pgw_step_needs_watchdog(&nd->st, &a)) {
+		bool was_armed = nd->wd_armed;
+
+		if (!wd_arm(nd, nd->lease.id ? nd->lease.ttl_s : W.cfg.ttl))
+			pgw_step_without_watchdog(&nd->st, &o, &a);
+		else if (!was_armed && nd->wd_armed && nd->etcd_ok)
+			publish_member(nd, &ps); /* ha.c: before PostgreSQL may write */
+	}
 	cap_lease(nd);
 	if (strcmp(a.rule, nd->last_rule) != 0 || verbose)
 		ev(nd, "decide [%s] %s: %s", a.rule, pgw_action_name(a.kind), a.reason);
@@ -1749,6 +1773,39 @@ static void check(void)
 	}
 }
 
+/* Rejoin: at the end, long after the last fault healed, every running replica of a
+ * cluster with a primary streams from it (the fault rig found an old primary started as a
+ * replica with no leader, then switched to the new leader by a reload: its timeline had
+ * forked, it never streamed again). */
+static void check_rejoined(void)
+{
+	const struct node *p = NULL;
+
+	for (int i = 0; i < W.cfg.nodes; i++)
+		if (pg_writable(&W.n[i]) && holds_key(&W.n[i]))
+			p = &W.n[i];
+	/* a replica gets two loops to see a new leader's timeline, PGW_DIVERGED_CONFIRM_MS
+	 * and a rewind */
+	if (!p || W.e.paused ||
+	    W.now - W.e.leader_since <
+	        2 * (int64_t)W.cfg.loop_wait * 1000 + PGW_DIVERGED_CONFIRM_MS + 15000)
+		return;
+	for (int i = 0; i < W.cfg.nodes; i++) {
+		const struct node *nd = &W.n[i];
+
+		if (nd == p || !nd->powered || !nd->alive || nd->stopped || nd->frozen ||
+		    !nd->pg.running || !nd->pg.in_recovery || nd->nofailover)
+			continue;
+		if (!nd->pg.streaming)
+			violation("rejoin: %s runs as a replica (timeline %d, lsn %" PRId64
+			          ") but does not stream from %s (timeline %d) %.0f s after the "
+			          "last fault healed, %.0f s after %s took the key",
+			          nd->name, nd->pg.tl, nd->pg.lsn, p->name, p->pg.tl,
+			          (W.now - W.last_fault) / 1000.0,
+			          (W.now - W.e.leader_since) / 1000.0, p->name);
+	}
+}
+
 /* ---- one run
  * -------------------------------------------------------------------------------------- */
 
@@ -1873,6 +1930,8 @@ static int run(uint64_t seed, int nodes_opt)
 		}
 		tick();
 	}
+	if (W.violations == 0)
+		check_rejoined();
 	return W.violations;
 }
 

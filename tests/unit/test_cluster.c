@@ -137,6 +137,11 @@ static void test_parse_realistic(void **state)
 	assert_true(c.has_config);
 	assert_non_null(c.history);
 	assert_non_null(strstr(c.history, "[2,50331808,"));
+	assert_int_equal(c.nforks, 2);
+	assert_int_equal(c.forks[0].timeline, 1);
+	assert_int_equal(c.forks[0].lsn, 25165984);
+	assert_int_equal(c.forks[1].timeline, 2);
+	assert_int_equal(c.forks[1].lsn, 50331808);
 	assert_string_equal(c.warnings, "");
 	assert_int_equal(c.nmembers, 3);
 
@@ -329,6 +334,33 @@ static void test_parse_empty_range(void **state)
 	assert_int_equal(c.nmembers, 0);
 	assert_null(pgw_cluster_leader_member(&c));
 	pgw_cluster_clear(&c);
+}
+
+/* History rows that are not [timeline >= 1, lsn >= 0, ...] are left out of the forks;
+ * a history that is not an array is ignored with a warning. */
+static void test_history_forks(void **state)
+{
+	struct range rg;
+	struct pgw_cluster c = {0};
+
+	(void)state;
+	range_init(&rg, 4);
+	add_kv(&rg, PREFIX "history",
+	       "[[\"1\",5],[0,5],[2,-1],[3],{\"a\":1},[4,9999999999,\"r\"],[99999999999,1]]", 0);
+	assert_int_equal(pgw_cluster_parse(&rg.r, PREFIX, &c), 0);
+	assert_int_equal(c.nforks, 1);
+	assert_int_equal(c.forks[0].timeline, 4);
+	assert_int_equal(c.forks[0].lsn, 9999999999LL);
+	pgw_cluster_clear(&c);
+	range_free(&rg);
+
+	range_init(&rg, 4);
+	add_kv(&rg, PREFIX "history", "{\"1\":2}", 0);
+	assert_int_equal(pgw_cluster_parse(&rg.r, PREFIX, &c), 0);
+	assert_int_equal(c.nforks, 0);
+	assert_non_null(strstr(c.warnings, "history: malformed"));
+	pgw_cluster_clear(&c);
+	range_free(&rg);
 }
 
 static void test_malformed_members_skipped(void **state)
@@ -816,6 +848,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_realistic),
 	    cmocka_unit_test(test_parse_empty_range),
+	    cmocka_unit_test(test_history_forks),
 	    cmocka_unit_test(test_malformed_members_skipped),
 	    cmocka_unit_test(test_status_not_json),
 	    cmocka_unit_test(test_status_not_json_warns),

@@ -778,6 +778,77 @@ static void test_old_primary_waits_for_timeline(void **state)
 	check(&a, PGW_ACT_REWIND, "rewind", "local timeline 2, leader node1 on timeline 3");
 }
 
+/* A replica holding WAL past the point where its timeline ended in the history key. */
+static void test_diverged_replica(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+	uint64_t fork = 0;
+
+	(void)state;
+	fx_replica(&f);
+	member(&f, "node1")->timeline = 3;
+	f.c.forks[0] = (struct pgw_fork){1, 3000};
+	f.c.forks[1] = (struct pgw_fork){2, 5500};
+	f.c.nforks = 2;
+	f.pg.streaming = false;
+	f.pg.received_lsn = 6000;
+	f.pg.replayed_lsn = 5900;
+	assert_true(pgw_diverged(&f.o, &fork));
+	assert_int_equal(fork, 5500);
+	f.pg.received_lsn = f.pg.replayed_lsn = 5500; /* exactly at the fork: it can follow */
+	assert_false(pgw_diverged(&f.o, &fork));
+	f.pg.replayed_lsn = 5501;
+	assert_true(pgw_diverged(&f.o, &fork));
+	/* the leader on this node's timeline: nothing forked yet */
+	member(&f, "node1")->timeline = 2;
+	assert_false(pgw_diverged(&f.o, &fork));
+	/* the leader's timeline not published: the history alone tells */
+	member(&f, "node1")->timeline = 0;
+	assert_true(pgw_diverged(&f.o, &fork));
+	member(&f, "node1")->timeline = 3;
+	/* the history does not say where timeline 2 ended: unknown, not diverged */
+	f.c.nforks = 1;
+	assert_false(pgw_diverged(&f.o, &fork));
+	f.c.nforks = 2;
+	/* stopped: the control file's timeline and checkpoint */
+	pg_stopped(&f, PGW_CS_SHUT_DOWN_IN_RECOVERY);
+	f.o.cd.checkpoint_lsn = 5600;
+	assert_true(pgw_diverged(&f.o, &fork));
+	f.o.cd.checkpoint_lsn = 5400;
+	assert_false(pgw_diverged(&f.o, &fork));
+	/* this node is the leader: never */
+	fx_replica(&f);
+	f.c.forks[0] = (struct pgw_fork){2, 100};
+	f.c.nforks = 1;
+	member(&f, "node1")->timeline = 3;
+	f.o.self = "node1";
+	assert_false(pgw_diverged(&f.o, &fork));
+
+	/* the decision: confirmed divergence (step.c) rewinds a running replica */
+	fx_replica(&f);
+	member(&f, "node1")->timeline = 3;
+	f.pg.streaming = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "not streaming");
+	f.o.diverged = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_REWIND, "rewind", "forked off the leader's history");
+	check_target(&a, "node1", "10.0.0.1", 5432);
+	f.o.rewind_failed = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_CLONE, "reclone", "pg_rewind failed");
+	/* an old primary started as a replica while it had no leader: rewound at once */
+	fx_replica(&f);
+	member(&f, "node1")->timeline = 3;
+	f.o.ran_as_primary = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_REWIND, "rewind", "started as a replica while it had no leader");
+	member(&f, "node1")->timeline = 2; /* not before the leader's timeline is newer */
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "leader-timeline-unknown", "this node on timeline 2");
+}
+
 static void test_old_primary_reclones(void **state)
 {
 	struct fx f;
@@ -1951,6 +2022,7 @@ int main(void)
 	    cmocka_unit_test(test_foreign_sysid),
 	    cmocka_unit_test(test_follow_new_leader),
 	    cmocka_unit_test(test_old_primary_rewinds),
+	    cmocka_unit_test(test_diverged_replica),
 	    cmocka_unit_test(test_old_primary_waits_for_timeline),
 	    cmocka_unit_test(test_old_primary_reclones),
 	    cmocka_unit_test(test_start_replica),

@@ -282,6 +282,85 @@ static void test_lost_leader_back_as_replica(void **state)
 	assert_string_equal(a.rule, "unprotected-leader-lost");
 }
 
+/* Divergence counts once it has held, not streaming, for PGW_DIVERGED_CONFIRM_MS;
+ * a stopped server's control file counts at once. */
+static void test_divergence_confirmed(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_init(&f);
+	f.c.members[0].timeline = 3;
+	f.c.forks[0] = (struct pgw_fork){2, 5000};
+	f.c.nforks = 1;
+	f.pg.timeline = 2;
+	f.pg.received_lsn = 6000;
+	f.pg.streaming = false;
+	f.o.now_ms = 100000;
+	decide(&f, &a);
+	assert_false(f.o.diverged);
+	f.o.now_ms += PGW_DIVERGED_CONFIRM_MS - 1;
+	decide(&f, &a);
+	assert_false(f.o.diverged);
+	f.o.now_ms += 1;
+	decide(&f, &a);
+	assert_true(f.o.diverged);
+	/* it streams: not diverged after all (a checkpoint timeline that lagged) */
+	f.pg.streaming = true;
+	decide(&f, &a);
+	assert_false(f.o.diverged);
+	f.pg.streaming = false;
+	f.o.now_ms += PGW_DIVERGED_CONFIRM_MS - 1;
+	decide(&f, &a);
+	assert_false(f.o.diverged); /* the clock started again */
+	/* stopped */
+	f.pg.running = f.pg.accepting = f.pg.in_recovery = false;
+	f.o.cd_valid = true;
+	f.o.cd.state = PGW_CS_SHUT_DOWN_IN_RECOVERY;
+	f.o.cd.timeline = 2;
+	f.o.cd.checkpoint_lsn = 5001;
+	decide(&f, &a);
+	assert_true(f.o.diverged);
+	pgw_step_rewound(&f.s);
+	assert_int_equal(f.s.diverged_since, 0);
+}
+
+/* An old primary's data started as a replica keeps being treated as an old primary. */
+static void test_ran_as_primary(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+	char fenced[PGW_NAME_MAX];
+	int64_t fl;
+
+	(void)state;
+	fx_init(&f);
+	lose_leader(&f, true);
+	pgw_lease_renewed(&f.o.lease, 12, 0, 30);
+	f.o.now_ms = 1000;
+	snprintf(f.c.sysid, sizeof(f.c.sysid), "7000000000000000001");
+	f.pg.running = f.pg.accepting = f.pg.in_recovery = false;
+	f.o.cd_valid = true;
+	f.o.cd.state = PGW_CS_IN_PRODUCTION;
+	decide(&f, &a);
+	assert_string_equal(a.rule, "no-leader-start");
+	assert_true(f.s.ran_as_primary);
+	pgw_step_rewound(&f.s);
+	assert_false(f.s.ran_as_primary);
+	f.s.ran_as_primary = true;
+	pgw_step_cloned(&f.s);
+	assert_false(f.s.ran_as_primary);
+	f.s.ran_as_primary = true;
+	pgw_step_promoted(&f.s, fenced, sizeof(fenced), &fl);
+	assert_false(f.s.ran_as_primary);
+	/* a replica's data (control file in recovery) started as a replica: nothing kept */
+	f.o.cd.state = PGW_CS_SHUT_DOWN_IN_RECOVERY;
+	decide(&f, &a);
+	assert_string_equal(a.rule, "no-leader-start");
+	assert_false(f.s.ran_as_primary);
+}
+
 static void test_watchdog_effects(void **state)
 {
 	struct fx f;
@@ -340,6 +419,8 @@ int main(void)
 	    cmocka_unit_test(test_revisions),
 	    cmocka_unit_test(test_probe_and_fence),
 	    cmocka_unit_test(test_lost_leader_back_as_replica),
+	    cmocka_unit_test(test_divergence_confirmed),
+	    cmocka_unit_test(test_ran_as_primary),
 	    cmocka_unit_test(test_watchdog_effects),
 	    cmocka_unit_test(test_primary_down_since),
 	};
