@@ -10,10 +10,13 @@ Timing settings of every test cluster: ttl 10, loop_wait 2, retry_timeout 3.
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
 import uuid
+
+import pytest
 
 from harness import Cluster, Writer, clean_env, figure, log, wait_until
 
@@ -423,3 +426,61 @@ def test_member_keys_without_a_lease_get_no_replication_slot(make_cluster):
                "the real replica streaming", diag=c.dump)
     reserved = leader.sql("SELECT restart_lsn IS NOT NULL FROM pg_replication_slots")[0][0]
     assert reserved, "the real replica's slot reserves WAL once it is connected"
+
+
+def nft(*args):
+    r = subprocess.run(["nft"] + list(args), capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, "nft %s: %s" % (" ".join(args), r.stderr)
+
+
+def test_replica_ahead_of_the_new_leader_is_rewound(make_cluster):
+    """A replica that received WAL the new leader never had (its WAL forked off the new
+    leader's history) cannot stream from it: PostgreSQL refuses a timeline that forked
+    before its position.  Before, pgwarden switched its primary_conninfo by reload and left it
+    'following, not streaming' for good; now the history key tells it forked, and it is
+    rewound.  Set-up: the leader's packets to replica B's WAL receiver are dropped (nft)
+    while the leader writes, so replica C gets WAL that B does not; C is tagged nofailover,
+    the leader's machine is killed, and B is promoted from the shorter history."""
+    if not shutil.which("nft"):
+        pytest.skip("nft is missing (Debian package nftables: scripts/install-deps.sh test)")
+    c = make_cluster(n=3, label="fork")
+    leader = c.wait_healthy(60)
+    b, ahead = c.replicas(leader.name)
+    ahead.config["tags"]["nofailover"] = True
+    ahead.write_config()
+    os.kill(ahead.daemon_pid, signal.SIGHUP)
+    wait_until(lambda: "nofailover" in (c.key("members/" + ahead.name) or ""), 20,
+               "%s's member key to carry nofailover" % ahead.name)
+    leader.sql("CREATE TABLE fork_rows (id int)")
+    wait_until(lambda: all(r.sql1("SELECT to_regclass('fork_rows') IS NOT NULL")
+                           for r in (b, ahead)), 30, "the table on both replicas")
+    port = leader.sql1("SELECT client_port FROM pg_stat_replication WHERE application_name = %s",
+                       (b.name,))
+    assert port, "%s does not stream from %s" % (b.name, leader.name)
+    table = "pgwt_fork_%d" % os.getpid()
+    nft("add", "table", "inet", table)
+    try:
+        nft("add", "chain", "inet", table, "out", "{ type filter hook output priority 0; }")
+        nft("add", "rule", "inet", table, "out", "tcp", "sport", str(leader.pg_port), "tcp",
+            "dport", str(port), "drop")
+        leader.sql("INSERT INTO fork_rows SELECT generate_series(1, 1000)")
+        pos = leader.sql1("SELECT pg_current_wal_lsn()::text")
+        wait_until(lambda: ahead.sql1("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (pos,)),
+                   30, "%s to replay the rows" % ahead.name)
+        log("%s has WAL up to %s, %s received up to %s" % (
+            ahead.name, pos, b.name, b.sql1("SELECT pg_last_wal_receive_lsn()::text")))
+        leader.kill_machine()
+        t_kill = time.monotonic()
+        # (the dead leader's kernel would still deliver its queued WAL to B once the
+        # rule goes: keep it until B has promoted)
+        assert c.wait_leader(timeout=TTL + 40, exclude=(leader.name,)) == b.name
+        wait_until(b.accepts_writes, 40, "%s to accept writes" % b.name)
+    finally:
+        nft("delete", "table", "inet", table)
+    b.sql("INSERT INTO fork_rows VALUES (-1)")
+    c.wait_until(lambda: c.streams_from(ahead, b), 90,
+                 "%s (ahead of %s's fork) to stream from it again" % (ahead.name, b.name))
+    figure("leader killed -> forked replica streams again", time.monotonic() - t_kill)
+    assert "forked off the leader's history" in ahead.log_text(), ahead.log_text()[-3000:]
+    assert ahead.sql1("SELECT count(*) FROM fork_rows WHERE id = -1") == 1
+    assert ahead.sql1("SELECT count(*) FROM fork_rows") == b.sql1("SELECT count(*) FROM fork_rows")
