@@ -123,6 +123,10 @@ struct pgw_cluster {
 		uint64_t lsn;
 	} forks[PGW_FORKS_MAX];
 	int nforks;
+	/* rows in the key, all well formed (-1 otherwise).  pgwarden appends one row per
+	 * promotion, so when it is the leader's timeline - 1, row k (from 0) is where the
+	 * parent of timeline k + 2 ended, and the leader's line of descent can be walked */
+	int history_rows;
 	bool has_config;
 	char *config; /* raw JSON of the config key (malloc'd), NULL when absent */
 	bool paused;  /* config has "pause": true */

@@ -134,6 +134,35 @@ static int local_timeline(const struct pgw_obs *o)
 	return o->pg->running && o->pg->timeline > 0 ? o->pg->timeline : o->cd.timeline;
 }
 
+/*
+ * Walk the leader's line of descent (timeline ltl) back to timeline tl, when the history
+ * key has one row per promotion (cluster.history_rows): 1 and where the line left tl, 0
+ * when tl is not on it, -1 when the rows do not tell.
+ */
+static int leader_line(const struct pgw_cluster *c, int ltl, int tl, uint64_t *left_at)
+{
+	int first = c->history_rows - c->nforks + 2; /* the timeline forks[0] began */
+	int child = ltl;
+
+	if (ltl <= 0 || c->history_rows != ltl - 1)
+		return -1;
+	while (child > tl) {
+		const struct pgw_fork *f;
+
+		if (child - first < 0 || child - first >= c->nforks)
+			return -1; /* older than the rows kept */
+		f = &c->forks[child - first];
+		if (f->timeline >= child)
+			return -1; /* not a line of descent */
+		if (f->timeline == tl) {
+			*left_at = f->lsn;
+			return 1;
+		}
+		child = f->timeline;
+	}
+	return 0;
+}
+
 bool pgw_diverged(const struct pgw_obs *o, uint64_t *fork_lsn)
 {
 	const struct pgw_member *l =
@@ -155,6 +184,16 @@ bool pgw_diverged(const struct pgw_obs *o, uint64_t *fork_lsn)
 	} else {
 		return false;
 	}
+	switch (leader_line(o->cluster, l->timeline, tl, fork_lsn)) {
+	case 1:
+		return pos > *fork_lsn;
+	case 0:
+		*fork_lsn = 0;
+		return true; /* its timeline is not on the leader's line at all */
+	default:
+		break;
+	}
+	/* the rows do not map to timelines: the latest that forked off tl */
 	for (int i = o->cluster->nforks - 1; i >= 0; i--)
 		if (o->cluster->forks[i].timeline == tl) {
 			*fork_lsn = o->cluster->forks[i].lsn;

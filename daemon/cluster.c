@@ -474,12 +474,14 @@ static void parse_forks(struct pgw_cluster *c, const char *json)
 	size_t n, i;
 
 	c->nforks = 0;
+	c->history_rows = -1;
 	if (!arr || !json_object_is_type(arr, json_type_array)) {
 		add_warning(c, "%s: malformed, ignored; ", "history");
 		json_object_put(arr);
 		return;
 	}
 	n = json_object_array_length(arr);
+	c->history_rows = n <= INT32_MAX ? (int)n : -1;
 	for (i = n > PGW_FORKS_MAX ? n - PGW_FORKS_MAX : 0; i < n; i++) {
 		struct json_object *row = json_object_array_get_idx(arr, i);
 		struct json_object *tl, *lsn;
@@ -490,8 +492,10 @@ static void parse_forks(struct pgw_cluster *c, const char *json)
 		lsn = json_object_array_get_idx(row, 1);
 		if (!json_object_is_type(tl, json_type_int) ||
 		    !json_object_is_type(lsn, json_type_int) || json_object_get_int64(tl) < 1 ||
-		    json_object_get_int64(tl) > INT32_MAX || json_object_get_int64(lsn) < 0)
+		    json_object_get_int64(tl) > INT32_MAX || json_object_get_int64(lsn) < 0) {
+			c->history_rows = -1; /* the rows no longer map to timelines */
 			continue;
+		}
 		c->forks[c->nforks].timeline = (int)json_object_get_int64(tl);
 		c->forks[c->nforks].lsn = (uint64_t)json_object_get_int64(lsn);
 		c->nforks++;

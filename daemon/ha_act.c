@@ -149,14 +149,17 @@ static void publish_status(struct ha *h, uint64_t optime)
 static void record_history(struct ha *h, int new_tl)
 {
 	uint64_t lsn = 0;
+	int parent = new_tl - 1;
 	char reason[128] = "no recovery target specified", ts[40], *hist;
 
 	if (new_tl <= 1)
 		return;
-	if (pgw_pg_timeline_switch(h->pg, new_tl, &lsn, reason, sizeof(reason)) != 0)
+	if (pgw_pg_timeline_switch(h->pg, new_tl, &parent, &lsn, reason, sizeof(reason)) != 0)
 		pgw_warn("cannot read the history file of timeline %d", new_tl);
 	timestamp_iso(ts, sizeof(ts));
-	hist = pgw_history_append(h->cluster.history, new_tl - 1, lsn, reason, ts, h->cfg->name);
+	/* [the timeline that ended, where, ...], as in the history file (and Patroni's key):
+	 * a replica promoted from an older timeline forks off that one, not new_tl - 1 */
+	hist = pgw_history_append(h->cluster.history, parent, lsn, reason, ts, h->cfg->name);
 	if (hist &&
 	    pgw_etcd_put(h->etcd, h->history_key, hist, strlen(hist), 0, ha_op_timeout(h)) != 0)
 		pgw_warn("cannot write %s: %s", h->history_key, pgw_etcd_errmsg(h->etcd));

@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <libpq-fe.h>
@@ -2283,16 +2284,22 @@ void pgw_pg_slot_name(const char *member, char *out, size_t outlen)
 /* ---- timeline history and LSNs ---------------------------------------------------- */
 
 /* "parentTLI <tab> X/X <tab> reason"; false when malformed. */
-static bool parse_history_line(const char *line, uint64_t *lsn, char *reason, size_t reasonlen)
+static bool parse_history_line(const char *line, int *parent, uint64_t *lsn, char *reason,
+                               size_t reasonlen)
 {
 	char lsntext[32];
 	const char *p = line;
 	size_t n;
 	char *end;
+	unsigned long tli;
 
 	if (!(*p >= '0' && *p <= '9'))
 		return false;
-	strtoul(p, &end, 10);
+	errno = 0;
+	tli = strtoul(p, &end, 10);
+	if (errno || tli < 1 || tli > INT32_MAX)
+		return false;
+	*parent = (int)tli;
 	p = end + strspn(end, " \t");
 	if (p == end)
 		return false;
@@ -2311,8 +2318,8 @@ static bool parse_history_line(const char *line, uint64_t *lsn, char *reason, si
 	return true;
 }
 
-int pgw_pg_timeline_switch(struct pgw_pg *pg, int timeline, uint64_t *switch_lsn, char *reason,
-                           size_t reasonlen)
+int pgw_pg_timeline_switch(struct pgw_pg *pg, int timeline, int *parent, uint64_t *switch_lsn,
+                           char *reason, size_t reasonlen)
 {
 	char *path = xasprintf("%s/pg_wal/%08X.history", pg->data_dir, (unsigned)timeline);
 	char line[1024], last[1024] = "";
@@ -2329,7 +2336,7 @@ int pgw_pg_timeline_switch(struct pgw_pg *pg, int timeline, uint64_t *switch_lsn
 		if (line[strspn(line, " \t\r\n")] != '\0' && line[0] != '#')
 			memcpy(last, line, sizeof(last));
 	fclose(f);
-	ok = parse_history_line(last, switch_lsn, reason, reasonlen);
+	ok = parse_history_line(last, parent, switch_lsn, reason, reasonlen);
 	if (!ok)
 		set_err(pg, true, "%s: no valid last line", path);
 	free(path);

@@ -111,9 +111,10 @@ int pgw_pg_sync_slots(struct pgw_pg *pg, const char *const *names, int n, int ti
 /* The member name as a slot name: lower case, [a-z0-9_] only, others become '_'. */
 void pgw_pg_slot_name(const char *member, char *out, size_t outlen);
 
-/* Read "<data_dir>/pg_wal/<TL>.history" last line: parent timeline's switch LSN and reason. */
-int pgw_pg_timeline_switch(struct pgw_pg *pg, int timeline, uint64_t *switch_lsn, char *reason,
-                           size_t reasonlen);
+/* Read "<data_dir>/pg_wal/<TL>.history" last line: the parent timeline (the one this
+ * one forked off: not always TL - 1), the switch LSN on it, and the reason. */
+int pgw_pg_timeline_switch(struct pgw_pg *pg, int timeline, int *parent, uint64_t *switch_lsn,
+                           char *reason, size_t reasonlen);
 
 /* The last error of this controller (a failed command's line, exit status and output
  * tail, or the SQL error), "" when none.  Valid until the next call on pg. */

@@ -188,13 +188,14 @@ static void phase_promote(struct node *n1, struct node *n2)
 	const char *slots[] = {"node1"};
 	struct pgw_pg_state st;
 	uint64_t lsn = 0;
+	int parent = 0;
 	char reason[128], lsntext[32];
 
 	TIMED("promote", pgw_pg_promote(n2->pg, T_PROMOTE, keep_always, NULL));
 	pgw_pg_observe(n2->pg, T_OBSERVE, &st);
 	show("node2 promoted", &st);
 	CHECK(!st.in_recovery && st.timeline == 2);
-	CHECK(pgw_pg_timeline_switch(n2->pg, 2, &lsn, reason, sizeof(reason)) == 0);
+	CHECK(pgw_pg_timeline_switch(n2->pg, 2, &parent, &lsn, reason, sizeof(reason)) == 0);
 	pgw_lsn_format(lsn, lsntext, sizeof(lsntext));
 	printf("timeline 2 switched at %s (%s)\n", lsntext, reason);
 	CHECK(pgw_pg_sync_slots(n2->pg, slots, 1, 10000) == 0);

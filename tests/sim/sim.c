@@ -198,6 +198,7 @@ struct world {
 	struct node n[MAXN];
 	int max_tl;
 	int64_t fork_lsn[4096]; /* timeline t began at fork_lsn[t] */
+	int parent_tl[4096];    /* ... forking off timeline parent_tl[t] (not always t - 1) */
 	/* fault bookkeeping */
 	int active_faults;
 	int64_t last_fault;
@@ -462,15 +463,38 @@ static void observe(const struct node *nd, struct pgw_pg_state *ps)
 	}
 }
 
-/* Can a replica at (tl, lsn) stream from a server on timeline utl? */
+/* Where utl's line of descent left timeline tl: INT64_MAX when utl is tl, -1 when tl is
+ * not one of its ancestors. */
+static int64_t left_at(int tl, int utl)
+{
+	if (utl == tl)
+		return INT64_MAX;
+	for (int t = utl; t > tl; t = W.parent_tl[t])
+		if (W.parent_tl[t] == tl)
+			return W.fork_lsn[t];
+	return -1;
+}
+
+/* The last WAL position timelines tl1 and tl2 share (pg_rewind's divergence point). */
+static int64_t shared_until(int tl1, int tl2)
+{
+	int64_t mine = INT64_MAX; /* where tl1's line left the ancestor a */
+
+	for (int a = tl1; a >= 1; a = W.parent_tl[a]) {
+		int64_t theirs = left_at(a, tl2);
+
+		if (theirs >= 0)
+			return mine < theirs ? mine : theirs;
+		mine = W.fork_lsn[a];
+	}
+	return 0;
+}
+
+/* Can a replica at (tl, lsn) stream from a server on timeline utl?  Only if tl is an
+ * ancestor of utl and the replica is not past the point where utl's line left tl. */
 static bool tl_compatible(int tl, int64_t lsn, int utl)
 {
-	if (utl < tl)
-		return false;
-	for (int t = tl + 1; t <= utl; t++)
-		if (lsn > W.fork_lsn[t])
-			return false;
-	return true;
+	return left_at(tl, utl) >= lsn;
 }
 
 static void replicate(struct node *nd)
@@ -754,11 +778,13 @@ static void read_cluster(struct node *nd)
 		if (W.e.members[i].present)
 			c->members[c->nmembers++] = W.e.members[i].m;
 	c->optime = W.e.optime;
-	/* the history key: timeline t ended where t + 1 began */
-	for (int t = 1; t < W.max_tl && c->nforks < PGW_FORKS_MAX; t++) {
-		c->forks[c->nforks].timeline = t;
-		c->forks[c->nforks++].lsn = (uint64_t)W.fork_lsn[t + 1];
+	/* the history key, one row per promotion: [the timeline it forked off, where] */
+	for (int t = W.max_tl > PGW_FORKS_MAX ? W.max_tl - PGW_FORKS_MAX + 1 : 2; t <= W.max_tl;
+	     t++) {
+		c->forks[c->nforks].timeline = W.parent_tl[t];
+		c->forks[c->nforks++].lsn = (uint64_t)W.fork_lsn[t];
 	}
+	c->history_rows = W.max_tl > 0 ? W.max_tl - 1 : 0;
 	if (!W.e.leader)
 		c->leader_gone_rev = W.e.leader_gone_rev; /* the watch saw the deletion */
 	c->max_lag = MAX_LAG;
@@ -895,24 +921,19 @@ static void check_promotion(const struct node *nd)
 	          nd->name, old->name);
 }
 
-/* Does WAL at (tl, lsn) contain the point (atl, alsn)?  Timelines fork linearly here,
- * as tl_compatible() takes them. */
+/* Does WAL at (tl, lsn) contain the point (atl, alsn)?  Either timeline may descend from
+ * the other; the point must come before their lines part. */
 static bool holds_point(int tl, int64_t lsn, int atl, int64_t alsn)
 {
+	int64_t down = left_at(atl, tl), up = left_at(tl, atl);
+
 	if (alsn <= 0)
 		return true;
-	if (tl == atl)
-		return lsn >= alsn;
-	if (tl > atl) {
-		for (int t = atl + 1; t <= tl; t++)
-			if (W.fork_lsn[t] < alsn)
-				return false;
-		return true;
-	}
-	for (int t = tl + 1; t <= atl; t++)
-		if (W.fork_lsn[t] < alsn)
-			return false;
-	return lsn >= alsn;
+	if (down >= 0)
+		return alsn <= down && lsn >= alsn;
+	if (up >= 0)
+		return alsn <= up && lsn >= alsn;
+	return false;
 }
 
 /* S2: what the writable primary nd acknowledged by now (synchronous_mode). */
@@ -970,6 +991,7 @@ static void promote_pg(struct node *nd)
 	}
 	W.max_tl = (nd->pg.tl > W.max_tl ? nd->pg.tl : W.max_tl) + 1;
 	W.fork_lsn[W.max_tl] = nd->pg.lsn;
+	W.parent_tl[W.max_tl] = nd->pg.tl;
 	nd->pg.tl = W.max_tl;
 	nd->pg.in_recovery = false;
 	nd->pg.upstream[0] = '\0';
@@ -1174,8 +1196,8 @@ static void act(struct node *nd, const struct pgw_action *a, bool holds)
 			pgw_step_rewind_failed(&nd->st, a->target);
 			break;
 		}
-		if (nd->pg.tl < t->pg.tl) {
-			int64_t fork = W.fork_lsn[nd->pg.tl + 1];
+		{
+			int64_t fork = shared_until(nd->pg.tl, t->pg.tl);
 
 			if (nd->pg.lsn > fork)
 				nd->pg.lsn = fork;

@@ -142,6 +142,7 @@ static void test_parse_realistic(void **state)
 	assert_int_equal(c.forks[0].lsn, 25165984);
 	assert_int_equal(c.forks[1].timeline, 2);
 	assert_int_equal(c.forks[1].lsn, 50331808);
+	assert_int_equal(c.history_rows, 2);
 	assert_string_equal(c.warnings, "");
 	assert_int_equal(c.nmembers, 3);
 
@@ -349,6 +350,7 @@ static void test_history_forks(void **state)
 	       "[[\"1\",5],[0,5],[2,-1],[3],{\"a\":1},[4,9999999999,\"r\"],[99999999999,1]]", 0);
 	assert_int_equal(pgw_cluster_parse(&rg.r, PREFIX, &c), 0);
 	assert_int_equal(c.nforks, 1);
+	assert_int_equal(c.history_rows, -1);
 	assert_int_equal(c.forks[0].timeline, 4);
 	assert_int_equal(c.forks[0].lsn, 9999999999LL);
 	pgw_cluster_clear(&c);

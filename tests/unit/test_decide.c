@@ -825,6 +825,37 @@ static void test_diverged_replica(void **state)
 	f.o.self = "node1";
 	assert_false(pgw_diverged(&f.o, &fork));
 
+	/* one row per promotion: the leader's line is walked.  TL2 left TL1 at 100, TL3 left
+	 * TL2 at 200, TL4 left TL2 at 300; the leader is on TL4 */
+	fx_replica(&f);
+	f.c.forks[0] = (struct pgw_fork){1, 100};
+	f.c.forks[1] = (struct pgw_fork){2, 200};
+	f.c.forks[2] = (struct pgw_fork){2, 300};
+	f.c.nforks = 3;
+	f.c.history_rows = 3;
+	member(&f, "node1")->timeline = 4;
+	f.pg.timeline = 3; /* TL3 is not on TL4's line: whatever its position */
+	f.pg.received_lsn = f.pg.replayed_lsn = 201;
+	assert_true(pgw_diverged(&f.o, &fork));
+	f.pg.timeline = 2; /* TL4 left TL2 at 300, not where TL3 did */
+	f.pg.received_lsn = f.pg.replayed_lsn = 250;
+	assert_false(pgw_diverged(&f.o, &fork));
+	f.pg.replayed_lsn = 301;
+	assert_true(pgw_diverged(&f.o, &fork));
+	assert_int_equal(fork, 300);
+	f.pg.timeline = 1; /* two steps up: TL2 left TL1 at 100 */
+	f.pg.received_lsn = f.pg.replayed_lsn = 100;
+	assert_false(pgw_diverged(&f.o, &fork));
+	f.pg.replayed_lsn = 150;
+	assert_true(pgw_diverged(&f.o, &fork));
+	assert_int_equal(fork, 100);
+	/* rows that do not map (a Patroni key holds only the leader's ancestry): the latest
+	 * row forking off the node's timeline */
+	f.c.history_rows = 2;
+	f.pg.timeline = 3;
+	f.pg.received_lsn = f.pg.replayed_lsn = 201;
+	assert_false(pgw_diverged(&f.o, &fork)); /* nothing forked off TL3: unknown */
+
 	/* the decision: confirmed divergence (step.c) rewinds a running replica */
 	fx_replica(&f);
 	member(&f, "node1")->timeline = 3;

@@ -473,6 +473,7 @@ static void test_timeline_switch(void **state)
 	struct pgw_pg *pg = pgw_pg_new(&f->cfg);
 	char path[256], reason[64];
 	uint64_t lsn = 0;
+	int parent = 0;
 
 	assert_non_null(pg);
 	make_dir(f->data);
@@ -480,8 +481,9 @@ static void test_timeline_switch(void **state)
 	make_dir(path);
 	snprintf(path, sizeof(path), "%s/pg_wal/00000002.history", f->data);
 	write_text(path, "1\t0/3000000\tno recovery target specified\n", 0600);
-	assert_int_equal(pgw_pg_timeline_switch(pg, 2, &lsn, reason, sizeof(reason)), 0);
+	assert_int_equal(pgw_pg_timeline_switch(pg, 2, &parent, &lsn, reason, sizeof(reason)), 0);
 	assert_int_equal(lsn, 0x3000000);
+	assert_int_equal(parent, 1);
 	assert_string_equal(reason, "no recovery target specified");
 
 	/* timeline 10 (hex name 0000000A): the last line counts, blank lines skipped */
@@ -490,16 +492,17 @@ static void test_timeline_switch(void **state)
 	           "1\t0/3000000\tno recovery target specified\n\n"
 	           "9\t1A/FF000028\tat restore point \"x\"\n\n",
 	           0600);
-	assert_int_equal(pgw_pg_timeline_switch(pg, 10, &lsn, reason, 8), 0);
+	assert_int_equal(pgw_pg_timeline_switch(pg, 10, &parent, &lsn, reason, 8), 0);
 	assert_int_equal(lsn, 0x1AFF000028ULL);
+	assert_int_equal(parent, 9);
 	assert_string_equal(reason, "at rest"); /* truncated to the buffer */
 
 	snprintf(path, sizeof(path), "%s/pg_wal/00000003.history", f->data);
 	write_text(path, "1\tnot-an-lsn\treason\n", 0600);
-	assert_int_equal(pgw_pg_timeline_switch(pg, 3, &lsn, reason, sizeof(reason)), -1);
+	assert_int_equal(pgw_pg_timeline_switch(pg, 3, &parent, &lsn, reason, sizeof(reason)), -1);
 	write_text(path, "", 0600);
-	assert_int_equal(pgw_pg_timeline_switch(pg, 3, &lsn, reason, sizeof(reason)), -1);
-	assert_int_equal(pgw_pg_timeline_switch(pg, 4, &lsn, reason, sizeof(reason)), -1);
+	assert_int_equal(pgw_pg_timeline_switch(pg, 3, &parent, &lsn, reason, sizeof(reason)), -1);
+	assert_int_equal(pgw_pg_timeline_switch(pg, 4, &parent, &lsn, reason, sizeof(reason)), -1);
 	assert_non_null(strstr(pgw_pg_last_error(pg), "00000004.history"));
 	pgw_pg_free(pg);
 }
