@@ -45,8 +45,9 @@ CLOCK_SLACK = 1.0
 WALL_RES = 0.0015
 MAX_LIST = 12  # ids, samples... listed in one message
 
-PGWARDENCTL_DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                   "..", "..", "build", "pgwardenctl")
+_TOP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+PGWARDENCTL_DEFAULTS = [os.path.join(_TOP, "build", "pgwardenctl"),
+                        os.path.join(_TOP, "build", "release", "pgwardenctl")]
 
 # --- reading ------------------------------------------------------------------------------
 
@@ -804,8 +805,8 @@ def check_s4(run, ctl=None):
 
 
 def _pgwardenctl(run, ctl):
-    for c in (ctl, os.environ.get("PGWARDENCTL"), run.meta.get("pgwardenctl"),
-              PGWARDENCTL_DEFAULT):
+    for c in [ctl, os.environ.get("PGWARDENCTL"), run.meta.get("pgwardenctl")] + \
+            PGWARDENCTL_DEFAULTS:
         if c and os.access(c, os.X_OK):
             return c
     return None
