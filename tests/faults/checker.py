@@ -88,10 +88,12 @@ class Run:
         self.logs = {}  # node -> [LogLine]
         self.audit = {}  # node -> [record dict, with "_file", "_line"]
         self.wdemu = {}  # node -> [(mono, kind, text)]
+        self.bmc = {}  # node -> [(mono, kind, result, text)] from the BMC's chassis log
         for name, nd in sorted(self.nodes.items()):
             self.logs[name] = self._daemon_log(name, nd.get("pgwarden_log"))
             self.audit[name] = self._audit(name, nd.get("audit_log"))
             self.wdemu[name] = self._wdemu(name, nd.get("wdemu_log"))
+            self.bmc[name] = self._chassis(name, nd.get("bmc_chassis_log"))
         self.etcd = {}
         for name, ed in sorted((m.get("etcd") or {}).items()):
             self.etcd[name] = self._etcd_log(name, ed.get("log"))
@@ -250,6 +252,25 @@ class Run:
                 out.append((float(parts[1][5:]), parts[0], ln.strip()))
             except ValueError:
                 continue
+        return out
+
+    def _chassis(self, node, p):
+        """tests/ipmi/chassis.sh lines: "MONO EPOCHREALTIME kind result [k=v...]"."""
+        if not p:
+            return []
+        lines, _ = self._lines(self.path(p), "%s BMC chassis log" % node, required=False)
+        out = []
+        for ln in lines or []:
+            parts = ln.split()
+            if len(parts) < 4:
+                continue
+            try:
+                mono = float(parts[0]) if parts[0] != "-" else \
+                    self.mono_of_wall(float(parts[1]))
+            except (ValueError, TypeError):
+                continue
+            if mono is not None:
+                out.append((mono, parts[2], parts[3], " ".join(parts[2:])))
         return out
 
     def _etcd_log(self, name, p):
@@ -557,7 +578,9 @@ def check_s2(run):
         return []
     if not lost:
         return []
-    desc = ", ".join("%s (acked by %s at %s)" % (c.get("id"), c.get("node"), _rel(run, c["r"]))
+    desc = ", ".join("%s (acked by %s at %s%s)"
+                     % (c.get("id"), c.get("node"), _rel(run, c["r"]),
+                        "; the server warned: %s" % c["warn"][:120] if c.get("warn") else "")
                      for c in lost[:MAX_LIST])
     return [Violation("S2", "%d acknowledged write(s) missing from the final primary %s: %s%s"
                       % (len(lost), run.final.get("primary"), desc,
@@ -707,6 +730,37 @@ def check_s3(run):
                                     "" if run.fencing else
                                     " (nor did it keep an armed watchdog)")))
     out += _rogue_primaries(run, ts)
+    out += _fences_backed_by_bmc(run)
+    return out
+
+
+def _fences_backed_by_bmc(run):
+    """Every fence-result "off-confirmed" is backed by the target's BMC: its chassis log
+    (when the rig kept one) shows a power off (off, off-done or reset, not failed) or a
+    status read "off" between the fence-intent and the result (CLOCK_MONOTONIC on both
+    sides; 50 ms allowed for the log's own stamping)."""
+    out = []
+    for node, recs in run.audit.items():
+        for r in recs:
+            if not (r.get("action") == "fence-result" and r.get("result") == "off-confirmed"):
+                continue
+            ev = run.bmc.get(r.get("target")) or []
+            if not ev or not isinstance(r.get("mono"), (int, float)):
+                continue
+            intents = _intent_before(recs, r)
+            lo = (intents[-1].get("mono") if intents and
+                  isinstance(intents[-1].get("mono"), (int, float)) else r["mono"] - 120) - 0.05
+            hi = r["mono"] + 0.05
+            backed = [e for e in ev if lo <= e[0] <= hi and
+                      ((e[1] in ("off", "off-done", "reset") and e[2] != "failed") or
+                       (e[1] == "status" and e[2] == "off"))]
+            if not backed:
+                out.append(Violation("S3", "%s audit seq %s: power off of %s confirmed at %s, "
+                                     "but %s's BMC logged no power off and no status off "
+                                     "since the intent (%s)"
+                                     % (node, r.get("seq"), r.get("target"),
+                                        _rel(run, r["mono"]), r.get("target"),
+                                        _rel(run, lo + 0.05))))
     return out
 
 
@@ -849,8 +903,8 @@ def _ctl_verify(exe, nd, log_path):
             return p.returncode, p.stdout + p.stderr
         except (OSError, subprocess.TimeoutExpired) as e:
             return -1, str(e)
-    cfg = os.path.join(nd.get("dir") or "", "pgwarden.yml")
-    if nd.get("dir") and os.path.exists(cfg):
+    cfg = nd.get("config") or os.path.join(nd.get("dir") or "", "pgwarden.yml")
+    if os.path.exists(cfg):
         rc, text = run_ctl(cfg)
         if (rc == 0 and "chain intact" in text) or "chain BROKEN" in text:
             if os.path.realpath(log_path) in text or log_path in text:
@@ -942,12 +996,26 @@ def check_recovery(run):
     t_h, t_r = _num(f.get("t_healed")), _num(f.get("t_recovered"))
     if t_r is None:
         out.append(Violation("RECOVERY", "never recovered after the last heal at %s "
-                             "(final primary %s, streaming %s)"
+                             "(final primary %s, streaming %s)%s"
                              % (_rel(run, t_h), f.get("primary"),
-                                json.dumps(f.get("streaming")))))
+                                json.dumps(f.get("streaming")),
+                                "; the cluster was not healthy before a fault"
+                                if f.get("stuck_before_fault") else "")))
     elif t_h is not None and run.bound is not None and t_r - t_h > run.bound:
         out.append(Violation("RECOVERY", "recovered %.1f s after the last heal, more than the "
                              "bound of %.1f s" % (t_r - t_h, run.bound)))
+    # the faults before the last one (final.json per_fault, when the rig wrote it)
+    for pf in (f.get("per_fault") or [])[:-1]:
+        ph, pr = _num(pf.get("t_healed")), _num(pf.get("t_recovered"))
+        if ph is None:
+            continue
+        if pr is None:
+            out.append(Violation("RECOVERY", "fault %s on %s healed at %s: never recovered"
+                                 % (pf.get("kind"), pf.get("target"), _rel(run, ph))))
+        elif run.bound is not None and pr - ph > run.bound:
+            out.append(Violation("RECOVERY", "fault %s on %s: recovered %.1f s after its heal, "
+                                 "more than the bound of %.1f s"
+                                 % (pf.get("kind"), pf.get("target"), pr - ph, run.bound)))
     fenced = fenced_at_end(run)
     listed = f.get("fenced")
     if isinstance(listed, dict):
@@ -1034,8 +1102,8 @@ def metrics(rundir):
             starts.setdefault(k, []).append(ev)
         elif ev.get("event") == "heal" and starts.get(k):
             s = starts[k].pop(0)
-            out.append(_fault_metrics(run, s, ev["t"], t_rec, bound, gaps, last_client,
-                                      changes, audit, fired, lost_r))
+            out.append(_fault_metrics(run, s, ev["t"], _recovered_after(run, s, ev["t"], t_rec),
+                                      bound, gaps, last_client, changes, audit, fired, lost_r))
     for k, evs in starts.items():
         for s in evs:
             m = _fault_metrics(run, s, _num(f.get("t_healed")), t_rec, bound, gaps,
@@ -1044,6 +1112,16 @@ def metrics(rundir):
             out.append(m)
     out.sort(key=lambda m: m["start"])
     return out
+
+
+def _recovered_after(run, start, heal, t_rec):
+    """The recovery time of this fault: final.json per_fault (the entry whose start and
+    heal bracket this fault's), else t_recovered when it follows this heal."""
+    for pf in (run.final or {}).get("per_fault") or []:
+        ps, ph = _num(pf.get("t_start")), _num(pf.get("t_healed"))
+        if ps is not None and ph is not None and ps - 1.0 <= start["t"] and heal <= ph + 1e-6:
+            return _num(pf.get("t_recovered"))
+    return t_rec
 
 
 def _fault_metrics(run, s, heal, t_rec, bound, gaps, last_client, changes, audit, fired, lost_r):
@@ -1170,6 +1248,14 @@ def _timeline(run):
         for t, kind, text in evs:
             if kind in ("FIRED", "KILL", "ENABLE", "DISABLE", "MAGICCLOSE"):
                 ev.append((t, "wdemu " + node, text))
+    for node, evs in run.bmc.items():
+        last_status = None
+        for t, kind, result, text in evs:
+            if kind == "status":
+                if result == last_status:
+                    continue
+                last_status = result
+            ev.append((t, "bmc " + node, text[:200]))
     for name, evs in run.etcd.items():
         for t, text in evs:
             if t is not None:
@@ -1191,11 +1277,14 @@ def _client_line(run, cur):
             % (n, _rel(run, t1), _rel(run, t2), who))
 
 
-def report(rundir):
-    """Seed, daemon, settings, violations, notes, the fault schedule, and the merged
-    timeline (seconds relative to t0_mono)."""
+def report(rundir, timeline=None):
+    """Seed, daemon, settings, violations, notes, the fault schedule, the figures and,
+    for a run with a violation (or timeline=True), the merged timeline (seconds relative
+    to t0_mono)."""
     run = load(rundir)
     viol = check(run)
+    if timeline is None:
+        timeline = bool(viol)
     m = run.meta
     out = ["run %s: seed %s, daemon %s, sync %s, fencing %s, timing %s, recovery bound %s"
            % (run.dir, m.get("seed"), run.daemon, run.sync, run.fencing,
@@ -1213,6 +1302,17 @@ def report(rundir):
         out.append("  %9s  %-5s %-20s %s %s" % (_rel(run, f["t"]), f.get("event"),
                                                f.get("kind"), f.get("target"),
                                                json.dumps(f.get("detail") or {})))
+    if run.meta:
+        n_poss, t_poss = possible_overlaps(run)
+        out.append("")
+        out.append("figures: possible overlaps (intersecting windows, not proven) %d pairs, "
+                   "%.3f s; acknowledged writes %d, lost %s%s"
+                   % (n_poss, t_poss, len(run.acks),
+                      _len_or_unknown(lost_acked(run)), "" if run.sync else " (async)"))
+        for m in metrics(run):
+            out.append(_fmt_metric(m, run))
+    if not timeline:
+        return "\n".join(out) + "\n"
     out.append("")
     out.append("timeline (s from t0):")
     for e in _timeline(run):
@@ -1221,6 +1321,10 @@ def report(rundir):
 
 
 # --- command line ------------------------------------------------------------------------
+
+def _len_or_unknown(x):
+    return str(len(x)) if x is not None else "unknown"
+
 
 def _fmt_metric(m, run):
     return ("  %-20s %-10s start %s, %.1f s, write-unavailability %.2f s%s, leader changes "
@@ -1245,23 +1349,8 @@ def main(argv):
         viol = check(run)
         mets = metrics(run) if run.meta else []
         results.append((run, viol, mets))
-        n_poss, t_poss = possible_overlaps(run)
-        lost = lost_acked(run)
-        print("== %s (seed %s, %s): %s" % (d, run.meta.get("seed"), run.daemon,
-                                          "%d violation(s)" % len(viol) if viol else "OK"))
-        for v in viol:
-            print("  %s %s" % v)
-        for n in run.notes:
-            print("  note: " + n)
-        print("  possible overlaps (intersecting windows, not proven): %d pairs, %.3f s"
-              % (n_poss, t_poss))
-        if not run.sync:
-            print("  lost acknowledged writes (async, a figure): %s"
-                  % (len(lost) if lost is not None else "unknown"))
-        for m in mets:
-            print(_fmt_metric(m, run))
-        if viol or "--timeline" in flags:
-            print(report(run))
+        print("== %s: %s" % (d, "%d violation(s)" % len(viol) if viol else "OK"))
+        print(report(run, timeline=bool(viol) or "--timeline" in flags))
         bad = bad or bool(viol)
     if "--summary" in flags or len(results) > 1:
         print(summary(results))

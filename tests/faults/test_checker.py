@@ -37,6 +37,7 @@ class Synth:
         self.logs = {n: [] for n in self.nodes}
         self.audit = {n: [] for n in self.nodes}
         self.wdemu = {n: [] for n in self.nodes}
+        self.bmc = {n: [] for n in self.nodes}
         self.final = {"t_healed": None, "t_recovered": None, "primary": None, "ids": [],
                       "streaming": {}}
         self.next_id = 1
@@ -94,14 +95,22 @@ class Synth:
         h = hashlib.sha256(canon.encode()).hexdigest()
         recs.append((canon[:-1] + ',"hash":"%s"}' % h, h))
 
-    def fence(self, fencer, t_intent, t_result, target="node1"):
+    def fence(self, fencer, t_intent, t_result, target="node1", bmc=True):
         self.rec(fencer, t_intent, "fence-intent", target, "started",
                  "leader key of lease 7 lost without a release")
         self.log(fencer, t_intent + 0.001, "fencing %s: chassis power off through BMC x" % target,
                  "WARNING")
+        if bmc:  # the target's BMC: power already off (it lost power), then status off
+            self.chassis(target, t_intent + 0.2, "off", "already-off", "procs=0")
+            self.chassis(target, (t_intent + t_result) / 2, "status", "off")
         self.rec(fencer, t_result, "fence-result", target, "off-confirmed", "chassis off")
         self.log(fencer, t_result + 0.01, "fencing %s: power off confirmed by BMC x (off)"
                  % target)
+
+    def chassis(self, node, t, kind, result, extra=""):
+        """A line of tests/ipmi/chassis.sh's log: MONO EPOCHREALTIME kind result k=v..."""
+        self.bmc[node].append("%.9f %.6f %s %s %s" % (T0_MONO + t, T0_WALL + t, kind, result,
+                                                      extra))
 
     def wd_fired(self, node, t):
         self.wdemu[node].append("FIRED mono=%.6f last_ping=%.6f timeout=5"
@@ -121,7 +130,9 @@ class Synth:
         return {"addr": "10.99.0.%d" % (self.nodes.index(n) + 2), "pg_port": 5432,
                 "rest_port": 8008, "dir": d, "audit_log": os.path.join(d, "fencing.log"),
                 "pgwarden_log": os.path.join(d, "pgwarden.log"),
-                "wdemu_log": os.path.join(d, "wdemu.log")}
+                "wdemu_log": os.path.join(d, "wdemu.log"),
+                "bmc_chassis_log": os.path.join(d, "chassis.log"),
+                "config": os.path.join(d, "pgwarden.yml")}
 
     def write(self, skip=()):
         os.makedirs(self.dir, exist_ok=True)
@@ -147,6 +158,9 @@ class Synth:
             if self.audit[n]:
                 with open(p["audit_log"], "w") as f:
                     f.write("".join(ln + "\n" for ln, _ in self.audit[n]))
+            if self.bmc[n]:
+                with open(p["bmc_chassis_log"], "w") as f:
+                    f.write("".join(ln.rstrip() + "\n" for ln in self.bmc[n]))
             with open(p["wdemu_log"], "w") as f:
                 f.write("READY mono=%.6f socket=x cgroup=y nowayout=0 pid=1\n" % T0_MONO)
                 f.write("".join(ln + "\n" for ln in self.wdemu[n]))
@@ -184,6 +198,7 @@ def failover(tmp_path, fence=True, release=False, **kw):
     s.samples("node2", 10.0, 15.5, False, "P2")
     if release:
         s.log("node1", 9.96, "released the leader key")
+    s.chassis("node1", 5.0, "status", "on")
     if fence:
         s.fence("node2", 14.0, 15.0)
     s.log("node2", 15.2, "took the leader key: promoting")
@@ -576,7 +591,9 @@ def test_summary_table(tmp_path):
 def test_report_timeline(tmp_path):
     s = failover(tmp_path)
     s.wd_fired("node1", 12.0)
-    text = checker.report(s.write())
+    d = s.write()
+    assert "timeline (s from t0)" not in checker.report(d)  # a clean run: figures only
+    text = checker.report(d, timeline=True)
     assert "seed 4242" in text
     assert "writes acked by node1 from" in text and "writes acked by node2 from" in text
     assert "start power_loss_leader node1" in text
@@ -624,3 +641,29 @@ def test_s3_leader_taking_its_own_key_again_needs_no_fence(tmp_path):
     s.samples("node1", 12.5, 14.0, True, "P1b")
     s.recovered(0.0, 1.0, "node1")
     assert checker.check(s.write()) == []
+
+
+def test_s3_fence_confirmed_without_the_bmc_cutting_power(tmp_path):
+    s = failover(tmp_path, fence=False)
+    s.fence("node2", 14.0, 15.0, bmc=False)
+    s.rec("node2", 15.51, "promote", "node1", "ok", "promoted after the confirmed fence")
+    s.chassis("node1", 14.3, "status", "on")  # the BMC never said off, never cut power
+    v = only(checker.check(s.write()), "S3")
+    assert v and "BMC logged no power off" in v[0].message, v
+
+
+def test_recovery_of_an_earlier_fault_too_slow(tmp_path):
+    s = failover(tmp_path, bound=10.0)
+    s.final["per_fault"] = [
+        {"kind": "kill_daemon", "target": "node3", "t_start": T0_MONO + 2.0,
+         "t_healed": T0_MONO + 3.0, "t_recovered": T0_MONO + 14.5},
+        {"kind": "power_loss_leader", "target": "node1", "t_start": T0_MONO + 9.0,
+         "t_healed": T0_MONO + 20.0, "t_recovered": T0_MONO + 26.0}]
+    v = only(checker.check(s.write()), "RECOVERY")
+    assert len(v) == 1 and "kill_daemon on node3: recovered 11.5 s" in v[0].message, v
+
+
+def test_report_shows_timeline_of_a_failing_run(tmp_path):
+    s = failover(tmp_path, fence=False)
+    text = checker.report(s.write())
+    assert "violations:" in text and "S3" in text and "timeline (s from t0):" in text
