@@ -191,15 +191,22 @@ class Run:
             return []
         lines, _ = self._lines(self.path(p), "%s daemon log %s" % (node, p))
         out = []
+        raw_left = 0
         for ln in lines or []:
             m = RIG_RE.match(ln)
             if m:
                 mono = float(m.group(2))
                 out.append(LogLine(node, None, mono, "RIG", m.group(1), ln))
+                raw_left = 5
                 continue
             m = LOG_RE.match(ln)
             if not m:
+                # unstamped text right after a (re)start: why a daemon would not start
+                if raw_left and ln.strip() and out:
+                    raw_left -= 1
+                    out.append(LogLine(node, None, out[-1].mono, "RAW", ln.strip(), ln))
                 continue
+            raw_left = 0
             wall = _wall(m.group(1), m.group(2), m.group(3), utc=self.daemon == "pgwarden")
             out.append(LogLine(node, wall, self.mono_of_wall(wall) if wall else None,
                                m.group(5), m.group(6), ln))
@@ -309,9 +316,9 @@ class Run:
         return out
 
 
-ETCD_EVENT_RE = re.compile(r"became leader|elected leader|lost leader|leader changed|"
+ETCD_EVENT_RE = re.compile(r"became leader|elected leader|lost leader|leader changed|new election|"
                            r"became candidate|no leader|stopping|stopped|ready to serve|"
-                           r"peer became (in)?active|lost TCP streaming|established TCP",
+                           r"peer became (in)?active|lost TCP streaming",
                            re.I)
 
 
@@ -451,14 +458,17 @@ def guarantees(run):
                                    Evidence(node, c["s"], c["r"], "ack of id %s" % c.get("id"),
                                             None)))
                 i += 1
-            events.sort(key=lambda e: (e[0], e[1]))
-            falses = [(s, r) for s, r, p, _ in events if p is False]
-            # the stretches between primary=false samples
-            bounds = [(-float("inf"), -float("inf"))] + falses + [(float("inf"), float("inf"))]
-            for (_, r_prev), (s_next, _) in zip(bounds, bounds[1:]):
-                run_ev = [e for s, r, p, e in events if p is True and s > r_prev and r < s_next]
-                if not run_ev:
+            f_r = sorted(e[1] for e in events if e[2] is False)
+            f_s = sorted(e[0] for e in events if e[2] is False)
+            runs = {}
+            for s, r, p, e in events:
+                if p is not True:
                     continue
+                k = bisect.bisect_left(f_r, s)  # primary=false samples wholly before
+                if bisect.bisect_right(f_s, r) != k:
+                    continue  # overlaps a primary=false sample: on neither side
+                runs.setdefault(k, []).append(e)
+            for run_ev in runs.values():
                 first = min(run_ev, key=lambda e: e.r)
                 last = max(run_ev, key=lambda e: e.s)
                 if first.r < last.s:
@@ -1234,7 +1244,7 @@ def _timeline(run):
         for ln in lines:
             if ln.mono is None:
                 continue
-            if ln.level in ("ERROR", "FATAL", "CRITICAL", "RIG") or \
+            if ln.level in ("ERROR", "FATAL", "CRITICAL", "RIG", "RAW") or \
                     (ln.level != "DEBUG" and LOG_MATTERS.search(ln.msg)):
                 ev.append((ln.mono, "log " + node, "%s %s" % (ln.level, ln.msg[:300])))
     for node, recs in run.audit.items():
