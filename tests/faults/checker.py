@@ -1183,12 +1183,12 @@ def summary(results):
     write-unavailability over the faults of that kind."""
     rows = {}
     for rundir, viol, mets in results:
-        daemon = load(rundir).daemon
+        run = load(rundir)
         for kind in sorted({m["kind"] for m in mets}):
-            r = rows.setdefault((kind, daemon), {"runs": set(), "bad": set(), "un": []})
-            r["runs"].add(str(rundir))
+            r = rows.setdefault((kind, run.daemon), {"runs": set(), "bad": set(), "un": []})
+            r["runs"].add(run.dir)
             if viol:
-                r["bad"].add(str(rundir))
+                r["bad"].add(run.dir)
             r["un"] += [m["write_unavailability"] for m in mets if m["kind"] == kind]
     lines = ["| fault | daemon | runs | violations | median write-unavailability (s) | "
              "worst (s) |", "|---|---|---|---|---|---|"]
@@ -1206,7 +1206,8 @@ def summary(results):
 LOG_MATTERS = re.compile(r"promot|demot|fenc|lease|leader key|took|released|bootstrap|"
                          r"stopping|shutting down|watchdog .*(armed|disarmed|closed|overdue)|"
                          r"rewound|pg_rewind|re-clone|unfenced|failover|switchover|"
-                         r"running as primary|deadline|NOT promoting|rig:", re.I)
+                         r"running as primary|deadline|NOT promoting|rig:|"
+                         r"acquir|demoting|following a different|session lock", re.I)
 
 
 def _timeline(run):
@@ -1347,7 +1348,18 @@ def _fmt_metric(m, run):
 
 
 def main(argv):
-    args = [a for a in argv if not a.startswith("--")]
+    args = []
+    for a in argv:
+        if a.startswith("--"):
+            continue
+        if os.path.isdir(a) and not os.path.exists(os.path.join(a, "run.json")):
+            # a directory of runs (the rig's /tmp/pgwf-runs)
+            subs = sorted(os.path.join(a, x) for x in os.listdir(a)
+                          if os.path.exists(os.path.join(a, x, "run.json")))
+            if subs:
+                args += subs
+                continue
+        args.append(a)
     flags = {a for a in argv if a.startswith("--")}
     if not args or "--help" in flags:
         print(__doc__)
