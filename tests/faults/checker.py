@@ -495,6 +495,7 @@ def check_s1(run):
     the sampling that leave no window inside the other's certain interval are only
     counted by possible_overlaps()."""
     out = []
+    said = set()  # one violation per pair of postmasters (an ack's is unknown: None)
     gs = guarantees(run)
     ev = primary_evidence(run)
     ev_s = [e.s for e in ev]
@@ -510,13 +511,16 @@ def check_s1(run):
         for e in inside:
             by_other.setdefault(e.node, []).append(e)
         for other, es in sorted(by_other.items()):
+            key = frozenset([(g.node, g.pm), (other, es[0].pm)])
+            if key in said:
+                continue
+            said.add(key)
             out.append(Violation("S1", "%s and %s both primary: %s was primary throughout "
                                  "[%s, %s] (postmaster %s; from %s to %s) and %s answered "
                                  "as primary inside it %d time(s), first: %s"
                                  % (g.node, other, g.node, _rel(run, g.lo), _rel(run, g.hi),
                                     g.pm, _ev(run, g.first), _ev(run, g.last), other, len(es),
                                     _ev(run, es[0]))))
-    seen = set()
     for i, a in enumerate(gs):
         for b in gs[i + 1:]:
             if b.lo >= a.hi:
@@ -524,9 +528,9 @@ def check_s1(run):
             if a.node == b.node:
                 continue
             lo, hi = max(a.lo, b.lo), min(a.hi, b.hi)
-            key = (a.node, a.pm, b.node, b.pm)
-            if hi > lo and key not in seen:
-                seen.add(key)
+            key = frozenset([(a.node, a.pm), (b.node, b.pm)])
+            if hi > lo and key not in said:
+                said.add(key)
                 out.append(Violation("S1", "%s and %s both primary throughout [%s, %s]: "
                                      "%s certainly primary over [%s, %s], %s over [%s, %s]"
                                      % (a.node, b.node, _rel(run, lo), _rel(run, hi),
