@@ -667,3 +667,16 @@ def test_report_shows_timeline_of_a_failing_run(tmp_path):
     s = failover(tmp_path, fence=False)
     text = checker.report(s.write())
     assert "violations:" in text and "S3" in text and "timeline (s from t0):" in text
+
+
+def test_s1_answer_overlapping_a_not_primary_answer_is_used_on_neither_side(tmp_path):
+    # node1: primary at ~1.0, not primary somewhere in [2.0, 2.5], primary somewhere in
+    # [2.1, 2.2]: the last may come after the not-primary instant, so nothing ties it to
+    # the first; node2's answer at 1.5 proves nothing
+    s = Synth(tmp_path)
+    s.sample("node1", 1.0, True, "PA")
+    s.sample("node1", 2.0, False, "PA", dur=0.5)
+    s.sample("node1", 2.1, True, "PA", dur=0.1)
+    s.sample("node2", 1.5, True, "PB")
+    s.recovered(3.0, 3.5, "node1")
+    assert only(checker.check(s.write()), "S1") == []
