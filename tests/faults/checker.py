@@ -97,6 +97,7 @@ class Run:
         self.etcd = {}
         for name, ed in sorted((m.get("etcd") or {}).items()):
             self.etcd[name] = self._etcd_log(name, ed.get("log"))
+        self.takeovers = []  # check_s3: (mono, node, previous leader, why it was safe)
         self.acks = sorted((c for c in self.client if c.get("ok")), key=lambda c: c["r"])
 
     # -- files --
@@ -689,27 +690,38 @@ def check_s3(run):
     audit = _audit_all(run)
     confirmed = [r for r in audit if r.get("action") == "fence-result" and
                  r.get("result") == "off-confirmed" and r.get("_wall") is not None]
+    run.takeovers = []
+
+    def basis(why):
+        run.takeovers.append((mono, x, y, why))
     for i, (wall, mono, x, how) in enumerate(ts):
         if how != "took the leader key":
+            run.takeovers.append((mono, x, None, how))
             continue
         if i == 0:
             run.note("%s took the leader key at %s with no earlier leader in the logs"
-                             % (x, _fmt_wall(run, wall)))
+                     % (x, _fmt_wall(run, wall)))
             continue
         pwall, _, y, _ = ts[i - 1]
         if y == x:
+            basis("its own earlier leadership")
             continue  # its own earlier tenure: nobody else's PostgreSQL to stop
         y_next = min([w for w, _, n, _ in ts[i:] if n == y] or [float("inf")])
         rel = [ln for ln in run.logs.get(y, []) if ln.wall is not None and
                ln.msg.startswith(RELEASE) and pwall <= ln.wall < y_next]
         if rel:
+            basis("released by %s at %s" % (y, _fmt_wall(run, rel[0].wall)))
             continue
         fences = [r for r in confirmed if r.get("target") == y and r["_wall"] >= pwall]
         before = [r for r in fences if r["_wall"] <= wall + WALL_RES]
         if before:
+            f = before[-1]
+            basis("power off confirmed by %s at %s (audit seq %s)"
+                  % (f.get("actor"), _fmt_wall(run, f["_wall"]), f.get("seq")))
             continue
         if not run.fencing:
             if _watchdog_state(run, y, wall) == "armed":
+                basis("lease of a watchdog-guarded leader")
                 continue
             ymono = run.mono_of_wall(pwall)
             xmono = run.mono_of_wall(wall)
@@ -717,10 +729,12 @@ def check_s3(run):
                     and ymono is not None and m["s"] > ymono + CLOCK_SLACK and
                     m["r"] < xmono - CLOCK_SLACK]
             if back:
+                basis("%s seen as a replica at %s" % (y, _rel(run, back[0]["s"])))
                 continue
         intents = [r for r in audit if r.get("action") == "fence-intent" and
                    r.get("target") == y and r.get("_wall") is not None and
                    pwall <= r["_wall"] <= wall + WALL_RES]
+        basis("NONE (S3 violation)")
         if fences:
             f = fences[0]
             out.append(Violation("S3", "%s took the leader key at %s, BEFORE the fence of %s "
@@ -1326,6 +1340,12 @@ def report(rundir, timeline=None):
                       _len_or_unknown(lost_acked(run)), "" if run.sync else " (async)"))
         for m in metrics(run):
             out.append(_fmt_metric(m, run))
+    if run.takeovers:
+        out.append("")
+        out.append("leadership (from the daemons' logs):")
+        for t, x, y, why in run.takeovers:
+            out.append("  %9s  %s %s" % (_rel(run, t), x, "%s" % why if y is None else
+                                         "took over from %s: %s" % (y, why)))
     if not timeline:
         return "\n".join(out) + "\n"
     out.append("")
