@@ -1221,7 +1221,7 @@ def summary(results):
 
 # --- the timeline ------------------------------------------------------------------------
 
-LOG_MATTERS = re.compile(r"promot|demot|fenc|lease|leader key|took|released|bootstrap|"
+LOG_MATTERS = re.compile(r"decision \[|promot|demot|fenc|lease|leader key|took|released|bootstrap|"
                          r"stopping|shutting down|watchdog .*(armed|disarmed|closed|overdue)|"
                          r"rewound|pg_rewind|re-clone|unfenced|failover|switchover|"
                          r"running as primary|deadline|NOT promoting|rig:|"
