@@ -1011,6 +1011,21 @@ def down_at_end(run):
     return out
 
 
+def _last_decisions(run):
+    """"; node2 last said: decision [...]" for the nodes neither primary nor streaming."""
+    f = run.final or {}
+    out = ""
+    for node in sorted(run.nodes):
+        if node == f.get("primary") or (f.get("streaming") or {}).get(node):
+            continue
+        last = [ln for ln in run.logs.get(node, []) if ln.msg.startswith("decision [") and
+                not ln.msg.startswith("decision [shutdown]")]
+        if last:
+            out += "; %s last decided at %s: %s" % (node, _rel(run, last[-1].mono),
+                                                   last[-1].msg[:200])
+    return out
+
+
 def check_recovery(run):
     """RECOVERY: final.json t_recovered is null (one primary and every other node
     streaming never came back after the last heal), or it came later than
@@ -1024,11 +1039,11 @@ def check_recovery(run):
     t_h, t_r = _num(f.get("t_healed")), _num(f.get("t_recovered"))
     if t_r is None:
         out.append(Violation("RECOVERY", "never recovered after the last heal at %s "
-                             "(final primary %s, streaming %s)%s"
+                             "(final primary %s, streaming %s)%s%s"
                              % (_rel(run, t_h), f.get("primary"),
                                 json.dumps(f.get("streaming")),
                                 "; the cluster was not healthy before a fault"
-                                if f.get("stuck_before_fault") else "")))
+                                if f.get("stuck_before_fault") else "", _last_decisions(run))))
     elif t_h is not None and run.bound is not None and t_r - t_h > run.bound:
         out.append(Violation("RECOVERY", "recovered %.1f s after the last heal, more than the "
                              "bound of %.1f s" % (t_r - t_h, run.bound)))
