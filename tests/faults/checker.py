@@ -78,6 +78,10 @@ class Run:
         if self.t0_mono is None:
             self.t0_mono = min([x.get("s", 0) for x in self.monitor[:1]] or [0])
         self.nodes = m.get("nodes") or {}
+        if not isinstance(self.nodes, dict) or \
+                not all(isinstance(v, dict) for v in self.nodes.values()):
+            self.errors.append("run.json: nodes is not an object of objects")
+            self.nodes = {}
         if self.meta and not self.nodes:
             self.errors.append("run.json: no nodes")
         self.timing = m.get("timing") or {}
@@ -95,8 +99,9 @@ class Run:
             self.wdemu[name] = self._wdemu(name, nd.get("wdemu_log"))
             self.bmc[name] = self._chassis(name, nd.get("bmc_chassis_log"))
         self.etcd = {}
-        for name, ed in sorted((m.get("etcd") or {}).items()):
-            self.etcd[name] = self._etcd_log(name, ed.get("log"))
+        etcd = m.get("etcd") if isinstance(m.get("etcd"), dict) else {}
+        for name, ed in sorted(etcd.items()):
+            self.etcd[name] = self._etcd_log(name, ed.get("log") if isinstance(ed, dict) else None)
         self.takeovers = []  # check_s3: (mono, node, previous leader, why it was safe)
         self.acks = sorted((c for c in self.client if c.get("ok")), key=lambda c: c["r"])
 

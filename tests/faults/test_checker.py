@@ -680,3 +680,18 @@ def test_s1_answer_overlapping_a_not_primary_answer_is_used_on_neither_side(tmp_
     s.sample("node2", 1.5, True, "PB")
     s.recovered(3.0, 3.5, "node1")
     assert only(checker.check(s.write()), "S1") == []
+
+
+def test_input_garbage_everywhere_does_not_crash(tmp_path):
+    s = failover(tmp_path)
+    d = s.write()
+    with open(os.path.join(d, "run.json"), "w") as f:
+        json.dump({"seed": 1, "nodes": ["node1"], "etcd": 3}, f)
+    with open(os.path.join(d, "final.json"), "w") as f:
+        f.write("[1, 2")
+    v = checker.check(d)
+    assert names(v) == ["INPUT"], v
+    assert any("nodes is not an object" in x.message for x in v)
+    assert any("final.json is unparsable" in x.message for x in v)
+    checker.report(d, timeline=True)
+    checker.metrics(d)
