@@ -521,6 +521,18 @@ class PgNode:
         except (OSError, ValueError):
             return None
 
+    def save_pg_logs(self):
+        """PostgreSQL's logs live on the node's tmpfs disk: copy them next to the daemon's
+        log (NODEDIR/pg-<name>) before the disk goes."""
+        for p in glob.glob(os.path.join(self.disk, "*.log")):
+            try:
+                shutil.copyfile(p, os.path.join(self.dir, "pg-" + os.path.basename(p)))
+            except OSError:
+                pass
+
+    def pg_log_path(self):
+        return self.data_dir + ".log"
+
     def rest(self, path, timeout=2.0):
         return http("GET", "http://%s:%d%s" % (self.addr, REST_PORT, path), timeout=timeout)
 
@@ -778,6 +790,8 @@ class Rig:
                 n.name, "alive" if n.daemon_alive() else "down",
                 "on" if n.machine.powered() else "off"))
             out.append(harness.tail(n.log_path, 15))
+            out.append("  PostgreSQL log (last lines):")
+            out.append(harness.tail(n.pg_log_path(), 8))
         return "\n".join(out)
 
     # -- power ----------------------------------------------------------------------------
@@ -880,6 +894,8 @@ class Rig:
                     n.proc.wait(5)
                 except subprocess.TimeoutExpired:
                     pass
+        for n in self.nodes:
+            n.save_pg_logs()
         for mp in self.mounts:
             sh("umount", mp, check=False)
             if os.path.ismount(mp):
