@@ -29,8 +29,10 @@ ZERO = "0" * 64
 class Synth:
     """A run directory written the way the rig writes one; times are seconds from t0."""
 
-    def __init__(self, d, sync=True, fencing=True, daemon="pgwarden", bound=30.0):
+    def __init__(self, d, sync=True, fencing=True, daemon="pgwarden", bound=30.0,
+                 t0=(T0_MONO, T0_WALL)):
         self.dir = str(d)
+        self.t0m, self.t0w = t0
         self.sync, self.fencing, self.daemon, self.bound = sync, fencing, daemon, bound
         self.nodes = ["node1", "node2", "node3"]
         self.faults, self.client, self.monitor = [], [], []
@@ -44,11 +46,11 @@ class Synth:
 
     # -- building --
     def fault(self, t, event, kind, target, **detail):
-        self.faults.append({"t": T0_MONO + t, "event": event, "kind": kind,
+        self.faults.append({"t": self.t0m + t, "event": event, "kind": kind,
                             "target": target, "detail": detail})
 
     def sample(self, node, t, primary, pm, tl=1, dur=0.004):
-        self.monitor.append({"node": node, "s": T0_MONO + t, "r": T0_MONO + t + dur,
+        self.monitor.append({"node": node, "s": self.t0m + t, "r": self.t0m + t + dur,
                              "primary": primary, "pm_start": pm if primary is not None else None,
                              "tl": tl if primary is not None else None})
 
@@ -61,7 +63,7 @@ class Synth:
     def ack(self, node, t, dur=0.003, ok=True, err=None):
         i = self.next_id
         self.next_id += 1
-        self.client.append({"id": i, "s": T0_MONO + t, "r": T0_MONO + t + dur, "ok": ok,
+        self.client.append({"id": i, "s": self.t0m + t, "r": self.t0m + t + dur, "ok": ok,
                             "node": node if ok else None, "err": err})
         return i
 
@@ -73,7 +75,7 @@ class Synth:
         return ids
 
     def log(self, node, t, msg, level="INFO"):
-        w = T0_WALL + t
+        w = self.t0w + t
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(w))
         self.logs[node].append("%s.%03d %s %s: %s" % (stamp, int(round((w % 1) * 1000)) % 1000,
                                                    node, level, msg))
@@ -83,10 +85,10 @@ class Synth:
         recs = self.audit[node]
         seq = len(recs) + 1
         prev = recs[-1][1] if recs else ZERO
-        w = T0_WALL + t
+        w = self.t0w + t
         wall = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(w)) + ".%03dZ" % (
             int(round((w % 1) * 1000)) % 1000)
-        mono = "%.3f" % (T0_MONO + t)
+        mono = "%.3f" % (self.t0m + t)
         j = lambda v: json.dumps(v, ensure_ascii=False)  # noqa: E731
         canon = ('{"seq":%d,"wall":"%s","mono":%s,"cluster":"pgwf","actor":%s,"target":%s,'
                  '"bmc":%s,"action":%s,"result":%s,"reason":%s,"lease":7,"timeline":1,'
@@ -109,16 +111,16 @@ class Synth:
 
     def chassis(self, node, t, kind, result, extra=""):
         """A line of tests/ipmi/chassis.sh's log: MONO EPOCHREALTIME kind result k=v..."""
-        self.bmc[node].append("%.9f %.6f %s %s %s" % (T0_MONO + t, T0_WALL + t, kind, result,
+        self.bmc[node].append("%.9f %.6f %s %s %s" % (self.t0m + t, self.t0w + t, kind, result,
                                                       extra))
 
     def wd_fired(self, node, t):
         self.wdemu[node].append("FIRED mono=%.6f last_ping=%.6f timeout=5"
-                                % (T0_MONO + t, T0_MONO + t - 5))
+                                % (self.t0m + t, self.t0m + t - 5))
 
     def recovered(self, t_healed, t_recovered, primary, streaming=None):
-        self.final.update({"t_healed": T0_MONO + t_healed,
-                           "t_recovered": None if t_recovered is None else T0_MONO + t_recovered,
+        self.final.update({"t_healed": self.t0m + t_healed,
+                           "t_recovered": None if t_recovered is None else self.t0m + t_recovered,
                            "primary": primary,
                            "ids": [c["id"] for c in self.client if c["ok"]],
                            "streaming": streaming if streaming is not None else
@@ -138,7 +140,7 @@ class Synth:
         os.makedirs(self.dir, exist_ok=True)
         run = {"seed": 4242, "daemon": self.daemon, "sync": self.sync, "fencing": self.fencing,
                "timing": {"ttl": 10, "loop_wait": 2, "retry_timeout": 3},
-               "recovery_bound": self.bound, "t0_mono": T0_MONO, "t0_wall": T0_WALL,
+               "recovery_bound": self.bound, "t0_mono": self.t0m, "t0_wall": self.t0w,
                "nodes": {n: self.node_paths(n) for n in self.nodes},
                "etcd": {}, "pgwardenctl": CTL}
         files = {"run.json": json.dumps(run), "final.json": json.dumps(self.final),
@@ -153,7 +155,7 @@ class Synth:
             p = self.node_paths(n)
             os.makedirs(p["dir"], exist_ok=True)
             with open(p["pgwarden_log"], "w") as f:
-                f.write("=== rig: start #1 of %s at mono %.3f ===\n" % (n, T0_MONO))
+                f.write("=== rig: start #1 of %s at mono %.3f ===\n" % (n, self.t0m))
                 f.write("".join(ln + "\n" for ln in self.logs[n]))
             if self.audit[n]:
                 with open(p["audit_log"], "w") as f:
@@ -162,7 +164,7 @@ class Synth:
                 with open(p["bmc_chassis_log"], "w") as f:
                     f.write("".join(ln.rstrip() + "\n" for ln in self.bmc[n]))
             with open(p["wdemu_log"], "w") as f:
-                f.write("READY mono=%.6f socket=x cgroup=y nowayout=0 pid=1\n" % T0_MONO)
+                f.write("READY mono=%.6f socket=x cgroup=y nowayout=0 pid=1\n" % self.t0m)
                 f.write("".join(ln + "\n" for ln in self.wdemu[n]))
         return self.dir
 
@@ -695,3 +697,56 @@ def test_input_garbage_everywhere_does_not_crash(tmp_path):
     assert any("final.json is unparsable" in x.message for x in v)
     checker.report(d, timeline=True)
     checker.metrics(d)
+
+
+FENCE_TOOL = next((c for c in (os.path.join(os.path.dirname(p), "pgwarden-fence")
+                               for p in checker.PGWARDENCTL_DEFAULTS)
+                   if os.access(c, os.X_OK)), "")
+
+
+def real_append(path, action, target="node1", result=None, reason=None):
+    """One record appended by pgwarden-fence, i.e. by fencing/audit.c itself (now)."""
+    cmd = [FENCE_TOOL, "append", path, "--action", action, "--target", target,
+           "--cluster", "pgwf", "--actor", "node2"]
+    if result:
+        cmd += ["--result", result]
+    if reason:
+        cmd += ["--reason", reason]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+    with open(path) as f:
+        return json.loads(f.read().splitlines()[-1])
+
+
+@pytest.mark.skipif(not (HAVE_CTL and FENCE_TOOL), reason="pgwardenctl/pgwarden-fence not built")
+def test_real_audit_log_clean_then_broken(tmp_path):
+    """The failover with an audit log written by the daemon's own code (pgwarden-fence
+    append): the checker finds the intent, the confirmed result and the promote record,
+    and fence-log --verify passes; with a record removed, the chain breaks."""
+    d = str(tmp_path)
+    log = os.path.join(d, "node2", "fencing.log")
+    os.makedirs(os.path.dirname(log))
+    intent = real_append(log, "fence-intent", result="started", reason="lost")
+    # the synthetic history is placed around the real records: the intent at t = 14.0
+    t0m = intent["mono"] - 14.0
+    t0w = checker._iso_wall(intent["wall"]) - 14.0
+    time.sleep(0.05)
+    res = real_append(log, "fence-result", result="off-confirmed", reason="chassis off")
+    assert res["mono"] - t0m < 15.0  # before the take at 15.2
+    s = failover(tmp_path, fence=False, t0=(t0m, t0w))
+    s.chassis("node1", 14.01, "off", "already-off", "procs=0")
+    real_append(log, "promote", result="ok", reason="promoted after the confirmed fence")
+    s.write()
+    assert checker.py_verify_chain(log) == ""
+    run = checker.load(d)
+    assert [r["action"] for r in run.audit["node2"]] == ["fence-intent", "fence-result",
+                                                         "promote"]
+    assert checker.check(run, ctl=CTL) == []
+    assert "power off confirmed by node2" in checker.report(d)
+
+    lines = open(log).read().splitlines(True)
+    open(log, "w").write(lines[0] + lines[2])  # the fence-result removed
+    v = checker.check(d, ctl=CTL)
+    broken = [x for x in v if x.name == "S4" and "chain BROKEN at line 2" in x.message]
+    assert broken, v
+    assert checker.py_verify_chain(log).startswith("line 2:")
+    assert any(x.name == "S3" for x in v), v  # and the promotion now follows no fence
