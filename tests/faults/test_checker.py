@@ -750,3 +750,12 @@ def test_real_audit_log_clean_then_broken(tmp_path):
     assert broken, v
     assert checker.py_verify_chain(log).startswith("line 2:")
     assert any(x.name == "S3" for x in v), v  # and the promotion now follows no fence
+
+
+def test_s2_not_judged_without_a_final_primary(tmp_path):
+    s = failover(tmp_path)
+    s.final.update({"primary": None, "ids": [], "t_recovered": None})
+    d = s.write()
+    run = checker.load(d)
+    assert names(checker.check(run)) == ["RECOVERY"]
+    assert any("S2 not checked" in n for n in run.notes)
