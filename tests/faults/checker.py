@@ -1084,19 +1084,29 @@ def check_recovery(run):
 
 def check(rundir, ctl=None):
     """[Violation] of a run directory; INPUT first.  ctl: a pgwardenctl to verify with
-    (default: $PGWARDENCTL, run.json's, then build/pgwardenctl)."""
-    run = load(rundir)
+    (default: $PGWARDENCTL, run.json's, then build/pgwardenctl).  A rule that cannot be
+    evaluated (the checker failed on this history) is an INPUT violation saying so,
+    never an exception."""
+    try:
+        run = load(rundir)
+    except Exception as e:  # noqa: BLE001 - a checker must not crash the campaign
+        return [Violation("INPUT", "the checker cannot read %s: %s: %s"
+                          % (rundir, type(e).__name__, e))]
     out = [Violation("INPUT", e) for e in run.errors]
     if not run.meta:
         return out
-    out += check_s1(run)
-    out += check_s2(run)
+    rules = [("S1", check_s1), ("S2", check_s2)]
     if run.daemon == "pgwarden":
-        out += check_s3(run)
-        out += check_s4(run, ctl)
+        rules += [("S3", check_s3), ("S4", lambda r: check_s4(r, ctl))]
     else:
         run.note("S3/S4 skipped: daemon %s keeps no fencing audit" % run.daemon)
-    out += check_recovery(run)
+    rules.append(("RECOVERY", check_recovery))
+    for name, fn in rules:
+        try:
+            out += fn(run)
+        except Exception as e:  # noqa: BLE001
+            out.append(Violation("INPUT", "the checker failed evaluating %s: %s: %s"
+                                 % (name, type(e).__name__, e)))
     return out
 
 
@@ -1352,14 +1362,17 @@ def report(rundir, timeline=None):
                                                f.get("kind"), f.get("target"),
                                                json.dumps(f.get("detail") or {})))
     if run.meta:
-        n_poss, t_poss = possible_overlaps(run)
-        out.append("")
-        out.append("figures: possible overlaps (intersecting windows, not proven) %d pairs, "
-                   "%.3f s; acknowledged writes %d, lost %s%s"
-                   % (n_poss, t_poss, len(run.acks),
-                      _len_or_unknown(lost_acked(run)), "" if run.sync else " (async)"))
-        for m in metrics(run):
-            out.append(_fmt_metric(m, run))
+        try:
+            n_poss, t_poss = possible_overlaps(run)
+            out.append("")
+            out.append("figures: possible overlaps (intersecting windows, not proven) %d "
+                       "pairs, %.3f s; acknowledged writes %d, lost %s%s"
+                       % (n_poss, t_poss, len(run.acks),
+                          _len_or_unknown(lost_acked(run)), "" if run.sync else " (async)"))
+            for m in metrics(run):
+                out.append(_fmt_metric(m, run))
+        except Exception as e:  # noqa: BLE001
+            out.append("figures: the checker failed: %s: %s" % (type(e).__name__, e))
     if run.takeovers:
         out.append("")
         out.append("leadership (from the daemons' logs):")
@@ -1370,8 +1383,11 @@ def report(rundir, timeline=None):
         return "\n".join(out) + "\n"
     out.append("")
     out.append("timeline (s from t0):")
-    for e in _timeline(run):
-        out.append("  %9s  %-14s %s" % (_rel(run, e[0]), e[1], e[2]))
+    try:
+        for e in _timeline(run):
+            out.append("  %9s  %-14s %s" % (_rel(run, e[0]), e[1], e[2]))
+    except Exception as e:  # noqa: BLE001
+        out.append("  the checker failed: %s: %s" % (type(e).__name__, e))
     return "\n".join(out) + "\n"
 
 

@@ -759,3 +759,15 @@ def test_s2_not_judged_without_a_final_primary(tmp_path):
     run = checker.load(d)
     assert names(checker.check(run)) == ["RECOVERY"]
     assert any("S2 not checked" in n for n in run.notes)
+
+
+def test_a_rule_that_fails_is_an_input_violation_not_a_crash(tmp_path, monkeypatch):
+    s = failover(tmp_path)
+    d = s.write()
+
+    def boom(run):
+        raise KeyError("x")
+    monkeypatch.setattr(checker, "check_recovery", boom)
+    v = checker.check(d)
+    assert v == [checker.Violation("INPUT", "the checker failed evaluating RECOVERY: "
+                                            "KeyError: 'x'")]
