@@ -1336,6 +1336,19 @@ def _client_line(run, cur):
             % (n, _rel(run, t1), _rel(run, t2), who))
 
 
+def replay_command(run):
+    """The tests/faults/run.py command that plans the same schedule (add the --faults the
+    original run was given, if any)."""
+    m = run.meta
+    t = run.timing
+    tight = t.get("ttl") == 10 and t.get("loop_wait") == 2
+    k = len(m.get("schedule") or []) or None
+    return ("PGWARDEN_BIN=build/asan/pgwarden /usr/bin/python3 tests/faults/run.py --runs 1 "
+            "--seed %s --daemon %s --timing %s%s%s --keep"
+            % (m.get("seed"), run.daemon, "tight" if tight else "default",
+               " --k %d" % k if k else "", "" if run.sync else " --async"))
+
+
 def report(rundir, timeline=None):
     """Seed, daemon, settings, violations, notes, the fault schedule, the figures and,
     for a run with a violation (or timeline=True), the merged timeline (seconds relative
@@ -1348,7 +1361,7 @@ def report(rundir, timeline=None):
     out = ["run %s: seed %s, daemon %s, sync %s, fencing %s, timing %s, recovery bound %s"
            % (run.dir, m.get("seed"), run.daemon, run.sync, run.fencing,
               json.dumps(run.timing), run.bound)]
-    out.append("replay: make faults RUNS=1 SEED=%s" % m.get("seed"))
+    out.append("replay: %s" % replay_command(run))
     out.append("")
     out.append("violations:" if viol else "violations: none")
     out += ["  %s %s" % v for v in viol]
