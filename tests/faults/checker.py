@@ -686,8 +686,11 @@ def check_s3(run):
     before it in the same file; or, with fencing not required, Y's watchdog armed at that
     point by its own log, or Y seen by the monitor answering as a non-primary.  A node the
     monitor first sees primary with a new postmaster while another node has held the key
-    for more than CLOCK_SLACK is flagged too.  Limits: the logs must hold every take (the
-    rig appends them across restarts); an operator's failover is not recognised."""
+    for more than CLOCK_SLACK is flagged too, and so is a confirmed power off that the
+    target's BMC log does not back (_fences_backed_by_bmc).  run.takeovers keeps each
+    change of leader with the basis found, for the report.  Limits: the logs must hold
+    every take (the rig appends them across restarts); an operator's failover is not
+    recognised; a new safe basis in the daemon needs its log line here."""
     out = []
     if run.daemon != "pgwarden":
         return out
@@ -1034,7 +1037,8 @@ def _last_decisions(run):
 def check_recovery(run):
     """RECOVERY: final.json t_recovered is null (one primary and every other node
     streaming never came back after the last heal), or it came later than
-    recovery_bound after t_healed; a node down at the end (its last samples unanswered,
+    recovery_bound after t_healed; the same for each earlier fault of final.json
+    per_fault; a node down at the end (its last samples unanswered,
     not streaming) that no audit record says was fenced, or that final.json lists as
     fenced without such a record."""
     out = []
