@@ -771,3 +771,14 @@ def test_a_rule_that_fails_is_an_input_violation_not_a_crash(tmp_path, monkeypat
     v = checker.check(d)
     assert v == [checker.Violation("INPUT", "the checker failed evaluating RECOVERY: "
                                             "KeyError: 'x'")]
+
+
+def test_patroni_log_lines_in_the_timeline(tmp_path):
+    s = failover(tmp_path, fence=False, daemon="patroni", fencing=False)
+    w = s.t0w + 15.25
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(w))  # Patroni: local time
+    s.logs["node2"].append("%s,%03d INFO: promoted self to leader by acquiring session lock"
+                           % (stamp, int(round((w % 1) * 1000)) % 1000))
+    text = checker.report(s.write(), timeline=True)
+    line = [ln for ln in text.splitlines() if "promoted self to leader" in ln]
+    assert line and line[0].split()[0] == "+15.250", line
