@@ -1034,11 +1034,22 @@ def _last_decisions(run):
     return out
 
 
+def bmc_off_at_end(run):
+    """{node: mono} of the nodes whose BMC's last power change (chassis log) is an off."""
+    out = {}
+    for node, evs in run.bmc.items():
+        power = [e for e in evs if e[1] in ("off", "off-done", "on", "reset") and
+                 e[2] != "failed"]
+        if power and power[-1][1] in ("off", "off-done"):
+            out[node] = power[-1][0]
+    return out
+
+
 def check_recovery(run):
     """RECOVERY: final.json t_recovered is null (one primary and every other node
     streaming never came back after the last heal), or it came later than
     recovery_bound after t_healed; the same for each earlier fault of final.json
-    per_fault; a node down at the end (its last samples unanswered,
+    per_fault; a node down at the end, or left powered off by its BMC (chassis log), (its last samples unanswered,
     not streaming) that no audit record says was fenced, or that final.json lists as
     fenced without such a record."""
     out = []
@@ -1072,15 +1083,19 @@ def check_recovery(run):
     listed = f.get("fenced")
     if isinstance(listed, dict):
         listed = [k for k, v in listed.items() if v]
-    suspects = set(down_at_end(run)) | set(listed if isinstance(listed, list) else [])
+    suspects = set(down_at_end(run)) | set(listed if isinstance(listed, list) else []) | \
+        set(bmc_off_at_end(run))
     for node in sorted(suspects):
         if node in fenced:
             r = fenced[node]
             run.note("%s left fenced at the end: power off confirmed by %s (seq %s): %s"
                              % (node, r.get("actor"), r.get("seq"), r.get("reason")))
             continue
-        out.append(Violation("RECOVERY", "%s is down at the end (no answer after the heal, "
-                             "not streaming) and no audit record says it was fenced" % node))
+        off = bmc_off_at_end(run).get(node)
+        out.append(Violation("RECOVERY", "%s and no audit record says it was fenced"
+                             % ("%s is powered off by its BMC since %s" % (node, _rel(run, off))
+                                if off is not None else "%s is down at the end (no answer "
+                                "after the heal, not streaming)" % node)))
     return out
 
 

@@ -211,6 +211,8 @@ def failover(tmp_path, fence=True, release=False, **kw):
     s.samples("node2", 15.55, 40.0, True, "P2", tl=2)
     s.acks("node2", 15.6, 40.0)
     s.fault(20.0, "heal", "power_loss_leader", "node1")
+    if fence:
+        s.chassis("node1", 20.0, "on", "requested")  # the rig's unfence
     s.log("node1", 24.0, "decision [rewind] rewind: old primary rejoining", "WARNING")
     s.samples("node1", 25.0, 40.0, False, "P1b", tl=2)
     s.recovered(20.0, 26.0, "node2")
@@ -782,3 +784,18 @@ def test_patroni_log_lines_in_the_timeline(tmp_path):
     text = checker.report(s.write(), timeline=True)
     line = [ln for ln in text.splitlines() if "promoted self to leader" in ln]
     assert line and line[0].split()[0] == "+15.250", line
+
+
+def test_recovery_node_powered_off_by_its_bmc_without_audit(tmp_path):
+    s = failover(tmp_path)
+    s.chassis("node3", 30.0, "off", "killed", "procs=9")
+    v = only(checker.check(s.write()), "RECOVERY")
+    assert v and "node3 is powered off by its BMC since +30.000" in v[0].message, v
+
+
+def test_recovery_power_back_on_is_fine(tmp_path):
+    s = failover(tmp_path)
+    s.chassis("node1", 21.0, "on", "requested")
+    d = s.write()
+    assert checker.bmc_off_at_end(checker.load(d)) == {}
+    assert checker.check(d) == []
