@@ -125,6 +125,8 @@ def one_run(seed, a):
             "scope": rig.scope, "namespace": "/service/",
             "fast_takeover_after": rig.fast_takeover_after if rig.fencing else None,
             "schedule": specs,
+            "args": {"faults": a.faults, "k": a.k, "timing": a.timing, "async": a.async_,
+                     "daemon": a.daemon, "recovery_bound": a.recovery_bound},
         }
         with open(os.path.join(rundir, "run.json"), "w") as f:
             json.dump(runinfo, f, indent=1)
