@@ -12,6 +12,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 SEEDS = [int(s) for s in os.environ.get("PGWF_TEST_SEEDS", "101 102").split()]
 
