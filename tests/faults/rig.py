@@ -124,6 +124,23 @@ def remove_stale():
             continue
         log("removing leftovers of dead rig run %d (owner %s)" % (n, pid))
         _teardown_net(n)
+    # watchdog emulators of dead runs (they run outside the machines' cgroups)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if not argv or not argv[0].endswith(b"pgwarden-wdemu"):
+            continue
+        m = re.search(rb"/pgwf-(\d+)-[^/]*/node\d/watchdog\.sock", b" ".join(argv))
+        if m and int(m.group(1)) != os.getpid() and not harness.pid_alive(int(m.group(1))):
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except OSError:
+                pass
     # tmpfs disks of dead runs
     with open("/proc/self/mounts") as f:
         mounts = [l.split()[1] for l in f]
