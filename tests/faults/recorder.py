@@ -167,7 +167,9 @@ MONITOR_QUERY = (
     " CASE WHEN pg_is_in_recovery()"
     "  THEN (SELECT received_tli FROM pg_stat_wal_receiver)"
     "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,"
-    " (SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming')")
+    " (SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming'),"
+    " (SELECT extract(epoch FROM now() - last_msg_receipt_time)::float8"
+    "  FROM pg_stat_wal_receiver)")
 
 
 class Monitor:
@@ -200,11 +202,12 @@ class Monitor:
                 if conn is None or conn.closed:
                     conn = rigmod.async_connect(dsn, s + self.connect_deadline)
                 rows = rigmod.async_query(conn, MONITOR_QUERY, time.monotonic() + self.deadline)
-                rec_, pm, tl, up = rows[0]
+                rec_, pm, tl, up, age = rows[0]
                 rec["primary"] = not rec_
                 rec["pm_start"] = pm
                 rec["tl"] = tl
                 rec["upstream"] = up
+                rec["rx_age"] = age
             except Exception as e:  # noqa: BLE001
                 rec["err"] = ("%s: %s" % (type(e).__name__, str(e).strip()))[:160]
                 if conn is not None:

@@ -724,8 +724,9 @@ class Rig:
             return False
 
     def pg_state(self, timeout=1.5):
-        """{node: state}; state is None (no answer), {"primary": True, "tl": n} or
-        {"primary": False, "upstream": addr|None, "tl": received tli}."""
+        """{node: state}; state is None (no answer), {"primary": True, "tl": n, "lsn": n}
+        or {"primary": False, "upstream": addr|None, "tl": received tli, "lsn": received
+        LSN, "rx_age": s since the WAL receiver's last message}."""
         out = {}
 
         def one(n):
@@ -735,16 +736,21 @@ class Rig:
                     " CASE WHEN pg_is_in_recovery() THEN NULL ELSE"
                     "  ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
                     " END,"
-                    " (SELECT status || ' ' || sender_host || ' ' || received_tli"
+                    " (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()"
+                    "  ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::bigint,"
+                    " (SELECT status || ' ' || sender_host || ' ' || received_tli || ' ' ||"
+                    "  extract(epoch FROM now() - last_msg_receipt_time)"
                     "  FROM pg_stat_wal_receiver)", timeout)
-                rec, tl, wr = rows[0]
+                rec, tl, lsn, wr = rows[0]
                 if not rec:
-                    out[n.name] = {"primary": True, "tl": tl}
+                    out[n.name] = {"primary": True, "tl": tl, "lsn": lsn}
                 else:
                     st = wr.split() if wr else []
                     out[n.name] = {"primary": False,
                                    "upstream": st[1] if st and st[0] == "streaming" else None,
-                                   "tl": int(st[2]) if len(st) > 2 else None}
+                                   "tl": int(st[2]) if len(st) > 2 else None,
+                                   "lsn": lsn,
+                                   "rx_age": float(st[3]) if len(st) > 3 else None}
             except Exception:  # noqa: BLE001
                 out[n.name] = None
 
@@ -755,9 +761,14 @@ class Rig:
             t.join()
         return out
 
+    RX_FRESH = 5.0
+
     def recovered(self, state=None):
         """(primary name, {node: streaming}) when exactly one node is primary and every
-        other streams from it on its timeline; else (None, streaming map)."""
+        other streams from it on its timeline; else (None, streaming map).  A WAL
+        receiver keeps saying "streaming" for wal_receiver_timeout (60 s) after its
+        sender went silent (a partition), so streaming also needs a message received in
+        the last RX_FRESH s or the primary's WAL position reached."""
         state = state or self.pg_state()
         prim = [k for k, v in state.items() if v and v["primary"]]
         streaming = {k: False for k in state}
@@ -765,13 +776,16 @@ class Rig:
             return None, streaming
         p = self.node(prim[0])
         ptl = state[p.name]["tl"]
+        plsn = state[p.name].get("lsn") or 0
         ok = True
         for k, v in state.items():
             if k == p.name:
                 streaming[k] = False
                 continue
+            fresh = bool(v and ((v.get("rx_age") is not None and v["rx_age"] < self.RX_FRESH)
+                                or (v.get("lsn") or -1) >= plsn))
             streaming[k] = bool(v and not v["primary"] and v["upstream"] == p.addr
-                                and v["tl"] == ptl)
+                                and v["tl"] == ptl and fresh)
             ok = ok and streaming[k]
         return (p.name if ok else None), streaming
 
