@@ -61,7 +61,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: lint all deps test unit integration demo clean check-format format cppcheck asan bench sim sim-open fuzz fuzz-replay
+.PHONY: lint all deps test unit integration faults demo clean check-format format cppcheck asan bench sim sim-open fuzz fuzz-replay
 all: deps-build
 	@$(MAKE) --no-print-directory $(B)/pgwarden $(B)/pgwardenctl $(B)/pgwarden-fence
 	@ln -sf $(VARIANT)/pgwarden build/pgwarden
@@ -161,6 +161,16 @@ fuzz:
 # The sanitizer build used by the whole test suite.
 asan:
 	@$(MAKE) --no-print-directory VARIANT=asan build/asan/pgwarden build/asan/pgwardenctl build/asan/pgwarden-fence $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
+
+# The fault campaign (tests/faults/, issue 13): real machines (network namespaces, cgroups,
+# BMCs, watchdog emulators), three etcd members, faults drawn from the seed, a history
+# checked after each run.  make faults RUNS=N SEED=S [FAULTS_ARGS="--timing default --async"]
+RUNS ?= 1
+SEED ?= 1
+FAULTS_ARGS ?=
+faults: deps-test asan
+	@PGWARDEN_BIN=$(CURDIR)/build/asan/pgwarden /usr/bin/python3 tests/faults/run.py \
+		--runs $(RUNS) --seed $(SEED) $(FAULTS_ARGS)
 
 unit: deps-test asan
 	@tests/run-unit.sh build/asan/tests

@@ -91,15 +91,18 @@ def free_udp_port():
 
 class Bmc:
     def __init__(self, node_dir, port, cgroup_path, user="admin", password="adminpass",
-                 off_delay=0.0, on_power_on=None, name=None):
+                 off_delay=0.0, on_power_on=None, name=None, bind="127.0.0.1"):
         """node_dir: where the BMC keeps its files (bmc.conf, bmc-lan.conf, bmc-state/,
         chassis.log, power-on.cmd, ...); port: UDP port (None: pick a free one);
         cgroup_path: the node's cgroup v2 directory; off_delay: seconds between the reply
         to "power off" and the power actually going off; on_power_on: called (from a
         thread) after each power on that found no power-on.cmd to run; it may also be
-        assigned later (b.on_power_on = node.start)."""
+        assigned later (b.on_power_on = node.start); bind: the IPv4 address ipmi_sim
+        listens on (tests/faults/ uses its bridge's address, so other network namespaces
+        reach the BMC)."""
         self.dir = os.path.abspath(node_dir)
         os.makedirs(self.dir, exist_ok=True)
+        self.bind = bind
         self.port = port or free_udp_port()
         self.cgroup_path = cgroup_path
         self.user = user
@@ -121,7 +124,7 @@ class Bmc:
 
     @property
     def address(self):
-        return "127.0.0.1:%d" % self.port
+        return "%s:%d" % (self.bind, self.port)
 
     # -- files ----------------------------------------------------------------------------
     def _write_conf(self):
@@ -183,6 +186,7 @@ class Bmc:
         for k, v in (("@NAME@", "bmc%d" % self.port), ("@PORT@", str(self.port)),
                      ("@CHASSIS@", chassis), ("@USER@", self.user), ("@PASS@", self.password)):
             conf = conf.replace(k, v)
+        conf = conf.replace("addr 127.0.0.1 ", "addr %s " % self.bind)
         lan = os.path.join(self.dir, "bmc-lan.conf")
         with open(lan, "w") as f:
             f.write(conf)
@@ -286,7 +290,7 @@ class Bmc:
         env = harness.clean_env({"IPMI_PASSWORD": self.password if password is None
                                  else password})
         return subprocess.run([IPMITOOL, "-I", "lanplus", "-C", "3", "-N", "1", "-R", "1",
-                               "-H", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-E"]
+                               "-H", self.bind, "-p", str(self.port), "-U", self.user, "-E"]
                               + list(args), capture_output=True, text=True, env=env,
                               timeout=timeout)
 
