@@ -114,6 +114,7 @@ class Client(threading.Thread):
             self.next_id += 1
             s = time.monotonic()
             rec = {"id": i, "s": s, "r": None, "ok": False, "node": None, "err": None}
+            fired = False
             try:
                 if conn is None:
                     conn, node = self._connect()
@@ -138,7 +139,8 @@ class Client(threading.Thread):
             except Exception as e:  # noqa: BLE001 - every failure is recorded
                 rec["r"] = time.monotonic()
                 msg = str(e).strip().replace("\n", " | ")
-                rec["err"] = "%s: %s" % (type(e).__name__, msg[:300])
+                rec["err"] = "%s%s: %s" % ("deadline %.1f s (socket shut down), " % self.deadline
+                                           if fired else "", type(e).__name__, msg[:300])
                 if conn is not None:
                     try:
                         conn.close()
