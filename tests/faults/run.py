@@ -254,6 +254,8 @@ def main(argv=None):
     p.add_argument("--k", type=int, default=3, help="faults per run (default 3)")
     p.add_argument("--recovery-bound", type=float, default=None)
     p.add_argument("--keep", action="store_true", help="keep the run dirs of passing runs")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="start no run after this many minutes (as many runs as fit)")
     a = p.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("run as root")
@@ -261,7 +263,11 @@ def main(argv=None):
     harness.become_subreaper()
     rigmod.remove_stale()
     rows = []
+    t_start = time.monotonic()
     for r in range(a.runs):
+        if a.minutes is not None and time.monotonic() - t_start > a.minutes * 60:
+            print("--minutes %g reached: %d of %d runs started" % (a.minutes, r, a.runs))
+            break
         seed = a.seed + r
         s = one_run(seed, a)
         rows.append(s)
@@ -279,6 +285,15 @@ def main(argv=None):
         print("%-6d %-9s %-70s %-5s %-9s %-7.0f %s" % (
             s["seed"], a.daemon, ",".join(s["faults"])[:70], nv, s["recovered"], s["run_s"],
             s["rundir"] or ""))
+    kept = [s["rundir"] for s in rows if s["rundir"] and os.path.isdir(s["rundir"])]
+    if kept and os.path.exists(os.path.join(HERE, "checker.py")):
+        import importlib
+        checker = importlib.import_module("checker")
+        try:
+            print("\nper fault kind (the %d run dirs kept):\n" % len(kept))
+            print(checker.summary([(d, checker.check(d), checker.metrics(d)) for d in kept]))
+        except Exception as e:  # noqa: BLE001
+            print("summary failed: %s" % e)
     bad = [s for s in rows if s["failed"]]
     if bad:
         print("\n%d of %d runs failed: seeds %s" % (len(bad), len(rows),
