@@ -532,11 +532,7 @@ class PgNode:
             self.proc.poll()
 
     def postmaster_pid(self):
-        try:
-            with open(os.path.join(self.data_dir, "postmaster.pid")) as f:
-                return int(f.readline().strip())
-        except (OSError, ValueError):
-            return None
+        return harness.postmaster_pid(self.data_dir)
 
     def save_pg_logs(self):
         """PostgreSQL's logs live on the node's tmpfs disk: copy them next to the daemon's

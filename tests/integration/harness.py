@@ -592,6 +592,26 @@ class WatchdogEmulator:
                 self.proc.wait(5)
 
 
+def postmaster_pid(data_dir):
+    """The pid in DATA_DIR/postmaster.pid, None when there is none."""
+    try:
+        with open(os.path.join(data_dir, "postmaster.pid")) as f:
+            return int(f.readline().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def start_watchdog_emulators(cluster):
+    """Before the nodes start: one WatchdogEmulator per node, its socket as the node's
+    watchdog.device (config rewritten); {name: emulator}."""
+    emus = {}
+    for node in cluster.nodes:
+        emus[node.name] = WatchdogEmulator(node).start()
+        node.config.setdefault("watchdog", {})["device"] = emus[node.name].socket
+        node.write_config()
+    return emus
+
+
 def new_cgroup(label):
     cg = Cgroup("%s%s-%s" % (CG_PREFIX, RUN_ID, label))
     cg.create()
@@ -917,11 +937,7 @@ class Node:
                 raise AssertionError("%s: daemon survived cgroup.kill" % self.name)
 
     def postmaster_pid(self):
-        try:
-            with open(os.path.join(self.data_dir, "postmaster.pid")) as f:
-                return int(f.readline().strip())
-        except (OSError, ValueError):
-            return None
+        return postmaster_pid(self.data_dir)
 
     def postmaster_running(self):
         pid = self.postmaster_pid()

@@ -82,11 +82,7 @@ def quorum_cluster(make_cluster):
     c = make_cluster(3, start=False, etcd_members=3, overrides={
         "bootstrap": {"dcs": {"ttl": TTL, "loop_wait": LOOP_WAIT, "retry_timeout": RETRY}},
         "watchdog": {"mode": "required", "device": "/nonexistent", "safety_margin": S}})
-    emus = {}
-    for node in c.nodes:
-        emus[node.name] = harness.WatchdogEmulator(node).start()
-        node.config["watchdog"]["device"] = emus[node.name].socket
-        node.write_config()
+    emus = harness.start_watchdog_emulators(c)
     c.start()
     leader = c.wait_healthy(180)
     leader.sql("CREATE TABLE quorum_acks (t timestamptz)")

@@ -47,11 +47,7 @@ def wd_overrides(mode="required", device=None):
 def watched_cluster(make_cluster, n=2):
     """n nodes, each with watchdog mode required on its own emulator."""
     c = make_cluster(n, start=False, overrides=wd_overrides())
-    emus = {}
-    for node in c.nodes:
-        emus[node.name] = harness.WatchdogEmulator(node).start()
-        node.config["watchdog"]["device"] = emus[node.name].socket
-        node.write_config()
+    emus = harness.start_watchdog_emulators(c)
     c.start()
     leader = c.wait_healthy(180)
     return c, emus, leader
