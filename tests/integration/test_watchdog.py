@@ -269,12 +269,9 @@ def slow_pg_ctl_cluster(make_cluster, action, seconds):
         body = '  sleep %d\n' % seconds
     bindir = slow_bin(c, "pg_ctl", 'if [ "$1" = %s ]; then\n%sfi\nexec %%(real)s "$@"\n'
                       % (action, body))
-    emus = {}
     for node in c.nodes:
-        emus[node.name] = harness.WatchdogEmulator(node).start()
-        node.config["watchdog"]["device"] = emus[node.name].socket
         node.config["postgresql"]["bin_dir"] = bindir
-        node.write_config()
+    emus = harness.start_watchdog_emulators(c)
     c.start()
     leader = c.wait_healthy(180)
     wait_armed(c, leader)
