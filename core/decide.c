@@ -121,11 +121,15 @@ static bool foreign_sysid(const struct pgw_obs *o, struct pgw_action *a)
 
 /* An old primary: its control file says so, or it did when it was started as a
  * replica with no leader to rewind from (pgw_node_state.ran_as_primary). */
+bool pgw_control_file_primary(const struct pgw_obs *o)
+{
+	return o->cd_valid &&
+	       (o->cd.state == PGW_CS_SHUT_DOWN || o->cd.state == PGW_CS_IN_PRODUCTION);
+}
+
 static bool was_primary(const struct pgw_obs *o)
 {
-	return o->ran_as_primary || o->diverged ||
-	       (o->cd_valid &&
-	        (o->cd.state == PGW_CS_SHUT_DOWN || o->cd.state == PGW_CS_IN_PRODUCTION));
+	return o->ran_as_primary || o->diverged || pgw_control_file_primary(o);
 }
 
 /* The timeline of this node's data: PostgreSQL's while it runs, else the control file's. */
@@ -722,7 +726,7 @@ static bool g_f_following(const struct pgw_obs *o, struct pgw_action *a)
 {
 	const struct pgw_member *l;
 
-	if (!follower(o) || !o->pg->running || o->ran_as_primary || o->diverged)
+	if (!follower(o) || !o->pg->running || was_primary(o))
 		return false;
 	l = leader_member(o);
 	if (o->pg->accepting && !upstream_is(o, l))
@@ -735,7 +739,7 @@ static bool g_f_following(const struct pgw_obs *o, struct pgw_action *a)
 
 static bool g_f_follow_new(const struct pgw_obs *o, struct pgw_action *a)
 {
-	if (!follower(o) || !o->pg->running || o->ran_as_primary || o->diverged)
+	if (!follower(o) || !o->pg->running || was_primary(o))
 		return false;
 	set_target(a, leader_member(o));
 	detail(a, "was following %s:%d, leader is %s at %s:%d",

@@ -130,6 +130,9 @@ struct pgw_action {
  * control file's.  False when the history does not say where T ended.
  */
 bool pgw_diverged(const struct pgw_obs *o, uint64_t *fork_lsn);
+/* The control file of the stopped server says it ran as primary (shut down, or crashed,
+ * in production). */
+bool pgw_control_file_primary(const struct pgw_obs *o);
 #define PGW_DIVERGED_CONFIRM_MS 15000
 
 void pgw_decide(const struct pgw_obs *o, struct pgw_action *a);

@@ -216,8 +216,7 @@ void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
 	track_divergence(s, o);
 	pgw_decide(o, a);
 	/* an old primary started as a replica loses what its control file said of it */
-	if (a->kind == PGW_ACT_START_REPLICA && o->cd_valid &&
-	    (o->cd.state == PGW_CS_SHUT_DOWN || o->cd.state == PGW_CS_IN_PRODUCTION))
+	if (a->kind == PGW_ACT_START_REPLICA && pgw_control_file_primary(o))
 		s->ran_as_primary = true;
 }
 

@@ -327,10 +327,11 @@ static void cycle(struct ha *h, bool shutdown)
 			pgw_wdguard_idle(h->wd); /* rule 5: writes stopped first */
 	}
 	etcd_down = ha_renew_lease(h) == PGW_ETCD_EUNAVAIL;
-	if (h->lease.id != 0 && h->lease.t_send_ms < start) /* not renewed this loop */
+	if (h->lease.id != 0 && h->lease.t_send_ms < start) { /* not renewed this loop */
 		pgw_wdguard_bound(h->wd,
 		                  pgw_lease_wd_bound_s(&h->lease, ha_mono_ms(), h->dcs.loop_wait));
-	ha_cap_lease(h);
+		ha_cap_lease(h); /* a lowered W restarted the countdown */
+	}
 	ha_observe_pg(h);
 	if (*h->reload) {
 		char msg[256];
