@@ -13,7 +13,6 @@ import subprocess
 import threading
 import time
 
-import harness
 from harness import log
 
 # kind -> (applies to Patroni too, "leader fault" (a BMC pause may overlap it))

@@ -22,11 +22,9 @@ leftovers of dead runs are removed by remove_stale().
 import glob
 import json
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -505,13 +503,7 @@ class PgNode:
         w = self.wdemu
         if w is None:
             return
-        if w.proc is not None and w.proc.poll() is None:
-            w.proc.terminate()
-            try:
-                w.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                w.proc.kill()
-                w.proc.wait(5)
+        harness.terminate(w.proc)
         try:
             os.unlink(w.socket)
         except OSError:

@@ -244,13 +244,7 @@ class Bmc:
                 os.kill(self.sim_pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        harness.terminate(self.proc, 10)
 
     def cleanup(self):
         unregister(self)

@@ -583,13 +583,19 @@ class WatchdogEmulator:
 
     def cleanup(self):
         unregister(self)
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
+
+
+def terminate(proc, timeout=5):
+    """SIGTERM a child (a subprocess.Popen or None) and reap it; SIGKILL after timeout."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def postmaster_pid(data_dir):
