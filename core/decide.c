@@ -639,9 +639,10 @@ static bool follower(const struct pgw_obs *o)
 }
 
 /*
- * Rule 8: the leader stopped answering for fast_takeover_after; the best candidate
- * may fence it (then revoke its lease) instead of waiting for the TTL.  Only when the
- * leader record names this very leader and lease (in doubt: wait for the TTL).
+ * Rule 8: the leader stopped answering for fast_takeover_after, and it stopped
+ * renewing its lease too (a leader cut off from the replicas alone is alive); the best
+ * candidate may fence it (then revoke its lease) instead of waiting for the TTL.  Only
+ * when the leader record names this very leader and lease (in doubt: wait for the TTL).
  */
 static bool g_f_fast_takeover(const struct pgw_obs *o, struct pgw_action *a)
 {
@@ -650,7 +651,8 @@ static bool g_f_fast_takeover(const struct pgw_obs *o, struct pgw_action *a)
 	char why[200];
 
 	if (!o->fencing_required || o->fast_takeover_after_ms <= 0 || !c->has_leader ||
-	    strcmp(c->leader, o->self) == 0 || o->leader_unreachable_ms < o->fast_takeover_after_ms)
+	    strcmp(c->leader, o->self) == 0 ||
+	    o->leader_unreachable_ms < o->fast_takeover_after_ms || !o->leader_lease_stale)
 		return false;
 	if (!lr->present || record_unreadable(lr) || strcmp(lr->member, c->leader) != 0 ||
 	    lr->lease != c->leader_lease || lr->released || lr->fenced_by[0])
@@ -660,8 +662,8 @@ static bool g_f_fast_takeover(const struct pgw_obs *o, struct pgw_action *a)
 	if (locked_by_other(o))
 		return false;
 	snprintf(a->target, sizeof(a->target), "%s", c->leader);
-	detail(a, "%s silent for %" PRId64 " ms, BMC %s", c->leader, o->leader_unreachable_ms,
-	       lr->bmc_address[0] ? lr->bmc_address : "unknown");
+	detail(a, "%s silent for %" PRId64 " ms and its lease unrenewed, BMC %s", c->leader,
+	       o->leader_unreachable_ms, lr->bmc_address[0] ? lr->bmc_address : "unknown");
 	return true;
 }
 

@@ -129,10 +129,11 @@ bool pgw_step_watching(const struct pgw_node_state *s, bool fast_takeover_on, bo
 }
 
 void pgw_step_probe(struct pgw_node_state *s, bool watching, const char *leader, int64_t lease,
-                    bool silent, int64_t now_ms)
+                    const struct pgw_probe *p)
 {
 	if (!watching) {
 		s->leader_silent_since = 0;
+		s->silent_lease_stale = false;
 		return;
 	}
 	if (strcmp(s->silent_leader, leader) != 0 || s->silent_lease != lease) {
@@ -140,20 +141,41 @@ void pgw_step_probe(struct pgw_node_state *s, bool watching, const char *leader,
 		s->silent_lease = lease;
 		s->leader_silent_since = 0;
 	}
-	if (!silent)
+	s->silent_lease_stale = !p->answered && p->lease_stale;
+	if (p->answered)
 		s->leader_silent_since = 0;
 	else if (s->leader_silent_since == 0)
-		s->leader_silent_since = now_ms;
+		s->leader_silent_since = p->sent_ms > 0 ? p->sent_ms : 1;
+}
+
+static bool same_silent_leader(const struct pgw_node_state *s, const struct pgw_cluster *c)
+{
+	return c->has_leader && strcmp(s->silent_leader, c->leader) == 0 &&
+	       s->silent_lease == c->leader_lease;
 }
 
 int64_t pgw_step_silence_ms(const struct pgw_node_state *s, const struct pgw_cluster *c,
                             int64_t now_ms)
 {
-	if (!s->leader_silent_since || !c->has_leader || strcmp(s->silent_leader, c->leader) != 0 ||
-	    s->silent_lease != c->leader_lease)
+	if (!s->leader_silent_since || !same_silent_leader(s, c) || now_ms < s->leader_silent_since)
 		return 0;
 	return now_ms - s->leader_silent_since;
 }
+
+bool pgw_step_lease_stale(const struct pgw_node_state *s, const struct pgw_cluster *c)
+{
+	return s->leader_silent_since && same_silent_leader(s, c) && s->silent_lease_stale;
+}
+
+bool pgw_lease_ttl_stale(int64_t ttl_left, int64_t granted)
+{
+	if (ttl_left < 0)
+		return true; /* gone: expired or revoked */
+	if (granted <= 0 || ttl_left > granted)
+		return false; /* cannot tell */
+	return (granted - ttl_left - 1) * 1000 >= PGW_LEASE_STALE_MS;
+}
+
 /* Did the lost leader named in the record keep an armed watchdog to the end? */
 static bool lost_leader_had_watchdog(const struct pgw_node_state *s,
                                      const struct pgw_leader_record *lr)
@@ -199,6 +221,7 @@ void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
 	if (o->etcd_ok) {
 		o->self_member.sync_blocked = !pgw_sync_allows(o->cluster, o->self);
 		o->leader_unreachable_ms = pgw_step_silence_ms(s, o->cluster, o->now_ms);
+		o->leader_lease_stale = pgw_step_lease_stale(s, o->cluster);
 		o->lost_leader_watchdog = lost_leader_had_watchdog(s, &o->cluster->last_leader);
 		o->lost_leader_back = o->cluster->last_leader.present &&
 		                      strcmp(s->back_leader, o->cluster->last_leader.member) == 0 &&

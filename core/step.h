@@ -44,10 +44,13 @@ struct pgw_node_state {
 	char fenced[PGW_NAME_MAX];
 	int64_t fenced_lease;
 	/* fast takeover: since when (mono ms, 0 = it answers) the leader named here, with
-	 * this lease, answered neither on PostgreSQL nor on REST */
+	 * this lease, answered neither on PostgreSQL nor on REST (the send time of the
+	 * first probe it left unanswered), and whether the last probe found its etcd lease
+	 * proven stale (not renewed for PGW_LEASE_STALE_MS) */
 	int64_t leader_silent_since;
 	char silent_leader[PGW_NAME_MAX];
 	int64_t silent_lease;
+	bool silent_lease_stale;
 	/* S3: what the current leader's member key said of its watchdog, while it led
 	 * (its key goes with its lease, so it is remembered here) */
 	char wd_leader[PGW_NAME_MAX];
@@ -96,12 +99,32 @@ void pgw_step_cluster_read(struct pgw_node_state *s, bool etcd_ok, const struct 
 /* Fast takeover: should the leader be probed now (this node follows another leader)? */
 bool pgw_step_watching(const struct pgw_node_state *s, bool fast_takeover_on, bool etcd_ok,
                        const struct pgw_cluster *c, const char *self);
-/* The probe's answer for leader/lease at now_ms (silent: neither PG nor REST answered). */
+/*
+ * One probe of the leader (ha.c probes while the loop waits).  A live leader renews its
+ * lease every PGW_HEARTBEAT_MS while fast takeover is on, so a lease that etcd says was
+ * not renewed for PGW_LEASE_STALE_MS belongs to a leader that cannot reach etcd either.
+ */
+#define PGW_HEARTBEAT_MS   500
+#define PGW_LEASE_STALE_MS 1000
+struct pgw_probe {
+	bool answered;    /* PostgreSQL or REST answered within the probe's timeout */
+	bool lease_stale; /* etcd proves its lease unrenewed for PGW_LEASE_STALE_MS, or gone */
+	int64_t sent_ms;  /* when the probe was sent (mono ms) */
+};
+/* The probe's answer for leader/lease (watching false: not probing, forget). */
 void pgw_step_probe(struct pgw_node_state *s, bool watching, const char *leader, int64_t lease,
-                    bool silent, int64_t now_ms);
+                    const struct pgw_probe *p);
 /* How long the current leader (same name and lease) has been silent; 0 = it answers. */
 int64_t pgw_step_silence_ms(const struct pgw_node_state *s, const struct pgw_cluster *c,
                             int64_t now_ms);
+/* Did the last probe of the current leader find its lease proven stale? */
+bool pgw_step_lease_stale(const struct pgw_node_state *s, const struct pgw_cluster *c);
+/*
+ * Is a lease proven unrenewed for PGW_LEASE_STALE_MS?  etcd reports the remaining TTL
+ * truncated to whole seconds: ttl_left = floor(granted - elapsed), so elapsed >
+ * granted - ttl_left - 1.  ttl_left < 0: the lease is gone.
+ */
+bool pgw_lease_ttl_stale(int64_t ttl_left, int64_t granted);
 
 /*
  * The decision: fills the remembered facts into *o (may_write, leader_optime,

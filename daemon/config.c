@@ -42,6 +42,7 @@ enum ftype {
 	F_POSINT,   /* int >= 1 */
 	F_NONNEG,   /* int >= 0 */
 	F_NONNEG64, /* int64_t >= 0 */
+	F_SECONDS,  /* int64_t ms: seconds >= 0 with up to 3 decimals ("1", "1.5", "0.25") */
 	F_BOOL,     /* bool */
 	F_STRLIST,  /* struct pgw_strlist: list of F_STR */
 	F_HOSTLIST, /* struct pgw_strlist: list of host:port or "h:p,h:p" */
@@ -171,7 +172,7 @@ static const struct field fields[] = {
     {FIELD("fencing.agent", F_STR, fencing.agent)},
     {FIELD("fencing.timeout", F_POSINT, fencing.timeout)},
     {FIELD("fencing.retries", F_NONNEG, fencing.retries)},
-    {FIELD("fencing.fast_takeover_after", F_NONNEG, fencing.fast_takeover_after)},
+    {FIELD("fencing.fast_takeover_after", F_SECONDS, fencing.fast_takeover_after_ms)},
     {FIELD("fencing.audit_log", F_STR, fencing.audit_log)},
     {FIELD("fencing.credentials_file", F_STR, fencing.credentials_file)},
     {FIELD("fencing.audit_key_file", F_STR, fencing.audit_key_file)},
@@ -505,6 +506,26 @@ static bool parse_uint(const char *s, size_t len, int64_t max, int64_t *out)
 		v = v * 10 + (s[i] - '0');
 	}
 	*out = v;
+	return true;
+}
+
+/* Seconds, "N" or "N.ddd" (at most 3 decimals, at most a day), as milliseconds. */
+static bool parse_seconds_ms(const char *s, size_t len, int64_t *ms)
+{
+	const char *dot = memchr(s, '.', len);
+	size_t ilen = dot ? (size_t)(dot - s) : len, flen = dot ? len - ilen - 1 : 0;
+	int64_t whole, frac = 0;
+
+	if (!parse_uint(s, ilen, 86400, &whole) || (dot && (flen == 0 || flen > 3)))
+		return false;
+	for (size_t i = 0; i < 3; i++) {
+		char d = i < flen ? dot[1 + i] : '0';
+
+		if (d < '0' || d > '9')
+			return false;
+		frac = frac * 10 + (d - '0');
+	}
+	*ms = whole * 1000 + frac;
 	return true;
 }
 
@@ -1091,6 +1112,14 @@ static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, c
 			return expected(c, v, path, "a non-negative integer", false);
 		*(int64_t *)dest(c, f) = n;
 		return 0;
+	case F_SECONDS:
+		if (clean_scalar(c, v, path, "seconds (e.g. 1 or 1.5)", 0, &s, &len))
+			return -1;
+		if (!parse_seconds_ms(s, len, &n))
+			return expected(c, v, path, "seconds (e.g. 1 or 1.5, at most 3 decimals)",
+			                false);
+		*(int64_t *)dest(c, f) = n;
+		return 0;
 	case F_BOOL:
 		if (clean_scalar(c, v, path, "a boolean", 0, &s, &len))
 			return -1;
@@ -1268,7 +1297,7 @@ static int finish_fencing(struct ctx *c)
 		            "required with fencing.mode required: every member's BMC (address, "
 		            "lanplus, cipher_suite), since an address read from etcd is never "
 		            "trusted alone");
-	if (cfg->fencing.fast_takeover_after && cfg->fencing.mode != PGW_FENCE_REQUIRED)
+	if (cfg->fencing.fast_takeover_after_ms && cfg->fencing.mode != PGW_FENCE_REQUIRED)
 		return fail(c, NULL, "fencing.fast_takeover_after",
 		            "needs fencing.mode required (a takeover before the TTL is only safe "
 		            "after a confirmed power off)");

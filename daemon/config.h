@@ -126,15 +126,15 @@ struct pgw_config {
 
 	/* STONITH: peers power this node off through its BMC before they promote. */
 	struct {
-		int mode;                /* enum pgw_fence_mode, default off */
-		char *agent;             /* "ipmi" (default) or the path of a fence agent */
-		int timeout;             /* s for one fence: power off + confirmation, default 30 */
-		int retries;             /* default 2 */
-		int fast_takeover_after; /* s; 0 = off */
-		char *audit_log;         /* default /var/lib/pgwarden/fencing.log */
-		char *credentials_file;  /* peers' BMC credentials, default
-		                            /etc/pgwarden/fencing.secret */
-		char *audit_key_file;    /* HMAC key of the audit chain (root's), NULL none */
+		int mode;    /* enum pgw_fence_mode, default off */
+		char *agent; /* "ipmi" (default) or the path of a fence agent */
+		int timeout; /* s for one fence: power off + confirmation, default 30 */
+		int retries; /* default 2 */
+		int64_t fast_takeover_after_ms; /* 0 = off */
+		char *audit_log;                /* default /var/lib/pgwarden/fencing.log */
+		char *credentials_file;         /* peers' BMC credentials, default
+		                                   /etc/pgwarden/fencing.secret */
+		char *audit_key_file; /* HMAC key of the audit chain (root's), NULL none */
 		/* its bytes, read by main.c as root before the privilege drop */
 		unsigned char audit_key[65];
 		size_t audit_key_len;

@@ -781,6 +781,26 @@ int pgw_etcd_lease_revoke(struct pgw_etcd *c, int64_t id, int timeout_ms)
 	return rc;
 }
 
+int pgw_etcd_lease_ttl(struct pgw_etcd *c, int64_t id, int timeout_ms, int64_t *ttl_left,
+                       int64_t *granted)
+{
+	const char *what = "lease time-to-live";
+	json_object *ans;
+	int rc = call(c, what, "/v3/lease/timetolive", id_request(id), timeout_ms, &ans);
+
+	if (rc == 0) {
+		/* a lease that is gone: TTL -1 and no grantedTTL (0 omitted by the gateway) */
+		if (need_header(c, what, ans))
+			rc = PGW_ETCD_EPROTO;
+		else if (!jget_i64(ans, "TTL", ttl_left))
+			rc = bad_field(c, what, "TTL");
+		else if (!jget_i64(ans, "grantedTTL", granted))
+			*granted = 0;
+	}
+	json_object_put(ans);
+	return rc;
+}
+
 /* ---- reads ------------------------------------------------------------- */
 
 /* The end of the range covering every key that starts with prefix (len bytes into end). */

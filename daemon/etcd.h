@@ -60,6 +60,10 @@ int pgw_etcd_lease_grant(struct pgw_etcd *c, int ttl, int timeout_ms, int64_t *i
                          int *granted_ttl);
 int pgw_etcd_lease_keepalive(struct pgw_etcd *c, int64_t id, int timeout_ms, int *ttl_left);
 int pgw_etcd_lease_revoke(struct pgw_etcd *c, int64_t id, int timeout_ms);
+/* LeaseTimeToLive: *ttl_left (whole seconds, truncated; -1: no such lease) and the
+ * *granted TTL. */
+int pgw_etcd_lease_ttl(struct pgw_etcd *c, int64_t id, int timeout_ms, int64_t *ttl_left,
+                       int64_t *granted);
 
 /* Reads: all keys with this prefix (sorted by key), or one key (n == 0 if absent). */
 int pgw_etcd_range_prefix(struct pgw_etcd *c, const char *prefix, int timeout_ms,

@@ -168,7 +168,7 @@ void ha_build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	o->margin_ms = SAFETY_MARGIN_MS;
 	o->watchdog_unusable = pgw_wdguard_unusable(h->wd);
 	o->fencing_required = h->cfg->fencing.mode == PGW_FENCE_REQUIRED;
-	o->fast_takeover_after_ms = (int64_t)h->cfg->fencing.fast_takeover_after * 1000;
+	o->fast_takeover_after_ms = h->cfg->fencing.fast_takeover_after_ms;
 	o->unprotected_failover = h->cfg->failover_unprotected;
 	o->loop_wait_s = h->dcs.loop_wait;
 	s->watchdog_blocked = o->watchdog_unusable;
@@ -237,6 +237,57 @@ static bool wake_up(void *arg)
 	return *h->stop || *h->reload || (h->control && pgw_control_pending(h->control));
 }
 
+/*
+ * Fast takeover, the replica's side: probe the leader every probe interval (a fifth of
+ * the threshold, 100 ms to 1 s) while watching etcd, and end the wait once it has been
+ * silent for the threshold.
+ */
+static void watch_and_probe(struct ha *h, int64_t until, struct watch_ctx *w)
+{
+	const int64_t threshold = h->cfg->fencing.fast_takeover_after_ms;
+	const int64_t every = threshold / 5 < 100    ? 100
+	                      : threshold / 5 > 1000 ? 1000
+	                                             : threshold / 5;
+	int64_t wait;
+	bool fired = false;
+
+	while ((wait = until - ha_mono_ms()) > 0 && !wake_up(h)) {
+		int64_t slice = wait < every ? wait : every;
+
+		if (pgw_etcd_watch(h->etcd, h->prefix, h->cluster.revision + 1, (int)slice,
+		                   watch_fires, w, &fired) != 0 ||
+		    fired)
+			return;
+		ha_probe_leader(h);
+		if (pgw_step_silence_ms(&h->st, &h->cluster, ha_mono_ms()) >= threshold &&
+		    pgw_step_lease_stale(&h->st, &h->cluster))
+			return;
+	}
+}
+
+/*
+ * Fast takeover, the leader's side: renew the lease every PGW_HEARTBEAT_MS while
+ * waiting, so that a replica can tell from etcd that a leader it cannot reach is alive
+ * (pgw_lease_ttl_stale).  A renewal that fails ends the heartbeat until the next cycle.
+ */
+static void watch_and_heartbeat(struct ha *h, int64_t until, struct watch_ctx *w)
+{
+	int64_t wait;
+	bool fired = false, beating = true;
+
+	while ((wait = until - ha_mono_ms()) > 0 && !wake_up(h)) {
+		int64_t slice = wait < PGW_HEARTBEAT_MS ? wait : PGW_HEARTBEAT_MS;
+
+		if (pgw_etcd_watch(h->etcd, h->prefix, h->cluster.revision + 1, (int)slice,
+		                   watch_fires, w, &fired) != 0 ||
+		    fired)
+			return;
+		if (beating && h->lease.id != 0 && h->lease.lapsed_id == 0 &&
+		    ha_mono_ms() + 100 < until)
+			beating = ha_renew_lease(h) == 0 && h->lease.id != 0;
+	}
+}
+
 static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 {
 	int64_t until = cycle_start + (int64_t)h->dcs.loop_wait * 1000;
@@ -256,25 +307,11 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 	if (wait <= 0 || wake_up(h))
 		return;
 	if (h->etcd_ok && ha_watching_leader(h)) {
-		/* fast takeover: probe the leader every second while waiting */
-		const int64_t threshold = (int64_t)h->cfg->fencing.fast_takeover_after * 1000;
-
-		while ((wait = until - ha_mono_ms()) > 0 && !wake_up(h)) {
-			int64_t slice = wait < 1000 ? wait : 1000;
-			int64_t silent = pgw_step_silence_ms(&h->st, &h->cluster, ha_mono_ms());
-			int64_t left = silent ? threshold - silent : slice;
-
-			/* silent already: look again when the threshold is reached */
-			if (left < slice)
-				slice = left < 100 ? 100 : left;
-			if (pgw_etcd_watch(h->etcd, h->prefix, h->cluster.revision + 1, (int)slice,
-			                   watch_fires, &w, &fired) != 0 ||
-			    fired)
-				return;
-			ha_probe_leader(h);
-			if (pgw_step_silence_ms(&h->st, &h->cluster, ha_mono_ms()) >= threshold)
-				return;
-		}
+		watch_and_probe(h, until, &w);
+		return;
+	}
+	if (h->etcd_ok && holds && h->cfg->fencing.fast_takeover_after_ms > 0) {
+		watch_and_heartbeat(h, until, &w);
 		return;
 	}
 	if (h->etcd_ok) {

@@ -5,7 +5,7 @@
  */
 #include "ha_int.h"
 
-#include <curl/curl.h>
+#include "probe.h"
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -413,80 +413,74 @@ static void act_follow(struct ha *h, const struct pgw_action *a)
 		pgw_pg_reload(h->pg);
 }
 
-/* --- fast takeover (rule 8): is the leader silent on both PostgreSQL and REST? --- */
-
-static size_t discard(char *p, size_t size, size_t n, void *ud)
-{
-	(void)p;
-	(void)ud;
-	return size * n;
-}
-
-/* Any HTTP answer from the leader's REST API within 1 s counts as alive. */
-static bool rest_answers(const char *api_url)
-{
-	CURL *curl = curl_easy_init();
-	char url[512];
-	const char *end = strstr(api_url, "://");
-	bool ok;
-
-	/* an api_url from etcd that is not http(s) (file://, ftp://...) is not followed */
-	if (!curl || !end ||
-	    (strncmp(api_url, "http://", 7) != 0 && strncmp(api_url, "https://", 8) != 0)) {
-		curl_easy_cleanup(curl);
-		return true; /* cannot tell: assume it answers (no fast takeover) */
-	}
-	end = strchr(end + 3, '/');
-	snprintf(url, sizeof(url), "%.*s/liveness",
-	         (int)(end ? (size_t)(end - api_url) : strlen(api_url)), api_url);
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_PROXY, "");
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 1000L);
-	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L); /* liveness only, no data */
-	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
-	ok = curl_easy_perform(curl) == CURLE_OK;
-	curl_easy_cleanup(curl);
-	return ok;
-}
-
-static bool pg_answers(const char *host, int port)
-{
-	char portstr[16];
-	const char *const keys[] = {"host", "port", "connect_timeout", "dbname", NULL};
-	const char *const vals[] = {host, portstr, "1", "postgres", NULL};
-
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	return PQpingParams(keys, vals, 0) != PQPING_NO_RESPONSE;
-}
+/* --- fast takeover (rule 8): is the leader silent on REST, PostgreSQL and etcd? --- */
 
 /* Fast takeover is on and this replica follows another node's leadership. */
 bool ha_watching_leader(const struct ha *h)
 {
 	return pgw_step_watching(&h->st,
 	                         h->cfg->fencing.mode == PGW_FENCE_REQUIRED &&
-	                             h->cfg->fencing.fast_takeover_after > 0,
+	                             h->cfg->fencing.fast_takeover_after_ms > 0,
 	                         h->etcd_ok, &h->cluster, h->cfg->name);
 }
 
-/* Probed while the loop waits (wait_next); a silence belongs to one leader and lease. */
+/* Each probe's deadline: half the threshold, between 100 ms and 500 ms. */
+int64_t ha_probe_timeout_ms(const struct ha *h)
+{
+	int64_t t = h->cfg->fencing.fast_takeover_after_ms / 2;
+
+	return t < 100 ? 100 : t > 500 ? 500 : t;
+}
+
+/* Does etcd prove the leader's lease unrenewed for PGW_LEASE_STALE_MS?  In doubt: no. */
+static bool leader_lease_stale(struct ha *h)
+{
+	int64_t ttl = 0, granted = 0;
+	int timeout = (int)ha_probe_timeout_ms(h);
+
+	if (pgw_etcd_lease_ttl(h->etcd, h->cluster.leader_lease, timeout, &ttl, &granted) != 0) {
+		pgw_debug("cannot read the leader's lease: %s", pgw_etcd_errmsg(h->etcd));
+		return false;
+	}
+	return pgw_lease_ttl_stale(ttl, granted);
+}
+
+/*
+ * Probed while the loop waits (wait_next); a silence belongs to one leader and lease.
+ * REST first (cheap, the daemon's own thread), PostgreSQL only when REST is silent (a
+ * paused daemon beside a live primary), etcd's view of its lease only when both are.
+ */
 void ha_probe_leader(struct ha *h)
 {
 	const struct pgw_member *l = pgw_cluster_leader_member(&h->cluster);
-	bool silent;
+	struct pgw_probe p = {.sent_ms = ha_mono_ms()};
+	int timeout = (int)ha_probe_timeout_ms(h);
+	bool silent_before;
 
 	if (!ha_watching_leader(h)) {
-		pgw_step_probe(&h->st, false, "", 0, false, 0);
+		pgw_step_probe(&h->st, false, "", 0, &p);
 		return;
 	}
-	silent = !pg_answers(l->conn_host, l->conn_port) && !rest_answers(l->api_url);
-	pgw_step_probe(&h->st, true, l->name, h->cluster.leader_lease, silent, ha_mono_ms());
-	if (silent)
-		pgw_warn("leader %s answers neither on PostgreSQL nor on REST (for %lld ms)",
-		         l->name,
-		         (long long)pgw_step_silence_ms(&h->st, &h->cluster, ha_mono_ms()));
+	p.answered = pgw_probe_rest(l->api_url, timeout) ||
+	             pgw_probe_pg(l->conn_host, l->conn_port, timeout);
+	if (!p.answered)
+		p.lease_stale = leader_lease_stale(h);
+	silent_before = pgw_step_silence_ms(&h->st, &h->cluster, p.sent_ms) > 0;
+	pgw_step_probe(&h->st, true, l->name, h->cluster.leader_lease, &p);
+	if (p.answered) {
+		if (silent_before)
+			pgw_info("leader %s answers again", l->name);
+		h->probe_warned_ms = 0;
+		return;
+	}
+	/* once at the start of a silence, then every 5 s */
+	if (h->probe_warned_ms == 0 || p.sent_ms - h->probe_warned_ms >= 5000) {
+		h->probe_warned_ms = p.sent_ms;
+		pgw_warn("leader %s answers neither on REST nor on PostgreSQL (for %lld ms); its "
+		         "lease is %s",
+		         l->name, (long long)pgw_step_silence_ms(&h->st, &h->cluster, ha_mono_ms()),
+		         p.lease_stale ? "unrenewed" : "still renewed (or cannot tell)");
+	}
 }
 
 /* Fence the lost leader the leader record names (the decision checked it must be). */

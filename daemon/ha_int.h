@@ -88,6 +88,7 @@ struct ha {
 	const char *member_state; /* overrides the observed state while an action runs */
 	int64_t loop_mono_ms;
 	int64_t leader_gone_rev; /* the watch saw the leader key deleted at this revision */
+	int64_t probe_warned_ms; /* the last "leader answers neither" warning (mono ms) */
 };
 
 struct pgw_request;
@@ -109,6 +110,7 @@ bool ha_arm_watchdog(struct ha *h);
 int ha_configure_replica(struct ha *h, const struct pgw_action *a);
 void ha_act_clone(struct ha *h, const struct pgw_action *a);
 bool ha_watching_leader(const struct ha *h);
+int64_t ha_probe_timeout_ms(const struct ha *h);
 void ha_probe_leader(struct ha *h);
 void ha_act(struct ha *h, const struct pgw_action *a, bool holds);
 

@@ -1378,12 +1378,18 @@ static void cycle(struct node *nd)
 			    ln && ln->powered && !ln->frozen && !nd->cut_peers && !ln->cut_peers;
 			bool pg_answers = reach && ln->pg.running && ln->pg.accepting;
 			bool rest_answers = reach && ln->alive && !ln->stopped;
-			bool silent = !pg_answers && !rest_answers;
+			struct lease_e *le = lease_get(nd->cluster.leader_lease);
+			/* ha.c: a leader with fast takeover on renews every PGW_HEARTBEAT_MS */
+			bool beating = ln && ln->powered && ln->alive && !ln->stopped &&
+			               !ln->frozen && !W.e.down && !ln->cut_etcd &&
+			               ln->lease.id == nd->cluster.leader_lease;
+			struct pgw_probe p = {.answered = pg_answers || rest_answers,
+			                      .lease_stale = !le || !le->live || !beating,
+			                      .sent_ms = W.now};
 
-			pgw_step_probe(&nd->st, true, l->name, nd->cluster.leader_lease, silent,
-			               W.now);
+			pgw_step_probe(&nd->st, true, l->name, nd->cluster.leader_lease, &p);
 		} else {
-			pgw_step_probe(&nd->st, false, "", 0, false, 0);
+			pgw_step_probe(&nd->st, false, "", 0, &(struct pgw_probe){0});
 		}
 	}
 	if (nd->busy_until < W.now)

@@ -545,7 +545,7 @@ static void test_tls_watchdog_sections(void **state)
 	pgw_config_free(cfg);
 
 	cfg = parse(BASE "fencing:\n  mode: required\n  agent: /usr/sbin/fence_ipmilan\n"
-	                 "  retries: 0\n  fast_takeover_after: 4\n  bmc:\n"
+	                 "  retries: 0\n  fast_takeover_after: 1.25\n  bmc:\n"
 	                 "    address: 10.0.0.1:623\n    lanplus: false\n    cipher_suite: 3\n"
 	                 "    privilege: operator\n"
 	                 "  peers:\n    n1: {address: 10.0.0.1:623, lanplus: false}\n"
@@ -563,7 +563,7 @@ static void test_tls_watchdog_sections(void **state)
 	assert_int_equal(cfg->fencing.mode, PGW_FENCE_REQUIRED);
 	assert_string_equal(cfg->fencing.agent, "/usr/sbin/fence_ipmilan");
 	assert_int_equal(cfg->fencing.retries, 0);
-	assert_int_equal(cfg->fencing.fast_takeover_after, 4);
+	assert_int_equal(cfg->fencing.fast_takeover_after_ms, 1250);
 	assert_string_equal(cfg->fencing.bmc.address, "10.0.0.1:623");
 	assert_false(cfg->fencing.bmc.lanplus);
 	assert_int_equal(cfg->fencing.bmc.cipher_suite, 3);
@@ -766,6 +766,15 @@ static const struct ecase error_cases[] = {
     {BASE "fencing:\n  fast_takeover_after: 5\n",
      "t.yml: fencing.fast_takeover_after: needs fencing.mode required (a takeover before the "
      "TTL is only safe after a confirmed power off)"},
+    {BASE "fencing:\n  mode: required\n  fast_takeover_after: 1.2345\n",
+     "t.yml:7: fencing.fast_takeover_after: expected seconds (e.g. 1 or 1.5, at most 3 "
+     "decimals), got \"1.2345\""},
+    {BASE "fencing:\n  mode: required\n  fast_takeover_after: -1\n",
+     "t.yml:7: fencing.fast_takeover_after: expected seconds (e.g. 1 or 1.5, at most 3 "
+     "decimals), got \"-1\""},
+    {BASE "fencing:\n  mode: required\n  fast_takeover_after: 1.\n",
+     "t.yml:7: fencing.fast_takeover_after: expected seconds (e.g. 1 or 1.5, at most 3 "
+     "decimals), got \"1.\""},
     {BASE "fencing:\n  bmc:\n    address: admin@10.0.0.1\n",
      "t.yml: fencing.bmc.address: expected host, host:port or [v6]:port, got "
      "\"admin@10.0.0.1\" (peers fence this node there)"},

@@ -1188,11 +1188,17 @@ static void test_fast_takeover(void **state)
 	snprintf(lr->member, sizeof(lr->member), "%s", f.c.leader);
 	lr->lease = f.c.leader_lease;
 	f.o.leader_unreachable_ms = 3999;
+	f.o.leader_lease_stale = true;
 	decide(&f, &a);
 	check(&a, PGW_ACT_NONE, "following", "following");
 	f.o.leader_unreachable_ms = 4000;
+	/* silent to the replicas but still renewing its lease in etcd: alive, never fenced */
+	f.o.leader_lease_stale = false;
 	decide(&f, &a);
-	check(&a, PGW_ACT_FENCE, "fast-takeover", "answers neither|silent for 4000 ms");
+	check(&a, PGW_ACT_NONE, "following", "following");
+	f.o.leader_lease_stale = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FENCE, "fast-takeover", "silent for 4000 ms and its lease unrenewed");
 	assert_string_equal(a.target, f.c.leader);
 
 	/* not when the record is about another lease (in doubt: wait for the TTL) */

@@ -216,15 +216,25 @@ static void test_probe_and_fence(void **state)
 	assert_true(pgw_step_watching(&f.s, true, true, &f.c, "node2"));
 	assert_false(pgw_step_watching(&f.s, false, true, &f.c, "node2"));
 	assert_false(pgw_step_watching(&f.s, true, true, &f.c, "node1")); /* itself */
-	pgw_step_probe(&f.s, true, "node1", 11, true, 1000);
-	pgw_step_probe(&f.s, true, "node1", 11, true, 3000);
+	/* silence counts from the send time of the first unanswered probe */
+	pgw_step_probe(&f.s, true, "node1", 11, &(struct pgw_probe){false, false, 1000});
+	assert_false(pgw_step_lease_stale(&f.s, &f.c)); /* still renewing */
+	pgw_step_probe(&f.s, true, "node1", 11, &(struct pgw_probe){false, true, 3000});
 	assert_int_equal(pgw_step_silence_ms(&f.s, &f.c, 3500), 2500);
+	assert_true(pgw_step_lease_stale(&f.s, &f.c));
 	/* another lease of the same name starts a new silence */
 	f.c.leader_lease = 12;
 	assert_int_equal(pgw_step_silence_ms(&f.s, &f.c, 3500), 0);
+	assert_false(pgw_step_lease_stale(&f.s, &f.c));
 	f.c.leader_lease = 11;
-	pgw_step_probe(&f.s, true, "node1", 11, false, 4000);
+	/* the lease seen renewed again: not stale, the silence goes on */
+	pgw_step_probe(&f.s, true, "node1", 11, &(struct pgw_probe){false, false, 3700});
+	assert_false(pgw_step_lease_stale(&f.s, &f.c));
+	assert_int_equal(pgw_step_silence_ms(&f.s, &f.c, 3800), 2800);
+	/* an answer ends it */
+	pgw_step_probe(&f.s, true, "node1", 11, &(struct pgw_probe){true, true, 4000});
 	assert_int_equal(pgw_step_silence_ms(&f.s, &f.c, 4000), 0);
+	assert_false(pgw_step_lease_stale(&f.s, &f.c));
 
 	pgw_step_fenced(&f.s, "node1", 11);
 	pgw_step_promoted(&f.s, fenced, sizeof(fenced), &lease);
@@ -233,6 +243,20 @@ static void test_probe_and_fence(void **state)
 	assert_true(f.s.was_primary);
 	pgw_step_promoted(&f.s, fenced, sizeof(fenced), &lease);
 	assert_string_equal(fenced, ""); /* audited once */
+}
+
+/* etcd's remaining TTL is truncated to seconds: stale only when provably > 1 s old. */
+static void test_lease_ttl_stale(void **state)
+{
+	(void)state;
+	assert_false(pgw_lease_ttl_stale(30, 30)); /* just renewed */
+	assert_false(pgw_lease_ttl_stale(29, 30)); /* elapsed in (0, 1] s */
+	assert_true(pgw_lease_ttl_stale(28, 30));  /* elapsed > 1 s */
+	assert_true(pgw_lease_ttl_stale(3, 30));
+	assert_true(pgw_lease_ttl_stale(-1, 30)); /* gone */
+	assert_true(pgw_lease_ttl_stale(-1, 0));
+	assert_false(pgw_lease_ttl_stale(0, 0));   /* no grantedTTL: cannot tell */
+	assert_false(pgw_lease_ttl_stale(40, 30)); /* nonsense: cannot tell */
 }
 
 /* S3: the lost leader seen back as a running replica (new lease) stays known as no
@@ -418,6 +442,7 @@ int main(void)
 	    cmocka_unit_test(test_lost_leader_watchdog),
 	    cmocka_unit_test(test_revisions),
 	    cmocka_unit_test(test_probe_and_fence),
+	    cmocka_unit_test(test_lease_ttl_stale),
 	    cmocka_unit_test(test_lost_leader_back_as_replica),
 	    cmocka_unit_test(test_divergence_confirmed),
 	    cmocka_unit_test(test_ran_as_primary),
