@@ -109,6 +109,7 @@ static void publish_cluster_bodies(struct ha *h, struct pgw_snapshot *s)
 
 	s->has_lease = h->lease.id != 0;
 	s->lease_budget_ms = pgw_lease_write_budget_ms(&h->lease, ha_mono_ms(), SAFETY_MARGIN_MS);
+	s->writes_until_ms = h->lease.id ? h->lease.deadline_ms - SAFETY_MARGIN_MS : 0;
 	if (!s->has_lease)
 		s->lease_budget_ms = 0;
 	if (h->etcd_ok) {

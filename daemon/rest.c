@@ -238,9 +238,18 @@ static bool query_parse(const char *query, struct rest_query *q)
 	return true;
 }
 
-static bool primary_ok(const struct pgw_snapshot *s)
+static int64_t mono_ms(void);
+
+/*
+ * 200 on /primary only from the lease holder running as primary, and only until D - S:
+ * a loop that stalls (a frozen machine thawing, a slow disk) leaves the snapshot
+ * saying "primary" while its lease runs out, and a load balancer that trusts one
+ * good check (rise 1) must not be sent there by it.
+ */
+static bool primary_ok(const struct pgw_snapshot *s, int64_t now_mono_ms)
 {
-	return s->holds_leader_key && s->role == PGW_ROLE_PRIMARY;
+	return s->holds_leader_key && s->role == PGW_ROLE_PRIMARY &&
+	       now_mono_ms < s->writes_until_ms;
 }
 
 /* The snapshot's tag `key` as a string, NULL when the node has no such tag. */
@@ -326,7 +335,7 @@ static int status_core(const struct pgw_snapshot *s, const char *path, const str
 		return MHD_HTTP_SERVICE_UNAVAILABLE;
 	if (strcmp(path, "/") == 0 || path_is(path, "/primary") || path_is(path, "/master") ||
 	    path_is(path, "/read-write"))
-		return code(primary_ok(s));
+		return code(primary_ok(s, now_mono_ms));
 	if (path_is(path, "/leader"))
 		return code(s->holds_leader_key);
 	if (path_is(path, "/standby-leader") || path_is(path, "/standby_leader"))
@@ -338,7 +347,7 @@ static int status_core(const struct pgw_snapshot *s, const char *path, const str
 	if (path_is(path, "/sync") || path_is(path, "/synchronous"))
 		return code(replica_ok(s, q) && s->sync_standby);
 	if (path_is(path, "/read-only"))
-		return code(primary_ok(s) || replica_ok(s, q));
+		return code(primary_ok(s, now_mono_ms) || replica_ok(s, q));
 	if (path_is(path, "/health"))
 		return code(s->pg.running);
 	if (path_is(path, "/liveness"))
@@ -705,9 +714,9 @@ static void metrics_node(struct metrics *m, const struct pgw_snapshot *s)
 	metric_double(m, "patroni_postmaster_start_time", "Epoch seconds since Postgres started.",
 	              s->pg.postmaster_start_time, 6);
 	metric_flag(m, "patroni_master", "Value is 1 if this node is the leader, 0 otherwise.",
-	            primary_ok(s));
+	            primary_ok(s, mono_ms()));
 	metric_flag(m, "patroni_primary", "Value is 1 if this node is the leader, 0 otherwise.",
-	            primary_ok(s));
+	            primary_ok(s, mono_ms()));
 	metric_flag(m, "patroni_standby_leader",
 	            "Value is 1 if this node is the standby_leader, 0 otherwise.", false);
 	metric_flag(m, "patroni_replica", "Value is 1 if this node is a replica, 0 otherwise.",

@@ -68,6 +68,7 @@ struct pgw_snapshot {
 	const char *history_json;
 	const char *config_json;
 	int64_t lease_budget_ms; /* D - S - now when published (negative: past); 0 without lease */
+	int64_t writes_until_ms; /* CLOCK_MONOTONIC ms of D - S (rule 2); 0 without lease */
 	bool has_lease;
 };
 

@@ -2,8 +2,10 @@
 
 test_haproxy_routes_writes_to_the_primary_and_reads_to_replicas
     Debian's haproxy (2.6) runs as a child of the test with the seeds' Patroni-style config
-    (`option httpchk GET /primary` on a write port, `GET /replica` on a read port; checks
-    every 500 ms, fall 2, rise 1, on-marked-down shutdown-sessions).  A client that connects
+    (`option httpchk GET /primary` on a write port, `GET /replica` on a read port) and the
+    check timing and timeouts of the example pgwarden ships
+    (packaging/examples/haproxy.cfg: its default-server lines and timeouts are read from
+    that file, so this test proves the shipped settings).  A client that connects
     through the write port reaches the primary; after a switchover (failover key in etcd) and
     after a failover (the leader's machine is killed) a client that reconnects through the
     write port reaches the new primary within a bounded time (printed as figures); the 30
@@ -40,10 +42,30 @@ HAPROXY_BIN = os.environ.get("HAPROXY_BIN", "/usr/sbin/haproxy")
 PATRONICTL_BIN = os.environ.get("PATRONICTL_BIN", "/usr/bin/patronictl")
 
 TTL = 10
-CHECK_INTER = 0.5     # HAProxy check interval (s); fall 2, rise 1
+CHECK_INTER = 1.0     # the shipped example's check interval of a healthy server (s)
 SWITCHOVER_BOUND = 45  # s from the failover key to a write-port client on the new primary
 FAILOVER_BOUND = TTL + 40  # s from the leader's power loss to the same
 READ_PROBES_PER_PHASE = 10  # 3 phases -> N = 30 read-port connections
+
+
+EXAMPLE_CFG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                           "packaging", "examples", "haproxy.cfg")
+
+
+def shipped_example():
+    """The shipped example's default-server line per backend and its timeouts."""
+    out, backend = {"timeouts": []}, None
+    with open(EXAMPLE_CFG) as f:
+        for raw in f:
+            line = raw.split("#", 1)[0].strip()
+            if line.startswith("backend "):
+                backend = line.split()[1]
+            elif line.startswith("timeout ") and line.split()[1] in ("connect", "check"):
+                out["timeouts"].append(line)
+            elif line.startswith("default-server ") and backend:
+                out[backend] = line
+    assert "pg_primary" in out and "pg_replica" in out and len(out["timeouts"]) == 2, out
+    return out
 
 
 def _need(path, pkg):
@@ -78,11 +100,13 @@ class HAProxy:
                                                                    self.read_port)
 
     def config_text(self):
+        example = shipped_example()
+
         def backend(name, check):
             lines = ["backend %s" % name,
                      "    option httpchk GET %s" % check,
                      "    http-check expect status 200",
-                     "    default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions"]
+                     "    " + example[name]]
             for n in self.nodes:
                 lines.append("    server %s 127.0.0.1:%d check port %d%s"
                              % (n.name, n.pg_port, n.rest_port,
@@ -97,10 +121,8 @@ class HAProxy:
                  "defaults",
                  "    mode tcp",
                  "    retries 2",
-                 "    timeout connect 2s",
                  "    timeout client 30m",
-                 "    timeout server 30m",
-                 "    timeout check 2s",
+                 "    timeout server 30m"] + ["    " + t for t in example["timeouts"]] + [
                  "",
                  "frontend pg_write",
                  "    bind 127.0.0.1:%d" % self.write_port,

@@ -69,6 +69,7 @@ static void primary_with_key(struct pgw_snapshot *s)
 	base(s);
 	s->role = PGW_ROLE_PRIMARY;
 	s->holds_leader_key = true;
+	s->writes_until_ms = INT64_MAX; /* the lease allows writes */
 	s->pg.wal_lsn = 50000000;
 	s->pg.nreplication = 1;
 	snprintf(s->pg.replication[0].usename, 64, "replicator");
@@ -76,6 +77,13 @@ static void primary_with_key(struct pgw_snapshot *s)
 	snprintf(s->pg.replication[0].client_addr, 64, "127.0.0.2");
 	snprintf(s->pg.replication[0].state, 32, "streaming");
 	snprintf(s->pg.replication[0].sync_state, 16, "async");
+}
+
+/* holds the key, runs as primary, but its loop has not run since D - S passed */
+static void primary_past_deadline(struct pgw_snapshot *s)
+{
+	primary_with_key(s);
+	s->writes_until_ms = NOW_MS;
 }
 
 static void primary_without_key(struct pgw_snapshot *s)
@@ -186,6 +194,9 @@ static const struct status_case status_cases[] = {
     {"pk unknown", primary_with_key, "/nope", NULL, 404},
     {"pk /primary/", primary_with_key, "/primary/", NULL, 200},
     {"pk /primaryx", primary_with_key, "/primaryx", NULL, 404},
+
+    {"p-late /primary", primary_past_deadline, "/primary", NULL, 503},
+    {"p-late /", primary_past_deadline, "/", NULL, 503},
 
     {"p-nokey /", primary_without_key, "/", NULL, 503},
     {"p-nokey /primary", primary_without_key, "/primary", NULL, 503},
