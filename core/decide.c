@@ -623,6 +623,30 @@ static bool g_leader_restart(const struct pgw_obs *o, struct pgw_action *a)
 	return pgw_obs_holds_leader(o);
 }
 
+/*
+ * The leader key names this node on a lease it no longer has: its daemon was restarted
+ * (the old one was killed or crashed), and PostgreSQL is stopped (main.c stops a leftover
+ * primary before the loop starts).  Nothing can write here, so the key is released as
+ * on a clean stop, with the record marked released (S3: no fence needed), instead of
+ * making the cluster wait out the old lease (ttl).  Rule 7 holds: the key is deleted,
+ * never written again with the new lease.
+ */
+static bool g_release_stale_own_key(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const struct pgw_cluster *c = o->cluster;
+	const struct pgw_leader_record *lr = &c->last_leader;
+
+	if (!o->etcd_ok || !c->has_leader || strcmp(c->leader, o->self) != 0 ||
+	    c->leader_lease == o->lease.id || o->pg->running)
+		return false;
+	if (!lr->present || record_unreadable(lr) || strcmp(lr->member, o->self) != 0 ||
+	    lr->lease != c->leader_lease || lr->released || lr->fenced_by[0])
+		return false;
+	detail(a, "key lease %" PRId64 ", this node's lease %" PRId64, c->leader_lease,
+	       o->lease.id);
+	return true;
+}
+
 static bool g_stale_own_key(const struct pgw_obs *o, struct pgw_action *a)
 {
 	if (!o->cluster->has_leader || strcmp(o->cluster->leader, o->self) != 0)
@@ -1129,6 +1153,9 @@ static const struct rule rules[] = {
      "holding the leader key: waiting for PostgreSQL to accept connections"},
     {"leader-postgres-down", "leader", g_leader_restart, PGW_ACT_START_PRIMARY,
      "holding the leader key and PostgreSQL is not running: starting it in place"},
+    {"release-stale-own-key", "no leader", g_release_stale_own_key, PGW_ACT_RELEASE,
+     "the leader key names this node on an earlier lease and PostgreSQL is stopped: releasing "
+     "it (no fence needed) instead of waiting for that lease to expire"},
     {"stale-own-key", "no leader", g_stale_own_key, PGW_ACT_NONE,
      "the leader key names this node but belongs to an earlier lease: waiting for it to expire"},
     {"fence-lock-stale", "any", g_fence_lock_stale, PGW_ACT_RELEASE_FENCE_LOCK,

@@ -62,7 +62,10 @@ static void start_replica(struct ha *h, const struct pgw_action *a)
 		pgw_pg_start(h->pg, PG_START_TIMEOUT_MS);
 }
 
-/* The record of this node as leader (pgwarden/leader), released or not. */
+/*
+ * The record of this node as leader (pgwarden/leader), released or not.  A release
+ * records the lease the key was on (an earlier one, after a restart of the daemon).
+ */
 static char *own_leader_record(const struct ha *h, bool released)
 {
 	const struct pgw_config *c = h->cfg;
@@ -71,6 +74,8 @@ static char *own_leader_record(const struct ha *h, bool released)
 
 	snprintf(lr.member, sizeof(lr.member), "%s", c->name);
 	lr.lease = h->lease.id;
+	if (released && h->cluster.has_leader && strcmp(h->cluster.leader, c->name) == 0)
+		lr.lease = h->cluster.leader_lease;
 	lr.released = released;
 	pgw_wdguard_status(h->wd, &wd);
 	lr.watchdog_armed = wd.armed && wd.timeout > 0;

@@ -425,3 +425,43 @@ def test_systemd_notifications(make_cluster):
         figure("notifications received", len(msgs), "")
     finally:
         sock.close()
+
+
+def test_restarted_leader_daemon_releases_its_stale_key(make_cluster):
+    """Issue 14: the leader's daemon is killed and started again at once (systemd's
+    Restart=), its PostgreSQL still running, the watchdog required.  The new daemon stops
+    the leftover primary before it opens the device, and then found its own leader key on
+    the old lease, which it cannot know: it waited for it to expire, and the cluster had no
+    primary for up to ttl (32.5 s at ttl 30).  Now it releases the key with the leader
+    record marked released (its PostgreSQL is stopped: nobody needs to fence it), and the
+    best member takes over at once.  Every row written before the kill survives."""
+    ttl = 30
+    ov = wd_overrides()
+    ov["bootstrap"]["dcs"].update({"ttl": ttl, "synchronous_mode": True})
+    c = make_cluster(3, start=False, overrides=ov)
+    emus = harness.start_watchdog_emulators(c)
+    c.start()
+    old = c.wait_healthy(180)
+    wait_until(lambda: c.key("sync") is not None, 60, "a synchronous standby", diag=c.dump)
+    old.sql("CREATE TABLE IF NOT EXISTS ha_rows (tag text)")
+    old.sql("INSERT INTO ha_rows VALUES ('before-kill')")
+    t0 = time.monotonic()
+    os.kill(old.daemon_pid, signal.SIGKILL)
+    old.wait_exit(10)
+    old.start(restart_daemon=True)
+    log("killed the daemon of leader %s and started it again" % old.name)
+    wait_until(lambda: c.leader_name() != old.name, ttl, "the old key to go",
+               interval=0.1, diag=c.dump)
+    gone = time.monotonic() - t0
+    wait_until(lambda: c.leader_name() is not None and
+               c.node(c.leader_name()).accepts_writes(), 60, "a writable primary",
+               interval=0.1, diag=c.dump)
+    figure("leader daemon killed and restarted (watchdog, ttl %d) -> writable primary" % ttl,
+           time.monotonic() - t0)
+    text = open(old.log_path).read()
+    assert "release-stale-own-key" in text, text[-3000:]
+    assert gone < ttl - 5, "the key expired instead of being released (%.1f s)" % gone
+    c.wait_healthy(120)
+    new = c.node(c.leader_name())
+    assert new.sql1("SELECT count(*) FROM ha_rows WHERE tag = 'before-kill'") == 1
+    assert not any(e.fired() for e in emus.values())

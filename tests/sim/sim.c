@@ -834,6 +834,8 @@ static void write_record(const struct node *nd, bool released)
 	W.e.record.present = true;
 	snprintf(W.e.record.member, sizeof(W.e.record.member), "%s", nd->name);
 	W.e.record.lease = nd->lease.id;
+	if (released && W.e.leader && strcmp(W.e.leader_name, nd->name) == 0)
+		W.e.record.lease = W.e.leader_lease; /* ha_act.c: the lease the key was on */
 	W.e.record.released = released;
 	snprintf(W.e.record.bmc_address, sizeof(W.e.record.bmc_address), "bmc-%s", nd->name);
 	W.e.record.watchdog_armed = nd->wd_armed;
@@ -1246,7 +1248,9 @@ static void act(struct node *nd, const struct pgw_action *a, bool holds)
 	case PGW_ACT_HANDOVER:
 		pg_stop(nd, false);
 		pgw_step_pg_stopped(&nd->st);
-		if (holds) {
+		/* (release-stale-own-key: the key names this node on an earlier lease) */
+		if (holds || (a->kind == PGW_ACT_RELEASE && nd->cluster.has_leader &&
+		              strcmp(nd->cluster.leader, nd->name) == 0)) {
 			if (etcd_reach(nd))
 				W.e.optime = nd->pg.lsn;
 			give_up_key(nd);

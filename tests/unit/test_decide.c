@@ -617,6 +617,54 @@ static void test_stale_own_key_never_acquires(void **state)
 	}
 }
 
+/* Issue 14: a restarted daemon (the old one killed) finds its own key on the old lease,
+ * with its record, and PostgreSQL stopped: it releases the key at once (the record says
+ * released, so nobody fences) instead of making the cluster wait out that lease. */
+static void test_restarted_daemon_releases_its_stale_key(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+	struct pgw_leader_record *lr = &f.c.last_leader;
+
+	(void)state;
+	fx_no_leader(&f);
+	set_leader(&f, "node2", 555);
+	pg_stopped(&f, PGW_CS_IN_PRODUCTION); /* the leftover primary, stopped by main.c */
+	lr->present = true;
+	snprintf(lr->member, sizeof(lr->member), "node2");
+	lr->lease = 555;
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "release-stale-own-key",
+	      "earlier lease and PostgreSQL is stopped|key lease 555|this node's lease 222");
+
+	/* PostgreSQL still running (a writer, or a state not known): wait */
+	f.pg.running = true;
+	decide(&f, &a);
+	assert_string_not_equal(a.rule, "release-stale-own-key");
+	f.pg.running = false;
+	/* the record is about another lease, released already, or fenced: not ours to act on */
+	lr->lease = 554;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "stale-own-key", "earlier lease");
+	lr->lease = 555;
+	lr->released = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "stale-own-key", "earlier lease");
+	lr->released = false;
+	snprintf(lr->fenced_by, sizeof(lr->fenced_by), "node1");
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "stale-own-key", "earlier lease");
+	lr->fenced_by[0] = '\0';
+	/* not while paused, not without etcd */
+	f.c.paused = true;
+	decide(&f, &a);
+	assert_string_not_equal(a.rule, "release-stale-own-key");
+	f.c.paused = false;
+	f.o.etcd_ok = false;
+	decide(&f, &a);
+	assert_string_not_equal(a.rule, "release-stale-own-key");
+}
+
 /* ---- following another leader ------------------------------------------------ */
 
 static void test_leader_member_missing(void **state)
@@ -2053,6 +2101,7 @@ int main(void)
 	    cmocka_unit_test(test_leader_starting),
 	    cmocka_unit_test(test_leader_no_data),
 	    cmocka_unit_test(test_stale_own_key_never_acquires),
+	    cmocka_unit_test(test_restarted_daemon_releases_its_stale_key),
 	    cmocka_unit_test(test_leader_member_missing),
 	    cmocka_unit_test(test_clone_empty_datadir),
 	    cmocka_unit_test(test_invalid_datadir),
