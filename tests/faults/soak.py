@@ -143,9 +143,8 @@ class FenceCounter:
     keeps the longest "answers neither on PostgreSQL nor on REST (for N ms)" warning.
     nodes: run.json's "nodes" ({name: {audit_log, bmc_chassis_log, pgwarden_log}})."""
 
-    def __init__(self, nodes, t0_wall=None):
+    def __init__(self, nodes):
         self.nodes = nodes
-        self.t0_wall = t0_wall
         self.pos = {}             # path -> (offset, partial last line)
         self.intents = {}         # (node, seq) -> record
         self.power_offs = []      # {"node", "mono", "line"}
@@ -230,7 +229,7 @@ def count_fences(rundir):
     """The FenceCounter result of a (kept) run directory, from its run.json."""
     with open(os.path.join(rundir, "run.json")) as f:
         meta = json.load(f)
-    return FenceCounter(meta["nodes"], meta.get("t0_wall")).scan()
+    return FenceCounter(meta["nodes"]).scan()
 
 
 def fence_total(counts, leader_changes):
@@ -381,7 +380,7 @@ class Soak:
             client = recorder.Client(rig, os.path.join(self.rundir, "client.jsonl"))
             client.start()
             self.leader = rig.wait_healthy(120)
-            self.counter = FenceCounter(self.runinfo["nodes"], self.t0_wall)
+            self.counter = FenceCounter(self.runinfo["nodes"])
             self.counter.scan()
             self.t0, self.t0_wall = time.monotonic(), time.time()
             self.event("start", "soak", self.leader, {"seed": self.seed,
@@ -826,18 +825,18 @@ class Soak:
             try:
                 run = checker.load(self.rundir)
                 res["violations"] = [list(v) for v in checker.check(run)]
+                t0 = self.t0 or run.t0_mono
                 pc = checker.primary_changes(run)
-                res["primary_changes"] = [(round(t - self.t0, 1), n) for t, n in pc[1:]]
-                acks = [c for c in run.acks if self.t0 <= c["r"]]
+                res["primary_changes"] = [(round(t - t0, 1), n) for t, n in pc[1:]]
+                acks = [c for c in run.acks if t0 <= c["r"]]
                 gaps = checker.write_gaps(run)
-                gaps = [(lo, hi) for lo, hi in gaps if hi >= self.t0]
+                gaps = [(lo, hi) for lo, hi in gaps if hi >= t0]
                 g = max(gaps, key=lambda x: x[1] - x[0]) if gaps else None
                 res["client"] = {
                     "acked": len(acks),
-                    "failed": sum(1 for c in run.client
-                                  if not c.get("ok") and c["s"] >= self.t0),
+                    "failed": sum(1 for c in run.client if not c.get("ok") and c["s"] >= t0),
                     "longest_gap_s": round(g[1] - g[0], 2) if g else None,
-                    "longest_gap_at": round(g[0] - self.t0, 1) if g else None,
+                    "longest_gap_at": round(g[0] - t0, 1) if g else None,
                     "during": self.active_at(g[0], g[1]) if g else []}
                 evidence = self.evidence(run, counts)
             except Exception as e:  # noqa: BLE001
