@@ -3,6 +3,7 @@
 
     tests/faults/soak.py [--minutes 20] [--seed S] [--fast-takeover-after 1]
                          [--events kind,kind] [--stop-on-fence] [--keep] [--dead-hold S]
+                         [--cut-hold S]
     tests/faults/soak.py --count RUNDIR      # the fence count of a kept run directory
 
 One cluster on the fault rig (rig.py: pgwarden, fencing and watchdog required,
@@ -16,8 +17,8 @@ hiccups drawn from the seed are applied to the machine of the *current* leader, 
                   (it vacuums and truncates pgbench_history first: the tmpfs is 512 MB),
                   a CHECKPOINT every 5-10 s meanwhile
     lane blip     one at a time, 5-20 s apart:
-                  cut_replicas   the leader cut from both replicas for 2 s (nft, both ways;
-                                 etcd, the client and the BMCs stay reachable)
+                  cut_replicas   the leader cut from both replicas for 2 s (--cut-hold; nft,
+                                 both ways; etcd, the client and the BMCs stay reachable)
                   loss           30-50 % random loss on the leader's link for 2 s
                   isolate_short  the leader cut from everyone for threshold / 2 s
                   stop_daemon    SIGSTOP of the leader's pgwarden for 1 s (PostgreSQL runs)
@@ -80,7 +81,7 @@ DEAD_KINDS = ("freeze_dead",)
 # the schedule
 # ---------------------------------------------------------------------------------------
 
-def plan(seed, duration, threshold, kinds=ALIVE_KINDS, dead_hold=DEAD_HOLD):
+def plan(seed, duration, threshold, kinds=ALIVE_KINDS, dead_hold=DEAD_HOLD, cut_hold=2.0):
     """Every event of the soak, drawn from the seed alone: one random stream per lane, so
     a longer run with the same seed starts with the same events.  Times are seconds from
     the start of the soak; each lane's events follow one another, the lanes overlap."""
@@ -108,7 +109,7 @@ def plan(seed, duration, threshold, kinds=ALIVE_KINDS, dead_hold=DEAD_HOLD):
                                              for _ in range(int(hold / 5.0) + 1)]})
             t += hold + r.uniform(5.0, 30.0)
     blips = sorted(k for k in kinds if k in BLIP_KINDS + DEAD_KINDS)
-    holds = {"cut_replicas": 2.0, "loss": 2.0, "isolate_short": threshold / 2.0,
+    holds = {"cut_replicas": cut_hold, "loss": 2.0, "isolate_short": threshold / 2.0,
              "stop_daemon": 1.0, "freeze_machine": 0.5, "freeze_dead": dead_hold}
     if blips:
         r = rng("blip")
@@ -304,7 +305,7 @@ class Soak:
         self.duration = a.minutes * 60.0
         self.kinds = a.events
         self.schedule = plan(self.seed, self.duration, self.threshold, self.kinds,
-                             a.dead_hold)
+                             a.dead_hold, a.cut_hold)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         os.makedirs(RUNS_ROOT, exist_ok=True)
         self.rundir = os.path.join(RUNS_ROOT, "pgwf-%d-soak-s%d-%s" % (os.getpid(), self.seed,
@@ -355,10 +356,13 @@ class Soak:
         print("soak: seed %d, %.1f min, fast_takeover_after %d s, events %s, pgwarden %s"
               % (self.seed, a.minutes, self.threshold, ",".join(self.kinds),
                  rigmod.PGWARDEN_BIN), flush=True)
-        print("soak: replay with --seed %d --minutes %g --fast-takeover-after %d%s; run dir %s"
+        print("soak: replay with --seed %d --minutes %g --fast-takeover-after %d%s%s%s; "
+              "run dir %s"
               % (self.seed, a.minutes, self.threshold,
                  " --events " + ",".join(self.kinds) if tuple(self.kinds) != ALIVE_KINDS
-                 else "", self.rundir), flush=True)
+                 else "", " --cut-hold %g" % a.cut_hold if a.cut_hold != 2.0 else "",
+                 " --dead-hold %g" % a.dead_hold if "freeze_dead" in self.kinds else "",
+                 self.rundir), flush=True)
         client = monitor = None
         threads = []
         watcher = None
@@ -483,7 +487,8 @@ class Soak:
             "pgwardenctl": rigmod.PGWARDENCTL, "scope": rig.scope, "namespace": "/service/",
             "fast_takeover_after": self.threshold, "schedule": self.schedule,
             "soak": {"minutes": self.a.minutes, "events": list(self.kinds),
-                     "dead_hold": self.a.dead_hold, "stop_on_fence": self.a.stop_on_fence},
+                     "dead_hold": self.a.dead_hold, "cut_hold": self.a.cut_hold,
+                     "stop_on_fence": self.a.stop_on_fence},
         }
         with open(os.path.join(self.rundir, "run.json"), "w") as f:
             json.dump(self.runinfo, f, indent=1)
@@ -943,6 +948,9 @@ def parse_args(argv=None):
                         "not alive, only drawn when named" % ",".join(ALIVE_KINDS))
     p.add_argument("--dead-hold", type=float, default=DEAD_HOLD,
                    help="freeze_dead: how long the leader machine stays frozen (s)")
+    p.add_argument("--cut-hold", type=float, default=2.0,
+                   help="cut_replicas: how long the leader is cut from the replicas (s); "
+                        "etcd stays reachable, so the leader keeps its lease")
     p.add_argument("--stop-on-fence", action="store_true",
                    help="end the soak at the first fence or leader change")
     p.add_argument("--keep", action="store_true", help="keep the run dir of a passing run")
