@@ -8,7 +8,7 @@ frozen (not alive) until a replica fences it.  The freeze lasts PGWF_SOAK_DEAD_H
 leader takes about 3 s when it is silent (PQping, whose connect_timeout libpq raises to
 2 s, then GET /liveness with 1 s) and a fence needs two silent probes in a row; a fence
 comes about 8 s into the freeze.  Run as root: `tests/run-integration.sh
-tests/faults/test_soak.py` (about 5 minutes for both)."""
+tests/faults/test_soak.py` (about 3 minutes for both)."""
 
 import os
 import shutil
@@ -18,6 +18,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 os.environ.setdefault("PGWARDEN_BIN", os.path.join(os.path.dirname(os.path.dirname(HERE)),
                                                    "build", "asan", "pgwarden"))
 
