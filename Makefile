@@ -4,6 +4,7 @@
 #   make test       install what is missing, build with ASan+UBSan, run unit and integration tests
 #   make unit       unit tests only (no root needed)
 #   make demo       a three-node cluster on loopback with a failover to watch
+#   make soak       the "no false fence" soak, MINUTES=20 SEED=S (tests/faults/README.md)
 #   make bench      REST req/s and latency, commit tps and latency with synchronous_mode off
 #                   and on, pgwarden against Patroni (figures, not a test)
 #   make check-format / make cppcheck
@@ -61,7 +62,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: lint all deps test unit integration faults demo clean check-format format cppcheck asan bench sim sim-open fuzz fuzz-replay
+.PHONY: lint all deps test unit integration faults soak deps-soak demo clean check-format format cppcheck asan bench sim sim-open fuzz fuzz-replay
 all: deps-build
 	@$(MAKE) --no-print-directory $(B)/pgwarden $(B)/pgwardenctl $(B)/pgwarden-fence
 	@ln -sf $(VARIANT)/pgwarden build/pgwarden
@@ -171,6 +172,18 @@ FAULTS_ARGS ?=
 faults: deps-test asan
 	@PGWARDEN_BIN=$(CURDIR)/build/asan/pgwarden /usr/bin/python3 tests/faults/run.py \
 		--runs $(RUNS) --seed $(SEED) $(FAULTS_ARGS)
+
+# The "no false fence" soak (tests/faults/soak.py): one cluster, fast_takeover_after 1 s,
+# load and short hiccups on the leader for MINUTES; fails on any fence or leader change.
+# make soak MINUTES=20 SEED=S [SOAK_ARGS="--fast-takeover-after 2 --keep"]; no SEED: drawn.
+MINUTES ?= 20
+SOAK_ARGS ?=
+deps-soak:
+	@scripts/install-deps.sh soak
+soak: deps-soak asan
+	@PGWARDEN_BIN=$(CURDIR)/build/asan/pgwarden /usr/bin/python3 tests/faults/soak.py \
+		--minutes $(MINUTES) $(if $(filter command line environment,$(origin SEED)),--seed $(SEED)) \
+		$(SOAK_ARGS)
 
 unit: deps-test asan
 	@tests/run-unit.sh build/asan/tests

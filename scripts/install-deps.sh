@@ -1,7 +1,8 @@
 #!/bin/sh
 # install-deps.sh - install the Debian 12 packages pgwarden needs to build, test and demo.
 #
-# Usage: scripts/install-deps.sh [build|test|demo|bench|vm|fuzz|package|all]   (default: all)
+# Usage: scripts/install-deps.sh [build|test|soak|demo|bench|vm|fuzz|package|all]   (default: all)
+# soak = test plus stress-ng, for tests/faults/soak.py (make soak); not in all.
 # bench = what bench/rest-bench.sh and bench/sync-bench.sh need (wrk, pgbench, and Patroni to compare against); not in all.
 # vm = what tests/vm/test_watchdog_vm.sh needs (qemu, busybox-static); not in all.
 # package = what make deb / make rpm and tests/packaging/ need (debhelper, rpmbuild, lintian,
@@ -21,6 +22,8 @@ TEST="python3-pytest python3-psycopg2 python3-yaml clang-format cppcheck iproute
 haproxy patroni python3-etcd nftables openssl
 openipmi ipmitool fence-agents"
 BENCH="wrk patroni python3-etcd"
+# stress-ng: CPU, I/O and memory load inside the leader's cgroup (tests/faults/soak.py)
+SOAK="stress-ng"
 VM="gcc libc6-dev qemu-system-x86 busybox-static xz-utils perl binutils"
 # fuzz = clang and its libFuzzer runtime, for make fuzz (make test replays with gcc)
 FUZZ="$BUILD clang"
@@ -31,13 +34,14 @@ what=${1:-all}
 case "$what" in
   build) pkgs="$BUILD" ;;
   test)  pkgs="$BUILD $RUNTIME $TEST" ;;
+  soak)  pkgs="$BUILD $RUNTIME $TEST $SOAK" ;;
   demo)  pkgs="$BUILD $RUNTIME openipmi ipmitool" ;;
   bench) pkgs="$BUILD $RUNTIME $BENCH" ;;
   vm)    pkgs="$VM" ;;
   fuzz)  pkgs="$FUZZ" ;;
   package) pkgs="$PACKAGE" ;;
   all)   pkgs="$BUILD $RUNTIME $TEST" ;;
-  *) echo "install-deps.sh: unknown set '$what' (expected build, test, demo, bench, vm, fuzz, package or all)" >&2; exit 2 ;;
+  *) echo "install-deps.sh: unknown set '$what' (expected build, test, soak, demo, bench, vm, fuzz, package or all)" >&2; exit 2 ;;
 esac
 
 missing=""
