@@ -1162,8 +1162,8 @@ static const struct rule rules[] = {
      "this node holds the fence lock but is not fencing: releasing it so that another "
      "member can"},
     {"fast-takeover", "replica", g_f_fast_takeover, PGW_ACT_FENCE,
-     "the leader answers neither on PostgreSQL nor on REST: fencing it to take over before its "
-     "lease expires"},
+     "the leader answers neither on REST nor on PostgreSQL and no longer renews its lease: "
+     "fencing it to take over before the lease expires"},
     {"leader-member-missing", "replica", g_f_no_member, PGW_ACT_NONE,
      "the leader's member key is missing: cannot connect to it yet"},
     {"clone", "replica", g_f_clone, PGW_ACT_CLONE, "empty data directory: cloning from the leader"},

@@ -198,8 +198,11 @@ static bool fence_locked(struct pgw_fencer *f, struct pgw_etcd *etcd,
 		outcome(f, lr->member, "failed", "%s", err);
 		return false;
 	}
-	snprintf(why, sizeof(why), "leader key of lease %" PRIx64 " lost without a release",
-	         (uint64_t)lr->lease);
+	if (k->why && k->why[0])
+		snprintf(why, sizeof(why), "lease %" PRIx64 ": %s", (uint64_t)lr->lease, k->why);
+	else
+		snprintf(why, sizeof(why), "leader key of lease %" PRIx64 " lost without a release",
+		         (uint64_t)lr->lease);
 	if (!audit(f, "fence-intent", lr, "started", why, k->timeline))
 		return false;
 	snprintf(f->st.result, sizeof(f->st.result), "fencing");

@@ -54,6 +54,7 @@ struct pgw_fence_keys {
 	int timeline;              /* for the audit */
 	int64_t budget_ms;         /* the whole fence must end before this node's lease (and with
 	                              it the fence lock) could lapse: D - S - now, less a margin */
+	const char *why; /* why it is lost, for the audit (NULL: the key went unreleased) */
 };
 
 /*

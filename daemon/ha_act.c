@@ -489,7 +489,7 @@ void ha_probe_leader(struct ha *h)
 }
 
 /* Fence the lost leader the leader record names (the decision checked it must be). */
-static void act_fence(struct ha *h)
+static void act_fence(struct ha *h, const struct pgw_action *a)
 {
 	const struct pgw_leader_record *lr = &h->cluster.last_leader;
 	struct pgw_fence_keys k = {.record_key = h->record_key,
@@ -498,7 +498,9 @@ static void act_fence(struct ha *h)
 	                           .lease = h->lease.id,
 	                           .timeout_ms = ha_op_timeout(h),
 	                           .timeline = h->pgst.timeline,
-	                           .budget_ms = ha_fence_budget_ms(h)};
+	                           .budget_ms = ha_fence_budget_ms(h),
+	                           /* fast takeover: the key is still there; say why */
+	                           .why = strcmp(a->rule, "fast-takeover") == 0 ? a->reason : NULL};
 
 	if (h->lease.id == 0)
 		return;
@@ -641,7 +643,7 @@ void ha_act(struct ha *h, const struct pgw_action *a, bool holds)
 		clear_failover(h);
 		break;
 	case PGW_ACT_FENCE:
-		act_fence(h);
+		act_fence(h, a);
 		break;
 	case PGW_ACT_RELEASE_FENCE_LOCK: {
 		bool ok = false;

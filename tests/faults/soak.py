@@ -131,8 +131,8 @@ def plan(seed, duration, threshold, kinds=ALIVE_KINDS, dead_hold=DEAD_HOLD, cut_
 # counting fences (live during the soak, and at the end, and for a kept run directory)
 # ---------------------------------------------------------------------------------------
 
-SILENCE_RE = re.compile(r"leader (\S+) answers neither on PostgreSQL nor on REST "
-                        r"\(for (-?\d+) ms\)")
+SILENCE_RE = re.compile(r"leader (\S+) answers neither on "
+                        r"(?:PostgreSQL nor on REST|REST nor on PostgreSQL) \(for (-?\d+) ms\)")
 POWER_OFF_EVENTS = ("off", "off-done", "reset", "soft")
 
 
@@ -141,7 +141,8 @@ class FenceCounter:
     its BMC's chassis log and its daemon log.  Counts: fence-intent records (deduplicated
     by node and seq), chassis power-off requests (tests/ipmi/chassis.sh events off,
     off-done, reset, soft, whatever their result), "decision [fast-takeover]" lines, and
-    keeps the longest "answers neither on PostgreSQL nor on REST (for N ms)" warning.
+    keeps the longest "answers neither on REST nor on PostgreSQL (for N ms)" warning
+    (logged at the start of a silence and every 5 s of it).
     nodes: run.json's "nodes" ({name: {audit_log, bmc_chassis_log, pgwarden_log}})."""
 
     def __init__(self, nodes):
