@@ -1320,8 +1320,8 @@ def write_results(path, args, runs, tables, loads, t_start_wall, elapsed, pngs, 
     mach = machine()
     L = ["# Failover benchmark: pgwarden vs Patroni 3.0.2", "",
          "Written by `bench/failover-bench.py` (see bench/README.md for what each figure "
-         "means). Cells: median [min-max] n=runs that gave a value (/runs when some did "
-         "not); ratios on the medians.", "",
+         "means). Cells: median [min-max] n=values (one per run; for the footprint one per "
+         "node), /runs when some runs gave none; ratios on the medians.", "",
          "- date: %s (%.0f min)" % (time.strftime("%Y-%m-%d %H:%M %Z",
                                                   time.localtime(t_start_wall)), elapsed / 60),
          "- command: `%s`" % " ".join([sys.argv[0]] + sys.argv[1:]),
@@ -1357,8 +1357,8 @@ def write_results(path, args, runs, tables, loads, t_start_wall, elapsed, pngs, 
         L += ["## Power-loss failovers", ""]
         for system, timing, p in pngs:
             L += ["![%s, %s timing](%s)" % (system, timing, os.path.basename(p)), ""]
-    L += ["Raw samples (every run, every phase): `%s/results.json`%s." % (
-        workdir, "" if args.keep else " (removed with the work dir unless --keep)"), ""]
+    L += ["Raw samples (every run, every phase): `%s/results.json`; the runs' logs are "
+          "kept there only with --keep or for a run that broke off." % workdir, ""]
     with open(path, "w") as f:
         f.write("\n".join(L))
 
