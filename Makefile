@@ -6,7 +6,9 @@
 #   make demo       a three-node cluster on loopback with a failover to watch
 #   make soak       the "no false fence" soak, MINUTES=20 SEED=S (tests/faults/README.md)
 #   make bench      REST req/s and latency, commit tps and latency with synchronous_mode off
-#                   and on, pgwarden against Patroni (figures, not a test)
+#                   and on, failover as the operator sees it (bench/RESULTS.md), pgwarden
+#                   against Patroni (figures, not a test; about 2.5 hours)
+#   make bench-failover BENCH_ARGS="--timings tight --runs 1"   the failover bench alone
 #   make check-format / make cppcheck
 #   make deb / make rpm   Debian and RPM packages in build/pkg/ (packaging/; version: VERSION)
 #   make package-test     units, man pages, lintian/rpmlint, rpm --root, the appliance VM
@@ -62,7 +64,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: lint all deps test unit integration faults soak deps-soak demo clean check-format format cppcheck asan bench sim sim-open fuzz fuzz-replay
+.PHONY: lint all deps test unit integration faults soak deps-soak demo clean check-format format cppcheck asan bench bench-failover sim sim-open fuzz fuzz-replay
 all: deps-build
 	@$(MAKE) --no-print-directory $(B)/pgwarden $(B)/pgwardenctl $(B)/pgwarden-fence
 	@ln -sf $(VARIANT)/pgwarden build/pgwarden
@@ -200,11 +202,22 @@ test: deps-test asan lint
 	@PGWARDEN_BIN=$(CURDIR)/build/asan/pgwarden tests/run-integration.sh tests/faults/test_checker.py tests/faults/test_faults.py
 	@$(MAKE) --no-print-directory package-test
 
-# REST throughput and latency against Patroni 3.0.2 in the same run (not a test).
+# REST throughput and latency, commit cost, and failover (bench/failover-bench.py, the full
+# matrix: 3 systems x 2 timings x 3 runs) against Patroni 3.0.2 in the same run (not a test).
+# make bench-failover BENCH_ARGS="--systems pgwarden-fast,patroni --timings tight --runs 1"
+BENCH_ARGS ?=
+FAILOVER_BENCH := PGWARDEN_BIN=$(CURDIR)/build/release/pgwarden /usr/bin/python3 bench/failover-bench.py
 bench: all
 	@scripts/install-deps.sh bench
+	@$(MAKE) --no-print-directory build/release/pgwarden-wdemu
 	@bench/rest-bench.sh $(CURDIR)/build/release/pgwarden
 	@bench/sync-bench.sh $(CURDIR)/build/release/pgwarden
+	@$(FAILOVER_BENCH)
+
+bench-failover: all
+	@scripts/install-deps.sh bench
+	@$(MAKE) --no-print-directory build/release/pgwarden-wdemu
+	@$(FAILOVER_BENCH) $(BENCH_ARGS)
 
 demo: all
 	@scripts/install-deps.sh demo

@@ -3,7 +3,9 @@
 #
 # Usage: scripts/install-deps.sh [build|test|soak|demo|bench|vm|fuzz|package|all]   (default: all)
 # soak = test plus stress-ng, for tests/faults/soak.py (make soak); not in all.
-# bench = what bench/rest-bench.sh and bench/sync-bench.sh need (wrk, pgbench, and Patroni to compare against); not in all.
+# bench = what bench/rest-bench.sh, bench/sync-bench.sh and bench/failover-bench.py need (wrk,
+# pgbench, Patroni to compare against; for the failover bench also the fault rig's tools:
+# psycopg2, nftables, ipmi_sim and ipmitool, HAProxy, and gnuplot for the PNGs); not in all.
 # vm = what tests/vm/test_watchdog_vm.sh needs (qemu, busybox-static); not in all.
 # package = what make deb / make rpm and tests/packaging/ need (debhelper, rpmbuild, lintian,
 # rpmlint, debootstrap and qemu for the appliance VM); not in all.
@@ -21,7 +23,8 @@ RUNTIME="postgresql-15 postgresql-client-15 etcd-server etcd-client curl ca-cert
 TEST="python3-pytest python3-psycopg2 python3-yaml clang-format cppcheck iproute2 procps psmisc
 haproxy patroni python3-etcd nftables openssl
 openipmi ipmitool fence-agents"
-BENCH="wrk patroni python3-etcd"
+BENCH="wrk patroni python3-etcd python3-psycopg2 iproute2 procps nftables openipmi ipmitool
+haproxy gnuplot-nox"
 # stress-ng: CPU, I/O and memory load inside the leader's cgroup (tests/faults/soak.py)
 SOAK="stress-ng"
 VM="gcc libc6-dev qemu-system-x86 busybox-static xz-utils perl binutils"

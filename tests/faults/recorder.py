@@ -74,22 +74,28 @@ class _Guard:
 
 
 class Client(threading.Thread):
-    def __init__(self, rig, path, period=0.05, deadline=3.0):
-        super().__init__(daemon=True, name="pgwf-client")
+    """Optional hooks (bench/failover-bench.py): `hosts` [(addr, port)] to connect through
+    instead of the three nodes (e.g. a proxy), `first_id` for a second client on the same
+    table, `on_record(rec)` called after each record is written."""
+
+    def __init__(self, rig, path, period=0.05, deadline=3.0, hosts=None, first_id=1,
+                 on_record=None, name="pgwf-client"):
+        super().__init__(daemon=True, name=name)
         self.rig = rig
         self.out = Jsonl(path)
         self.period = period
         self.deadline = deadline
         self.stop_evt = threading.Event()
-        self.next_id = 1
+        self.next_id = first_id
+        self.on_record = on_record
         self.acked = 0
         self.failed = 0
-        hosts = ",".join(n.addr for n in rig.nodes)
-        ports = ",".join(str(rigmod.PG_PORT) for _ in rig.nodes)
+        hosts = hosts or [(n.addr, rigmod.PG_PORT) for n in rig.nodes]
         self.dsn = ("host=%s port=%s user=%s password=%s dbname=postgres "
                     "target_session_attrs=read-write connect_timeout=2 "
-                    "application_name=pgwf-client" % (hosts, ports, rigmod.SUPERUSER,
-                                                      rigmod.SUPERUSER_PASSWORD))
+                    "application_name=pgwf-client" % (
+                        ",".join(h for h, _ in hosts), ",".join(str(p) for _, p in hosts),
+                        rigmod.SUPERUSER, rigmod.SUPERUSER_PASSWORD))
 
     def _connect(self):
         import psycopg2
@@ -152,6 +158,8 @@ class Client(threading.Thread):
             else:
                 self.failed += 1
             self.out.write(rec)
+            if self.on_record is not None:
+                self.on_record(rec)
             left = t_next - time.monotonic()
             if left > 0:
                 self.stop_evt.wait(left)
