@@ -288,6 +288,13 @@ static void watch_and_heartbeat(struct ha *h, int64_t until, struct watch_ctx *w
 	}
 }
 
+/* A replica started (or repointed) in the last 30 s that does not stream yet. */
+static bool replica_catching_up(const struct ha *h, int64_t now)
+{
+	return h->replica_started_ms != 0 && now - h->replica_started_ms < 30000 &&
+	       h->pgst.running && h->pgst.in_recovery && !h->pgst.streaming;
+}
+
 static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 {
 	int64_t until = cycle_start + (int64_t)h->dcs.loop_wait * 1000;
@@ -303,6 +310,8 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 	}
 	if (h->lease.lapsed_id != 0 && until > cycle_start + 1000)
 		until = cycle_start + 1000; /* try its keepalive every second: see ha_renew_lease */
+	if (replica_catching_up(h, now) && until > cycle_start + 1000)
+		until = cycle_start + 1000; /* publish "streaming" (REST /replica) within a second */
 	wait = until - now;
 	if (wait <= 0 || wake_up(h))
 		return;
@@ -352,7 +361,7 @@ static void cycle(struct ha *h, bool shutdown)
 	struct pgw_obs o;
 	struct pgw_action a;
 	int64_t start = ha_mono_ms();
-	bool holds, etcd_down;
+	bool holds, etcd_down, fenced_before;
 
 	/* Rule 7: after any pause, compare the clock with D before anything else. */
 	if (pgw_step_must_stop(&h->st, &h->lease, start, SAFETY_MARGIN_MS)) {
@@ -401,6 +410,7 @@ static void cycle(struct ha *h, bool shutdown)
 			ha_publish_member(h);
 	}
 	ha_log_decision(h, &a);
+	fenced_before = h->st.fenced[0] != '\0';
 	ha_act(h, &a, holds);
 	watchdog_after_act(h, &a, holds);
 	if (!shutdown) /* after the safety rows: a restart as primary needs a healthy leader */
@@ -408,7 +418,8 @@ static void cycle(struct ha *h, bool shutdown)
 	h->loop_mono_ms = ha_mono_ms();
 	ha_publish_snapshot(h, holds);
 	ha_notify_systemd(h, &a, holds);
-	if (!shutdown)
+	/* a fence just confirmed: the next cycle takes the key at once, not a loop later */
+	if (!shutdown && !(a.kind == PGW_ACT_FENCE && !fenced_before && h->st.fenced[0]))
 		wait_next(h, start, holds);
 }
 

@@ -58,8 +58,8 @@ int ha_configure_replica(struct ha *h, const struct pgw_action *a)
 
 static void start_replica(struct ha *h, const struct pgw_action *a)
 {
-	if (ha_configure_replica(h, a) == 0)
-		pgw_pg_start(h->pg, PG_START_TIMEOUT_MS);
+	if (ha_configure_replica(h, a) == 0 && pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) == 0)
+		h->replica_started_ms = ha_mono_ms();
 }
 
 /*
@@ -414,8 +414,8 @@ static void act_rewind(struct ha *h, const struct pgw_action *a)
 
 static void act_follow(struct ha *h, const struct pgw_action *a)
 {
-	if (ha_configure_replica(h, a) == 0)
-		pgw_pg_reload(h->pg);
+	if (ha_configure_replica(h, a) == 0 && pgw_pg_reload(h->pg) == 0)
+		h->replica_started_ms = ha_mono_ms();
 }
 
 /* --- fast takeover (rule 8): is the leader silent on REST, PostgreSQL and etcd? --- */

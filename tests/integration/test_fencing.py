@@ -119,6 +119,8 @@ def test_power_loss_fence_then_promote(make_cluster):
     assert i < j < k, actions
     assert recs[i]["seq"] < recs[j]["seq"] < recs[k]["seq"]
     assert recs[j]["mono"] <= recs[k]["mono"]
+    # issue 14: the key is taken in the cycle after the fence, not a loop_wait later
+    figure("fence confirmed -> promoted (audit records)", recs[k]["mono"] - recs[j]["mono"])
     offs = [t for t, _, _ in bmcs[old.name].events("off")]  # "already-off": it lost power
     assert offs and recs[i]["mono"] <= offs[-1] <= recs[k]["mono"], (offs, recs)
     assert PASSWORD not in open(leader.config["fencing"]["audit_log"]).read()

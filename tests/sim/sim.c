@@ -1083,6 +1083,7 @@ static void fence_done(struct node *nd)
 			lease_revoke(W.e.leader_lease); /* fast takeover */
 			ev(nd, "etcd: revoked the fenced leader's lease");
 		}
+		nd->next_cycle = W.now; /* ha.c: the next cycle takes the key at once */
 	}
 	if (etcd_reach(nd) && W.e.lock && strcmp(W.e.lock_holder, nd->name) == 0)
 		W.e.lock = false;
