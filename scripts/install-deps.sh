@@ -2,7 +2,7 @@
 # install-deps.sh - install the Debian 12 packages pgwarden needs to build, test and demo.
 #
 # Usage: scripts/install-deps.sh [build|test|soak|demo|bench|vm|fuzz|package|all]   (default: all)
-# soak = test plus stress-ng, for tests/faults/soak.py (make soak); not in all.
+# soak = what tests/faults/soak.py needs (make soak): the test set, which has stress-ng.
 # bench = what bench/rest-bench.sh, bench/sync-bench.sh and bench/failover-bench.py need (wrk,
 # pgbench, Patroni to compare against; for the failover bench also the fault rig's tools:
 # psycopg2, nftables, ipmi_sim and ipmitool, HAProxy, and gnuplot for the PNGs); not in all.
@@ -22,10 +22,11 @@ RUNTIME="postgresql-15 postgresql-client-15 etcd-server etcd-client curl ca-cert
 # client) and fence-agents (fence_ipmilan as an external agent) are for the fencing tests.
 TEST="python3-pytest python3-psycopg2 python3-yaml clang-format cppcheck iproute2 procps psmisc
 haproxy patroni python3-etcd nftables openssl
-openipmi ipmitool fence-agents"
+openipmi ipmitool fence-agents stress-ng"
 BENCH="wrk patroni python3-etcd python3-psycopg2 iproute2 procps nftables openipmi ipmitool
 haproxy gnuplot-nox"
-# stress-ng: CPU, I/O and memory load inside the leader's cgroup (tests/faults/soak.py)
+# stress-ng (in TEST: make test runs tests/faults/test_soak.py): CPU, I/O and memory load
+# inside the leader's cgroup (tests/faults/soak.py)
 SOAK="stress-ng"
 VM="gcc libc6-dev qemu-system-x86 busybox-static xz-utils perl binutils"
 # fuzz = clang and its libFuzzer runtime, for make fuzz (make test replays with gcc)
