@@ -499,6 +499,22 @@ def vm_rss_kib(pid):
     return 0
 
 
+def smaps_kib(pid):
+    """(Pss, Private_Clean + Private_Dirty) of a process, KiB.  PSS adds up across
+    processes (a page shared by n processes counts 1/n in each): RSS does not, and counts
+    every shared library page the process maps (libc, libssl, ... that PostgreSQL maps
+    too) in full."""
+    pss = priv = 0
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for ln in f:
+            k, _, v = ln.partition(":")
+            if k == "Pss":
+                pss = int(v.split()[0])
+            elif k in ("Private_Clean", "Private_Dirty"):
+                priv += int(v.split()[0])
+    return pss, priv
+
+
 def daemon_pids(node):
     """The daemon's processes in the node's cgroup: pgwarden and its watchdog keeper, or
     the patroni python process (PostgreSQL not counted)."""
@@ -534,10 +550,13 @@ def footprint(ctx, seconds):
         try:
             c1 = sum(proc_stat(p) for p in ps)
             rss = sum(vm_rss_kib(p) for p in ps)
+            sm = [smaps_kib(p) for p in ps]
         except OSError as e:
             res["nodes"][name] = {"error": str(e)}
             continue
         res["nodes"][name] = {"pids": ps, "rss_mib": round(rss / 1024.0, 1),
+                              "pss_mib": round(sum(x[0] for x in sm) / 1024.0, 1),
+                              "uss_mib": round(sum(x[1] for x in sm) / 1024.0, 1),
                               "cpu_s_per_min": round((c1 - c0[name]) * 60.0 / dt, 3),
                               "role": "leader" if name == leader else "replica"}
     return res
@@ -1175,6 +1194,8 @@ def build_tables(runs, systems, timings):
                 rows.append(row + (["-"] * len(others) if base else []))
         # footprint
         for key, label, nd in (("rss_mib", "daemon RSS MiB", 1),
+                               ("pss_mib", "daemon PSS MiB", 1),
+                               ("uss_mib", "daemon private (USS) MiB", 1),
                                ("cpu_s_per_min", "idle CPU s/min", 3)):
             for role in ("leader", "replica"):
                 st = {}
@@ -1182,7 +1203,7 @@ def build_tables(runs, systems, timings):
                     vals = []
                     for x in cell_samples(runs, s, timing, "footprint"):
                         vals += [nd_.get(key) for nd_ in x["nodes"].values()
-                                 if nd_.get("role") == role]
+                                 if nd_.get("role") == role and nd_.get(key) is not None]
                     if vals:
                         st[s] = stat_cell(vals)
                 if st:
