@@ -47,8 +47,12 @@ import harness  # noqa: E402  (rig put tests/integration on the path)
 
 SYSTEMS = ("patroni", "pgwarden", "pgwarden-fast")
 TIMINGS = ("default", "tight")
-SCENARIOS = ("bootstrap", "footprint", "rest", "switchover", "kill-daemon", "freeze",
-             "power-loss", "rejoin", "haproxy")
+SCENARIOS = ("bootstrap", "footprint", "rest", "switchover", "kill-daemon", "kill-restart",
+             "freeze", "power-loss", "rejoin", "haproxy")
+# kill-restart: the daemon is started again after its systemd unit's RestartSec
+# (packaging/systemd/pgwarden.service: 5 s; Debian's patroni.service: Restart=on-failure
+# with systemd's default RestartSec, 100 ms)
+RESTART_SEC = {"pgwarden": 5.0, "patroni": 0.1}
 RECOVERY_BOUND = {"tight": 60.0, "default": 150.0}   # as tests/faults/run.py
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -839,6 +843,46 @@ def scen_kill_daemon(ctx):
     return failover_sample(ctx, ctx.acks, t, leader, obs, "kill-daemon", extra)
 
 
+def scen_kill_restart(ctx):
+    """The leader's daemon killed and started again as its systemd unit would: the write
+    gap wherever the writes go on (the same primary, or a new one)."""
+    rig = ctx.rig
+    leader = pre_fault(ctx, "kill-restart")
+    if leader is None:
+        return None
+    node = rig.node(leader)
+    pid = node.daemon_pid()
+    delay = RESTART_SEC["patroni" if rig.daemon == "patroni" else "pgwarden"]
+    prober = Prober(rig).start()
+    t = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(delay)
+    node.reap()
+    node.start(restart_daemon=True)
+    t_restart = time.monotonic()
+    obs = {"outcome": "no recovery", "new": None, "t_undo": None}
+    while time.monotonic() - t < ctx.fail_bound:
+        a = ctx.acks.first_ack_after(t_restart + 1.0)
+        try:
+            ok = rig.healthy()
+        except Exception:  # noqa: BLE001
+            ok = False
+        if a is not None and ok:
+            obs["outcome"] = "writes go on"
+            obs["new"] = rig.leader_name()
+            time.sleep(2.0)
+            break
+        time.sleep(0.2)
+    obs["t_end"] = time.monotonic()
+    prober.stop()
+    pairs, span, per = prober.two_writable()
+    mon = read_monitor(ctx.monitor_path, t, time.monotonic())
+    extra = {"killed_pid": pid, "restart_after_s": delay, "two_writable": pairs > 0,
+             "two_writable_pairs": pairs, "two_writable_span_s": span, "probe_acks": per,
+             "two_primaries_monitor_s": monitor_two_primaries(mon)}
+    return failover_sample(ctx, ctx.acks, t, leader, obs, "kill-restart", extra)
+
+
 def scen_switchover(ctx):
     rig = ctx.rig
     leader = pre_fault(ctx, "switchover")
@@ -1005,8 +1049,8 @@ def one_cluster(args, system, timing, run_no, workdir, rng):
             log("REST: %s req/s, p99 %s ms (%s)" % (rb["rps"], rb["p99_ms"], rb["url"]))
             out["samples"].append(dict(rb, scenario="rest", value=rb["rps"],
                                        outcome="measured"))
-        if not sc & {"switchover", "kill-daemon", "freeze", "power-loss", "rejoin",
-                     "haproxy"}:
+        if not sc & {"switchover", "kill-daemon", "kill-restart", "freeze", "power-loss",
+                     "rejoin", "haproxy"}:
             return out
         monitor = recorder.Monitor(rig, ctx.monitor_path)
         monitor.start()
@@ -1033,7 +1077,8 @@ def one_cluster(args, system, timing, run_no, workdir, rng):
             else:
                 restore(ctx)
         plan = [("haproxy", scen_haproxy), ("switchover", scen_switchover),
-                ("kill-daemon", scen_kill_daemon), ("freeze", scen_freeze)]
+                ("kill-restart", scen_kill_restart), ("kill-daemon", scen_kill_daemon),
+                ("freeze", scen_freeze)]
         for name, fn in plan:
             if name not in sc:
                 continue
@@ -1085,6 +1130,7 @@ def one_cluster(args, system, timing, run_no, workdir, rng):
 GAP_ROWS = [("power-loss", "power loss: write gap s"),
             ("freeze", "freeze: write gap s"),
             ("kill-daemon", "daemon SIGKILL: write gap s"),
+            ("kill-restart", "daemon SIGKILL, restarted as by systemd: write gap s"),
             ("switchover", "switchover: write gap s"),
             ("haproxy", "power loss via HAProxy: write gap s"),
             ("rejoin", "rejoin: s until streaming"),
@@ -1177,9 +1223,10 @@ def build_tables(runs, systems, timings):
                     row.append("-")
             if seen:
                 rows.append(row + (["-"] * len(others) if base else []))
-        for scen in ("kill-daemon", "freeze"):
-            row = ["%s: two writable primaries" % ("daemon SIGKILL" if scen == "kill-daemon"
-                                                   else "freeze")]
+        for scen in ("kill-daemon", "kill-restart", "freeze"):
+            row = ["%s: two writable primaries" % {"kill-daemon": "daemon SIGKILL",
+                                                   "kill-restart": "daemon SIGKILL+restart",
+                                                   "freeze": "freeze"}[scen]]
             seen = False
             for s in systems:
                 smp = [x for x in cell_samples(runs, s, timing, scen) if "two_writable" in x]
@@ -1223,7 +1270,7 @@ def build_tables(runs, systems, timings):
                           for n in r.get("notes") or []]
         # phase medians of the power loss failovers
         ph_rows = []
-        for scen in ("power-loss", "freeze", "kill-daemon", "switchover", "haproxy"):
+        for scen in ("power-loss", "freeze", "kill-daemon", "kill-restart", "switchover", "haproxy"):
             for s in systems:
                 smp = [x for x in cell_samples(runs, s, timing, scen) if x.get("phases")]
                 if not smp:
