@@ -1102,12 +1102,7 @@ def one_cluster(args, system, timing, run_no, workdir, rng):
                 pass
         return out
     finally:
-        for x in (client, monitor):
-            if x is not None:
-                try:
-                    x.stop()
-                except Exception:  # noqa: BLE001
-                    pass
+        recorder.stop_all(client, monitor)
         if client is not None and rig is not None:
             try:
                 lost_writes(ctx, out)

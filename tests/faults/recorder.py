@@ -23,6 +23,17 @@ import time
 import rig as rigmod
 
 
+def stop_all(*things):
+    """Stop each client or monitor that was started (None: never started), whatever the
+    others do: cleanup goes on."""
+    for x in things:
+        if x is not None:
+            try:
+                x.stop()
+            except Exception:  # noqa: BLE001
+                pass
+
+
 class Jsonl:
     def __init__(self, path):
         self.path = path

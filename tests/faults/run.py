@@ -211,12 +211,7 @@ def one_run(seed, a):
             except Exception:  # noqa: BLE001
                 pass
     finally:
-        for x in (client, monitor):
-            if x is not None:
-                try:
-                    x.stop()
-                except Exception:  # noqa: BLE001
-                    pass
+        recorder.stop_all(client, monitor)
         if fout is not None:
             fout.close()
         if rig is not None:

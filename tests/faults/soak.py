@@ -446,12 +446,7 @@ class Soak:
         finally:
             self.stop_lanes(threads)
             self.watch_stop.set()
-            for x in (client, monitor):
-                if x is not None:
-                    try:
-                        x.stop()
-                    except Exception:  # noqa: BLE001
-                        pass
+            recorder.stop_all(client, monitor)
             if self.rig is not None:
                 self.rig.cleanup()
                 self.rig.remove_data()
