@@ -288,11 +288,12 @@ static void watch_and_heartbeat(struct ha *h, int64_t until, struct watch_ctx *w
 	}
 }
 
-/* A replica started (or repointed) in the last 30 s that does not stream yet. */
+/* A replica started (or repointed) in the last 30 s that was not seen streaming yet (it
+ * may have been started in this very cycle, after the observation). */
 static bool replica_catching_up(const struct ha *h, int64_t now)
 {
 	return h->replica_started_ms != 0 && now - h->replica_started_ms < 30000 &&
-	       h->pgst.running && h->pgst.in_recovery && !h->pgst.streaming;
+	       !(h->pgst.running && h->pgst.streaming);
 }
 
 static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
@@ -311,7 +312,8 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 	if (h->lease.lapsed_id != 0 && until > cycle_start + 1000)
 		until = cycle_start + 1000; /* try its keepalive every second: see ha_renew_lease */
 	if (replica_catching_up(h, now) && until > cycle_start + 1000)
-		until = cycle_start + 1000; /* publish "streaming" (REST /replica) within a second */
+		until =
+		    cycle_start + 1000; /* publish "streaming" (REST /replica) within a second */
 	wait = until - now;
 	if (wait <= 0 || wake_up(h))
 		return;
@@ -356,6 +358,21 @@ static void watchdog_after_act(struct ha *h, const struct pgw_action *a, bool he
 		pgw_wdguard_idle(h->wd);
 }
 
+/*
+ * The leader is gone and this node's member key predates the loss: the candidates
+ * compare only positions published after it (decide.c, positions-stale), so publish
+ * again at once.  This node may have published just before the loss in this very
+ * cycle, and would otherwise do so only a loop_wait later, while the candidate waits
+ * for it (the failover bench: 10 s of a fast takeover at loop_wait 10).
+ */
+static void republish_after_loss(struct ha *h)
+{
+	const struct pgw_member *me = pgw_cluster_member(&h->cluster, h->cfg->name);
+
+	if (h->etcd_ok && h->st.no_leader_rev > 0 && me && me->mod_revision <= h->st.no_leader_rev)
+		ha_publish_member(h);
+}
+
 static void cycle(struct ha *h, bool shutdown)
 {
 	struct pgw_obs o;
@@ -395,6 +412,7 @@ static void cycle(struct ha *h, bool shutdown)
 		read_cluster(h);
 	}
 	pgw_step_cluster_read(&h->st, h->etcd_ok, &h->cluster, &h->pgst, ha_mono_ms());
+	republish_after_loss(h);
 	ha_apply_dynamic_config(h);
 	ha_build_obs(h, &o, shutdown);
 	holds = pgw_obs_holds_leader(&o);

@@ -1345,6 +1345,14 @@ static void cycle(struct node *nd)
 	publish_member(nd, &ps);
 	read_cluster(nd);
 	pgw_step_cluster_read(&nd->st, nd->etcd_ok, &nd->cluster, &ps, W.now);
+	/* ha.c republish_after_loss: a member key that predates the loss is published again */
+	{
+		const struct pgw_member *me = pgw_cluster_member(&nd->cluster, nd->name);
+
+		if (nd->etcd_ok && nd->st.no_leader_rev > 0 && me &&
+		    me->mod_revision <= nd->st.no_leader_rev)
+			publish_member(nd, &ps);
+	}
 	build_obs(nd, &ps, &o);
 	holds = pgw_obs_holds_leader(&o);
 	pgw_step(&nd->st, &o, &a);
