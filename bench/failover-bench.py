@@ -1475,6 +1475,9 @@ def main(argv=None):
     p.add_argument("--png-dir", default=os.path.join(ROOT, "bench"))
     p.add_argument("--workdir", default=env("PGWF_BENCH_DIR", "/tmp/pgwf-bench"))
     p.add_argument("--keep", action="store_true", help="keep every run's logs")
+    p.add_argument("--merge", default=None,
+                   help="a results.json of an earlier invocation: its complete runs count, "
+                        "and only the (system, timing, run) cells it lacks are measured")
     a = p.parse_args(argv)
     for k in ("systems", "timings", "scenarios"):
         if isinstance(getattr(a, k), str):
@@ -1501,10 +1504,17 @@ def main(argv=None):
     log("failover bench: systems %s, timings %s, scenarios %s, %d run(s) each; work dir %s"
         % (",".join(a.systems), ",".join(a.timings), ",".join(a.scenarios), a.runs, workdir))
     interrupted = False
+    if a.merge:
+        with open(a.merge) as f:
+            runs = [r for r in json.load(f) if not r.get("error")]
+        log("merged %d complete runs from %s" % (len(runs), a.merge))
+    have = {(r["system"], r["timing"], r["run"]) for r in runs}
     try:
         for timing in a.timings:
             for i in range(1, a.runs + 1):
                 for system in a.systems:
+                    if (system, timing, i) in have:
+                        continue
                     r = one_cluster(a, system, timing, i, workdir, rng)
                     runs.append(r)
                     with open(os.path.join(workdir, "results.json"), "w") as f:
