@@ -770,15 +770,23 @@ int pgw_etcd_lease_keepalive(struct pgw_etcd *c, int64_t id, int timeout_ms, int
 	return rc;
 }
 
-int pgw_etcd_lease_revoke(struct pgw_etcd *c, int64_t id, int timeout_ms)
+int pgw_etcd_lease_revoke_at(struct pgw_etcd *c, int64_t id, int timeout_ms, int64_t *revision)
 {
 	json_object *ans;
 	int rc = call(c, "lease revoke", "/v3/lease/revoke", id_request(id), timeout_ms, &ans);
 
 	if (rc == 0)
 		rc = need_header(c, "lease revoke", ans);
+	if (rc == 0 && revision &&
+	    (!jget_i64(jget_obj(ans, "header"), "revision", revision) || *revision < 0))
+		*revision = 0;
 	json_object_put(ans);
 	return rc;
+}
+
+int pgw_etcd_lease_revoke(struct pgw_etcd *c, int64_t id, int timeout_ms)
+{
+	return pgw_etcd_lease_revoke_at(c, id, timeout_ms, NULL);
 }
 
 int pgw_etcd_lease_ttl(struct pgw_etcd *c, int64_t id, int timeout_ms, int64_t *ttl_left,

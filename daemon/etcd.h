@@ -60,6 +60,8 @@ int pgw_etcd_lease_grant(struct pgw_etcd *c, int ttl, int timeout_ms, int64_t *i
                          int *granted_ttl);
 int pgw_etcd_lease_keepalive(struct pgw_etcd *c, int64_t id, int timeout_ms, int *ttl_left);
 int pgw_etcd_lease_revoke(struct pgw_etcd *c, int64_t id, int timeout_ms);
+/* ... and the revision at which etcd deleted its keys (0: not in the answer). */
+int pgw_etcd_lease_revoke_at(struct pgw_etcd *c, int64_t id, int timeout_ms, int64_t *revision);
 /* LeaseTimeToLive: *ttl_left (whole seconds, truncated; -1: no such lease) and the
  * *granted TTL. */
 int pgw_etcd_lease_ttl(struct pgw_etcd *c, int64_t id, int timeout_ms, int64_t *ttl_left,

@@ -510,13 +510,21 @@ static void act_fence(struct ha *h, const struct pgw_action *a)
 		pgw_step_fenced(&h->st, lr->member, lr->lease);
 		/* fast takeover: its key is still there; it is powered off, so end its lease */
 		if (h->cluster.has_leader && strcmp(h->cluster.leader, lr->member) == 0) {
-			if (pgw_etcd_lease_revoke(h->etcd, h->cluster.leader_lease,
-			                          ha_op_timeout(h)) != 0)
+			int64_t gone = 0;
+
+			if (pgw_etcd_lease_revoke_at(h->etcd, h->cluster.leader_lease,
+			                             ha_op_timeout(h), &gone) != 0) {
 				pgw_warn("cannot revoke the fenced leader's lease (it expires by "
 				         "itself): %s",
 				         pgw_etcd_errmsg(h->etcd));
-			else
+			} else {
 				pgw_info("revoked the lease of fenced leader %s", lr->member);
+				/* the loss happened at this revision: positions published after it
+				 * are fresh (positions-stale), and the next cycle comes before any
+				 * watch could tell */
+				if (gone > 0)
+					h->leader_gone_rev = gone;
+			}
 		}
 	}
 	h->member_state = NULL;

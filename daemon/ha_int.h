@@ -87,7 +87,8 @@ struct ha {
 	struct pgw_action last;
 	const char *member_state; /* overrides the observed state while an action runs */
 	int64_t loop_mono_ms;
-	int64_t leader_gone_rev;    /* the watch saw the leader key deleted at this revision */
+	int64_t leader_gone_rev;    /* the leader key was deleted at this revision (watch, or this
+	                               node's revoke) */
 	int64_t probe_warned_ms;    /* the last "leader answers neither" warning (mono ms) */
 	int64_t replica_started_ms; /* PostgreSQL started or pointed at a leader as a replica */
 };

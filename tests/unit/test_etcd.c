@@ -383,7 +383,7 @@ static void test_lease_cycle(void **state)
 static void test_lease_key_vanishes(void **state)
 {
 	struct pgw_etcd *c;
-	int64_t id;
+	int64_t id, put_rev, gone = 0;
 	int ttl;
 
 	(void)state;
@@ -391,8 +391,11 @@ static void test_lease_key_vanishes(void **state)
 	c = client();
 	assert_int_equal(pgw_etcd_lease_grant(c, 10, T_MS, &id, &ttl), 0);
 	put_str(c, "/lk/member", "m1", id);
-	assert_true(mod_rev(c, "/lk/member") > 0);
-	assert_int_equal(pgw_etcd_lease_revoke(c, id, T_MS), 0);
+	put_rev = mod_rev(c, "/lk/member");
+	assert_true(put_rev > 0);
+	/* the revision of the deletion (the fencer's positions-stale wait counts from it) */
+	assert_int_equal(pgw_etcd_lease_revoke_at(c, id, T_MS, &gone), 0);
+	assert_true(gone > put_rev);
 	assert_int_equal(mod_rev(c, "/lk/member"), 0);
 	pgw_etcd_free(c);
 }
