@@ -238,61 +238,55 @@ static bool wake_up(void *arg)
 }
 
 /*
- * Fast takeover, the replica's side: probe the leader every probe interval (a fifth of
- * the threshold, 100 ms to 1 s) while watching etcd, and end the wait once it has been
- * silent for the threshold.
+ * Watch etcd until `until` in slices of `every` ms and call between() after each: the
+ * wait ends on an event, a failed watch, a wake-up, or when between() says so.
  */
-static void watch_and_probe(struct ha *h, int64_t until, struct watch_ctx *w)
+static void watch_in_slices(struct ha *h, int64_t until, int64_t every, struct watch_ctx *w,
+                            bool (*between)(struct ha *h, int64_t until, bool *state), bool state)
 {
-	const int64_t threshold = h->cfg->fencing.fast_takeover_after_ms;
-	const int64_t every = threshold / 5 < 100    ? 100
-	                      : threshold / 5 > 1000 ? 1000
-	                                             : threshold / 5;
 	int64_t wait;
 	bool fired = false;
 
 	while ((wait = until - ha_mono_ms()) > 0 && !wake_up(h)) {
-		int64_t slice = wait < every ? wait : every;
-
-		if (pgw_etcd_watch(h->etcd, h->prefix, h->cluster.revision + 1, (int)slice,
-		                   watch_fires, w, &fired) != 0 ||
-		    fired)
-			return;
-		ha_probe_leader(h);
-		if (pgw_step_silence_ms(&h->st, &h->cluster, ha_mono_ms()) >= threshold &&
-		    pgw_step_lease_stale(&h->st, &h->cluster))
+		if (pgw_etcd_watch(h->etcd, h->prefix, h->cluster.revision + 1,
+		                   (int)(wait < every ? wait : every), watch_fires, w,
+		                   &fired) != 0 ||
+		    fired || between(h, until, &state))
 			return;
 	}
+}
+
+/* Fast takeover, the replica's side: probe the leader; stop waiting once it has been
+ * silent for the threshold with its lease unrenewed. */
+static bool probe_between(struct ha *h, int64_t until, bool *state)
+{
+	(void)until;
+	(void)state;
+	ha_probe_leader(h);
+	return pgw_step_silence_ms(&h->st, &h->cluster, ha_mono_ms()) >=
+	           h->cfg->fencing.fast_takeover_after_ms &&
+	       pgw_step_lease_stale(&h->st, &h->cluster);
 }
 
 /*
- * Fast takeover, the leader's side: renew the lease every PGW_HEARTBEAT_MS while
- * waiting, so that a replica can tell from etcd that a leader it cannot reach is alive
- * (pgw_lease_ttl_stale).  A renewal that fails ends the heartbeat until the next cycle.
+ * Fast takeover, the leader's side: renew the lease every PGW_HEARTBEAT_MS, so that a
+ * replica can tell from etcd that a leader it cannot reach is alive (pgw_lease_ttl_stale).
+ * *beating: a renewal that fails ends the heartbeat until the next cycle.
  */
-static void watch_and_heartbeat(struct ha *h, int64_t until, struct watch_ctx *w)
+static bool heartbeat_between(struct ha *h, int64_t until, bool *beating)
 {
-	int64_t wait;
-	bool fired = false, beating = true;
-
-	while ((wait = until - ha_mono_ms()) > 0 && !wake_up(h)) {
-		int64_t slice = wait < PGW_HEARTBEAT_MS ? wait : PGW_HEARTBEAT_MS;
-
-		if (pgw_etcd_watch(h->etcd, h->prefix, h->cluster.revision + 1, (int)slice,
-		                   watch_fires, w, &fired) != 0 ||
-		    fired)
-			return;
-		if (beating && h->lease.id != 0 && h->lease.lapsed_id == 0 &&
-		    ha_mono_ms() + 100 < until)
-			beating = ha_renew_lease(h) == 0 && h->lease.id != 0;
-	}
+	if (*beating && h->lease.id != 0 && h->lease.lapsed_id == 0 && ha_mono_ms() + 100 < until)
+		*beating = ha_renew_lease(h) == 0 && h->lease.id != 0;
+	return false;
 }
 
-/* A replica started (or repointed) in the last 30 s that was not seen streaming yet (it
- * may have been started in this very cycle, after the observation). */
+/* A replica started (or repointed) in the last CATCH_UP_MS that was not seen streaming
+ * yet (it may have been started in this very cycle, after the observation). */
+#define CATCH_UP_MS 30000
+
 static bool replica_catching_up(const struct ha *h, int64_t now)
 {
-	return h->replica_started_ms != 0 && now - h->replica_started_ms < 30000 &&
+	return h->replica_started_ms != 0 && now - h->replica_started_ms < CATCH_UP_MS &&
 	       !(h->pgst.running && h->pgst.streaming);
 }
 
@@ -318,11 +312,14 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 	if (wait <= 0 || wake_up(h))
 		return;
 	if (h->etcd_ok && ha_watching_leader(h)) {
-		watch_and_probe(h, until, &w);
+		/* probes every fifth of the threshold, 100 ms to 1 s */
+		watch_in_slices(h, until,
+		                ha_clamp(h->cfg->fencing.fast_takeover_after_ms / 5, 100, 1000), &w,
+		                probe_between, false);
 		return;
 	}
 	if (h->etcd_ok && holds && h->cfg->fencing.fast_takeover_after_ms > 0) {
-		watch_and_heartbeat(h, until, &w);
+		watch_in_slices(h, until, PGW_HEARTBEAT_MS, &w, heartbeat_between, true);
 		return;
 	}
 	if (h->etcd_ok) {

@@ -430,18 +430,16 @@ bool ha_watching_leader(const struct ha *h)
 }
 
 /* Each probe's deadline: half the threshold, between 100 ms and 500 ms. */
-int64_t ha_probe_timeout_ms(const struct ha *h)
+static int64_t probe_timeout_ms(const struct ha *h)
 {
-	int64_t t = h->cfg->fencing.fast_takeover_after_ms / 2;
-
-	return t < 100 ? 100 : t > 500 ? 500 : t;
+	return ha_clamp(h->cfg->fencing.fast_takeover_after_ms / 2, 100, 500);
 }
 
 /* Does etcd prove the leader's lease unrenewed for PGW_LEASE_STALE_MS?  In doubt: no. */
 static bool leader_lease_stale(struct ha *h)
 {
 	int64_t ttl = 0, granted = 0;
-	int timeout = (int)ha_probe_timeout_ms(h);
+	int timeout = (int)probe_timeout_ms(h);
 
 	if (pgw_etcd_lease_ttl(h->etcd, h->cluster.leader_lease, timeout, &ttl, &granted) != 0) {
 		pgw_debug("cannot read the leader's lease: %s", pgw_etcd_errmsg(h->etcd));
@@ -459,7 +457,7 @@ void ha_probe_leader(struct ha *h)
 {
 	const struct pgw_member *l = pgw_cluster_leader_member(&h->cluster);
 	struct pgw_probe p = {.sent_ms = ha_mono_ms()};
-	int timeout = (int)ha_probe_timeout_ms(h);
+	int timeout = (int)probe_timeout_ms(h);
 	bool silent_before;
 
 	if (!ha_watching_leader(h)) {

@@ -101,6 +101,10 @@ int64_t ha_mono_ms(void);
 double ha_wall_now(void);
 bool ha_pg_is_primary(const struct pgw_pg_state *st);
 int ha_op_timeout(const struct ha *h);
+static inline int64_t ha_clamp(int64_t v, int64_t lo, int64_t hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
 int64_t ha_fence_budget_ms(const struct ha *h);
 /* Renew (or grant) the lease; 0, or the etcd client's error (etcd.h). */
 int ha_renew_lease(struct ha *h);
@@ -112,7 +116,6 @@ bool ha_arm_watchdog(struct ha *h);
 int ha_configure_replica(struct ha *h, const struct pgw_action *a);
 void ha_act_clone(struct ha *h, const struct pgw_action *a);
 bool ha_watching_leader(const struct ha *h);
-int64_t ha_probe_timeout_ms(const struct ha *h);
 void ha_probe_leader(struct ha *h);
 void ha_act(struct ha *h, const struct pgw_action *a, bool holds);
 
