@@ -801,14 +801,19 @@ def scen_freeze(ctx):
     if obs["outcome"] == "failover":
         thaw = restore(ctx)
     wait_healthy(ctx, "the end of the probes", relaxed_ok=True)   # the old leader rejoined
+    extra = dict(two_primaries(ctx, prober, t, leader), thaw=thaw,
+                 old_leader_acks_after_new=old_acks_after_new(ctx.acks, t, leader))
+    return failover_sample(ctx, ctx.acks, t, leader, obs, "freeze", extra)
+
+
+def two_primaries(ctx, prober, t, leader):
+    """Stop the prober; what it and the monitor saw of two writable primaries since t."""
     prober.stop()
     pairs, span, per = prober.two_writable()
     mon = read_monitor(ctx.monitor_path, t, time.monotonic())
-    extra = {"thaw": thaw, "two_writable": pairs > 0, "two_writable_pairs": pairs,
-             "two_writable_span_s": span, "probe_acks": per,
-             "two_primaries_monitor_s": monitor_two_primaries(mon),
-             "old_leader_acks_after_new": old_acks_after_new(ctx.acks, t, leader)}
-    return failover_sample(ctx, ctx.acks, t, leader, obs, "freeze", extra)
+    return {"two_writable": pairs > 0, "two_writable_pairs": pairs,
+            "two_writable_span_s": span, "probe_acks": per,
+            "two_primaries_monitor_s": monitor_two_primaries(mon)}
 
 
 def old_acks_after_new(acks, t_fault, old):
@@ -832,14 +837,8 @@ def scen_kill_daemon(ctx):
     obs = observe(ctx, ctx.acks, t, leader, ctx.fail_bound, undo=lambda: restore(ctx))
     restored = restore(ctx) if obs["outcome"] == "failover" else None
     wait_healthy(ctx, "the end of the probes", relaxed_ok=True)   # the old leader rejoined
-    prober.stop()
-    pairs, span, per = prober.two_writable()
-    mon = read_monitor(ctx.monitor_path, t, time.monotonic())
-    extra = {"killed_pid": pid, "two_writable": pairs > 0, "two_writable_pairs": pairs,
-             "two_writable_span_s": span, "probe_acks": per,
-             "two_primaries_monitor_s": monitor_two_primaries(mon),
-             "old_leader_acks_after_new": old_acks_after_new(ctx.acks, t, leader),
-             "restore": restored}
+    extra = dict(two_primaries(ctx, prober, t, leader), killed_pid=pid, restore=restored,
+                 old_leader_acks_after_new=old_acks_after_new(ctx.acks, t, leader))
     return failover_sample(ctx, ctx.acks, t, leader, obs, "kill-daemon", extra)
 
 
@@ -871,18 +870,14 @@ def scen_kill_restart(ctx):
             break
         time.sleep(0.2)
     obs["t_end"] = time.monotonic()
-    prober.stop()
+    seen = two_primaries(ctx, prober, t, leader)
     # the restarted node may have been fenced (powered off) meanwhile: noted, then restored
     if not node.machine.powered():
         obs["fenced"] = True
         obs["undo"] = restore(ctx)
     wait_healthy(ctx, "the end of kill-restart", relaxed_ok=True)
-    pairs, span, per = prober.two_writable()
-    mon = read_monitor(ctx.monitor_path, t, time.monotonic())
-    extra = {"killed_pid": pid, "restart_after_s": delay, "fenced": obs.get("fenced", False),
-             "two_writable": pairs > 0,
-             "two_writable_pairs": pairs, "two_writable_span_s": span, "probe_acks": per,
-             "two_primaries_monitor_s": monitor_two_primaries(mon)}
+    extra = dict(seen, killed_pid=pid, restart_after_s=delay,
+                 fenced=obs.get("fenced", False))
     return failover_sample(ctx, ctx.acks, t, leader, obs, "kill-restart", extra)
 
 
