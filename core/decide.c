@@ -663,8 +663,9 @@ static bool follower(const struct pgw_obs *o)
 }
 
 /*
- * Rule 8: the leader stopped answering for fast_takeover_after, and it stopped
- * renewing its lease too (a leader cut off from the replicas alone is alive); the best
+ * Rule 8: the leader stopped answering for fast_takeover_after, and etcd proves it
+ * stopped renewing its lease for as long (a leader cut off from the replicas alone is
+ * alive; one paused or slowed for less than the threshold renews again); the best
  * candidate may fence it (then revoke its lease) instead of waiting for the TTL.  Only
  * when the leader record names this very leader and lease (in doubt: wait for the TTL).
  */
@@ -676,7 +677,8 @@ static bool g_f_fast_takeover(const struct pgw_obs *o, struct pgw_action *a)
 
 	if (!o->fencing_required || o->fast_takeover_after_ms <= 0 || !c->has_leader ||
 	    strcmp(c->leader, o->self) == 0 ||
-	    o->leader_unreachable_ms < o->fast_takeover_after_ms || !o->leader_lease_stale)
+	    o->leader_unreachable_ms < o->fast_takeover_after_ms ||
+	    o->leader_unrenewed_ms < o->fast_takeover_after_ms)
 		return false;
 	if (!lr->present || record_unreadable(lr) || strcmp(lr->member, c->leader) != 0 ||
 	    lr->lease != c->leader_lease || lr->released || lr->fenced_by[0])
@@ -686,8 +688,9 @@ static bool g_f_fast_takeover(const struct pgw_obs *o, struct pgw_action *a)
 	if (locked_by_other(o))
 		return false;
 	snprintf(a->target, sizeof(a->target), "%s", c->leader);
-	detail(a, "%s silent for %" PRId64 " ms and its lease unrenewed, BMC %s", c->leader,
-	       o->leader_unreachable_ms, lr->bmc_address[0] ? lr->bmc_address : "unknown");
+	detail(a, "%s silent for %" PRId64 " ms and its lease unrenewed for %" PRId64 " ms, BMC %s",
+	       c->leader, o->leader_unreachable_ms, o->leader_unrenewed_ms,
+	       lr->bmc_address[0] ? lr->bmc_address : "unknown");
 	return true;
 }
 

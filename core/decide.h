@@ -81,9 +81,10 @@ struct pgw_obs {
 	 * 0 = off. */
 	int64_t leader_unreachable_ms;
 	int64_t fast_takeover_after_ms;
-	/* ... and etcd proved its lease unrenewed for PGW_LEASE_STALE_MS (step.h): a leader
-	 * that only the replicas cannot reach still renews, and is never fenced */
-	bool leader_lease_stale;
+	/* ... and for how long etcd's readings prove its lease unrenewed (step.h; 0: not
+	 * proven): a leader that only the replicas cannot reach still renews, and is never
+	 * fenced */
+	int64_t leader_unrenewed_ms;
 	/* S3 without fencing: the lost leader (cluster->last_leader) kept an armed watchdog
 	 * to the end, so it was reset before its lease expired (step.c remembers what its
 	 * member key said; the record says what it had when it took the key). */

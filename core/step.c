@@ -128,24 +128,49 @@ bool pgw_step_watching(const struct pgw_node_state *s, bool fast_takeover_on, bo
 	return fast_takeover_on && etcd_ok && l && strcmp(l->name, self) != 0 && !s->was_primary;
 }
 
+/* Forget the lease's unrenewed span. */
+static void forget_unrenewed(struct pgw_node_state *s)
+{
+	s->unrenewed_from = 0;
+	s->unrenewed_to = 0;
+}
+
+/* A stale reading proves [recv - PGW_LEASE_STALE_MS, sent] free of renewals; it extends
+ * the span when the two overlap (no renewal can hide between them), else starts one. */
+static void lease_read(struct pgw_node_state *s, const struct pgw_probe *p)
+{
+	int64_t from = p->lease_recv_ms - PGW_LEASE_STALE_MS;
+
+	if (p->lease != PGW_LEASE_STALE || p->lease_sent_ms <= 0 ||
+	    p->lease_recv_ms < p->lease_sent_ms) {
+		forget_unrenewed(s);
+		return;
+	}
+	if (s->unrenewed_to != 0 && from <= s->unrenewed_to) {
+		if (p->lease_sent_ms > s->unrenewed_to)
+			s->unrenewed_to = p->lease_sent_ms;
+		return;
+	}
+	s->unrenewed_from = from;
+	s->unrenewed_to = p->lease_sent_ms;
+}
+
 void pgw_step_probe(struct pgw_node_state *s, bool watching, const char *leader, int64_t lease,
                     const struct pgw_probe *p)
 {
-	if (!watching) {
+	if (!watching || strcmp(s->silent_leader, leader) != 0 || s->silent_lease != lease) {
+		copy_name(s->silent_leader, watching ? leader : "");
+		s->silent_lease = watching ? lease : 0;
 		s->leader_silent_since = 0;
-		s->silent_lease_stale = false;
-		return;
+		forget_unrenewed(s);
+		if (!watching)
+			return;
 	}
-	if (strcmp(s->silent_leader, leader) != 0 || s->silent_lease != lease) {
-		copy_name(s->silent_leader, leader);
-		s->silent_lease = lease;
-		s->leader_silent_since = 0;
-	}
-	s->silent_lease_stale = !p->answered && p->lease_stale;
-	if (p->answered)
-		s->leader_silent_since = 0;
-	else if (s->leader_silent_since == 0)
-		s->leader_silent_since = p->sent_ms > 0 ? p->sent_ms : 1;
+	s->leader_silent_since = p->silent_since > 0 ? p->silent_since : 0;
+	if (s->leader_silent_since == 0)
+		forget_unrenewed(s); /* it answers: whatever its lease says, it is alive */
+	else if (p->lease != PGW_LEASE_NOT_READ)
+		lease_read(s, p);
 }
 
 static bool same_silent_leader(const struct pgw_node_state *s, const struct pgw_cluster *c)
@@ -162,9 +187,11 @@ int64_t pgw_step_silence_ms(const struct pgw_node_state *s, const struct pgw_clu
 	return now_ms - s->leader_silent_since;
 }
 
-bool pgw_step_lease_stale(const struct pgw_node_state *s, const struct pgw_cluster *c)
+int64_t pgw_step_unrenewed_ms(const struct pgw_node_state *s, const struct pgw_cluster *c)
 {
-	return s->leader_silent_since && same_silent_leader(s, c) && s->silent_lease_stale;
+	if (!s->leader_silent_since || !same_silent_leader(s, c) || s->unrenewed_to == 0)
+		return 0;
+	return s->unrenewed_to - s->unrenewed_from;
 }
 
 bool pgw_lease_ttl_stale(int64_t ttl_left, int64_t granted)
@@ -221,7 +248,7 @@ void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
 	if (o->etcd_ok) {
 		o->self_member.sync_blocked = !pgw_sync_allows(o->cluster, o->self);
 		o->leader_unreachable_ms = pgw_step_silence_ms(s, o->cluster, o->now_ms);
-		o->leader_lease_stale = pgw_step_lease_stale(s, o->cluster);
+		o->leader_unrenewed_ms = pgw_step_unrenewed_ms(s, o->cluster);
 		o->lost_leader_watchdog = lost_leader_had_watchdog(s, &o->cluster->last_leader);
 		o->lost_leader_back = o->cluster->last_leader.present &&
 		                      strcmp(s->back_leader, o->cluster->last_leader.member) == 0 &&

@@ -45,12 +45,12 @@ struct pgw_node_state {
 	int64_t fenced_lease;
 	/* fast takeover: since when (mono ms, 0 = it answers) the leader named here, with
 	 * this lease, answered neither on PostgreSQL nor on REST (the send time of the
-	 * first probe it left unanswered), and whether the last probe found its etcd lease
-	 * proven stale (not renewed for PGW_LEASE_STALE_MS) */
+	 * first probe it left unanswered since its last answer), and the span [from, to]
+	 * (mono ms, 0 = none) in which etcd's readings prove its lease was not renewed */
 	int64_t leader_silent_since;
 	char silent_leader[PGW_NAME_MAX];
 	int64_t silent_lease;
-	bool silent_lease_stale;
+	int64_t unrenewed_from, unrenewed_to;
 	/* S3: what the current leader's member key said of its watchdog, while it led
 	 * (its key goes with its lease, so it is remembered here) */
 	char wd_leader[PGW_NAME_MAX];
@@ -100,25 +100,33 @@ void pgw_step_cluster_read(struct pgw_node_state *s, bool etcd_ok, const struct 
 bool pgw_step_watching(const struct pgw_node_state *s, bool fast_takeover_on, bool etcd_ok,
                        const struct pgw_cluster *c, const char *self);
 /*
- * One probe of the leader (ha.c probes while the loop waits).  A live leader renews its
- * lease every PGW_HEARTBEAT_MS while fast takeover is on, so a lease that etcd says was
- * not renewed for PGW_LEASE_STALE_MS belongs to a leader that cannot reach etcd either.
+ * What the probes of the leader found (ha.c asks while the loop waits; the probes
+ * themselves overlap, daemon/probe.c).  A live leader renews its lease every
+ * PGW_HEARTBEAT_MS while fast takeover is on; a reading of its lease in etcd that says
+ * it was not renewed for PGW_LEASE_STALE_MS proves [recv - PGW_LEASE_STALE_MS, sent]
+ * free of renewals, and readings that overlap so chain into a longer span.
  */
 #define PGW_HEARTBEAT_MS   500
 #define PGW_LEASE_STALE_MS 1000
-struct pgw_probe {
-	bool answered;    /* PostgreSQL or REST answered within the probe's timeout */
-	bool lease_stale; /* etcd proves its lease unrenewed for PGW_LEASE_STALE_MS, or gone */
-	int64_t sent_ms;  /* when the probe was sent (mono ms) */
+enum pgw_lease_reading {
+	PGW_LEASE_NOT_READ, /* no reading this time: the span stays as it was */
+	PGW_LEASE_RENEWED,  /* renewed within PGW_LEASE_STALE_MS, or the reading failed */
+	PGW_LEASE_STALE,    /* proven not renewed for PGW_LEASE_STALE_MS, or gone */
 };
-/* The probe's answer for leader/lease (watching false: not probing, forget). */
+struct pgw_probe {
+	int64_t silent_since; /* send time of the first probe unanswered since the last
+	                       * answered one (mono ms); 0: it answers */
+	enum pgw_lease_reading lease;
+	int64_t lease_sent_ms, lease_recv_ms; /* when the reading was asked and answered */
+};
+/* The probes' answer for leader/lease (watching false: not probing, forget). */
 void pgw_step_probe(struct pgw_node_state *s, bool watching, const char *leader, int64_t lease,
                     const struct pgw_probe *p);
 /* How long the current leader (same name and lease) has been silent; 0 = it answers. */
 int64_t pgw_step_silence_ms(const struct pgw_node_state *s, const struct pgw_cluster *c,
                             int64_t now_ms);
-/* Did the last probe of the current leader find its lease proven stale? */
-bool pgw_step_lease_stale(const struct pgw_node_state *s, const struct pgw_cluster *c);
+/* For how long etcd proves the silent leader's lease unrenewed (0: not proven). */
+int64_t pgw_step_unrenewed_ms(const struct pgw_node_state *s, const struct pgw_cluster *c);
 /*
  * Is a lease proven unrenewed for PGW_LEASE_STALE_MS?  etcd reports the remaining TTL
  * truncated to whole seconds: ttl_left = floor(granted - elapsed), so elapsed >

@@ -10,6 +10,7 @@
  */
 #include "ha.h"
 #include "ha_int.h"
+#include "probe.h"
 
 int64_t ha_mono_ms(void)
 {
@@ -242,7 +243,9 @@ static bool wake_up(void *arg)
  * wait ends on an event, a failed watch, a wake-up, or when between() says so.
  */
 static void watch_in_slices(struct ha *h, int64_t until, int64_t every, struct watch_ctx *w,
-                            bool (*between)(struct ha *h, int64_t until, bool *state), bool state)
+                            bool (*between)(struct ha *h, int64_t until, int64_t *every,
+                                            bool *state),
+                            bool state)
 {
 	int64_t wait;
 	bool fired = false;
@@ -251,21 +254,32 @@ static void watch_in_slices(struct ha *h, int64_t until, int64_t every, struct w
 		if (pgw_etcd_watch(h->etcd, h->prefix, h->cluster.revision + 1,
 		                   (int)(wait < every ? wait : every), watch_fires, w,
 		                   &fired) != 0 ||
-		    fired || between(h, until, &state))
+		    fired || between(h, until, &every, &state))
 			return;
 	}
 }
 
-/* Fast takeover, the replica's side: probe the leader; stop waiting once it has been
- * silent for the threshold with its lease unrenewed. */
-static bool probe_between(struct ha *h, int64_t until, bool *state)
+/* Fast takeover, the replica's side: ask the prober; stop waiting once the leader has
+ * been silent for the threshold with its lease unrenewed as long (rule 8).  Close to
+ * the threshold, ask again when it is reached rather than a whole round later. */
+static bool probe_between(struct ha *h, int64_t until, int64_t *every, bool *state)
 {
+	int64_t t = h->cfg->fencing.fast_takeover_after_ms, silence, unrenewed;
+
 	(void)until;
 	(void)state;
 	ha_probe_leader(h);
-	return pgw_step_silence_ms(&h->st, &h->cluster, ha_mono_ms()) >=
-	           h->cfg->fencing.fast_takeover_after_ms &&
-	       pgw_step_lease_stale(&h->st, &h->cluster);
+	silence = pgw_step_silence_ms(&h->st, &h->cluster, ha_mono_ms());
+	unrenewed = pgw_step_unrenewed_ms(&h->st, &h->cluster);
+	if (silence >= t && unrenewed >= t)
+		return true;
+	*every = ha_probe_interval_ms(h);
+	if (silence > 0) {
+		int64_t left = t - (silence < unrenewed || unrenewed == 0 ? silence : unrenewed);
+
+		*every = ha_clamp(left, 50, *every);
+	}
+	return false;
 }
 
 /*
@@ -273,8 +287,9 @@ static bool probe_between(struct ha *h, int64_t until, bool *state)
  * replica can tell from etcd that a leader it cannot reach is alive (pgw_lease_ttl_stale).
  * *beating: a renewal that fails ends the heartbeat until the next cycle.
  */
-static bool heartbeat_between(struct ha *h, int64_t until, bool *beating)
+static bool heartbeat_between(struct ha *h, int64_t until, int64_t *every, bool *beating)
 {
+	(void)every;
 	if (*beating && h->lease.id != 0 && h->lease.lapsed_id == 0 && ha_mono_ms() + 100 < until)
 		*beating = ha_renew_lease(h) == 0 && h->lease.id != 0;
 	return false;
@@ -311,11 +326,10 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 	wait = until - now;
 	if (wait <= 0 || wake_up(h))
 		return;
+	ha_probe_leader(h); /* (or stops the prober when there is nobody to watch) */
 	if (h->etcd_ok && ha_watching_leader(h)) {
-		/* probes every fifth of the threshold, 100 ms to 1 s */
-		watch_in_slices(h, until,
-		                ha_clamp(h->cfg->fencing.fast_takeover_after_ms / 5, 100, 1000), &w,
-		                probe_between, false);
+		/* asks the prober after each of its rounds */
+		watch_in_slices(h, until, ha_probe_interval_ms(h), &w, probe_between, false);
 		return;
 	}
 	if (h->etcd_ok && holds && h->cfg->fencing.fast_takeover_after_ms > 0) {
@@ -515,6 +529,7 @@ static void ha_close(struct ha *h)
 		pgw_rest_stop(h->rest); /* first: no request may use the control after this */
 	pgw_control_free(h->control);
 	pgw_fencer_free(h->fencer);
+	pgw_prober_free(h->prober);
 	pgw_dcs_free(&h->dcs);
 	free(h->dcs_seen);
 	pgw_config_free(h->cfg_reloaded);

@@ -429,61 +429,102 @@ bool ha_watching_leader(const struct ha *h)
 	                         h->etcd_ok, &h->cluster, h->cfg->name);
 }
 
-/* Each probe's deadline: half the threshold, between 100 ms and 500 ms. */
-static int64_t probe_timeout_ms(const struct ha *h)
+/* A probe round every fifth of the threshold, 100 ms to 1 s. */
+int64_t ha_probe_interval_ms(const struct ha *h)
 {
-	return ha_clamp(h->cfg->fencing.fast_takeover_after_ms / 2, 100, 500);
+	return ha_clamp(h->cfg->fencing.fast_takeover_after_ms / 5, 100, 1000);
 }
 
-/* Does etcd prove the leader's lease unrenewed for PGW_LEASE_STALE_MS?  In doubt: no. */
-static bool leader_lease_stale(struct ha *h)
+/* What the prober probes: the leader's REST API and PostgreSQL, from its member key. */
+static void probe_target(const struct ha *h, const struct pgw_member *l, struct pgw_probe_target *t)
+{
+	memset(t, 0, sizeof(*t)); /* compared whole: no stale bytes after the strings */
+	snprintf(t->api_url, sizeof(t->api_url), "%s", l->api_url);
+	snprintf(t->host, sizeof(t->host), "%s", l->conn_host);
+	t->port = l->conn_port;
+	t->tag = h->cluster.leader_lease;
+	t->interval_ms = (int)ha_probe_interval_ms(h);
+	/* a round may answer late (a SYN retransmitted after 1 s): it still counts */
+	t->timeout_ms = (int)ha_clamp(h->cfg->fencing.fast_takeover_after_ms, 1000, 5000);
+}
+
+/* etcd's reading of the leader's lease.  A failed reading: in doubt, renewed. */
+static void read_leader_lease(struct ha *h, struct pgw_probe *p)
 {
 	int64_t ttl = 0, granted = 0;
-	int timeout = (int)probe_timeout_ms(h);
+	int rc;
 
-	if (pgw_etcd_lease_ttl(h->etcd, h->cluster.leader_lease, timeout, &ttl, &granted) != 0) {
+	p->lease_sent_ms = ha_mono_ms();
+	/* a reading slower than PGW_LEASE_STALE_MS cannot chain with the next anyway */
+	rc = pgw_etcd_lease_ttl(h->etcd, h->cluster.leader_lease, PGW_LEASE_STALE_MS, &ttl,
+	                        &granted);
+	p->lease_recv_ms = ha_mono_ms();
+	if (rc != 0)
 		pgw_debug("cannot read the leader's lease: %s", pgw_etcd_errmsg(h->etcd));
-		return false;
+	p->lease =
+	    rc == 0 && pgw_lease_ttl_stale(ttl, granted) ? PGW_LEASE_STALE : PGW_LEASE_RENEWED;
+}
+
+/* Report a silence once it lasts half the threshold, then every 5 s. */
+static void warn_silence(struct ha *h, const struct pgw_member *l, int64_t silence, bool was_silent)
+{
+	int64_t now = ha_mono_ms();
+
+	if (silence < h->cfg->fencing.fast_takeover_after_ms / 2 || silence == 0) {
+		if (was_silent && silence == 0)
+			pgw_info("leader %s answers again", l->name);
+		if (silence == 0)
+			h->probe_warned_ms = 0;
+		return;
 	}
-	return pgw_lease_ttl_stale(ttl, granted);
+	if (h->probe_warned_ms != 0 && now - h->probe_warned_ms < 5000)
+		return;
+	h->probe_warned_ms = now;
+	if (pgw_step_unrenewed_ms(&h->st, &h->cluster) > 0)
+		pgw_warn("leader %s answers neither on REST nor on PostgreSQL (for %lld ms); its "
+		         "lease is unrenewed for %lld ms",
+		         l->name, (long long)silence,
+		         (long long)pgw_step_unrenewed_ms(&h->st, &h->cluster));
+	else
+		pgw_warn("leader %s answers neither on REST nor on PostgreSQL (for %lld ms); its "
+		         "lease is still renewed (or cannot tell)",
+		         l->name, (long long)silence);
 }
 
 /*
- * Probed while the loop waits (wait_next); a silence belongs to one leader and lease.
- * REST first (cheap, the daemon's own thread), PostgreSQL only when REST is silent (a
- * paused daemon beside a live primary), etcd's view of its lease only when both are.
+ * Called while the loop waits (wait_next): points the prober at the leader (or stops
+ * it), and tells the step what the probes found.  etcd's view of the lease is read
+ * only while the leader has been silent for a whole probe interval.
  */
 void ha_probe_leader(struct ha *h)
 {
 	const struct pgw_member *l = pgw_cluster_leader_member(&h->cluster);
-	struct pgw_probe p = {.sent_ms = ha_mono_ms()};
-	int timeout = (int)probe_timeout_ms(h);
-	bool silent_before;
+	struct pgw_probe p = {.lease = PGW_LEASE_NOT_READ};
+	struct pgw_probe_target t;
+	int64_t now, silence;
+	bool was_silent;
 
-	if (!ha_watching_leader(h)) {
+	if (!ha_watching_leader(h) || !l) {
+		if (h->prober)
+			pgw_prober_set_target(h->prober, NULL);
 		pgw_step_probe(&h->st, false, "", 0, &p);
 		return;
 	}
-	p.answered = pgw_probe_rest(l->api_url, timeout) ||
-	             pgw_probe_pg(l->conn_host, l->conn_port, timeout);
-	if (!p.answered)
-		p.lease_stale = leader_lease_stale(h);
-	silent_before = pgw_step_silence_ms(&h->st, &h->cluster, p.sent_ms) > 0;
-	pgw_step_probe(&h->st, true, l->name, h->cluster.leader_lease, &p);
-	if (p.answered) {
-		if (silent_before)
-			pgw_info("leader %s answers again", l->name);
-		h->probe_warned_ms = 0;
+	if (!h->prober && !(h->prober = pgw_prober_new())) {
+		pgw_error("fast takeover off: cannot start the prober thread: %s", strerror(errno));
+		pgw_step_probe(&h->st, false, "", 0, &p);
 		return;
 	}
-	/* once at the start of a silence, then every 5 s */
-	if (h->probe_warned_ms == 0 || p.sent_ms - h->probe_warned_ms >= 5000) {
-		h->probe_warned_ms = p.sent_ms;
-		pgw_warn("leader %s answers neither on REST nor on PostgreSQL (for %lld ms); its "
-		         "lease is %s",
-		         l->name, (long long)pgw_step_silence_ms(&h->st, &h->cluster, ha_mono_ms()),
-		         p.lease_stale ? "unrenewed" : "still renewed (or cannot tell)");
-	}
+	probe_target(h, l, &t);
+	pgw_prober_set_target(h->prober, &t);
+	now = ha_mono_ms();
+	was_silent = h->probe_warned_ms != 0;
+	p.silent_since = pgw_prober_silent_since(h->prober);
+	silence = p.silent_since ? now - p.silent_since : 0;
+	if (silence >= ha_probe_interval_ms(h))
+		read_leader_lease(h, &p);
+	pgw_step_probe(&h->st, true, l->name, h->cluster.leader_lease, &p);
+	warn_silence(h, l, silence, was_silent);
 }
 
 /* Fence the lost leader the leader record names (the decision checked it must be). */

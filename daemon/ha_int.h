@@ -90,10 +90,13 @@ struct ha {
 	int64_t leader_gone_rev;    /* the leader key was deleted at this revision (watch, or this
 	                               node's revoke) */
 	int64_t probe_warned_ms;    /* the last "leader answers neither" warning (mono ms) */
+	struct pgw_prober *prober;  /* fast takeover: probes the leader (started when first
+	                               needed) */
 	int64_t replica_started_ms; /* PostgreSQL started or pointed at a leader as a replica */
 };
 
 struct pgw_request;
+struct pgw_prober;
 struct pgw_rq_verdict;
 
 /* ha.c (the loop) */
@@ -117,6 +120,7 @@ int ha_configure_replica(struct ha *h, const struct pgw_action *a);
 void ha_act_clone(struct ha *h, const struct pgw_action *a);
 bool ha_watching_leader(const struct ha *h);
 void ha_probe_leader(struct ha *h);
+int64_t ha_probe_interval_ms(const struct ha *h);
 void ha_act(struct ha *h, const struct pgw_action *a, bool holds);
 
 /* ha_serve.c (requests and configuration) */

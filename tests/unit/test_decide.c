@@ -1236,17 +1236,22 @@ static void test_fast_takeover(void **state)
 	snprintf(lr->member, sizeof(lr->member), "%s", f.c.leader);
 	lr->lease = f.c.leader_lease;
 	f.o.leader_unreachable_ms = 3999;
-	f.o.leader_lease_stale = true;
+	f.o.leader_unrenewed_ms = 4000;
 	decide(&f, &a);
 	check(&a, PGW_ACT_NONE, "following", "following");
 	f.o.leader_unreachable_ms = 4000;
 	/* silent to the replicas but still renewing its lease in etcd: alive, never fenced */
-	f.o.leader_lease_stale = false;
+	f.o.leader_unrenewed_ms = 0;
 	decide(&f, &a);
 	check(&a, PGW_ACT_NONE, "following", "following");
-	f.o.leader_lease_stale = true;
+	/* nor when it renewed within the threshold (a pause shorter than it) */
+	f.o.leader_unrenewed_ms = 3999;
 	decide(&f, &a);
-	check(&a, PGW_ACT_FENCE, "fast-takeover", "silent for 4000 ms and its lease unrenewed");
+	check(&a, PGW_ACT_NONE, "following", "following");
+	f.o.leader_unrenewed_ms = 4000;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FENCE, "fast-takeover",
+	      "silent for 4000 ms and its lease unrenewed for 4000 ms");
 	assert_string_equal(a.target, f.c.leader);
 
 	/* not when the record is about another lease (in doubt: wait for the TTL) */

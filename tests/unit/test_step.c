@@ -205,6 +205,15 @@ static void test_revisions(void **state)
 	assert_int_equal(f.s.leader_rev, 30);
 }
 
+/* One report of the leader's probes to the step (leader node1, lease 11). */
+static void probe(struct fx *f, int64_t silent_since, enum pgw_lease_reading lease, int64_t sent,
+                  int64_t recv)
+{
+	struct pgw_probe p = {silent_since, lease, sent, recv};
+
+	pgw_step_probe(&f->s, true, "node1", 11, &p);
+}
+
 static void test_probe_and_fence(void **state)
 {
 	struct fx f;
@@ -217,24 +226,47 @@ static void test_probe_and_fence(void **state)
 	assert_false(pgw_step_watching(&f.s, false, true, &f.c, "node2"));
 	assert_false(pgw_step_watching(&f.s, true, true, &f.c, "node1")); /* itself */
 	/* silence counts from the send time of the first unanswered probe */
-	pgw_step_probe(&f.s, true, "node1", 11, &(struct pgw_probe){false, false, 1000});
-	assert_false(pgw_step_lease_stale(&f.s, &f.c)); /* still renewing */
-	pgw_step_probe(&f.s, true, "node1", 11, &(struct pgw_probe){false, true, 3000});
+	probe(&f, 1000, PGW_LEASE_RENEWED, 1000, 1010);
+	assert_int_equal(pgw_step_silence_ms(&f.s, &f.c, 1500), 500);
+	assert_int_equal(pgw_step_unrenewed_ms(&f.s, &f.c), 0); /* still renewing */
+	/* a stale reading proves [recv - 1 s, sent] unrenewed */
+	probe(&f, 1000, PGW_LEASE_STALE, 3000, 3010);
 	assert_int_equal(pgw_step_silence_ms(&f.s, &f.c, 3500), 2500);
-	assert_true(pgw_step_lease_stale(&f.s, &f.c));
+	assert_int_equal(pgw_step_unrenewed_ms(&f.s, &f.c), 990);
+	/* overlapping readings chain: no renewal can hide between them */
+	probe(&f, 1000, PGW_LEASE_STALE, 3500, 3510);
+	probe(&f, 1000, PGW_LEASE_NOT_READ, 0, 0); /* no reading: the span stays */
+	probe(&f, 1000, PGW_LEASE_STALE, 4400, 4420);
+	assert_int_equal(pgw_step_unrenewed_ms(&f.s, &f.c), 4400 - 2010);
+	/* readings further apart than 1 s may hide a renewal: the span starts again */
+	probe(&f, 1000, PGW_LEASE_STALE, 5500, 5500);
+	assert_int_equal(pgw_step_unrenewed_ms(&f.s, &f.c), 1000);
+	/* a reading answered before it was asked is nonsense: in doubt, not proven */
+	probe(&f, 1000, PGW_LEASE_STALE, 5600, 5599);
+	assert_int_equal(pgw_step_unrenewed_ms(&f.s, &f.c), 0);
+	probe(&f, 1000, PGW_LEASE_STALE, 5700, 5700);
 	/* another lease of the same name starts a new silence */
 	f.c.leader_lease = 12;
-	assert_int_equal(pgw_step_silence_ms(&f.s, &f.c, 3500), 0);
-	assert_false(pgw_step_lease_stale(&f.s, &f.c));
+	assert_int_equal(pgw_step_silence_ms(&f.s, &f.c, 5800), 0);
+	assert_int_equal(pgw_step_unrenewed_ms(&f.s, &f.c), 0);
 	f.c.leader_lease = 11;
-	/* the lease seen renewed again: not stale, the silence goes on */
-	pgw_step_probe(&f.s, true, "node1", 11, &(struct pgw_probe){false, false, 3700});
-	assert_false(pgw_step_lease_stale(&f.s, &f.c));
-	assert_int_equal(pgw_step_silence_ms(&f.s, &f.c, 3800), 2800);
-	/* an answer ends it */
-	pgw_step_probe(&f.s, true, "node1", 11, &(struct pgw_probe){true, true, 4000});
-	assert_int_equal(pgw_step_silence_ms(&f.s, &f.c, 4000), 0);
-	assert_false(pgw_step_lease_stale(&f.s, &f.c));
+	/* the lease seen renewed again (or a failed reading): the span ends, the silence
+	 * goes on */
+	probe(&f, 1000, PGW_LEASE_RENEWED, 5800, 5810);
+	assert_int_equal(pgw_step_unrenewed_ms(&f.s, &f.c), 0);
+	assert_int_equal(pgw_step_silence_ms(&f.s, &f.c, 5900), 4900);
+	/* a later answered probe ends the silence: what the lease said is forgotten */
+	probe(&f, 1000, PGW_LEASE_STALE, 6000, 6000);
+	probe(&f, 0, PGW_LEASE_STALE, 6100, 6100);
+	assert_int_equal(pgw_step_silence_ms(&f.s, &f.c, 6200), 0);
+	assert_int_equal(pgw_step_unrenewed_ms(&f.s, &f.c), 0);
+	/* a probe of another leader forgets the span too */
+	probe(&f, 6300, PGW_LEASE_STALE, 6300, 6300);
+	pgw_step_probe(&f.s, true, "node3", 11, &(struct pgw_probe){.silent_since = 6400});
+	f.c.leader_lease = 11;
+	assert_int_equal(pgw_step_unrenewed_ms(&f.s, &f.c), 0);
+	pgw_step_probe(&f.s, false, "", 0, &(struct pgw_probe){0});
+	assert_int_equal(f.s.leader_silent_since, 0);
 
 	pgw_step_fenced(&f.s, "node1", 11);
 	pgw_step_promoted(&f.s, fenced, sizeof(fenced), &lease);
