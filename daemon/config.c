@@ -862,15 +862,20 @@ static int conv_strlist(struct ctx *c, const yaml_node_t *v, const char *path,
 	return 0;
 }
 
-static int conv_params(struct ctx *c, const yaml_node_t *v, const char *path,
-                       struct pgw_kvlist *list)
+/* One pair of a map into list->items[list->n] (then list->n++); -1 with the error. */
+typedef int (*kv_conv_fn)(struct ctx *c, const yaml_node_t *k, const yaml_node_t *val,
+                          const char *path, struct pgw_kvlist *list);
+
+/* A map (keys unique case-insensitively) into list, one pair at a time by one(). */
+static int conv_kvmap(struct ctx *c, const yaml_node_t *v, const char *path, const char *what,
+                      struct pgw_kvlist *list, kv_conv_fn one)
 {
 	size_t n;
 
 	if (is_null(v))
 		return 0;
 	if (v->type != YAML_MAPPING_NODE)
-		return expected(c, v, path, "a map", false);
+		return expected(c, v, path, what, false);
 	if (check_keys(c, v, path, true))
 		return -1;
 	n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
@@ -879,26 +884,31 @@ static int conv_params(struct ctx *c, const yaml_node_t *v, const char *path,
 	list->items = calloc(n, sizeof(*list->items));
 	if (!list->items)
 		return oom(c);
-	for (size_t i = 0; i < n; i++) {
-		const yaml_node_t *k = node_at(c, v->data.mapping.pairs.start[i].key);
-		const yaml_node_t *val = node_at(c, v->data.mapping.pairs.start[i].value);
-		const char *ks = (const char *)k->data.scalar.value, *vs;
-		size_t klen = k->data.scalar.length, vlen;
-		char ppath[KEYPATH_MAX + 8];
-		struct pgw_kv *kv = &list->items[list->n];
-
-		if (!pgw_param_name_ok(ks, klen))
-			return expected_text(c, k, path, "a parameter name", ks, klen);
-		snprintf(ppath, sizeof(ppath), "%s.%.*s", path, (int)klen, ks);
-		if (clean_scalar(c, val, ppath, "a scalar value", FL_EMPTY_OK, &vs, &vlen))
+	for (size_t i = 0; i < n; i++)
+		if (one(c, node_at(c, v->data.mapping.pairs.start[i].key),
+		        node_at(c, v->data.mapping.pairs.start[i].value), path, list))
 			return -1;
-		kv->name = strndup(ks, klen);
-		kv->value = strndup(vs, vlen);
-		list->n++; /* freed by kvlist_free even when half-filled */
-		if (!kv->name || !kv->value)
-			return oom(c);
-	}
 	return 0;
+}
+
+/* One PostgreSQL parameter: name = scalar value. */
+static int conv_param(struct ctx *c, const yaml_node_t *k, const yaml_node_t *val, const char *path,
+                      struct pgw_kvlist *list)
+{
+	const char *ks = (const char *)k->data.scalar.value, *vs;
+	size_t klen = k->data.scalar.length, vlen;
+	char ppath[KEYPATH_MAX + 8];
+	struct pgw_kv *kv = &list->items[list->n];
+
+	if (!pgw_param_name_ok(ks, klen))
+		return expected_text(c, k, path, "a parameter name", ks, klen);
+	snprintf(ppath, sizeof(ppath), "%s.%.*s", path, (int)klen, ks);
+	if (clean_scalar(c, val, ppath, "a scalar value", FL_EMPTY_OK, &vs, &vlen))
+		return -1;
+	kv->name = strndup(ks, klen);
+	kv->value = strndup(vs, vlen);
+	list->n++; /* freed by kvlist_free even when half-filled */
+	return kv->name && kv->value ? 0 : oom(c);
 }
 
 static int initdb_option(struct ctx *c, const yaml_node_t *n, const char *path, const char *s,
@@ -1117,31 +1127,6 @@ static int conv_header(struct ctx *c, const yaml_node_t *k, const yaml_node_t *v
 	return kv->name && kv->value ? 0 : oom(c);
 }
 
-/* restapi.http_extra_headers, https_extra_headers: {Name: value, ...} */
-static int conv_headers(struct ctx *c, const yaml_node_t *v, const char *path,
-                        struct pgw_kvlist *list)
-{
-	size_t n;
-
-	if (is_null(v))
-		return 0;
-	if (v->type != YAML_MAPPING_NODE)
-		return expected(c, v, path, "a map of HTTP header names to values", false);
-	if (check_keys(c, v, path, true))
-		return -1;
-	n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
-	if (n == 0)
-		return 0;
-	list->items = calloc(n, sizeof(*list->items));
-	if (!list->items)
-		return oom(c);
-	for (size_t i = 0; i < n; i++)
-		if (conv_header(c, node_at(c, v->data.mapping.pairs.start[i].key),
-		                node_at(c, v->data.mapping.pairs.start[i].value), path, list))
-			return -1;
-	return 0;
-}
-
 /* log.loggers: {python.module: LEVEL}: checked, then it has no effect (a warning says so). */
 static int conv_levelmap(struct ctx *c, const yaml_node_t *k0, const yaml_node_t *v,
                          const char *path)
@@ -1354,7 +1339,8 @@ static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, c
 		*(bool *)dest(c, f) = b;
 		return 0;
 	case F_HEADERS:
-		return conv_headers(c, v, path, dest(c, f));
+		return conv_kvmap(c, v, path, "a map of HTTP header names to values", dest(c, f),
+		                  conv_header);
 	case F_ALLOW:
 		return conv_allow(c, v, path, dest(c, f));
 	case F_URL:
@@ -1366,7 +1352,7 @@ static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, c
 	case F_HOSTLIST:
 		return conv_hostlist(c, v, path, dest(c, f));
 	case F_PARAMS:
-		return conv_params(c, v, path, dest(c, f));
+		return conv_kvmap(c, v, path, "a map", dest(c, f), conv_param);
 	case F_INITDB:
 		return conv_initdb(c, v, path, dest(c, f));
 	case F_PEERS:
