@@ -6,8 +6,9 @@
  * pgwarden understands ("bootstrap.dcs.ttl") to a type and a destination (an offset
  * into struct pgw_config); a single walker visits the mappings, looks each key path up
  * in the table, converts the value and stores it.  Keys not in the table, and Patroni
- * keys pgwarden does not implement yet, only produce warnings.  Anything malformed
- * rejects the whole file with one line:
+ * keys pgwarden does not implement yet, only produce warnings; Patroni keys pgwarden
+ * refuses by design (other DCS kinds, failsafe_mode: true) are errors that say why.
+ * Anything malformed rejects the whole file with one line:
  *   FILE:LINE: KEY.PATH: expected WHAT, got "VALUE"
  * Then the defaults are filled in and the cross-field rules are checked.
  */
@@ -16,6 +17,8 @@
 #include "pgparam.h"
 #include "fence.h"
 #include "lease.h"
+#include "netaddr.h"
+#include "tlsciphers.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -50,6 +53,12 @@ enum ftype {
 	F_PEERS,    /* struct pgw_fence_peers: map of member -> {address, lanplus, ...} */
 	F_INITDB,   /* struct pgw_strlist: initdb options -> "--flag", "--key=value" */
 	F_CHOICE,   /* int: index of the value in the row's "a|b|c" choices */
+	F_REFUSED,  /* a Patroni key pgwarden refuses by design: error with the row's reason */
+	F_NOT_TRUE, /* bool: false is accepted, true refused with the row's reason */
+	F_HEADERS,  /* struct pgw_kvlist: map of HTTP header name -> value */
+	F_LEVELMAP, /* log.loggers: map of Python logger -> level (checked, no effect) */
+	F_ALLOW,    /* struct pgw_strlist: list of IP, CIDR or host name */
+	F_URL,      /* etcd3.url: http(s)://host:port into etcd3.hosts and etcd3.protocol */
 };
 
 #define FL_SECRET   1u /* never quote the value in messages */
@@ -61,20 +70,35 @@ struct field {
 	size_t off;
 	unsigned flags;
 	const char *conflicts; /* another path that sets the same thing */
-	const char *choices;   /* F_CHOICE: "a|b|c", stored as the index */
+	const char *choices;   /* F_CHOICE: "a|b|c", stored as the index; F_REFUSED,
+	                          F_NOT_TRUE: the reason */
+	/* F_STR: the value's own check; false with why ("expected ..." text) */
+	bool (*check)(const char *value, char *why, size_t whylen);
 };
 
 /* Table rows: {FIELD(path, type, member)} and so on. */
 #define OFF(m)     offsetof(struct pgw_config, m)
-#define SECTION(p) p, F_SECTION, 0, 0, NULL, NULL
-#define UNIMPL(p)  p, F_UNIMPL, 0, 0, NULL, NULL
+#define SECTION(p) p, F_SECTION, 0, 0, NULL, NULL, NULL
+#define UNIMPL(p)  p, F_UNIMPL, 0, 0, NULL, NULL, NULL
 /* a dynamic setting outside bootstrap.dcs: ignored, with where it belongs */
-#define MISPLACED(p)          p, F_UNIMPL, 0, 0, NULL, "bootstrap.dcs." p
-#define FIELD(p, t, m)        p, t, OFF(m), 0, NULL, NULL
-#define SECRET(p, m)          p, F_STR, OFF(m), FL_SECRET, NULL, NULL
-#define ALIAS(p, t, m, other) p, t, OFF(m), 0, other, NULL
-#define CHOICE(p, m, choices) p, F_CHOICE, OFF(m), 0, NULL, choices
+#define MISPLACED(p)          p, F_UNIMPL, 0, 0, NULL, "bootstrap.dcs." p, NULL
+#define FIELD(p, t, m)        p, t, OFF(m), 0, NULL, NULL, NULL
+#define SECRET(p, m)          p, F_STR, OFF(m), FL_SECRET, NULL, NULL, NULL
+#define ALIAS(p, t, m, other) p, t, OFF(m), 0, other, NULL, NULL
+#define CHOICE(p, m, choices) p, F_CHOICE, OFF(m), 0, NULL, choices, NULL
+#define REFUSED(p, why)       p, F_REFUSED, 0, 0, NULL, why, NULL
+#define NOT_TRUE(p, m, why)   p, F_NOT_TRUE, OFF(m), 0, NULL, why, NULL
+#define CHECKED(p, m, fn)     p, F_STR, OFF(m), 0, NULL, NULL, fn
 
+#define LEVEL_CHOICES "DEBUG|INFO|WARNING|ERROR|CRITICAL" /* enum pgw_log_level order */
+/* Why pgwarden refuses the other DCS kinds and failsafe_mode (README, pgwarden.yml(5)). */
+#define WHY_DCS                                                                                    \
+	"not supported by pgwarden: its lease, watchdog and fencing rules are built on etcd v3 "   \
+	"leases only (use the etcd3 section)"
+#define WHY_FAILSAFE                                                                               \
+	"true is refused by design: it keeps a primary writing while etcd is unreachable, but "    \
+	"pgwarden's leader stops writes at its lease deadline and its armed watchdog resets the "  \
+	"node when renewals stop (ARCHITECTURE.md section 4); set false or remove the key"
 #define PRIV_CHOICES "ADMINISTRATOR|OPERATOR|USER" /* enum pgw_ipmi_priv order */
 
 static const struct field fields[] = {
@@ -96,6 +120,13 @@ static const struct field fields[] = {
     {FIELD("etcd3.cacert", F_STR, etcd3.cacert)},
     {FIELD("etcd3.cert", F_STR, etcd3.cert)},
     {FIELD("etcd3.key", F_STR, etcd3.key)},
+    {FIELD("etcd3.url", F_URL, etcd3.hosts)},
+    {CHECKED("etcd3.srv", etcd3.srv, pgw_dns_name_ok)},
+    {CHECKED("etcd3.srv_suffix", etcd3.srv_suffix, pgw_srv_suffix_ok)},
+    {REFUSED("etcd3.proxy",
+             "not supported by pgwarden: a proxy between the leader and etcd is one more "
+             "process whose failure or buffering stops the lease renewals; connect to etcd "
+             "directly")},
 
     {SECTION("bootstrap")},
     {SECTION("bootstrap.dcs")},
@@ -152,15 +183,29 @@ static const struct field fields[] = {
     {FIELD("tags.nosync", F_BOOL, tags.nosync)},
     {FIELD("tags.failover_priority", F_NONNEG, tags.failover_priority)},
 
+    {SECTION("log")},
+    {CHOICE("log.level", log.level, LEVEL_CHOICES)},
+    {CHOICE("log.traceback_level", log.traceback_level, LEVEL_CHOICES)},
+    {CHECKED("log.format", log.format, pgw_log_format_ok)},
+    {CHECKED("log.dateformat", log.dateformat, pgw_log_dateformat_ok)},
+    {FIELD("log.dir", F_STR, log.dir)},
+    {FIELD("log.file_num", F_NONNEG, log.file_num)},
+    {FIELD("log.file_size", F_POSINT, log.file_size)},
+    {FIELD("log.max_queue_size", F_POSINT, log.max_queue_size)},
+    {FIELD("log.loggers", F_LEVELMAP, log)},
+    {UNIMPL("log.type")},
+    {UNIMPL("log.static_fields")},
+    {UNIMPL("log.mode")},
+    {UNIMPL("log.deduplicate_heartbeat_logs")},
+
     /* Patroni (and planned pgwarden) keys that are not implemented yet. */
-    {UNIMPL("log")},
     {SECTION("ctl")},
     {FIELD("ctl.insecure", F_BOOL, ctl.insecure)},
     {FIELD("ctl.cacert", F_STR, ctl.cacert)},
     {FIELD("ctl.certfile", F_STR, ctl.certfile)},
     {FIELD("ctl.keyfile", F_STR, ctl.keyfile)},
     {FIELD("ctl.api_hosts", F_STRLIST, ctl.api_hosts)},
-    {UNIMPL("ctl.keyfile_password")},
+    {SECRET("ctl.keyfile_password", ctl.keyfile_password)},
     {SECTION("failover")},
     {FIELD("failover.unprotected", F_BOOL, failover_unprotected)},
     {SECTION("watchdog")},
@@ -182,17 +227,19 @@ static const struct field fields[] = {
     {FIELD("fencing.bmc.cipher_suite", F_NONNEG, fencing.bmc.cipher_suite)},
     {CHOICE("fencing.bmc.privilege", fencing.bmc.privilege, PRIV_CHOICES)},
     {FIELD("fencing.peers", F_PEERS, fencing.peers)},
-    {UNIMPL("citus")},
-    {UNIMPL("etcd")},
-    {UNIMPL("consul")},
-    {UNIMPL("zookeeper")},
-    {UNIMPL("exhibitor")},
-    {UNIMPL("kubernetes")},
-    {UNIMPL("raft")},
+    {REFUSED("citus", "not supported by pgwarden: it does not manage Citus coordinator and "
+                      "worker groups")},
+    {REFUSED("etcd", "not supported by pgwarden: it needs etcd v3 leases; use the etcd3 "
+                     "section with the same hosts")},
+    {REFUSED("consul", WHY_DCS)},
+    {REFUSED("zookeeper", WHY_DCS)},
+    {REFUSED("exhibitor", WHY_DCS)},
+    {REFUSED("kubernetes", WHY_DCS)},
+    {REFUSED("raft", WHY_DCS)},
     {MISPLACED("synchronous_mode")},
     {MISPLACED("synchronous_mode_strict")},
     {MISPLACED("synchronous_node_count")},
-    {UNIMPL("failsafe_mode")},
+    {NOT_TRUE("failsafe_mode", failsafe_mode, WHY_FAILSAFE)},
     {UNIMPL("standby_cluster")},
     {SECTION("restapi.authentication")},
     {FIELD("restapi.authentication.username", F_STR, restapi.auth.username)},
@@ -203,22 +250,18 @@ static const struct field fields[] = {
     {SECRET("restapi.keyfile_password", restapi.tls.keyfile_password)},
     {FIELD("restapi.cafile", F_STR, restapi.tls.cafile)},
     {CHOICE("restapi.verify_client", restapi.tls.verify_client, "none|optional|required")},
-    {UNIMPL("restapi.ciphers")},
-    {UNIMPL("restapi.allowlist")},
-    {UNIMPL("restapi.allowlist_include_members")},
-    {UNIMPL("restapi.http_extra_headers")},
-    {UNIMPL("restapi.https_extra_headers")},
-    {UNIMPL("restapi.request_queue_size")},
-    {UNIMPL("etcd3.url")},
-    {UNIMPL("etcd3.proxy")},
-    {UNIMPL("etcd3.srv")},
-    {UNIMPL("etcd3.srv_suffix")},
+    {CHECKED("restapi.ciphers", restapi.ciphers, pgw_tls_ciphers_ok)},
+    {FIELD("restapi.allowlist", F_ALLOW, restapi.allowlist)},
+    {FIELD("restapi.allowlist_include_members", F_BOOL, restapi.allowlist_include_members)},
+    {FIELD("restapi.http_extra_headers", F_HEADERS, restapi.http_extra_headers)},
+    {FIELD("restapi.https_extra_headers", F_HEADERS, restapi.https_extra_headers)},
+    {FIELD("restapi.request_queue_size", F_POSINT, restapi.request_queue_size)},
     {UNIMPL("bootstrap.method")},
     {UNIMPL("bootstrap.post_bootstrap")},
     {UNIMPL("bootstrap.post_init")},
     {UNIMPL("bootstrap.users")},
     {UNIMPL("bootstrap.pg_hba")},
-    {UNIMPL("bootstrap.dcs.failsafe_mode")},
+    {NOT_TRUE("bootstrap.dcs.failsafe_mode", failsafe_mode, WHY_FAILSAFE)},
     {UNIMPL("bootstrap.dcs.standby_cluster")},
     {UNIMPL("bootstrap.dcs.slots")},
     {UNIMPL("bootstrap.dcs.ignore_slots")},
@@ -265,6 +308,8 @@ struct ctx {
 	size_t errlen;
 	bool failed;
 	bool seen[NFIELDS];
+	size_t seen_line[NFIELDS]; /* where the key was set, for rules checked at the end */
+	const char *url_protocol;  /* etcd3.url's scheme: "http" or "https" */
 };
 
 /* ---------------------------------------------------------------- messages */
@@ -720,6 +765,9 @@ static const struct field *lookup(const char *path, size_t *index)
 
 /* ---------------------------------------------------------------- converters */
 
+static int conv_choice_into(struct ctx *c, const yaml_node_t *v, const struct field *f,
+                            const char *path, int *out);
+
 static void *dest(struct ctx *c, const struct field *f)
 {
 	return (char *)c->cfg + f->off;
@@ -814,15 +862,20 @@ static int conv_strlist(struct ctx *c, const yaml_node_t *v, const char *path,
 	return 0;
 }
 
-static int conv_params(struct ctx *c, const yaml_node_t *v, const char *path,
-                       struct pgw_kvlist *list)
+/* One pair of a map into list->items[list->n] (then list->n++); -1 with the error. */
+typedef int (*kv_conv_fn)(struct ctx *c, const yaml_node_t *k, const yaml_node_t *val,
+                          const char *path, struct pgw_kvlist *list);
+
+/* A map (keys unique case-insensitively) into list, one pair at a time by one(). */
+static int conv_kvmap(struct ctx *c, const yaml_node_t *v, const char *path, const char *what,
+                      struct pgw_kvlist *list, kv_conv_fn one)
 {
 	size_t n;
 
 	if (is_null(v))
 		return 0;
 	if (v->type != YAML_MAPPING_NODE)
-		return expected(c, v, path, "a map", false);
+		return expected(c, v, path, what, false);
 	if (check_keys(c, v, path, true))
 		return -1;
 	n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
@@ -831,26 +884,31 @@ static int conv_params(struct ctx *c, const yaml_node_t *v, const char *path,
 	list->items = calloc(n, sizeof(*list->items));
 	if (!list->items)
 		return oom(c);
-	for (size_t i = 0; i < n; i++) {
-		const yaml_node_t *k = node_at(c, v->data.mapping.pairs.start[i].key);
-		const yaml_node_t *val = node_at(c, v->data.mapping.pairs.start[i].value);
-		const char *ks = (const char *)k->data.scalar.value, *vs;
-		size_t klen = k->data.scalar.length, vlen;
-		char ppath[KEYPATH_MAX + 8];
-		struct pgw_kv *kv = &list->items[list->n];
-
-		if (!pgw_param_name_ok(ks, klen))
-			return expected_text(c, k, path, "a parameter name", ks, klen);
-		snprintf(ppath, sizeof(ppath), "%s.%.*s", path, (int)klen, ks);
-		if (clean_scalar(c, val, ppath, "a scalar value", FL_EMPTY_OK, &vs, &vlen))
+	for (size_t i = 0; i < n; i++)
+		if (one(c, node_at(c, v->data.mapping.pairs.start[i].key),
+		        node_at(c, v->data.mapping.pairs.start[i].value), path, list))
 			return -1;
-		kv->name = strndup(ks, klen);
-		kv->value = strndup(vs, vlen);
-		list->n++; /* freed by kvlist_free even when half-filled */
-		if (!kv->name || !kv->value)
-			return oom(c);
-	}
 	return 0;
+}
+
+/* One PostgreSQL parameter: name = scalar value. */
+static int conv_param(struct ctx *c, const yaml_node_t *k, const yaml_node_t *val, const char *path,
+                      struct pgw_kvlist *list)
+{
+	const char *ks = (const char *)k->data.scalar.value, *vs;
+	size_t klen = k->data.scalar.length, vlen;
+	char ppath[KEYPATH_MAX + 8];
+	struct pgw_kv *kv = &list->items[list->n];
+
+	if (!pgw_param_name_ok(ks, klen))
+		return expected_text(c, k, path, "a parameter name", ks, klen);
+	snprintf(ppath, sizeof(ppath), "%s.%.*s", path, (int)klen, ks);
+	if (clean_scalar(c, val, ppath, "a scalar value", FL_EMPTY_OK, &vs, &vlen))
+		return -1;
+	kv->name = strndup(ks, klen);
+	kv->value = strndup(vs, vlen);
+	list->n++; /* freed by kvlist_free even when half-filled */
+	return kv->name && kv->value ? 0 : oom(c);
 }
 
 static int initdb_option(struct ctx *c, const yaml_node_t *n, const char *path, const char *s,
@@ -1034,9 +1092,152 @@ static int conv_initdb(struct ctx *c, const yaml_node_t *v, const char *path,
 	return 0;
 }
 
+/* One HTTP header name (an RFC 9110 token) -> value, for restapi.*_extra_headers. */
+static int conv_header(struct ctx *c, const yaml_node_t *k, const yaml_node_t *val,
+                       const char *path, struct pgw_kvlist *list)
+{
+	static const char *const framing[] = {"content-length", "transfer-encoding", "connection",
+	                                      "content-type"};
+	const char *ks = (const char *)k->data.scalar.value, *vs;
+	size_t klen = k->data.scalar.length, vlen;
+	char hpath[KEYPATH_MAX + 80];
+	struct pgw_kv *kv = &list->items[list->n];
+
+	for (size_t i = 0; i < klen; i++)
+		if (!isalnum((unsigned char)ks[i]) && !strchr("!#$%&'*+-.^_`|~", ks[i]))
+			return expected_text(c, k, path, "an HTTP header name (letters, digits, -)",
+			                     ks, klen);
+	if (klen == 0)
+		return expected_text(c, k, path, "an HTTP header name", ks, klen);
+	snprintf(hpath, sizeof(hpath), "%s.%.*s", path, (int)(klen > 64 ? 64 : klen), ks);
+	for (size_t i = 0; i < sizeof(framing) / sizeof(framing[0]); i++)
+		if (strlen(framing[i]) == klen && strncasecmp(framing[i], ks, klen) == 0)
+			return fail(c, k, hpath,
+			            "pgwarden sets this header itself (it frames or "
+			            "types the answer)");
+	if (clean_scalar(c, val, hpath, "a header value", FL_EMPTY_OK, &vs, &vlen))
+		return -1;
+	for (size_t i = 0; i < vlen; i++)
+		if (((unsigned char)vs[i] < 0x20 && vs[i] != '\t') || vs[i] == 0x7f)
+			return expected(c, val, hpath, "a header value without control characters",
+			                false);
+	kv->name = strndup(ks, klen);
+	kv->value = strndup(vs, vlen);
+	list->n++;
+	return kv->name && kv->value ? 0 : oom(c);
+}
+
+/* log.loggers: {python.module: LEVEL}: checked, then it has no effect (a warning says so). */
+static int conv_levelmap(struct ctx *c, const yaml_node_t *k0, const yaml_node_t *v,
+                         const char *path)
+{
+	static const struct field level = {NULL, F_CHOICE, 0, 0, NULL, LEVEL_CHOICES, NULL};
+
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_MAPPING_NODE)
+		return expected(c, v, path, "a map of logger names to levels", false);
+	if (check_keys(c, v, path, false))
+		return -1;
+	for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top;
+	     p++) {
+		const yaml_node_t *k = node_at(c, p->key);
+		char lpath[KEYPATH_MAX + 80];
+		int ignored;
+
+		snprintf(lpath, sizeof(lpath), "%s.%.64s", path,
+		         (const char *)k->data.scalar.value);
+		if (conv_choice_into(c, node_at(c, p->value), &level, lpath, &ignored))
+			return -1;
+	}
+	return warn(c, k0, path,
+	            "levels of Python modules (Patroni's loggers); pgwarden has none, so this "
+	            "has no effect");
+}
+
+/* restapi.allowlist: a list (or one string) of IP addresses, CIDRs and host names. */
+static int conv_allow_item(struct ctx *c, const yaml_node_t *e, const char *path,
+                           struct pgw_strlist *list)
+{
+	char why[160], *tmp;
+	const char *s;
+	size_t len;
+	bool ok;
+
+	if (clean_scalar(c, e, path, "an IP address, a CIDR or a host name", 0, &s, &len))
+		return -1;
+	tmp = strndup(s, len);
+	if (!tmp)
+		return oom(c);
+	ok = pgw_allow_entry_ok(tmp, why, sizeof(why));
+	free(tmp);
+	if (!ok)
+		return fail(c, e, path, "%s", why);
+	return strlist_push(c, list, s, len);
+}
+
+static int conv_allow(struct ctx *c, const yaml_node_t *v, const char *path,
+                      struct pgw_strlist *list)
+{
+	if (is_null(v))
+		return 0;
+	if (v->type == YAML_SCALAR_NODE)
+		return conv_allow_item(c, v, path, list);
+	if (v->type != YAML_SEQUENCE_NODE)
+		return expected(c, v, path, "a list of IP addresses, CIDRs and host names", false);
+	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+	     it++)
+		if (conv_allow_item(c, node_at(c, *it), path, list))
+			return -1;
+	return 0;
+}
+
+/* etcd3.url: "http://host:port" or "https://host:port" (a trailing "/" at most). */
+static int conv_url(struct ctx *c, const yaml_node_t *v, const char *path, struct pgw_strlist *list)
+{
+	static const char what[] = "http://host:port or https://host:port";
+	const char *s, *hp;
+	size_t len, hlen;
+
+	if (clean_scalar(c, v, path, what, 0, &s, &len))
+		return -1;
+	if (len > 7 && strncasecmp(s, "http://", 7) == 0) {
+		c->url_protocol = "http";
+		hp = s + 7;
+	} else if (len > 8 && strncasecmp(s, "https://", 8) == 0) {
+		c->url_protocol = "https";
+		hp = s + 8;
+	} else {
+		return expected(c, v, path, what, false);
+	}
+	hlen = len - (size_t)(hp - s);
+	if (hlen > 0 && hp[hlen - 1] == '/')
+		hlen--;
+	if (memchr(hp, '/', hlen) || memchr(hp, '@', hlen) || memchr(hp, '?', hlen))
+		return expected(c, v, path, what, false);
+	return conv_hostport_text(c, v, path, hp, hlen, list, NULL);
+}
+
+/* A value with its own check (f->check). */
+static int conv_checked(struct ctx *c, const struct field *f, const yaml_node_t *v,
+                        const char *path, const char *s, size_t len)
+{
+	char why[256], *tmp = strndup(s, len);
+	bool ok;
+
+	if (!tmp)
+		return oom(c);
+	ok = f->check(tmp, why, sizeof(why));
+	free(tmp);
+	if (!ok)
+		return fail(c, v, path, "%s", why);
+	return store_str(c, dest(c, f), s, len);
+}
+
 /* Convert the value v of the key at path (table entry f) into the config. */
 /* One of the row's "a|b|c" words (case-insensitive); stores its index. */
-static int conv_choice(struct ctx *c, const yaml_node_t *v, const struct field *f, const char *path)
+static int conv_choice_into(struct ctx *c, const yaml_node_t *v, const struct field *f,
+                            const char *path, int *out)
 {
 	char what[96];
 	const char *s, *p = f->choices;
@@ -1051,13 +1252,18 @@ static int conv_choice(struct ctx *c, const yaml_node_t *v, const struct field *
 		size_t n = bar ? (size_t)(bar - p) : strlen(p);
 
 		if (n == len && strncasecmp(p, s, len) == 0) {
-			*(int *)dest(c, f) = i;
+			*out = i;
 			return 0;
 		}
 		p = bar ? bar + 1 : NULL;
 		i++;
 	}
 	return expected(c, v, path, what, false);
+}
+
+static int conv_choice(struct ctx *c, const yaml_node_t *v, const struct field *f, const char *path)
+{
+	return conv_choice_into(c, v, f, path, (int *)dest(c, f));
 }
 
 static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, const char *path)
@@ -1072,6 +1278,8 @@ static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, c
 	case F_STR:
 		if (clean_scalar(c, v, path, "a string", f->flags, &s, &len))
 			return -1;
+		if (f->check)
+			return conv_checked(c, f, v, path, s, len);
 		return store_str(c, dest(c, f), s, len);
 	case F_NAME:
 		if (clean_scalar(c, v, path, "a name", f->flags, &s, &len))
@@ -1121,24 +1329,37 @@ static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, c
 		*(int64_t *)dest(c, f) = n;
 		return 0;
 	case F_BOOL:
+	case F_NOT_TRUE:
 		if (clean_scalar(c, v, path, "a boolean", 0, &s, &len))
 			return -1;
 		if (!parse_bool(s, len, &b))
 			return expected(c, v, path, "a boolean", false);
+		if (b && f->type == F_NOT_TRUE)
+			return fail(c, v, path, "%s", f->choices);
 		*(bool *)dest(c, f) = b;
 		return 0;
+	case F_HEADERS:
+		return conv_kvmap(c, v, path, "a map of HTTP header names to values", dest(c, f),
+		                  conv_header);
+	case F_ALLOW:
+		return conv_allow(c, v, path, dest(c, f));
+	case F_URL:
+		return conv_url(c, v, path, dest(c, f));
+	case F_LEVELMAP:
+		break; /* walk_map: it needs the key */
 	case F_STRLIST:
 		return conv_strlist(c, v, path, dest(c, f));
 	case F_HOSTLIST:
 		return conv_hostlist(c, v, path, dest(c, f));
 	case F_PARAMS:
-		return conv_params(c, v, path, dest(c, f));
+		return conv_kvmap(c, v, path, "a map", dest(c, f), conv_param);
 	case F_INITDB:
 		return conv_initdb(c, v, path, dest(c, f));
 	case F_PEERS:
 		return conv_peers(c, v, path, dest(c, f));
 	case F_SECTION:
 	case F_UNIMPL:
+	case F_REFUSED:
 		break;
 	}
 	return fail(c, v, path, "internal error: bad field type");
@@ -1182,9 +1403,17 @@ static int walk_map(struct ctx *c, const yaml_node_t *map, const char *prefix)
 				return -1;
 			continue;
 		}
+		if (f->type == F_REFUSED)
+			return fail(c, k, path, "%s", f->choices);
 		if (f->conflicts && lookup(f->conflicts, &other) && c->seen[other])
 			return fail(c, k, path, "conflicts with %s", f->conflicts);
 		c->seen[idx] = true;
+		c->seen_line[idx] = line_of(k);
+		if (f->type == F_LEVELMAP) {
+			if (conv_levelmap(c, k, v, path))
+				return -1;
+			continue;
+		}
 		if (f->type == F_SECTION) {
 			if (is_null(v))
 				continue;
@@ -1426,6 +1655,68 @@ static int check_rest_exposure(struct ctx *c)
 	            cfg->restapi.listen);
 }
 
+/* A rule broken by the key at path: the error names the line where it was set. */
+static int fail_key(struct ctx *c, const char *path, const char *msg)
+{
+	yaml_node_t at;
+	size_t i;
+
+	if (!lookup(path, &i) || !c->seen_line[i])
+		return fail(c, NULL, path, "%s", msg);
+	memset(&at, 0, sizeof(at));
+	at.start_mark.line = c->seen_line[i] - 1;
+	return fail(c, &at, path, "%s", msg);
+}
+
+/* etcd3: one of host, hosts, url, srv; the default endpoint without any. */
+static int finish_etcd3(struct ctx *c)
+{
+	static const char *const ways[] = {"etcd3.host", "etcd3.hosts", "etcd3.url", "etcd3.srv"};
+	struct pgw_config *cfg = c->cfg;
+	const char *first = NULL;
+	char msg[160];
+
+	for (size_t i = 0; i < sizeof(ways) / sizeof(ways[0]); i++) {
+		if (!was_set(c, ways[i]))
+			continue;
+		if (first) {
+			snprintf(msg, sizeof(msg), "conflicts with %s (give the endpoints one way)",
+			         first);
+			return fail_key(c, ways[i], msg);
+		}
+		first = ways[i];
+	}
+	if (c->url_protocol && was_set(c, "etcd3.protocol") &&
+	    strcmp(c->url_protocol, cfg->etcd3.protocol) != 0)
+		return fail_key(c, "etcd3.protocol", "conflicts with the scheme of etcd3.url");
+	if (c->url_protocol && !was_set(c, "etcd3.protocol") &&
+	    store_str(c, &cfg->etcd3.protocol, c->url_protocol, strlen(c->url_protocol)))
+		return -1;
+	if (cfg->etcd3.srv_suffix && !cfg->etcd3.srv)
+		return fail_key(c, "etcd3.srv_suffix", "needs etcd3.srv");
+	if (!cfg->etcd3.srv && cfg->etcd3.hosts.n == 0 &&
+	    strlist_push(c, &cfg->etcd3.hosts, "127.0.0.1:2379", 14))
+		return -1;
+	return 0;
+}
+
+static int finish_log(struct ctx *c)
+{
+	struct pgw_log_settings *l = &c->cfg->log;
+
+	if (!was_set(c, "log.file_num"))
+		l->file_num = 4;
+	if (l->file_size == 0)
+		l->file_size = 25000000;
+	if (l->max_queue_size == 0)
+		l->max_queue_size = 1000;
+	if (l->max_queue_size > 100000)
+		return fail_key(c, "log.max_queue_size", "at most 100000 lines");
+	if (l->file_num > 1000)
+		return fail_key(c, "log.file_num", "at most 1000 files");
+	return 0;
+}
+
 static int finish(struct ctx *c)
 {
 	struct pgw_config *cfg = c->cfg;
@@ -1450,7 +1741,7 @@ static int finish(struct ctx *c)
 	    set_default(c, &cfg->postgresql.replication.username, "replicator") ||
 	    default_pgpass(c))
 		return -1;
-	if (cfg->etcd3.hosts.n == 0 && strlist_push(c, &cfg->etcd3.hosts, "127.0.0.1:2379", 14))
+	if (finish_etcd3(c))
 		return -1;
 
 	if (!cfg->restapi.auth.username != !cfg->restapi.auth.password)
@@ -1467,7 +1758,7 @@ static int finish(struct ctx *c)
 		return -1;
 	if (cfg->watchdog.safety_margin == 0)
 		cfg->watchdog.safety_margin = PGW_SAFETY_MARGIN_S;
-	if (finish_fencing(c))
+	if (finish_fencing(c) || finish_log(c))
 		return -1;
 	/* the timing rule has one home: lease.c */
 	if (!pgw_timing_valid(cfg->dcs.ttl, cfg->dcs.loop_wait, cfg->dcs.retry_timeout,
@@ -1588,6 +1879,8 @@ struct pgw_config *pgw_config_parse(const char *name, const char *text, size_t l
 
 	pgw_dcs_defaults(&cfg->dcs);
 	cfg->tags.failover_priority = 1;
+	cfg->log.level = PGW_INFO;
+	cfg->log.traceback_level = PGW_ERROR;
 
 	if (parse_into(c)) {
 		pgw_config_free(cfg);
@@ -1682,6 +1975,16 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->ctl.cacert);
 	free(cfg->ctl.certfile);
 	free(cfg->ctl.keyfile);
+	free(cfg->ctl.keyfile_password);
+	strlist_free(&cfg->restapi.allowlist);
+	kvlist_free(&cfg->restapi.http_extra_headers);
+	kvlist_free(&cfg->restapi.https_extra_headers);
+	free(cfg->restapi.ciphers);
+	free(cfg->etcd3.srv);
+	free(cfg->etcd3.srv_suffix);
+	free(cfg->log.format);
+	free(cfg->log.dateformat);
+	free(cfg->log.dir);
 	strlist_free(&cfg->ctl.api_hosts);
 	free(cfg->watchdog.device);
 	free(cfg->fencing.agent);

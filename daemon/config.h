@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "log.h"
+
 /* An ordered list of name = value pairs (PostgreSQL parameters). */
 struct pgw_kv {
 	char *name;
@@ -102,6 +104,14 @@ struct pgw_config {
 		bool protect_reads;    /* restapi.protect_reads: auth for GET /cluster, /history,
 		                          /config, /fencing too (topology, BMC addresses) */
 		struct pgw_rest_tls_config tls;
+		/* restapi.allowlist: IPs, CIDRs, host names that may call the unsafe
+		 * (POST, PUT, PATCH, DELETE) endpoints; none: any */
+		struct pgw_strlist allowlist;
+		bool allowlist_include_members;        /* and the members' api_url addresses */
+		struct pgw_kvlist http_extra_headers;  /* on every answer */
+		struct pgw_kvlist https_extra_headers; /* and these over TLS */
+		int request_queue_size;                /* listen backlog, 0: libmicrohttpd's */
+		char *ciphers; /* OpenSSL-style cipher list (daemon/tlsciphers.h), NULL: default */
 	} restapi;
 
 	struct {
@@ -109,6 +119,7 @@ struct pgw_config {
 		char *cacert;   /* CA for the members' REST certificates; default restapi.cafile */
 		char *certfile; /* client certificate (verify_client); default restapi.certfile */
 		char *keyfile;  /* its key; default restapi.keyfile */
+		char *keyfile_password; /* its password; default restapi.keyfile_password */
 		/* the only hosts (as api_urls name them) pgwardenctl sends requests to;
 		 * none: any host a member key names */
 		struct pgw_strlist api_hosts;
@@ -117,6 +128,8 @@ struct pgw_config {
 	/* failover.unprotected: promote after a lost leader's lease expired even when no
 	 * fence and no armed watchdog bounds it (Patroni's way; S3 opt-in, local only) */
 	bool failover_unprotected;
+	/* failsafe_mode (top level or bootstrap.dcs): only false is accepted (see config.c) */
+	bool failsafe_mode;
 
 	struct {
 		int mode;          /* enum pgw_wd_mode, default off */
@@ -154,7 +167,13 @@ struct pgw_config {
 		struct pgw_strlist hosts; /* "host:port" each; at least one */
 		char *protocol;           /* "http" (default) or "https" */
 		char *username, *password, *cacert, *cert, *key; /* NULL when not set */
+		/* etcd3.srv: the domain whose SRV records (_etcd-client-ssl._tcp, then
+		 * _etcd-client._tcp, with "-<srv_suffix>") name the endpoints; resolved
+		 * into hosts and protocol by pgw_config_resolve_etcd_srv() */
+		char *srv, *srv_suffix;
 	} etcd3;
+
+	struct pgw_log_settings log; /* the log section */
 
 	struct pgw_dcs dcs; /* bootstrap.dcs with defaults filled in */
 
@@ -196,6 +215,13 @@ struct pgw_config *pgw_config_parse(const char *name, const char *text, size_t l
                                     size_t errlen);
 
 void pgw_config_free(struct pgw_config *cfg);
+
+/*
+ * etcd3.srv set: look the SRV records up (res_query) and put the endpoints into
+ * cfg->etcd3.hosts and the protocol into cfg->etcd3.protocol.  0, or -1 with err.
+ * Without etcd3.srv: 0, nothing changes.
+ */
+int pgw_config_resolve_etcd_srv(struct pgw_config *cfg, char *err, size_t errlen);
 
 /* The IPMI name of an enum pgw_ipmi_priv ("ADMINISTRATOR", "OPERATOR", "USER"). */
 const char *pgw_ipmi_priv_name(int priv);

@@ -461,6 +461,14 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, struct pgw_wdguar
                    volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
 	const struct pgw_etcd_tls tls = {cfg->etcd3.cacert, cfg->etcd3.cert, cfg->etcd3.key};
+	const struct pgw_rest_options rest_opts = {
+	    .tls = &cfg->restapi.tls,
+	    .backlog = cfg->restapi.request_queue_size,
+	    .ciphers = cfg->restapi.ciphers,
+	    .http_headers = &cfg->restapi.http_extra_headers,
+	    .https_headers = &cfg->restapi.https_extra_headers,
+	    .allowlist = &cfg->restapi.allowlist,
+	    .allowlist_include_members = cfg->restapi.allowlist_include_members};
 	char err[256], member[PGW_NAME_MAX + 16];
 
 	memset(h, 0, sizeof(*h));
@@ -500,7 +508,7 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, struct pgw_wdguar
 		return -1;
 	}
 	pgw_etcd_set_interrupt(h->etcd, wake_up, h);
-	h->rest = pgw_rest_start(cfg->restapi.listen, &cfg->restapi.tls, err, sizeof(err));
+	h->rest = pgw_rest_start(cfg->restapi.listen, &rest_opts, err, sizeof(err));
 	if (h->rest && cfg->fencing.mode == PGW_FENCE_REQUIRED)
 		pgw_rest_set_audit_log(h->rest, cfg->fencing.audit_log);
 	if (!h->rest) {

@@ -102,6 +102,28 @@ static void add_tag(struct pgw_snapshot *s, const char *k, const char *v)
 	s->ntags++;
 }
 
+/*
+ * restapi.allowlist_include_members: the members' api_url hosts that are literal
+ * addresses, from keys with a lease.  What etcd says is not trusted with more
+ * (ARCHITECTURE.md §7): one address per member, never a network, no DNS lookups of
+ * names read there (they could block the loop, or point anywhere).
+ */
+static void publish_member_addrs(const struct ha *h, struct pgw_snapshot *s)
+{
+	s->nmember_addrs = 0;
+	if (!h->cfg->restapi.allowlist_include_members || !h->etcd_ok)
+		return;
+	for (int i = 0; i < h->cluster.nmembers && s->nmember_addrs < PGW_REST_MEMBER_ADDRS; i++) {
+		const struct pgw_member *m = &h->cluster.members[i];
+		char host[256];
+		int port;
+
+		if (m->lease != 0 && pgw_parse_conn_url(m->api_url, host, sizeof(host), &port) &&
+		    !strchr(host, '/') && pgw_cidr_parse(host, &s->member_addrs[s->nmember_addrs]))
+			s->nmember_addrs++;
+	}
+}
+
 /* Add the /cluster, /history and /config bodies from the last etcd read, publish. */
 static void publish_cluster_bodies(struct ha *h, struct pgw_snapshot *s)
 {
@@ -120,6 +142,7 @@ static void publish_cluster_bodies(struct ha *h, struct pgw_snapshot *s)
 	}
 	s->cluster_json = cluster;
 	s->history_json = history;
+	publish_member_addrs(h, s);
 	pgw_rest_publish(h->rest, s); /* copies the bodies */
 	free(sched);
 	free(cluster);

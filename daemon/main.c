@@ -225,6 +225,17 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	pgw_log_set_ident(cfg->name);
+	pgw_log_apply(&cfg->log);
+	/* etcd3.srv: the endpoints come from DNS, once, at start */
+	{
+		char err[768];
+
+		if (pgw_config_resolve_etcd_srv(cfg, err, sizeof(err)) != 0) {
+			pgw_error("%s", err);
+			pgw_config_free(cfg);
+			return 1;
+		}
+	}
 	/* a primary left running by a daemon that died is stopped before the device is
 	 * opened: opening disables the watchdog its peers count on (simulator seed 61418) */
 	if (cfg->watchdog.mode != PGW_WD_OFF && cfg->postgresql.data_dir &&
@@ -263,7 +274,11 @@ int main(int argc, char **argv)
 		pgw_config_free(cfg);
 		return 1;
 	}
+	/* log.dir: the writer thread starts after the keeper's fork and the privilege
+	 * drop (the file is the run-time user's) */
+	pgw_log_open_file(&cfg->log);
 	rc = pgw_ha_run(cfg, wd, &stop_requested, &reload_requested);
+	pgw_log_close_file();
 	pgw_config_free(cfg);
 	return rc;
 }

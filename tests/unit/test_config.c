@@ -808,6 +808,181 @@ static void test_errors(void **state)
 	}
 }
 
+/* ---- issue 15: log, restapi, ctl, etcd3 keys; keys refused by design ------- */
+
+/* Every one of these keys is accepted, stored, and warns of nothing but log.loggers. */
+static void test_issue15_keys(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg = parse(
+	    BASE
+	    "log:\n  level: warning\n  traceback_level: DEBUG\n"
+	    "  format: '%(asctime)s %(levelname)-8s: %(message)s'\n"
+	    "  dateformat: '%Y-%m-%d %H:%M:%S'\n  dir: /var/log/pgwarden\n  file_num: 0\n"
+	    "  file_size: 1000\n  max_queue_size: 50\n  loggers:\n    urllib3: DEBUG\n"
+	    "restapi:\n  allowlist: [127.0.0.1, '10.0.0.0/8', '::1', 'fd00::/8', db1.example]\n"
+	    "  allowlist_include_members: true\n"
+	    "  http_extra_headers:\n    X-Frame-Options: SAMEORIGIN\n    X-Empty: ''\n"
+	    "  https_extra_headers:\n    Strict-Transport-Security: max-age=31536000\n"
+	    "  request_queue_size: 64\n"
+	    "  ciphers: 'ECDHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES256-GCM-SHA384:!SSLv1:"
+	    "!SSLv2:!SSLv3:!TLSv1:!TLSv1.1'\n"
+	    "ctl:\n  certfile: /c.pem\n  keyfile: /k.pem\n  keyfile_password: sekrit\n"
+	    "etcd3:\n  url: https://etcd.example:2379/\n"
+	    "failsafe_mode: false\nbootstrap:\n  dcs:\n    failsafe_mode: off\n",
+	    err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->log.level, 2);
+	assert_int_equal(cfg->log.traceback_level, 0);
+	assert_string_equal(cfg->log.format, "%(asctime)s %(levelname)-8s: %(message)s");
+	assert_string_equal(cfg->log.dir, "/var/log/pgwarden");
+	assert_int_equal(cfg->log.file_num, 0);
+	assert_int_equal(cfg->log.file_size, 1000);
+	assert_int_equal(cfg->log.max_queue_size, 50);
+	assert_int_equal(cfg->restapi.allowlist.n, 5);
+	assert_string_equal(cfg->restapi.allowlist.items[4], "db1.example");
+	assert_true(cfg->restapi.allowlist_include_members);
+	assert_int_equal(cfg->restapi.http_extra_headers.n, 2);
+	assert_string_equal(cfg->restapi.http_extra_headers.items[0].name, "X-Frame-Options");
+	assert_string_equal(cfg->restapi.http_extra_headers.items[0].value, "SAMEORIGIN");
+	assert_int_equal(cfg->restapi.https_extra_headers.n, 1);
+	assert_int_equal(cfg->restapi.request_queue_size, 64);
+	assert_non_null(cfg->restapi.ciphers);
+	assert_string_equal(cfg->ctl.keyfile_password, "sekrit");
+	assert_int_equal(cfg->etcd3.hosts.n, 1);
+	assert_string_equal(cfg->etcd3.hosts.items[0], "etcd.example:2379");
+	assert_string_equal(cfg->etcd3.protocol, "https");
+	assert_false(cfg->failsafe_mode);
+	assert_int_equal(cfg->warnings.n, 1);
+	assert_string_equal(cfg->warnings.items[0],
+	                    "t.yml:14: log.loggers: levels of Python modules (Patroni's "
+	                    "loggers); pgwarden has none, so this has no effect");
+	pgw_config_free(cfg);
+}
+
+/* Defaults of the log section (Patroni's: INFO, 4 files of 25 MB, 1000 queued). */
+static void test_issue15_defaults(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg =
+	    parse(BASE "etcd3:\n  srv: example.org\n  srv_suffix: prod\n", err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->log.level, 1);
+	assert_null(cfg->log.dir);
+	assert_int_equal(cfg->log.file_num, 4);
+	assert_int_equal(cfg->log.file_size, 25000000);
+	assert_int_equal(cfg->log.max_queue_size, 1000);
+	assert_int_equal(cfg->restapi.allowlist.n, 0);
+	assert_false(cfg->restapi.allowlist_include_members);
+	assert_int_equal(cfg->etcd3.hosts.n, 0); /* from DNS at start */
+	assert_string_equal(cfg->etcd3.srv, "example.org");
+	assert_int_equal(cfg->warnings.n, 0);
+	pgw_config_free(cfg);
+}
+
+/* Errors: file, line, key, and a message that starts like this. */
+static const struct ecase issue15_errors[] = {
+    {BASE "log:\n  level: LOUD\n",
+     "t.yml:6: log.level: expected one of DEBUG|INFO|WARNING|ERROR|CRITICAL, got \"LOUD\""},
+    {BASE "log:\n  traceback_level: 10\n",
+     "t.yml:6: log.traceback_level: expected one of DEBUG|INFO|WARNING|ERROR|CRITICAL"},
+    {BASE "log:\n  format: '%(asctime)s %(funcName)s %(message)s'\n",
+     "t.yml:6: log.format: unsupported placeholder \"%(funcName)s\"; accepted: %(asctime)s"},
+    {BASE "log:\n  format: '%(asctime)s %(levelname)s'\n",
+     "t.yml:6: log.format: has no %(message)s"},
+    {BASE "log:\n  format: '%(message)x'\n", "t.yml:6: log.format: unsupported placeholder"},
+    {BASE "log:\n  dateformat: '%H:%M:%S.%f'\n",
+     "t.yml:6: log.dateformat: unsupported conversion \"%f\""},
+    {BASE "log:\n  file_size: 0\n", "t.yml:6: log.file_size: expected a positive integer"},
+    {BASE "log:\n  file_num: -1\n", "t.yml:6: log.file_num: expected a non-negative integer"},
+    {BASE "log:\n  max_queue_size: 1000000\n", "t.yml:6: log.max_queue_size: at most 100000"},
+    {BASE "log:\n  loggers:\n    urllib3: NOISY\n",
+     "t.yml:7: log.loggers.urllib3: expected one of DEBUG|INFO|WARNING|ERROR|CRITICAL"},
+    {BASE "restapi:\n  allowlist: ['10.0.0.1/8']\n",
+     "t.yml:6: restapi.allowlist: expected an IP address, a network such as 10.0.0.0/8 (no "
+     "host bits set) or a host name, got \"10.0.0.1/8\""},
+    {BASE "restapi:\n  allowlist:\n    - 127.0.0.1\n    - 10.0.0.0/33\n",
+     "t.yml:8: restapi.allowlist: expected an IP address, a network"},
+    {BASE "restapi:\n  allowlist: ['bad_host!']\n", "t.yml:6: restapi.allowlist: expected"},
+    {BASE "restapi:\n  allowlist: ['300.1.1.1']\n", "t.yml:6: restapi.allowlist: expected"},
+    {BASE "restapi:\n  allowlist_include_members: maybe\n",
+     "t.yml:6: restapi.allowlist_include_members: expected a boolean"},
+    {BASE "restapi:\n  http_extra_headers:\n    X-A: \"a\\r\\nSet-Cookie: x\"\n",
+     "t.yml:7: restapi.http_extra_headers.X-A: expected a header value without line breaks "
+     "or NUL bytes, got \"a\\r\\nSet-Cookie: x\""},
+    {BASE "restapi:\n  https_extra_headers:\n    X-A: \"a\\x01b\"\n",
+     "t.yml:7: restapi.https_extra_headers.X-A: expected a header value without control "
+     "characters"},
+    {BASE "restapi:\n  http_extra_headers:\n    \"X A\": v\n",
+     "t.yml:7: restapi.http_extra_headers: expected an HTTP header name"},
+    {BASE "restapi:\n  http_extra_headers:\n    \"X-A:\\nX-B\": v\n",
+     "t.yml:7: restapi.http_extra_headers: expected an HTTP header name"},
+    {BASE "restapi:\n  http_extra_headers:\n    Content-Length: 5\n",
+     "t.yml:7: restapi.http_extra_headers.Content-Length: pgwarden sets this header itself"},
+    {BASE "restapi:\n  http_extra_headers: [a]\n",
+     "t.yml:6: restapi.http_extra_headers: expected a map of HTTP header names to values"},
+    {BASE "restapi:\n  request_queue_size: 0\n",
+     "t.yml:6: restapi.request_queue_size: expected a positive integer"},
+    {BASE "restapi:\n  ciphers: 'HIGH:!aNULL'\n",
+     "t.yml:6: restapi.ciphers: \"HIGH\" is not a cipher suite pgwarden knows"},
+    {BASE "restapi:\n  ciphers: '!SSLv3'\n", "t.yml:6: restapi.ciphers: names no cipher suite"},
+    {BASE "etcd3:\n  url: ftp://e:2379\n",
+     "t.yml:6: etcd3.url: expected http://host:port or https://host:port, got \"ftp://e:2379\""},
+    {BASE "etcd3:\n  url: http://e:2379/v3\n", "t.yml:6: etcd3.url: expected http://host:port"},
+    {BASE "etcd3:\n  hosts: [a:1]\n  url: http://e:2379\n",
+     "t.yml:7: etcd3.url: conflicts with etcd3.hosts (give the endpoints one way)"},
+    {BASE "etcd3:\n  url: http://e:2379\n  protocol: https\n",
+     "t.yml:7: etcd3.protocol: conflicts with the scheme of etcd3.url"},
+    {BASE "etcd3:\n  srv: example.org\n  host: a:1\n",
+     "t.yml:6: etcd3.srv: conflicts with etcd3.host"},
+    {BASE "etcd3:\n  srv_suffix: prod\n", "t.yml:6: etcd3.srv_suffix: needs etcd3.srv"},
+    {BASE "etcd3:\n  srv: 'exa mple.org'\n", "t.yml:6: etcd3.srv: expected a DNS name"},
+    {BASE "etcd3:\n  srv: example.org\n  srv_suffix: a.b\n",
+     "t.yml:7: etcd3.srv_suffix: expected letters, digits and '-'"},
+    {BASE "etcd3:\n  proxy: http://p:3128\n",
+     "t.yml:6: etcd3.proxy: not supported by pgwarden: a proxy between the leader and etcd"},
+    {BASE "ctl:\n  keyfile_password: [x]\n",
+     "t.yml:6: ctl.keyfile_password: expected a string, got a list"},
+    {BASE "failsafe_mode: true\n",
+     "t.yml:5: failsafe_mode: true is refused by design: it keeps a primary writing while "
+     "etcd is unreachable"},
+    {BASE "bootstrap:\n  dcs:\n    failsafe_mode: on\n",
+     "t.yml:7: bootstrap.dcs.failsafe_mode: true is refused by design"},
+    {BASE "consul:\n  host: 127.0.0.1:8500\n",
+     "t.yml:5: consul: not supported by pgwarden: its lease, watchdog and fencing rules are "
+     "built on etcd v3 leases only (use the etcd3 section)"},
+    {BASE "etcd:\n  host: 127.0.0.1:2379\n",
+     "t.yml:5: etcd: not supported by pgwarden: it needs etcd v3 leases"},
+    {BASE "zookeeper:\n  hosts: [z:2181]\n", "t.yml:5: zookeeper: not supported by pgwarden"},
+    {BASE "exhibitor:\n  hosts: [e]\n", "t.yml:5: exhibitor: not supported by pgwarden"},
+    {BASE "kubernetes:\n  namespace: x\n", "t.yml:5: kubernetes: not supported by pgwarden"},
+    {BASE "raft:\n  data_dir: x\n", "t.yml:5: raft: not supported by pgwarden"},
+    {BASE "citus:\n  group: 0\n", "t.yml:5: citus: not supported by pgwarden"},
+};
+
+static void test_issue15_errors(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(issue15_errors) / sizeof(issue15_errors[0]); i++) {
+		char err[ERRLEN];
+		struct pgw_config *cfg = parse(issue15_errors[i].yaml, err);
+		const char *want = issue15_errors[i].err;
+
+		if (cfg) {
+			pgw_config_free(cfg);
+			fail_msg("case %zu parsed, expected: %s", i, want);
+		}
+		if (strncmp(err, want, strlen(want)) != 0)
+			fail_msg("case %zu:\n  got:  %s\n  want: %s...", i, err, want);
+	}
+}
+
 /* Loopback needs no credential; beyond it basic auth or required client certs do. */
 static void test_rest_exposure_allowed(void **state)
 {
@@ -941,8 +1116,8 @@ static void test_warnings(void **state)
 	                                    "foo: 1\n"
 	                                    "restapi:\n"
 	                                    "  bar: {deep: [1, 2]}\n"
-	                                    "citus:\n"
-	                                    "  group: 0\n"
+	                                    "standby_cluster:\n"
+	                                    "  host: h\n"
 	                                    "bootstrap.dcs:\n"
 	                                    "  ttl: 5\n"
 	                                    "tags:\n"
@@ -961,7 +1136,7 @@ static void test_warnings(void **state)
 	assert_string_equal(cfg->warnings.items[1], "t.yml:10: foo: unknown key, ignored");
 	assert_string_equal(cfg->warnings.items[2], "t.yml:12: restapi.bar: unknown key, ignored");
 	assert_string_equal(cfg->warnings.items[3],
-	                    "t.yml:13: citus: not implemented by pgwarden yet, ignored");
+	                    "t.yml:13: standby_cluster: not implemented by pgwarden yet, ignored");
 	assert_string_equal(cfg->warnings.items[4],
 	                    "t.yml:15: bootstrap.dcs: unknown key, ignored");
 	assert_string_equal(cfg->warnings.items[5], "t.yml:18: tags.: unknown key, ignored");
@@ -1241,6 +1416,9 @@ int main(void)
 	    cmocka_unit_test(test_empty_sections),
 	    cmocka_unit_test(test_anchors_and_aliases),
 	    cmocka_unit_test(test_split_hostport),
+	    cmocka_unit_test(test_issue15_keys),
+	    cmocka_unit_test(test_issue15_defaults),
+	    cmocka_unit_test(test_issue15_errors),
 	    cmocka_unit_test_prestate(test_fuzz, &e),
 	};
 
