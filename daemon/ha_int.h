@@ -91,6 +91,14 @@ struct ha {
 	                               node's revoke) */
 	int64_t probe_warned_ms;    /* the last "leader answers neither" warning (mono ms) */
 	int64_t replica_started_ms; /* PostgreSQL started or pointed at a leader as a replica */
+
+	/* slots (ha_act.c): unwanted physical slots a primary keeps member_slots_ttl, the
+	 * permanent slots' positions for the status key ("{...}", NULL none), the last
+	 * warning about them */
+	struct pgw_slot_absent slot_absent[PGW_SLOT_ABSENT_MAX];
+	int nslot_absent;
+	char *status_slots;
+	int64_t slot_warned_ms;
 };
 
 struct pgw_request;
@@ -118,6 +126,8 @@ void ha_act_clone(struct ha *h, const struct pgw_action *a);
 bool ha_watching_leader(const struct ha *h);
 void ha_probe_leader(struct ha *h);
 void ha_act(struct ha *h, const struct pgw_action *a, bool holds);
+/* Rewrite postgresql.conf for the current role (with the dynamic parameters), reload. */
+void ha_refresh_pg_config(struct ha *h);
 
 /* ha_serve.c (requests and configuration) */
 void ha_apply_dynamic_config(struct ha *h);
