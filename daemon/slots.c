@@ -12,35 +12,46 @@
 
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
-bool pgw_slot_name_ok(const char *s, size_t len)
+static bool name_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* A bare library name: no '/', no '.', nothing a shell or a path could use. */
+static bool plugin_char(unsigned char c)
+{
+	return isalnum(c) || c == '_' || c == '-';
+}
+
+static bool database_char(unsigned char c)
+{
+	return c >= 0x20 && c != 0x7f;
+}
+
+/* 1 to 63 bytes, each one that ok() accepts. */
+static bool chars_ok(const char *s, size_t len, bool (*ok)(unsigned char))
 {
 	if (!s || len == 0 || len >= PGW_SLOT_NAME_MAX)
 		return false;
 	for (size_t i = 0; i < len; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+		if (!ok((unsigned char)s[i]))
 			return false;
 	return true;
 }
 
-/* A bare library name: no '/', no '.', nothing a shell or a path could use. */
+bool pgw_slot_name_ok(const char *s, size_t len)
+{
+	return chars_ok(s, len, name_char);
+}
+
 static bool plugin_ok(const char *s, size_t len)
 {
-	if (len == 0 || len >= PGW_SLOT_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!(isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '-'))
-			return false;
-	return true;
+	return chars_ok(s, len, plugin_char);
 }
 
 static bool database_ok(const char *s, size_t len)
 {
-	if (len == 0 || len >= PGW_SLOT_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-			return false;
-	return true;
+	return chars_ok(s, len, database_char);
 }
 
 static const char *shown(struct json_object *v)
@@ -260,6 +271,19 @@ static void ignore_all(struct pgw_slot_conf *sc)
 	sc->nignore = 2;
 }
 
+/* A whole list is unreadable: strict, an error; else nothing is created or dropped. */
+static bool unreadable(struct pgw_slot_conf *sc, bool strict, const char *why, char *err,
+                       size_t errlen)
+{
+	if (strict) {
+		snprintf(err, errlen, "%s", why);
+		return false;
+	}
+	refuse(sc, why);
+	ignore_all(sc);
+	return true;
+}
+
 static bool parse_perm(struct json_object *slots, bool strict, struct pgw_slot_conf *sc, char *err,
                        size_t errlen)
 {
@@ -294,13 +318,7 @@ static bool parse_perm(struct json_object *slots, bool strict, struct pgw_slot_c
 	}
 	return true;
 bad:
-	if (strict) {
-		snprintf(err, errlen, "%s", why);
-		return false;
-	}
-	refuse(sc, why);
-	ignore_all(sc);
-	return true;
+	return unreadable(sc, strict, why, err, errlen);
 }
 
 static bool parse_ignore(struct json_object *ign, bool strict, struct pgw_slot_conf *sc, char *err,
@@ -343,13 +361,7 @@ static bool parse_ignore(struct json_object *ign, bool strict, struct pgw_slot_c
 	}
 	return true;
 bad:
-	if (strict) {
-		snprintf(err, errlen, "%s", why);
-		return false;
-	}
-	refuse(sc, why);
-	ignore_all(sc);
-	return true;
+	return unreadable(sc, strict, why, err, errlen);
 }
 
 bool pgw_slot_conf_parse(struct json_object *o, bool strict, struct pgw_slot_conf *sc, char *err,
