@@ -102,7 +102,14 @@ struct pgw_sync_key {
 	int64_t mod_revision;
 };
 
-#define PGW_FORKS_MAX 64
+#define PGW_FORKS_MAX        64
+#define PGW_STATUS_SLOTS_MAX 32
+
+/* A slot position the leader published in the status key ("slots": {name: lsn}). */
+struct pgw_status_slot {
+	char name[PGW_NAME_MAX];
+	uint64_t lsn;
+};
 
 struct pgw_cluster {
 	int64_t revision; /* header revision of the read */
@@ -115,7 +122,10 @@ struct pgw_cluster {
 	struct pgw_member members[PGW_MAX_MEMBERS];
 	int nmembers;
 	int64_t optime; /* status key optime, -1 unknown */
-	char *history;  /* raw JSON of the history key (malloc'd), NULL when absent */
+	/* the status key's slots: valid slot names with positions only */
+	struct pgw_status_slot status_slots[PGW_STATUS_SLOTS_MAX];
+	int nstatus_slots;
+	char *history; /* raw JSON of the history key (malloc'd), NULL when absent */
 	/* the history key's rows [timeline, switch_lsn, ...]: timeline forks[i].timeline ended
 	 * at forks[i].lsn (the newest PGW_FORKS_MAX rows; malformed rows are left out) */
 	struct pgw_fork {

@@ -3,6 +3,7 @@
  * writes; see cluster.h.
  */
 #include "cluster.h"
+#include "slots.h"
 
 #include <json-c/json.h>
 #include <stdint.h>
@@ -156,9 +157,15 @@ static void parse_status(struct pgw_cluster *c, const struct pgw_etcd_kv *kv)
 	struct json_object *o = json_tokener_parse(kv->value);
 
 	c->optime = -1;
-	if (o && json_object_is_type(o, json_type_object))
+	c->nstatus_slots = 0;
+	if (o && json_object_is_type(o, json_type_object)) {
+		struct json_object *slots;
+
 		c->optime = json_int_field(o, "optime", -1);
-	else
+		if (json_object_object_get_ex(o, "slots", &slots))
+			c->nstatus_slots =
+			    pgw_slot_pos_parse(slots, c->status_slots, PGW_STATUS_SLOTS_MAX);
+	} else
 		add_warning(c, "%s: not JSON, optime unknown; ", "status");
 	json_object_put(o);
 }

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <json-c/json.h>
 #include <yaml.h>
 
 #define CONFIG_MAX_BYTES (1024 * 1024) /* a bigger file is certainly not a config */
@@ -59,6 +60,9 @@ enum ftype {
 	F_LEVELMAP, /* log.loggers: map of Python logger -> level (checked, no effect) */
 	F_ALLOW,    /* struct pgw_strlist: list of IP, CIDR or host name */
 	F_URL,      /* etcd3.url: http(s)://host:port into etcd3.hosts and etcd3.protocol */
+	F_SLOTS,    /* struct pgw_slot_conf: slots (permanent slots, slots.h) */
+	F_IGNSLOTS, /* struct pgw_slot_conf: ignore_slots */
+	F_SLOTTTL,  /* struct pgw_slot_conf: member_slots_ttl */
 };
 
 #define FL_SECRET   1u /* never quote the value in messages */
@@ -141,6 +145,9 @@ static const struct field fields[] = {
     {FIELD("bootstrap.dcs.synchronous_mode", F_BOOL, dcs.synchronous_mode)},
     {FIELD("bootstrap.dcs.synchronous_mode_strict", F_BOOL, dcs.synchronous_mode_strict)},
     {FIELD("bootstrap.dcs.synchronous_node_count", F_POSINT, dcs.synchronous_node_count)},
+    {FIELD("bootstrap.dcs.slots", F_SLOTS, dcs.slots)},
+    {FIELD("bootstrap.dcs.ignore_slots", F_IGNSLOTS, dcs.slots)},
+    {FIELD("bootstrap.dcs.member_slots_ttl", F_SLOTTTL, dcs.slots)},
     {SECTION("bootstrap.dcs.postgresql")},
     {FIELD("bootstrap.dcs.postgresql.use_pg_rewind", F_BOOL, dcs.use_pg_rewind)},
     {FIELD("bootstrap.dcs.postgresql.use_slots", F_BOOL, dcs.use_slots)},
@@ -239,6 +246,9 @@ static const struct field fields[] = {
     {MISPLACED("synchronous_mode")},
     {MISPLACED("synchronous_mode_strict")},
     {MISPLACED("synchronous_node_count")},
+    {MISPLACED("slots")},
+    {MISPLACED("ignore_slots")},
+    {MISPLACED("member_slots_ttl")},
     {NOT_TRUE("failsafe_mode", failsafe_mode, WHY_FAILSAFE)},
     {UNIMPL("standby_cluster")},
     {SECTION("restapi.authentication")},
@@ -263,11 +273,8 @@ static const struct field fields[] = {
     {UNIMPL("bootstrap.pg_hba")},
     {NOT_TRUE("bootstrap.dcs.failsafe_mode", failsafe_mode, WHY_FAILSAFE)},
     {UNIMPL("bootstrap.dcs.standby_cluster")},
-    {UNIMPL("bootstrap.dcs.slots")},
-    {UNIMPL("bootstrap.dcs.ignore_slots")},
     {UNIMPL("bootstrap.dcs.check_timeline")},
     {UNIMPL("bootstrap.dcs.max_timelines_history")},
-    {UNIMPL("bootstrap.dcs.member_slots_ttl")},
     {UNIMPL("bootstrap.dcs.postgresql.pg_hba")},
     {UNIMPL("bootstrap.dcs.postgresql.pg_ident")},
     {UNIMPL("bootstrap.dcs.postgresql.recovery_conf")},
@@ -1266,6 +1273,102 @@ static int conv_choice(struct ctx *c, const yaml_node_t *v, const struct field *
 	return conv_choice_into(c, v, f, path, (int *)dest(c, f));
 }
 
+/* ---------------------------------------------------------------- slots */
+
+/* A YAML tree as JSON (scalars as strings, null as null), for slots.c's parsers. */
+static struct json_object *yaml_json(struct ctx *c, const yaml_node_t *n, int depth)
+{
+	struct json_object *o;
+
+	if (!n || is_null(n))
+		return NULL;
+	if (n->type == YAML_SCALAR_NODE)
+		return json_object_new_string_len((const char *)n->data.scalar.value,
+		                                  (int)n->data.scalar.length);
+	if (depth > 4)
+		return json_object_new_string("(nested too deep)");
+	if (n->type == YAML_SEQUENCE_NODE) {
+		o = json_object_new_array();
+		for (yaml_node_item_t *i = n->data.sequence.items.start;
+		     o && i < n->data.sequence.items.top; i++)
+			json_object_array_add(o, yaml_json(c, node_at(c, *i), depth + 1));
+		return o;
+	}
+	o = json_object_new_object();
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; o && p < n->data.mapping.pairs.top;
+	     p++) {
+		const yaml_node_t *k = node_at(c, p->key);
+
+		if (k && k->type == YAML_SCALAR_NODE)
+			json_object_object_add(o, (const char *)k->data.scalar.value,
+			                       yaml_json(c, node_at(c, p->value), depth + 1));
+	}
+	return o;
+}
+
+static int conv_slots(struct ctx *c, const struct field *f, const yaml_node_t *v, const char *path)
+{
+	struct pgw_slot_conf *sc = dest(c, f);
+	struct json_object *j;
+	char why[300];
+	bool ok = true;
+
+	if (is_null(v))
+		return 0;
+	if (f->type == F_SLOTS && v->type != YAML_MAPPING_NODE)
+		return expected(c, v, path, "a map of slot names", false);
+	if (f->type == F_IGNSLOTS && v->type != YAML_SEQUENCE_NODE)
+		return expected(c, v, path, "a list of maps (name, type, database, plugin)", false);
+	if (f->type == F_SLOTTTL) {
+		const char *txt;
+		size_t len;
+
+		if (clean_scalar(c, v, path, "a duration (e.g. 1800 or 30min)", 0, &txt, &len))
+			return -1;
+		j = json_object_new_string_len(txt, (int)len);
+		if (!j)
+			return oom(c);
+		ok = pgw_slot_ttl_parse(j, &sc->member_slots_ttl, why, sizeof(why));
+		json_object_put(j);
+		return ok ? 0 : fail(c, v, NULL, "bootstrap.dcs.%s", why);
+	}
+	if (v->type == YAML_MAPPING_NODE && check_keys(c, v, path, false))
+		return -1;
+	if (f->type == F_SLOTS) {
+		for (yaml_node_pair_t *p = v->data.mapping.pairs.start;
+		     ok && p < v->data.mapping.pairs.top; p++) {
+			const yaml_node_t *k = node_at(c, p->key), *val = node_at(c, p->value);
+
+			if (sc->nperm >= PGW_PERM_SLOTS_MAX)
+				return fail(c, k, path, "more than %d permanent slots",
+				            PGW_PERM_SLOTS_MAX);
+			j = yaml_json(c, val, 0);
+			ok = pgw_slot_def_parse((const char *)k->data.scalar.value, j,
+			                        &sc->perm[sc->nperm], why, sizeof(why));
+			json_object_put(j);
+			if (!ok)
+				return fail(c, val ? val : k, NULL, "bootstrap.dcs.%s", why);
+			sc->nperm++;
+		}
+		return 0;
+	}
+	for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top;
+	     i++) {
+		const yaml_node_t *e = node_at(c, *i);
+
+		if (sc->nignore >= PGW_IGNORE_MAX)
+			return fail(c, e, path, "more than %d entries", PGW_IGNORE_MAX);
+		j = yaml_json(c, e, 0);
+		ok = pgw_slot_match_parse(sc->nignore, j, &sc->ignore[sc->nignore], why,
+		                          sizeof(why));
+		json_object_put(j);
+		if (!ok)
+			return fail(c, e, NULL, "bootstrap.dcs.%s", why);
+		sc->nignore++;
+	}
+	return 0;
+}
+
 static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, const char *path)
 {
 	bool secret = (f->flags & FL_SECRET) != 0;
@@ -1357,6 +1460,10 @@ static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, c
 		return conv_initdb(c, v, path, dest(c, f));
 	case F_PEERS:
 		return conv_peers(c, v, path, dest(c, f));
+	case F_SLOTS:
+	case F_IGNSLOTS:
+	case F_SLOTTTL:
+		return conv_slots(c, f, v, path);
 	case F_SECTION:
 	case F_UNIMPL:
 	case F_REFUSED:
@@ -1779,6 +1886,7 @@ void pgw_dcs_defaults(struct pgw_dcs *d)
 	                      .use_pg_rewind = true,
 	                      .use_slots = true,
 	                      .synchronous_node_count = 1};
+	pgw_slot_conf_defaults(&d->slots);
 }
 
 static size_t line_at_offset(const char *text, size_t len, size_t offset)

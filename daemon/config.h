@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "log.h"
+#include "slots.h"
 
 /* An ordered list of name = value pairs (PostgreSQL parameters). */
 struct pgw_kv {
@@ -70,6 +71,8 @@ struct pgw_dcs {
 	bool synchronous_mode;           /* default false */
 	bool synchronous_mode_strict;    /* default false */
 	int synchronous_node_count;      /* default 1 */
+	/* slots, ignore_slots, member_slots_ttl (slots.h) */
+	struct pgw_slot_conf slots;
 };
 
 /* Patroni's defaults (ttl 30, loop_wait 10, retry_timeout 10, ...), no parameters. */

@@ -43,6 +43,7 @@ char *pgw_dcs_to_json(const struct pgw_dcs *d)
 		                       json_object_new_string(d->pg_parameters.items[i].value));
 	json_object_object_add(pgo, "parameters", params);
 	json_object_object_add(o, "postgresql", pgo);
+	pgw_slot_conf_to_json(&d->slots, o);
 	out = strdup(json_object_to_json_string_ext(o, JSON_FLAGS));
 	json_object_put(o);
 	return out;
@@ -211,6 +212,9 @@ static bool parse_into(struct json_object *o, struct pgw_dcs *d, int margin_s, c
 		d->synchronous_mode_strict = sc.strict;
 		d->synchronous_node_count = sc.count;
 	}
+	/* slots from etcd: a bad entry is left out (and its name kept from being dropped),
+	 * never the whole key: the member slots go on (S5, slots.h) */
+	pgw_slot_conf_parse(o, false, &d->slots, err, errlen);
 	if (!json_object_object_get_ex(o, "postgresql", &pgo) ||
 	    json_object_is_type(pgo, json_type_null))
 		return true; /* no postgresql section: no parameters from the DCS */

@@ -507,6 +507,7 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, struct pgw_wdguar
 		pgw_error("out of memory");
 		return -1;
 	}
+	pgw_pg_set_logical_slots(h->pg, pgw_slot_conf_has_logical(&h->dcs.slots));
 	pgw_etcd_set_interrupt(h->etcd, wake_up, h);
 	h->rest = pgw_rest_start(cfg->restapi.listen, &rest_opts, err, sizeof(err));
 	if (h->rest && cfg->fencing.mode == PGW_FENCE_REQUIRED)
@@ -540,6 +541,7 @@ static void ha_close(struct ha *h)
 	pgw_prober_free(h->prober);
 	pgw_dcs_free(&h->dcs);
 	free(h->dcs_seen);
+	free(h->status_slots);
 	pgw_config_free(h->cfg_reloaded);
 	if (h->pg)
 		pgw_pg_free(h->pg);

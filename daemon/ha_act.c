@@ -125,30 +125,198 @@ static void give_up_key(struct ha *h)
 	free(rec);
 }
 
-static void sync_slots(struct ha *h)
-{
-	const char *names[PGW_MAX_MEMBERS];
-	int n = 0;
+/* --- slots (slots.h: what is planned; here it is carried out) --- */
 
-	if (!h->dcs.use_slots)
+#define SLOTS_LISTED_MAX 64
+
+/* Warnings about slots: at most one a minute (they would come every loop). */
+static void slot_warn(struct ha *h, const char *what, const char *name, const char *why)
+{
+	int64_t now = ha_mono_ms();
+
+	if (h->slot_warned_ms && now - h->slot_warned_ms < 60000)
 		return;
+	h->slot_warned_ms = now;
+	pgw_warn("replication slot %s: %s: %s", name, what, why);
+}
+
+/* The status key's "slots" object from the PUBLISH ops (NULL when none). */
+static void keep_positions(struct ha *h, const struct pgw_slot_op *ops, int n)
+{
+	struct json_object *o = json_object_new_object();
+
+	for (int i = 0; o && i < n; i++)
+		if (ops[i].kind == PGW_SLOT_PUBLISH)
+			json_object_object_add(o, ops[i].slot.name,
+			                       json_object_new_int64((int64_t)ops[i].lsn));
+	free(h->status_slots);
+	h->status_slots = o && json_object_object_length(o) > 0
+	                      ? strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN))
+	                      : NULL;
+	json_object_put(o);
+}
+
+/*
+ * A replica copies the leader's permanent logical slots (PostgreSQL 15 has no failover
+ * slots): each slot file is read from the leader, then PostgreSQL is stopped, the
+ * files are put into pg_replslot and it starts again (it reads slots only at startup).
+ * From then on the loop advances them to the positions the leader publishes.
+ */
+static void copy_logical_slots(struct ha *h, const struct pgw_slot_op *ops, int n)
+{
+	const struct pgw_member *l = pgw_cluster_leader_member(&h->cluster);
+	unsigned char *data[PGW_PERM_SLOTS_MAX] = {0};
+	size_t len[PGW_PERM_SLOTS_MAX] = {0};
+	const char *names[PGW_PERM_SLOTS_MAX];
+	struct pgw_action a = {0};
+	int k = 0;
+
+	uint64_t oldest = 0;
+
+	if (!l || pgw_pg_oldest_wal(h->pg, &oldest, PG_OBSERVE_TIMEOUT_MS) != 0)
+		return;
+	for (int i = 0; i < n && k < PGW_PERM_SLOTS_MAX; i++) {
+		if (ops[i].kind != PGW_SLOT_COPY)
+			continue;
+		if (pgw_pg_read_leader_slot(h->pg, l->conn_host, l->conn_port, &ops[i].slot,
+		                            &data[k], &len[k], PG_OBSERVE_TIMEOUT_MS * 5) != 0) {
+			slot_warn(h, "cannot copy it from the leader", ops[i].slot.name,
+			          pgw_pg_last_error(h->pg));
+			continue;
+		}
+		/* a copy that needs WAL this replica no longer has could never be advanced */
+		if (pgw_pg_slot_file_restart_lsn(data[k], len[k]) < oldest) {
+			slot_warn(
+			    h, "not copied yet", ops[i].slot.name,
+			    "the leader's slot still needs WAL older than this replica's oldest "
+			    "segment (copied once its consumer moves it on)");
+			free(data[k]);
+			data[k] = NULL;
+			continue;
+		}
+		names[k++] = ops[i].slot.name;
+	}
+	if (k == 0)
+		return;
+	pgw_info("copying %d permanent logical slot(s) from leader %s (first %s): restarting "
+	         "PostgreSQL, which reads slots only at startup",
+	         k, l->name, names[0]);
+	snprintf(a.target_host, sizeof(a.target_host), "%s", l->conn_host);
+	a.target_port = l->conn_port;
+	h->member_state = "restarting";
+	ha_publish_member(h);
+	if (pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS) == 0) {
+		for (int i = 0; i < k; i++)
+			if (pgw_pg_install_slot(h->pg, names[i], data[i], len[i]) != 0)
+				pgw_error("cannot install slot %s: %s", names[i],
+				          pgw_pg_last_error(h->pg));
+		if (ha_configure_replica(h, &a) != 0 ||
+		    pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) != 0) {
+			/* never leave a replica down for a slot: without them, and again */
+			pgw_error("PostgreSQL did not start with the copied slots: removing them");
+			pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
+			for (int i = 0; i < k; i++)
+				pgw_pg_remove_slot_dir(h->pg, names[i]);
+			pgw_pg_start(h->pg, PG_START_TIMEOUT_MS);
+		}
+		h->replica_started_ms = ha_mono_ms();
+	}
+	h->member_state = NULL;
+	for (int i = 0; i < k; i++)
+		free(data[i]);
+}
+
+/* One loop of slot upkeep: the leader (primary) or a replica following it. */
+static void sync_slots(struct ha *h, bool primary)
+{
+	struct pgw_slot_info have[SLOTS_LISTED_MAX];
+	char names[PGW_MAX_MEMBERS][PGW_SLOT_NAME_MAX], self[PGW_SLOT_NAME_MAX];
+	const char *members[PGW_MAX_MEMBERS];
+	struct pgw_slot_view v = {.primary = primary,
+	                          .paused = h->cluster.paused,
+	                          .use_slots = h->dcs.use_slots,
+	                          .self = self,
+	                          .members = members,
+	                          .slots = have,
+	                          .leader_pos = h->cluster.status_slots,
+	                          .nleader_pos = primary ? 0 : h->cluster.nstatus_slots,
+	                          .now_ms = ha_mono_ms()};
+	struct pgw_slot_op *ops;
+	int n, copies = 0;
+
+	if (!h->dcs.use_slots || !h->etcd_ok)
+		return;
+	pgw_pg_slot_name(h->cfg->name, self, sizeof(self));
 	/* a member counts only while its key lives on a lease (a daemon keeps it alive):
 	 * keys written without one (by hand, or by a hostile writer) would hold WAL and
 	 * fill max_replication_slots (issue 11, item 9) */
 	for (int i = 0; i < h->cluster.nmembers; i++)
-		if (strcmp(h->cluster.members[i].name, h->cfg->name) != 0 &&
-		    h->cluster.members[i].lease != 0)
-			names[n++] = h->cluster.members[i].name;
-	pgw_pg_sync_slots(h->pg, names, n, PG_OBSERVE_TIMEOUT_MS);
+		if (h->cluster.members[i].lease != 0) {
+			pgw_pg_slot_name(h->cluster.members[i].name, names[v.nmembers],
+			                 sizeof(names[0]));
+			members[v.nmembers] = names[v.nmembers];
+			v.nmembers++;
+		}
+	v.nslots =
+	    pgw_pg_list_slots(h->pg, have, SLOTS_LISTED_MAX, &v.wal_logical, PG_OBSERVE_TIMEOUT_MS);
+	ops = calloc(PGW_SLOT_OPS_MAX, sizeof(*ops));
+	if (v.nslots < 0 || !ops) {
+		free(ops);
+		return;
+	}
+	n = pgw_slots_plan(&h->dcs.slots, &v, h->slot_absent, &h->nslot_absent, ops,
+	                   PGW_SLOT_OPS_MAX);
+	for (int i = 0; i < n; i++) {
+		const struct pgw_slot_op *op = &ops[i];
+		int rc = 0;
+
+		switch (op->kind) {
+		case PGW_SLOT_CREATE:
+			rc = pgw_pg_create_slot(h->pg, &op->slot, op->reserve,
+			                        PG_OBSERVE_TIMEOUT_MS * 5);
+			break;
+		case PGW_SLOT_DROP:
+			pgw_info("replication slot %s: dropping: %s", op->slot.name, op->why);
+			rc = pgw_pg_drop_slot(h->pg, op->slot.name, PG_OBSERVE_TIMEOUT_MS);
+			break;
+		case PGW_SLOT_ADVANCE:
+			rc = pgw_pg_advance_slot(h->pg, &op->slot, op->lsn,
+			                         PG_OBSERVE_TIMEOUT_MS * 5);
+			/* a copy whose WAL is gone is useless: dropped, copied again later */
+			if (rc != 0 && op->slot.type == PGW_SLOT_LOGICAL &&
+			    strstr(pgw_pg_last_error(h->pg), "has already been removed"))
+				pgw_pg_drop_slot(h->pg, op->slot.name, PG_OBSERVE_TIMEOUT_MS);
+			break;
+		case PGW_SLOT_COPY:
+			copies++;
+			break;
+		case PGW_SLOT_NO_LOGICAL:
+			slot_warn(h, "not created", op->slot.name, op->why);
+			break;
+		case PGW_SLOT_PUBLISH:
+			break;
+		}
+		if (rc != 0)
+			slot_warn(h, "failed", op->slot.name, pgw_pg_last_error(h->pg));
+	}
+	if (primary)
+		keep_positions(h, ops, n);
+	if (copies > 0)
+		copy_logical_slots(h, ops, n);
+	free(ops);
 }
 
 static void publish_status(struct ha *h, uint64_t optime)
 {
-	char buf[64];
+	char *buf = NULL;
 
-	snprintf(buf, sizeof(buf), "{\"optime\":%" PRIu64 "}", optime);
+	if (asprintf(&buf, "{\"optime\":%" PRIu64 "%s%s}", optime,
+	             h->status_slots ? ",\"slots\":" : "",
+	             h->status_slots ? h->status_slots : "") < 0)
+		return;
 	if (pgw_etcd_put(h->etcd, h->status_key, buf, strlen(buf), 0, ha_op_timeout(h)) != 0)
 		pgw_warn("cannot write %s: %s", h->status_key, pgw_etcd_errmsg(h->etcd));
+	free(buf);
 }
 
 static void record_history(struct ha *h, int new_tl)
@@ -311,8 +479,8 @@ static void promote(struct ha *h)
 	if (fenced[0]) /* S4: the promotion that follows a fence is audited too */
 		pgw_fencer_promoted(h->fencer, fenced, fenced_lease, st.timeline);
 	record_history(h, st.timeline);
+	sync_slots(h, true);
 	publish_status(h, st.wal_lsn);
-	sync_slots(h);
 	clear_failover(h); /* a switchover or failover that brought us here is done */
 }
 
@@ -639,6 +807,9 @@ void ha_act(struct ha *h, const struct pgw_action *a, bool holds)
 {
 	switch (a->kind) {
 	case PGW_ACT_NONE:
+		/* a replica streaming from the leader keeps the permanent slots */
+		if (strcmp(a->rule, "following") == 0 && h->pgst.running && h->pgst.in_recovery)
+			sync_slots(h, false);
 		break;
 	case PGW_ACT_BOOTSTRAP:
 		act_bootstrap(h);
@@ -663,7 +834,7 @@ void ha_act(struct ha *h, const struct pgw_action *a, bool holds)
 		break;
 	case PGW_ACT_LEADER_DUTIES:
 		sync_duties(h);
-		sync_slots(h);
+		sync_slots(h, true);
 		publish_status(h, h->pgst.wal_lsn);
 		break;
 	case PGW_ACT_START_PRIMARY:

@@ -93,6 +93,14 @@ struct ha {
 	struct pgw_prober *prober;  /* fast takeover: probes the leader (started when first
 	                               needed) */
 	int64_t replica_started_ms; /* PostgreSQL started or pointed at a leader as a replica */
+
+	/* slots (ha_act.c): unwanted physical slots a primary keeps member_slots_ttl, the
+	 * permanent slots' positions for the status key ("{...}", NULL none), the last
+	 * warning about them */
+	struct pgw_slot_absent slot_absent[PGW_SLOT_ABSENT_MAX];
+	int nslot_absent;
+	char *status_slots;
+	int64_t slot_warned_ms;
 };
 
 struct pgw_request;
@@ -122,6 +130,8 @@ bool ha_watching_leader(const struct ha *h);
 void ha_probe_leader(struct ha *h);
 int64_t ha_probe_interval_ms(const struct ha *h);
 void ha_act(struct ha *h, const struct pgw_action *a, bool holds);
+/* Rewrite postgresql.conf for the current role (with the dynamic parameters), reload. */
+void ha_refresh_pg_config(struct ha *h);
 
 /* ha_serve.c (requests and configuration) */
 void ha_apply_dynamic_config(struct ha *h);

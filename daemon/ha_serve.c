@@ -6,7 +6,7 @@
 #include "ha_int.h"
 
 /* Rewrite postgresql.conf for the current role with the new parameters, reload. */
-static void refresh_pg_config(struct ha *h)
+void ha_refresh_pg_config(struct ha *h)
 {
 	const struct pgw_member *l = pgw_cluster_leader_member(&h->cluster);
 	struct pgw_action a;
@@ -50,11 +50,19 @@ void ha_apply_dynamic_config(struct ha *h)
 		pgw_info("dynamic configuration: ttl %d, loop_wait %d, retry_timeout %d "
 		         "(a new ttl applies from the next lease)",
 		         next.ttl, next.loop_wait, next.retry_timeout);
+	if (next.slots.refused[0])
+		pgw_error(
+		    "dynamic configuration: slot settings left out (no slot of these names is "
+		    "created or dropped): %s",
+		    next.slots.refused);
 	params = pgw_dcs_params_differ(&h->dcs, &next);
+	/* permanent logical slots need wal_level logical and hot_standby_feedback */
+	if (pgw_pg_set_logical_slots(h->pg, pgw_slot_conf_has_logical(&next.slots)))
+		params = true;
 	pgw_dcs_free(&h->dcs);
 	h->dcs = next;
 	if (params)
-		refresh_pg_config(h);
+		ha_refresh_pg_config(h);
 }
 
 static bool same_str(const char *a, const char *b)
@@ -157,7 +165,7 @@ int ha_reload_config(struct ha *h, char *msg, size_t len)
 	pgw_pg_set_config(h->pg, next);
 	pgw_config_free(h->cfg_reloaded); /* only this thread used it */
 	h->cfg_reloaded = next;
-	refresh_pg_config(h);
+	ha_refresh_pg_config(h);
 	pgw_info("reloaded %s", next->path);
 	return snprintf(msg, len, "reloaded %s", next->path), 200;
 }

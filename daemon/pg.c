@@ -66,6 +66,8 @@ struct pgw_pg {
 	/* synchronous_mode: synchronous_standby_names written last in postgresql.conf
 	 * (over any parameter); NULL when pgwarden leaves it alone */
 	char *sync_names;
+	/* permanent logical slots: wal_level = logical, hot_standby_feedback = on (last) */
+	bool logical_slots;
 };
 
 /* Flags of run_cmd(). */
@@ -236,8 +238,10 @@ static int fsync_parent(const char *path)
 	return rc;
 }
 
-/* Replace path with text (mode `mode`): write "<path>.tmp", fsync, rename, fsync dir. */
-static int write_file_atomic(struct pgw_pg *pg, const char *path, const char *text, mode_t mode)
+/* Replace path with len bytes of data (mode `mode`): write "<path>.tmp", fsync, rename,
+ * fsync dir. */
+static int write_bytes_atomic(struct pgw_pg *pg, const char *path, const void *data, size_t len,
+                              mode_t mode)
 {
 	char *tmp = xasprintf("%s.tmp", path);
 	int fd, saved;
@@ -247,7 +251,7 @@ static int write_file_atomic(struct pgw_pg *pg, const char *path, const char *te
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (fd < 0)
 		goto fail;
-	if (fchmod(fd, mode) < 0 || pgw_write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, mode) < 0 || pgw_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
 		saved = errno;
 		close(fd);
 		errno = saved;
@@ -265,6 +269,11 @@ fail:
 	unlink(tmp);
 	free(tmp);
 	return -1;
+}
+
+static int write_file_atomic(struct pgw_pg *pg, const char *path, const char *text, mode_t mode)
+{
+	return write_bytes_atomic(pg, path, text, strlen(text), mode);
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -779,7 +788,7 @@ static bool pq_wait(PGconn *conn, short events, int64_t deadline)
 	return rc > 0;
 }
 
-static PGconn *pq_start(struct pgw_pg *pg, int64_t deadline)
+static PGconn *pq_start(struct pgw_pg *pg, const char *dbname, int64_t deadline)
 {
 	char port[16], timeout[16], options[64];
 	int left = remaining_ms(deadline);
@@ -789,7 +798,7 @@ static PGconn *pq_start(struct pgw_pg *pg, int64_t deadline)
 	                    "options",  "application_name",
 	                    NULL};
 	const char *val[] = {
-	    pg->local_host, port,    su_name(pg->cfg), "postgres", pg->cfg->postgresql.pgpass,
+	    pg->local_host, port,    su_name(pg->cfg), dbname, pg->cfg->postgresql.pgpass,
 	    timeout,        options, "pgwarden",       NULL};
 
 	snprintf(port, sizeof(port), "%d", pg->local_port);
@@ -798,10 +807,10 @@ static PGconn *pq_start(struct pgw_pg *pg, int64_t deadline)
 	return PQconnectStartParams(kw, val, 0);
 }
 
-/* Connect to the local server (non-blocking, bounded by deadline). */
-static PGconn *pq_connect(struct pgw_pg *pg, int64_t deadline)
+/* Connect to the local server's database dbname (non-blocking, bounded by deadline). */
+static PGconn *pq_connect(struct pgw_pg *pg, const char *dbname, int64_t deadline)
 {
-	PGconn *conn = pq_start(pg, deadline);
+	PGconn *conn = pq_start(pg, dbname, deadline);
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 
 	if (!conn || PQstatus(conn) == CONNECTION_BAD)
@@ -832,7 +841,7 @@ static PGconn *pq_conn(struct pgw_pg *pg, int64_t deadline)
 	if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK)
 		return pg->conn;
 	pq_drop(pg);
-	pg->conn = pq_connect(pg, deadline);
+	pg->conn = pq_connect(pg, "postgres", deadline);
 	return pg->conn;
 }
 
@@ -1540,6 +1549,20 @@ static int write_postgresql_conf(struct pgw_pg *pg, const struct pgw_kvlist *dcs
 		else
 			pgw_sb_free(&b);
 	}
+	if (text && pg->logical_slots) {
+		struct pgw_sb b = {0};
+
+		pgw_sb_add(&b, text);
+		pgw_sb_add(&b, "# permanent logical slots (slots): decoding on the primary, the\n"
+		               "# standbys' copies kept usable by their feedback\n"
+		               "wal_level = 'logical'\nhot_standby_feedback = 'on'\n");
+		free(text);
+		text = b.oom ? NULL : pgw_sb_take(&b);
+		if (!text) {
+			pgw_sb_free(&b);
+			snprintf(err, sizeof(err), "out of memory");
+		}
+	}
 	if (!text) {
 		set_err(pg, true, "cannot write %s: %s", conf, err);
 		goto out;
@@ -1841,6 +1864,14 @@ int pgw_pg_reload(struct pgw_pg *pg)
 	return pg_ctl(pg, RELOAD_TIMEOUT_MS, "reload", (char *)NULL);
 }
 
+bool pgw_pg_set_logical_slots(struct pgw_pg *pg, bool on)
+{
+	bool changed = pg->logical_slots != on;
+
+	pg->logical_slots = on;
+	return changed;
+}
+
 bool pgw_pg_set_sync_names(struct pgw_pg *pg, const char *names)
 {
 	char *copy = NULL;
@@ -2004,7 +2035,10 @@ out:
 	return rc;
 }
 
-static char *rewind_source(const struct pgw_pg *pg, const char *host, int port)
+/* A connection to the leader as pg_rewind's user (or the superuser); options: libpq's
+ * "options" (NULL: none). */
+static char *leader_conninfo(const struct pgw_pg *pg, const char *host, int port,
+                             const char *options)
 {
 	struct pgw_sb b = {0};
 	char portstr[16];
@@ -2016,6 +2050,8 @@ static char *rewind_source(const struct pgw_pg *pg, const char *host, int port)
 	conninfo_add(&b, "dbname", "postgres");
 	conninfo_add(&b, "passfile", pg->cfg->postgresql.pgpass);
 	conninfo_add(&b, "connect_timeout", CLONE_CONNECT_TIMEOUT);
+	if (options)
+		conninfo_add(&b, "options", options);
 	conninfo_tls(&b, rewind_auth(pg->cfg));
 	return pgw_sb_take(&b);
 }
@@ -2023,7 +2059,7 @@ static char *rewind_source(const struct pgw_pg *pg, const char *host, int port)
 int pgw_pg_rewind(struct pgw_pg *pg, const char *host, int port, int timeout_ms)
 {
 	char *prog = bin(pg, "pg_rewind");
-	char *conninfo = rewind_source(pg, host, port);
+	char *conninfo = leader_conninfo(pg, host, port, NULL);
 	char *source = conninfo ? xasprintf("--source-server=%s", conninfo) : NULL;
 	struct cmd_result *res = malloc(sizeof(*res));
 	char *argv[] = {prog, "-D", (char *)pg->data_dir, source, NULL};
@@ -2162,20 +2198,46 @@ int pgw_pg_bootstrap_roles(struct pgw_pg *pg, int timeout_ms)
 	return pq_exec(pg, "committing roles", "COMMIT", 0, NULL, deadline);
 }
 
-static bool slot_wanted(const char *slot, char (*wanted)[64], int n)
+static void copy_field(char *dst, size_t len, const PGresult *r, int row, int col)
 {
-	for (int i = 0; i < n; i++)
-		if (!strcmp(slot, wanted[i]))
-			return true;
-	return false;
+	snprintf(dst, len, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
 }
 
-static bool slot_exists(const PGresult *r, const char *slot)
+int pgw_pg_list_slots(struct pgw_pg *pg, struct pgw_slot_info *out, int max, bool *wal_logical,
+                      int timeout_ms)
 {
-	for (int i = 0; i < PQntuples(r); i++)
-		if (!strcmp(PQgetvalue(r, i, 0), slot))
-			return true;
-	return false;
+	int64_t deadline = now_ms() + timeout_ms;
+	PGresult *r =
+	    pq_query(pg, "reading wal_level", "SELECT current_setting('wal_level') = 'logical'", 0,
+	             NULL, deadline, PGRES_TUPLES_OK);
+	int n = 0;
+
+	if (!r)
+		return -1;
+	*wal_logical = PQntuples(r) == 1 && col_bool(r, 0);
+	PQclear(r);
+	r = pq_query(pg, "listing replication slots",
+	             "SELECT slot_name, slot_type = 'logical', database, plugin, active,"
+	             " (CASE WHEN slot_type = 'logical' THEN confirmed_flush_lsn ELSE restart_lsn"
+	             " END - '0/0'::pg_lsn)::bigint FROM pg_catalog.pg_replication_slots"
+	             " ORDER BY slot_name",
+	             0, NULL, deadline, PGRES_TUPLES_OK);
+	if (!r)
+		return -1;
+	for (int i = 0; i < PQntuples(r) && n < max; i++, n++) {
+		struct pgw_slot_info *s = &out[n];
+
+		memset(s, 0, sizeof(*s));
+		copy_field(s->name, sizeof(s->name), r, i, 0);
+		s->type = PQgetvalue(r, i, 1)[0] == 't' ? PGW_SLOT_LOGICAL : PGW_SLOT_PHYSICAL;
+		copy_field(s->database, sizeof(s->database), r, i, 2);
+		copy_field(s->plugin, sizeof(s->plugin), r, i, 3);
+		s->active = PQgetvalue(r, i, 4)[0] == 't';
+		s->position =
+		    PQgetisnull(r, i, 5) ? 0 : (uint64_t)strtoull(PQgetvalue(r, i, 5), NULL, 10);
+	}
+	PQclear(r);
+	return n;
 }
 
 /* How many more slots may be created: two stay free for the operator's own tools. */
@@ -2191,77 +2253,247 @@ static int slot_room(struct pgw_pg *pg, int64_t deadline)
 	return room > 0 ? room : 0;
 }
 
-static int create_slot(struct pgw_pg *pg, const char *slot, int64_t deadline)
+/* One statement in the local database db (a connection of its own, closed after). */
+static PGresult *query_in_db(struct pgw_pg *pg, const char *db, const char *what, const char *sql,
+                             int nparams, const char *const *params, int64_t deadline)
 {
-	const char *params[] = {slot};
+	PGconn *saved = pg->conn;
+	PGresult *r = NULL;
+
+	pg->conn = pq_connect(pg, db, deadline);
+	if (pg->conn)
+		r = pq_query(pg, what, sql, nparams, params, deadline, PGRES_TUPLES_OK);
+	else {
+		char cause[sizeof(pg->err)];
+
+		memcpy(cause, pg->err, sizeof(cause));
+		set_err(pg, true, "%s: database %s: %s", what, db, cause);
+	}
+	pq_drop(pg);
+	pg->conn = saved;
+	return r;
+}
+
+int pgw_pg_create_slot(struct pgw_pg *pg, const struct pgw_slot_def *d, bool reserve,
+                       int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	const char *params[] = {d->name, d->type == PGW_SLOT_LOGICAL ? d->plugin
+	                                 : reserve                   ? "true"
+	                                                             : "false"};
 	PGresult *r;
 
-	pgw_info("creating physical replication slot %s", slot);
-	/* WAL is reserved from the member's first connection, not from now: a member key
-	 * that no replica stands behind holds no WAL (wal_keep_size covers the gap) */
-	r = pq_query(pg, "creating a replication slot",
-	             "SELECT pg_catalog.pg_create_physical_replication_slot($1, false)", 1, params,
-	             deadline, PGRES_TUPLES_OK);
+	if (slot_room(pg, deadline) <= 0) {
+		set_err(pg, true,
+		        "no room for replication slot %s: max_replication_slots is full (two are "
+		        "kept free)",
+		        d->name);
+		return -1;
+	}
+	if (d->type == PGW_SLOT_LOGICAL) {
+		pgw_info("creating logical replication slot %s (database %s, plugin %s)", d->name,
+		         d->database, d->plugin);
+		r = query_in_db(pg, d->database, "creating a logical replication slot",
+		                "SELECT pg_catalog.pg_create_logical_replication_slot($1, $2)", 2,
+		                params, deadline);
+	} else {
+		pgw_info("creating physical replication slot %s", d->name);
+		/* a member's slot reserves WAL from the member's first connection, not from
+		 * now: a member key that no replica stands behind holds no WAL */
+		r = pq_query(
+		    pg, "creating a replication slot",
+		    "SELECT pg_catalog.pg_create_physical_replication_slot($1, $2::boolean)", 2,
+		    params, deadline, PGRES_TUPLES_OK);
+	}
 	PQclear(r);
 	return r ? 0 : -1;
 }
 
-static void drop_slot(struct pgw_pg *pg, const char *slot, int64_t deadline)
+int pgw_pg_drop_slot(struct pgw_pg *pg, const char *name, int timeout_ms)
 {
-	const char *params[] = {slot};
+	const char *params[] = {name};
 	PGresult *r;
 
-	pgw_info("dropping physical replication slot %s", slot);
+	pgw_info("dropping replication slot %s", name);
 	r = pq_query(pg, "dropping a replication slot",
 	             "SELECT pg_catalog.pg_drop_replication_slot(slot_name)"
 	             " FROM pg_catalog.pg_replication_slots WHERE slot_name = $1 AND NOT active",
-	             1, params, deadline, PGRES_TUPLES_OK);
+	             1, params, now_ms() + timeout_ms, PGRES_TUPLES_OK);
 	PQclear(r);
+	return r ? 0 : -1;
 }
 
-int pgw_pg_sync_slots(struct pgw_pg *pg, const char *const *names, int n, int timeout_ms)
+int pgw_pg_advance_slot(struct pgw_pg *pg, const struct pgw_slot_def *d, uint64_t lsn,
+                        int timeout_ms)
 {
 	int64_t deadline = now_ms() + timeout_ms;
-	char(*wanted)[64] = calloc(n > 0 ? (size_t)n : 1, 64);
-	PGresult *r = NULL;
-	int rc = -1, room;
+	char text[32];
+	const char *params[] = {d->name, text};
+	const char *sql = "SELECT pg_catalog.pg_replication_slot_advance($1, $2::pg_lsn)";
+	PGresult *r;
 
-	if (!wanted)
-		return -1;
-	for (int i = 0; i < n; i++)
-		pgw_pg_slot_name(names[i], wanted[i], 64);
-	r = pq_query(pg, "listing replication slots",
-	             "SELECT slot_name, active FROM pg_catalog.pg_replication_slots"
-	             " WHERE slot_type = 'physical'",
-	             0, NULL, deadline, PGRES_TUPLES_OK);
-	if (!r)
-		goto out;
-	rc = 0;
-	room = -1; /* asked only when a slot is missing: no extra query in a steady loop */
-	for (int i = 0; i < n; i++) {
-		if (!wanted[i][0] || slot_exists(r, wanted[i]) || slot_wanted(wanted[i], wanted, i))
-			continue;
-		if (room < 0)
-			room = slot_room(pg, deadline);
-		if (room <= 0) {
-			pgw_warn(
-			    "no replication slot for %s: max_replication_slots is full (two are "
-			    "kept free)",
-			    names[i]);
-			rc = -1;
-			continue;
-		}
-		if (create_slot(pg, wanted[i], deadline) < 0)
-			rc = -1;
-		else
-			room--;
-	}
-	for (int i = 0; i < PQntuples(r); i++)
-		if (!slot_wanted(PQgetvalue(r, i, 0), wanted, n) && PQgetvalue(r, i, 1)[0] != 't')
-			drop_slot(pg, PQgetvalue(r, i, 0), deadline);
-out:
+	pgw_lsn_format(lsn, text, sizeof(text));
+	if (d->type == PGW_SLOT_LOGICAL)
+		r = query_in_db(pg, d->database, "advancing a logical replication slot", sql, 2,
+		                params, deadline);
+	else
+		r = pq_query(pg, "advancing a replication slot", sql, 2, params, deadline,
+		             PGRES_TUPLES_OK);
 	PQclear(r);
-	free(wanted);
+	return r ? 0 : -1;
+}
+
+/* PostgreSQL's CRC-32C (Castagnoli), bitwise: a slot file is a few hundred bytes. */
+static uint32_t crc32c(const unsigned char *p, size_t n)
+{
+	uint32_t crc = 0xFFFFFFFFu;
+
+	while (n--) {
+		crc ^= *p++;
+		for (int k = 0; k < 8; k++)
+			crc = crc & 1 ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+	}
+	return crc ^ 0xFFFFFFFFu;
+}
+
+#define SLOT_MAGIC     0x1051CA1u /* ReplicationSlotOnDisk.magic */
+#define SLOT_FILE_MAX  4096
+#define SLOT_FILE_HEAD 16 /* magic, checksum, version, length */
+
+/* A whole ReplicationSlotOnDisk: magic, and the checksum over everything after it. */
+bool pgw_pg_slot_file_ok(const unsigned char *data, size_t len)
+{
+	uint32_t magic, sum;
+
+	if (len < SLOT_FILE_HEAD || len > SLOT_FILE_MAX)
+		return false;
+	memcpy(&magic, data, 4);
+	memcpy(&sum, data + 4, 4);
+	return magic == SLOT_MAGIC && sum == crc32c(data + 8, len - 8);
+}
+
+uint64_t pgw_pg_slot_file_restart_lsn(const unsigned char *data, size_t len)
+{
+	uint64_t lsn = 0;
+
+	/* ReplicationSlotOnDisk: 16 bytes of header, then ReplicationSlotPersistentData:
+	 * name (64), database, persistency, xmin, catalog_xmin (4 each), restart_lsn */
+	if (len >= SLOT_FILE_HEAD + 88)
+		memcpy(&lsn, data + SLOT_FILE_HEAD + 80, 8);
+	return lsn;
+}
+
+int pgw_pg_oldest_wal(struct pgw_pg *pg, uint64_t *lsn, int timeout_ms)
+{
+	PGresult *r =
+	    pq_query(pg, "finding the oldest WAL segment",
+	             "SELECT min(('x' || substr(name, 9, 8))::bit(32)::bigint * 4294967296 +"
+	             " ('x' || substr(name, 17, 8))::bit(32)::bigint * (SELECT setting::bigint FROM"
+	             " pg_catalog.pg_settings WHERE name = 'wal_segment_size'))"
+	             " FROM pg_catalog.pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'",
+	             0, NULL, now_ms() + timeout_ms, PGRES_TUPLES_OK);
+	int rc = r && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) ? 0 : -1;
+
+	if (rc == 0)
+		*lsn = (uint64_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return rc;
+}
+
+int pgw_pg_read_leader_slot(struct pgw_pg *pg, const char *host, int port,
+                            const struct pgw_slot_def *d, unsigned char **data, size_t *len,
+                            int timeout_ms)
+{
+	char opts[64];
+	char *conninfo;
+	const char *params[] = {d->name, d->database, d->plugin};
+	const int formats[] = {0, 0, 0};
+	PGconn *conn = NULL;
+	PGresult *r = NULL;
+	int rc = -1;
+
+	*data = NULL;
+	*len = 0;
+	snprintf(opts, sizeof(opts), "-c statement_timeout=%d", timeout_ms);
+	conninfo = leader_conninfo(pg, host, port, opts);
+	if (!conninfo || write_pgpass(pg, host, port) < 0)
+		goto out;
+	conn = PQconnectdb(conninfo);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		set_err(pg, true, "copying slot %s: connecting to %s:%d: %.*s", d->name, host, port,
+		        (int)strcspn(PQerrorMessage(conn), "\n"), PQerrorMessage(conn));
+		goto out;
+	}
+	/* the slot as the leader has it on disk, only if it is the one slots defines */
+	r = PQexecParams(conn,
+	                 "SELECT pg_catalog.pg_read_binary_file('pg_replslot/' || slot_name ||"
+	                 " '/state') FROM pg_catalog.pg_replication_slots WHERE slot_name = $1"
+	                 " AND slot_type = 'logical' AND database = $2 AND plugin = $3",
+	                 3, NULL, params, NULL, formats, 1);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+		const char *why = PQresultStatus(r) == PGRES_TUPLES_OK
+		                      ? "no such logical slot there (with that database and plugin)"
+		                      : PQresultErrorMessage(r);
+
+		set_err(pg, true, "copying slot %s from %s:%d: %.*s", d->name, host, port,
+		        (int)strcspn(why, "\n"), why);
+		goto out;
+	}
+	*len = (size_t)PQgetlength(r, 0, 0);
+	if (!pgw_pg_slot_file_ok((const unsigned char *)PQgetvalue(r, 0, 0), *len)) {
+		set_err(pg, true, "copying slot %s from %s:%d: not a valid slot file (%zu bytes)",
+		        d->name, host, port, *len);
+		goto out;
+	}
+	*data = malloc(*len);
+	if (*data) {
+		memcpy(*data, PQgetvalue(r, 0, 0), *len);
+		rc = 0;
+	}
+out:
+	if (rc < 0)
+		*len = 0;
+	PQclear(r);
+	PQfinish(conn);
+	free(conninfo);
+	return rc;
+}
+
+int pgw_pg_install_slot(struct pgw_pg *pg, const char *name, const unsigned char *data, size_t len)
+{
+	char *dir = NULL, *file = NULL;
+	int rc = -1;
+
+	if (!pgw_slot_name_ok(name, strlen(name)) || !pgw_pg_slot_file_ok(data, len) ||
+	    refuse_if_running(pg, "installing a slot") < 0)
+		return -1;
+	dir = xasprintf("%s/pg_replslot/%s", pg->data_dir, name);
+	file = dir ? xasprintf("%s/state", dir) : NULL;
+	if (!file)
+		goto out;
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		set_err(pg, true, "cannot create %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	rc = write_bytes_atomic(pg, file, data, len, 0600);
+	if (rc == 0 && fsync_parent(dir) < 0)
+		pgw_warn("cannot fsync the directory of %s: %s", dir, strerror(errno));
+out:
+	free(file);
+	free(dir);
+	return rc;
+}
+
+int pgw_pg_remove_slot_dir(struct pgw_pg *pg, const char *name)
+{
+	char *dir;
+	int rc;
+
+	if (!pgw_slot_name_ok(name, strlen(name)) || refuse_if_running(pg, "removing a slot") < 0)
+		return -1;
+	dir = xasprintf("%s/pg_replslot/%s", pg->data_dir, name);
+	rc = dir ? remove_tree(pg, dir) : -1;
+	free(dir);
 	return rc;
 }
 

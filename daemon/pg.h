@@ -104,9 +104,36 @@ int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout
 /* Rewind the (stopped) data directory from the primary at host:port with pg_rewind. */
 int pgw_pg_rewind(struct pgw_pg *pg, const char *host, int port, int timeout_ms);
 
-/* Physical slots on a primary: create the missing ones among names, drop pgwarden's
- * slots that are not in names (only slots whose name is a member name form). */
-int pgw_pg_sync_slots(struct pgw_pg *pg, const char *const *names, int n, int timeout_ms);
+/* The local server's slots (at most max) and whether wal_level is logical; -1 on error. */
+int pgw_pg_list_slots(struct pgw_pg *pg, struct pgw_slot_info *out, int max, bool *wal_logical,
+                      int timeout_ms);
+/* Create a slot: physical (reserve: WAL from now, else from the first connection) or
+ * logical in its database.  Two of max_replication_slots are always left free. */
+int pgw_pg_create_slot(struct pgw_pg *pg, const struct pgw_slot_def *d, bool reserve,
+                       int timeout_ms);
+/* Drop the slot if it is not active. */
+int pgw_pg_drop_slot(struct pgw_pg *pg, const char *name, int timeout_ms);
+/* pg_replication_slot_advance (a logical slot in its own database; works in recovery). */
+int pgw_pg_advance_slot(struct pgw_pg *pg, const struct pgw_slot_def *d, uint64_t lsn,
+                        int timeout_ms);
+/* The leader's pg_replslot/<name>/state, read over libpq as pg_rewind's user, only if that
+ * slot is the logical slot d (database, plugin); malloc'd into *data. */
+int pgw_pg_read_leader_slot(struct pgw_pg *pg, const char *host, int port,
+                            const struct pgw_slot_def *d, unsigned char **data, size_t *len,
+                            int timeout_ms);
+/* Is this a whole slot file (magic and CRC-32C as PostgreSQL checks them at startup)? */
+bool pgw_pg_slot_file_ok(const unsigned char *data, size_t len);
+/* The restart_lsn recorded in a slot file (PostgreSQL 15's layout). */
+uint64_t pgw_pg_slot_file_restart_lsn(const unsigned char *data, size_t len);
+/* Where the oldest WAL segment in the local pg_wal begins. */
+int pgw_pg_oldest_wal(struct pgw_pg *pg, uint64_t *lsn, int timeout_ms);
+/* Write pg_replslot/<name>/state into the stopped data directory (read at the next start). */
+int pgw_pg_install_slot(struct pgw_pg *pg, const char *name, const unsigned char *data, size_t len);
+/* Remove pg_replslot/<name> from the stopped data directory. */
+int pgw_pg_remove_slot_dir(struct pgw_pg *pg, const char *name);
+/* Permanent logical slots exist: postgresql.conf gets wal_level = logical and
+ * hot_standby_feedback = on.  True when this changed (write the config again). */
+bool pgw_pg_set_logical_slots(struct pgw_pg *pg, bool on);
 
 /* The member name as a slot name: lower case, [a-z0-9_] only, others become '_'. */
 void pgw_pg_slot_name(const char *member, char *out, size_t outlen);
