@@ -211,26 +211,6 @@ static void log_end(const char *name, const char *cmdline, const char *out, int 
 
 /* --- asynchronous callbacks --- */
 
-static void keep_out(struct slot *s, const char *p, size_t n)
-{
-	const size_t cap = sizeof(s->out) - 1;
-
-	if (n >= cap) {
-		memcpy(s->out, p + n - cap, cap);
-		s->out_len = cap;
-	} else {
-		if (s->out_len + n > cap) {
-			size_t drop = s->out_len + n - cap;
-
-			memmove(s->out, s->out + drop, s->out_len - drop);
-			s->out_len -= drop;
-		}
-		memcpy(s->out + s->out_len, p, n);
-		s->out_len += n;
-	}
-	s->out[s->out_len] = '\0';
-}
-
 /* Read what is there, never waiting; close at EOF. */
 static void drain(struct slot *s)
 {
@@ -240,7 +220,7 @@ static void drain(struct slot *s)
 	while (s->fd >= 0) {
 		n = read(s->fd, buf, sizeof(buf));
 		if (n > 0) {
-			keep_out(s, buf, (size_t)n);
+			pgw_keep_tail(s->out, sizeof(s->out), &s->out_len, buf, (size_t)n);
 			continue;
 		}
 		if (n < 0 && errno == EINTR)

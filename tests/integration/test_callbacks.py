@@ -106,12 +106,18 @@ def sleeper_pids():
     return p.stdout.split()
 
 
-def test_callbacks_follow_the_cluster(make_cluster):
+def callback_cluster(make_cluster, label):
+    """Two nodes with every command set to the script: (script dir, script, cluster,
+    leader, replica)."""
     d, path = script_dir()
-    c = make_cluster(n=2, start=False, label="cb", overrides=callbacks_config(path))
+    c = make_cluster(n=2, start=False, label=label, overrides=callbacks_config(path))
     c.start()
     leader = c.wait_healthy(180)
-    replica = c.replicas(leader.name)[0]
+    return d, path, c, leader, c.replicas(leader.name)[0]
+
+
+def test_callbacks_follow_the_cluster(make_cluster):
+    d, path, c, leader, replica = callback_cluster(make_cluster, "cb")
     scope = c.scope
 
     # bootstrap and clone: on_start with the role and the scope, as Patroni passes them
@@ -175,11 +181,7 @@ def test_callbacks_follow_the_cluster(make_cluster):
 
 
 def test_pre_promote_veto(make_cluster):
-    d, path = script_dir()
-    c = make_cluster(n=2, start=False, label="veto", overrides=callbacks_config(path))
-    c.start()
-    leader = c.wait_healthy(180)
-    replica = c.replicas(leader.name)[0]
+    d, path, c, leader, replica = callback_cluster(make_cluster, "veto")
     open(os.path.join(d, "veto-" + replica.name), "w").close()
 
     rc, out, err = ctl(c, "switchover", "--candidate", replica.name, "--force", timeout=120)
