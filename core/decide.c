@@ -585,6 +585,22 @@ static bool g_leader_lease_stale(const struct pgw_obs *o, struct pgw_action *a)
 	       !pgw_lease_allows_writes(&o->lease, o->now_ms, o->margin_ms);
 }
 
+int64_t pgw_pre_promote_holdoff_ms(int loop_wait_s)
+{
+	return (2LL * loop_wait_s + 1) * 1000;
+}
+
+/*
+ * pre_promote vetoed the promotion but the key is still ours (the action's release
+ * failed, or PostgreSQL went down meanwhile): never promote or start as primary on
+ * it; give the key up as Patroni does.
+ */
+static bool g_leader_vetoed(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return pgw_obs_holds_leader(o) && o->pre_promote_vetoed && !pg_primary(o);
+}
+
 static bool g_leader_promote(const struct pgw_obs *o, struct pgw_action *a)
 {
 	(void)a;
@@ -898,7 +914,7 @@ static bool would_acquire(const struct pgw_obs *o)
 	struct pgw_action scratch = {0}; /* the guards append to its reason */
 	char why[200];
 
-	if (o->watchdog_unusable)
+	if (o->watchdog_unusable || o->pre_promote_vetoed)
 		return false;
 	if (g_n_failover_self(o, &scratch))
 		return true;
@@ -985,6 +1001,26 @@ static bool g_n_unprotected(const struct pgw_obs *o, struct pgw_action *a)
 	}
 	detail(a, "%s, lease %" PRIx64 "; pgwardenctl failover promotes once it is known down",
 	       lr->member[0] ? lr->member : "unknown", (uint64_t)lr->lease);
+	return true;
+}
+
+/* The vetoed node is the one a switchover or failover names: that request cannot be
+ * carried out; remove it so that the election (or the old leader) decides. */
+static bool g_n_vetoed_request(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!o->pre_promote_vetoed || !failover_usable(o) ||
+	    strcmp(o->cluster->failover.member, o->self) != 0)
+		return false;
+	detail(a, "requested leader %s",
+	       o->cluster->failover.leader[0] ? o->cluster->failover.leader : "any");
+	return true;
+}
+
+static bool g_n_vetoed(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!o->pre_promote_vetoed)
+		return false;
+	detail(a, "for %" PRId64 " ms after the veto", pgw_pre_promote_holdoff_ms(o->loop_wait_s));
 	return true;
 }
 
@@ -1145,6 +1181,9 @@ static const struct rule rules[] = {
      "renewed"},
     {"paused", "any", g_paused, PGW_ACT_NONE,
      "maintenance mode (pause): no automatic promotion, demotion, start or stop"},
+    {"pre-promote-vetoed-leader", "leader", g_leader_vetoed, PGW_ACT_RELEASE,
+     "postgresql.pre_promote vetoed this node's promotion: stopping PostgreSQL and releasing "
+     "the leader key instead of promoting"},
     {"leader-in-recovery", "leader", g_leader_promote, PGW_ACT_PROMOTE,
      "holding the leader key while PostgreSQL is in recovery: promoting"},
     {"leader-start-timeout", "leader", g_leader_start_timeout, PGW_ACT_RELEASE,
@@ -1202,6 +1241,11 @@ static const struct rule rules[] = {
      "no leader: starting PostgreSQL as a replica to stand for election"},
     {"no-leader-starting", "no leader", g_n_starting, PGW_ACT_NONE,
      "no leader: waiting for PostgreSQL to accept connections"},
+    {"pre-promote-vetoed-request", "no leader", g_n_vetoed_request, PGW_ACT_CANCEL_SWITCHOVER,
+     "postgresql.pre_promote vetoed this node's promotion: removing the switchover or failover "
+     "request that names it"},
+    {"pre-promote-vetoed", "no leader", g_n_vetoed, PGW_ACT_NONE,
+     "postgresql.pre_promote vetoed this node's promotion: not standing for election for now"},
     {"fence-by-other", "no leader", g_n_fence_other, PGW_ACT_NONE,
      "the last leader was lost without releasing its key and another member is fencing it: "
      "waiting"},

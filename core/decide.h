@@ -109,6 +109,9 @@ struct pgw_obs {
 	int loop_wait_s;
 	/* the mod_revision of the last leader key this node saw (0 unknown) */
 	int64_t leader_rev;
+	/* postgresql.pre_promote vetoed this node's promotion, within
+	 * pgw_pre_promote_holdoff_ms() and while no other member leads (step.h) */
+	bool pre_promote_vetoed;
 	bool use_pg_rewind;
 	bool rewind_failed;            /* the last rewind from the current leader failed */
 	int64_t primary_down_since_ms; /* holding the key with PostgreSQL down since; 0 = up */
@@ -138,6 +141,11 @@ bool pgw_diverged(const struct pgw_obs *o, uint64_t *fork_lsn);
  * in production). */
 bool pgw_control_file_primary(const struct pgw_obs *o);
 #define PGW_DIVERGED_CONFIRM_MS 15000
+
+/* How long a node whose pre_promote vetoed its promotion stays out of the election:
+ * 2 * loop_wait + 1 s, time for another member (the old leader of a vetoed switchover)
+ * to take over; then it stands again and runs pre_promote again. */
+int64_t pgw_pre_promote_holdoff_ms(int loop_wait_s);
 
 void pgw_decide(const struct pgw_obs *o, struct pgw_action *a);
 

@@ -262,6 +262,12 @@ void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
 		s->primary_down_since = 0;
 	}
 	o->primary_down_since_ms = s->primary_down_since;
+	/* a veto of this node's promotion holds until another member leads, or for a while */
+	if (s->pre_promote_veto_ms != 0 &&
+	    ((o->etcd_ok && o->cluster->has_leader && strcmp(o->cluster->leader, o->self) != 0) ||
+	     o->now_ms - s->pre_promote_veto_ms >= pgw_pre_promote_holdoff_ms(o->loop_wait_s)))
+		s->pre_promote_veto_ms = 0;
+	o->pre_promote_vetoed = s->pre_promote_veto_ms != 0;
 	o->ran_as_primary = s->ran_as_primary;
 	track_divergence(s, o);
 	pgw_decide(o, a);
@@ -326,8 +332,14 @@ void pgw_step_fenced(struct pgw_node_state *s, const char *member, int64_t lease
 	s->fenced_lease = lease;
 }
 
+void pgw_step_pre_promote_vetoed(struct pgw_node_state *s, int64_t now_ms)
+{
+	s->pre_promote_veto_ms = now_ms > 0 ? now_ms : 1;
+}
+
 void pgw_step_promoted(struct pgw_node_state *s, char *fenced, size_t len, int64_t *fenced_lease)
 {
+	s->pre_promote_veto_ms = 0;
 	s->was_primary = true;
 	s->ran_as_primary = false; /* its WAL is the cluster's now */
 	snprintf(fenced, len, "%s", s->fenced);

@@ -77,6 +77,10 @@ struct pgw_node_state {
 	int64_t back_lease;
 	/* synchronous_mode, as leader: the barrier of the names in effect (sync.h) */
 	struct pgw_sync_track sync;
+	/* postgresql.pre_promote vetoed this node's promotion at this time (mono ms), 0 = no
+	 * veto in force; forgotten once another member leads, or after
+	 * pgw_pre_promote_holdoff_ms() */
+	int64_t pre_promote_veto_ms;
 };
 
 void pgw_state_init(struct pgw_node_state *s);
@@ -159,6 +163,9 @@ void pgw_step_rewind_failed(struct pgw_node_state *s, const char *from);
 void pgw_step_cloned(struct pgw_node_state *s);
 void pgw_step_rewound(struct pgw_node_state *s);
 void pgw_step_fenced(struct pgw_node_state *s, const char *member, int64_t lease);
+/* pre_promote exited non-zero (or timed out) at now_ms: this node does not promote, and
+ * stays out of the election for pgw_pre_promote_holdoff_ms() (decide.c's rows). */
+void pgw_step_pre_promote_vetoed(struct pgw_node_state *s, int64_t now_ms);
 /* Promoted: PostgreSQL writes now.  Copies the member this node fenced before (if any,
  * "" otherwise) into fenced/len for the audit, and forgets it. */
 void pgw_step_promoted(struct pgw_node_state *s, char *fenced, size_t len, int64_t *fenced_lease);

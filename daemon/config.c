@@ -15,6 +15,7 @@
 #include "config.h"
 #include "cluster_types.h"
 #include "pgparam.h"
+#include "shlex.h"
 #include "fence.h"
 #include "lease.h"
 #include "netaddr.h"
@@ -63,6 +64,7 @@ enum ftype {
 	F_SLOTS,    /* struct pgw_slot_conf: slots (permanent slots, slots.h) */
 	F_IGNSLOTS, /* struct pgw_slot_conf: ignore_slots */
 	F_SLOTTTL,  /* struct pgw_slot_conf: member_slots_ttl */
+	F_COMMAND,  /* struct pgw_strlist: a command line split as Patroni does, or a list */
 };
 
 #define FL_SECRET   1u /* never quote the value in messages */
@@ -182,6 +184,16 @@ static const struct field fields[] = {
     {FIELD("postgresql.authentication.rewind.sslkey", F_STR, postgresql.rewind.sslkey)},
     {FIELD("postgresql.parameters", F_PARAMS, postgresql.parameters)},
     {FIELD("postgresql.pg_hba", F_STRLIST, postgresql.pg_hba)},
+    {SECTION("postgresql.callbacks")},
+    {FIELD("postgresql.callbacks.on_start", F_COMMAND, postgresql.callbacks[PGW_CB_ON_START])},
+    {FIELD("postgresql.callbacks.on_stop", F_COMMAND, postgresql.callbacks[PGW_CB_ON_STOP])},
+    {FIELD("postgresql.callbacks.on_restart", F_COMMAND, postgresql.callbacks[PGW_CB_ON_RESTART])},
+    {FIELD("postgresql.callbacks.on_reload", F_COMMAND, postgresql.callbacks[PGW_CB_ON_RELOAD])},
+    {FIELD("postgresql.callbacks.on_role_change", F_COMMAND,
+           postgresql.callbacks[PGW_CB_ON_ROLE_CHANGE])},
+    {FIELD("postgresql.pre_promote", F_COMMAND, postgresql.pre_promote)},
+    {FIELD("postgresql.before_stop", F_COMMAND, postgresql.before_stop)},
+    {FIELD("postgresql.callback_timeout", F_SECONDS, postgresql.callback_timeout_ms)},
 
     {SECTION("tags")},
     {FIELD("tags.nofailover", F_BOOL, tags.nofailover)},
@@ -278,7 +290,6 @@ static const struct field fields[] = {
     {UNIMPL("bootstrap.dcs.postgresql.pg_hba")},
     {UNIMPL("bootstrap.dcs.postgresql.pg_ident")},
     {UNIMPL("bootstrap.dcs.postgresql.recovery_conf")},
-    {UNIMPL("postgresql.callbacks")},
     {UNIMPL("postgresql.create_replica_methods")},
     {UNIMPL("postgresql.basebackup")},
     {UNIMPL("postgresql.recovery_conf")},
@@ -293,8 +304,6 @@ static const struct field fields[] = {
     {UNIMPL("postgresql.pg_ident")},
     {UNIMPL("postgresql.bin_name")},
     {UNIMPL("postgresql.proxy_address")},
-    {UNIMPL("postgresql.pre_promote")},
-    {UNIMPL("postgresql.before_stop")},
     {UNIMPL("tags.replicatefrom")},
     {UNIMPL("tags.nostream")},
 };
@@ -866,6 +875,40 @@ static int conv_strlist(struct ctx *c, const yaml_node_t *v, const char *path,
 		    strlist_push(c, list, s, len))
 			return -1;
 	}
+	return 0;
+}
+
+/*
+ * A command: a string split as Patroni splits it (shlex.h), or a list of arguments
+ * (pgwarden's: no quoting needed).  '' or null: none.  Each argument is one line.
+ */
+static int conv_command(struct ctx *c, const yaml_node_t *v, const char *path,
+                        struct pgw_strlist *list)
+{
+	const char *s, *err;
+	char **argv;
+	size_t len, argc;
+	int rc = 0;
+
+	strlist_free(list);
+	if (v->type == YAML_SEQUENCE_NODE) {
+		if (conv_strlist(c, v, path, list))
+			return -1;
+	} else if (!is_null(v)) {
+		if (clean_scalar(c, v, path, "a command", FL_EMPTY_OK, &s, &len))
+			return -1;
+		argv = pgw_shlex_split(s, len, &argc, &err);
+		if (!argv)
+			return fail(c, v, path, "cannot split the command as Patroni does: %s",
+			            err);
+		for (size_t i = 0; i < argc && rc == 0; i++)
+			rc = strlist_push(c, list, argv[i], strlen(argv[i]));
+		pgw_shlex_free(argv);
+		if (rc)
+			return -1;
+	}
+	if (list->n > 0 && list->items[0][0] == '\0')
+		return fail(c, v, path, "expected a command, got an empty program name");
 	return 0;
 }
 
@@ -1464,6 +1507,8 @@ static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, c
 	case F_IGNSLOTS:
 	case F_SLOTTTL:
 		return conv_slots(c, f, v, path);
+	case F_COMMAND:
+		return conv_command(c, v, path, dest(c, f));
 	case F_SECTION:
 	case F_UNIMPL:
 	case F_REFUSED:
@@ -1600,6 +1645,18 @@ static bool was_set(const struct ctx *c, const char *path)
 	return lookup(path, &i) && c->seen[i];
 }
 
+/* postgresql.callback_timeout: 60 s unless set; at least 1 s (a bound, never "none"). */
+static int finish_callbacks(struct ctx *c)
+{
+	if (!was_set(c, "postgresql.callback_timeout"))
+		c->cfg->postgresql.callback_timeout_ms = 60000;
+	else if (c->cfg->postgresql.callback_timeout_ms < 1000)
+		return fail(c, NULL, "postgresql.callback_timeout",
+		            "expected at least 1 second, got %lld ms",
+		            (long long)c->cfg->postgresql.callback_timeout_ms);
+	return 0;
+}
+
 /* fencing: defaults, and what mode required cannot do without. */
 static int finish_fencing(struct ctx *c)
 {
@@ -1610,6 +1667,7 @@ static int finish_fencing(struct ctx *c)
 		cfg->fencing.bmc.lanplus = true;
 	if (cfg->fencing.timeout == 0)
 		cfg->fencing.timeout = 30;
+
 	if (!was_set(c, "fencing.retries"))
 		cfg->fencing.retries = 2;
 	if (set_default(c, &cfg->fencing.agent, "ipmi") ||
@@ -1865,7 +1923,7 @@ static int finish(struct ctx *c)
 		return -1;
 	if (cfg->watchdog.safety_margin == 0)
 		cfg->watchdog.safety_margin = PGW_SAFETY_MARGIN_S;
-	if (finish_fencing(c) || finish_log(c))
+	if (finish_callbacks(c) || finish_fencing(c) || finish_log(c))
 		return -1;
 	/* the timing rule has one home: lease.c */
 	if (!pgw_timing_valid(cfg->dcs.ttl, cfg->dcs.loop_wait, cfg->dcs.retry_timeout,
@@ -2136,8 +2194,20 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->postgresql.rewind.password);
 	kvlist_free(&cfg->postgresql.parameters);
 	strlist_free(&cfg->postgresql.pg_hba);
+	for (int i = 0; i < PGW_CB_COUNT; i++)
+		strlist_free(&cfg->postgresql.callbacks[i]);
+	strlist_free(&cfg->postgresql.pre_promote);
+	strlist_free(&cfg->postgresql.before_stop);
 	strlist_free(&cfg->warnings);
 	free(cfg);
+}
+
+const char *pgw_cb_name(enum pgw_cb cb)
+{
+	static const char *const names[PGW_CB_COUNT] = {"on_start", "on_stop", "on_restart",
+	                                                "on_reload", "on_role_change"};
+
+	return (unsigned)cb < PGW_CB_COUNT ? names[cb] : "?";
 }
 
 const char *pgw_ipmi_priv_name(int priv)

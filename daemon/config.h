@@ -92,6 +92,18 @@ struct pgw_rest_tls_config {
 	int verify_client;      /* enum pgw_verify_client: optional = for writes only */
 };
 
+/* postgresql.callbacks, in the order of pgw_cb_name() */
+enum pgw_cb {
+	PGW_CB_ON_START,
+	PGW_CB_ON_STOP,
+	PGW_CB_ON_RESTART,
+	PGW_CB_ON_RELOAD,
+	PGW_CB_ON_ROLE_CHANGE,
+	PGW_CB_COUNT
+};
+/* "on_start", "on_stop", ... as in Patroni's configuration and callback arguments */
+const char *pgw_cb_name(enum pgw_cb cb);
+
 struct pgw_config {
 	char *path;      /* the file it came from */
 	char *scope;     /* required */
@@ -195,6 +207,14 @@ struct pgw_config {
 		struct pgw_auth rewind;       /* optional; superuser used when unset */
 		struct pgw_kvlist parameters; /* local postgresql.parameters */
 		struct pgw_strlist pg_hba;    /* lines of pg_hba.conf */
+		/* Commands as argv (n == 0: none), from the local file only (never from etcd):
+		 * postgresql.callbacks.<on_start|...>, run as Patroni does with the action, the
+		 * role and the scope appended; pre_promote and before_stop run as written. */
+		struct pgw_strlist callbacks[PGW_CB_COUNT];
+		struct pgw_strlist pre_promote;
+		struct pgw_strlist before_stop;
+		int64_t
+		    callback_timeout_ms; /* postgresql.callback_timeout (pgwarden), default 60 s */
 	} postgresql;
 
 	struct {

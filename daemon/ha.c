@@ -318,6 +318,8 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 		if (latest < until)
 			until = latest;
 	}
+	if (pgw_cbrun_deadline(h->cb) != 0 && pgw_cbrun_deadline(h->cb) < until)
+		until = pgw_cbrun_deadline(h->cb); /* a hung callback is killed on time */
 	if (h->lease.lapsed_id != 0 && until > cycle_start + 1000)
 		until = cycle_start + 1000; /* try its keepalive every second: see ha_renew_lease */
 	if (replica_catching_up(h, now) && until > cycle_start + 1000)
@@ -395,11 +397,12 @@ static void cycle(struct ha *h, bool shutdown)
 	if (pgw_step_must_stop(&h->st, &h->lease, start, SAFETY_MARGIN_MS)) {
 		pgw_error("lease deadline D - S passed while running as primary: stopping "
 		          "PostgreSQL at once");
-		pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
+		ha_stop_pg(h, "immediate", false, true); /* before_stop skipped: no time left */
 		ha_observe_pg(h);
 		if (!h->st.was_primary)
 			pgw_wdguard_idle(h->wd); /* rule 5: writes stopped first */
 	}
+	pgw_cbrun_reap(h->cb); /* callbacks that ended: logged; past their bound: killed */
 	etcd_down = ha_renew_lease(h) == PGW_ETCD_EUNAVAIL;
 	if (h->lease.id != 0 && h->lease.t_send_ms < start) { /* not renewed this loop */
 		pgw_wdguard_bound(h->wd,
@@ -517,7 +520,8 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, struct pgw_wdguar
 		return -1;
 	}
 	h->control = pgw_control_new(cfg, h->prefix);
-	if (!h->control) {
+	h->cb = pgw_cbrun_new();
+	if (!h->control || !h->cb) {
 		pgw_error("out of memory");
 		return -1;
 	}
@@ -537,6 +541,10 @@ static void ha_close(struct ha *h)
 	if (h->rest)
 		pgw_rest_stop(h->rest); /* first: no request may use the control after this */
 	pgw_control_free(h->control);
+	/* an on_stop of the final stop gets a moment to finish, not the whole bound */
+	pgw_cbrun_free(h->cb, h->cfg->postgresql.callback_timeout_ms < 10000
+	                          ? h->cfg->postgresql.callback_timeout_ms
+	                          : 10000);
 	pgw_fencer_free(h->fencer);
 	pgw_prober_free(h->prober);
 	pgw_dcs_free(&h->dcs);

@@ -58,8 +58,10 @@ int ha_configure_replica(struct ha *h, const struct pgw_action *a)
 
 static void start_replica(struct ha *h, const struct pgw_action *a)
 {
-	if (ha_configure_replica(h, a) == 0 && pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) == 0)
+	if (ha_configure_replica(h, a) == 0 && pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) == 0) {
 		h->replica_started_ms = ha_mono_ms();
+		ha_cb_started(h, "replica");
+	}
 }
 
 /*
@@ -110,7 +112,7 @@ static int take_key(struct ha *h, bool *won)
 }
 
 /* Give the key up cleanly: deleted, and the record says released (no fence needed). */
-static void give_up_key(struct ha *h)
+void ha_give_up_key(struct ha *h)
 {
 	char *rec = own_leader_record(h, true);
 	bool ok = false;
@@ -447,7 +449,7 @@ static bool sync_before_promote(struct ha *h)
  * renewal pets the watchdog, rule 3): a promotion may outlast W.  False once that
  * lease is lost or no longer allows writes; the next step then demotes.
  */
-static bool keep_key_lease(void *arg)
+bool ha_keep_key_lease(void *arg)
 {
 	struct ha *h = arg;
 	int64_t id = h->lease.id;
@@ -466,14 +468,15 @@ static void promote(struct ha *h)
 	char fenced[PGW_NAME_MAX];
 	int64_t fenced_lease;
 
-	if (!sync_before_promote(h))
+	if (!ha_pre_promote(h) || !sync_before_promote(h))
 		return;
-	if (pgw_pg_promote(h->pg, PG_PROMOTE_TIMEOUT_MS, keep_key_lease, h) != 0) {
+	if (pgw_pg_promote(h->pg, PG_PROMOTE_TIMEOUT_MS, ha_keep_key_lease, h) != 0) {
 		pgw_error("promotion failed; will retry while holding the leader key");
 		return;
 	}
 	pgw_pg_observe(h->pg, PG_OBSERVE_TIMEOUT_MS, &st);
 	pgw_info("promoted: now primary on timeline %d", st.timeline);
+	ha_cb_fire(h, PGW_CB_ON_ROLE_CHANGE, "master");
 	ha_renew_lease(h); /* the promotion's checkpoint may have been long: renew (and pet) now */
 	pgw_step_promoted(&h->st, fenced, sizeof(fenced), &fenced_lease);
 	if (fenced[0]) /* S4: the promotion that follows a fence is audited too */
@@ -485,7 +488,7 @@ static void promote(struct ha *h)
 }
 
 /* Renew now (petting the watchdog, rule 3); true while writes are still allowed. */
-static bool renewed(struct ha *h)
+bool ha_renewed(struct ha *h)
 {
 	ha_renew_lease(h);
 	if (pgw_lease_allows_writes(&h->lease, ha_mono_ms(), SAFETY_MARGIN_MS))
@@ -501,7 +504,7 @@ static bool renewed(struct ha *h)
  */
 static bool arm_for_primary(struct ha *h)
 {
-	return renewed(h) && ha_arm_watchdog(h);
+	return ha_renewed(h) && ha_arm_watchdog(h);
 }
 
 static void act_bootstrap(struct ha *h)
@@ -514,20 +517,20 @@ static void act_bootstrap(struct ha *h)
 		return;
 	if (pgw_etcd_create(h->etcd, h->init_key, "", 0, 0, ha_op_timeout(h), &won) != 0 || !won) {
 		pgw_info("another member started the bootstrap first");
-		give_up_key(h);
+		ha_give_up_key(h);
 		return;
 	}
 	h->member_state = "initializing new cluster";
 	ha_publish_member(h);
 	if (pgw_pg_initdb(h->pg, PG_START_TIMEOUT_MS) != 0 || !arm_for_primary(h) ||
-	    pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) != 0 || !renewed(h) ||
+	    pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) != 0 || !ha_renewed(h) ||
 	    pgw_pg_bootstrap_roles(h->pg, PG_START_TIMEOUT_MS) != 0) {
 		pgw_error("bootstrap failed: removing the half-made data directory and the "
 		          "initialize key so that a member can try again");
 		pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
 		remove_datadir(h);
 		pgw_etcd_delete_if_value(h->etcd, h->init_key, "", ha_op_timeout(h), &won);
-		give_up_key(h);
+		ha_give_up_key(h);
 		h->member_state = NULL;
 		return;
 	}
@@ -552,6 +555,7 @@ static void act_bootstrap(struct ha *h)
 	pgw_step_pg_writable(&h->st);
 	publish_status(h, st.wal_lsn);
 	pgw_info("bootstrapped cluster %s with system identifier %s", h->cfg->scope, sysid);
+	ha_cb_started(h, "master");
 }
 
 void ha_act_clone(struct ha *h, const struct pgw_action *a)
@@ -568,7 +572,7 @@ void ha_act_clone(struct ha *h, const struct pgw_action *a)
 static void act_rewind(struct ha *h, const struct pgw_action *a)
 {
 	if (h->pgst.running)
-		pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
+		ha_stop_pg(h, "fast", false, true);
 	if (pgw_pg_rewind(h->pg, a->target_host, a->target_port, PG_CLONE_TIMEOUT_MS) != 0) {
 		pgw_error("pg_rewind from %s failed: the data directory will be re-cloned",
 		          a->target);
@@ -582,7 +586,7 @@ static void act_rewind(struct ha *h, const struct pgw_action *a)
 
 static void act_follow(struct ha *h, const struct pgw_action *a)
 {
-	if (ha_configure_replica(h, a) == 0 && pgw_pg_reload(h->pg) == 0)
+	if (ha_configure_replica(h, a) == 0 && ha_reload_pg(h) == 0)
 		h->replica_started_ms = ha_mono_ms();
 }
 
@@ -759,17 +763,18 @@ static void act_start_primary(struct ha *h)
 {
 	if (pgw_pg_write_config(h->pg, &h->dcs.pg_parameters, NULL, 0, NULL) != 0)
 		return;
-	pgw_step_pg_writable(&h->st); /* it may accept writes before the next observation */
-	pgw_pg_start(h->pg, 0);       /* no wait: the loop keeps renewing the lease */
+	pgw_step_pg_writable(&h->st);    /* it may accept writes before the next observation */
+	if (pgw_pg_start(h->pg, 0) == 0) /* no wait: the loop keeps renewing the lease */
+		ha_cb_started(h, "master");
 }
 
 static void act_demote(struct ha *h, const char *mode)
 {
-	pgw_pg_stop(h->pg, mode, PG_STOP_TIMEOUT_MS);
+	ha_stop_pg(h, mode, false, true);
 	pgw_step_pg_stopped(&h->st);
 	/* a key left by an earlier lease of ours would only block the election */
 	if (h->etcd_ok && h->cluster.has_leader && strcmp(h->cluster.leader, h->cfg->name) == 0)
-		give_up_key(h);
+		ha_give_up_key(h);
 }
 
 /* Stop PostgreSQL cleanly; when holding the key, publish the final position (so
@@ -779,16 +784,13 @@ static void step_down(struct ha *h, bool held)
 	struct pgw_controldata cd;
 
 	/* the shutdown checkpoint may outlast W: a switchover must not reset the node */
-	if (held)
-		pgw_pg_set_keep(h->pg, keep_key_lease, h);
-	pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
-	pgw_pg_set_keep(h->pg, NULL, NULL);
+	ha_stop_pg(h, "fast", held, true);
 	pgw_step_pg_stopped(&h->st);
 	if (!held)
 		return;
 	if (pgw_pg_controldata(h->pg, &cd) == 0)
 		publish_status(h, cd.checkpoint_lsn);
-	give_up_key(h);
+	ha_give_up_key(h);
 }
 
 static void act_shutdown(struct ha *h, bool held)
@@ -847,9 +849,9 @@ void ha_act(struct ha *h, const struct pgw_action *a, bool holds)
 		act_demote(h, "fast");
 		break;
 	case PGW_ACT_RELEASE:
-		pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
+		ha_stop_pg(h, "fast", false, true);
 		pgw_step_pg_stopped(&h->st);
-		give_up_key(h);
+		ha_give_up_key(h);
 		break;
 	case PGW_ACT_SHUTDOWN:
 		act_shutdown(h, holds);

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "callbacks.h"
 #include "cluster.h"
 #include "cluster_json.h"
 #include "control.h"
@@ -101,6 +102,9 @@ struct ha {
 	int nslot_absent;
 	char *status_slots;
 	int64_t slot_warned_ms;
+	struct pgw_cbrun *cb; /* postgresql.callbacks under way (callbacks.h) */
+	char cb_role[16];     /* the role the last callback announced ("" none yet): a start in
+	                         another role is on_role_change, as in Patroni */
 };
 
 struct pgw_request;
@@ -123,7 +127,30 @@ void ha_observe_pg(struct ha *h);
 void ha_build_obs(struct ha *h, struct pgw_obs *o, bool shutdown);
 bool ha_arm_watchdog(struct ha *h);
 
+/* ha_cb.c (the operator's commands around PostgreSQL's actions) */
+/* "master" (Patroni 3's word, as the member key) or "replica": for the callbacks */
+const char *ha_cb_role(const struct ha *h);
+void ha_cb_fire(struct ha *h, enum pgw_cb which, const char *role);
+/* PostgreSQL started in role: on_start, or on_role_change when the role changed. */
+void ha_cb_started(struct ha *h, const char *role);
+/*
+ * Stop PostgreSQL: before_stop first (bounded; skipped when writes must end at once),
+ * then pg_ctl stop (renewing the lease meanwhile when held), then on_stop when it was
+ * running and `callbacks` (a restart announces on_restart instead).
+ */
+int ha_stop_pg(struct ha *h, const char *mode, bool held, bool callbacks);
+/* pg_ctl reload, then on_reload. */
+int ha_reload_pg(struct ha *h);
+/* postgresql.pre_promote: true to go on promoting; false when it vetoed (recorded in
+ * the state, key released) or the lease leaves no time to run it. */
+bool ha_pre_promote(struct ha *h);
+
 /* ha_act.c (carrying out decisions) */
+/* Renew the lease holding the key while an action takes long (pets on success);
+ * false once that lease is lost or no longer allows writes. */
+bool ha_keep_key_lease(void *arg);
+void ha_give_up_key(struct ha *h);
+bool ha_renewed(struct ha *h);
 int ha_configure_replica(struct ha *h, const struct pgw_action *a);
 void ha_act_clone(struct ha *h, const struct pgw_action *a);
 bool ha_watching_leader(const struct ha *h);

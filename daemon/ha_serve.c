@@ -24,7 +24,7 @@ void ha_refresh_pg_config(struct ha *h)
 	} else {
 		rc = pgw_pg_write_config(h->pg, &h->dcs.pg_parameters, NULL, 0, NULL);
 	}
-	if (rc == 0 && pgw_pg_reload(h->pg) == 0)
+	if (rc == 0 && ha_reload_pg(h) == 0)
 		pgw_info("dynamic configuration: PostgreSQL parameters applied with a reload");
 }
 
@@ -178,7 +178,7 @@ static int do_restart(struct ha *h, const struct pgw_rq_verdict *v, char *msg, s
 	struct pgw_action a;
 
 	pgw_info("REST: restarting PostgreSQL [%s]", v->rule);
-	pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
+	ha_stop_pg(h, "fast", false, false); /* on_restart once it is back, not on_stop */
 	if (v->as_primary) {
 		/* the loop is blocked meanwhile: never let the start run past D - S */
 		budget =
@@ -200,6 +200,7 @@ static int do_restart(struct ha *h, const struct pgw_rq_verdict *v, char *msg, s
 		    pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) != 0)
 			return snprintf(msg, len, "restart failed: %s", "see the log"), 503;
 	}
+	ha_cb_fire(h, PGW_CB_ON_RESTART, v->as_primary ? "master" : "replica");
 	return snprintf(msg, len, "restarted successfully"), 200;
 }
 
@@ -213,7 +214,7 @@ static int do_reinit(struct ha *h, const struct pgw_rq_verdict *v, char *msg, si
 	snprintf(a.target_host, sizeof(a.target_host), "%s", v->target_host);
 	a.target_port = v->target_port;
 	pgw_info("REST: reinitializing from %s", v->target);
-	pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
+	ha_stop_pg(h, "immediate", false, true);
 	ha_act_clone(h, &a);
 	ha_observe_pg(h);
 	if (!h->pgst.running)

@@ -1111,8 +1111,8 @@ static void test_warnings(void **state)
 	struct pgw_config *cfg = parse(BASE "  parameters:\n"
 	                                    "    custom.thing: 1\n"
 	                                    "    anything_at_all: x\n"
-	                                    "  callbacks:\n"
-	                                    "    on_start: /bin/true\n"
+	                                    "  bin_name:\n"
+	                                    "    pg_ctl: pg_ctl\n"
 	                                    "foo: 1\n"
 	                                    "restapi:\n"
 	                                    "  bar: {deep: [1, 2]}\n"
@@ -1132,7 +1132,7 @@ static void test_warnings(void **state)
 	assert_int_equal(cfg->warnings.n, 6);
 	assert_string_equal(
 	    cfg->warnings.items[0],
-	    "t.yml:8: postgresql.callbacks: not implemented by pgwarden yet, ignored");
+	    "t.yml:8: postgresql.bin_name: not implemented by pgwarden yet, ignored");
 	assert_string_equal(cfg->warnings.items[1], "t.yml:10: foo: unknown key, ignored");
 	assert_string_equal(cfg->warnings.items[2], "t.yml:12: restapi.bar: unknown key, ignored");
 	assert_string_equal(cfg->warnings.items[3],
@@ -1140,6 +1140,76 @@ static void test_warnings(void **state)
 	assert_string_equal(cfg->warnings.items[4],
 	                    "t.yml:15: bootstrap.dcs: unknown key, ignored");
 	assert_string_equal(cfg->warnings.items[5], "t.yml:18: tags.: unknown key, ignored");
+	pgw_config_free(cfg);
+}
+
+static void assert_argv(const struct pgw_strlist *l, size_t n, ...)
+{
+	va_list ap;
+
+	assert_int_equal(l->n, n);
+	va_start(ap, n);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(l->items[i], va_arg(ap, const char *));
+	va_end(ap);
+}
+
+/* postgresql.callbacks, pre_promote, before_stop: Patroni's keys, split as Patroni
+ * splits them (shlex), or a list; no "not implemented" warning. */
+static void test_callbacks(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg =
+	    parse(BASE "  callbacks:\n"
+	               "    on_start: /bin/cb.sh\n"
+	               "    on_stop: \"/bin/cb.sh 'a b' c\\\\ d \\\"e f\\\"\"\n"
+	               "    on_restart: [/bin/cb.sh, 'x y']\n"
+	               "    on_reload: ''\n"
+	               "    on_role_change: /bin/cb.sh --role-change\n"
+	               "  pre_promote: /usr/bin/fence --check\n"
+	               "  before_stop: /bin/drain\n"
+	               "  callback_timeout: 2.5\n",
+	          err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->warnings.n, 0);
+	assert_argv(&cfg->postgresql.callbacks[PGW_CB_ON_START], 1, "/bin/cb.sh");
+	assert_argv(&cfg->postgresql.callbacks[PGW_CB_ON_STOP], 4, "/bin/cb.sh", "a b", "c d",
+	            "e f");
+	assert_argv(&cfg->postgresql.callbacks[PGW_CB_ON_RESTART], 2, "/bin/cb.sh", "x y");
+	assert_argv(&cfg->postgresql.callbacks[PGW_CB_ON_RELOAD], 0);
+	assert_argv(&cfg->postgresql.callbacks[PGW_CB_ON_ROLE_CHANGE], 2, "/bin/cb.sh",
+	            "--role-change");
+	assert_argv(&cfg->postgresql.pre_promote, 2, "/usr/bin/fence", "--check");
+	assert_argv(&cfg->postgresql.before_stop, 1, "/bin/drain");
+	assert_int_equal(cfg->postgresql.callback_timeout_ms, 2500);
+	assert_string_equal(pgw_cb_name(PGW_CB_ON_ROLE_CHANGE), "on_role_change");
+	pgw_config_free(cfg);
+
+	cfg = parse(BASE, err);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->postgresql.callback_timeout_ms, 60000);
+	assert_int_equal(cfg->postgresql.pre_promote.n, 0);
+	pgw_config_free(cfg);
+
+	assert_null(parse(BASE "  pre_promote: \"/bin/x 'unclosed\"\n", err));
+	assert_string_equal(err, "t.yml:5: postgresql.pre_promote: cannot split the command as "
+	                         "Patroni does: no closing quotation");
+	assert_null(parse(BASE "  callbacks:\n    on_stop: \"'' x\"\n", err));
+	assert_string_equal(err, "t.yml:6: postgresql.callbacks.on_stop: expected a command, got "
+	                         "an empty program name");
+	assert_null(parse(BASE "  callbacks:\n    on_stop: {a: b}\n", err));
+	assert_null(parse(BASE "  callback_timeout: 0.5\n", err));
+	assert_string_equal(err, "t.yml: postgresql.callback_timeout: expected at least 1 second, "
+	                         "got 500 ms");
+	/* an unknown callback is an unknown key, as for any section */
+	cfg = parse(BASE "  callbacks:\n    post_promote: /bin/x\n", err);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->warnings.n, 1);
+	assert_string_equal(cfg->warnings.items[0],
+	                    "t.yml:6: postgresql.callbacks.post_promote: unknown key, ignored");
 	pgw_config_free(cfg);
 }
 
@@ -1413,6 +1483,7 @@ int main(void)
 	    cmocka_unit_test(test_small_or_no_error_buffer),
 	    cmocka_unit_test(test_long_values_are_cut),
 	    cmocka_unit_test(test_warnings),
+	    cmocka_unit_test(test_callbacks),
 	    cmocka_unit_test(test_empty_sections),
 	    cmocka_unit_test(test_anchors_and_aliases),
 	    cmocka_unit_test(test_split_hostport),

@@ -1360,6 +1360,63 @@ static void test_no_leader_starting(void **state)
 	check(&a, PGW_ACT_NONE, "no-leader-starting", "waiting for PostgreSQL");
 }
 
+/* ---- pre_promote's veto (postgresql.pre_promote exited non-zero) ---------- */
+
+static void request_switchover(struct fx *f, const char *leader, const char *member, double at);
+
+static void test_pre_promote_veto(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* the best candidate does not take the key while vetoed */
+	fx_no_leader(&f);
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	f.o.pre_promote_vetoed = true;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "pre-promote-vetoed", "pre_promote vetoed|not standing");
+	/* a switchover or failover naming it cannot be carried out: removed */
+	request_switchover(&f, "node1", "node2", 0);
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_CANCEL_SWITCHOVER, "pre-promote-vetoed-request", "removing|node1");
+	request_switchover(&f, "", "node2", 0);
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_CANCEL_SWITCHOVER, "pre-promote-vetoed-request", "any");
+	/* one naming another member is not this node's to remove */
+	request_switchover(&f, "node1", "node3", 0);
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "pre-promote-vetoed", "not standing");
+	memset(&f.c.failover, 0, sizeof(f.c.failover));
+	/* nor does it fence the lost leader to take over (it would not take over) */
+	f.o.fencing_required = true;
+	last_leader(&f, "node1");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "pre-promote-vetoed", "not standing");
+	f.o.pre_promote_vetoed = false;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_FENCE, "fence-before-promote", "node1");
+
+	/* the key is still held (its release failed): never promote on it, release it */
+	fx_leader(&f);
+	f.pg.in_recovery = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_PROMOTE, "leader-in-recovery", "promoting");
+	f.o.pre_promote_vetoed = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "pre-promote-vetoed-leader", "vetoed|releasing");
+	pg_stopped(&f, PGW_CS_SHUT_DOWN_IN_RECOVERY); /* nor start it as primary */
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "pre-promote-vetoed-leader", "instead of promoting");
+	/* a primary already writing is not demoted by a stale veto */
+	fx_leader(&f);
+	f.o.pre_promote_vetoed = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_LEADER_DUTIES, "leader-healthy", "primary");
+	assert_int_equal(pgw_pre_promote_holdoff_ms(10), 21000);
+}
+
 /* ---- switchover, failover, pause ------------------------------------------ */
 
 static void request_switchover(struct fx *f, const char *leader, const char *member, double at)
@@ -2124,6 +2181,7 @@ int main(void)
 	    cmocka_unit_test(test_no_leader_empty),
 	    cmocka_unit_test(test_no_leader_start),
 	    cmocka_unit_test(test_no_leader_starting),
+	    cmocka_unit_test(test_pre_promote_veto),
 	    cmocka_unit_test(test_switchover_hands_over),
 	    cmocka_unit_test(test_switchover_scheduled),
 	    cmocka_unit_test(test_stale_requests_do_not_choose),
