@@ -50,6 +50,9 @@ enum ftype {
 	F_PEERS,    /* struct pgw_fence_peers: map of member -> {address, lanplus, ...} */
 	F_INITDB,   /* struct pgw_strlist: initdb options -> "--flag", "--key=value" */
 	F_CHOICE,   /* int: index of the value in the row's "a|b|c" choices */
+	F_VIPADDR,  /* struct pgw_vip_addr: "a.b.c.d/len" */
+	F_IFNAME,   /* char *: a network interface name */
+	F_GARP,     /* int: a count 0..PGW_VIP_ARP_MAX, or a boolean (true = default) */
 };
 
 #define FL_SECRET   1u /* never quote the value in messages */
@@ -182,6 +185,10 @@ static const struct field fields[] = {
     {FIELD("fencing.bmc.cipher_suite", F_NONNEG, fencing.bmc.cipher_suite)},
     {CHOICE("fencing.bmc.privilege", fencing.bmc.privilege, PRIV_CHOICES)},
     {FIELD("fencing.peers", F_PEERS, fencing.peers)},
+    {SECTION("vip")},
+    {FIELD("vip.address", F_VIPADDR, vip.address)},
+    {FIELD("vip.interface", F_IFNAME, vip.interface)},
+    {FIELD("vip.arp_notify", F_GARP, vip.arp_notify)},
     {UNIMPL("citus")},
     {UNIMPL("etcd")},
     {UNIMPL("consul")},
@@ -1060,6 +1067,52 @@ static int conv_choice(struct ctx *c, const yaml_node_t *v, const struct field *
 	return expected(c, v, path, what, false);
 }
 
+/* vip.address, vip.interface, vip.arp_notify */
+static int conv_vip(struct ctx *c, const struct field *f, const yaml_node_t *v, const char *path)
+{
+	char why[128], what[192], buf[64];
+	const char *s;
+	size_t len;
+	int64_t n;
+	bool b;
+
+	switch (f->type) {
+	case F_VIPADDR:
+		if (clean_scalar(c, v, path, "an IPv4 address with a prefix length", 0, &s, &len))
+			return -1;
+		snprintf(buf, sizeof(buf), "%.*s", (int)(len < sizeof(buf) ? len : 0), s);
+		if (!pgw_vip_parse_address(buf, dest(c, f), why, sizeof(why))) {
+			snprintf(what, sizeof(what),
+			         "an IPv4 address with a prefix length such as "
+			         "10.0.0.100/24 (%s)",
+			         why);
+			return expected(c, v, path, what, false);
+		}
+		return 0;
+	case F_IFNAME:
+		if (clean_scalar(c, v, path, "an interface name", 0, &s, &len))
+			return -1;
+		snprintf(buf, sizeof(buf), "%.*s", (int)(len < sizeof(buf) ? len : 0), s);
+		if (!pgw_vip_ifname_valid(buf))
+			return expected(c, v, path,
+			                "an interface name (1 to 15 characters, no '/', ':' or "
+			                "blanks)",
+			                false);
+		return store_str(c, dest(c, f), s, len);
+	default:
+		snprintf(what, sizeof(what), "a number of gratuitous ARPs 0..%d, or a boolean",
+		         PGW_VIP_ARP_MAX);
+		if (clean_scalar(c, v, path, what, 0, &s, &len))
+			return -1;
+		if (parse_bool(s, len, &b))
+			n = b ? PGW_VIP_ARP_DEFAULT : 0;
+		else if (!parse_uint(s, len, PGW_VIP_ARP_MAX, &n))
+			return expected(c, v, path, what, false);
+		*(int *)dest(c, f) = (int)n;
+		return 0;
+	}
+}
+
 static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, const char *path)
 {
 	bool secret = (f->flags & FL_SECRET) != 0;
@@ -1137,6 +1190,10 @@ static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, c
 		return conv_initdb(c, v, path, dest(c, f));
 	case F_PEERS:
 		return conv_peers(c, v, path, dest(c, f));
+	case F_VIPADDR:
+	case F_IFNAME:
+	case F_GARP:
+		return conv_vip(c, f, v, path);
 	case F_SECTION:
 	case F_UNIMPL:
 		break;
@@ -1469,6 +1526,12 @@ static int finish(struct ctx *c)
 		cfg->watchdog.safety_margin = PGW_SAFETY_MARGIN_S;
 	if (finish_fencing(c))
 		return -1;
+	if (!cfg->vip.address.family != !cfg->vip.interface)
+		return fail(c, NULL, cfg->vip.interface ? "vip.address" : "vip.interface",
+		            "required with %s (vip: the address and the interface it goes on)",
+		            cfg->vip.interface ? "vip.interface" : "vip.address");
+	if (!was_set(c, "vip.arp_notify"))
+		cfg->vip.arp_notify = PGW_VIP_ARP_DEFAULT;
 	/* the timing rule has one home: lease.c */
 	if (!pgw_timing_valid(cfg->dcs.ttl, cfg->dcs.loop_wait, cfg->dcs.retry_timeout,
 	                      cfg->watchdog.safety_margin, terr, sizeof(terr)))
@@ -1726,6 +1789,7 @@ void pgw_config_free(struct pgw_config *cfg)
 	kvlist_free(&cfg->postgresql.parameters);
 	strlist_free(&cfg->postgresql.pg_hba);
 	strlist_free(&cfg->warnings);
+	free(cfg->vip.interface);
 	free(cfg);
 }
 
