@@ -93,6 +93,7 @@ struct ha {
 	struct pgw_prober *prober;  /* fast takeover: probes the leader (started when first
 	                               needed) */
 	int64_t replica_started_ms; /* PostgreSQL started or pointed at a leader as a replica */
+	bool won_key;               /* this cycle's action took the leader key (vip) */
 };
 
 struct pgw_request;
@@ -122,6 +123,14 @@ bool ha_watching_leader(const struct ha *h);
 void ha_probe_leader(struct ha *h);
 int64_t ha_probe_interval_ms(const struct ha *h);
 void ha_act(struct ha *h, const struct pgw_action *a, bool holds);
+
+/* ha_vip.c (the virtual IP: the core decides, these carry it out) */
+void ha_vip_observe(struct ha *h);
+/* Remove the address now if the core says so (o, a NULL: between observations). */
+void ha_vip_guard(struct ha *h, const struct pgw_obs *o, const struct pgw_action *a);
+/* After the action: add it (and announce it) if the core says so. */
+void ha_vip_after(struct ha *h, const struct pgw_action *a, bool holds);
+void ha_vip_release(struct ha *h);
 
 /* ha_serve.c (requests and configuration) */
 void ha_apply_dynamic_config(struct ha *h);
