@@ -449,8 +449,10 @@ static void cycle(struct ha *h, bool shutdown)
 	ha_act(h, &a, holds);
 	ha_vip_after(h, &a, holds);
 	watchdog_after_act(h, &a, holds);
-	if (!shutdown) /* after the safety rows: a restart as primary needs a healthy leader */
+	if (!shutdown) { /* after the safety rows: a restart as primary needs a healthy leader */
 		ha_serve_request(h, holds && a.kind == PGW_ACT_LEADER_DUTIES);
+		ha_vip_guard(h, NULL, NULL); /* e.g. restarted as a replica */
+	}
 	h->loop_mono_ms = ha_mono_ms();
 	ha_publish_snapshot(h, holds);
 	ha_notify_systemd(h, &a, holds);
@@ -563,9 +565,6 @@ int pgw_ha_run(const struct pgw_config *cfg, struct pgw_wdguard *wd, volatile si
 		pgw_info("pgwarden %s: member %s of cluster %s, etcd prefix %s", PGW_VERSION,
 		         cfg->name, cfg->scope, h->prefix);
 		ha_check_systemd_watchdog(h);
-		/* an address left on the interface by an earlier run goes at once */
-		ha_vip_observe(h);
-		ha_vip_guard(h, NULL, NULL);
 		if (cfg->failover_unprotected && cfg->fencing.mode != PGW_FENCE_REQUIRED)
 			pgw_warn("failover.unprotected is on: a replica promotes when a lost "
 			         "leader's lease expires even if neither a fence nor an armed "

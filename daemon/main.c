@@ -205,6 +205,23 @@ static int check_fencing_secret(const struct pgw_config *cfg)
 	return -1;
 }
 
+/* A daemon that starts holds no lease: the virtual IP on the interface is a leftover of
+ * a dead one (rule 2), and goes first, before a leftover primary is stopped. */
+static void remove_leftover_vip(const struct pgw_config *cfg)
+{
+	char addr[64];
+
+	if (!cfg->vip.interface || pgw_vip_present(cfg->vip.interface, &cfg->vip.address) != 1)
+		return;
+	pgw_vip_format(&cfg->vip.address, addr, sizeof(addr));
+	if (pgw_vip_del(cfg->vip.interface, &cfg->vip.address) != 0)
+		pgw_error("vip: cannot remove the leftover %s from %s: %s", addr,
+		          cfg->vip.interface, strerror(errno));
+	else
+		pgw_warn("vip: removed %s from %s: a leftover (this daemon holds no lease yet)",
+		         addr, cfg->vip.interface);
+}
+
 static struct pgw_config *load_config(const char *path)
 {
 	char err[1024];
@@ -268,6 +285,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	pgw_log_set_ident(cfg->name);
+	remove_leftover_vip(cfg);
 	/* a primary left running by a daemon that died is stopped before the device is
 	 * opened: opening disables the watchdog its peers count on (simulator seed 61418) */
 	if (cfg->watchdog.mode != PGW_WD_OFF && cfg->postgresql.data_dir &&
