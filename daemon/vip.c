@@ -347,7 +347,9 @@ int pgw_vip_caps_limit(bool need, char *why, size_t len)
 
 	prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
 	/* ambient capabilities (systemd's AmbientCapabilities=) would pass to PostgreSQL */
-	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL &&
+	    (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, CAP_NET_ADMIN, 0, 0) != 0 ||
+	     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, CAP_NET_RAW, 0, 0) != 0)) {
 		snprintf(why, len, "prctl(PR_CAP_AMBIENT_CLEAR_ALL): %s", strerror(errno));
 		return -1;
 	}
