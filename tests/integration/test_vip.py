@@ -36,12 +36,6 @@ from harness import log, wait_until  # noqa: E402
 IFACE = "eth0"
 
 
-def _why_not():
-    if os.geteuid() != 0:
-        return "the VIP test needs root (namespaces, cgroups, tmpfs)"
-    return harness.preflight()
-
-
 class AddrWatch:
     """`ip -ts -o monitor address` in each node namespace: (time, node, added?) of the VIP."""
 
@@ -163,13 +157,10 @@ def patch_configs(rig, vip):
 
 @pytest.fixture
 def vrig():
-    why = _why_not()
+    import rig as rigmod
+    why = rigmod.setup_run()
     if why:
         pytest.skip(why)
-    import rig as rigmod
-    harness.install_handlers()
-    harness.become_subreaper()
-    rigmod.remove_stale()
     rundir = os.path.join("/tmp", "pgwf-%d-vip-%d" % (os.getpid(), int(time.time())))
     r = rigmod.Rig(rundir, "pgwarden", "tight", sync=False)
     watch = None
