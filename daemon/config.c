@@ -65,6 +65,9 @@ enum ftype {
 	F_IGNSLOTS, /* struct pgw_slot_conf: ignore_slots */
 	F_SLOTTTL,  /* struct pgw_slot_conf: member_slots_ttl */
 	F_COMMAND,  /* struct pgw_strlist: a command line split as Patroni does, or a list */
+	F_VIPADDR,  /* struct pgw_vip_addr: "a.b.c.d/len" */
+	F_IFNAME,   /* char *: a network interface name */
+	F_GARP,     /* int: a count 0..PGW_VIP_ARP_MAX, or a boolean (true = default) */
 };
 
 #define FL_SECRET   1u /* never quote the value in messages */
@@ -255,6 +258,17 @@ static const struct field fields[] = {
     {REFUSED("exhibitor", WHY_DCS)},
     {REFUSED("kubernetes", WHY_DCS)},
     {REFUSED("raft", WHY_DCS)},
+    {SECTION("vip")},
+    {FIELD("vip.address", F_VIPADDR, vip.address)},
+    {FIELD("vip.interface", F_IFNAME, vip.interface)},
+    {FIELD("vip.arp_notify", F_GARP, vip.arp_notify)},
+    {UNIMPL("citus")},
+    {UNIMPL("etcd")},
+    {UNIMPL("consul")},
+    {UNIMPL("zookeeper")},
+    {UNIMPL("exhibitor")},
+    {UNIMPL("kubernetes")},
+    {UNIMPL("raft")},
     {MISPLACED("synchronous_mode")},
     {MISPLACED("synchronous_mode_strict")},
     {MISPLACED("synchronous_node_count")},
@@ -1412,6 +1426,52 @@ static int conv_slots(struct ctx *c, const struct field *f, const yaml_node_t *v
 	return 0;
 }
 
+/* vip.address, vip.interface, vip.arp_notify */
+static int conv_vip(struct ctx *c, const struct field *f, const yaml_node_t *v, const char *path)
+{
+	char why[128], what[192], buf[64];
+	const char *s;
+	size_t len;
+	int64_t n;
+	bool b;
+
+	switch (f->type) {
+	case F_VIPADDR:
+		if (clean_scalar(c, v, path, "an IPv4 address with a prefix length", 0, &s, &len))
+			return -1;
+		snprintf(buf, sizeof(buf), "%.*s", (int)(len < sizeof(buf) ? len : 0), s);
+		if (!pgw_vip_parse_address(buf, dest(c, f), why, sizeof(why))) {
+			snprintf(what, sizeof(what),
+			         "an IPv4 address with a prefix length such as "
+			         "10.0.0.100/24 (%s)",
+			         why);
+			return expected(c, v, path, what, false);
+		}
+		return 0;
+	case F_IFNAME:
+		if (clean_scalar(c, v, path, "an interface name", 0, &s, &len))
+			return -1;
+		snprintf(buf, sizeof(buf), "%.*s", (int)(len < sizeof(buf) ? len : 0), s);
+		if (!pgw_vip_ifname_valid(buf))
+			return expected(c, v, path,
+			                "an interface name (1 to 15 characters, no '/', ':' or "
+			                "blanks)",
+			                false);
+		return store_str(c, dest(c, f), s, len);
+	default:
+		snprintf(what, sizeof(what), "a number of gratuitous ARPs 0..%d, or a boolean",
+		         PGW_VIP_ARP_MAX);
+		if (clean_scalar(c, v, path, what, 0, &s, &len))
+			return -1;
+		if (parse_bool(s, len, &b))
+			n = b ? PGW_VIP_ARP_DEFAULT : 0;
+		else if (!parse_uint(s, len, PGW_VIP_ARP_MAX, &n))
+			return expected(c, v, path, what, false);
+		*(int *)dest(c, f) = (int)n;
+		return 0;
+	}
+}
+
 static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, const char *path)
 {
 	bool secret = (f->flags & FL_SECRET) != 0;
@@ -1509,6 +1569,10 @@ static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, c
 		return conv_slots(c, f, v, path);
 	case F_COMMAND:
 		return conv_command(c, v, path, dest(c, f));
+	case F_VIPADDR:
+	case F_IFNAME:
+	case F_GARP:
+		return conv_vip(c, f, v, path);
 	case F_SECTION:
 	case F_UNIMPL:
 	case F_REFUSED:
@@ -1745,13 +1809,13 @@ static int keep_local_only_params(struct ctx *c)
 			dcs->items[kept++] = kv;
 			continue;
 		}
-		snprintf(
-		    line, sizeof(line),
-		    "%s: bootstrap.dcs.postgresql.parameters.%s: runs a command or loads code, "
-		    "so it is never written to etcd: %s",
-		    c->name, kv.name,
-		    kvlist_has(local, kv.name) ? "postgresql.parameters sets it already"
-		                               : "kept in this node's postgresql.parameters");
+		snprintf(line, sizeof(line),
+		         "%s: bootstrap.dcs.postgresql.parameters.%s: runs a command or "
+		         "loads code, "
+		         "so it is never written to etcd: %s",
+		         c->name, kv.name,
+		         kvlist_has(local, kv.name) ? "postgresql.parameters sets it already"
+		                                    : "kept in this node's postgresql.parameters");
 		if (strlist_push(c, &c->cfg->warnings, line, strlen(line)))
 			return -1;
 		if (kvlist_has(local, kv.name)) {
@@ -1787,10 +1851,10 @@ static int check_sslmode(struct ctx *c, const struct pgw_auth *a, const char *wh
 				            a->sslmode);
 			return 0;
 		}
-	return fail(
-	    c, NULL, path,
-	    "expected disable, allow, prefer, require, verify-ca or verify-full, got \"%s\"",
-	    a->sslmode);
+	return fail(c, NULL, path,
+	            "expected disable, allow, prefer, require, verify-ca or verify-full, "
+	            "got \"%s\"",
+	            a->sslmode);
 }
 
 /* The host part of host:port is a loopback address (127/8, ::1, localhost). */
@@ -1925,6 +1989,12 @@ static int finish(struct ctx *c)
 		cfg->watchdog.safety_margin = PGW_SAFETY_MARGIN_S;
 	if (finish_callbacks(c) || finish_fencing(c) || finish_log(c))
 		return -1;
+	if (!cfg->vip.address.family != !cfg->vip.interface)
+		return fail(c, NULL, cfg->vip.interface ? "vip.address" : "vip.interface",
+		            "required with %s (vip: the address and the interface it goes on)",
+		            cfg->vip.interface ? "vip.interface" : "vip.address");
+	if (!was_set(c, "vip.arp_notify"))
+		cfg->vip.arp_notify = PGW_VIP_ARP_DEFAULT;
 	/* the timing rule has one home: lease.c */
 	if (!pgw_timing_valid(cfg->dcs.ttl, cfg->dcs.loop_wait, cfg->dcs.retry_timeout,
 	                      cfg->watchdog.safety_margin, terr, sizeof(terr)))
@@ -2199,6 +2269,7 @@ void pgw_config_free(struct pgw_config *cfg)
 	strlist_free(&cfg->postgresql.pre_promote);
 	strlist_free(&cfg->postgresql.before_stop);
 	strlist_free(&cfg->warnings);
+	free(cfg->vip.interface);
 	free(cfg);
 }
 

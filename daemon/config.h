@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "slots.h"
+#include "vip.h"
 
 /* An ordered list of name = value pairs (PostgreSQL parameters). */
 struct pgw_kv {
@@ -223,6 +224,13 @@ struct pgw_config {
 	} tags;
 
 	struct pgw_strlist warnings; /* "file:line: key: unknown key, ignored" */
+
+	/* vip: the virtual IP the leader primary holds (vip.h); address.family 0 = none */
+	struct {
+		struct pgw_vip_addr address;
+		char *interface;
+		int arp_notify; /* gratuitous ARPs after adding it (0..20, true = 3) */
+	} vip;
 };
 
 /*

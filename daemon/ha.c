@@ -37,7 +37,7 @@ bool ha_pg_is_primary(const struct pgw_pg_state *st)
 int ha_op_timeout(const struct ha *h)
 {
 	return pgw_lease_op_timeout_ms(&h->lease, ha_mono_ms(), SAFETY_MARGIN_MS,
-	                               h->dcs.retry_timeout, h->st.was_primary);
+	                               h->dcs.retry_timeout, h->st.was_primary || h->st.vip_held);
 }
 
 /*
@@ -312,8 +312,8 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 	struct watch_ctx w = {h, holds, &h->leader_gone_rev};
 	bool fired = false;
 
-	if (h->st.was_primary && h->lease.id != 0) {
-		/* wake up in time to renew (or to demote) before D - S */
+	if ((h->st.was_primary || h->st.vip_held) && h->lease.id != 0) {
+		/* wake up in time to renew (or to demote, the vip first) before D - S */
 		int64_t latest = h->lease.deadline_ms - SAFETY_MARGIN_MS - 500;
 		if (latest < until)
 			until = latest;
@@ -393,7 +393,10 @@ static void cycle(struct ha *h, bool shutdown)
 	int64_t start = ha_mono_ms();
 	bool holds, etcd_down, fenced_before;
 
-	/* Rule 7: after any pause, compare the clock with D before anything else. */
+	h->won_key = false;
+	/* Rule 7: after any pause, compare the clock with D before anything else (the
+	 * virtual IP goes first, then writes stop). */
+	ha_vip_guard(h, NULL, NULL);
 	if (pgw_step_must_stop(&h->st, &h->lease, start, SAFETY_MARGIN_MS)) {
 		pgw_error("lease deadline D - S passed while running as primary: stopping "
 		          "PostgreSQL at once");
@@ -404,12 +407,14 @@ static void cycle(struct ha *h, bool shutdown)
 	}
 	pgw_cbrun_reap(h->cb); /* callbacks that ended: logged; past their bound: killed */
 	etcd_down = ha_renew_lease(h) == PGW_ETCD_EUNAVAIL;
+	ha_vip_guard(h, NULL, NULL); /* a renewal that failed up to D - S, a lost lease */
 	if (h->lease.id != 0 && h->lease.t_send_ms < start) { /* not renewed this loop */
 		pgw_wdguard_bound(h->wd,
 		                  pgw_lease_wd_bound_s(&h->lease, ha_mono_ms(), h->dcs.loop_wait));
 		ha_cap_lease(h); /* a lowered W restarted the countdown */
 	}
 	ha_observe_pg(h);
+	ha_vip_observe(h);
 	if (*h->reload) {
 		char msg[256];
 
@@ -443,10 +448,14 @@ static void cycle(struct ha *h, bool shutdown)
 	}
 	ha_log_decision(h, &a);
 	fenced_before = h->st.fenced[0] != '\0';
+	ha_vip_guard(h, &o, &a); /* before an action that gives up writing */
 	ha_act(h, &a, holds);
+	ha_vip_after(h, &a, holds);
 	watchdog_after_act(h, &a, holds);
-	if (!shutdown) /* after the safety rows: a restart as primary needs a healthy leader */
+	if (!shutdown) { /* after the safety rows: a restart as primary needs a healthy leader */
 		ha_serve_request(h, holds && a.kind == PGW_ACT_LEADER_DUTIES);
+		ha_vip_guard(h, NULL, NULL); /* e.g. restarted as a replica */
+	}
 	h->loop_mono_ms = ha_mono_ms();
 	ha_publish_snapshot(h, holds);
 	ha_notify_systemd(h, &a, holds);
@@ -586,6 +595,7 @@ int pgw_ha_run(const struct pgw_config *cfg, struct pgw_wdguard *wd, volatile si
 		pgw_sd_stopping(
 		    "shutting down: stopping PostgreSQL, then releasing the leader key");
 		cycle(h, true); /* its SHUTDOWN observed PostgreSQL after stopping it */
+		ha_vip_release(h);
 		clean = !h->st.was_primary;
 		rc = 0;
 	}

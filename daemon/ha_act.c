@@ -515,6 +515,7 @@ static void act_bootstrap(struct ha *h)
 
 	if (take_key(h, &won) != 0 || !won)
 		return;
+	h->won_key = true;
 	if (pgw_etcd_create(h->etcd, h->init_key, "", 0, 0, ha_op_timeout(h), &won) != 0 || !won) {
 		pgw_info("another member started the bootstrap first");
 		ha_give_up_key(h);
@@ -755,6 +756,7 @@ static void act_acquire(struct ha *h)
 		pgw_info("another member took the leader key first");
 		return;
 	}
+	h->won_key = true;
 	pgw_info("took the leader key: promoting");
 	promote(h);
 }

@@ -105,6 +105,7 @@ struct ha {
 	struct pgw_cbrun *cb; /* postgresql.callbacks under way (callbacks.h) */
 	char cb_role[16];     /* the role the last callback announced ("" none yet): a start in
 	                         another role is on_role_change, as in Patroni */
+	bool won_key;         /* this cycle's action took the leader key (vip) */
 };
 
 struct pgw_request;
@@ -159,6 +160,14 @@ int64_t ha_probe_interval_ms(const struct ha *h);
 void ha_act(struct ha *h, const struct pgw_action *a, bool holds);
 /* Rewrite postgresql.conf for the current role (with the dynamic parameters), reload. */
 void ha_refresh_pg_config(struct ha *h);
+
+/* ha_vip.c (the virtual IP: the core decides, these carry it out) */
+void ha_vip_observe(struct ha *h);
+/* Remove the address now if the core says so (o, a NULL: between observations). */
+void ha_vip_guard(struct ha *h, const struct pgw_obs *o, const struct pgw_action *a);
+/* After the action: add it (and announce it) if the core says so. */
+void ha_vip_after(struct ha *h, const struct pgw_action *a, bool holds);
+void ha_vip_release(struct ha *h);
 
 /* ha_serve.c (requests and configuration) */
 void ha_apply_dynamic_config(struct ha *h);
