@@ -199,7 +199,7 @@ test: deps-test asan lint
 	@$(MAKE) --no-print-directory VARIANT=asan build/asan/sim
 	@tests/sim/run.sh build/asan/sim
 	@PGWARDEN_BIN=$(CURDIR)/build/asan/pgwarden tests/run-integration.sh
-	@PGWARDEN_BIN=$(CURDIR)/build/asan/pgwarden tests/run-integration.sh tests/faults/test_checker.py tests/faults/test_faults.py
+	@PGWARDEN_BIN=$(CURDIR)/build/asan/pgwarden tests/run-integration.sh tests/faults/test_checker.py tests/faults/test_faults.py tests/faults/test_soak.py
 	@$(MAKE) --no-print-directory package-test
 
 # REST throughput and latency, commit cost, and failover (bench/failover-bench.py, the full

@@ -66,10 +66,11 @@ STRESS_BIN = "stress-ng"
 PGBENCH = os.path.join(rigmod.PG_BIN, "pgbench")
 PGBENCH_SCALE = 10
 NET_TABLE = "pgwf_soak_net"
-DEAD_HOLD = 15.0
-# A replica's probe of the leader (daemon/ha_act.c) is PQping with connect_timeout 1
-# (libpq makes that 2 s) and then GET /liveness with a 1 s timeout: one silent probe takes
-# about 3 s, and a fence needs two in a row, so "dead" must last well past 3 x threshold.
+DEAD_HOLD = 6.0
+# A replica's prober (daemon/probe.c) starts a round every threshold / 5; a frozen leader
+# is silent from its first unanswered round, and etcd proves its lease unrenewed about a
+# second after its last heartbeat: with a 1 s threshold the fence comes about 1.5 s into
+# the freeze, so "dead" must last a few times longer than that.
 
 LOAD_KINDS = ("stress", "pgbench")
 BLIP_KINDS = ("cut_replicas", "loss", "isolate_short", "stop_daemon", "freeze_machine")

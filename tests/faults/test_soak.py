@@ -4,11 +4,9 @@ drawn and printed), which must end with no fence, no leader change and a sound c
 
 The second test shows that the soak's counter does see a fence: the leader's whole machine
 frozen (not alive) until a replica fences it.  The freeze lasts PGWF_SOAK_DEAD_HOLD s
-(default 15): 3 x fast_takeover_after (3 s) is not enough here, because one probe of the
-leader takes about 3 s when it is silent (PQping, whose connect_timeout libpq raises to
-2 s, then GET /liveness with 1 s) and a fence needs two silent probes in a row; a fence
-comes about 8 s into the freeze.  Run as root: `tests/run-integration.sh
-tests/faults/test_soak.py` (about 3 minutes for both)."""
+(default 6): a replica sees the frozen leader silent and its lease unrenewed for the
+threshold (1 s) after about 1.5 s, and the fence comes well inside the hold.  Run as root:
+`tests/run-integration.sh tests/faults/test_soak.py` (about 3 minutes for both)."""
 
 import os
 import shutil
@@ -24,7 +22,7 @@ os.environ.setdefault("PGWARDEN_BIN", os.path.join(os.path.dirname(os.path.dirna
 
 MINUTES = float(os.environ.get("PGWF_SOAK_MINUTES", "1.5"))
 SEED = os.environ.get("PGWF_SOAK_SEED")
-DEAD_HOLD = float(os.environ.get("PGWF_SOAK_DEAD_HOLD", "15"))
+DEAD_HOLD = float(os.environ.get("PGWF_SOAK_DEAD_HOLD", "6"))
 
 
 @pytest.fixture(scope="module")

@@ -243,8 +243,8 @@ FT_TRIALS = int(os.environ.get("PGWT_FT_TRIALS", "1"))
 def test_fast_takeover_with_default_timing(make_cluster, trial):
     """ttl 30, loop_wait 10, retry_timeout 10 (the defaults), fast_takeover_after 1 (the
     recommended value): the leader's machine dies; the best replica, probing it every
-    200 ms, sees it silent and its lease unrenewed, fences it and takes over long before
-    the 30 s lease.  The figure is printed (make bench measures it properly)."""
+    200 ms, sees it silent and its lease unrenewed for a second, fences it and takes over
+    long before the 30 s lease.  The figure is printed (make bench measures it properly)."""
     c, bmcs = fenced_cluster(make_cluster, n=2, ttl=30, loop_wait=10, retry_timeout=10,
                              fast_takeover_after=1)
     old = c.leader()
@@ -270,8 +270,8 @@ def test_leader_cut_from_the_replicas_only_is_not_fenced(make_cluster):
     but that still renews its lease in etcd is alive, and must not be fenced.  Fast
     takeover used to fence it once it had answered neither on REST nor on PostgreSQL
     for fast_takeover_after.  Now a replica also asks etcd how long ago the leader's
-    lease was renewed (the leader renews every 500 ms while fast takeover is on), and a
-    lease renewed within the last second means alive.  The replicas' connections to the
+    lease was renewed (the leader renews every 500 ms while fast takeover is on), and
+    fences only when etcd proves it unrenewed for the whole threshold.  The replicas' connections to the
     leader's PostgreSQL and REST ports are dropped (nft, by cgroup) for 8 s, eight times
     the threshold; etcd stays reachable for everyone."""
     if not shutil.which("nft"):
