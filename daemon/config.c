@@ -263,6 +263,7 @@ static const struct field fields[] = {
 /* Options of a tool that pgwarden sets itself (as Patroni refuses them too). */
 struct opt_tool {
 	const char *name;
+	const char *example;          /* "an initdb option name such as data-checksums" */
 	const char *const *forbidden; /* NULL-terminated */
 };
 
@@ -272,8 +273,10 @@ static const char *const basebackup_forbidden[] = {
     "pgdata",   "format", "wal-method",  "xlog-method", "gzip",     "compress",
     "version",  "dbname", "host",        "port",        "username", "password",
     "no-password", "write-recovery-conf", "target",   NULL};
-static const struct opt_tool initdb_tool = {"initdb", initdb_forbidden};
-static const struct opt_tool basebackup_tool = {"pg_basebackup", basebackup_forbidden};
+static const struct opt_tool initdb_tool = {
+    "initdb", "an initdb option name such as data-checksums", initdb_forbidden};
+static const struct opt_tool basebackup_tool = {
+    "pg_basebackup", "a pg_basebackup option name such as max-rate", basebackup_forbidden};
 
 struct ctx {
 	const char *name; /* file name for messages */
@@ -892,13 +895,14 @@ static int tool_option(struct ctx *c, const yaml_node_t *n, const char *path,
 	char *arg;
 	int r;
 
-	snprintf(what, sizeof(what), "a long %s option name (without dashes)", t->name);
-	if (len < 2 || s[0] == '-')
-		return expected_text(c, n, path, what, s, len);
+	if (len < 2 || s[0] == '-') /* long names only: "--D" means nothing */
+		return expected_text(c, n, path, t->example, s, len);
+	snprintf(what, sizeof(what), "a%s %s option name", t->name[0] == 'i' ? "n" : "", t->name);
 	for (size_t i = 0; i < len; i++)
 		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
 			return expected_text(c, n, path, what, s, len);
-	snprintf(what, sizeof(what), "a %s option pgwarden does not set itself", t->name);
+	snprintf(what, sizeof(what), "a%s %s option pgwarden does not set itself",
+	         t->name[0] == 'i' ? "n" : "", t->name);
 	for (size_t i = 0; t->forbidden[i]; i++)
 		if (strlen(t->forbidden[i]) == len && memcmp(t->forbidden[i], s, len) == 0)
 			return expected_text(c, n, path, what, s, len);
@@ -925,8 +929,14 @@ static int tool_map(struct ctx *c, const yaml_node_t *m, const char *path, const
 		const char *ks, *vs;
 		size_t klen, vlen;
 
-		if (clean_scalar(c, k, path, "an option name", 0, &ks, &klen) ||
-		    clean_scalar(c, val, path, "an option value", 0, &vs, &vlen) ||
+		char kwhat[64], vwhat[64];
+
+		snprintf(kwhat, sizeof(kwhat), "a%s %s option name", t->name[0] == 'i' ? "n" : "",
+		         t->name);
+		snprintf(vwhat, sizeof(vwhat), "a%s %s option value", t->name[0] == 'i' ? "n" : "",
+		         t->name);
+		if (clean_scalar(c, k, path, kwhat, 0, &ks, &klen) ||
+		    clean_scalar(c, val, path, vwhat, 0, &vs, &vlen) ||
 		    tool_option(c, k, path, t, ks, klen, vs, vlen, list))
 			return -1;
 	}
@@ -1045,8 +1055,12 @@ static int conv_tool_opts(struct ctx *c, const yaml_node_t *v, const char *path,
 		return 0;
 	if (v->type == YAML_MAPPING_NODE)
 		return tool_map(c, v, path, t, list);
-	if (v->type != YAML_SEQUENCE_NODE)
-		return expected(c, v, path, "a list of options", false);
+	if (v->type != YAML_SEQUENCE_NODE) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "a list of %s options", t->name);
+		return expected(c, v, path, what, false);
+	}
 	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
 	     it++) {
 		const yaml_node_t *e = node_at(c, *it);
@@ -1061,7 +1075,10 @@ static int conv_tool_opts(struct ctx *c, const yaml_node_t *v, const char *path,
 		}
 		if (e && e->type != YAML_SCALAR_NODE)
 			return expected(c, e, path, "a flag or a single-key map", false);
-		if (clean_scalar(c, e, path, "an option", 0, &s, &len) ||
+		char what[64];
+
+		snprintf(what, sizeof(what), "a%s %s option", t->name[0] == 'i' ? "n" : "", t->name);
+		if (clean_scalar(c, e, path, what, 0, &s, &len) ||
 		    tool_option(c, e, path, t, s, len, NULL, 0, list))
 			return -1;
 	}
