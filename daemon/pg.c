@@ -48,6 +48,7 @@ extern char **environ;
 #define MAX_RESULTS                4
 #define KEEP_EVERY_MS              1000  /* how often pgw_pg_keep_fn is called */
 #define PROMOTE_REQUEST_TIMEOUT_MS 10000 /* pg_ctl promote -W */
+#define NOT_RUNNING_GRACE_MS       5000  /* no postmaster that long while waiting: it died */
 
 struct pgw_pg {
 	const struct pgw_config *cfg;
@@ -1993,7 +1994,7 @@ void pgw_pg_set_keep(struct pgw_pg *pg, pgw_pg_keep_fn keep, void *keep_arg)
 /* Wait until pg_is_in_recovery() is false (after pg_ctl promote), keeping the lease. */
 static int confirm_promoted(struct pgw_pg *pg, int64_t deadline)
 {
-	int64_t next_keep = now_ms() + KEEP_EVERY_MS;
+	int64_t next_keep = now_ms() + KEEP_EVERY_MS, down_since = 0;
 
 	do {
 		PGresult *r = pq_query(pg, "checking promotion", "SELECT pg_is_in_recovery()", 0,
@@ -2003,7 +2004,12 @@ static int confirm_promoted(struct pgw_pg *pg, int64_t deadline)
 		PQclear(r);
 		if (!in_recovery)
 			return 0;
-		if (!is_running(pg)) {
+		/* a server just started with pg_ctl -W may not have written its pid yet */
+		if (is_running(pg))
+			down_since = 0;
+		else if (down_since == 0)
+			down_since = now_ms();
+		else if (now_ms() - down_since > NOT_RUNNING_GRACE_MS) {
 			set_err(pg, true, "PostgreSQL in %s stopped while in recovery (see %s)",
 			        pg->data_dir, pg->log_path);
 			return -1;
