@@ -802,8 +802,9 @@ static bool g_f_keep_data(const struct pgw_obs *o, struct pgw_action *a)
 	if (!follower(o) || !was_primary(o))
 		return false;
 	if (o->use_pg_rewind && o->rewind_failed && o->keep_data_on_rewind_failure) {
-		detail(a, "pg_rewind from %s failed and "
-		          "remove_data_directory_on_rewind_failure is false",
+		detail(a,
+		       "pg_rewind from %s failed and "
+		       "remove_data_directory_on_rewind_failure is false",
 		       o->cluster->leader);
 		return true;
 	}

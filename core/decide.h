@@ -110,7 +110,7 @@ struct pgw_obs {
 	/* the mod_revision of the last leader key this node saw (0 unknown) */
 	int64_t leader_rev;
 	bool use_pg_rewind;
-	bool rewind_failed;            /* the last rewind from the current leader failed */
+	bool rewind_failed; /* the last rewind from the current leader failed */
 	/* postgresql.remove_data_directory_on_rewind_failure / _on_diverged_timelines set
 	 * to false (local file): an old primary that cannot be rewound keeps its data
 	 * directory and waits for an operator's reinit instead of being re-cloned */

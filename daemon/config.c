@@ -269,10 +269,14 @@ struct opt_tool {
 
 static const char *const initdb_forbidden[] = {"pgdata",    "nosync",  "pwfile",
                                                "sync-only", "version", NULL};
-static const char *const basebackup_forbidden[] = {
-    "pgdata",   "format", "wal-method",  "xlog-method", "gzip",     "compress",
-    "version",  "dbname", "host",        "port",        "username", "password",
-    "no-password", "write-recovery-conf", "target",   NULL};
+static const char *const basebackup_forbidden[] = {"pgdata",      "format",
+                                                   "wal-method",  "xlog-method",
+                                                   "gzip",        "compress",
+                                                   "version",     "dbname",
+                                                   "host",        "port",
+                                                   "username",    "password",
+                                                   "no-password", "write-recovery-conf",
+                                                   "target",      NULL};
 static const struct opt_tool initdb_tool = {
     "initdb", "an initdb option name such as data-checksums", initdb_forbidden};
 static const struct opt_tool basebackup_tool = {
@@ -289,7 +293,7 @@ struct ctx {
 	bool failed;
 	bool seen[NFIELDS];
 	size_t seen_line[NFIELDS]; /* where the key of a seen row was (its last one) */
-	size_t key_line; /* the line of the key being converted (a method's name) */
+	size_t key_line;           /* the line of the key being converted (a method's name) */
 };
 
 /* ---------------------------------------------------------------- messages */
@@ -1077,7 +1081,8 @@ static int conv_tool_opts(struct ctx *c, const yaml_node_t *v, const char *path,
 			return expected(c, e, path, "a flag or a single-key map", false);
 		char what[64];
 
-		snprintf(what, sizeof(what), "a%s %s option", t->name[0] == 'i' ? "n" : "", t->name);
+		snprintf(what, sizeof(what), "a%s %s option", t->name[0] == 'i' ? "n" : "",
+		         t->name);
 		if (clean_scalar(c, e, path, what, 0, &s, &len) ||
 		    tool_option(c, e, path, t, s, len, NULL, 0, list))
 			return -1;
@@ -1144,9 +1149,8 @@ static int split_words(struct ctx *c, const yaml_node_t *n, const char *path, co
 	if (out->n == 0)
 		return expected_text(c, n, path, "a command", s, len);
 	if (strchr(out->items[0], '/') && out->items[0][0] != '/')
-		return expected_text(c, n, path,
-		                     "a command that is an absolute path or a program in PATH", s,
-		                     len);
+		return expected_text(
+		    c, n, path, "a command that is an absolute path or a program in PATH", s, len);
 	return 0;
 }
 
@@ -1258,9 +1262,9 @@ const struct pgw_method *pgw_method_find(const struct pgw_methods *m, const char
 static int user_options(struct ctx *c, const yaml_node_t *v, const char *path, struct pgw_user *u)
 {
 	static const char *const ok[] = {
-	    "SUPERUSER",   "NOSUPERUSER", "CREATEDB",    "NOCREATEDB",  "CREATEROLE",
-	    "NOCREATEROLE", "INHERIT",    "NOINHERIT",   "LOGIN",       "NOLOGIN",
-	    "REPLICATION", "NOREPLICATION", "BYPASSRLS", "NOBYPASSRLS", NULL};
+	    "SUPERUSER",    "NOSUPERUSER",   "CREATEDB",  "NOCREATEDB",  "CREATEROLE",
+	    "NOCREATEROLE", "INHERIT",       "NOINHERIT", "LOGIN",       "NOLOGIN",
+	    "REPLICATION",  "NOREPLICATION", "BYPASSRLS", "NOBYPASSRLS", NULL};
 	struct pgw_sb_lite {
 		char buf[512];
 		size_t off;
@@ -1284,10 +1288,11 @@ static int user_options(struct ctx *c, const yaml_node_t *v, const char *path, s
 			if (strlen(ok[i]) == len && !strncasecmp(ok[i], s, len))
 				break;
 		if (!ok[i])
-			return expected_text(c, e, path,
-			                     "a role option (createdb, createrole, login, nologin, "
-			                     "replication, superuser, inherit, bypassrls, or NO...)",
-			                     s, len);
+			return expected_text(
+			    c, e, path,
+			    "a role option (createdb, createrole, login, nologin, "
+			    "replication, superuser, inherit, bypassrls, or NO...)",
+			    s, len);
 		login = login || !strcmp(ok[i], "LOGIN") || !strcmp(ok[i], "NOLOGIN");
 		bufappend(b.buf, sizeof(b.buf), &b.off, "%s%s", b.off ? " " : "", ok[i]);
 	}
@@ -1360,8 +1365,7 @@ static int conv_users(struct ctx *c, const yaml_node_t *v, const char *path, str
 }
 
 /* postgresql.bin_name: {pg_ctl: pg_ctl.wrapper, ...}, file names in bin_dir. */
-static int conv_binname(struct ctx *c, const yaml_node_t *v, const char *path,
-                        struct pgw_kvlist *l)
+static int conv_binname(struct ctx *c, const yaml_node_t *v, const char *path, struct pgw_kvlist *l)
 {
 	static const char *const progs[] = {"pg_ctl",        "initdb",   "pg_controldata",
 	                                    "pg_basebackup", "postgres", "pg_isready",
@@ -1856,16 +1860,18 @@ static int check_methods(struct ctx *c)
 			            "\"%s\": postgresql.%s.command is not set", name, name);
 	}
 	for (int b = 0; b < 2; b++) {
-		struct pgw_methods *l = b ? &cfg->bootstrap.methods : &cfg->postgresql.replica_methods;
+		struct pgw_methods *l =
+		    b ? &cfg->bootstrap.methods : &cfg->postgresql.replica_methods;
 
 		for (size_t i = 0; i < l->n; i++) {
 			if (l->items[i].used)
 				continue;
 			snprintf(path, sizeof(path), "%s.%s", b ? "bootstrap" : "postgresql",
 			         l->items[i].name);
-			if (warn_at_line(c, l->items[i].line, path,
-			                 b ? "unknown key (bootstrap.method does not name it), ignored"
-			                   : "unknown key (not in create_replica_methods), ignored"))
+			if (warn_at_line(
+			        c, l->items[i].line, path,
+			        b ? "unknown key (bootstrap.method does not name it), ignored"
+			          : "unknown key (not in create_replica_methods), ignored"))
 				return -1;
 		}
 	}
@@ -1913,8 +1919,8 @@ static int finish(struct ctx *c)
 	if (cfg->restapi.protect_reads && !cfg->restapi.auth.username)
 		return fail(c, NULL, "restapi.protect_reads",
 		            "needs restapi.authentication (the credentials the reads then need)");
-	if (check_tls(c) || check_rest_exposure(c) || keep_local_only_params(c) || check_methods(c) ||
-	    set_default(c, &cfg->watchdog.device, "/dev/watchdog"))
+	if (check_tls(c) || check_rest_exposure(c) || keep_local_only_params(c) ||
+	    check_methods(c) || set_default(c, &cfg->watchdog.device, "/dev/watchdog"))
 		return -1;
 	if (cfg->watchdog.safety_margin == 0)
 		cfg->watchdog.safety_margin = PGW_SAFETY_MARGIN_S;

@@ -63,9 +63,9 @@ struct pgw_auth {
  */
 struct pgw_method {
 	char *name;
-	struct pgw_strlist argv; /* the command's words; empty: the name is the command */
-	size_t line;             /* where the method's section starts */
-	bool no_params;          /* no --scope/--datadir/... arguments */
+	struct pgw_strlist argv;          /* the command's words; empty: the name is the command */
+	size_t line;                      /* where the method's section starts */
+	bool no_params;                   /* no --scope/--datadir/... arguments */
 	bool keep_existing_recovery_conf; /* bootstrap: keep recovery.signal/standby.signal */
 	bool has_recovery_conf;           /* bootstrap: recovery_conf was given */
 	struct pgw_kvlist recovery_conf;  /* bootstrap: recovery parameters (PG 12+: in
@@ -88,7 +88,8 @@ const struct pgw_method *pgw_method_find(const struct pgw_methods *m, const char
 struct pgw_user {
 	char *name;
 	char *password; /* NULL: none */
-	char *options;  /* SQL role options, validated keywords joined by ' ', e.g. "CREATEDB LOGIN" */
+	char *
+	    options; /* SQL role options, validated keywords joined by ' ', e.g. "CREATEDB LOGIN" */
 };
 
 struct pgw_users {
@@ -204,7 +205,7 @@ struct pgw_config {
 	struct pgw_strlist initdb_args;
 
 	struct {
-		char *method;              /* NULL or "initdb": initdb; else a bootstrap.<name> */
+		char *method;               /* NULL or "initdb": initdb; else a bootstrap.<name> */
 		struct pgw_methods methods; /* bootstrap.<name> sections */
 		struct pgw_strlist post_bootstrap; /* post_bootstrap (or post_init): its words */
 		struct pgw_strlist pg_hba; /* pg_hba lines when postgresql.pg_hba is not set */

@@ -201,8 +201,8 @@ void ha_build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	o->max_lag = h->dcs.maximum_lag_on_failover;
 	o->nofailover = c->tags.nofailover;
 	/* postgresql.use_pg_rewind in the local file wins over the dynamic one (Patroni) */
-	o->use_pg_rewind = c->postgresql.use_pg_rewind_set ? c->postgresql.use_pg_rewind
-	                                                   : h->dcs.use_pg_rewind;
+	o->use_pg_rewind =
+	    c->postgresql.use_pg_rewind_set ? c->postgresql.use_pg_rewind : h->dcs.use_pg_rewind;
 	o->keep_data_on_rewind_failure = !c->postgresql.remove_on_rewind_failure;
 	o->keep_data_without_rewind = !c->postgresql.remove_on_diverged_timelines;
 	o->clone_without_leader = clone_without_leader(c);

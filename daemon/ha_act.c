@@ -426,7 +426,8 @@ void ha_act_clone(struct ha *h, const struct pgw_action *a)
 	h->member_state = "creating replica";
 	ha_publish_member(h);
 	/* postgresql.create_replica_methods in order (basebackup by default) */
-	if (pgw_pg_create_replica(h->pg, a->target_host, a->target_port, PG_CLONE_TIMEOUT_MS) == 0) {
+	if (pgw_pg_create_replica(h->pg, a->target_host, a->target_port, PG_CLONE_TIMEOUT_MS) ==
+	    0) {
 		pgw_step_cloned(&h->st);
 		start_replica(h, a);
 	}

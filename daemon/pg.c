@@ -1440,9 +1440,8 @@ char *pgw_pg_render_conf(const struct pgw_config *cfg, const struct pgw_kvlist *
 
 static char *render_hba(struct pgw_pg *pg)
 {
-	const struct pgw_strlist *lines = pg->cfg->postgresql.pg_hba.n
-	                                      ? &pg->cfg->postgresql.pg_hba
-	                                      : &pg->cfg->bootstrap.pg_hba;
+	const struct pgw_strlist *lines =
+	    pg->cfg->postgresql.pg_hba.n ? &pg->cfg->postgresql.pg_hba : &pg->cfg->bootstrap.pg_hba;
 	struct pgw_sb b = {0};
 
 	pgw_sb_add(&b, CONF_MARKER ": every change here is overwritten.\n");
@@ -2124,8 +2123,9 @@ int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout
 	int n = 0;
 
 	if (argv) {
-		char *fixed[] = {prog, "-D", clone, "-d", conninfo ? conninfo : (char *)"",
-		                 "-X", "stream", "--no-password"};
+		char *fixed[] = {
+		    prog, "-D",     clone,          "-d", conninfo ? conninfo : (char *)"",
+		    "-X", "stream", "--no-password"};
 
 		for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 			argv[n++] = fixed[i];
@@ -2140,8 +2140,8 @@ int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout
 		}
 	}
 	if (!prog || !clone || !res || !conninfo || !argv ||
-	    refuse_if_running(pg, "pg_basebackup") < 0 ||
-	    write_pgpass(pg, host, port) < 0 || remove_tree(pg, clone) < 0)
+	    refuse_if_running(pg, "pg_basebackup") < 0 || write_pgpass(pg, host, port) < 0 ||
+	    remove_tree(pg, clone) < 0)
 		goto out;
 	pgw_info("cloning %s from %s:%d", pg->data_dir, host, port);
 	if (run_cmd(pg, argv, "PGCONNECT_TIMEOUT=" CLONE_CONNECT_TIMEOUT, timeout_ms, 0, res) < 0) {
@@ -2258,7 +2258,8 @@ static int run_custom(struct pgw_pg *pg, const char *what, const struct pgw_strl
 	return rc;
 }
 
-static int push_arg(struct pgw_strlist *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int push_arg(struct pgw_strlist *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static int push_arg(struct pgw_strlist *l, const char *fmt, ...)
 {
 	char **items = realloc(l->items, (l->n + 1) * sizeof(*items));
@@ -2310,8 +2311,10 @@ int pgw_pg_custom_bootstrap(struct pgw_pg *pg, const struct pgw_method *m,
 	if (run_custom(pg, "bootstrap method", &m->argv, m->name, &extra, NULL, timeout_ms) < 0)
 		goto out;
 	if (!has_pg_version(pg)) {
-		set_err(pg, true, "bootstrap method %s exited with status 0 but left no "
-		        "PostgreSQL data directory in %s", m->name, pg->data_dir);
+		set_err(pg, true,
+		        "bootstrap method %s exited with status 0 but left no "
+		        "PostgreSQL data directory in %s",
+		        m->name, pg->data_dir);
 		goto out;
 	}
 	/* no promote trigger left by a backup: PostgreSQL would promote by itself */
@@ -2412,8 +2415,8 @@ static int replica_method(struct pgw_pg *pg, const char *name, const struct pgw_
 	if (!connstr || refuse_if_running(pg, name) < 0)
 		goto out;
 	for (size_t i = 0; i < m->params.n; i++)
-		if (push_arg(&extra, "--%s=%s", m->params.items[i].name,
-		             m->params.items[i].value) < 0)
+		if (push_arg(&extra, "--%s=%s", m->params.items[i].name, m->params.items[i].value) <
+		    0)
 			goto out;
 	if (!m->no_params && (push_arg(&extra, "--scope=%s", pg->cfg->scope) < 0 ||
 	                      push_arg(&extra, "--role=replica") < 0 ||
@@ -2427,8 +2430,10 @@ static int replica_method(struct pgw_pg *pg, const char *name, const struct pgw_
 	pgw_info("creating the replica with method %s", name);
 	rc = run_custom(pg, "replica method", &m->argv, name, &extra, NULL, timeout_ms);
 	if (rc == 0 && !has_pg_version(pg)) {
-		set_err(pg, true, "replica method %s exited with status 0 but left no "
-		        "PostgreSQL data directory in %s", name, pg->data_dir);
+		set_err(pg, true,
+		        "replica method %s exited with status 0 but left no "
+		        "PostgreSQL data directory in %s",
+		        name, pg->data_dir);
 		rc = -1;
 	}
 	if (rc != 0 && !m->keep_data)
@@ -2465,8 +2470,7 @@ int pgw_pg_create_replica(struct pgw_pg *pg, const char *host, int port, int tim
 			continue; /* needs a leader to copy from */
 		}
 		if (i + 1 < n)
-			pgw_warn("replica method %s failed: trying %s", name,
-			         names->items[i + 1]);
+			pgw_warn("replica method %s failed: trying %s", name, names->items[i + 1]);
 	}
 	set_err(pg, true, "no replica method succeeded%s", host ? "" : " without a leader");
 	return -1;
@@ -2575,7 +2579,8 @@ static int roles_in_tx(struct pgw_pg *pg, int64_t deadline)
 
 	/* a custom bootstrap restored another cluster: give the superuser our password */
 	if (pg->boot_trust && cfg->postgresql.superuser.password &&
-	    ensure_role(pg, su, cfg->postgresql.superuser.password, "SUPERUSER LOGIN", deadline) < 0)
+	    ensure_role(pg, su, cfg->postgresql.superuser.password, "SUPERUSER LOGIN", deadline) <
+	        0)
 		return -1;
 	if (strcmp(repl, su) && ensure_role(pg, repl, cfg->postgresql.replication.password,
 	                                    "REPLICATION LOGIN", deadline) < 0)
