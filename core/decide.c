@@ -812,6 +812,26 @@ static bool g_f_leader_tl_unknown(const struct pgw_obs *o, struct pgw_action *a)
 	return true;
 }
 
+/* An old primary that cannot be rewound, whose data directory the file says to keep. */
+static bool g_f_keep_data(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!follower(o) || !was_primary(o))
+		return false;
+	if (o->use_pg_rewind && o->rewind_failed && o->keep_data_on_rewind_failure) {
+		detail(a,
+		       "pg_rewind from %s failed and "
+		       "remove_data_directory_on_rewind_failure is false",
+		       o->cluster->leader);
+		return true;
+	}
+	if (!o->use_pg_rewind && o->keep_data_without_rewind) {
+		detail(a, "use_pg_rewind is off and "
+		          "remove_data_directory_on_diverged_timelines is false");
+		return true;
+	}
+	return false;
+}
+
 static bool g_f_reclone(const struct pgw_obs *o, struct pgw_action *a)
 {
 	if (!follower(o) || !was_primary(o) || (o->use_pg_rewind && !o->rewind_failed))
@@ -871,6 +891,13 @@ static bool g_n_bootstrapping(const struct pgw_obs *o, struct pgw_action *a)
 {
 	(void)a;
 	return o->cluster->sysid[0] == '\0';
+}
+
+/* No leader, an empty data directory, and a replica method that needs none (a backup). */
+static bool g_n_clone_no_leader(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return o->pg->datadir == PGW_DATADIR_EMPTY && o->clone_without_leader;
 }
 
 static bool g_n_empty(const struct pgw_obs *o, struct pgw_action *a)
@@ -1218,6 +1245,9 @@ static const struct rule rules[] = {
      "replica following another primary: switching to the leader"},
     {"leader-timeline-unknown", "replica", g_f_leader_tl_unknown, PGW_ACT_NONE,
      "old primary waiting for the leader to publish its timeline before rewinding"},
+    {"keep-unrewound-data", "replica", g_f_keep_data, PGW_ACT_NONE,
+     "old primary that cannot be rewound, and the configuration keeps its data directory: "
+     "waiting for pgwardenctl reinit"},
     {"reclone", "replica", g_f_reclone, PGW_ACT_CLONE,
      "old primary cannot be rewound: re-cloning from the leader"},
     {"rewind", "replica", g_f_rewind, PGW_ACT_REWIND,
@@ -1235,6 +1265,9 @@ static const struct rule rules[] = {
      "no cluster in etcd but the data directory holds data: refusing to bootstrap over it"},
     {"bootstrap-in-progress", "no leader", g_n_bootstrapping, PGW_ACT_NONE,
      "another member is bootstrapping the cluster"},
+    {"clone-no-leader", "no leader", g_n_clone_no_leader, PGW_ACT_CLONE,
+     "no leader and an empty data directory: creating a replica with a method that needs no "
+     "leader (no_leader)"},
     {"no-leader-empty", "no leader", g_n_empty, PGW_ACT_NONE,
      "no leader and an empty data directory: nothing to clone from yet"},
     {"no-leader-start", "no leader", g_n_start, PGW_ACT_START_REPLICA,

@@ -113,7 +113,14 @@ struct pgw_obs {
 	 * pgw_pre_promote_holdoff_ms() and while no other member leads (step.h) */
 	bool pre_promote_vetoed;
 	bool use_pg_rewind;
-	bool rewind_failed;            /* the last rewind from the current leader failed */
+	bool rewind_failed; /* the last rewind from the current leader failed */
+	/* postgresql.remove_data_directory_on_rewind_failure / _on_diverged_timelines set
+	 * to false (local file): an old primary that cannot be rewound keeps its data
+	 * directory and waits for an operator's reinit instead of being re-cloned */
+	bool keep_data_on_rewind_failure;
+	bool keep_data_without_rewind;
+	/* a create_replica_methods method works without a leader (no_leader) */
+	bool clone_without_leader;
 	int64_t primary_down_since_ms; /* holding the key with PostgreSQL down since; 0 = up */
 	int primary_start_timeout_s;
 };

@@ -68,6 +68,10 @@ enum ftype {
 	F_VIPADDR,  /* struct pgw_vip_addr: "a.b.c.d/len" */
 	F_IFNAME,   /* char *: a network interface name */
 	F_GARP,     /* int: a count 0..PGW_VIP_ARP_MAX, or a boolean (true = default) */
+	F_BBOPTS,   /* struct pgw_strlist: pg_basebackup options -> "--flag", "--key=value" */
+	F_METHODS,  /* struct pgw_methods: "<prefix>.*" rows, any other map under prefix */
+	F_USERS,    /* struct pgw_users: bootstrap.users */
+	F_BINNAME,  /* struct pgw_kvlist: postgresql.bin_name, program -> file name */
 };
 
 #define FL_SECRET   1u /* never quote the value in messages */
@@ -292,11 +296,12 @@ static const struct field fields[] = {
     {FIELD("restapi.http_extra_headers", F_HEADERS, restapi.http_extra_headers)},
     {FIELD("restapi.https_extra_headers", F_HEADERS, restapi.https_extra_headers)},
     {FIELD("restapi.request_queue_size", F_POSINT, restapi.request_queue_size)},
-    {UNIMPL("bootstrap.method")},
-    {UNIMPL("bootstrap.post_bootstrap")},
-    {UNIMPL("bootstrap.post_init")},
-    {UNIMPL("bootstrap.users")},
-    {UNIMPL("bootstrap.pg_hba")},
+    {FIELD("bootstrap.method", F_NAME, bootstrap.method)},
+    {FIELD("bootstrap.*", F_METHODS, bootstrap.methods)},
+    {ALIAS("bootstrap.post_bootstrap", F_COMMAND, bootstrap.post_bootstrap, "bootstrap.post_init")},
+    {ALIAS("bootstrap.post_init", F_COMMAND, bootstrap.post_bootstrap, "bootstrap.post_bootstrap")},
+    {FIELD("bootstrap.users", F_USERS, bootstrap.users)},
+    {FIELD("bootstrap.pg_hba", F_STRLIST, bootstrap.pg_hba)},
     {NOT_TRUE("bootstrap.dcs.failsafe_mode", failsafe_mode, WHY_FAILSAFE)},
     {UNIMPL("bootstrap.dcs.standby_cluster")},
     {UNIMPL("bootstrap.dcs.check_timeline")},
@@ -304,19 +309,22 @@ static const struct field fields[] = {
     {UNIMPL("bootstrap.dcs.postgresql.pg_hba")},
     {UNIMPL("bootstrap.dcs.postgresql.pg_ident")},
     {UNIMPL("bootstrap.dcs.postgresql.recovery_conf")},
-    {UNIMPL("postgresql.create_replica_methods")},
-    {UNIMPL("postgresql.basebackup")},
-    {UNIMPL("postgresql.recovery_conf")},
-    {UNIMPL("postgresql.custom_conf")},
+    {FIELD("postgresql.create_replica_methods", F_STRLIST, postgresql.create_replica_methods)},
+    {FIELD("postgresql.*", F_METHODS, postgresql.replica_methods)},
+    {FIELD("postgresql.basebackup", F_BBOPTS, postgresql.basebackup_args)},
+    {FIELD("postgresql.recovery_conf", F_PARAMS, postgresql.recovery_conf)},
+    {FIELD("postgresql.custom_conf", F_STR, postgresql.custom_conf)},
     {UNIMPL("postgresql.config_dir")},
-    {UNIMPL("postgresql.pg_ctl_timeout")},
+    {FIELD("postgresql.pg_ctl_timeout", F_POSINT, postgresql.pg_ctl_timeout)},
     {UNIMPL("postgresql.use_unix_socket")},
     {UNIMPL("postgresql.use_unix_socket_repl")},
-    {UNIMPL("postgresql.use_pg_rewind")},
-    {UNIMPL("postgresql.remove_data_directory_on_rewind_failure")},
-    {UNIMPL("postgresql.remove_data_directory_on_diverged_timelines")},
-    {UNIMPL("postgresql.pg_ident")},
-    {UNIMPL("postgresql.bin_name")},
+    {FIELD("postgresql.use_pg_rewind", F_BOOL, postgresql.use_pg_rewind)},
+    {FIELD("postgresql.remove_data_directory_on_rewind_failure", F_BOOL,
+           postgresql.remove_on_rewind_failure)},
+    {FIELD("postgresql.remove_data_directory_on_diverged_timelines", F_BOOL,
+           postgresql.remove_on_diverged_timelines)},
+    {FIELD("postgresql.pg_ident", F_STRLIST, postgresql.pg_ident)},
+    {FIELD("postgresql.bin_name", F_BINNAME, postgresql.bin_name)},
     {UNIMPL("postgresql.proxy_address")},
     {UNIMPL("tags.replicatefrom")},
     {UNIMPL("tags.nostream")},
@@ -324,9 +332,27 @@ static const struct field fields[] = {
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
-/* initdb options pgwarden sets itself (as Patroni refuses them too). */
-static const char *const initdb_forbidden[] = {"pgdata", "nosync", "pwfile", "sync-only",
-                                               "version"};
+/* Options of a tool that pgwarden sets itself (as Patroni refuses them too). */
+struct opt_tool {
+	const char *name;
+	const char *example;          /* "an initdb option name such as data-checksums" */
+	const char *const *forbidden; /* NULL-terminated */
+};
+
+static const char *const initdb_forbidden[] = {"pgdata",    "nosync",  "pwfile",
+                                               "sync-only", "version", NULL};
+static const char *const basebackup_forbidden[] = {"pgdata",      "format",
+                                                   "wal-method",  "xlog-method",
+                                                   "gzip",        "compress",
+                                                   "version",     "dbname",
+                                                   "host",        "port",
+                                                   "username",    "password",
+                                                   "no-password", "write-recovery-conf",
+                                                   "target",      NULL};
+static const struct opt_tool initdb_tool = {
+    "initdb", "an initdb option name such as data-checksums", initdb_forbidden};
+static const struct opt_tool basebackup_tool = {
+    "pg_basebackup", "a pg_basebackup option name such as max-rate", basebackup_forbidden};
 
 struct ctx {
 	const char *name; /* file name for messages */
@@ -340,6 +366,7 @@ struct ctx {
 	bool seen[NFIELDS];
 	size_t seen_line[NFIELDS]; /* where the key was set, for rules checked at the end */
 	const char *url_protocol;  /* etcd3.url's scheme: "http" or "https" */
+	size_t key_line;           /* the line of the key being converted (a method's name) */
 };
 
 /* ---------------------------------------------------------------- messages */
@@ -793,6 +820,15 @@ static const struct field *lookup(const char *path, size_t *index)
 	return NULL;
 }
 
+/* The "<prefix>.*" row, if any. */
+static bool lookup_wild(const char *prefix, size_t *index)
+{
+	char wild[KEYPATH_MAX + 4];
+
+	snprintf(wild, sizeof(wild), "%s.*", prefix);
+	return lookup(wild, index) != NULL;
+}
+
 /* ---------------------------------------------------------------- converters */
 
 static int conv_choice_into(struct ctx *c, const yaml_node_t *v, const struct field *f,
@@ -923,6 +959,12 @@ static int conv_command(struct ctx *c, const yaml_node_t *v, const char *path,
 	}
 	if (list->n > 0 && list->items[0][0] == '\0')
 		return fail(c, v, path, "expected a command, got an empty program name");
+	/* relative to what?  The daemon's working directory is nobody's business */
+	if (list->n > 0 && strchr(list->items[0], '/') && list->items[0][0] != '/')
+		return fail(c, v, path,
+		            "expected a command that is an absolute path or a program in PATH, "
+		            "got \"%s\"",
+		            list->items[0]);
 	return 0;
 }
 
@@ -975,22 +1017,25 @@ static int conv_param(struct ctx *c, const yaml_node_t *k, const yaml_node_t *va
 	return kv->name && kv->value ? 0 : oom(c);
 }
 
-static int initdb_option(struct ctx *c, const yaml_node_t *n, const char *path, const char *s,
-                         size_t len, const char *value, size_t vlen, struct pgw_strlist *list)
+static int tool_option(struct ctx *c, const yaml_node_t *n, const char *path,
+                       const struct opt_tool *t, const char *s, size_t len, const char *value,
+                       size_t vlen, struct pgw_strlist *list)
 {
+	char what[96];
 	char *arg;
 	int r;
 
-	if (len == 0 || s[0] == '-')
-		return expected_text(c, n, path, "an initdb option name such as data-checksums", s,
-		                     len);
+	if (len < 2 || s[0] == '-') /* long names only: "--D" means nothing */
+		return expected_text(c, n, path, t->example, s, len);
+	snprintf(what, sizeof(what), "a%s %s option name", t->name[0] == 'i' ? "n" : "", t->name);
 	for (size_t i = 0; i < len; i++)
 		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
-			return expected_text(c, n, path, "an initdb option name", s, len);
-	for (size_t i = 0; i < sizeof(initdb_forbidden) / sizeof(initdb_forbidden[0]); i++)
-		if (strlen(initdb_forbidden[i]) == len && memcmp(initdb_forbidden[i], s, len) == 0)
-			return expected_text(
-			    c, n, path, "an initdb option pgwarden does not set itself", s, len);
+			return expected_text(c, n, path, what, s, len);
+	snprintf(what, sizeof(what), "a%s %s option pgwarden does not set itself",
+	         t->name[0] == 'i' ? "n" : "", t->name);
+	for (size_t i = 0; t->forbidden[i]; i++)
+		if (strlen(t->forbidden[i]) == len && memcmp(t->forbidden[i], s, len) == 0)
+			return expected_text(c, n, path, what, s, len);
 	if (value)
 		r = asprintf(&arg, "--%.*s=%.*s", (int)len, s, (int)vlen, value);
 	else
@@ -1003,8 +1048,8 @@ static int initdb_option(struct ctx *c, const yaml_node_t *n, const char *path, 
 }
 
 /* The pairs of a {key: value} map as "--key=value". */
-static int initdb_map(struct ctx *c, const yaml_node_t *m, const char *path,
-                      struct pgw_strlist *list)
+static int tool_map(struct ctx *c, const yaml_node_t *m, const char *path, const struct opt_tool *t,
+                    struct pgw_strlist *list)
 {
 	if (check_keys(c, m, path, false))
 		return -1;
@@ -1014,9 +1059,15 @@ static int initdb_map(struct ctx *c, const yaml_node_t *m, const char *path,
 		const char *ks, *vs;
 		size_t klen, vlen;
 
-		if (clean_scalar(c, k, path, "an initdb option name", 0, &ks, &klen) ||
-		    clean_scalar(c, val, path, "an initdb option value", 0, &vs, &vlen) ||
-		    initdb_option(c, k, path, ks, klen, vs, vlen, list))
+		char kwhat[64], vwhat[64];
+
+		snprintf(kwhat, sizeof(kwhat), "a%s %s option name", t->name[0] == 'i' ? "n" : "",
+		         t->name);
+		snprintf(vwhat, sizeof(vwhat), "a%s %s option value", t->name[0] == 'i' ? "n" : "",
+		         t->name);
+		if (clean_scalar(c, k, path, kwhat, 0, &ks, &klen) ||
+		    clean_scalar(c, val, path, vwhat, 0, &vs, &vlen) ||
+		    tool_option(c, k, path, t, ks, klen, vs, vlen, list))
 			return -1;
 	}
 	return 0;
@@ -1126,15 +1177,20 @@ const struct pgw_fence_peer *pgw_fence_peer(const struct pgw_fence_peers *p, con
 	return NULL;
 }
 
-static int conv_initdb(struct ctx *c, const yaml_node_t *v, const char *path,
-                       struct pgw_strlist *list)
+/* initdb or pg_basebackup options: a list of "flag" or {key: value}, or one map. */
+static int conv_tool_opts(struct ctx *c, const yaml_node_t *v, const char *path,
+                          const struct opt_tool *t, struct pgw_strlist *list)
 {
 	if (is_null(v))
 		return 0;
 	if (v->type == YAML_MAPPING_NODE)
-		return initdb_map(c, v, path, list);
-	if (v->type != YAML_SEQUENCE_NODE)
-		return expected(c, v, path, "a list of initdb options", false);
+		return tool_map(c, v, path, t, list);
+	if (v->type != YAML_SEQUENCE_NODE) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "a list of %s options", t->name);
+		return expected(c, v, path, what, false);
+	}
 	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
 	     it++) {
 		const yaml_node_t *e = node_at(c, *it);
@@ -1143,14 +1199,258 @@ static int conv_initdb(struct ctx *c, const yaml_node_t *v, const char *path,
 
 		if (e && e->type == YAML_MAPPING_NODE &&
 		    e->data.mapping.pairs.top - e->data.mapping.pairs.start == 1) {
-			if (initdb_map(c, e, path, list))
+			if (tool_map(c, e, path, t, list))
 				return -1;
 			continue;
 		}
 		if (e && e->type != YAML_SCALAR_NODE)
 			return expected(c, e, path, "a flag or a single-key map", false);
-		if (clean_scalar(c, e, path, "an initdb option", 0, &s, &len) ||
-		    initdb_option(c, e, path, s, len, NULL, 0, list))
+		char what[64];
+
+		snprintf(what, sizeof(what), "a%s %s option", t->name[0] == 'i' ? "n" : "",
+		         t->name);
+		if (clean_scalar(c, e, path, what, 0, &s, &len) ||
+		    tool_option(c, e, path, t, s, len, NULL, 0, list))
+			return -1;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- commands, methods */
+
+static int conv_bool_at(struct ctx *c, const yaml_node_t *v, const char *path, bool *out)
+{
+	const char *s;
+	size_t len;
+
+	if (clean_scalar(c, v, path, "a boolean", 0, &s, &len))
+		return -1;
+	if (!parse_bool(s, len, out))
+		return expected(c, v, path, "a boolean", false);
+	return 0;
+}
+
+static int kvlist_push(struct ctx *c, struct pgw_kvlist *l, const char *name, size_t nlen,
+                       const char *value, size_t vlen)
+{
+	struct pgw_kv *items = realloc(l->items, (l->n + 1) * sizeof(*items));
+
+	if (!items)
+		return oom(c);
+	l->items = items;
+	items[l->n].name = strndup(name, nlen);
+	items[l->n].value = strndup(value, vlen);
+	l->n++; /* freed by kvlist_free even when half-filled */
+	return items[l->n - 1].name && items[l->n - 1].value ? 0 : oom(c);
+}
+
+/* One key of a method's section; bootstrap says which kind of method it is. */
+static int method_key(struct ctx *c, const yaml_node_t *k, const yaml_node_t *v, const char *mpath,
+                      bool bootstrap, struct pgw_method *m)
+{
+	const char *key = (const char *)k->data.scalar.value, *s;
+	size_t klen = k->data.scalar.length, len;
+	char path[KEYPATH_MAX + 80];
+
+	snprintf(path, sizeof(path), "%s.%.*s", mpath, (int)klen, key);
+	if (!strcmp(key, "command"))
+		return conv_command(c, v, path, &m->argv);
+	if (!strcmp(key, "no_params"))
+		return conv_bool_at(c, v, path, &m->no_params);
+	if (bootstrap && !strcmp(key, "keep_existing_recovery_conf"))
+		return conv_bool_at(c, v, path, &m->keep_existing_recovery_conf);
+	if (bootstrap && !strcmp(key, "recovery_conf")) {
+		m->has_recovery_conf = true;
+		return conv_kvmap(c, v, path, "a map", &m->recovery_conf, conv_param);
+	}
+	if (bootstrap)
+		return warn(c, k, path, "unknown key, ignored");
+	if (!strcmp(key, "no_master") || !strcmp(key, "no_leader"))
+		return conv_bool_at(c, v, path, &m->no_leader);
+	if (!strcmp(key, "keep_data"))
+		return conv_bool_at(c, v, path, &m->keep_data);
+	/* any other key goes to the command as --key=value, as in Patroni */
+	for (size_t i = 0; i < klen; i++)
+		if (!isalnum((unsigned char)key[i]) && key[i] != '_' && key[i] != '-')
+			return expected_text(c, k, mpath, "an option name", key, klen);
+	if (clean_scalar(c, v, path, "a scalar value", FL_EMPTY_OK, &s, &len))
+		return -1;
+	return kvlist_push(c, &m->params, key, klen, s, len);
+}
+
+/* bootstrap.<name> or postgresql.<name>: a custom method's section (a map). */
+static int conv_method(struct ctx *c, const yaml_node_t *v, const char *path, bool bootstrap,
+                       struct pgw_methods *l)
+{
+	const char *dot = strrchr(path, '.');
+	struct pgw_method *items, *m;
+
+	if (v->type != YAML_MAPPING_NODE)
+		return warn(c, v, path, "unknown key, ignored");
+	if (check_keys(c, v, path, false))
+		return -1;
+	items = realloc(l->items, (l->n + 1) * sizeof(*items));
+	if (!items)
+		return oom(c);
+	l->items = items;
+	m = &items[l->n++];
+	*m = (struct pgw_method){.name = strdup(dot ? dot + 1 : path), .line = c->key_line};
+	if (!m->name)
+		return oom(c);
+	for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++)
+		if (method_key(c, node_at(c, p->key), node_at(c, p->value), path, bootstrap, m))
+			return -1;
+	return 0;
+}
+
+const struct pgw_method *pgw_method_find(const struct pgw_methods *m, const char *name)
+{
+	for (size_t i = 0; name && i < m->n; i++)
+		if (strcmp(m->items[i].name, name) == 0)
+			return &m->items[i];
+	return NULL;
+}
+
+/* bootstrap.users.<name>.options: role options, as Patroni passes them to CREATE ROLE. */
+static int user_options(struct ctx *c, const yaml_node_t *v, const char *path, struct pgw_user *u)
+{
+	static const char *const ok[] = {
+	    "SUPERUSER",    "NOSUPERUSER",   "CREATEDB",  "NOCREATEDB",  "CREATEROLE",
+	    "NOCREATEROLE", "INHERIT",       "NOINHERIT", "LOGIN",       "NOLOGIN",
+	    "REPLICATION",  "NOREPLICATION", "BYPASSRLS", "NOBYPASSRLS", NULL};
+	struct pgw_sb_lite {
+		char buf[512];
+		size_t off;
+	} b = {.off = 0};
+	bool login = false;
+
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_SEQUENCE_NODE)
+		return expected(c, v, path, "a list of role options", false);
+	b.buf[0] = '\0';
+	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+	     it++) {
+		const yaml_node_t *e = node_at(c, *it);
+		const char *s;
+		size_t len, i;
+
+		if (clean_scalar(c, e, path, "a role option", 0, &s, &len))
+			return -1;
+		for (i = 0; ok[i]; i++)
+			if (strlen(ok[i]) == len && !strncasecmp(ok[i], s, len))
+				break;
+		if (!ok[i])
+			return expected_text(
+			    c, e, path,
+			    "a role option (createdb, createrole, login, nologin, "
+			    "replication, superuser, inherit, bypassrls, or NO...)",
+			    s, len);
+		login = login || !strcmp(ok[i], "LOGIN") || !strcmp(ok[i], "NOLOGIN");
+		bufappend(b.buf, sizeof(b.buf), &b.off, "%s%s", b.off ? " " : "", ok[i]);
+	}
+	if (!login)
+		bufappend(b.buf, sizeof(b.buf), &b.off, "%sLOGIN", b.off ? " " : "");
+	free(u->options);
+	u->options = strdup(b.buf);
+	return u->options ? 0 : oom(c);
+}
+
+/* bootstrap.users: {name: {password: ..., options: [createdb, ...]}} */
+static int conv_users(struct ctx *c, const yaml_node_t *v, const char *path, struct pgw_users *l)
+{
+	size_t n;
+
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_MAPPING_NODE)
+		return expected(c, v, path, "a map of user names", false);
+	if (check_keys(c, v, path, false))
+		return -1;
+	n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+	l->items = n ? calloc(n, sizeof(*l->items)) : NULL;
+	if (n && !l->items)
+		return oom(c);
+	for (size_t i = 0; i < n; i++) {
+		const yaml_node_t *k = node_at(c, v->data.mapping.pairs.start[i].key);
+		const yaml_node_t *m = node_at(c, v->data.mapping.pairs.start[i].value);
+		struct pgw_user *u = &l->items[l->n++];
+		char upath[KEYPATH_MAX + 8];
+		const char *s;
+		size_t len;
+
+		if (clean_scalar(c, k, path, "a user name", 0, &s, &len))
+			return -1;
+		u->name = strndup(s, len);
+		if (!u->name)
+			return oom(c);
+		snprintf(upath, sizeof(upath), "%s.%s", path, u->name);
+		if (!is_null(m) && m->type != YAML_MAPPING_NODE)
+			return expected(c, m, upath, "a map (password, options)", false);
+		if (is_null(m) || check_keys(c, m, upath, false)) {
+			if (c->failed)
+				return -1;
+			continue;
+		}
+		for (yaml_node_pair_t *p = m->data.mapping.pairs.start;
+		     p < m->data.mapping.pairs.top; p++) {
+			const yaml_node_t *pk = node_at(c, p->key), *pv = node_at(c, p->value);
+			const char *key = (const char *)pk->data.scalar.value;
+			char kpath[KEYPATH_MAX + 80];
+
+			snprintf(kpath, sizeof(kpath), "%s.%s", upath, key);
+			if (!strcmp(key, "password")) {
+				if (clean_scalar(c, pv, kpath, "a string", FL_SECRET, &s, &len) ||
+				    store_str(c, &u->password, s, len))
+					return -1;
+			} else if (!strcmp(key, "options")) {
+				if (user_options(c, pv, kpath, u))
+					return -1;
+			} else if (warn(c, pk, kpath, "unknown key, ignored")) {
+				return -1;
+			}
+		}
+	}
+	for (size_t i = 0; i < l->n; i++)
+		if (!l->items[i].options && !(l->items[i].options = strdup("LOGIN")))
+			return oom(c);
+	return 0;
+}
+
+/* postgresql.bin_name: {pg_ctl: pg_ctl.wrapper, ...}, file names in bin_dir. */
+static int conv_binname(struct ctx *c, const yaml_node_t *v, const char *path, struct pgw_kvlist *l)
+{
+	static const char *const progs[] = {"pg_ctl",        "initdb",   "pg_controldata",
+	                                    "pg_basebackup", "postgres", "pg_isready",
+	                                    "pg_rewind",     NULL};
+
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_MAPPING_NODE)
+		return expected(c, v, path, "a map of program names", false);
+	if (check_keys(c, v, path, false))
+		return -1;
+	for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top;
+	     p++) {
+		const yaml_node_t *k = node_at(c, p->key), *val = node_at(c, p->value);
+		const char *ks = (const char *)k->data.scalar.value, *vs;
+		size_t klen = k->data.scalar.length, vlen, i;
+		char kpath[KEYPATH_MAX + 80];
+
+		for (i = 0; progs[i]; i++)
+			if (strlen(progs[i]) == klen && !memcmp(progs[i], ks, klen))
+				break;
+		if (!progs[i])
+			return expected_text(c, k, path,
+			                     "pg_ctl, initdb, pg_controldata, pg_basebackup, "
+			                     "postgres, pg_isready or pg_rewind",
+			                     ks, klen);
+		snprintf(kpath, sizeof(kpath), "%s.%.*s", path, (int)klen, ks);
+		if (clean_scalar(c, val, kpath, "a file name in bin_dir", 0, &vs, &vlen))
+			return -1;
+		if (memchr(vs, '/', vlen) || (vlen <= 2 && vs[0] == '.'))
+			return expected(c, val, kpath, "a file name in bin_dir (no '/')", false);
+		if (kvlist_push(c, l, ks, klen, vs, vlen))
 			return -1;
 	}
 	return 0;
@@ -1560,7 +1860,15 @@ static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, c
 	case F_PARAMS:
 		return conv_kvmap(c, v, path, "a map", dest(c, f), conv_param);
 	case F_INITDB:
-		return conv_initdb(c, v, path, dest(c, f));
+		return conv_tool_opts(c, v, path, &initdb_tool, dest(c, f));
+	case F_BBOPTS:
+		return conv_tool_opts(c, v, path, &basebackup_tool, dest(c, f));
+	case F_METHODS:
+		return conv_method(c, v, path, f->path[0] == 'b', dest(c, f));
+	case F_USERS:
+		return conv_users(c, v, path, dest(c, f));
+	case F_BINNAME:
+		return conv_binname(c, v, path, dest(c, f));
 	case F_PEERS:
 		return conv_peers(c, v, path, dest(c, f));
 	case F_SLOTS:
@@ -1598,6 +1906,8 @@ static int walk_map(struct ctx *c, const yaml_node_t *map, const char *prefix)
 			return fail(c, k, prefix, "missing value");
 		if (make_path(path, sizeof(path), prefix, k))
 			f = lookup(path, &idx);
+		if (!f && v->type == YAML_MAPPING_NODE && lookup_wild(prefix, &idx))
+			f = &fields[idx]; /* a custom method's section (F_METHODS) */
 		if (!f) {
 			if (warn(c, k, path, "unknown key, ignored"))
 				return -1;
@@ -1639,6 +1949,7 @@ static int walk_map(struct ctx *c, const yaml_node_t *map, const char *prefix)
 				return -1;
 			continue;
 		}
+		c->key_line = line_of(k);
 		if (convert(c, f, v, path))
 			return -1;
 	}
@@ -1946,6 +2257,80 @@ static int finish_log(struct ctx *c)
 	return 0;
 }
 
+static int warn_at_line(struct ctx *c, size_t line, const char *path, const char *what)
+{
+	char text[KEYPATH_MAX + 256];
+	int r = snprintf(text, sizeof(text), "%s:%zu: %s: %s", c->name, line, path, what);
+
+	return r < 0 ? oom(c) : strlist_push(c, &c->cfg->warnings, text, strlen(text));
+}
+
+/*
+ * bootstrap.method names a bootstrap.<name> section with a command; the names in
+ * create_replica_methods are basebackup or a command (postgresql.<name>, else the name
+ * itself, as Patroni does).  Sections nothing names are unknown keys.
+ */
+static int check_methods(struct ctx *c)
+{
+	struct pgw_config *cfg = c->cfg;
+	const char *bm = cfg->bootstrap.method;
+	struct pgw_method *m;
+	char path[KEYPATH_MAX + 16];
+
+	if (bm && strcmp(bm, "initdb") != 0) {
+		m = (struct pgw_method *)pgw_method_find(&cfg->bootstrap.methods, bm);
+		if (!m || m->argv.n == 0) {
+			yaml_node_t at = {0}; /* only its line is used */
+			size_t i = 0;
+
+			lookup("bootstrap.method", &i);
+			at.start_mark.line = c->seen_line[i] - 1;
+			return fail(c, &at, "bootstrap.method",
+			            "names \"%s\", but bootstrap.%s.command is not set", bm, bm);
+		}
+		m->used = true;
+	}
+	for (size_t i = 0; i < cfg->postgresql.create_replica_methods.n; i++) {
+		const char *name = cfg->postgresql.create_replica_methods.items[i];
+
+		m = (struct pgw_method *)pgw_method_find(&cfg->postgresql.replica_methods, name);
+		if (m)
+			m->used = true;
+		if (strcmp(name, "basebackup") == 0)
+			continue;
+		if (!m && (strchr(name, '/') || strpbrk(name, " \t")))
+			return fail(c, NULL, "postgresql.create_replica_methods",
+			            "\"%s\": expected basebackup or the name of a method "
+			            "(postgresql.%s.command)",
+			            name, name);
+		if (m && m->argv.n == 0 && strchr(name, '/'))
+			return fail(c, NULL, "postgresql.create_replica_methods",
+			            "\"%s\": postgresql.%s.command is not set", name, name);
+	}
+	for (int b = 0; b < 2; b++) {
+		struct pgw_methods *l =
+		    b ? &cfg->bootstrap.methods : &cfg->postgresql.replica_methods;
+
+		for (size_t i = 0; i < l->n; i++) {
+			if (l->items[i].used)
+				continue;
+			snprintf(path, sizeof(path), "%s.%s", b ? "bootstrap" : "postgresql",
+			         l->items[i].name);
+			if (warn_at_line(
+			        c, l->items[i].line, path,
+			        b ? "unknown key (bootstrap.method does not name it), ignored"
+			          : "unknown key (not in create_replica_methods), ignored"))
+				return -1;
+		}
+	}
+	cfg->postgresql.use_pg_rewind_set = was_set(c, "postgresql.use_pg_rewind");
+	if (!was_set(c, "postgresql.remove_data_directory_on_rewind_failure"))
+		cfg->postgresql.remove_on_rewind_failure = true;
+	if (!was_set(c, "postgresql.remove_data_directory_on_diverged_timelines"))
+		cfg->postgresql.remove_on_diverged_timelines = true;
+	return 0;
+}
+
 static int finish(struct ctx *c)
 {
 	struct pgw_config *cfg = c->cfg;
@@ -1983,7 +2368,7 @@ static int finish(struct ctx *c)
 		return fail(c, NULL, "restapi.protect_reads",
 		            "needs restapi.authentication (the credentials the reads then need)");
 	if (check_tls(c) || check_rest_exposure(c) || keep_local_only_params(c) ||
-	    set_default(c, &cfg->watchdog.device, "/dev/watchdog"))
+	    check_methods(c) || set_default(c, &cfg->watchdog.device, "/dev/watchdog"))
 		return -1;
 	if (cfg->watchdog.safety_margin == 0)
 		cfg->watchdog.safety_margin = PGW_SAFETY_MARGIN_S;
@@ -2191,6 +2576,17 @@ fail_errno:
 	return NULL;
 }
 
+static void methods_free(struct pgw_methods *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->items[i].name);
+		strlist_free(&l->items[i].argv);
+		kvlist_free(&l->items[i].recovery_conf);
+		kvlist_free(&l->items[i].params);
+	}
+	free(l->items);
+}
+
 void pgw_config_free(struct pgw_config *cfg)
 {
 	if (!cfg)
@@ -2243,6 +2639,23 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->etcd3.key);
 	kvlist_free(&cfg->dcs.pg_parameters);
 	strlist_free(&cfg->initdb_args);
+	free(cfg->bootstrap.method);
+	methods_free(&cfg->bootstrap.methods);
+	strlist_free(&cfg->bootstrap.post_bootstrap);
+	strlist_free(&cfg->bootstrap.pg_hba);
+	for (size_t i = 0; i < cfg->bootstrap.users.n; i++) {
+		free(cfg->bootstrap.users.items[i].name);
+		free(cfg->bootstrap.users.items[i].password);
+		free(cfg->bootstrap.users.items[i].options);
+	}
+	free(cfg->bootstrap.users.items);
+	strlist_free(&cfg->postgresql.pg_ident);
+	free(cfg->postgresql.custom_conf);
+	kvlist_free(&cfg->postgresql.recovery_conf);
+	kvlist_free(&cfg->postgresql.bin_name);
+	strlist_free(&cfg->postgresql.create_replica_methods);
+	methods_free(&cfg->postgresql.replica_methods);
+	strlist_free(&cfg->postgresql.basebackup_args);
 	free(cfg->postgresql.listen);
 	free(cfg->postgresql.connect_address);
 	free(cfg->postgresql.data_dir);

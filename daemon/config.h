@@ -59,6 +59,48 @@ struct pgw_auth {
 	char *sslmode, *sslrootcert, *sslcert, *sslkey;
 };
 
+/*
+ * A custom method (Patroni's meaning): bootstrap.<name> (bootstrap.method names it) or
+ * postgresql.<name> (postgresql.create_replica_methods lists it).  The command comes from
+ * the local file only (ARCHITECTURE.md §7), split as a shell would (quotes, backslashes)
+ * but never run through a shell.
+ */
+struct pgw_method {
+	char *name;
+	struct pgw_strlist argv;          /* the command's words; empty: the name is the command */
+	size_t line;                      /* where the method's section starts */
+	bool no_params;                   /* no --scope/--datadir/... arguments */
+	bool keep_existing_recovery_conf; /* bootstrap: keep recovery.signal/standby.signal */
+	bool has_recovery_conf;           /* bootstrap: recovery_conf was given */
+	struct pgw_kvlist recovery_conf;  /* bootstrap: recovery parameters (PG 12+: in
+	                                     postgresql.conf, with recovery.signal) */
+	bool no_leader;                   /* replica: works without a leader (no_master too) */
+	bool keep_data;                   /* replica: do not empty the data directory first */
+	struct pgw_kvlist params;         /* replica: other keys, passed as --key=value */
+	bool used;                        /* named by bootstrap.method / create_replica_methods */
+};
+
+struct pgw_methods {
+	struct pgw_method *items;
+	size_t n;
+};
+
+/* The method called name, or NULL. */
+const struct pgw_method *pgw_method_find(const struct pgw_methods *m, const char *name);
+
+/* bootstrap.users.<name>: created after the bootstrap (deprecated in Patroni, still read). */
+struct pgw_user {
+	char *name;
+	char *password; /* NULL: none */
+	char *
+	    options; /* SQL role options, validated keywords joined by ' ', e.g. "CREATEDB LOGIN" */
+};
+
+struct pgw_users {
+	struct pgw_user *items;
+	size_t n;
+};
+
 /* The dynamic ("DCS") settings: bootstrap.dcs in the file, later the config key. */
 struct pgw_dcs {
 	int ttl;                         /* s, default 30 */
@@ -198,6 +240,14 @@ struct pgw_config {
 	struct pgw_strlist initdb_args;
 
 	struct {
+		char *method;               /* NULL or "initdb": initdb; else a bootstrap.<name> */
+		struct pgw_methods methods; /* bootstrap.<name> sections */
+		struct pgw_strlist post_bootstrap; /* post_bootstrap (or post_init): its words */
+		struct pgw_strlist pg_hba; /* pg_hba lines when postgresql.pg_hba is not set */
+		struct pgw_users users;
+	} bootstrap;
+
+	struct {
 		char *listen;          /* host:port, default "127.0.0.1:5432" */
 		char *connect_address; /* host:port, default = listen */
 		char *data_dir;        /* required */
@@ -216,6 +266,19 @@ struct pgw_config {
 		struct pgw_strlist before_stop;
 		int64_t
 		    callback_timeout_ms; /* postgresql.callback_timeout (pgwarden), default 60 s */
+		struct pgw_strlist pg_ident; /* lines of pg_ident.conf; none: initdb's file */
+		char *custom_conf; /* included in place of postgresql.base.conf (initdb's) */
+		struct pgw_kvlist recovery_conf; /* more recovery settings on a standby */
+		struct pgw_kvlist bin_name;      /* program -> its file name in bin_dir */
+		int pg_ctl_timeout;              /* s for pg_ctl start/stop; 0: pgwarden's */
+		/* local use_pg_rewind, over the dynamic one when use_pg_rewind_set */
+		bool use_pg_rewind, use_pg_rewind_set;
+		/* after a failed pg_rewind / with diverged timelines and no rewind: re-clone
+		 * (true, pgwarden's default) or keep the data directory and wait */
+		bool remove_on_rewind_failure, remove_on_diverged_timelines;
+		struct pgw_strlist create_replica_methods; /* default: basebackup */
+		struct pgw_methods replica_methods;        /* postgresql.<name> sections */
+		struct pgw_strlist basebackup_args;        /* "--max-rate=10M", ... */
 	} postgresql;
 
 	struct {

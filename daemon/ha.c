@@ -125,6 +125,19 @@ static int renew_lease(struct ha *h)
 	return 0;
 }
 
+/* A create_replica_methods method that works without a leader (no_leader)? */
+static bool clone_without_leader(const struct pgw_config *c)
+{
+	for (size_t i = 0; i < c->postgresql.create_replica_methods.n; i++) {
+		const struct pgw_method *m = pgw_method_find(
+		    &c->postgresql.replica_methods, c->postgresql.create_replica_methods.items[i]);
+
+		if (m && m->no_leader)
+			return true;
+	}
+	return false;
+}
+
 /* --- observation --- */
 
 void ha_observe_pg(struct ha *h)
@@ -187,7 +200,12 @@ void ha_build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	s->failover_priority = c->tags.failover_priority;
 	o->max_lag = h->dcs.maximum_lag_on_failover;
 	o->nofailover = c->tags.nofailover;
-	o->use_pg_rewind = h->dcs.use_pg_rewind;
+	/* postgresql.use_pg_rewind in the local file wins over the dynamic one (Patroni) */
+	o->use_pg_rewind =
+	    c->postgresql.use_pg_rewind_set ? c->postgresql.use_pg_rewind : h->dcs.use_pg_rewind;
+	o->keep_data_on_rewind_failure = !c->postgresql.remove_on_rewind_failure;
+	o->keep_data_without_rewind = !c->postgresql.remove_on_diverged_timelines;
+	o->clone_without_leader = clone_without_leader(c);
 	o->primary_start_timeout_s = h->dcs.primary_start_timeout;
 }
 

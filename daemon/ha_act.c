@@ -507,6 +507,44 @@ static bool arm_for_primary(struct ha *h)
 	return ha_renewed(h) && ha_arm_watchdog(h);
 }
 
+/* bootstrap.method when it names a custom method (config.c checked it has a command). */
+static const struct pgw_method *custom_bootstrap(const struct pgw_config *c)
+{
+	if (!c->bootstrap.method || strcmp(c->bootstrap.method, "initdb") == 0)
+		return NULL;
+	return pgw_method_find(&c->bootstrap.methods, c->bootstrap.method);
+}
+
+/*
+ * Make the new cluster's data directory (initdb, or the custom method, whose exit
+ * status decides), start it as primary (a custom method's recovery ends first),
+ * create the roles and run post_bootstrap.  A custom method may restore a large
+ * backup: the lease holding the leader key is renewed meanwhile.
+ */
+static bool make_new_cluster(struct ha *h)
+{
+	const struct pgw_method *m = custom_bootstrap(h->cfg);
+	const struct pgw_kvlist *params = &h->cfg->dcs.pg_parameters;
+	bool ok;
+
+	h->member_state = m ? "running custom bootstrap script" : "initializing new cluster";
+	ha_publish_member(h);
+	if (!m)
+		ok = pgw_pg_initdb(h->pg, PG_START_TIMEOUT_MS) == 0 && arm_for_primary(h) &&
+		     pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) == 0;
+	else {
+		pgw_pg_set_keep(h->pg, ha_keep_key_lease, h);
+		ok = pgw_pg_custom_bootstrap(h->pg, m, params, PG_CLONE_TIMEOUT_MS) == 0;
+		pgw_pg_set_keep(h->pg, NULL, NULL);
+		/* no wait in pg_ctl: a recovery may last longer than any start timeout */
+		ok = ok && arm_for_primary(h) && pgw_pg_start(h->pg, 0) == 0 &&
+		     pgw_pg_wait_writable(h->pg, PG_CLONE_TIMEOUT_MS, ha_keep_key_lease, h) == 0;
+	}
+	return ok && ha_renewed(h) && pgw_pg_bootstrap_roles(h->pg, PG_START_TIMEOUT_MS) == 0 &&
+	       pgw_pg_post_bootstrap(h->pg, PG_START_TIMEOUT_MS) == 0 &&
+	       pgw_pg_bootstrap_done(h->pg, params) == 0;
+}
+
 static void act_bootstrap(struct ha *h)
 {
 	bool won = false;
@@ -521,14 +559,11 @@ static void act_bootstrap(struct ha *h)
 		ha_give_up_key(h);
 		return;
 	}
-	h->member_state = "initializing new cluster";
-	ha_publish_member(h);
-	if (pgw_pg_initdb(h->pg, PG_START_TIMEOUT_MS) != 0 || !arm_for_primary(h) ||
-	    pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) != 0 || !ha_renewed(h) ||
-	    pgw_pg_bootstrap_roles(h->pg, PG_START_TIMEOUT_MS) != 0) {
+	if (!make_new_cluster(h)) {
 		pgw_error("bootstrap failed: removing the half-made data directory and the "
 		          "initialize key so that a member can try again");
 		pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
+		pgw_pg_bootstrap_abort(h->pg);
 		remove_datadir(h);
 		pgw_etcd_delete_if_value(h->etcd, h->init_key, "", ha_op_timeout(h), &won);
 		ha_give_up_key(h);
@@ -563,7 +598,9 @@ void ha_act_clone(struct ha *h, const struct pgw_action *a)
 {
 	h->member_state = "creating replica";
 	ha_publish_member(h);
-	if (pgw_pg_basebackup(h->pg, a->target_host, a->target_port, PG_CLONE_TIMEOUT_MS) == 0) {
+	/* postgresql.create_replica_methods in order (basebackup by default) */
+	if (pgw_pg_create_replica(h->pg, a->target_host, a->target_port, PG_CLONE_TIMEOUT_MS) ==
+	    0) {
 		pgw_step_cloned(&h->st);
 		start_replica(h, a);
 	}

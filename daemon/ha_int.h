@@ -42,8 +42,11 @@
 
 #define SAFETY_MARGIN_MS      ((int64_t)h->cfg->watchdog.safety_margin * 1000) /* S */
 #define PG_OBSERVE_TIMEOUT_MS 2000
-#define PG_START_TIMEOUT_MS   120000
-#define PG_STOP_TIMEOUT_MS    120000
+/* pg_ctl start/stop: postgresql.pg_ctl_timeout when set, else 120 s */
+#define PG_CTL_TIMEOUT_MS                                                                          \
+	(h->cfg->postgresql.pg_ctl_timeout ? h->cfg->postgresql.pg_ctl_timeout * 1000 : 120000)
+#define PG_START_TIMEOUT_MS   PG_CTL_TIMEOUT_MS
+#define PG_STOP_TIMEOUT_MS    PG_CTL_TIMEOUT_MS
 #define PG_PROMOTE_TIMEOUT_MS 30000
 #define PG_CLONE_TIMEOUT_MS   (6 * 3600 * 1000)
 

@@ -48,6 +48,7 @@ extern char **environ;
 #define MAX_RESULTS                4
 #define KEEP_EVERY_MS              1000  /* how often pgw_pg_keep_fn is called */
 #define PROMOTE_REQUEST_TIMEOUT_MS 10000 /* pg_ctl promote -W */
+#define NOT_RUNNING_GRACE_MS       5000  /* no postmaster that long while waiting: it died */
 
 struct pgw_pg {
 	const struct pgw_config *cfg;
@@ -68,6 +69,13 @@ struct pgw_pg {
 	char *sync_names;
 	/* permanent logical slots: wal_level = logical, hot_standby_feedback = on (last) */
 	bool logical_slots;
+	/* during a custom bootstrap (pgw_pg_custom_bootstrap until pgw_pg_bootstrap_done):
+	 * the method's recovery settings (with recovery.signal), whether to keep the
+	 * signal files the method left, and trust for the superuser from this host (the
+	 * restored cluster may have another password until the roles are set) */
+	const struct pgw_kvlist *boot_recovery;
+	bool boot_keep_signals;
+	bool boot_trust;
 };
 
 /* Flags of run_cmd(). */
@@ -487,10 +495,35 @@ fail_setup:
 	return -1;
 }
 
-/* The full path of a PostgreSQL program. */
+/* The full path of a PostgreSQL program (postgresql.bin_name may rename it). */
 static char *bin(const struct pgw_pg *pg, const char *prog)
 {
+	const struct pgw_kvlist *names = &pg->cfg->postgresql.bin_name;
+
+	for (size_t i = 0; i < names->n; i++)
+		if (strcmp(names->items[i].name, prog) == 0)
+			return path_in(pg->bin_dir, names->items[i].value);
 	return path_in(pg->bin_dir, prog);
+}
+
+/* A command's program: an absolute path as it is, a bare name looked up in PATH. */
+static char *find_program(const char *name)
+{
+	const char *path = getenv("PATH"), *p;
+
+	if (strchr(name, '/'))
+		return strdup(name);
+	for (p = path && *path ? path : "/usr/local/bin:/usr/bin:/bin"; p;) {
+		const char *colon = strchr(p, ':');
+		int n = colon ? (int)(colon - p) : (int)strlen(p);
+		char *cand = xasprintf("%.*s/%s", n, p, name);
+
+		if (cand && n > 0 && access(cand, X_OK) == 0)
+			return cand;
+		free(cand);
+		p = colon ? colon + 1 : NULL;
+	}
+	return strdup(name); /* execve fails, and run_cmd says so */
 }
 
 /* ---- pg_controldata --------------------------------------------------------------- */
@@ -1334,6 +1367,18 @@ static bool conf_emit(struct pgw_sb *b, const char *name, const char *value, cha
 	return true;
 }
 
+/* postgresql.recovery_conf on a standby (restore_command, ...), but not what pgwarden sets. */
+static bool conf_emit_recovery(struct pgw_sb *b, const struct pgw_kvlist *kv, char *err,
+                               size_t errlen)
+{
+	bool ok = true;
+
+	for (size_t i = 0; ok && i < kv->n; i++)
+		if (!conf_protected(kv->items[i].name))
+			ok = conf_emit(b, kv->items[i].name, kv->items[i].value, err, errlen);
+	return ok;
+}
+
 static bool conf_emit_standby(struct pgw_sb *b, const struct pgw_config *cfg,
                               const char *primary_host, int primary_port, const char *slot,
                               char *err, size_t errlen)
@@ -1344,7 +1389,8 @@ static bool conf_emit_standby(struct pgw_sb *b, const struct pgw_config *cfg,
 	if (!primary_host[0]) {
 		/* a standby with nobody to follow yet: replays what it has, waits */
 		pgw_sb_add(b, "\n# standby without a primary to follow\n");
-		return conf_emit(b, "recovery_target_timeline", "latest", err, errlen);
+		return conf_emit(b, "recovery_target_timeline", "latest", err, errlen) &&
+		       conf_emit_recovery(b, &cfg->postgresql.recovery_conf, err, errlen);
 	}
 	ci = primary_conninfo(cfg, primary_host, primary_port);
 	ok = ci != NULL;
@@ -1355,6 +1401,7 @@ static bool conf_emit_standby(struct pgw_sb *b, const struct pgw_config *cfg,
 	if (ok && slot && slot[0])
 		ok = conf_emit(b, "primary_slot_name", slot, err, errlen);
 	ok = ok && conf_emit(b, "recovery_target_timeline", "latest", err, errlen);
+	ok = ok && conf_emit_recovery(b, &cfg->postgresql.recovery_conf, err, errlen);
 	free(ci);
 	return ok;
 }
@@ -1376,7 +1423,13 @@ char *pgw_pg_render_conf(const struct pgw_config *cfg, const struct pgw_kvlist *
 		pgw_sb_add(&b, CONF_MARKER
 		           ": every change here is overwritten; set parameters\n"
 		           "# in pgwarden's configuration.  initdb's settings are in the include.\n"
-		           "include 'postgresql.base.conf'\n\n");
+		           "include ");
+		if (!quote_guc(&b, cfg->postgresql.custom_conf ? cfg->postgresql.custom_conf
+		                                               : "postgresql.base.conf")) {
+			snprintf(err, errlen, "postgresql.custom_conf: cannot be written safely");
+			ok = false;
+		}
+		pgw_sb_add(&b, "\n\n");
 		for (size_t i = 0; ok && i < l.n; i++)
 			ok = conf_emit(&b, l.items[i].name, l.items[i].value, err, errlen);
 	}
@@ -1396,10 +1449,18 @@ char *pgw_pg_render_conf(const struct pgw_config *cfg, const struct pgw_kvlist *
 
 static char *render_hba(struct pgw_pg *pg)
 {
-	const struct pgw_strlist *lines = &pg->cfg->postgresql.pg_hba;
+	const struct pgw_strlist *lines =
+	    pg->cfg->postgresql.pg_hba.n ? &pg->cfg->postgresql.pg_hba : &pg->cfg->bootstrap.pg_hba;
 	struct pgw_sb b = {0};
 
 	pgw_sb_add(&b, CONF_MARKER ": every change here is overwritten.\n");
+	if (pg->boot_trust && !strpbrk(su_name(pg->cfg), " \t\n\r\"")) {
+		/* custom bootstrap: the restored cluster's superuser may have another password
+		 * until pgw_pg_bootstrap_roles sets ours; pgw_pg_bootstrap_done removes this */
+		pgw_sb_add(&b, "# until the end of the custom bootstrap\nhost all \"");
+		pgw_sb_add(&b, su_name(pg->cfg));
+		pgw_sb_add(&b, "\" samehost trust\n");
+	}
 	if (lines->n == 0) {
 		/* peer, not trust: a local OS user is not a superuser (issue 11, item 14);
 		 * pgwarden itself connects over TCP with its password */
@@ -1410,8 +1471,7 @@ static char *render_hba(struct pgw_pg *pg)
 	}
 	for (size_t i = 0; i < lines->n; i++) {
 		if (strpbrk(lines->items[i], "\n\r")) {
-			set_err(pg, true, "postgresql.pg_hba: line %zu contains a line break",
-			        i + 1);
+			set_err(pg, true, "pg_hba: line %zu contains a line break", i + 1);
 			pgw_sb_free(&b);
 			return NULL;
 		}
@@ -1549,6 +1609,20 @@ static int write_postgresql_conf(struct pgw_pg *pg, const struct pgw_kvlist *dcs
 		else
 			pgw_sb_free(&b);
 	}
+	if (text && pg->boot_recovery) {
+		struct pgw_sb b = {0};
+		bool ok = true;
+
+		pgw_sb_add(&b, text);
+		pgw_sb_add(&b, "\n# the custom bootstrap's recovery_conf (until it ends)\n");
+		free(text);
+		for (size_t i = 0; ok && i < pg->boot_recovery->n; i++)
+			ok = conf_emit(&b, pg->boot_recovery->items[i].name,
+			               pg->boot_recovery->items[i].value, err, sizeof(err));
+		text = ok ? pgw_sb_take(&b) : NULL;
+		if (!ok)
+			pgw_sb_free(&b);
+	}
 	if (text && pg->logical_slots) {
 		struct pgw_sb b = {0};
 
@@ -1588,14 +1662,39 @@ static int write_hba(struct pgw_pg *pg)
 	return rc;
 }
 
-static int set_standby_signal(struct pgw_pg *pg, bool standby)
+/* postgresql.pg_ident: pg_ident.conf (initdb's file stays when it is not set). */
+static int write_ident(struct pgw_pg *pg)
 {
-	char *path = path_in(pg->data_dir, "standby.signal");
+	const struct pgw_strlist *lines = &pg->cfg->postgresql.pg_ident;
+	struct pgw_sb b = {0};
+	char *path, *text;
+	int rc = -1;
+
+	if (lines->n == 0)
+		return 0;
+	pgw_sb_add(&b, CONF_MARKER ": every change here is overwritten.\n");
+	for (size_t i = 0; i < lines->n; i++) {
+		pgw_sb_add(&b, lines->items[i]);
+		pgw_sb_add(&b, "\n");
+	}
+	text = pgw_sb_take(&b);
+	path = path_in(pg->data_dir, "pg_ident.conf");
+	if (text && path)
+		rc = write_file_atomic(pg, path, text, 0600);
+	free(text);
+	free(path);
+	return rc;
+}
+
+/* name in the data directory: created (empty) or removed. */
+static int set_signal(struct pgw_pg *pg, const char *name, bool present)
+{
+	char *path = path_in(pg->data_dir, name);
 	int rc = 0;
 
 	if (!path)
 		return -1;
-	if (standby) {
+	if (present) {
 		rc = write_file_atomic(pg, path, "", 0600);
 	} else if (unlink(path) < 0 && errno != ENOENT) {
 		set_err(pg, true, "cannot remove %s: %s", path, strerror(errno));
@@ -1605,6 +1704,19 @@ static int set_standby_signal(struct pgw_pg *pg, bool standby)
 	}
 	free(path);
 	return rc;
+}
+
+/*
+ * standby.signal on a standby; recovery.signal only while a custom bootstrap
+ * recovers (its recovery_conf); both left alone while a custom bootstrap keeps
+ * what its method wrote (keep_existing_recovery_conf).
+ */
+static int set_signals(struct pgw_pg *pg, bool standby)
+{
+	if (pg->boot_keep_signals && !standby)
+		return 0;
+	return set_signal(pg, "standby.signal", standby) ||
+	       set_signal(pg, "recovery.signal", !standby && pg->boot_recovery != NULL);
 }
 
 static void warn_protected(const struct pgw_kvlist *kv, const char *origin)
@@ -1628,7 +1740,7 @@ int pgw_pg_write_config(struct pgw_pg *pg, const struct pgw_kvlist *dcs_params,
 	warn_protected(dcs_params, "dcs postgresql.parameters");
 	warn_protected(&pg->cfg->postgresql.parameters, "postgresql.parameters");
 	if (write_postgresql_conf(pg, dcs_params, primary_host, primary_port, slot) < 0 ||
-	    write_hba(pg) < 0 || set_standby_signal(pg, primary_host != NULL) < 0 ||
+	    write_hba(pg) < 0 || write_ident(pg) < 0 || set_signals(pg, primary_host != NULL) < 0 ||
 	    write_pgpass(pg, primary_host, primary_port) < 0)
 		return -1;
 	if (primary_host)
@@ -1836,10 +1948,22 @@ int pgw_pg_start(struct pgw_pg *pg, int timeout_ms)
 		pgw_info("PostgreSQL in %s is already running", pg->data_dir);
 		return 0;
 	}
-	if (timeout_ms == 0) /* do not wait: the caller polls with pgw_pg_observe */
-		return pg_ctl(pg, 30000, "start", "-W", "-l", pg->log_path, (char *)NULL);
-	snprintf(secs, sizeof(secs), "%d", pgctl_seconds(timeout_ms));
-	return pg_ctl(pg, timeout_ms, "start", "-w", "-t", secs, "-l", pg->log_path, (char *)NULL);
+	/* postgresql.bin_name.postgres: pg_ctl -p (pg_ctl finds "postgres" beside itself) */
+	char *postgres = bin(pg, "postgres");
+	int rc;
+
+	if (!postgres)
+		return -1;
+	if (timeout_ms == 0) { /* do not wait: the caller polls with pgw_pg_observe */
+		rc = pg_ctl(pg, 30000, "start", "-W", "-l", pg->log_path, "-p", postgres,
+		            (char *)NULL);
+	} else {
+		snprintf(secs, sizeof(secs), "%d", pgctl_seconds(timeout_ms));
+		rc = pg_ctl(pg, timeout_ms, "start", "-w", "-t", secs, "-l", pg->log_path, "-p",
+		            postgres, (char *)NULL);
+	}
+	free(postgres);
+	return rc;
 }
 
 int pgw_pg_stop(struct pgw_pg *pg, const char *mode, int timeout_ms)
@@ -1900,7 +2024,7 @@ void pgw_pg_set_keep(struct pgw_pg *pg, pgw_pg_keep_fn keep, void *keep_arg)
 /* Wait until pg_is_in_recovery() is false (after pg_ctl promote), keeping the lease. */
 static int confirm_promoted(struct pgw_pg *pg, int64_t deadline)
 {
-	int64_t next_keep = now_ms() + KEEP_EVERY_MS;
+	int64_t next_keep = now_ms() + KEEP_EVERY_MS, down_since = 0;
 
 	do {
 		PGresult *r = pq_query(pg, "checking promotion", "SELECT pg_is_in_recovery()", 0,
@@ -1910,7 +2034,17 @@ static int confirm_promoted(struct pgw_pg *pg, int64_t deadline)
 		PQclear(r);
 		if (!in_recovery)
 			return 0;
-		if (now_ms() >= next_keep) {
+		/* a server just started with pg_ctl -W may not have written its pid yet */
+		if (is_running(pg))
+			down_since = 0;
+		else if (down_since == 0)
+			down_since = now_ms();
+		else if (now_ms() - down_since > NOT_RUNNING_GRACE_MS) {
+			set_err(pg, true, "PostgreSQL in %s stopped while in recovery (see %s)",
+			        pg->data_dir, pg->log_path);
+			return -1;
+		}
+		if (now_ms() >= next_keep && pg->keep) {
 			if (!pg->keep(pg->keep_arg)) {
 				set_err(pg, true,
 				        "promote: gave up waiting for %s to leave recovery: "
@@ -2014,12 +2148,31 @@ int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout
 	conninfo_add(&ci, "passfile", pg->cfg->postgresql.pgpass ? pg->cfg->postgresql.pgpass : "");
 	conninfo_tls(&ci, &pg->cfg->postgresql.replication);
 	char *conninfo = pgw_sb_take(&ci);
-	char *argv[] = {prog, "-D",     clone, "-d",   conninfo ? conninfo : (char *)"",
-	                "-X", "stream", "-c",  "fast", "--no-password",
-	                NULL};
+	const struct pgw_strlist *opts = &pg->cfg->postgresql.basebackup_args;
+	char **argv = calloc(opts->n + 12, sizeof(*argv));
+	bool checkpoint = false;
+	int n = 0;
 
-	if (!prog || !clone || !res || !conninfo || refuse_if_running(pg, "pg_basebackup") < 0 ||
-	    write_pgpass(pg, host, port) < 0 || remove_tree(pg, clone) < 0)
+	if (argv) {
+		char *fixed[] = {
+		    prog, "-D",     clone,          "-d", conninfo ? conninfo : (char *)"",
+		    "-X", "stream", "--no-password"};
+
+		for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+			argv[n++] = fixed[i];
+		/* postgresql.basebackup, as Patroni passes it (checkpoint: fast by default) */
+		for (size_t i = 0; i < opts->n; i++) {
+			checkpoint = checkpoint || !strncmp(opts->items[i], "--checkpoint", 12);
+			argv[n++] = opts->items[i];
+		}
+		if (!checkpoint) {
+			argv[n++] = "-c";
+			argv[n++] = "fast";
+		}
+	}
+	if (!prog || !clone || !res || !conninfo || !argv ||
+	    refuse_if_running(pg, "pg_basebackup") < 0 || write_pgpass(pg, host, port) < 0 ||
+	    remove_tree(pg, clone) < 0)
 		goto out;
 	pgw_info("cloning %s from %s:%d", pg->data_dir, host, port);
 	if (run_cmd(pg, argv, "PGCONNECT_TIMEOUT=" CLONE_CONNECT_TIMEOUT, timeout_ms, 0, res) < 0) {
@@ -2028,6 +2181,7 @@ int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout
 	}
 	rc = swap_in_clone(pg, clone);
 out:
+	free(argv);
 	free(res);
 	free(conninfo);
 	free(clone);
@@ -2081,6 +2235,281 @@ int pgw_pg_rewind(struct pgw_pg *pg, const char *host, int port, int timeout_ms)
 	free(conninfo);
 	free(prog);
 	return rc;
+}
+
+/* ---- custom bootstrap and replica methods (Patroni's) ------------------------------- */
+
+/* argv of a custom command: its words (the first looked up in PATH), then extra. */
+static char **command_argv(const struct pgw_strlist *words, const char *name,
+                           const struct pgw_strlist *extra)
+{
+	size_t n = words->n ? words->n : 1;
+	char **argv = calloc(n + extra->n + 1, sizeof(*argv));
+
+	if (!argv)
+		return NULL;
+	argv[0] = find_program(words->n ? words->items[0] : name);
+	if (!argv[0]) {
+		free(argv);
+		return NULL;
+	}
+	for (size_t i = 1; i < words->n; i++)
+		argv[i] = words->items[i];
+	for (size_t i = 0; i < extra->n; i++)
+		argv[n + i] = extra->items[i];
+	return argv;
+}
+
+static void command_free(char **argv)
+{
+	if (argv)
+		free(argv[0]);
+	free(argv);
+}
+
+/* Run a custom command (its output logged), bounded by timeout_ms.  0 on exit status 0. */
+static int run_custom(struct pgw_pg *pg, const char *what, const struct pgw_strlist *words,
+                      const char *name, const struct pgw_strlist *extra, const char *extra_env,
+                      int timeout_ms)
+{
+	char **argv = command_argv(words, name, extra);
+	struct cmd_result *res = malloc(sizeof(*res));
+	int rc = -1;
+
+	if (argv && res) {
+		pgw_info("%s: running %s", what, argv[0]);
+		rc = run_cmd(pg, argv, extra_env, timeout_ms, 0, res);
+		if (rc == 0) {
+			char tail[TAIL_MAX + 64];
+
+			out_tail(&res->out, tail, sizeof(tail));
+			pgw_info("%s: %s exited with status 0: %s", what, argv[0],
+			         tail[0] ? tail : "(no output)");
+		}
+	} else {
+		set_err(pg, true, "%s: out of memory", what);
+	}
+	free(res);
+	command_free(argv);
+	return rc;
+}
+
+static int push_arg(struct pgw_strlist *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int push_arg(struct pgw_strlist *l, const char *fmt, ...)
+{
+	char **items = realloc(l->items, (l->n + 1) * sizeof(*items));
+	va_list ap;
+	int r;
+
+	if (!items)
+		return -1;
+	l->items = items;
+	va_start(ap, fmt);
+	r = vasprintf(&items[l->n], fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -1;
+	l->n++;
+	return 0;
+}
+
+static void args_free(struct pgw_strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->items[i]);
+	free(l->items);
+	*l = (struct pgw_strlist){0};
+}
+
+static bool has_pg_version(const struct pgw_pg *pg)
+{
+	char *v = path_in(pg->data_dir, "PG_VERSION");
+	bool ok = v && file_exists(v);
+
+	free(v);
+	return ok;
+}
+
+int pgw_pg_custom_bootstrap(struct pgw_pg *pg, const struct pgw_method *m,
+                            const struct pgw_kvlist *dcs_params, int timeout_ms)
+{
+	struct pgw_strlist extra = {0};
+	char *promote = NULL;
+	int rc = -1;
+
+	if (make_parent(pg) != 0 || refuse_if_running(pg, "custom bootstrap") < 0)
+		return -1;
+	/* Patroni's arguments: --scope and --datadir, unless no_params */
+	if (!m->no_params && (push_arg(&extra, "--scope=%s", pg->cfg->scope) < 0 ||
+	                      push_arg(&extra, "--datadir=%s", pg->data_dir) < 0))
+		goto out;
+	if (run_custom(pg, "bootstrap method", &m->argv, m->name, &extra, NULL, timeout_ms) < 0)
+		goto out;
+	if (!has_pg_version(pg)) {
+		set_err(pg, true,
+		        "bootstrap method %s exited with status 0 but left no "
+		        "PostgreSQL data directory in %s",
+		        m->name, pg->data_dir);
+		goto out;
+	}
+	/* no promote trigger left by a backup: PostgreSQL would promote by itself */
+	promote = path_in(pg->data_dir, "promote");
+	if (promote)
+		unlink(promote);
+	pg->boot_trust = true;
+	pg->boot_recovery = m->has_recovery_conf ? &m->recovery_conf : NULL;
+	pg->boot_keep_signals = !m->has_recovery_conf && m->keep_existing_recovery_conf;
+	rc = pgw_pg_write_config(pg, dcs_params, NULL, 0, NULL);
+out:
+	free(promote);
+	args_free(&extra);
+	return rc;
+}
+
+int pgw_pg_wait_writable(struct pgw_pg *pg, int timeout_ms, pgw_pg_keep_fn keep, void *keep_arg)
+{
+	int rc;
+
+	pgw_pg_set_keep(pg, keep, keep_arg);
+	rc = confirm_promoted(pg, now_ms() + timeout_ms);
+	pgw_pg_set_keep(pg, NULL, NULL);
+	return rc;
+}
+
+void pgw_pg_bootstrap_abort(struct pgw_pg *pg)
+{
+	pg->boot_trust = pg->boot_keep_signals = false;
+	pg->boot_recovery = NULL;
+}
+
+int pgw_pg_bootstrap_done(struct pgw_pg *pg, const struct pgw_kvlist *dcs_params)
+{
+	if (!pg->boot_trust && !pg->boot_recovery && !pg->boot_keep_signals)
+		return 0;
+	pg->boot_trust = pg->boot_keep_signals = false;
+	pg->boot_recovery = NULL;
+	if (pgw_pg_write_config(pg, dcs_params, NULL, 0, NULL) < 0)
+		return -1;
+	pq_drop(pg); /* the next connection logs in with the password */
+	return pgw_pg_reload(pg);
+}
+
+int pgw_pg_post_bootstrap(struct pgw_pg *pg, int timeout_ms)
+{
+	const struct pgw_strlist *cmd = &pg->cfg->bootstrap.post_bootstrap;
+	struct pgw_strlist extra = {0};
+	struct pgw_sb ci = {0};
+	char port[16];
+	int rc = -1;
+
+	if (cmd->n == 0)
+		return 0;
+	/* Patroni's argument: a connection string to the new primary as the superuser
+	 * (the password in PGPASSFILE), and synchronous_commit local */
+	snprintf(port, sizeof(port), "%d", pg->local_port);
+	conninfo_add(&ci, "dbname", "postgres");
+	conninfo_add(&ci, "user", su_name(pg->cfg));
+	conninfo_add(&ci, "host", pg->local_host);
+	conninfo_add(&ci, "port", port);
+	char *connstr = pgw_sb_take(&ci);
+
+	if (connstr && push_arg(&extra, "%s", connstr) == 0)
+		rc = run_custom(pg, "post_bootstrap", cmd, NULL, &extra,
+		                "PGOPTIONS=-c synchronous_commit=local", timeout_ms);
+	free(connstr);
+	args_free(&extra);
+	return rc;
+}
+
+/* The replication connection string a replica method gets (--connstring). */
+static char *replica_connstring(const struct pgw_pg *pg, const char *host, int port)
+{
+	struct pgw_sb b = {0};
+	char portstr[16];
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	conninfo_add(&b, "dbname", "postgres");
+	conninfo_add(&b, "user", repl_name(pg->cfg));
+	conninfo_add(&b, "host", host);
+	conninfo_add(&b, "port", portstr);
+	conninfo_tls(&b, &pg->cfg->postgresql.replication);
+	return pgw_sb_take(&b);
+}
+
+/* One custom replica method: --key=value for its other keys, then Patroni's four. */
+static int replica_method(struct pgw_pg *pg, const char *name, const struct pgw_method *m,
+                          const char *host, int port, int timeout_ms)
+{
+	static const struct pgw_method none = {0};
+	struct pgw_strlist extra = {0};
+	char *connstr = host ? replica_connstring(pg, host, port) : strdup("");
+	int rc = -1;
+
+	if (!m)
+		m = &none;
+	if (!connstr || refuse_if_running(pg, name) < 0)
+		goto out;
+	for (size_t i = 0; i < m->params.n; i++)
+		if (push_arg(&extra, "--%s=%s", m->params.items[i].name, m->params.items[i].value) <
+		    0)
+			goto out;
+	if (!m->no_params && (push_arg(&extra, "--scope=%s", pg->cfg->scope) < 0 ||
+	                      push_arg(&extra, "--role=replica") < 0 ||
+	                      push_arg(&extra, "--datadir=%s", pg->data_dir) < 0 ||
+	                      push_arg(&extra, "--connstring=%s", connstr) < 0))
+		goto out;
+	if (!m->keep_data && remove_tree(pg, pg->data_dir) < 0)
+		goto out;
+	if (host && write_pgpass(pg, host, port) < 0)
+		goto out;
+	pgw_info("creating the replica with method %s", name);
+	rc = run_custom(pg, "replica method", &m->argv, name, &extra, NULL, timeout_ms);
+	if (rc == 0 && !has_pg_version(pg)) {
+		set_err(pg, true,
+		        "replica method %s exited with status 0 but left no "
+		        "PostgreSQL data directory in %s",
+		        name, pg->data_dir);
+		rc = -1;
+	}
+	if (rc != 0 && !m->keep_data)
+		remove_tree(pg, pg->data_dir);
+out:
+	free(connstr);
+	args_free(&extra);
+	return rc;
+}
+
+int pgw_pg_create_replica(struct pgw_pg *pg, const char *host, int port, int timeout_ms)
+{
+	const struct pgw_strlist *names = &pg->cfg->postgresql.create_replica_methods;
+	size_t n = names->n ? names->n : 1;
+
+	if (host && !host[0])
+		host = NULL;
+	if (make_parent(pg) != 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		const char *name = names->n ? names->items[i] : "basebackup";
+		const struct pgw_method *m =
+		    pgw_method_find(&pg->cfg->postgresql.replica_methods, name);
+
+		if (strcmp(name, "basebackup") == 0) {
+			if (host && pgw_pg_basebackup(pg, host, port, timeout_ms) == 0)
+				return 0;
+		} else if (host || (m && m->no_leader)) {
+			if (replica_method(pg, name, m, host, port, timeout_ms) == 0) {
+				pgw_info("replica created with method %s", name);
+				return 0;
+			}
+		} else {
+			continue; /* needs a leader to copy from */
+		}
+		if (i + 1 < n)
+			pgw_warn("replica method %s failed: trying %s", name, names->items[i + 1]);
+	}
+	set_err(pg, true, "no replica method succeeded%s", host ? "" : " without a leader");
+	return -1;
 }
 
 /* ---- roles and slots -------------------------------------------------------------- */
@@ -2161,20 +2590,45 @@ static int grant_rewind(struct pgw_pg *pg, const char *user, int64_t deadline)
 	return rc;
 }
 
+/* bootstrap.users (Patroni 3.0 still creates them): not the three pgwarden manages. */
+static int bootstrap_users(struct pgw_pg *pg, int64_t deadline)
+{
+	const struct pgw_config *cfg = pg->cfg;
+	const struct pgw_users *u = &cfg->bootstrap.users;
+
+	for (size_t i = 0; i < u->n; i++) {
+		const char *name = u->items[i].name;
+
+		if (!strcmp(name, su_name(cfg)) || !strcmp(name, repl_name(cfg)) ||
+		    !strcmp(name, rewind_name(cfg)))
+			continue;
+		if (ensure_role(pg, name, u->items[i].password, u->items[i].options, deadline) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int roles_in_tx(struct pgw_pg *pg, int64_t deadline)
 {
 	const struct pgw_config *cfg = pg->cfg;
 	const char *su = su_name(cfg), *repl = repl_name(cfg), *rew = rewind_name(cfg);
 
+	/* a custom bootstrap restored another cluster: give the superuser our password */
+	if (pg->boot_trust && cfg->postgresql.superuser.password &&
+	    ensure_role(pg, su, cfg->postgresql.superuser.password, "SUPERUSER LOGIN", deadline) <
+	        0)
+		return -1;
 	if (strcmp(repl, su) && ensure_role(pg, repl, cfg->postgresql.replication.password,
 	                                    "REPLICATION LOGIN", deadline) < 0)
 		return -1;
-	if (!strcmp(rew, su))
-		return 0;
-	if (strcmp(rew, repl) &&
-	    ensure_role(pg, rew, cfg->postgresql.rewind.password, "LOGIN", deadline) < 0)
-		return -1;
-	return grant_rewind(pg, rew, deadline);
+	if (strcmp(rew, su)) {
+		if (strcmp(rew, repl) &&
+		    ensure_role(pg, rew, cfg->postgresql.rewind.password, "LOGIN", deadline) < 0)
+			return -1;
+		if (grant_rewind(pg, rew, deadline) < 0)
+			return -1;
+	}
+	return bootstrap_users(pg, deadline);
 }
 
 int pgw_pg_bootstrap_roles(struct pgw_pg *pg, int timeout_ms)

@@ -99,6 +99,36 @@ void pgw_pg_set_keep(struct pgw_pg *pg, pgw_pg_keep_fn keep, void *keep_arg);
  */
 int pgw_pg_promote(struct pgw_pg *pg, int timeout_ms, pgw_pg_keep_fn keep, void *keep_arg);
 
+/*
+ * bootstrap.method (Patroni's custom bootstrap): run the method's command (with
+ * --scope and --datadir unless no_params), which must leave a data directory, then
+ * write the configuration as a primary; its recovery_conf goes into postgresql.conf
+ * with recovery.signal (PostgreSQL 12+), keep_existing_recovery_conf keeps the signal
+ * files it left, else they are removed.  Until pgw_pg_bootstrap_done, pg_hba.conf
+ * trusts the superuser from this host (the restored cluster may know another
+ * password) and the recovery settings stay.
+ */
+int pgw_pg_custom_bootstrap(struct pgw_pg *pg, const struct pgw_method *m,
+                            const struct pgw_kvlist *dcs_params, int timeout_ms);
+/* Wait until the started server leaves recovery (a custom bootstrap's restore), calling
+ * keep about once a second; -1 when it stops or the time is out. */
+int pgw_pg_wait_writable(struct pgw_pg *pg, int timeout_ms, pgw_pg_keep_fn keep, void *keep_arg);
+/* End a custom bootstrap: the normal pg_hba.conf and postgresql.conf, reload. */
+int pgw_pg_bootstrap_done(struct pgw_pg *pg, const struct pgw_kvlist *dcs_params);
+/* A failed bootstrap: forget the custom bootstrap's settings (trust, recovery). */
+void pgw_pg_bootstrap_abort(struct pgw_pg *pg);
+/* bootstrap.post_bootstrap (or post_init): run it with a connection string to the new
+ * primary as its last argument.  0 when unset or it exited with status 0. */
+int pgw_pg_post_bootstrap(struct pgw_pg *pg, int timeout_ms);
+/*
+ * postgresql.create_replica_methods in order (default: basebackup) until one
+ * succeeds: basebackup is pgw_pg_basebackup; a custom method empties the data
+ * directory (unless keep_data) and runs its command with --scope, --role=replica,
+ * --datadir and --connstring (unless no_params) after its own --key=value options.
+ * host NULL or "": no leader, only methods with no_leader are tried.
+ */
+int pgw_pg_create_replica(struct pgw_pg *pg, const char *host, int port, int timeout_ms);
+
 /* Remove the data directory and clone it from host:port with pg_basebackup. */
 int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout_ms);
 /* Rewind the (stopped) data directory from the primary at host:port with pg_rewind. */

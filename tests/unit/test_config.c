@@ -625,6 +625,49 @@ static const struct ecase error_cases[] = {
      "t.yml:2: name: expected a name, got a list"},
     {BASE "etcd3:\n  protocol: ftp\n", "t.yml:6: etcd3.protocol: expected http or https, got "
                                        "\"ftp\""},
+    /* bootstrap and replica methods (issue 15) */
+    {BASE "bootstrap:\n  method: restore\n",
+     "t.yml:6: bootstrap.method: names \"restore\", but bootstrap.restore.command is not set"},
+    {BASE "bootstrap:\n  method: restore\n  restore:\n    no_params: true\n",
+     "t.yml:6: bootstrap.method: names \"restore\", but bootstrap.restore.command is not set"},
+    {BASE "bootstrap:\n  method: r\n  r:\n    command: /bin/x 'a b\n",
+     "t.yml:8: bootstrap.r.command: cannot split the command as Patroni does: no closing "
+     "quotation"},
+    {BASE "bootstrap:\n  method: r\n  r:\n    command: bin/x\n",
+     "t.yml:8: bootstrap.r.command: expected a command that is an absolute path or a program "
+     "in PATH, got \"bin/x\""},
+    {BASE "bootstrap:\n  method: r\n  r:\n    command: /bin/x\n    no_params: 3\n",
+     "t.yml:9: bootstrap.r.no_params: expected a boolean, got \"3\""},
+    {BASE "  basebackup:\n    - pgdata: /x\n",
+     "t.yml:6: postgresql.basebackup: expected a pg_basebackup option pgwarden does not set "
+     "itself, got \"pgdata\""},
+    {BASE "  basebackup: {wal-method: fetch}\n",
+     "t.yml:5: postgresql.basebackup: expected a pg_basebackup option pgwarden does not set "
+     "itself, got \"wal-method\""},
+    {BASE "  basebackup: [D]\n",
+     "t.yml:5: postgresql.basebackup: expected a pg_basebackup option name such as max-rate, "
+     "got \"D\""},
+    {BASE "  basebackup: -D /x\n",
+     "t.yml:5: postgresql.basebackup: expected a list of pg_basebackup options, got \"-D /x\""},
+    {BASE "  bin_name:\n    pg_ctl: /usr/bin/pg_ctl\n",
+     "t.yml:6: postgresql.bin_name.pg_ctl: expected a file name in bin_dir (no '/'), got "
+     "\"/usr/bin/pg_ctl\""},
+    {BASE "  bin_name:\n    psql: x\n",
+     "t.yml:6: postgresql.bin_name: expected pg_ctl, initdb, pg_controldata, pg_basebackup, "
+     "postgres, pg_isready or pg_rewind, got \"psql\""},
+    {BASE "  pg_ctl_timeout: 0\n",
+     "t.yml:5: postgresql.pg_ctl_timeout: expected a positive integer, got \"0\""},
+    {BASE "  remove_data_directory_on_rewind_failure: maybe\n",
+     "t.yml:5: postgresql.remove_data_directory_on_rewind_failure: expected a boolean, got "
+     "\"maybe\""},
+    {BASE "  create_replica_methods: [a/b]\n",
+     "t.yml: postgresql.create_replica_methods: \"a/b\": expected basebackup or the name of a "
+     "method (postgresql.a/b.command)"},
+    {BASE "bootstrap:\n  users:\n    u:\n      options: [drop table]\n",
+     "t.yml:8: bootstrap.users.u.options: expected a role option (createdb, createrole, login, "
+     "nologin, replication, superuser, inherit, bypassrls, or NO...), got \"drop table\""},
+    {BASE "bootstrap:\n  post_init: /a\n  post_bootstrap: /b\n",
+     "t.yml:7: bootstrap.post_bootstrap: conflicts with bootstrap.post_init"},
     /* list of strings */
     {BASE "  pg_hba: local all all trust\n",
      "t.yml:5: postgresql.pg_hba: expected a list of strings, got \"local all all trust\""},
@@ -1105,14 +1148,107 @@ static void test_long_values_are_cut(void **state)
 
 /* ---- warnings ----------------------------------------------------------- */
 
+/* Patroni's bootstrap and replica-creation keys (issue 15). */
+static void test_bootstrap_replica_keys(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg;
+	const struct pgw_method *m;
+
+	(void)state;
+	cfg = parse(BASE "  create_replica_methods: [wal_g, basebackup]\n"
+	                 "  wal_g:\n"
+	                 "    command: wal-g \"backup-fetch\" 'a b' c\\ d\n"
+	                 "    no_master: true\n"
+	                 "    threads: 4\n"
+	                 "  basebackup:\n    - verbose\n    - max-rate: 10M\n"
+	                 "  bin_name: {pg_ctl: pg_ctl.w, postgres: pg.w}\n"
+	                 "  pg_ctl_timeout: 60\n"
+	                 "  use_pg_rewind: false\n"
+	                 "  remove_data_directory_on_diverged_timelines: false\n"
+	                 "  pg_ident: [\"m a b\"]\n"
+	                 "  custom_conf: /etc/x.conf\n"
+	                 "  recovery_conf: {restore_command: cp /a/%f %p}\n"
+	                 "bootstrap:\n"
+	                 "  method: restore\n"
+	                 "  restore:\n"
+	                 "    command: /bin/restore --x=\"a b\"\n"
+	                 "    keep_existing_recovery_conf: true\n"
+	                 "    recovery_conf: {recovery_target_action: promote}\n"
+	                 "  post_init: /bin/post.sh x\n"
+	                 "  users:\n    admin: {password: pw, options: [createrole, NOLOGIN]}\n"
+	                 "    plain: {}\n"
+	                 "  pg_hba: [\"host all all 0.0.0.0/0 md5\"]\n",
+	            err);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->warnings.n, 0);
+	assert_int_equal(cfg->postgresql.create_replica_methods.n, 2);
+	m = pgw_method_find(&cfg->postgresql.replica_methods, "wal_g");
+	assert_non_null(m);
+	assert_int_equal(m->argv.n, 4);
+	assert_string_equal(m->argv.items[0], "wal-g");
+	assert_string_equal(m->argv.items[1], "backup-fetch");
+	assert_string_equal(m->argv.items[2], "a b");
+	assert_string_equal(m->argv.items[3], "c d");
+	assert_true(m->no_leader);
+	assert_false(m->keep_data);
+	assert_int_equal(m->params.n, 1);
+	assert_string_equal(m->params.items[0].name, "threads");
+	assert_string_equal(m->params.items[0].value, "4");
+	assert_int_equal(cfg->postgresql.basebackup_args.n, 2);
+	assert_string_equal(cfg->postgresql.basebackup_args.items[0], "--verbose");
+	assert_string_equal(cfg->postgresql.basebackup_args.items[1], "--max-rate=10M");
+	assert_int_equal(cfg->postgresql.bin_name.n, 2);
+	assert_string_equal(cfg->postgresql.bin_name.items[1].value, "pg.w");
+	assert_int_equal(cfg->postgresql.pg_ctl_timeout, 60);
+	assert_true(cfg->postgresql.use_pg_rewind_set);
+	assert_false(cfg->postgresql.use_pg_rewind);
+	assert_true(cfg->postgresql.remove_on_rewind_failure); /* pgwarden's default */
+	assert_false(cfg->postgresql.remove_on_diverged_timelines);
+	assert_string_equal(cfg->postgresql.pg_ident.items[0], "m a b");
+	assert_string_equal(cfg->postgresql.custom_conf, "/etc/x.conf");
+	assert_string_equal(cfg->postgresql.recovery_conf.items[0].value, "cp /a/%f %p");
+	assert_string_equal(cfg->bootstrap.method, "restore");
+	m = pgw_method_find(&cfg->bootstrap.methods, "restore");
+	assert_non_null(m);
+	assert_int_equal(m->argv.n, 2);
+	assert_string_equal(m->argv.items[1], "--x=a b");
+	assert_true(m->keep_existing_recovery_conf);
+	assert_true(m->has_recovery_conf);
+	assert_string_equal(m->recovery_conf.items[0].name, "recovery_target_action");
+	assert_int_equal(cfg->bootstrap.post_bootstrap.n, 2);
+	assert_int_equal(cfg->bootstrap.users.n, 2);
+	assert_string_equal(cfg->bootstrap.users.items[0].options, "CREATEROLE NOLOGIN");
+	assert_string_equal(cfg->bootstrap.users.items[0].password, "pw");
+	assert_string_equal(cfg->bootstrap.users.items[1].options, "LOGIN");
+	assert_string_equal(cfg->bootstrap.pg_hba.items[0], "host all all 0.0.0.0/0 md5");
+	pgw_config_free(cfg);
+
+	/* a method section nothing names is an unknown key; defaults otherwise */
+	cfg = parse(BASE "  spare:\n    command: /bin/x\n"
+	                 "bootstrap:\n  method: initdb\n  other:\n    command: /bin/y\n",
+	            err);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->warnings.n, 2);
+	assert_string_equal(cfg->warnings.items[0],
+	                    "t.yml:5: postgresql.spare: unknown key (not in "
+	                    "create_replica_methods), ignored");
+	assert_string_equal(cfg->warnings.items[1],
+	                    "t.yml:9: bootstrap.other: unknown key (bootstrap.method does not "
+	                    "name it), ignored");
+	assert_false(cfg->postgresql.use_pg_rewind_set);
+	assert_true(cfg->postgresql.remove_on_diverged_timelines);
+	pgw_config_free(cfg);
+}
+
 static void test_warnings(void **state)
 {
 	char err[ERRLEN];
 	struct pgw_config *cfg = parse(BASE "  parameters:\n"
 	                                    "    custom.thing: 1\n"
 	                                    "    anything_at_all: x\n"
-	                                    "  bin_name:\n"
-	                                    "    pg_ctl: pg_ctl\n"
+	                                    "  use_unix_socket:\n"
+	                                    "    true\n"
 	                                    "foo: 1\n"
 	                                    "restapi:\n"
 	                                    "  bar: {deep: [1, 2]}\n"
@@ -1132,7 +1268,7 @@ static void test_warnings(void **state)
 	assert_int_equal(cfg->warnings.n, 6);
 	assert_string_equal(
 	    cfg->warnings.items[0],
-	    "t.yml:8: postgresql.bin_name: not implemented by pgwarden yet, ignored");
+	    "t.yml:8: postgresql.use_unix_socket: not implemented by pgwarden yet, ignored");
 	assert_string_equal(cfg->warnings.items[1], "t.yml:10: foo: unknown key, ignored");
 	assert_string_equal(cfg->warnings.items[2], "t.yml:12: restapi.bar: unknown key, ignored");
 	assert_string_equal(cfg->warnings.items[3],
@@ -1485,6 +1621,7 @@ int main(void)
 	    cmocka_unit_test(test_warnings),
 	    cmocka_unit_test(test_callbacks),
 	    cmocka_unit_test(test_empty_sections),
+	    cmocka_unit_test(test_bootstrap_replica_keys),
 	    cmocka_unit_test(test_anchors_and_aliases),
 	    cmocka_unit_test(test_split_hostport),
 	    cmocka_unit_test(test_issue15_keys),

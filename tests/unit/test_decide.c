@@ -948,6 +948,36 @@ static void test_old_primary_reclones(void **state)
 	check_target(&a, "node1", "10.0.0.1", 5432);
 }
 
+/* remove_data_directory_on_rewind_failure / _on_diverged_timelines: false keeps the data. */
+static void test_old_primary_keeps_data(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_replica(&f);
+	pg_stopped(&f, PGW_CS_SHUT_DOWN);
+	f.o.rewind_failed = true;
+	f.o.keep_data_on_rewind_failure = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "keep-unrewound-data",
+	      "remove_data_directory_on_rewind_failure is false");
+	f.o.keep_data_without_rewind = true; /* only when pg_rewind is off */
+	f.o.keep_data_on_rewind_failure = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_CLONE, "reclone", "pg_rewind failed");
+	f.o.rewind_failed = false;
+	f.o.use_pg_rewind = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "keep-unrewound-data",
+	      "remove_data_directory_on_diverged_timelines is false");
+	/* a rewind that can still run is not held back */
+	f.o.use_pg_rewind = true;
+	member(&f, "node1")->timeline = 3;
+	decide(&f, &a);
+	check(&a, PGW_ACT_REWIND, "rewind", "leader node1");
+}
+
 static void test_start_replica(void **state)
 {
 	struct fx f;
@@ -1326,6 +1356,24 @@ static void test_no_leader_empty(void **state)
 	pg_empty(&f);
 	decide(&f, &a);
 	check(&a, PGW_ACT_NONE, "no-leader-empty", "nothing to clone from yet");
+}
+
+/* A replica method that needs no leader (no_leader: a backup) clones without one. */
+static void test_no_leader_clone_from_backup(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	pg_empty(&f);
+	f.o.clone_without_leader = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_CLONE, "clone-no-leader", "needs no leader");
+	assert_string_equal(a.target_host, "");
+	f.c.sysid[0] = '\0'; /* not while another member bootstraps */
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "bootstrap-in-progress", "bootstrapping");
 }
 
 static void test_no_leader_start(void **state)
@@ -2173,12 +2221,14 @@ int main(void)
 	    cmocka_unit_test(test_diverged_replica),
 	    cmocka_unit_test(test_old_primary_waits_for_timeline),
 	    cmocka_unit_test(test_old_primary_reclones),
+	    cmocka_unit_test(test_old_primary_keeps_data),
 	    cmocka_unit_test(test_start_replica),
 	    cmocka_unit_test(test_no_fresh_lease),
 	    cmocka_unit_test(test_bootstrap),
 	    cmocka_unit_test(test_uninitialized_with_data),
 	    cmocka_unit_test(test_bootstrap_in_progress),
 	    cmocka_unit_test(test_no_leader_empty),
+	    cmocka_unit_test(test_no_leader_clone_from_backup),
 	    cmocka_unit_test(test_no_leader_start),
 	    cmocka_unit_test(test_no_leader_starting),
 	    cmocka_unit_test(test_pre_promote_veto),
