@@ -1876,6 +1876,45 @@ static void test_election_waits_for_positions_after_the_loss(void **state)
 	member(&f, "node3")->nofailover = true;
 	decide_as(&f, "node2", &a);
 	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	member(&f, "node3")->nofailover = false;
+	member(&f, "node3")->mod_revision = 101;
+}
+
+/*
+ * Regression (failover bench, kill-restart, 1 run in 5): the leader's daemon was killed
+ * and restarted; it stopped its leftover primary and published "stopped" just before a
+ * replica fenced it.  The best candidate then waited for the powered-off member's key
+ * (positions-stale, "node1 is stopped") until 2 * loop_wait + 1 s: 28 s of no primary.
+ * The last leader's key says nothing once the record says it was fenced.
+ */
+static void test_election_does_not_wait_for_the_fenced_leader(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+	struct pgw_leader_record *lr;
+
+	(void)state;
+	fx_no_leader(&f);
+	f.o.positions_after_rev = 100;
+	member(&f, "node2")->mod_revision = 101;
+	member(&f, "node3")->mod_revision = 102;
+	snprintf(member(&f, "node3")->state, sizeof(member(&f, "node3")->state), "stopped");
+	f.o.loop_wait_s = 10;
+	f.o.no_leader_for_ms = 4000;
+	lr = &f.c.last_leader;
+	lr->present = true;
+	snprintf(lr->member, sizeof(lr->member), "node3");
+	lr->released = true; /* a clean loss: its key is worth waiting for */
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "positions-stale", "node3 is stopped");
+	lr->released = false;
+	snprintf(lr->fenced_by, sizeof(lr->fenced_by), "node2");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	/* another member that is stopped is still waited for */
+	snprintf(lr->member, sizeof(lr->member), "node1");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "positions-stale", "node3 is stopped");
 }
 
 /*
@@ -2246,6 +2285,7 @@ int main(void)
 	    cmocka_unit_test(test_election_nofailover),
 	    cmocka_unit_test(test_election_position_beats_streaming),
 	    cmocka_unit_test(test_election_waits_for_positions_after_the_loss),
+	    cmocka_unit_test(test_election_does_not_wait_for_the_fenced_leader),
 	    cmocka_unit_test(test_election_waits_for_a_last_leader_that_may_not_lead),
 	    cmocka_unit_test(test_election_ineligible_members_ignored),
 	    cmocka_unit_test(test_election_exactly_one),
