@@ -59,10 +59,14 @@ def test_standby_cluster(make_cluster):
     b.wait_until(lambda: sender_port(b, br) == bl.pg_port, 180,
                  "%s streaming from standby leader %s" % (br.name, bl.name))
     assert not bl.accepts_writes() and not br.accepts_writes()
-    assert b.members()[bl.name]["role"] == "standby_leader", b.members()
+    # the member key is written at the start of a loop: one loop after the REST snapshot
+    b.wait_until(lambda: b.members()[bl.name]["role"] == "standby_leader", 20,
+                 "member key role standby_leader")
     assert br.rest("/standby-leader")[0] == 503
     b.wait_until(lambda: br.rest("/replica")[0] == 200, 30, "/replica 200 on %s" % br.name)
     assert json.loads(b.key("config"))["standby_cluster"]["port"] == la.pg_port
+    cl = json.loads(harness.http_get(bl.rest_url("/cluster"))[1])
+    assert {m["name"]: m["role"] for m in cl["members"]}[bl.name] == "standby_leader", cl
     # B is a copy of A: the same system identifier, no timeline of its own
     assert b.key("initialize") == a.key("initialize")
 
@@ -90,7 +94,8 @@ def test_standby_cluster(make_cluster):
     b.wait_until(new.accepts_writes, 90, "%s promoted" % new.name)
     b.wait_until(lambda: new.rest("/primary")[0] == 200, 30, "/primary 200 on %s" % new.name)
     assert new.rest("/standby-leader")[0] == 503
-    assert b.members()[new.name]["role"] in ("master", "primary"), b.members()
+    b.wait_until(lambda: b.members()[new.name]["role"] in ("master", "primary"), 20,
+                 "member key role master")
     new.sql("INSERT INTO sc_t (v) VALUES ('b only')")
     assert has_row(new, "b only")
     assert not has_row(la, "b only")
