@@ -650,9 +650,14 @@ static bool g_standby_leader_follow(const struct pgw_obs *o, struct pgw_action *
 	return true;
 }
 
+/* stopped: started as a standby of the remote, until primary_start_timeout (then the
+ * leader-start-timeout row releases the key, as for any leader that cannot start) */
 static bool g_standby_leader_start(const struct pgw_obs *o, struct pgw_action *a)
 {
 	if (!standby_leader(o) || o->pg->running || o->pg->datadir != PGW_DATADIR_VALID)
+		return false;
+	if (o->primary_down_since_ms != 0 &&
+	    o->now_ms - o->primary_down_since_ms > (int64_t)o->primary_start_timeout_s * 1000)
 		return false;
 	set_remote(o, a);
 	detail(a, "remote primary %s:%d", a->target_host[0] ? a->target_host : "none",

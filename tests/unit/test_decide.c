@@ -585,6 +585,14 @@ static void test_standby_leader_repoints_and_starts(void **state)
 	check_target(&a, "standby_cluster", "10.9.9.9", 5433);
 	assert_true(a.standby_leader);
 
+	/* down for longer than primary_start_timeout: released as for any leader */
+	f.o.primary_down_since_ms = NOW - 300001;
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "leader-start-timeout", "primary_start_timeout");
+	f.o.primary_down_since_ms = NOW - 300000;
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_REPLICA, "standby-leader-start", "remote primary");
+
 	/* no usable data: released as for any leader */
 	f.pg.datadir = PGW_DATADIR_EMPTY;
 	decide(&f, &a);
