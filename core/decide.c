@@ -539,8 +539,10 @@ static bool g_n_failover_self(const struct pgw_obs *o, struct pgw_action *a)
 	if (!pgw_candidate_eligible(&o->self_member, o->leader_optime, o->max_lag, why,
 	                            sizeof(why)))
 		return false;
-	detail(a, "requested leader %s",
-	       o->cluster->failover.leader[0] ? o->cluster->failover.leader : "any");
+	detail(a, "requested leader %s%s",
+	       o->cluster->failover.leader[0] ? o->cluster->failover.leader : "any",
+	       o->standby_cluster ? "; standby cluster: as standby leader, no promotion" : "");
+	a->standby_leader = o->standby_cluster;
 	return true;
 }
 
@@ -599,6 +601,68 @@ static bool g_leader_vetoed(const struct pgw_obs *o, struct pgw_action *a)
 {
 	(void)a;
 	return pgw_obs_holds_leader(o) && o->pre_promote_vetoed && !pg_primary(o);
+}
+
+/* --- standby cluster: the leader follows the remote primary --- */
+
+static void set_remote(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const char *host = o->standby_host ? o->standby_host : "";
+
+	snprintf(a->target, sizeof(a->target), "%s", "standby_cluster");
+	snprintf(a->target_host, sizeof(a->target_host), "%s", host);
+	a->target_port = host[0] ? o->standby_port : 0;
+	a->standby_leader = true;
+}
+
+static bool standby_leader(const struct pgw_obs *o)
+{
+	return o->standby_cluster && pgw_obs_holds_leader(o);
+}
+
+/* running and following the remote primary (or, not answering yet, starting) */
+static bool g_standby_leader(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const char *host = o->standby_host ? o->standby_host : "";
+
+	if (!standby_leader(o) || !o->pg->running)
+		return false;
+	if (o->pg->accepting && (strcmp(o->pg->primary_host, host) != 0 ||
+	                         (host[0] && o->pg->primary_port != o->standby_port)))
+		return false;
+	set_remote(o, a);
+	if (host[0])
+		detail(a, "%s:%d, WAL receiver %s", host, o->standby_port,
+		       o->pg->streaming ? "streaming" : "not streaming");
+	else
+		detail(a, "restore_command only");
+	return true;
+}
+
+static bool g_standby_leader_follow(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!standby_leader(o) || !o->pg->running || !o->pg->accepting)
+		return false;
+	set_remote(o, a);
+	detail(a, "was following %s:%d, remote primary %s:%d",
+	       o->pg->primary_host[0] ? o->pg->primary_host : "nobody", o->pg->primary_port,
+	       a->target_host[0] ? a->target_host : "none", a->target_port);
+	return true;
+}
+
+/* stopped: started as a standby of the remote, until primary_start_timeout (then the
+ * leader-start-timeout row releases the key, as for any leader that cannot start) */
+static bool g_standby_leader_start(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!standby_leader(o) || o->pg->running || o->pg->datadir != PGW_DATADIR_VALID)
+		return false;
+	if (o->primary_down_since_ms != 0 &&
+	    o->now_ms - o->primary_down_since_ms > (int64_t)o->primary_start_timeout_s * 1000)
+		return false;
+	set_remote(o, a);
+	detail(a, "remote primary %s:%d", a->target_host[0] ? a->target_host : "none",
+	       a->target_port);
+	return true;
 }
 
 static bool g_leader_promote(const struct pgw_obs *o, struct pgw_action *a)
@@ -874,6 +938,16 @@ static bool g_n_bootstrap(const struct pgw_obs *o, struct pgw_action *a)
 {
 	(void)a;
 	return !o->cluster->initialized && o->pg->datadir == PGW_DATADIR_EMPTY;
+}
+
+static bool g_n_bootstrap_standby(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!o->standby_cluster || !g_n_bootstrap(o, a))
+		return false;
+	set_remote(o, a);
+	detail(a, "remote primary %s:%d", a->target_host[0] ? a->target_host : "none",
+	       a->target_port);
+	return true;
 }
 
 static bool g_n_watchdog_bootstrap(const struct pgw_obs *o, struct pgw_action *a)
@@ -1175,8 +1249,10 @@ static bool g_n_candidate(const struct pgw_obs *o, struct pgw_action *a)
 
 	if (!pgw_is_best_candidate(o, why, sizeof(why)))
 		return false;
-	detail(a, "position %" PRId64 ", leader's last %" PRId64, o->self_member.xlog_location,
-	       o->leader_optime);
+	detail(a, "position %" PRId64 ", leader's last %" PRId64 "%s", o->self_member.xlog_location,
+	       o->leader_optime,
+	       o->standby_cluster ? "; standby cluster: as standby leader, no promotion" : "");
+	a->standby_leader = o->standby_cluster;
 	return true;
 }
 
@@ -1225,8 +1301,18 @@ static const struct rule rules[] = {
     {"pre-promote-vetoed-leader", "leader", g_leader_vetoed, PGW_ACT_RELEASE,
      "postgresql.pre_promote vetoed this node's promotion: stopping PostgreSQL and releasing "
      "the leader key instead of promoting"},
+    {"standby-leader", "leader", g_standby_leader, PGW_ACT_NONE,
+     "standby cluster (standby_cluster in the dynamic configuration): standby leader "
+     "following the remote primary, not promoting"},
+    {"standby-leader-follow", "leader", g_standby_leader_follow, PGW_ACT_FOLLOW,
+     "standby cluster: standby leader following another server: switching to the remote "
+     "primary"},
+    {"standby-leader-start", "leader", g_standby_leader_start, PGW_ACT_START_REPLICA,
+     "standby cluster: standby leader with PostgreSQL stopped: starting it as a standby of "
+     "the remote primary"},
     {"leader-in-recovery", "leader", g_leader_promote, PGW_ACT_PROMOTE,
-     "holding the leader key while PostgreSQL is in recovery: promoting"},
+     "holding the leader key while PostgreSQL is in recovery and no standby_cluster in the "
+     "dynamic configuration: promoting"},
     {"leader-start-timeout", "leader", g_leader_start_timeout, PGW_ACT_RELEASE,
      "PostgreSQL did not come up as primary within primary_start_timeout: releasing the leader "
      "key"},
@@ -1273,6 +1359,9 @@ static const struct rule rules[] = {
     {"watchdog-no-bootstrap", "no leader", g_n_watchdog_bootstrap, PGW_ACT_NONE,
      "no cluster in etcd, but watchdog mode required and the watchdog cannot be armed: not "
      "bootstrapping"},
+    {"bootstrap-standby", "no leader", g_n_bootstrap_standby, PGW_ACT_BOOTSTRAP,
+     "no cluster in etcd, an empty data directory and standby_cluster in bootstrap.dcs: "
+     "cloning the remote primary to bootstrap a standby cluster"},
     {"bootstrap", "no leader", g_n_bootstrap, PGW_ACT_BOOTSTRAP,
      "no cluster in etcd and an empty data directory: bootstrapping a new cluster"},
     {"uninitialized-with-data", "no leader", g_n_uninitialized_data, PGW_ACT_NONE,

@@ -123,6 +123,12 @@ struct pgw_obs {
 	bool clone_without_leader;
 	int64_t primary_down_since_ms; /* holding the key with PostgreSQL down since; 0 = up */
 	int primary_start_timeout_s;
+	/* standby_cluster in the dynamic configuration: this cluster follows a remote
+	 * primary; its leader stays a standby ("standby leader") of standby_host:port
+	 * ("" = none: restore_command only) instead of promoting */
+	bool standby_cluster;
+	const char *standby_host;
+	int standby_port;
 };
 
 struct pgw_action {
@@ -132,6 +138,9 @@ struct pgw_action {
 	char target[PGW_NAME_MAX]; /* leader to follow/clone/rewind from, or better candidate */
 	char target_host[256];
 	int target_port;
+	/* standby cluster: the target is the remote primary (standby_cluster.host:port);
+	 * ACQUIRE/BOOTSTRAP make this node the standby leader, never a primary */
+	bool standby_leader;
 };
 
 /*

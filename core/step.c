@@ -254,8 +254,10 @@ void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
 		                      strcmp(s->back_leader, o->cluster->last_leader.member) == 0 &&
 		                      s->back_lease == o->cluster->last_leader.lease;
 	}
+	/* a standby leader runs in recovery by design: not a primary that fails to start */
 	if (pgw_obs_holds_leader(o) &&
-	    !(o->pg->running && o->pg->accepting && !o->pg->in_recovery)) {
+	    !(o->pg->running && o->pg->accepting && !o->pg->in_recovery) &&
+	    !(o->standby_cluster && o->pg->running)) {
 		if (s->primary_down_since == 0)
 			s->primary_down_since = o->now_ms;
 	} else {

@@ -94,10 +94,13 @@ static json_object *json_member(const struct pgw_member *m, bool is_leader, bool
 	json_object *tags = json_member_tags(m);
 
 	ADD_FIELD(o, "name", m->name);
-	json_object_object_add(o, "role",
-	                       json_object_new_string(is_leader ? "leader"
-	                                              : sync    ? "sync_standby"
-	                                                        : "replica"));
+	json_object_object_add(
+	    o, "role",
+	    json_object_new_string(is_leader && strcmp(m->role, "standby_leader") == 0
+	                               ? "standby_leader"
+	                           : is_leader ? "leader"
+	                           : sync      ? "sync_standby"
+	                                       : "replica"));
 	json_object_object_add(
 	    o, "state",
 	    json_object_new_string_len(m->state, (int)strnlen(m->state, sizeof(m->state))));

@@ -65,6 +65,7 @@ enum ftype {
 	F_IGNSLOTS, /* struct pgw_slot_conf: ignore_slots */
 	F_SLOTTTL,  /* struct pgw_slot_conf: member_slots_ttl */
 	F_COMMAND,  /* struct pgw_strlist: a command line split as Patroni does, or a list */
+	F_STANDBY,  /* struct pgw_standby_cluster: bootstrap.dcs.standby_cluster (standby.h) */
 	F_VIPADDR,  /* struct pgw_vip_addr: "a.b.c.d/len" */
 	F_IFNAME,   /* char *: a network interface name */
 	F_GARP,     /* int: a count 0..PGW_VIP_ARP_MAX, or a boolean (true = default) */
@@ -280,7 +281,7 @@ static const struct field fields[] = {
     {MISPLACED("ignore_slots")},
     {MISPLACED("member_slots_ttl")},
     {NOT_TRUE("failsafe_mode", failsafe_mode, WHY_FAILSAFE)},
-    {UNIMPL("standby_cluster")},
+    {MISPLACED("standby_cluster")},
     {SECTION("restapi.authentication")},
     {FIELD("restapi.authentication.username", F_STR, restapi.auth.username)},
     {SECRET("restapi.authentication.password", restapi.auth.password)},
@@ -303,7 +304,7 @@ static const struct field fields[] = {
     {FIELD("bootstrap.users", F_USERS, bootstrap.users)},
     {FIELD("bootstrap.pg_hba", F_STRLIST, bootstrap.pg_hba)},
     {NOT_TRUE("bootstrap.dcs.failsafe_mode", failsafe_mode, WHY_FAILSAFE)},
-    {UNIMPL("bootstrap.dcs.standby_cluster")},
+    {FIELD("bootstrap.dcs.standby_cluster", F_STANDBY, dcs.standby)},
     {UNIMPL("bootstrap.dcs.check_timeline")},
     {UNIMPL("bootstrap.dcs.max_timelines_history")},
     {UNIMPL("bootstrap.dcs.postgresql.pg_hba")},
@@ -1726,6 +1727,28 @@ static int conv_slots(struct ctx *c, const struct field *f, const yaml_node_t *v
 	return 0;
 }
 
+/* bootstrap.dcs.standby_cluster: the same checks as for the config key (standby.c) */
+static int conv_standby(struct ctx *c, const yaml_node_t *v, const char *path,
+                        struct pgw_standby_cluster *sc)
+{
+	struct json_object *j;
+	char why[300];
+	bool ok;
+
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_MAPPING_NODE)
+		return expected(c, v, path, "a map (host, port, restore_command, ...)", false);
+	if (check_keys(c, v, path, false))
+		return -1;
+	j = yaml_json(c, v, 0);
+	if (!j)
+		return oom(c);
+	ok = pgw_standby_parse(j, sc, why, sizeof(why));
+	json_object_put(j);
+	return ok ? 0 : fail(c, v, NULL, "bootstrap.dcs.%s", why);
+}
+
 /* vip.address, vip.interface, vip.arp_notify */
 static int conv_vip(struct ctx *c, const struct field *f, const yaml_node_t *v, const char *path)
 {
@@ -1877,6 +1900,8 @@ static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, c
 		return conv_slots(c, f, v, path);
 	case F_COMMAND:
 		return conv_command(c, v, path, dest(c, f));
+	case F_STANDBY:
+		return conv_standby(c, v, path, dest(c, f));
 	case F_VIPADDR:
 	case F_IFNAME:
 	case F_GARP:

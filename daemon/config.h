@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "slots.h"
+#include "standby.h"
 #include "vip.h"
 
 /* An ordered list of name = value pairs (PostgreSQL parameters). */
@@ -116,6 +117,8 @@ struct pgw_dcs {
 	int synchronous_node_count;      /* default 1 */
 	/* slots, ignore_slots, member_slots_ttl (slots.h) */
 	struct pgw_slot_conf slots;
+	/* standby_cluster: follow a remote primary (standby.h) */
+	struct pgw_standby_cluster standby;
 };
 
 /* Patroni's defaults (ttl 30, loop_wait 10, retry_timeout 10, ...), no parameters. */

@@ -44,6 +44,8 @@ char *pgw_dcs_to_json(const struct pgw_dcs *d)
 	json_object_object_add(pgo, "parameters", params);
 	json_object_object_add(o, "postgresql", pgo);
 	pgw_slot_conf_to_json(&d->slots, o);
+	if (d->standby.enabled)
+		json_object_object_add(o, "standby_cluster", pgw_standby_to_json(&d->standby));
 	out = strdup(json_object_to_json_string_ext(o, JSON_FLAGS));
 	json_object_put(o);
 	return out;
@@ -215,6 +217,19 @@ static bool parse_into(struct json_object *o, struct pgw_dcs *d, int margin_s, c
 	/* slots from etcd: a bad entry is left out (and its name kept from being dropped),
 	 * never the whole key: the member slots go on (S5, slots.h) */
 	pgw_slot_conf_parse(o, false, &d->slots, err, errlen);
+	/* standby_cluster: absent from the key means removed (the cluster promotes); a bad
+	 * one rejects the whole key (S5), which keeps the node a standby */
+	{
+		struct json_object *sc = NULL;
+
+		json_object_object_get_ex(o, "standby_cluster", &sc);
+		if (!pgw_standby_parse(sc, &d->standby, err, errlen)) {
+			size_t n = strlen(err);
+
+			snprintf(err + n, errlen - n, " (config key)");
+			return false;
+		}
+	}
 	if (!json_object_object_get_ex(o, "postgresql", &pgo) ||
 	    json_object_is_type(pgo, json_type_null))
 		return true; /* no postgresql section: no parameters from the DCS */

@@ -168,6 +168,25 @@ static void read_cluster(struct ha *h)
 	h->dcs_last_seen = ha_wall_now();
 }
 
+/* standby_cluster: what etcd says, within what the file allows (standby.h) */
+static void standby_effective(struct ha *h)
+{
+	char why[256];
+
+	pgw_standby_effective(&h->dcs.standby, &h->cfg->dcs.standby, &h->standby, why, sizeof(why));
+	if (strcmp(why, h->standby_refused) != 0 && why[0])
+		pgw_warn("dynamic configuration: standby_cluster: %s", why);
+	snprintf(h->standby_refused, sizeof(h->standby_refused), "%s", why);
+}
+
+bool ha_standby_leader(const struct ha *h)
+{
+	return h->standby.enabled && h->etcd_ok && h->cluster.has_leader && h->lease.id != 0 &&
+	       strcmp(h->cluster.leader, h->cfg->name) == 0 &&
+	       h->cluster.leader_lease == h->lease.id && h->pgst.running &&
+	       !ha_pg_is_primary(&h->pgst);
+}
+
 void ha_build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 {
 	const struct pgw_config *c = h->cfg;
@@ -207,6 +226,10 @@ void ha_build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	o->keep_data_without_rewind = !c->postgresql.remove_on_diverged_timelines;
 	o->clone_without_leader = clone_without_leader(c);
 	o->primary_start_timeout_s = h->dcs.primary_start_timeout;
+	standby_effective(h);
+	o->standby_cluster = h->standby.enabled;
+	o->standby_host = h->standby.host;
+	o->standby_port = h->standby.port;
 }
 
 /* --- actions --- */

@@ -48,7 +48,13 @@ int ha_configure_replica(struct ha *h, const struct pgw_action *a)
 {
 	char slot[64];
 
-	slot_for_self(h, slot, sizeof(slot));
+	/* the standby leader follows the remote primary with standby_cluster's settings;
+	 * its replicas follow it with their member slots */
+	if (a->standby_leader)
+		snprintf(slot, sizeof(slot), "%s", h->standby.primary_slot_name);
+	else
+		slot_for_self(h, slot, sizeof(slot));
+	pgw_pg_set_standby(h->pg, a->standby_leader ? &h->standby : NULL);
 	/* a standby ignores it; it matters from the instant of a promotion on */
 	pgw_pg_set_sync_names(h->pg, pgw_sync_standby_value(&h->cluster.sync_conf));
 	return pgw_pg_write_config(h->pg, &h->dcs.pg_parameters,
@@ -545,11 +551,33 @@ static bool make_new_cluster(struct ha *h)
 	       pgw_pg_bootstrap_done(h->pg, params) == 0;
 }
 
-static void act_bootstrap(struct ha *h)
+/*
+ * A standby cluster's first member: its data directory is a copy of the remote primary
+ * (pg_basebackup, or standby_cluster.create_replica_methods), started as its standby.
+ * Nothing here accepts writes: the watchdog is not armed for it.
+ */
+static bool make_standby_cluster(struct ha *h, const struct pgw_action *a)
+{
+	bool ok;
+
+	h->member_state = "creating standby leader";
+	ha_publish_member(h);
+	pgw_pg_set_keep(h->pg, ha_keep_key_lease, h);
+	ok = pgw_pg_create_standby_leader(h->pg, &h->standby, PG_CLONE_TIMEOUT_MS) == 0;
+	pgw_pg_set_keep(h->pg, NULL, NULL);
+	if (!ok)
+		pgw_error("standby cluster: cannot copy the remote primary: %s",
+		          pgw_pg_last_error(h->pg));
+	return ok && ha_configure_replica(h, a) == 0 &&
+	       pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) == 0;
+}
+
+static void act_bootstrap(struct ha *h, const struct pgw_action *a)
 {
 	bool won = false;
 	char *cfgjson, *rec, sysid[32];
 	struct pgw_pg_state st;
+	bool standby = a->standby_leader;
 
 	if (take_key(h, &won) != 0 || !won)
 		return;
@@ -559,7 +587,7 @@ static void act_bootstrap(struct ha *h)
 		ha_give_up_key(h);
 		return;
 	}
-	if (!make_new_cluster(h)) {
+	if (standby ? !make_standby_cluster(h, a) : !make_new_cluster(h)) {
 		pgw_error("bootstrap failed: removing the half-made data directory and the "
 		          "initialize key so that a member can try again");
 		pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
@@ -588,6 +616,14 @@ static void act_bootstrap(struct ha *h)
 		pgw_etcd_create(h->etcd, h->config_key, cfgjson, strlen(cfgjson), 0,
 		                ha_op_timeout(h), &won);
 	free(cfgjson);
+	if (standby) {
+		pgw_info("bootstrapped standby cluster %s (system identifier %s) following %s:%d",
+		         h->cfg->scope, sysid, a->target_host[0] ? a->target_host : "no host",
+		         a->target_port);
+		h->replica_started_ms = ha_mono_ms();
+		ha_cb_started(h, "standby_leader");
+		return;
+	}
 	pgw_step_pg_writable(&h->st);
 	publish_status(h, st.wal_lsn);
 	pgw_info("bootstrapped cluster %s with system identifier %s", h->cfg->scope, sysid);
@@ -779,7 +815,7 @@ static void act_fence(struct ha *h, const struct pgw_action *a)
 	h->member_state = NULL;
 }
 
-static void act_acquire(struct ha *h)
+static void act_acquire(struct ha *h, const struct pgw_action *a)
 {
 	bool won = false;
 
@@ -794,6 +830,12 @@ static void act_acquire(struct ha *h)
 		return;
 	}
 	h->won_key = true;
+	if (a->standby_leader) {
+		/* the next cycle's standby-leader rows point it at the remote primary */
+		pgw_info("took the leader key as standby leader of a standby cluster: not "
+		         "promoting");
+		return;
+	}
 	pgw_info("took the leader key: promoting");
 	promote(h);
 }
@@ -851,9 +893,13 @@ void ha_act(struct ha *h, const struct pgw_action *a, bool holds)
 		/* a replica streaming from the leader keeps the permanent slots */
 		if (strcmp(a->rule, "following") == 0 && h->pgst.running && h->pgst.in_recovery)
 			sync_slots(h, false);
+		/* the standby leader keeps its replicas' member slots, as a primary does */
+		else if (strcmp(a->rule, "standby-leader") == 0 && h->pgst.running &&
+		         h->pgst.accepting)
+			sync_slots(h, true);
 		break;
 	case PGW_ACT_BOOTSTRAP:
-		act_bootstrap(h);
+		act_bootstrap(h, a);
 		break;
 	case PGW_ACT_CLONE:
 		ha_act_clone(h, a);
@@ -868,7 +914,7 @@ void ha_act(struct ha *h, const struct pgw_action *a, bool holds)
 		act_rewind(h, a);
 		break;
 	case PGW_ACT_ACQUIRE:
-		act_acquire(h);
+		act_acquire(h, a);
 		break;
 	case PGW_ACT_PROMOTE:
 		promote(h);

@@ -79,7 +79,10 @@ struct ha {
 
 	struct pgw_lease lease;
 	struct pgw_dcs dcs; /* effective dynamic settings: bootstrap.dcs, then the config key */
-	char *dcs_seen;     /* the config key text last applied (or refused) */
+	/* standby_cluster as applied (pgw_standby_effective), and what of it was refused */
+	struct pgw_standby_cluster standby;
+	char standby_refused[256];
+	char *dcs_seen; /* the config key text last applied (or refused) */
 	bool etcd_ok;
 	double dcs_last_seen;
 	struct pgw_cluster cluster;
@@ -119,6 +122,8 @@ struct pgw_rq_verdict;
 int64_t ha_mono_ms(void);
 double ha_wall_now(void);
 bool ha_pg_is_primary(const struct pgw_pg_state *st);
+/* This node holds the leader key of a standby cluster and runs as a standby. */
+bool ha_standby_leader(const struct ha *h);
 int ha_op_timeout(const struct ha *h);
 static inline int64_t ha_clamp(int64_t v, int64_t lo, int64_t hi)
 {

@@ -32,7 +32,7 @@ void ha_publish_member(struct ha *h)
 	mi.api_port = api_port;
 	mi.api_https = c->restapi.tls.certfile != NULL;
 	mi.state = ha_observed_state(h);
-	mi.role = pgw_pg_role_name(&h->pgst);
+	mi.role = ha_standby_leader(h) ? "standby_leader" : pgw_pg_role_name(&h->pgst);
 	mi.version = PGW_VERSION;
 	mi.xlog_location = pgw_pg_wal_position(&h->pgst);
 	mi.receive_lsn =
@@ -168,6 +168,7 @@ void ha_publish_snapshot(struct ha *h, bool holds)
 	          : ha_pg_is_primary(&h->pgst)         ? PGW_ROLE_PRIMARY
 	                                               : PGW_ROLE_REPLICA;
 	s->holds_leader_key = holds;
+	s->standby_leader = holds && ha_standby_leader(h);
 	s->cluster_unlocked = h->etcd_ok && !h->cluster.has_leader;
 	s->state_str = ha_observed_state(h);
 	s->pg = h->pgst;

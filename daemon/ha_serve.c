@@ -16,7 +16,11 @@ void ha_refresh_pg_config(struct ha *h)
 		return; /* written before the next start anyway */
 	memset(&a, 0, sizeof(a));
 	if (h->pgst.in_recovery) {
-		if (l && strcmp(l->name, h->cfg->name) != 0) {
+		if (ha_standby_leader(h)) {
+			snprintf(a.target_host, sizeof(a.target_host), "%s", h->standby.host);
+			a.target_port = h->standby.port;
+			a.standby_leader = true;
+		} else if (l && strcmp(l->name, h->cfg->name) != 0) {
 			snprintf(a.target_host, sizeof(a.target_host), "%s", l->conn_host);
 			a.target_port = l->conn_port;
 		}

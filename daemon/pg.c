@@ -67,6 +67,9 @@ struct pgw_pg {
 	/* synchronous_mode: synchronous_standby_names written last in postgresql.conf
 	 * (over any parameter); NULL when pgwarden leaves it alone */
 	char *sync_names;
+	/* standby leader: standby_cluster's recovery settings (pgw_pg_set_standby) */
+	bool has_standby;
+	struct pgw_standby_cluster standby;
 	/* permanent logical slots: wal_level = logical, hot_standby_feedback = on (last) */
 	bool logical_slots;
 	/* during a custom bootstrap (pgw_pg_custom_bootstrap until pgw_pg_bootstrap_done):
@@ -1609,6 +1612,28 @@ static int write_postgresql_conf(struct pgw_pg *pg, const struct pgw_kvlist *dcs
 		else
 			pgw_sb_free(&b);
 	}
+	if (text && primary_host && pg->has_standby) {
+		const struct pgw_standby_cluster *sc = &pg->standby;
+		struct pgw_sb b = {0};
+		bool ok = true;
+
+		/* after postgresql.recovery_conf: the last setting wins */
+		pgw_sb_add(&b, text);
+		pgw_sb_add(&b, "\n# standby leader of a standby cluster (standby_cluster)\n");
+		free(text);
+		if (sc->restore_command[0])
+			ok =
+			    conf_emit(&b, "restore_command", sc->restore_command, err, sizeof(err));
+		if (ok && sc->archive_cleanup_command[0])
+			ok = conf_emit(&b, "archive_cleanup_command", sc->archive_cleanup_command,
+			               err, sizeof(err));
+		if (ok && sc->recovery_min_apply_delay[0])
+			ok = conf_emit(&b, "recovery_min_apply_delay", sc->recovery_min_apply_delay,
+			               err, sizeof(err));
+		text = ok && !b.oom ? pgw_sb_take(&b) : NULL;
+		if (!text)
+			pgw_sb_free(&b);
+	}
 	if (text && pg->boot_recovery) {
 		struct pgw_sb b = {0};
 		bool ok = true;
@@ -2480,17 +2505,17 @@ out:
 	return rc;
 }
 
-int pgw_pg_create_replica(struct pgw_pg *pg, const char *host, int port, int timeout_ms)
+static int create_replica(struct pgw_pg *pg, const char *const *items, size_t nitems,
+                          const char *host, int port, int timeout_ms)
 {
-	const struct pgw_strlist *names = &pg->cfg->postgresql.create_replica_methods;
-	size_t n = names->n ? names->n : 1;
+	size_t n = nitems ? nitems : 1;
 
 	if (host && !host[0])
 		host = NULL;
 	if (make_parent(pg) != 0)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
-		const char *name = names->n ? names->items[i] : "basebackup";
+		const char *name = nitems ? items[i] : "basebackup";
 		const struct pgw_method *m =
 		    pgw_method_find(&pg->cfg->postgresql.replica_methods, name);
 
@@ -2506,10 +2531,49 @@ int pgw_pg_create_replica(struct pgw_pg *pg, const char *host, int port, int tim
 			continue; /* needs a leader to copy from */
 		}
 		if (i + 1 < n)
-			pgw_warn("replica method %s failed: trying %s", name, names->items[i + 1]);
+			pgw_warn("replica method %s failed: trying %s", name, items[i + 1]);
 	}
 	set_err(pg, true, "no replica method succeeded%s", host ? "" : " without a leader");
 	return -1;
+}
+
+int pgw_pg_create_replica(struct pgw_pg *pg, const char *host, int port, int timeout_ms)
+{
+	const struct pgw_strlist *names = &pg->cfg->postgresql.create_replica_methods;
+
+	return create_replica(pg, (const char *const *)names->items, names->n, host, port,
+	                      timeout_ms);
+}
+
+int pgw_pg_create_standby_leader(struct pgw_pg *pg, const struct pgw_standby_cluster *sc,
+                                 int timeout_ms)
+{
+	const char *items[PGW_SC_METHODS_MAX];
+	size_t n = 0;
+
+	/* names from etcd choose among the methods of the local file only (section 7) */
+	for (int i = 0; i < sc->nmethods; i++) {
+		if (strcmp(sc->methods[i], "basebackup") != 0 &&
+		    !pgw_method_find(&pg->cfg->postgresql.replica_methods, sc->methods[i])) {
+			pgw_warn("standby_cluster.create_replica_methods: %s is not a method of "
+			         "this node's file: skipped",
+			         sc->methods[i]);
+			continue;
+		}
+		items[n++] = sc->methods[i];
+	}
+	if (sc->nmethods > 0 && n == 0) {
+		set_err(pg, true, "standby_cluster.create_replica_methods: no usable method");
+		return -1;
+	}
+	return create_replica(pg, items, n, sc->host, sc->port, timeout_ms);
+}
+
+void pgw_pg_set_standby(struct pgw_pg *pg, const struct pgw_standby_cluster *sc)
+{
+	pg->has_standby = sc != NULL;
+	if (sc)
+		pg->standby = *sc;
 }
 
 /* ---- roles and slots -------------------------------------------------------------- */

@@ -128,6 +128,18 @@ int pgw_pg_post_bootstrap(struct pgw_pg *pg, int timeout_ms);
  * host NULL or "": no leader, only methods with no_leader are tried.
  */
 int pgw_pg_create_replica(struct pgw_pg *pg, const char *host, int port, int timeout_ms);
+/*
+ * Standby cluster: create this node's data directory from the remote primary
+ * (sc->host:port, or without one a no_leader method), with standby_cluster's
+ * create_replica_methods when given (only names that are basebackup or a method of the
+ * local file), else postgresql.create_replica_methods' default, basebackup.
+ */
+int pgw_pg_create_standby_leader(struct pgw_pg *pg, const struct pgw_standby_cluster *sc,
+                                 int timeout_ms);
+/* The standby leader's recovery settings (restore_command, archive_cleanup_command,
+ * recovery_min_apply_delay), written with the next standby configuration; NULL: none
+ * (a replica of the standby leader, or a primary). */
+void pgw_pg_set_standby(struct pgw_pg *pg, const struct pgw_standby_cluster *sc);
 
 /* Remove the data directory and clone it from host:port with pg_basebackup. */
 int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout_ms);

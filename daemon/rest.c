@@ -306,8 +306,8 @@ static bool lag_ok(const struct pgw_snapshot *s, const struct rest_query *q)
 
 static bool replica_ok(const struct pgw_snapshot *s, const struct rest_query *q)
 {
-	return s->role == PGW_ROLE_REPLICA && s->pg.running && !s->noloadbalance && lag_ok(s, q) &&
-	       tags_match(s, q);
+	return s->role == PGW_ROLE_REPLICA && !s->standby_leader && s->pg.running &&
+	       !s->noloadbalance && lag_ok(s, q) && tags_match(s, q);
 }
 
 static bool liveness_ok(const struct pgw_snapshot *s, int64_t now_mono_ms)
@@ -321,7 +321,7 @@ static bool readiness_ok(const struct pgw_snapshot *s)
 {
 	if (!s->pg.running)
 		return false;
-	return (s->holds_leader_key && s->role == PGW_ROLE_PRIMARY) ||
+	return (s->holds_leader_key && s->role == PGW_ROLE_PRIMARY) || s->standby_leader ||
 	       (s->role == PGW_ROLE_REPLICA && s->pg.streaming);
 }
 
@@ -350,7 +350,7 @@ static int status_core(const struct pgw_snapshot *s, const char *path, const str
 	if (path_is(path, "/leader"))
 		return code(s->holds_leader_key);
 	if (path_is(path, "/standby-leader") || path_is(path, "/standby_leader"))
-		return MHD_HTTP_SERVICE_UNAVAILABLE; /* no standby clusters yet */
+		return code(s->standby_leader && s->pg.running && tags_match(s, q));
 	if (path_is(path, "/replica"))
 		return code(replica_ok(s, q));
 	if (path_is(path, "/async") || path_is(path, "/asynchronous"))
@@ -358,7 +358,8 @@ static int status_core(const struct pgw_snapshot *s, const char *path, const str
 	if (path_is(path, "/sync") || path_is(path, "/synchronous"))
 		return code(replica_ok(s, q) && s->sync_standby);
 	if (path_is(path, "/read-only"))
-		return code(primary_ok(s, now_mono_ms) || replica_ok(s, q));
+		return code(primary_ok(s, now_mono_ms) || replica_ok(s, q) ||
+		            (s->standby_leader && s->pg.running));
 	if (path_is(path, "/health"))
 		return code(s->pg.running);
 	if (path_is(path, "/liveness"))
@@ -574,7 +575,9 @@ static void json_add_pg(json_object *o, const struct pgw_snapshot *s)
 	if (pg->postmaster_start_time > 0)
 		json_object_object_add(o, "postmaster_start_time",
 		                       json_time(pg->postmaster_start_time));
-	json_object_object_add(o, "role", json_object_new_string(role_name(s->role)));
+	json_object_object_add(
+	    o, "role",
+	    json_object_new_string(s->standby_leader ? "standby_leader" : role_name(s->role)));
 	if (pg->server_version > 0)
 		json_object_object_add(o, "server_version",
 		                       json_object_new_int(pg->server_version));
@@ -729,7 +732,8 @@ static void metrics_node(struct metrics *m, const struct pgw_snapshot *s)
 	metric_flag(m, "patroni_primary", "Value is 1 if this node is the leader, 0 otherwise.",
 	            primary_ok(s, mono_ms()));
 	metric_flag(m, "patroni_standby_leader",
-	            "Value is 1 if this node is the standby_leader, 0 otherwise.", false);
+	            "Value is 1 if this node is the standby_leader, 0 otherwise.",
+	            s->standby_leader);
 	metric_flag(m, "patroni_replica", "Value is 1 if this node is a replica, 0 otherwise.",
 	            s->role == PGW_ROLE_REPLICA);
 	metric_flag(m, "patroni_sync_standby",

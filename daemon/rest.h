@@ -8,8 +8,8 @@
  *   /, /primary, /master, /read-write, /leader, /replica (?lag=N[unit],
  *   ?tag_KEY=VALUE), /read-only, /health, /liveness, /readiness, /patroni.
  * Every role endpoint answers with the JSON body of GET /patroni.
- *   /sync, /synchronous, /standby-leader, /standby_leader: always 503 (no
- *   synchronous mode, no standby cluster yet); /async, /asynchronous: as /replica.
+ *   /standby-leader, /standby_leader: the leader of a standby cluster (standby.h);
+ *   /async, /asynchronous: as /replica.
  *   /cluster, /config: the published cluster_json / config_json (503 with
  *   {"error": ...} while NULL); /history: history_json ("[]" while NULL);
  *   /metrics: Prometheus text (text/plain; version=0.0.4), see pgw_rest_metrics_text.
@@ -37,6 +37,7 @@ struct pgw_snapshot {
 	char version[32];       /* pgwarden version */
 	enum pgw_role role;     /* from the local PostgreSQL (in recovery or not) */
 	bool holds_leader_key;  /* this node holds the leader key with its live lease */
+	bool standby_leader;    /* ... of a standby cluster, running as a standby (standby.h) */
 	bool cluster_unlocked;  /* no leader key in the last read */
 	const char *state_str;  /* "running", "stopped", "starting", "crashed", ... (static) */
 	struct pgw_pg_state pg; /* the last observation of PostgreSQL */

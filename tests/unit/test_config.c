@@ -1241,6 +1241,49 @@ static void test_bootstrap_replica_keys(void **state)
 	pgw_config_free(cfg);
 }
 
+/* bootstrap.dcs.standby_cluster: implemented (no warning), checked as the config key is */
+static void test_standby_cluster(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg = parse(BASE "bootstrap:\n"
+	                                    "  dcs:\n"
+	                                    "    standby_cluster:\n"
+	                                    "      host: 10.1.2.3\n"
+	                                    "      port: 5433\n"
+	                                    "      primary_slot_name: standby_b\n"
+	                                    "      create_replica_methods: [basebackup]\n"
+	                                    "      restore_command: cp /arch/%f %p\n"
+	                                    "      recovery_min_apply_delay: 5min\n",
+	                               err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->warnings.n, 0);
+	assert_true(cfg->dcs.standby.enabled);
+	assert_string_equal(cfg->dcs.standby.host, "10.1.2.3");
+	assert_int_equal(cfg->dcs.standby.port, 5433);
+	assert_string_equal(cfg->dcs.standby.primary_slot_name, "standby_b");
+	assert_string_equal(cfg->dcs.standby.methods[0], "basebackup");
+	assert_string_equal(cfg->dcs.standby.restore_command, "cp /arch/%f %p");
+	assert_string_equal(cfg->dcs.standby.recovery_min_apply_delay, "5min");
+	pgw_config_free(cfg);
+
+	cfg = parse(BASE "bootstrap:\n  dcs:\n    standby_cluster:\n      port: 5433\n", err);
+	assert_null(cfg);
+	assert_non_null(strstr(err, "needs host (the remote primary) or restore_command"));
+	cfg = parse(BASE "bootstrap:\n  dcs:\n    standby_cluster:\n      host: a b\n", err);
+	assert_null(cfg);
+	assert_non_null(strstr(err, "standby_cluster.host"));
+	cfg = parse(BASE "bootstrap:\n  dcs:\n    standby_cluster:\n      host: h\n      port: 0\n",
+	            err);
+	assert_null(cfg);
+	assert_non_null(strstr(err, "standby_cluster.port"));
+	cfg = parse(BASE "bootstrap:\n  dcs:\n    standby_cluster: h\n", err);
+	assert_null(cfg);
+	assert_non_null(strstr(err, "bootstrap.dcs.standby_cluster"));
+}
+
 static void test_warnings(void **state)
 {
 	char err[ERRLEN];
@@ -1272,7 +1315,8 @@ static void test_warnings(void **state)
 	assert_string_equal(cfg->warnings.items[1], "t.yml:10: foo: unknown key, ignored");
 	assert_string_equal(cfg->warnings.items[2], "t.yml:12: restapi.bar: unknown key, ignored");
 	assert_string_equal(cfg->warnings.items[3],
-	                    "t.yml:13: standby_cluster: not implemented by pgwarden yet, ignored");
+	                    "t.yml:13: standby_cluster: a dynamic setting: ignored here, set "
+	                    "bootstrap.dcs.standby_cluster (or pgwardenctl edit-config)");
 	assert_string_equal(cfg->warnings.items[4],
 	                    "t.yml:15: bootstrap.dcs: unknown key, ignored");
 	assert_string_equal(cfg->warnings.items[5], "t.yml:18: tags.: unknown key, ignored");
@@ -1619,6 +1663,7 @@ int main(void)
 	    cmocka_unit_test(test_small_or_no_error_buffer),
 	    cmocka_unit_test(test_long_values_are_cut),
 	    cmocka_unit_test(test_warnings),
+	    cmocka_unit_test(test_standby_cluster),
 	    cmocka_unit_test(test_callbacks),
 	    cmocka_unit_test(test_empty_sections),
 	    cmocka_unit_test(test_bootstrap_replica_keys),

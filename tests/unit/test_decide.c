@@ -504,6 +504,206 @@ static void test_leader_in_recovery_promotes(void **state)
 	check(&a, PGW_ACT_PROMOTE, "leader-in-recovery", "in recovery|promoting");
 }
 
+/* ---- standby cluster: the leader follows a remote primary ------------------------ */
+
+/* node1 holds the key of a standby cluster and streams from the remote 10.9.9.9:5433. */
+static void fx_standby_leader(struct fx *f)
+{
+	fx_leader(f);
+	f->o.standby_cluster = true;
+	f->o.standby_host = "10.9.9.9";
+	f->o.standby_port = 5433;
+	f->pg.in_recovery = true;
+	f->pg.streaming = true;
+	snprintf(f->pg.primary_host, sizeof(f->pg.primary_host), "10.9.9.9");
+	f->pg.primary_port = 5433;
+	snprintf(member(f, "node1")->role, sizeof(member(f, "node1")->role), "standby_leader");
+}
+
+static void test_standby_leader_stays_standby(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_standby_leader(&f);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "standby-leader",
+	      "standby leader|not promoting|10.9.9.9:5433|streaming");
+	check_target(&a, "standby_cluster", "10.9.9.9", 5433);
+	assert_true(a.standby_leader);
+
+	/* starting, not answering yet: waiting, never promoting */
+	f.pg.accepting = false;
+	f.pg.primary_host[0] = '\0';
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "standby-leader", "not promoting");
+
+	/* in recovery for longer than primary_start_timeout: by design, not a failed start */
+	f.pg.accepting = true;
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.9.9.9");
+	f.o.primary_down_since_ms = NOW - 3600000;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "standby-leader", "not promoting");
+
+	/* restore_command only: no host to follow */
+	f.o.standby_host = "";
+	f.pg.primary_host[0] = '\0';
+	f.pg.primary_port = 0;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "standby-leader", "restore_command only");
+	check_target(&a, "standby_cluster", "", 0);
+}
+
+static void test_standby_leader_repoints_and_starts(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* a replica that took the key still follows the old standby leader */
+	fx_standby_leader(&f);
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.0.0.3");
+	f.pg.primary_port = 5432;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "standby-leader-follow",
+	      "switching to the remote primary|was following 10.0.0.3:5432|10.9.9.9:5433");
+	check_target(&a, "standby_cluster", "10.9.9.9", 5433);
+	assert_true(a.standby_leader);
+
+	/* same host, other port: not the remote */
+	fx_standby_leader(&f);
+	f.pg.primary_port = 5432;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "standby-leader-follow", "10.9.9.9:5433");
+
+	fx_standby_leader(&f);
+	pg_stopped(&f, PGW_CS_SHUT_DOWN_IN_RECOVERY);
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_REPLICA, "standby-leader-start",
+	      "starting it as a standby of the remote primary|10.9.9.9:5433");
+	check_target(&a, "standby_cluster", "10.9.9.9", 5433);
+	assert_true(a.standby_leader);
+
+	/* down for longer than primary_start_timeout: released as for any leader */
+	f.o.primary_down_since_ms = NOW - 300001;
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "leader-start-timeout", "primary_start_timeout");
+	f.o.primary_down_since_ms = NOW - 300000;
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_REPLICA, "standby-leader-start", "remote primary");
+
+	/* no usable data: released as for any leader */
+	f.pg.datadir = PGW_DATADIR_EMPTY;
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "leader-no-data", "releasing");
+}
+
+static void test_standby_removed_promotes(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_standby_leader(&f);
+	f.o.standby_cluster = false; /* standby_cluster removed from the config key */
+	decide(&f, &a);
+	check(&a, PGW_ACT_PROMOTE, "leader-in-recovery",
+	      "no standby_cluster in the dynamic configuration|promoting");
+	assert_false(a.standby_leader);
+
+	/* the promotion's safety rows still come first */
+	lease_budget(&f, 0);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "leader-lease-stale", "not promoting");
+	fx_standby_leader(&f);
+	f.o.standby_cluster = false;
+	f.c.paused = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "paused", "no automatic promotion");
+	fx_standby_leader(&f);
+	f.o.standby_cluster = false;
+	f.o.pre_promote_vetoed = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "pre-promote-vetoed-leader", "instead of promoting");
+}
+
+static void test_standby_safety_rows_first(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* without the key (another leader), the standby rows never apply */
+	fx_standby_leader(&f);
+	set_leader(&f, "node3", 333);
+	decide(&f, &a);
+	assert_true(strncmp(a.rule, "standby-leader", 14) != 0);
+	assert_false(a.standby_leader);
+
+	/* a primary holding the key is left as it is (pgwarden never demotes it into a
+	 * standby leader) */
+	fx_standby_leader(&f);
+	f.pg.in_recovery = false;
+	f.pg.primary_host[0] = '\0';
+	decide(&f, &a);
+	check(&a, PGW_ACT_LEADER_DUTIES, "leader-healthy", "primary");
+
+	/* etcd unreachable: nothing */
+	fx_standby_leader(&f);
+	f.o.etcd_ok = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "etcd-unreachable", "keeping the current role");
+}
+
+static void test_standby_election_and_bootstrap(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* the standby leader is lost: the best replica takes the key, as standby leader */
+	fx_no_leader(&f);
+	f.o.standby_cluster = true;
+	f.o.standby_host = "10.9.9.9";
+	f.o.standby_port = 5433;
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "taking the leader key|as standby leader");
+	assert_true(a.standby_leader);
+	f.o.standby_cluster = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "taking the leader key");
+	assert_false(a.standby_leader);
+
+	/* a failover request naming this node: the same */
+	f.o.standby_cluster = true;
+	f.c.failover.present = true;
+	snprintf(f.c.failover.member, sizeof(f.c.failover.member), "node2");
+	f.c.failover.mod_revision = 10;
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "failover-to-this-node", "as standby leader");
+	assert_true(a.standby_leader);
+
+	/* a new standby cluster: cloned from the remote primary, not initdb */
+	fx_no_leader(&f);
+	f.c.initialized = false;
+	f.c.sysid[0] = '\0';
+	f.c.nmembers = 0;
+	pg_empty(&f);
+	f.o.standby_cluster = true;
+	f.o.standby_host = "10.9.9.9";
+	f.o.standby_port = 5433;
+	decide(&f, &a);
+	check(&a, PGW_ACT_BOOTSTRAP, "bootstrap-standby",
+	      "cloning the remote primary|standby cluster|10.9.9.9:5433");
+	check_target(&a, "standby_cluster", "10.9.9.9", 5433);
+	assert_true(a.standby_leader);
+	f.o.standby_cluster = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_BOOTSTRAP, "bootstrap", "bootstrapping a new cluster");
+	assert_false(a.standby_leader);
+}
+
 static void test_leader_lease_stale(void **state)
 {
 	struct fx f;
@@ -2245,6 +2445,11 @@ int main(void)
 	    cmocka_unit_test(test_primary_own_name_other_lease),
 	    cmocka_unit_test(test_primary_without_key),
 	    cmocka_unit_test(test_leader_in_recovery_promotes),
+	    cmocka_unit_test(test_standby_leader_stays_standby),
+	    cmocka_unit_test(test_standby_leader_repoints_and_starts),
+	    cmocka_unit_test(test_standby_removed_promotes),
+	    cmocka_unit_test(test_standby_safety_rows_first),
+	    cmocka_unit_test(test_standby_election_and_bootstrap),
 	    cmocka_unit_test(test_leader_lease_stale),
 	    cmocka_unit_test(test_leader_postgres_down_and_timeout),
 	    cmocka_unit_test(test_leader_starting),
