@@ -1212,17 +1212,14 @@ static bool g_n_positions_stale(const struct pgw_obs *o, struct pgw_action *a)
 		}
 		if (m->nofailover || m->watchdog_blocked)
 			continue;
-		/* the last leader, fenced (powered off, confirmed): its key was written before the
-		 * power went, and a daemon restarted on it just before (it stops the leftover
-		 * primary, then publishes "stopped") would hold the election up for 2 *
-		 * loop_wait + 1 s for nothing (failover bench, kill-restart: 28 s) */
-		if (fenced_last_leader(o, m))
-			continue;
 		/* not running yet but holding data: its position is unknown until it runs, and
 		 * the old leader back as a replica holds the most WAL (simulator seeds 17050,
-		 * 39269) */
+		 * 39269).  Not the last leader once fenced (powered off, confirmed): its key was
+		 * written before the power went, and a daemon restarted on it just before (it
+		 * stops the leftover primary, then publishes "stopped") would hold the election
+		 * up for 2 * loop_wait + 1 s for nothing (failover bench, kill-restart: 28 s) */
 		if (strcmp(m->state, "running") != 0 && strcmp(m->role, "uninitialized") != 0 &&
-		    m->role[0]) {
+		    m->role[0] && !fenced_last_leader(o, m)) {
 			detail(a, "%s is %s, seen %" PRId64 " ms without a leader", m->name,
 			       m->state[0] ? m->state : "in an unknown state", o->no_leader_for_ms);
 			return true;
