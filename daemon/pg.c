@@ -1639,13 +1639,16 @@ static char *read_small_file(const char *path)
 }
 
 /*
- * postgresql.config_dir: initdb's postgresql.conf (in the data directory, where initdb
- * or pg_basebackup put it) copied to <config_dir>/postgresql.base.conf once; the copy
- * in the data directory stays (postgres reads config_file, never it).
+ * postgresql.config_dir: initdb's settings copied to <config_dir>/postgresql.base.conf
+ * once, from the data directory (where initdb or pg_basebackup put them): its
+ * postgresql.base.conf when the node ran without config_dir before, else its
+ * postgresql.conf unless pgwarden wrote it.  The data directory's files stay (postgres
+ * reads config_file, never them).
  */
 static int copy_base_conf(struct pgw_pg *pg, const char *base)
 {
-	char *src = path_in(pg->data_dir, "postgresql.conf");
+	char *old = path_in(pg->data_dir, "postgresql.base.conf");
+	char *src = old && file_exists(old) ? old : path_in(pg->data_dir, "postgresql.conf");
 	char *text = NULL;
 	int rc;
 
@@ -1656,7 +1659,9 @@ static int copy_base_conf(struct pgw_pg *pg, const char *base)
 	rc =
 	    write_file_atomic(pg, base, text ? text : "# no settings of initdb were found\n", 0600);
 	free(text);
-	free(src);
+	if (src != old)
+		free(src);
+	free(old);
 	return rc;
 }
 
