@@ -615,6 +615,13 @@ char *pgw_member_json(const struct pgw_member_info *mi)
 
 	add_str(o, "conn_url", conn);
 	add_str(o, "api_url", api);
+	if (mi->proxy_host) {
+		char *proxy =
+		    host_port_url("postgres", mi->proxy_host, mi->proxy_port, "/postgres");
+
+		add_str(o, "proxy_url", proxy);
+		free(proxy);
+	}
 	add_str(o, "state", mi->state);
 	add_str(o, "role", mi->role);
 	add_str(o, "version", mi->version);

@@ -58,6 +58,9 @@ struct pgw_member_info {
 	const char *api_host;
 	int api_port;
 	bool api_https; /* the REST API speaks TLS: api_url is https:// */
+	/* postgresql.proxy_address: "proxy_url": postgres://host:port/postgres (NULL: none) */
+	const char *proxy_host;
+	int proxy_port;
 	const char *state;
 	const char *role;
 	const char *version;

@@ -73,6 +73,8 @@ enum ftype {
 	F_METHODS,  /* struct pgw_methods: "<prefix>.*" rows, any other map under prefix */
 	F_USERS,    /* struct pgw_users: bootstrap.users */
 	F_BINNAME,  /* struct pgw_kvlist: postgresql.bin_name, program -> file name */
+	F_LOGKV,    /* log.static_fields: map of field name -> scalar (log settings) */
+	F_MODE,     /* int: permissions 0..0777, octal with a leading 0 (0640) or decimal */
 };
 
 #define FL_SECRET   1u /* never quote the value in messages */
@@ -103,6 +105,15 @@ struct field {
 #define REFUSED(p, why)       p, F_REFUSED, 0, 0, NULL, why, NULL
 #define NOT_TRUE(p, m, why)   p, F_NOT_TRUE, OFF(m), 0, NULL, why, NULL
 #define CHECKED(p, m, fn)     p, F_STR, OFF(m), 0, NULL, NULL, fn
+
+/* postgresql.config_dir goes to pg_ctl -o (a shell word in '...') and postgresql.conf. */
+static bool config_dir_ok(const char *value, char *why, size_t whylen)
+{
+	if (!strchr(value, '\'') && !strchr(value, '\\'))
+		return true;
+	snprintf(why, whylen, "expected a directory path without ' or \\");
+	return false;
+}
 
 #define LEVEL_CHOICES "DEBUG|INFO|WARNING|ERROR|CRITICAL" /* enum pgw_log_level order */
 /* Why pgwarden refuses the other DCS kinds and failsafe_mode (README, pgwarden.yml(5)). */
@@ -220,10 +231,10 @@ static const struct field fields[] = {
     {FIELD("log.file_size", F_POSINT, log.file_size)},
     {FIELD("log.max_queue_size", F_POSINT, log.max_queue_size)},
     {FIELD("log.loggers", F_LEVELMAP, log)},
-    {UNIMPL("log.type")},
-    {UNIMPL("log.static_fields")},
-    {UNIMPL("log.mode")},
-    {UNIMPL("log.deduplicate_heartbeat_logs")},
+    {CHOICE("log.type", log.type, "plain|json")}, /* enum pgw_log_type order */
+    {FIELD("log.static_fields", F_LOGKV, log)},
+    {FIELD("log.mode", F_MODE, log.mode)},
+    {FIELD("log.deduplicate_heartbeat_logs", F_BOOL, log.deduplicate_heartbeat_logs)},
 
     /* Patroni (and planned pgwarden) keys that are not implemented yet. */
     {SECTION("ctl")},
@@ -315,10 +326,10 @@ static const struct field fields[] = {
     {FIELD("postgresql.basebackup", F_BBOPTS, postgresql.basebackup_args)},
     {FIELD("postgresql.recovery_conf", F_PARAMS, postgresql.recovery_conf)},
     {FIELD("postgresql.custom_conf", F_STR, postgresql.custom_conf)},
-    {UNIMPL("postgresql.config_dir")},
+    {CHECKED("postgresql.config_dir", postgresql.config_dir, config_dir_ok)},
     {FIELD("postgresql.pg_ctl_timeout", F_POSINT, postgresql.pg_ctl_timeout)},
-    {UNIMPL("postgresql.use_unix_socket")},
-    {UNIMPL("postgresql.use_unix_socket_repl")},
+    {FIELD("postgresql.use_unix_socket", F_BOOL, postgresql.use_unix_socket)},
+    {FIELD("postgresql.use_unix_socket_repl", F_BOOL, postgresql.use_unix_socket_repl)},
     {FIELD("postgresql.use_pg_rewind", F_BOOL, postgresql.use_pg_rewind)},
     {FIELD("postgresql.remove_data_directory_on_rewind_failure", F_BOOL,
            postgresql.remove_on_rewind_failure)},
@@ -326,7 +337,7 @@ static const struct field fields[] = {
            postgresql.remove_on_diverged_timelines)},
     {FIELD("postgresql.pg_ident", F_STRLIST, postgresql.pg_ident)},
     {FIELD("postgresql.bin_name", F_BINNAME, postgresql.bin_name)},
-    {UNIMPL("postgresql.proxy_address")},
+    {FIELD("postgresql.proxy_address", F_HOSTPORT, postgresql.proxy_address)},
     {UNIMPL("tags.replicatefrom")},
     {UNIMPL("tags.nostream")},
 };
@@ -1492,6 +1503,77 @@ static int conv_header(struct ctx *c, const yaml_node_t *k, const yaml_node_t *v
 	return kv->name && kv->value ? 0 : oom(c);
 }
 
+/*
+ * log.mode as PyYAML reads it: 0640 is octal (YAML 1.1), so is 0o640; 420 is decimal
+ * (Python's int, what Patroni passes to chmod).
+ */
+static bool parse_filemode(const char *s, size_t len, int64_t *out)
+{
+	int64_t n = 0;
+	size_t i = 0;
+	int base = 10;
+
+	if (len > 1 && s[0] == '0') {
+		base = 8;
+		i = (s[1] == 'o' || s[1] == 'O') ? 2 : 1;
+	}
+	if (i >= len)
+		return false;
+	for (; i < len; i++) {
+		if (s[i] < '0' || s[i] >= '0' + base)
+			return false;
+		n = n * base + (s[i] - '0');
+		if (n > 0777)
+			return false;
+	}
+	*out = n;
+	return true;
+}
+
+/* log.static_fields: {name: scalar}, names that do not hide the line's own fields. */
+static int conv_logfields(struct ctx *c, const yaml_node_t *v, const char *path,
+                          struct pgw_log_settings *l)
+{
+	static const char *const own[] = {"asctime", "levelname", "message"};
+	size_t n;
+
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_MAPPING_NODE)
+		return expected(c, v, path, "a map of field names to values", false);
+	if (check_keys(c, v, path, true))
+		return -1;
+	n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+	if (n == 0)
+		return 0;
+	l->static_fields = calloc(n, sizeof(*l->static_fields));
+	if (!l->static_fields)
+		return oom(c);
+	for (size_t i = 0; i < n; i++) {
+		const yaml_node_t *k = node_at(c, v->data.mapping.pairs.start[i].key);
+		const yaml_node_t *val = node_at(c, v->data.mapping.pairs.start[i].value);
+		const char *ks = (const char *)k->data.scalar.value, *vs;
+		size_t klen = k->data.scalar.length, vlen;
+		char fpath[KEYPATH_MAX + 80];
+		struct pgw_log_field *fld = &l->static_fields[l->nstatic_fields];
+
+		snprintf(fpath, sizeof(fpath), "%s.%.*s", path, (int)(klen > 64 ? 64 : klen), ks);
+		for (size_t j = 0; j < sizeof(own) / sizeof(own[0]); j++)
+			if (strlen(own[j]) == klen && !memcmp(own[j], ks, klen))
+				return fail(c, k, fpath, "every JSON line has this field already");
+		if (klen == 0 || memchr(ks, '\0', klen))
+			return expected_text(c, k, path, "a field name", ks, klen);
+		if (clean_scalar(c, val, fpath, "a scalar value", FL_EMPTY_OK, &vs, &vlen))
+			return -1;
+		fld->name = strndup(ks, klen);
+		fld->value = strndup(vs, vlen);
+		l->nstatic_fields++;
+		if (!fld->name || !fld->value)
+			return oom(c);
+	}
+	return 0;
+}
+
 /* log.loggers: {python.module: LEVEL}: checked, then it has no effect (a warning says so). */
 static int conv_levelmap(struct ctx *c, const yaml_node_t *k0, const yaml_node_t *v,
                          const char *path)
@@ -1892,6 +1974,16 @@ static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, c
 		return conv_users(c, v, path, dest(c, f));
 	case F_BINNAME:
 		return conv_binname(c, v, path, dest(c, f));
+	case F_LOGKV:
+		return conv_logfields(c, v, path, dest(c, f));
+	case F_MODE:
+		if (clean_scalar(c, v, path, "a file mode such as 0640", 0, &s, &len))
+			return -1;
+		if (!parse_filemode(s, len, &n))
+			return expected(c, v, path, "a file mode such as 0640 (at most 0777)",
+			                false);
+		*(int *)dest(c, f) = (int)n;
+		return 0;
 	case F_PEERS:
 		return conv_peers(c, v, path, dest(c, f));
 	case F_SLOTS:
@@ -2265,6 +2357,14 @@ static int finish_etcd3(struct ctx *c)
 	return 0;
 }
 
+static int warn_at_line(struct ctx *c, size_t line, const char *path, const char *what)
+{
+	char text[KEYPATH_MAX + 256];
+	int r = snprintf(text, sizeof(text), "%s:%zu: %s: %s", c->name, line, path, what);
+
+	return r < 0 ? oom(c) : strlist_push(c, &c->cfg->warnings, text, strlen(text));
+}
+
 static int finish_log(struct ctx *c)
 {
 	struct pgw_log_settings *l = &c->cfg->log;
@@ -2279,15 +2379,17 @@ static int finish_log(struct ctx *c)
 		return fail_key(c, "log.max_queue_size", "at most 100000 lines");
 	if (l->file_num > 1000)
 		return fail_key(c, "log.file_num", "at most 1000 files");
+	size_t total = 0, idx;
+
+	for (size_t i = 0; i < l->nstatic_fields; i++)
+		total += strlen(l->static_fields[i].name) + strlen(l->static_fields[i].value) + 8;
+	if (total > 400)
+		return fail_key(c, "log.static_fields", "at most 400 bytes of names and values");
+	if (l->nstatic_fields && l->type != PGW_LOG_JSON && lookup("log.static_fields", &idx) &&
+	    warn_at_line(c, c->seen_line[idx], "log.static_fields",
+	                 "written with log.type json only, ignored"))
+		return -1;
 	return 0;
-}
-
-static int warn_at_line(struct ctx *c, size_t line, const char *path, const char *what)
-{
-	char text[KEYPATH_MAX + 256];
-	int r = snprintf(text, sizeof(text), "%s:%zu: %s: %s", c->name, line, path, what);
-
-	return r < 0 ? oom(c) : strlist_push(c, &c->cfg->warnings, text, strlen(text));
 }
 
 /*
@@ -2349,6 +2451,18 @@ static int check_methods(struct ctx *c)
 		}
 	}
 	cfg->postgresql.use_pg_rewind_set = was_set(c, "postgresql.use_pg_rewind");
+	if (cfg->postgresql.config_dir && cfg->postgresql.config_dir[0] != '/') {
+		/* relative to the directory pgwarden starts in, as Patroni's abspath: the
+		 * path goes to postgres as config_file and into postgresql.conf */
+		char cwd[4096], *abs = NULL;
+
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    asprintf(&abs, "%s/%s", cwd, cfg->postgresql.config_dir) < 0)
+			return fail_key(c, "postgresql.config_dir",
+			                "cannot make the path absolute (getcwd failed)");
+		free(cfg->postgresql.config_dir);
+		cfg->postgresql.config_dir = abs;
+	}
 	if (!was_set(c, "postgresql.remove_data_directory_on_rewind_failure"))
 		cfg->postgresql.remove_on_rewind_failure = true;
 	if (!was_set(c, "postgresql.remove_data_directory_on_diverged_timelines"))
@@ -2527,6 +2641,7 @@ struct pgw_config *pgw_config_parse(const char *name, const char *text, size_t l
 	cfg->tags.failover_priority = 1;
 	cfg->log.level = PGW_INFO;
 	cfg->log.traceback_level = PGW_ERROR;
+	cfg->log.mode = -1;
 
 	if (parse_into(c)) {
 		pgw_config_free(cfg);
@@ -2642,6 +2757,13 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->log.format);
 	free(cfg->log.dateformat);
 	free(cfg->log.dir);
+	for (size_t i = 0; i < cfg->log.nstatic_fields; i++) {
+		free(cfg->log.static_fields[i].name);
+		free(cfg->log.static_fields[i].value);
+	}
+	free(cfg->log.static_fields);
+	free(cfg->postgresql.config_dir);
+	free(cfg->postgresql.proxy_address);
 	strlist_free(&cfg->ctl.api_hosts);
 	free(cfg->watchdog.device);
 	free(cfg->fencing.agent);

@@ -282,6 +282,14 @@ struct pgw_config {
 		struct pgw_strlist create_replica_methods; /* default: basebackup */
 		struct pgw_methods replica_methods;        /* postgresql.<name> sections */
 		struct pgw_strlist basebackup_args;        /* "--max-rate=10M", ... */
+		/* config_dir: postgresql.conf, pg_hba.conf, pg_ident.conf there, not in
+		 * data_dir (postgres runs with config_file=); NULL: data_dir */
+		char *config_dir;
+		/* the daemon's own connections through the unix socket (first entry of
+		 * unix_socket_directories, else libpq's default); replication to a leader on
+		 * this host (same connect_address host, or a loopback one) through it too */
+		bool use_unix_socket, use_unix_socket_repl;
+		char *proxy_address; /* host:port published as proxy_url in the member key */
 	} postgresql;
 
 	struct {

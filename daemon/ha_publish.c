@@ -15,8 +15,8 @@ void ha_publish_member(struct ha *h)
 	struct pgw_member_info mi = {0};
 	struct pgw_wd_status wd;
 	struct pgw_fence_state fs;
-	char *conn_host = NULL, *api_host = NULL, *json;
-	int conn_port = 0, api_port = 0;
+	char *conn_host = NULL, *api_host = NULL, *proxy_host = NULL, *json;
+	int conn_port = 0, api_port = 0, proxy_port = 0;
 
 	if (h->lease.id == 0)
 		return;
@@ -31,6 +31,11 @@ void ha_publish_member(struct ha *h)
 	mi.api_host = api_host;
 	mi.api_port = api_port;
 	mi.api_https = c->restapi.tls.certfile != NULL;
+	if (c->postgresql.proxy_address &&
+	    pgw_split_hostport(c->postgresql.proxy_address, &proxy_host, &proxy_port)) {
+		mi.proxy_host = proxy_host;
+		mi.proxy_port = proxy_port;
+	}
 	mi.state = ha_observed_state(h);
 	mi.role = ha_standby_leader(h) ? "standby_leader" : pgw_pg_role_name(&h->pgst);
 	mi.version = PGW_VERSION;
@@ -76,6 +81,7 @@ void ha_publish_member(struct ha *h)
 	free(json);
 	free(conn_host);
 	free(api_host);
+	free(proxy_host);
 }
 
 void ha_log_decision(struct ha *h, const struct pgw_action *a)

@@ -50,6 +50,11 @@ struct seg {
 static struct seg segs[LOG_SEGS_MAX];
 static int nsegs = -1; /* -1: pgwarden's own format */
 static char fmt_copy[512], datefmt[128];
+static void asctime_py(char *out, size_t outlen, const struct timeval *tv);
+/* log.type json: one JSON object a line; log.static_fields rendered once (",\"k\":\"v\"") */
+#define LOG_STATIC_MAX 512
+static bool json_lines;
+static char json_static[LOG_STATIC_MAX];
 
 /* The file writer (log.dir): a ring of queued lines; everything below guarded by q_mu. */
 static struct {
@@ -63,6 +68,7 @@ static struct {
 	char path[4096]; /* <dir>/pgwarden.log */
 	int file_num;
 	int64_t file_size;
+	int mode; /* log.mode, -1: none */
 } q = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 void pgw_log_set_level(enum pgw_log_level level)
@@ -235,11 +241,97 @@ bool pgw_log_dateformat_ok(const char *fmt, char *why, size_t whylen)
 	return true;
 }
 
+/*
+ * Append src to line as the inside of a JSON string, stopping before limit: quotes,
+ * backslashes and control characters escaped, bytes that are not UTF-8 as U+FFFD, so
+ * every line parses (text from etcd or PostgreSQL cannot break out of its field).
+ */
+static size_t json_str(char *line, size_t limit, size_t off, const char *src)
+{
+	const unsigned char *p = (const unsigned char *)src;
+
+	while (*p) {
+		char tmp[8];
+		size_t n = 1, tl;
+
+		if (*p == '"' || *p == '\\') {
+			tmp[0] = '\\';
+			tmp[1] = (char)*p;
+			tl = 2;
+		} else if (*p < 0x20 || *p == 0x7f) {
+			tl = (size_t)snprintf(tmp, sizeof(tmp), "\\u%04x", *p);
+		} else if (*p < 0x80) {
+			tmp[0] = (char)*p;
+			tl = 1;
+		} else {
+			/* a well-formed UTF-8 sequence (no overlong 2-byte form) or U+FFFD */
+			n = *p >= 0xc2 && *p <= 0xdf   ? 2
+			    : *p >= 0xe0 && *p <= 0xef ? 3
+			    : *p >= 0xf0 && *p <= 0xf4 ? 4
+			                               : 0;
+			for (size_t i = 1; i < n; i++)
+				if ((p[i] & 0xc0) != 0x80)
+					n = 0;
+			if (n == 0) {
+				n = 1;
+				memcpy(tmp, "\\ufffd", 6);
+				tl = 6;
+			} else {
+				memcpy(tmp, p, n);
+				tl = n;
+			}
+		}
+		if (off + tl >= limit)
+			break;
+		memcpy(line + off, tmp, tl);
+		off += tl;
+		p += n;
+	}
+	line[off] = '\0';
+	return off;
+}
+
+/* {"asctime": ..., "levelname": ..., "message": ..., static fields} (Patroni's json). */
+static size_t json_line(char *line, size_t size, size_t off, enum pgw_log_level level,
+                        const char *msg)
+{
+	size_t tail = strlen(json_static) + 3; /* the static fields, "}" and NUL */
+	struct timeval tv;
+	char stamp[128];
+
+	gettimeofday(&tv, NULL);
+	asctime_py(stamp, sizeof(stamp), &tv);
+	off += (size_t)snprintf(line + off, size - off, "{\"asctime\": \"");
+	off = json_str(line, size - tail, off, stamp);
+	off += (size_t)snprintf(line + off, size - off,
+	                        "\", \"levelname\": \"%s\", \"message\": \"", py_names[level]);
+	off = json_str(line, size - tail - 1, off, msg);
+	off += (size_t)snprintf(line + off, size - off, "\"%s}", json_static);
+	return off;
+}
+
 void pgw_log_apply(const struct pgw_log_settings *s)
 {
 	char why[256];
+	size_t off = 0;
 	int n;
 
+	json_lines = s->type == PGW_LOG_JSON;
+	json_static[0] = '\0';
+	for (size_t i = 0; i < s->nstatic_fields; i++) {
+		char one[LOG_STATIC_MAX];
+		size_t o;
+
+		o = (size_t)snprintf(one, sizeof(one), ", \"");
+		o = json_str(one, sizeof(one) - 8, o, s->static_fields[i].name);
+		o += (size_t)snprintf(one + o, sizeof(one) - o, "\": \"");
+		o = json_str(one, sizeof(one) - 2, o, s->static_fields[i].value);
+		o += (size_t)snprintf(one + o, sizeof(one) - o, "\"");
+		if (off + o >= sizeof(json_static))
+			break; /* config.c keeps the whole under LOG_STATIC_MAX */
+		memcpy(json_static + off, one, o + 1);
+		off += o;
+	}
 	min_level = (enum pgw_log_level)s->level;
 	datefmt[0] = '\0';
 	if (s->dateformat)
@@ -353,6 +445,11 @@ static int open_log(void)
 	wfd = open(q.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 	if (wfd < 0)
 		return -1;
+	if (q.mode >= 0 && fchmod(wfd, (mode_t)q.mode) != 0) { /* log.mode, past the umask */
+		close(wfd);
+		wfd = -1;
+		return -1;
+	}
 	wsize = fstat(wfd, &st) == 0 ? st.st_size : 0;
 	return 0;
 }
@@ -482,6 +579,7 @@ void pgw_log_open_file(const struct pgw_log_settings *s)
 	snprintf(q.path, sizeof(q.path), "%s/%s", s->dir, LOG_FILE_NAME);
 	q.file_num = s->file_num;
 	q.file_size = s->file_size;
+	q.mode = s->mode;
 	q.cap = s->max_queue_size > 0 ? s->max_queue_size : 1000;
 	q.ring = calloc((size_t)q.cap, sizeof(*q.ring));
 	if (!q.ring) {
@@ -562,7 +660,9 @@ void pgw_log(enum pgw_log_level level, const char *fmt, ...)
 	line[0] = '\0';
 	if (!to_file && stderr_is_journal())
 		off = (size_t)snprintf(line, sizeof(line), "<%d>", prio[level]);
-	if (nsegs >= 0) {
+	if (json_lines) {
+		off = json_line(line, sizeof(line), off, level, msg);
+	} else if (nsegs >= 0) {
 		off = format_line(line, sizeof(line), off, level, esc);
 	} else if (!to_file && stderr_is_journal()) {
 		snprintf(line + off, sizeof(line) - off, "%s%s%s: %s", log_ident,

@@ -14,6 +14,13 @@
 enum pgw_log_level { PGW_DEBUG, PGW_INFO, PGW_WARNING, PGW_ERROR, PGW_FATAL };
 
 /* The log section of the configuration (Patroni's keys). */
+enum pgw_log_type { PGW_LOG_PLAIN, PGW_LOG_JSON };
+
+struct pgw_log_field {
+	char *name;
+	char *value; /* written as a JSON string */
+};
+
 struct pgw_log_settings {
 	int level; /* log.level, enum pgw_log_level (CRITICAL = PGW_FATAL), default INFO */
 	int traceback_level; /* log.traceback_level: accepted, no effect (no tracebacks) */
@@ -23,6 +30,14 @@ struct pgw_log_settings {
 	int file_num;        /* log.file_num: old files kept (pgwarden.log.1 ..), default 4 */
 	int file_size;       /* log.file_size: bytes that trigger a rotation, default 25000000 */
 	int max_queue_size;  /* log.max_queue_size: lines waiting for the file, default 1000 */
+	int type;            /* log.type: PGW_LOG_PLAIN or PGW_LOG_JSON */
+	/* log.static_fields: more fields of every JSON line (log.type json only) */
+	struct pgw_log_field *static_fields;
+	size_t nstatic_fields;
+	int mode; /* log.mode: permissions of the log file; -1: 0640 (less the umask) */
+	/* log.deduplicate_heartbeat_logs: accepted, no effect: a decision repeated from
+	 * the last loop is always logged at DEBUG only (ha_log_decision) */
+	bool deduplicate_heartbeat_logs;
 };
 
 /*

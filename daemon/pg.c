@@ -211,6 +211,54 @@ static char *local_connect_host(const char *listen_host)
 	return strndup(listen_host, n);
 }
 
+const char *pgw_pg_config_dir(const struct pgw_config *cfg)
+{
+	return cfg->postgresql.config_dir ? cfg->postgresql.config_dir : cfg->postgresql.data_dir;
+}
+
+/* A parameter's value from the local file, else from bootstrap.dcs; NULL when unset. */
+static const char *param_value(const struct pgw_config *cfg, const char *name)
+{
+	const struct pgw_kvlist *lists[] = {&cfg->postgresql.parameters, &cfg->dcs.pg_parameters};
+
+	for (size_t l = 0; l < 2; l++)
+		for (size_t i = 0; i < lists[l]->n; i++)
+			if (lists[l]->items[i].name && !strcasecmp(lists[l]->items[i].name, name))
+				return lists[l]->items[i].value;
+	return NULL;
+}
+
+/*
+ * postgresql.use_unix_socket, as Patroni: the first absolute directory in
+ * unix_socket_directories ("" when the parameter is unset: libpq's default socket);
+ * NULL when it names no absolute directory (relative ones are relative to the data
+ * directory, '@' ones abstract): then TCP.
+ */
+char *pgw_pg_unix_socket_host(const struct pgw_config *cfg)
+{
+	const char *v = param_value(cfg, "unix_socket_directories");
+
+	if (!v)
+		return strdup("");
+	while (*v) {
+		size_t n = strcspn(v, ",");
+		const char *s = v, *e = v + n;
+
+		while (s < e && (*s == ' ' || *s == '\t'))
+			s++;
+		while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (e - s >= 2 && *s == '"' && e[-1] == '"') {
+			s++;
+			e--;
+		}
+		if (s < e && *s == '/' && !memchr(s, '"', (size_t)(e - s)))
+			return strndup(s, (size_t)(e - s));
+		v += n + (v[n] == ',');
+	}
+	return NULL;
+}
+
 static char *path_in(const char *dir, const char *name)
 {
 	return xasprintf("%s/%s", dir, name);
@@ -1195,7 +1243,8 @@ struct conf_list {
 static bool conf_protected(const char *name)
 {
 	static const char *const names[] = {"listen_addresses",  "port",
-	                                    "hba_file",          "primary_conninfo",
+	                                    "hba_file",          "ident_file",
+	                                    "config_file",       "primary_conninfo",
 	                                    "primary_slot_name", "recovery_target_timeline"};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -1340,12 +1389,15 @@ static int conf_defaults(const struct pgw_config *cfg, struct conf_list *l, char
 	}
 	owned[0] = host;
 	owned[1] = xasprintf("%d", port);
-	owned[2] = xasprintf("%s/pg_hba.conf", cfg->postgresql.data_dir);
-	if (!owned[1] || !owned[2])
+	owned[2] = xasprintf("%s/pg_hba.conf", pgw_pg_config_dir(cfg));
+	owned[3] = xasprintf("%s/pg_ident.conf", pgw_pg_config_dir(cfg));
+	if (!owned[1] || !owned[2] || !owned[3])
 		rc = -1;
 	rc |= conf_set(l, "listen_addresses", host);
 	rc |= conf_set(l, "port", owned[1] ? owned[1] : "");
 	rc |= conf_set(l, "hba_file", owned[2] ? owned[2] : "");
+	/* postgresql.config_dir: pg_ident.conf there too (data_dir: initdb's place) */
+	rc |= conf_set(l, "ident_file", owned[3] ? owned[3] : "");
 	rc |= conf_set(l, "wal_level", "replica");
 	rc |= conf_set(l, "hot_standby", "on");
 	rc |= conf_set(l, "wal_log_hints", "on");
@@ -1414,7 +1466,7 @@ char *pgw_pg_render_conf(const struct pgw_config *cfg, const struct pgw_kvlist *
                          size_t errlen)
 {
 	struct conf_list l = {0};
-	char *owned[3] = {NULL, NULL, NULL};
+	char *owned[4] = {NULL, NULL, NULL, NULL};
 	struct pgw_sb b = {0};
 	bool ok;
 
@@ -1439,7 +1491,7 @@ char *pgw_pg_render_conf(const struct pgw_config *cfg, const struct pgw_kvlist *
 	if (ok && primary_host)
 		ok = conf_emit_standby(&b, cfg, primary_host, primary_port, slot, err, errlen);
 	free(l.items);
-	for (size_t i = 0; i < 3; i++)
+	for (size_t i = 0; i < 4; i++)
 		free(owned[i]);
 	if (ok && b.oom)
 		snprintf(err, errlen, "out of memory");
@@ -1522,8 +1574,12 @@ static int write_pgpass(struct pgw_pg *pg, const char *leader_host, int leader_p
 	char *text;
 	int rc;
 
-	pgpass_line(&b, pg->local_host ? pg->local_host : "127.0.0.1", pg->local_port, su_name(cfg),
-	            &cfg->postgresql.superuser);
+	/* a connection through a unix socket matches the host field "localhost" (libpq) */
+	pgpass_line(&b,
+	            !pg->local_host                                  ? "127.0.0.1"
+	            : pg->local_host[0] == '/' || !pg->local_host[0] ? "localhost"
+	                                                             : pg->local_host,
+	            pg->local_port, su_name(cfg), &cfg->postgresql.superuser);
 	if (leader_host) {
 		pgpass_line(&b, leader_host, leader_port, repl_name(cfg),
 		            &cfg->postgresql.replication);
@@ -1569,11 +1625,56 @@ static bool written_by_us(const char *path)
 	return !strcmp(head, CONF_MARKER);
 }
 
+/* The text of a (small) file; NULL when it cannot be read. */
+static char *read_small_file(const char *path)
+{
+	struct pgw_sb b = {0};
+	char buf[4096];
+	size_t n;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return NULL;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0 && b.len < 1024 * 1024)
+		pgw_sb_addn(&b, buf, n);
+	fclose(f);
+	return pgw_sb_take(&b);
+}
+
+/*
+ * postgresql.config_dir: initdb's settings copied to <config_dir>/postgresql.base.conf
+ * once, from the data directory (where initdb or pg_basebackup put them): its
+ * postgresql.base.conf when the node ran without config_dir before, else its
+ * postgresql.conf unless pgwarden wrote it.  The data directory's files stay (postgres
+ * reads config_file, never them).
+ */
+static int copy_base_conf(struct pgw_pg *pg, const char *base)
+{
+	char *old = path_in(pg->data_dir, "postgresql.base.conf");
+	char *src = old && file_exists(old) ? old : path_in(pg->data_dir, "postgresql.conf");
+	char *text = NULL;
+	int rc;
+
+	if (src && file_exists(src) && !written_by_us(src))
+		text = read_small_file(src);
+	if (text)
+		pgw_info("keeping %s as %s", src, base);
+	rc =
+	    write_file_atomic(pg, base, text ? text : "# no settings of initdb were found\n", 0600);
+	free(text);
+	if (src != old)
+		free(src);
+	free(old);
+	return rc;
+}
+
 /* Keep initdb's postgresql.conf as postgresql.base.conf (once). */
 static int ensure_base_conf(struct pgw_pg *pg, const char *conf, const char *base)
 {
 	if (file_exists(base))
 		return 0;
+	if (pg->cfg->postgresql.config_dir)
+		return copy_base_conf(pg, base);
 	if (file_exists(conf) && !written_by_us(conf)) {
 		pgw_info("keeping %s as %s", conf, base);
 		if (rename(conf, base) < 0) {
@@ -1590,8 +1691,8 @@ static int ensure_base_conf(struct pgw_pg *pg, const char *conf, const char *bas
 static int write_postgresql_conf(struct pgw_pg *pg, const struct pgw_kvlist *dcs_params,
                                  const char *primary_host, int primary_port, const char *slot)
 {
-	char *conf = path_in(pg->data_dir, "postgresql.conf");
-	char *base = path_in(pg->data_dir, "postgresql.base.conf");
+	char *conf = path_in(pgw_pg_config_dir(pg->cfg), "postgresql.conf");
+	char *base = path_in(pgw_pg_config_dir(pg->cfg), "postgresql.base.conf");
 	char err[512] = "";
 	char *text = NULL;
 	int rc = -1;
@@ -1676,7 +1777,7 @@ out:
 
 static int write_hba(struct pgw_pg *pg)
 {
-	char *path = path_in(pg->data_dir, "pg_hba.conf");
+	char *path = path_in(pgw_pg_config_dir(pg->cfg), "pg_hba.conf");
 	char *text = render_hba(pg);
 	int rc = -1;
 
@@ -1687,7 +1788,8 @@ static int write_hba(struct pgw_pg *pg)
 	return rc;
 }
 
-/* postgresql.pg_ident: pg_ident.conf (initdb's file stays when it is not set). */
+/* postgresql.pg_ident: pg_ident.conf (initdb's file stays when it is not set; in
+ * config_dir, one without maps is written once). */
 static int write_ident(struct pgw_pg *pg)
 {
 	const struct pgw_strlist *lines = &pg->cfg->postgresql.pg_ident;
@@ -1695,7 +1797,7 @@ static int write_ident(struct pgw_pg *pg)
 	char *path, *text;
 	int rc = -1;
 
-	if (lines->n == 0)
+	if (lines->n == 0 && !pg->cfg->postgresql.config_dir)
 		return 0;
 	pgw_sb_add(&b, CONF_MARKER ": every change here is overwritten.\n");
 	for (size_t i = 0; i < lines->n; i++) {
@@ -1703,8 +1805,10 @@ static int write_ident(struct pgw_pg *pg)
 		pgw_sb_add(&b, "\n");
 	}
 	text = pgw_sb_take(&b);
-	path = path_in(pg->data_dir, "pg_ident.conf");
-	if (text && path)
+	path = path_in(pgw_pg_config_dir(pg->cfg), "pg_ident.conf");
+	if (lines->n == 0 && path && file_exists(path))
+		rc = 0; /* config_dir without postgresql.pg_ident: the operator's file stays */
+	else if (text && path)
 		rc = write_file_atomic(pg, path, text, 0600);
 	free(text);
 	free(path);
@@ -1762,6 +1866,12 @@ int pgw_pg_write_config(struct pgw_pg *pg, const struct pgw_kvlist *dcs_params,
 		        pg->data_dir);
 		return -1;
 	}
+	if (pg->cfg->postgresql.config_dir && mkdir(pg->cfg->postgresql.config_dir, 0700) != 0 &&
+	    errno != EEXIST) {
+		set_err(pg, true, "cannot create postgresql.config_dir %s: %s",
+		        pg->cfg->postgresql.config_dir, strerror(errno));
+		return -1;
+	}
 	warn_protected(dcs_params, "dcs postgresql.parameters");
 	warn_protected(&pg->cfg->postgresql.parameters, "postgresql.parameters");
 	if (write_postgresql_conf(pg, dcs_params, primary_host, primary_port, slot) < 0 ||
@@ -1802,7 +1912,16 @@ struct pgw_pg *pgw_pg_new(const struct pgw_config *cfg)
 		pg->bin_dir = cfg->postgresql.bin_dir ? cfg->postgresql.bin_dir : DEFAULT_BIN_DIR;
 		pg->data_dir = cfg->postgresql.data_dir;
 		pg->log_path = xasprintf("%s.log", cfg->postgresql.data_dir);
-		pg->local_host = local_connect_host(host);
+		pg->local_host = NULL;
+		if (cfg->postgresql.use_unix_socket) {
+			pg->local_host = pgw_pg_unix_socket_host(cfg);
+			if (!pg->local_host)
+				pgw_warn(
+				    "postgresql.use_unix_socket: unix_socket_directories names "
+				    "no absolute directory; connecting over TCP");
+		}
+		if (!pg->local_host)
+			pg->local_host = local_connect_host(host);
 		pg->local_port = port;
 	}
 	free(host);
@@ -1975,18 +2094,31 @@ int pgw_pg_start(struct pgw_pg *pg, int timeout_ms)
 	}
 	/* postgresql.bin_name.postgres: pg_ctl -p (pg_ctl finds "postgres" beside itself) */
 	char *postgres = bin(pg, "postgres");
+	/* postgresql.config_dir: postgres reads <config_dir>/postgresql.conf (pg_ctl hands
+	 * -o to /bin/sh: config.c refuses a ' in the path) */
+	char *opts =
+	    pg->cfg->postgresql.config_dir
+	        ? xasprintf("-c 'config_file=%s/postgresql.conf'", pg->cfg->postgresql.config_dir)
+	        : NULL;
 	int rc;
 
-	if (!postgres)
+	if (!postgres || (pg->cfg->postgresql.config_dir && !opts)) {
+		free(postgres);
 		return -1;
+	}
 	if (timeout_ms == 0) { /* do not wait: the caller polls with pgw_pg_observe */
-		rc = pg_ctl(pg, 30000, "start", "-W", "-l", pg->log_path, "-p", postgres,
-		            (char *)NULL);
+		rc = opts ? pg_ctl(pg, 30000, "start", "-W", "-l", pg->log_path, "-p", postgres,
+		                   "-o", opts, (char *)NULL)
+		          : pg_ctl(pg, 30000, "start", "-W", "-l", pg->log_path, "-p", postgres,
+		                   (char *)NULL);
 	} else {
 		snprintf(secs, sizeof(secs), "%d", pgctl_seconds(timeout_ms));
-		rc = pg_ctl(pg, timeout_ms, "start", "-w", "-t", secs, "-l", pg->log_path, "-p",
-		            postgres, (char *)NULL);
+		rc = opts ? pg_ctl(pg, timeout_ms, "start", "-w", "-t", secs, "-l", pg->log_path,
+		                   "-p", postgres, "-o", opts, (char *)NULL)
+		          : pg_ctl(pg, timeout_ms, "start", "-w", "-t", secs, "-l", pg->log_path,
+		                   "-p", postgres, (char *)NULL);
 	}
+	free(opts);
 	free(postgres);
 	return rc;
 }

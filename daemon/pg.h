@@ -207,6 +207,18 @@ char *pgw_pg_render_conf(const struct pgw_config *cfg, const struct pgw_kvlist *
                          const char *primary_host, int primary_port, const char *slot, char *err,
                          size_t errlen);
 
+/*
+ * postgresql.use_unix_socket: the host for the daemon's own connections: the first
+ * absolute directory of unix_socket_directories (local parameters, else
+ * bootstrap.dcs's), "" (libpq's default socket) when unset, NULL when it names none
+ * (TCP).  malloc'd.
+ */
+char *pgw_pg_unix_socket_host(const struct pgw_config *cfg);
+
+/* Where postgresql.conf, pg_hba.conf and pg_ident.conf live: postgresql.config_dir,
+ * else the data directory. */
+const char *pgw_pg_config_dir(const struct pgw_config *cfg);
+
 /* "0/3000060" <-> integer. */
 bool pgw_lsn_parse(const char *s, uint64_t *lsn);
 void pgw_lsn_format(uint64_t lsn, char *out, size_t outlen);

@@ -1308,18 +1308,17 @@ static void test_warnings(void **state)
 		fail_msg("%s", err);
 	assert_int_equal(cfg->postgresql.parameters.n, 2);
 	assert_int_equal(cfg->dcs.ttl, 30);
-	assert_int_equal(cfg->warnings.n, 6);
-	assert_string_equal(
-	    cfg->warnings.items[0],
-	    "t.yml:8: postgresql.use_unix_socket: not implemented by pgwarden yet, ignored");
-	assert_string_equal(cfg->warnings.items[1], "t.yml:10: foo: unknown key, ignored");
-	assert_string_equal(cfg->warnings.items[2], "t.yml:12: restapi.bar: unknown key, ignored");
-	assert_string_equal(cfg->warnings.items[3],
+	/* use_unix_socket is implemented (issue 15): no warning, the value is read */
+	assert_true(cfg->postgresql.use_unix_socket);
+	assert_int_equal(cfg->warnings.n, 5);
+	assert_string_equal(cfg->warnings.items[0], "t.yml:10: foo: unknown key, ignored");
+	assert_string_equal(cfg->warnings.items[1], "t.yml:12: restapi.bar: unknown key, ignored");
+	assert_string_equal(cfg->warnings.items[2],
 	                    "t.yml:13: standby_cluster: a dynamic setting: ignored here, set "
 	                    "bootstrap.dcs.standby_cluster (or pgwardenctl edit-config)");
-	assert_string_equal(cfg->warnings.items[4],
+	assert_string_equal(cfg->warnings.items[3],
 	                    "t.yml:15: bootstrap.dcs: unknown key, ignored");
-	assert_string_equal(cfg->warnings.items[5], "t.yml:18: tags.: unknown key, ignored");
+	assert_string_equal(cfg->warnings.items[4], "t.yml:18: tags.: unknown key, ignored");
 	pgw_config_free(cfg);
 }
 
@@ -1408,6 +1407,116 @@ static void test_empty_sections(void **state)
 	assert_int_equal(cfg->dcs.ttl, 30);
 	assert_int_equal(cfg->warnings.n, 0);
 	pgw_config_free(cfg);
+}
+
+/* Issue 15: postgresql.config_dir, use_unix_socket(_repl), proxy_address and the log
+ * keys type, static_fields, mode, deduplicate_heartbeat_logs: read, no warning. */
+static void test_issue15_rest_keys(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg = parse(BASE "  config_dir: /etc/postgresql/15/main\n"
+	                                    "  use_unix_socket: true\n"
+	                                    "  use_unix_socket_repl: true\n"
+	                                    "  proxy_address: 127.0.0.1:6432\n"
+	                                    "log:\n"
+	                                    "  type: json\n"
+	                                    "  static_fields:\n"
+	                                    "    app: pgwarden\n"
+	                                    "    dc: 3\n"
+	                                    "  mode: 0644\n"
+	                                    "  deduplicate_heartbeat_logs: true\n",
+	                               err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->warnings.n, 0);
+	assert_string_equal(cfg->postgresql.config_dir, "/etc/postgresql/15/main");
+	assert_true(cfg->postgresql.use_unix_socket);
+	assert_true(cfg->postgresql.use_unix_socket_repl);
+	assert_string_equal(cfg->postgresql.proxy_address, "127.0.0.1:6432");
+	assert_int_equal(cfg->log.type, PGW_LOG_JSON);
+	assert_int_equal(cfg->log.nstatic_fields, 2);
+	assert_string_equal(cfg->log.static_fields[0].name, "app");
+	assert_string_equal(cfg->log.static_fields[0].value, "pgwarden");
+	assert_string_equal(cfg->log.static_fields[1].name, "dc");
+	assert_string_equal(cfg->log.static_fields[1].value, "3");
+	assert_int_equal(cfg->log.mode, 0644);
+	assert_true(cfg->log.deduplicate_heartbeat_logs);
+	pgw_config_free(cfg);
+
+	/* defaults; decimal and 0o modes; a relative config_dir made absolute */
+	cfg = parse(BASE "  config_dir: conf\nlog:\n  mode: 420\n", err);
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->log.mode, 420);
+	assert_int_equal(cfg->log.type, PGW_LOG_PLAIN);
+	assert_false(cfg->postgresql.use_unix_socket);
+	assert_null(cfg->postgresql.proxy_address);
+	assert_true(cfg->postgresql.config_dir[0] == '/');
+	assert_non_null(strstr(cfg->postgresql.config_dir, "/conf"));
+	pgw_config_free(cfg);
+	cfg = parse(BASE "log:\n  mode: 0o600\n", err);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->log.mode, 0600);
+	pgw_config_free(cfg);
+	cfg = parse(BASE, err);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->log.mode, -1);
+	assert_null(cfg->postgresql.config_dir);
+	pgw_config_free(cfg);
+
+	/* static_fields without type json: a warning that says they are not written */
+	cfg = parse(BASE "log:\n  static_fields: {a: b}\n", err);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->warnings.n, 1);
+	assert_string_equal(cfg->warnings.items[0], "t.yml:6: log.static_fields: written with "
+	                                            "log.type json only, ignored");
+	pgw_config_free(cfg);
+}
+
+/* Bad values of the issue 15 keys: errors that name the key and the line. */
+static void test_issue15_rest_bad_values(void **state)
+{
+	static const struct {
+		const char *yaml, *want;
+	} cases[] = {
+	    {BASE "  use_unix_socket: maybe\n",
+	     "t.yml:5: postgresql.use_unix_socket: expected a boolean, got \"maybe\""},
+	    {BASE "  use_unix_socket_repl: [1]\n",
+	     "t.yml:5: postgresql.use_unix_socket_repl: expected a boolean, got a list"},
+	    {BASE "  proxy_address: nope\n",
+	     "t.yml:5: postgresql.proxy_address: expected host:port, got \"nope\""},
+	    {BASE "  config_dir: \"/etc/it's\"\n",
+	     "t.yml:5: postgresql.config_dir: expected a directory path without ' or \\"},
+	    {BASE "  config_dir: ''\n",
+	     "t.yml:5: postgresql.config_dir: expected a string, got \"\""},
+	    {BASE "log:\n  type: xml\n",
+	     "t.yml:6: log.type: expected one of plain|json, got \"xml\""},
+	    {BASE "log:\n  mode: 0999\n",
+	     "t.yml:6: log.mode: expected a file mode such as 0640 (at most 0777), got \"0999\""},
+	    {BASE "log:\n  mode: 1000\n",
+	     "t.yml:6: log.mode: expected a file mode such as 0640 (at most 0777), got \"1000\""},
+	    {BASE "log:\n  static_fields: [a]\n",
+	     "t.yml:6: log.static_fields: expected a map of field names to values, got a list"},
+	    {BASE "log:\n  static_fields:\n    message: x\n",
+	     "t.yml:7: log.static_fields.message: every JSON line has this field already"},
+	    {BASE "log:\n  static_fields:\n    a: [1]\n",
+	     "t.yml:7: log.static_fields.a: expected a scalar value, got a list"},
+	    {BASE "log:\n  deduplicate_heartbeat_logs: 2\n",
+	     "t.yml:6: log.deduplicate_heartbeat_logs: expected a boolean, got \"2\""},
+	};
+	char err[ERRLEN];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct pgw_config *cfg = parse(cases[i].yaml, err);
+
+		if (cfg)
+			fail_msg("case %zu parsed", i);
+		if (strcmp(err, cases[i].want))
+			fail_msg("case %zu:\n  got:  %s\n  want: %s", i, err, cases[i].want);
+	}
 }
 
 static void test_anchors_and_aliases(void **state)
@@ -1668,6 +1777,8 @@ int main(void)
 	    cmocka_unit_test(test_empty_sections),
 	    cmocka_unit_test(test_bootstrap_replica_keys),
 	    cmocka_unit_test(test_anchors_and_aliases),
+	    cmocka_unit_test(test_issue15_rest_keys),
+	    cmocka_unit_test(test_issue15_rest_bad_values),
 	    cmocka_unit_test(test_split_hostport),
 	    cmocka_unit_test(test_issue15_keys),
 	    cmocka_unit_test(test_issue15_defaults),

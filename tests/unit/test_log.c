@@ -18,6 +18,8 @@
 
 #include "log.h"
 
+#include <json-c/json.h>
+
 static void test_journal_priorities(void **state)
 {
 	char path[] = "/tmp/pgwt-log-XXXXXX", env[64], buf[512] = "";
@@ -181,6 +183,82 @@ static void test_file_rotation(void **state)
 	rmdir(dir);
 }
 
+static void log_json(void *arg)
+{
+	(void)arg;
+	pgw_info("plain \"quoted\" \\ back");
+	pgw_error("bad\nline \x01 \xff\xfe end \xc3\xa9");
+}
+
+/* log.type json: one JSON object a line, with asctime, levelname, message and
+ * log.static_fields; quotes, control bytes and bytes that are not UTF-8 cannot break
+ * a line or its JSON. */
+static void test_json_lines(void **state)
+{
+	struct pgw_log_field fields[] = {{"app", "pgwarden"}, {"dc", "eu \"1\""}};
+	struct pgw_log_settings s = {
+	    .level = PGW_INFO, .type = PGW_LOG_JSON, .static_fields = fields, .nstatic_fields = 2};
+	char *out, *line, *save = NULL;
+	int n = 0;
+
+	(void)state;
+	pgw_log_apply(&s);
+	out = capture_stderr(log_json, NULL);
+	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save), n++) {
+		const char *body = strchr(line, '{'); /* after the journal's "<6>" */
+		struct json_object *o = json_tokener_parse(body), *v;
+
+		if (!o)
+			fail_msg("not JSON: %s", line);
+		assert_true(json_object_object_get_ex(o, "asctime", &v));
+		assert_true(json_object_object_get_ex(o, "levelname", &v));
+		assert_string_equal(json_object_get_string(v), n == 0 ? "INFO" : "ERROR");
+		assert_true(json_object_object_get_ex(o, "message", &v));
+		assert_string_equal(json_object_get_string(v),
+		                    n == 0
+		                        ? "plain \"quoted\" \\ back"
+		                        : "bad\nline \x01 \xef\xbf\xbd\xef\xbf\xbd end \xc3\xa9");
+		assert_true(json_object_object_get_ex(o, "app", &v));
+		assert_string_equal(json_object_get_string(v), "pgwarden");
+		assert_true(json_object_object_get_ex(o, "dc", &v));
+		assert_string_equal(json_object_get_string(v), "eu \"1\"");
+		json_object_put(o);
+	}
+	assert_int_equal(n, 2);
+	free(out);
+	s = (struct pgw_log_settings){.level = PGW_INFO};
+	pgw_log_apply(&s);
+}
+
+/* log.mode: the file's permissions, whatever the umask. */
+static void test_file_mode(void **state)
+{
+	char dir[] = "/tmp/pgwt-logmode-XXXXXX", p[256];
+	struct pgw_log_settings s = {.level = PGW_INFO,
+	                             .file_num = 1,
+	                             .file_size = 4000,
+	                             .max_queue_size = 10,
+	                             .mode = 0604};
+	struct stat st;
+	mode_t old = umask(077);
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	s.dir = dir;
+	pgw_log_apply(&s);
+	pgw_log_open_file(&s);
+	pgw_info("one line");
+	pgw_log_close_file();
+	umask(old);
+	snprintf(p, sizeof(p), "%s/pgwarden.log", dir);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0604);
+	unlink(p);
+	rmdir(dir);
+	s = (struct pgw_log_settings){.level = PGW_INFO};
+	pgw_log_apply(&s);
+}
+
 static void log_to_full_disk(void *arg)
 {
 	const struct pgw_log_settings *s = arg;
@@ -219,9 +297,15 @@ static void test_file_full_disk(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_journal_priorities), cmocka_unit_test(test_escape_bounds),
-	    cmocka_unit_test(test_format_and_level),   cmocka_unit_test(test_format_checks),
-	    cmocka_unit_test(test_file_rotation),      cmocka_unit_test(test_file_full_disk),
+	    cmocka_unit_test(test_journal_priorities),
+	    cmocka_unit_test(test_escape_bounds),
+	    cmocka_unit_test(test_format_and_level),
+	    cmocka_unit_test(test_format_checks),
+	    cmocka_unit_test(test_file_rotation),
+	    /* before test_file_full_disk: its failing file sends lines to stderr for 10 s */
+	    cmocka_unit_test(test_file_mode),
+	    cmocka_unit_test(test_file_full_disk),
+	    cmocka_unit_test(test_json_lines),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
