@@ -18,11 +18,6 @@ import harness
 PENDING_ELSEWHERE = {
     "tags.nostream",        # postgres0.yml; the tags branch (replicatefrom/nostream/...)
     "tags.replicatefrom",   # postgres2.yml; the same branch
-    # postgres0.yml and postgres1.yml: pg_hba in the dynamic configuration.  Not in issue
-    # 15's key list (config_dir, use_unix_socket*, proxy_address, log.*) and it is a trust
-    # question (who may log in, decided by whoever can write etcd, ARCHITECTURE.md 7):
-    # left for a follow-up; remove this entry when it lands.
-    "bootstrap.dcs.postgresql.pg_hba",
 }
 
 # patroni/patroni postgres0.yml (comments dropped).
