@@ -114,6 +114,17 @@ struct field {
 	"node when renewals stop (ARCHITECTURE.md section 4); set false or remove the key"
 #define PRIV_CHOICES "ADMINISTRATOR|OPERATOR|USER" /* enum pgw_ipmi_priv order */
 
+/* tags.replicatefrom: a member name as etcd keys and member keys carry it. */
+static bool member_name_ok(const char *s, char *why, size_t whylen)
+{
+	if (strlen(s) >= PGW_NAME_MAX || strchr(s, '/')) {
+		snprintf(why, whylen, "expected a member name (no '/', at most %d bytes)",
+		         PGW_NAME_MAX - 1);
+		return false;
+	}
+	return true;
+}
+
 static const struct field fields[] = {
     {FIELD("scope", F_NAME, scope)},
     {FIELD("namespace", F_STR, namespace)},
@@ -208,6 +219,7 @@ static const struct field fields[] = {
     {FIELD("tags.clonefrom", F_BOOL, tags.clonefrom)},
     {FIELD("tags.nosync", F_BOOL, tags.nosync)},
     {FIELD("tags.failover_priority", F_NONNEG, tags.failover_priority)},
+    {CHECKED("tags.replicatefrom", tags.replicatefrom, member_name_ok)},
 
     {SECTION("log")},
     {CHOICE("log.level", log.level, LEVEL_CHOICES)},
@@ -304,8 +316,8 @@ static const struct field fields[] = {
     {FIELD("bootstrap.pg_hba", F_STRLIST, bootstrap.pg_hba)},
     {NOT_TRUE("bootstrap.dcs.failsafe_mode", failsafe_mode, WHY_FAILSAFE)},
     {UNIMPL("bootstrap.dcs.standby_cluster")},
-    {UNIMPL("bootstrap.dcs.check_timeline")},
-    {UNIMPL("bootstrap.dcs.max_timelines_history")},
+    {FIELD("bootstrap.dcs.check_timeline", F_BOOL, dcs.check_timeline)},
+    {FIELD("bootstrap.dcs.max_timelines_history", F_NONNEG, dcs.max_timelines_history)},
     {UNIMPL("bootstrap.dcs.postgresql.pg_hba")},
     {UNIMPL("bootstrap.dcs.postgresql.pg_ident")},
     {UNIMPL("bootstrap.dcs.postgresql.recovery_conf")},
@@ -326,7 +338,6 @@ static const struct field fields[] = {
     {FIELD("postgresql.pg_ident", F_STRLIST, postgresql.pg_ident)},
     {FIELD("postgresql.bin_name", F_BINNAME, postgresql.bin_name)},
     {UNIMPL("postgresql.proxy_address")},
-    {UNIMPL("tags.replicatefrom")},
     {UNIMPL("tags.nostream")},
 };
 
@@ -2595,6 +2606,7 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->scope);
 	free(cfg->namespace);
 	free(cfg->name);
+	free(cfg->tags.replicatefrom);
 	free(cfg->user);
 	free(cfg->restapi.listen);
 	free(cfg->restapi.connect_address);

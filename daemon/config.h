@@ -116,6 +116,8 @@ struct pgw_dcs {
 	int synchronous_node_count;      /* default 1 */
 	/* slots, ignore_slots, member_slots_ttl (slots.h) */
 	struct pgw_slot_conf slots;
+	bool check_timeline;       /* default false: see decide.h pgw_timeline_behind */
+	int max_timelines_history; /* rows the history key keeps, 0 (default) = all */
 };
 
 /* Patroni's defaults (ttl 30, loop_wait 10, retry_timeout 10, ...), no parameters. */
@@ -284,6 +286,7 @@ struct pgw_config {
 	struct {
 		bool nofailover, noloadbalance, clonefrom, nosync;
 		int failover_priority; /* default 1 */
+		char *replicatefrom;   /* cascading replication: a member's name, NULL = none */
 	} tags;
 
 	struct pgw_strlist warnings; /* "file:line: key: unknown key, ignored" */

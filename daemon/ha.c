@@ -207,6 +207,10 @@ void ha_build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	o->keep_data_without_rewind = !c->postgresql.remove_on_diverged_timelines;
 	o->clone_without_leader = clone_without_leader(c);
 	o->primary_start_timeout_s = h->dcs.primary_start_timeout;
+	o->replicatefrom = c->tags.replicatefrom;
+	o->check_timeline = h->dcs.check_timeline;
+	if (c->tags.replicatefrom)
+		snprintf(s->replicatefrom, sizeof(s->replicatefrom), "%s", c->tags.replicatefrom);
 }
 
 /* --- actions --- */

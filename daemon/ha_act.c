@@ -44,11 +44,26 @@ static void slot_for_self(const struct ha *h, char *slot, size_t len)
 		slot[0] = '\0';
 }
 
+/*
+ * Does the replica stream from a member other than the leader (tags.replicatefrom)?
+ * That member, a replica, holds no slot for it: stream without one (the leader's is
+ * not used meanwhile, see sync_slots).
+ */
+static bool cascading_to(const struct ha *h, const struct pgw_action *a)
+{
+	const struct pgw_member *l = h->etcd_ok ? pgw_cluster_leader_member(&h->cluster) : NULL;
+
+	return l && a->target_host[0] &&
+	       (l->conn_port != a->target_port || strcmp(l->conn_host, a->target_host) != 0);
+}
+
 int ha_configure_replica(struct ha *h, const struct pgw_action *a)
 {
 	char slot[64];
 
 	slot_for_self(h, slot, sizeof(slot));
+	if (cascading_to(h, a))
+		slot[0] = '\0';
 	/* a standby ignores it; it matters from the instant of a promotion on */
 	pgw_pg_set_sync_names(h->pg, pgw_sync_standby_value(&h->cluster.sync_conf));
 	return pgw_pg_write_config(h->pg, &h->dcs.pg_parameters,
@@ -229,6 +244,16 @@ static void copy_logical_slots(struct ha *h, const struct pgw_slot_op *ops, int 
 }
 
 /* One loop of slot upkeep: the leader (primary) or a replica following it. */
+/* A member that streams from another member (tags.replicatefrom), not from the leader:
+ * the leader keeps no slot for it (once inactive, dropped after member_slots_ttl). */
+static bool cascades(const struct pgw_cluster *c, const struct pgw_member *m)
+{
+	char why[200];
+	const struct pgw_member *up = pgw_upstream(c, m->name, m->replicatefrom, why, sizeof(why));
+
+	return up && up != pgw_cluster_leader_member(c);
+}
+
 static void sync_slots(struct ha *h, bool primary)
 {
 	struct pgw_slot_info have[SLOTS_LISTED_MAX];
@@ -253,7 +278,8 @@ static void sync_slots(struct ha *h, bool primary)
 	 * keys written without one (by hand, or by a hostile writer) would hold WAL and
 	 * fill max_replication_slots (issue 11, item 9) */
 	for (int i = 0; i < h->cluster.nmembers; i++)
-		if (h->cluster.members[i].lease != 0) {
+		if (h->cluster.members[i].lease != 0 &&
+		    !(primary && cascades(&h->cluster, &h->cluster.members[i]))) {
 			pgw_pg_slot_name(h->cluster.members[i].name, names[v.nmembers],
 			                 sizeof(names[0]));
 			members[v.nmembers] = names[v.nmembers];
@@ -334,7 +360,8 @@ static void record_history(struct ha *h, int new_tl)
 	timestamp_iso(ts, sizeof(ts));
 	/* [the timeline that ended, where, ...], as in the history file (and Patroni's key):
 	 * a replica promoted from an older timeline forks off that one, not new_tl - 1 */
-	hist = pgw_history_append(h->cluster.history, parent, lsn, reason, ts, h->cfg->name);
+	hist = pgw_history_append_max(h->cluster.history, parent, lsn, reason, ts, h->cfg->name,
+	                              h->dcs.max_timelines_history);
 	if (hist &&
 	    pgw_etcd_put(h->etcd, h->history_key, hist, strlen(hist), 0, ha_op_timeout(h)) != 0)
 		pgw_warn("cannot write %s: %s", h->history_key, pgw_etcd_errmsg(h->etcd));
