@@ -30,6 +30,7 @@ struct pgw_member {
 	bool nosync; /* tag nosync: never a synchronous standby */
 	/* tag replicatefrom: the member it streams from (cascading), "" = the leader */
 	char replicatefrom[PGW_NAME_MAX];
+	bool nostream; /* tag nostream: replays WAL from the archive only, never streams */
 	/* synchronous mode is on and the sync key names neither it as a synchronous
 	 * standby nor as the leader it belongs to: it may not be promoted (S2;
 	 * pgw_cluster_derive sets it) */

@@ -814,7 +814,7 @@ const struct pgw_member *pgw_upstream(const struct pgw_cluster *c, const char *s
 		         m->state[0] ? m->state : "unknown");
 		return l;
 	}
-	if (!m->streaming) {
+	if (!m->streaming && !m->nostream) {
 		snprintf(why, whylen, "tags.replicatefrom %s does not stream", m->name);
 		return l;
 	}
@@ -853,12 +853,34 @@ static bool cascading(const struct pgw_obs *o, const struct pgw_member *up)
 	return up != leader_member(o);
 }
 
+/* tags.nostream: a running replica (not an old primary) that must not stream at all. */
+static bool archive_only(const struct pgw_obs *o)
+{
+	return o->nostream && follower(o) && o->pg->running && !was_primary(o);
+}
+
+static bool g_f_following_archive(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!archive_only(o) || (o->pg->accepting && o->pg->primary_host[0]))
+		return false;
+	detail(a, "leader %s", o->cluster->leader);
+	return true;
+}
+
+static bool g_f_stop_streaming(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!archive_only(o))
+		return false;
+	detail(a, "was following %s:%d", o->pg->primary_host, o->pg->primary_port);
+	return true;
+}
+
 /* A replica that cascades: running, not an old primary, its upstream not the leader. */
 static bool cascade_candidate(const struct pgw_obs *o, const struct pgw_member **up)
 {
 	char why[200];
 
-	if (!follower(o) || !o->pg->running || was_primary(o) || !leader_member(o))
+	if (!follower(o) || !o->pg->running || was_primary(o) || !leader_member(o) || o->nostream)
 		return false;
 	*up = upstream(o, why, sizeof(why));
 	return *up && cascading(o, *up);
@@ -995,6 +1017,13 @@ static bool g_f_start(const struct pgw_obs *o, struct pgw_action *a)
 
 	if (!follower(o))
 		return false;
+	if (o->nostream) {
+		detail(a,
+		       "tags.nostream: without primary_conninfo, WAL from restore_command; leader "
+		       "%s",
+		       o->cluster->leader);
+		return true; /* no target: nobody to stream from */
+	}
 	up = upstream(o, why, sizeof(why));
 	set_target(a, up);
 	if (cascading(o, up))
@@ -1391,6 +1420,10 @@ static const struct rule rules[] = {
      "the data directory is not a usable PostgreSQL cluster: not touching it"},
     {"foreign-datadir", "any", g_foreign, PGW_ACT_NONE,
      "the data directory belongs to another cluster: not touching it"},
+    {"following-archive", "replica", g_f_following_archive, PGW_ACT_NONE,
+     "tags.nostream: replaying WAL from the archive (restore_command), not streaming"},
+    {"stop-streaming", "replica", g_f_stop_streaming, PGW_ACT_FOLLOW,
+     "tags.nostream: removing primary_conninfo, WAL comes from restore_command only"},
     {"following-upstream", "replica", g_f_following_upstream, PGW_ACT_NONE,
      "replica following the member named by tags.replicatefrom (cascading replication)"},
     {"follow-upstream", "replica", g_f_follow_upstream, PGW_ACT_FOLLOW,

@@ -126,6 +126,9 @@ struct pgw_obs {
 	/* tags.replicatefrom (local file): the member to stream from instead of the leader,
 	 * NULL or "" = the leader (pgw_upstream) */
 	const char *replicatefrom;
+	/* tags.nostream (local file): no primary_conninfo at all, WAL only through
+	 * restore_command (Patroni 3.2's meaning) */
+	bool nostream;
 	/* check_timeline (dynamic configuration): a node whose timeline is behind the
 	 * cluster's (cluster->history_timeline) does not stand for election */
 	bool check_timeline;
@@ -179,7 +182,8 @@ bool pgw_candidate_eligible(const struct pgw_member *m, int64_t leader_optime, i
 /*
  * Cascading replication (tags.replicatefrom): the member a replica named `self`, whose
  * tag names `replicatefrom` ("" or NULL: none), streams from.  The named member when its
- * key (on a lease) shows a running replica that streams, on the leader's timeline, and
+ * key (on a lease) shows a running replica that streams (or is tagged nostream: it
+ * replays from the archive and serves what it has), on the leader's timeline, and
  * the chain of replicatefrom tags from it does not lead back to `self` (a loop would
  * leave every member on it without a source); otherwise the leader's member (NULL when
  * its key is missing).  *why says why the named member was not taken ("" when it was,

@@ -126,6 +126,7 @@ bool pgw_member_parse(const char *json, size_t len, struct pgw_member *m)
 		m->nofailover = json_bool_field(tags, "nofailover");
 		m->noloadbalance = json_bool_field(tags, "noloadbalance");
 		m->nosync = json_bool_field(tags, "nosync");
+		m->nostream = json_bool_field(tags, "nostream");
 		m->failover_priority = (int)json_int_field(tags, "failover_priority", 1);
 		/* a name that does not fit is no member's: left out, never truncated into
 		 * another one's */
@@ -693,6 +694,8 @@ char *pgw_member_json(const struct pgw_member_info *mi)
 		                       json_object_new_int(mi->failover_priority));
 	if (mi->replicatefrom && mi->replicatefrom[0])
 		add_str(tags, "replicatefrom", mi->replicatefrom);
+	if (mi->nostream)
+		json_object_object_add(tags, "nostream", json_object_new_boolean(1));
 	if (json_object_object_length(tags) > 0)
 		json_object_object_add(o, "tags", tags);
 	else

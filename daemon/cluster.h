@@ -85,6 +85,7 @@ struct pgw_member_info {
 	bool nofailover, noloadbalance, clonefrom, nosync;
 	int failover_priority;
 	const char *replicatefrom; /* tags.replicatefrom, NULL or "" = none */
+	bool nostream;
 };
 /* malloc'd compact JSON */
 char *pgw_member_json(const struct pgw_member_info *mi);

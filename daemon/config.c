@@ -220,6 +220,7 @@ static const struct field fields[] = {
     {FIELD("tags.nosync", F_BOOL, tags.nosync)},
     {FIELD("tags.failover_priority", F_NONNEG, tags.failover_priority)},
     {CHECKED("tags.replicatefrom", tags.replicatefrom, member_name_ok)},
+    {FIELD("tags.nostream", F_BOOL, tags.nostream)},
 
     {SECTION("log")},
     {CHOICE("log.level", log.level, LEVEL_CHOICES)},
@@ -338,7 +339,6 @@ static const struct field fields[] = {
     {FIELD("postgresql.pg_ident", F_STRLIST, postgresql.pg_ident)},
     {FIELD("postgresql.bin_name", F_BINNAME, postgresql.bin_name)},
     {UNIMPL("postgresql.proxy_address")},
-    {UNIMPL("tags.nostream")},
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))

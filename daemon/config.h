@@ -287,6 +287,7 @@ struct pgw_config {
 		bool nofailover, noloadbalance, clonefrom, nosync;
 		int failover_priority; /* default 1 */
 		char *replicatefrom;   /* cascading replication: a member's name, NULL = none */
+		bool nostream;         /* no primary_conninfo: WAL from restore_command only */
 	} tags;
 
 	struct pgw_strlist warnings; /* "file:line: key: unknown key, ignored" */

@@ -208,6 +208,8 @@ void ha_build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	o->clone_without_leader = clone_without_leader(c);
 	o->primary_start_timeout_s = h->dcs.primary_start_timeout;
 	o->replicatefrom = c->tags.replicatefrom;
+	o->nostream = c->tags.nostream;
+	s->nostream = c->tags.nostream;
 	o->check_timeline = h->dcs.check_timeline;
 	if (c->tags.replicatefrom)
 		snprintf(s->replicatefrom, sizeof(s->replicatefrom), "%s", c->tags.replicatefrom);

@@ -66,6 +66,10 @@ int ha_configure_replica(struct ha *h, const struct pgw_action *a)
 		slot[0] = '\0';
 	/* a standby ignores it; it matters from the instant of a promotion on */
 	pgw_pg_set_sync_names(h->pg, pgw_sync_standby_value(&h->cluster.sync_conf));
+	/* tags.nostream: never a primary_conninfo, also when a clone or a rewind from the
+	 * leader starts the replica (the core gives start and follow no target then) */
+	if (h->cfg->tags.nostream)
+		return pgw_pg_write_config(h->pg, &h->dcs.pg_parameters, "", 0, NULL);
 	return pgw_pg_write_config(h->pg, &h->dcs.pg_parameters,
 	                           a->target_host[0] ? a->target_host : "", a->target_port,
 	                           slot[0] ? slot : NULL);
@@ -244,14 +248,15 @@ static void copy_logical_slots(struct ha *h, const struct pgw_slot_op *ops, int 
 }
 
 /* One loop of slot upkeep: the leader (primary) or a replica following it. */
-/* A member that streams from another member (tags.replicatefrom), not from the leader:
- * the leader keeps no slot for it (once inactive, dropped after member_slots_ttl). */
+/* A member that streams from another member (tags.replicatefrom), not from the leader,
+ * or not at all (tags.nostream): the leader keeps no slot for it (once inactive, dropped
+ * after member_slots_ttl). */
 static bool cascades(const struct pgw_cluster *c, const struct pgw_member *m)
 {
 	char why[200];
 	const struct pgw_member *up = pgw_upstream(c, m->name, m->replicatefrom, why, sizeof(why));
 
-	return up && up != pgw_cluster_leader_member(c);
+	return m->nostream || (up && up != pgw_cluster_leader_member(c));
 }
 
 static void sync_slots(struct ha *h, bool primary)

@@ -215,12 +215,13 @@ static void decide_and_check(const struct pgw_obs *o)
 		CHECK(!is_primary_kind(a.kind), "takes or uses the leader role while etcd is down");
 	/* tags.replicatefrom: a replica streams from the leader, or from a live, running,
 	 * streaming replica other than itself */
-	if (o->etcd_ok && o->cluster->has_leader &&
+	if (o->etcd_ok && o->cluster->has_leader && !o->nostream &&
 	    (a.kind == PGW_ACT_FOLLOW || a.kind == PGW_ACT_START_REPLICA) &&
 	    strcmp(a.target, o->cluster->leader) != 0) {
 		const struct pgw_member *t = pgw_cluster_member(o->cluster, a.target);
 
-		CHECK(t && t->lease != 0 && t->streaming && strcmp(t->role, "replica") == 0 &&
+		CHECK(t && t->lease != 0 && (t->streaming || t->nostream) &&
+		          strcmp(t->role, "replica") == 0 &&
 		          strcmp(t->state, "running") == 0 && strcmp(t->name, o->self) != 0,
 		      "streams from a member that is neither the leader nor a healthy replica");
 	}
@@ -326,7 +327,9 @@ static void decide_and_check(const struct pgw_obs *o)
 		CHECK(o->etcd_ok && o->cluster->has_leader && l, "replica action without a leader");
 		if (l && (a.kind == PGW_ACT_FOLLOW || a.kind == PGW_ACT_START_REPLICA))
 			t = pgw_upstream(o->cluster, o->self, o->replicatefrom, why, sizeof(why));
-		if (t)
+		if (o->nostream && (a.kind == PGW_ACT_FOLLOW || a.kind == PGW_ACT_START_REPLICA))
+			CHECK(!a.target[0] && !a.target_host[0], "nostream, yet a source to stream from");
+		else if (t)
 			CHECK(strcmp(a.target, t->name) == 0 &&
 			          strcmp(a.target_host, t->conn_host) == 0 &&
 			          a.target_port == t->conn_port,
@@ -356,6 +359,7 @@ static void random_member(struct rd *r, struct pgw_member *m)
 	m->mod_revision = (int64_t)rd_pick(r, 64);
 	if (rd_bool(r))
 		rd_pool(r, m->replicatefrom, sizeof(m->replicatefrom), names, NPOOL(names));
+	m->nostream = rd_pick(r, 4) == 0;
 }
 
 static struct world {
@@ -568,6 +572,7 @@ static void random_obs(struct rd *r)
 	o->no_leader_for_ms = rd_bool(r) ? 0 : (int64_t)rd_pick(r, 64) * 500;
 	o->replicatefrom = rd_bool(r) ? NULL : names[rd_pick(r, NPOOL(names))];
 	o->check_timeline = rd_bool(r);
+	o->nostream = rd_pick(r, 4) == 0;
 	nudge(r);
 }
 

@@ -623,9 +623,12 @@ static void test_member_replicatefrom(void **state)
 	(void)state;
 	roundtrip(&mi, &m);
 	assert_string_equal(m.replicatefrom, "");
+	assert_false(m.nostream);
 	mi.replicatefrom = "node2";
+	mi.nostream = true;
 	roundtrip(&mi, &m);
 	assert_string_equal(m.replicatefrom, "node2");
+	assert_true(m.nostream);
 	snprintf(json, sizeof(json),
 	         "{\"conn_url\":\"postgres://h:5/p\",\"tags\":{\"replicatefrom\":\"%070d\"}}", 1);
 	memset(&m, 0, sizeof(m));

@@ -587,6 +587,8 @@ static void test_topology_keys(void **state)
 	     "t.yml:6: tags.replicatefrom: expected a member name (no '/', at most 63 bytes)"},
 	    {BASE "tags:\n  replicatefrom: [a]\n",
 	     "t.yml:6: tags.replicatefrom: expected a string, got a list"},
+	    {BASE "tags:\n  nostream: yes please\n",
+	     "t.yml:6: tags.nostream: expected a boolean, got \"yes please\""},
 	    {BASE "bootstrap:\n  dcs:\n    check_timeline: 2\n",
 	     "t.yml:7: bootstrap.dcs.check_timeline: expected a boolean, got \"2\""},
 	    {BASE "bootstrap:\n  dcs:\n    max_timelines_history: -1\n",
@@ -597,12 +599,13 @@ static void test_topology_keys(void **state)
 	struct pgw_config *cfg;
 
 	(void)state;
-	cfg = parse(BASE "tags:\n  replicatefrom: node2\nbootstrap:\n  dcs:\n"
+	cfg = parse(BASE "tags:\n  replicatefrom: node2\n  nostream: true\nbootstrap:\n  dcs:\n"
 	                 "    check_timeline: true\n    max_timelines_history: 5\n",
 	            err);
 	if (!cfg)
 		fail_msg("%s", err);
 	assert_string_equal(cfg->tags.replicatefrom, "node2");
+	assert_true(cfg->tags.nostream);
 	assert_true(cfg->dcs.check_timeline);
 	assert_int_equal(cfg->dcs.max_timelines_history, 5);
 	assert_int_equal(cfg->warnings.n, 0);
@@ -610,6 +613,7 @@ static void test_topology_keys(void **state)
 	cfg = parse(BASE, err);
 	assert_non_null(cfg);
 	assert_null(cfg->tags.replicatefrom);
+	assert_false(cfg->tags.nostream);
 	assert_false(cfg->dcs.check_timeline);
 	assert_int_equal(cfg->dcs.max_timelines_history, 0);
 	pgw_config_free(cfg);

@@ -1149,6 +1149,61 @@ static void test_replicatefrom_loop(void **state)
 	                 member(&f, "node2"));
 }
 
+/* tags.nostream: no primary_conninfo, WAL from restore_command; still a candidate. */
+static void test_nostream(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_replica(&f);
+	f.o.nostream = true;
+	f.o.replicatefrom = "node3"; /* nostream wins: it streams from nobody */
+	member(&f, "node3")->lease = 6;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "stop-streaming",
+	      "removing primary_conninfo|was following "
+	      "10.0.0.1:5432");
+	assert_string_equal(a.target, "");
+	assert_string_equal(a.target_host, "");
+
+	f.pg.primary_host[0] = '\0';
+	f.pg.primary_port = 0;
+	f.pg.streaming = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following-archive", "restore_command|leader node1");
+	assert_string_equal(a.target, "");
+
+	/* stopped: started without a source */
+	pg_stopped(&f, PGW_CS_SHUT_DOWN_IN_RECOVERY);
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_REPLICA, "start-replica",
+	      "tags.nostream: without primary_conninfo");
+	assert_string_equal(a.target, "");
+	assert_string_equal(a.target_host, "");
+
+	/* an empty data directory is still cloned from the leader */
+	pg_empty(&f);
+	decide(&f, &a);
+	check(&a, PGW_ACT_CLONE, "clone", "node1");
+
+	/* a nostream member serves as an upstream: it has the WAL it replayed */
+	fx_cascade(&f);
+	member(&f, "node2")->streaming = false;
+	member(&f, "node2")->nostream = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "follow-upstream", "node2");
+
+	/* and it stands for election like any replica (Patroni: nostream is about WAL
+	 * transport and slots only) */
+	fx_no_leader(&f);
+	f.o.nostream = true;
+	member(&f, "node2")->streaming = false;
+	member(&f, "node2")->nostream = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "position 5000");
+}
+
 /* ---- nobody holds the key ------------------------------------------------------ */
 
 static void test_no_fresh_lease(void **state)
@@ -2416,6 +2471,7 @@ int main(void)
 	    cmocka_unit_test(test_replicatefrom_cascades),
 	    cmocka_unit_test(test_replicatefrom_falls_back),
 	    cmocka_unit_test(test_replicatefrom_loop),
+	    cmocka_unit_test(test_nostream),
 	    cmocka_unit_test(test_no_fresh_lease),
 	    cmocka_unit_test(test_bootstrap),
 	    cmocka_unit_test(test_uninitialized_with_data),
