@@ -28,6 +28,9 @@ struct pgw_member {
 	bool nofailover;
 	bool noloadbalance;
 	bool nosync; /* tag nosync: never a synchronous standby */
+	/* tag replicatefrom: the member it streams from (cascading), "" = the leader */
+	char replicatefrom[PGW_NAME_MAX];
+	bool nostream; /* tag nostream: replays WAL from the archive only, never streams */
 	/* synchronous mode is on and the sync key names neither it as a synchronous
 	 * standby nor as the leader it belongs to: it may not be promoted (S2;
 	 * pgw_cluster_derive sets it) */
@@ -137,6 +140,9 @@ struct pgw_cluster {
 	 * promotion, so when it is the leader's timeline - 1, row k (from 0) is where the
 	 * parent of timeline k + 2 ended, and the leader's line of descent can be walked */
 	int history_rows;
+	/* the cluster's timeline as the history key tells it: its newest row's timeline + 1
+	 * (Patroni's cluster timeline, for check_timeline); 0 unknown (no or bad history) */
+	int history_timeline;
 	bool has_config;
 	char *config; /* raw JSON of the config key (malloc'd), NULL when absent */
 	bool paused;  /* config has "pause": true */

@@ -293,12 +293,33 @@ static bool better(const struct pgw_member *a, const struct pgw_member *b)
 	return strcmp(a->name, b->name) < 0;
 }
 
+bool pgw_timeline_behind(const struct pgw_obs *o, char *why, size_t whylen)
+{
+	int ctl = o->cluster->history_timeline, tl = o->self_member.timeline;
+
+	if (!o->check_timeline || ctl <= 0)
+		return false;
+	if (tl <= 0) {
+		snprintf(why, whylen,
+		         "check_timeline: this node's timeline is unknown, the cluster's is %d",
+		         ctl);
+		return true;
+	}
+	if (tl >= ctl)
+		return false;
+	snprintf(why, whylen, "check_timeline: this node's timeline %d is behind the cluster's %d",
+	         tl, ctl);
+	return true;
+}
+
 bool pgw_is_best_candidate(const struct pgw_obs *o, char *why, size_t whylen)
 {
 	const struct pgw_member *self = &o->self_member;
 	const struct pgw_cluster *c = o->cluster;
 	char dummy[256];
 
+	if (pgw_timeline_behind(o, why, whylen))
+		return false;
 	if (!pgw_candidate_eligible(self, o->leader_optime, o->max_lag, why, whylen))
 		return false;
 	for (int i = 0; i < c->nmembers; i++) {
@@ -831,6 +852,139 @@ static bool upstream_is(const struct pgw_obs *o, const struct pgw_member *m)
 	       strcmp(o->pg->primary_host, m->conn_host) == 0;
 }
 
+const struct pgw_member *pgw_upstream(const struct pgw_cluster *c, const char *self,
+                                      const char *replicatefrom, char *why, size_t whylen)
+{
+	const struct pgw_member *l = pgw_cluster_leader_member(c), *m, *cur;
+
+	if (whylen > 0)
+		why[0] = '\0';
+	if (!replicatefrom || !replicatefrom[0] ||
+	    (c->has_leader && strcmp(replicatefrom, c->leader) == 0))
+		return l;
+	if (strcmp(replicatefrom, self) == 0) {
+		snprintf(why, whylen, "tags.replicatefrom names this node itself");
+		return l;
+	}
+	m = pgw_cluster_member(c, replicatefrom);
+	if (!m || m->lease == 0) {
+		snprintf(why, whylen, "tags.replicatefrom %s is not a live member", replicatefrom);
+		return l;
+	}
+	if (strcmp(m->role, "replica") != 0 || strcmp(m->state, "running") != 0) {
+		snprintf(why, whylen,
+		         "tags.replicatefrom %s is not a running replica (role %s, state %s)",
+		         m->name, m->role[0] ? m->role : "unknown",
+		         m->state[0] ? m->state : "unknown");
+		return l;
+	}
+	if (!m->streaming && !m->nostream) {
+		snprintf(why, whylen, "tags.replicatefrom %s does not stream", m->name);
+		return l;
+	}
+	if (l && l->timeline > 0 && m->timeline != l->timeline) {
+		snprintf(why, whylen, "tags.replicatefrom %s is on timeline %d, the leader on %d",
+		         m->name, m->timeline, l->timeline);
+		return l;
+	}
+	/* its own tag, and the tags of the members it names in turn: a chain back to this
+	 * node is a loop (a -> b -> a), and everyone on it falls back to the leader */
+	cur = m;
+	for (int hops = 0; hops < PGW_MAX_MEMBERS && cur->replicatefrom[0]; hops++) {
+		if (c->has_leader && strncmp(cur->replicatefrom, c->leader, PGW_NAME_MAX) == 0)
+			break;
+		if (strncmp(cur->replicatefrom, self, PGW_NAME_MAX) == 0) {
+			snprintf(why, whylen,
+			         "tags.replicatefrom %s: a loop, %s replicates from this node",
+			         m->name, cur->name);
+			return l;
+		}
+		cur = pgw_cluster_member(c, cur->replicatefrom);
+		if (!cur)
+			break;
+	}
+	return m;
+}
+
+/* The member this replica streams from: the leader, or tags.replicatefrom's member. */
+static const struct pgw_member *upstream(const struct pgw_obs *o, char *why, size_t whylen)
+{
+	return pgw_upstream(o->cluster, o->self, o->replicatefrom, why, whylen);
+}
+
+static bool cascading(const struct pgw_obs *o, const struct pgw_member *up)
+{
+	return up != leader_member(o);
+}
+
+/* tags.nostream: a running replica (not an old primary) that must not stream at all. */
+static bool archive_only(const struct pgw_obs *o)
+{
+	return o->nostream && follower(o) && o->pg->running && !was_primary(o);
+}
+
+static bool g_f_following_archive(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!archive_only(o) || (o->pg->accepting && o->pg->primary_host[0]))
+		return false;
+	detail(a, "leader %s", o->cluster->leader);
+	return true;
+}
+
+static bool g_f_stop_streaming(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!archive_only(o))
+		return false;
+	detail(a, "was following %s:%d", o->pg->primary_host, o->pg->primary_port);
+	return true;
+}
+
+/* A replica that cascades: running, not an old primary, its upstream not the leader. */
+static bool cascade_candidate(const struct pgw_obs *o, const struct pgw_member **up)
+{
+	char why[200];
+
+	if (!follower(o) || !o->pg->running || was_primary(o) || !leader_member(o) || o->nostream)
+		return false;
+	*up = upstream(o, why, sizeof(why));
+	return *up && cascading(o, *up);
+}
+
+static bool g_f_following_upstream(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const struct pgw_member *up;
+
+	if (!cascade_candidate(o, &up) || (o->pg->accepting && !upstream_is(o, up)))
+		return false;
+	set_target(a, up);
+	detail(a, "%s, leader %s, WAL receiver %s", a->target, o->cluster->leader,
+	       o->pg->streaming ? "streaming" : "not streaming");
+	return true;
+}
+
+static bool g_f_follow_upstream(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const struct pgw_member *up;
+
+	if (!cascade_candidate(o, &up))
+		return false;
+	set_target(a, up);
+	detail(a, "was following %s:%d, tags.replicatefrom %s at %s:%d",
+	       o->pg->primary_host[0] ? o->pg->primary_host : "nobody", o->pg->primary_port,
+	       a->target, a->target_host, a->target_port);
+	return true;
+}
+
+/* Why a replica with tags.replicatefrom follows the leader instead, for the reason. */
+static void fallback_detail(const struct pgw_obs *o, struct pgw_action *a)
+{
+	char why[200];
+
+	upstream(o, why, sizeof(why));
+	if (why[0])
+		detail(a, "%s: following the leader", why);
+}
+
 static bool g_f_following(const struct pgw_obs *o, struct pgw_action *a)
 {
 	const struct pgw_member *l;
@@ -843,6 +997,7 @@ static bool g_f_following(const struct pgw_obs *o, struct pgw_action *a)
 	set_target(a, l);
 	detail(a, "%s, WAL receiver %s", a->target,
 	       o->pg->streaming ? "streaming" : "not streaming");
+	fallback_detail(o, a);
 	return true;
 }
 
@@ -854,6 +1009,7 @@ static bool g_f_follow_new(const struct pgw_obs *o, struct pgw_action *a)
 	detail(a, "was following %s:%d, leader is %s at %s:%d",
 	       o->pg->primary_host[0] ? o->pg->primary_host : "nobody", o->pg->primary_port,
 	       a->target, a->target_host, a->target_port);
+	fallback_detail(o, a);
 	return true;
 }
 
@@ -920,10 +1076,24 @@ static bool g_f_rewind(const struct pgw_obs *o, struct pgw_action *a)
 
 static bool g_f_start(const struct pgw_obs *o, struct pgw_action *a)
 {
+	char why[200];
+	const struct pgw_member *up;
+
 	if (!follower(o))
 		return false;
-	set_target(a, leader_member(o));
-	detail(a, "leader %s", a->target);
+	if (o->nostream) {
+		detail(a,
+		       "tags.nostream: without primary_conninfo, WAL from restore_command; leader "
+		       "%s",
+		       o->cluster->leader);
+		return true; /* no target: nobody to stream from */
+	}
+	up = upstream(o, why, sizeof(why));
+	set_target(a, up);
+	if (cascading(o, up))
+		detail(a, "from %s (tags.replicatefrom), leader %s", a->target, o->cluster->leader);
+	else
+		detail(a, "leader %s%s%s", a->target, why[0] ? "; " : "", why);
 	return true;
 }
 
@@ -1240,6 +1410,16 @@ static bool g_n_nofailover(const struct pgw_obs *o, struct pgw_action *a)
 	return o->nofailover;
 }
 
+static bool g_n_timeline_behind(const struct pgw_obs *o, struct pgw_action *a)
+{
+	char why[200];
+
+	if (!pgw_timeline_behind(o, why, sizeof(why)))
+		return false;
+	detail(a, "%s", why);
+	return true;
+}
+
 static bool g_n_candidate(const struct pgw_obs *o, struct pgw_action *a)
 {
 	char why[200];
@@ -1337,6 +1517,15 @@ static const struct rule rules[] = {
      "the data directory is not a usable PostgreSQL cluster: not touching it"},
     {"foreign-datadir", "any", g_foreign, PGW_ACT_NONE,
      "the data directory belongs to another cluster: not touching it"},
+    {"following-archive", "replica", g_f_following_archive, PGW_ACT_NONE,
+     "tags.nostream: replaying WAL from the archive (restore_command), not streaming"},
+    {"stop-streaming", "replica", g_f_stop_streaming, PGW_ACT_FOLLOW,
+     "tags.nostream: removing primary_conninfo, WAL comes from restore_command only"},
+    {"following-upstream", "replica", g_f_following_upstream, PGW_ACT_NONE,
+     "replica following the member named by tags.replicatefrom (cascading replication)"},
+    {"follow-upstream", "replica", g_f_follow_upstream, PGW_ACT_FOLLOW,
+     "tags.replicatefrom names a running, streaming member: switching to it (cascading "
+     "replication)"},
     {"following", "replica", g_f_following, PGW_ACT_NONE, "replica following the leader"},
     {"follow-new-leader", "replica", g_f_follow_new, PGW_ACT_FOLLOW,
      "replica following another primary: switching to the leader"},
@@ -1350,7 +1539,8 @@ static const struct rule rules[] = {
     {"rewind", "replica", g_f_rewind, PGW_ACT_REWIND,
      "old primary rejoining: rewinding from the leader"},
     {"start-replica", "replica", g_f_start, PGW_ACT_START_REPLICA,
-     "PostgreSQL stopped: starting it as a replica of the leader"},
+     "PostgreSQL stopped: starting it as a replica of the leader (or of the member its "
+     "tags.replicatefrom names)"},
     {"no-fresh-lease", "no leader", g_n_no_fresh_lease, PGW_ACT_NONE,
      "no leader, but this node holds no fresh lease: it cannot take the leader key"},
     {"watchdog-no-bootstrap", "no leader", g_n_watchdog_bootstrap, PGW_ACT_NONE,
@@ -1402,6 +1592,9 @@ static const struct rule rules[] = {
      "a switchover or failover names another member: waiting for it to take over"},
     {"nofailover", "no leader", g_n_nofailover, PGW_ACT_NONE,
      "no leader, but this node is tagged nofailover: not standing for election"},
+    {"timeline-behind", "no leader", g_n_timeline_behind, PGW_ACT_NONE,
+     "check_timeline: this node's timeline is behind the cluster's (the history key): not "
+     "standing for election"},
     {"positions-stale", "no leader", g_n_positions_stale, PGW_ACT_NONE,
      "no leader: waiting for the members' positions published after the leader's loss"},
     {"candidate", "no leader", g_n_candidate, PGW_ACT_ACQUIRE,

@@ -129,6 +129,15 @@ struct pgw_obs {
 	bool standby_cluster;
 	const char *standby_host;
 	int standby_port;
+	/* tags.replicatefrom (local file): the member to stream from instead of the leader,
+	 * NULL or "" = the leader (pgw_upstream) */
+	const char *replicatefrom;
+	/* tags.nostream (local file): no primary_conninfo at all, WAL only through
+	 * restore_command (Patroni 3.2's meaning) */
+	bool nostream;
+	/* check_timeline (dynamic configuration): a node whose timeline is behind the
+	 * cluster's (cluster->history_timeline) does not stand for election */
+	bool check_timeline;
 };
 
 struct pgw_action {
@@ -178,6 +187,26 @@ bool pgw_obs_holds_leader(const struct pgw_obs *o);
 bool pgw_is_best_candidate(const struct pgw_obs *o, char *why, size_t whylen);
 bool pgw_candidate_eligible(const struct pgw_member *m, int64_t leader_optime, int64_t max_lag,
                             char *why, size_t whylen);
+
+/*
+ * Cascading replication (tags.replicatefrom): the member a replica named `self`, whose
+ * tag names `replicatefrom` ("" or NULL: none), streams from.  The named member when its
+ * key (on a lease) shows a running replica that streams (or is tagged nostream: it
+ * replays from the archive and serves what it has), on the leader's timeline, and
+ * the chain of replicatefrom tags from it does not lead back to `self` (a loop would
+ * leave every member on it without a source); otherwise the leader's member (NULL when
+ * its key is missing).  *why says why the named member was not taken ("" when it was,
+ * or none is named).
+ */
+const struct pgw_member *pgw_upstream(const struct pgw_cluster *c, const char *self,
+                                      const char *replicatefrom, char *why, size_t whylen);
+
+/*
+ * check_timeline: is this node's timeline behind the cluster's (the history key's
+ * newest row + 1)?  False when check_timeline is off or the history tells no timeline;
+ * true when this node's timeline is unknown (Patroni: "can not figure out my timeline").
+ */
+bool pgw_timeline_behind(const struct pgw_obs *o, char *why, size_t whylen);
 
 /*
  * S3: must the last leader be fenced before this node may promote?  True when

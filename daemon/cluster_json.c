@@ -81,6 +81,9 @@ static json_object *json_member_tags(const struct pgw_member *m)
 	if (m->failover_priority != 1)
 		json_object_object_add(t, "failover_priority",
 		                       json_object_new_int(m->failover_priority));
+	ADD_FIELD(t, "replicatefrom", m->replicatefrom);
+	if (m->nostream)
+		json_object_object_add(t, "nostream", json_object_new_boolean(1));
 	if (json_object_object_length(t) > 0)
 		return t;
 	json_object_put(t);

@@ -126,6 +126,17 @@ static bool config_dir_ok(const char *value, char *why, size_t whylen)
 	"node when renewals stop (ARCHITECTURE.md section 4); set false or remove the key"
 #define PRIV_CHOICES "ADMINISTRATOR|OPERATOR|USER" /* enum pgw_ipmi_priv order */
 
+/* tags.replicatefrom: a member name as etcd keys and member keys carry it. */
+static bool member_name_ok(const char *s, char *why, size_t whylen)
+{
+	if (strlen(s) >= PGW_NAME_MAX || strchr(s, '/')) {
+		snprintf(why, whylen, "expected a member name (no '/', at most %d bytes)",
+		         PGW_NAME_MAX - 1);
+		return false;
+	}
+	return true;
+}
+
 static const struct field fields[] = {
     {FIELD("scope", F_NAME, scope)},
     {FIELD("namespace", F_STR, namespace)},
@@ -220,6 +231,8 @@ static const struct field fields[] = {
     {FIELD("tags.clonefrom", F_BOOL, tags.clonefrom)},
     {FIELD("tags.nosync", F_BOOL, tags.nosync)},
     {FIELD("tags.failover_priority", F_NONNEG, tags.failover_priority)},
+    {CHECKED("tags.replicatefrom", tags.replicatefrom, member_name_ok)},
+    {FIELD("tags.nostream", F_BOOL, tags.nostream)},
 
     {SECTION("log")},
     {CHOICE("log.level", log.level, LEVEL_CHOICES)},
@@ -278,13 +291,6 @@ static const struct field fields[] = {
     {FIELD("vip.address", F_VIPADDR, vip.address)},
     {FIELD("vip.interface", F_IFNAME, vip.interface)},
     {FIELD("vip.arp_notify", F_GARP, vip.arp_notify)},
-    {UNIMPL("citus")},
-    {UNIMPL("etcd")},
-    {UNIMPL("consul")},
-    {UNIMPL("zookeeper")},
-    {UNIMPL("exhibitor")},
-    {UNIMPL("kubernetes")},
-    {UNIMPL("raft")},
     {MISPLACED("synchronous_mode")},
     {MISPLACED("synchronous_mode_strict")},
     {MISPLACED("synchronous_node_count")},
@@ -316,16 +322,20 @@ static const struct field fields[] = {
     {ALIAS("bootstrap.pg_hba", F_STRLIST, bootstrap.pg_hba, "bootstrap.dcs.postgresql.pg_hba")},
     {NOT_TRUE("bootstrap.dcs.failsafe_mode", failsafe_mode, WHY_FAILSAFE)},
     {FIELD("bootstrap.dcs.standby_cluster", F_STANDBY, dcs.standby)},
-    {UNIMPL("bootstrap.dcs.check_timeline")},
-    {UNIMPL("bootstrap.dcs.max_timelines_history")},
+    {FIELD("bootstrap.dcs.check_timeline", F_BOOL, dcs.check_timeline)},
+    {FIELD("bootstrap.dcs.max_timelines_history", F_NONNEG, dcs.max_timelines_history)},
     /* the local file's only: pg_hba from etcd would let its writers choose who logs in */
     {ALIAS("bootstrap.dcs.postgresql.pg_hba", F_STRLIST, bootstrap.pg_hba, "bootstrap.pg_hba")},
-    {UNIMPL("bootstrap.dcs.postgresql.pg_ident")},
-    {UNIMPL("bootstrap.dcs.postgresql.recovery_conf")},
+    /* as pg_hba: the local file's only (who may log in as whom; commands PostgreSQL runs) */
+    {ALIAS("bootstrap.dcs.postgresql.pg_ident", F_STRLIST, postgresql.pg_ident,
+           "postgresql.pg_ident")},
+    {ALIAS("bootstrap.dcs.postgresql.recovery_conf", F_PARAMS, postgresql.recovery_conf,
+           "postgresql.recovery_conf")},
     {FIELD("postgresql.create_replica_methods", F_STRLIST, postgresql.create_replica_methods)},
     {FIELD("postgresql.*", F_METHODS, postgresql.replica_methods)},
     {FIELD("postgresql.basebackup", F_BBOPTS, postgresql.basebackup_args)},
-    {FIELD("postgresql.recovery_conf", F_PARAMS, postgresql.recovery_conf)},
+    {ALIAS("postgresql.recovery_conf", F_PARAMS, postgresql.recovery_conf,
+           "bootstrap.dcs.postgresql.recovery_conf")},
     {FIELD("postgresql.custom_conf", F_STR, postgresql.custom_conf)},
     {CHECKED("postgresql.config_dir", postgresql.config_dir, config_dir_ok)},
     {FIELD("postgresql.pg_ctl_timeout", F_POSINT, postgresql.pg_ctl_timeout)},
@@ -336,11 +346,10 @@ static const struct field fields[] = {
            postgresql.remove_on_rewind_failure)},
     {FIELD("postgresql.remove_data_directory_on_diverged_timelines", F_BOOL,
            postgresql.remove_on_diverged_timelines)},
-    {FIELD("postgresql.pg_ident", F_STRLIST, postgresql.pg_ident)},
+    {ALIAS("postgresql.pg_ident", F_STRLIST, postgresql.pg_ident,
+           "bootstrap.dcs.postgresql.pg_ident")},
     {FIELD("postgresql.bin_name", F_BINNAME, postgresql.bin_name)},
     {FIELD("postgresql.proxy_address", F_HOSTPORT, postgresql.proxy_address)},
-    {UNIMPL("tags.replicatefrom")},
-    {UNIMPL("tags.nostream")},
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
@@ -2736,6 +2745,7 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->scope);
 	free(cfg->namespace);
 	free(cfg->name);
+	free(cfg->tags.replicatefrom);
 	free(cfg->user);
 	free(cfg->restapi.listen);
 	free(cfg->restapi.connect_address);

@@ -119,6 +119,8 @@ struct pgw_dcs {
 	struct pgw_slot_conf slots;
 	/* standby_cluster: follow a remote primary (standby.h) */
 	struct pgw_standby_cluster standby;
+	bool check_timeline;       /* default false: see decide.h pgw_timeline_behind */
+	int max_timelines_history; /* rows the history key keeps, 0 (default) = all */
 };
 
 /* Patroni's defaults (ttl 30, loop_wait 10, retry_timeout 10, ...), no parameters. */
@@ -295,6 +297,8 @@ struct pgw_config {
 	struct {
 		bool nofailover, noloadbalance, clonefrom, nosync;
 		int failover_priority; /* default 1 */
+		char *replicatefrom;   /* cascading replication: a member's name, NULL = none */
+		bool nostream;         /* no primary_conninfo: WAL from restore_command only */
 	} tags;
 
 	struct pgw_strlist warnings; /* "file:line: key: unknown key, ignored" */

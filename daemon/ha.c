@@ -230,6 +230,12 @@ void ha_build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	o->standby_cluster = h->standby.enabled;
 	o->standby_host = h->standby.host;
 	o->standby_port = h->standby.port;
+	o->replicatefrom = c->tags.replicatefrom;
+	o->nostream = c->tags.nostream;
+	s->nostream = c->tags.nostream;
+	o->check_timeline = h->dcs.check_timeline;
+	if (c->tags.replicatefrom)
+		snprintf(s->replicatefrom, sizeof(s->replicatefrom), "%s", c->tags.replicatefrom);
 }
 
 /* --- actions --- */

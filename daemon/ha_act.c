@@ -44,19 +44,39 @@ static void slot_for_self(const struct ha *h, char *slot, size_t len)
 		slot[0] = '\0';
 }
 
+/*
+ * Does the replica stream from a member other than the leader (tags.replicatefrom)?
+ * That member, a replica, holds no slot for it: stream without one (the leader's is
+ * not used meanwhile, see sync_slots).
+ */
+static bool cascading_to(const struct ha *h, const struct pgw_action *a)
+{
+	const struct pgw_member *l = h->etcd_ok ? pgw_cluster_leader_member(&h->cluster) : NULL;
+
+	return l && a->target_host[0] &&
+	       (l->conn_port != a->target_port || strcmp(l->conn_host, a->target_host) != 0);
+}
+
 int ha_configure_replica(struct ha *h, const struct pgw_action *a)
 {
 	char slot[64];
 
 	/* the standby leader follows the remote primary with standby_cluster's settings;
-	 * its replicas follow it with their member slots */
-	if (a->standby_leader)
+	 * its replicas follow it with their member slots (none when cascading) */
+	if (a->standby_leader) {
 		snprintf(slot, sizeof(slot), "%s", h->standby.primary_slot_name);
-	else
+	} else {
 		slot_for_self(h, slot, sizeof(slot));
+		if (cascading_to(h, a))
+			slot[0] = '\0';
+	}
 	pgw_pg_set_standby(h->pg, a->standby_leader ? &h->standby : NULL);
 	/* a standby ignores it; it matters from the instant of a promotion on */
 	pgw_pg_set_sync_names(h->pg, pgw_sync_standby_value(&h->cluster.sync_conf));
+	/* tags.nostream: never a primary_conninfo, also when a clone or a rewind from the
+	 * leader starts the replica (the core gives start and follow no target then) */
+	if (h->cfg->tags.nostream)
+		return pgw_pg_write_config(h->pg, &h->dcs.pg_parameters, "", 0, NULL);
 	return pgw_pg_write_config(h->pg, &h->dcs.pg_parameters,
 	                           a->target_host[0] ? a->target_host : "", a->target_port,
 	                           slot[0] ? slot : NULL);
@@ -235,6 +255,17 @@ static void copy_logical_slots(struct ha *h, const struct pgw_slot_op *ops, int 
 }
 
 /* One loop of slot upkeep: the leader (primary) or a replica following it. */
+/* A member that streams from another member (tags.replicatefrom), not from the leader,
+ * or not at all (tags.nostream): the leader keeps no slot for it (once inactive, dropped
+ * after member_slots_ttl). */
+static bool cascades(const struct pgw_cluster *c, const struct pgw_member *m)
+{
+	char why[200];
+	const struct pgw_member *up = pgw_upstream(c, m->name, m->replicatefrom, why, sizeof(why));
+
+	return m->nostream || (up && up != pgw_cluster_leader_member(c));
+}
+
 static void sync_slots(struct ha *h, bool primary)
 {
 	struct pgw_slot_info have[SLOTS_LISTED_MAX];
@@ -259,7 +290,8 @@ static void sync_slots(struct ha *h, bool primary)
 	 * keys written without one (by hand, or by a hostile writer) would hold WAL and
 	 * fill max_replication_slots (issue 11, item 9) */
 	for (int i = 0; i < h->cluster.nmembers; i++)
-		if (h->cluster.members[i].lease != 0) {
+		if (h->cluster.members[i].lease != 0 &&
+		    !(primary && cascades(&h->cluster, &h->cluster.members[i]))) {
 			pgw_pg_slot_name(h->cluster.members[i].name, names[v.nmembers],
 			                 sizeof(names[0]));
 			members[v.nmembers] = names[v.nmembers];
@@ -340,7 +372,8 @@ static void record_history(struct ha *h, int new_tl)
 	timestamp_iso(ts, sizeof(ts));
 	/* [the timeline that ended, where, ...], as in the history file (and Patroni's key):
 	 * a replica promoted from an older timeline forks off that one, not new_tl - 1 */
-	hist = pgw_history_append(h->cluster.history, parent, lsn, reason, ts, h->cfg->name);
+	hist = pgw_history_append_max(h->cluster.history, parent, lsn, reason, ts, h->cfg->name,
+	                              h->dcs.max_timelines_history);
 	if (hist &&
 	    pgw_etcd_put(h->etcd, h->history_key, hist, strlen(hist), 0, ha_op_timeout(h)) != 0)
 		pgw_warn("cannot write %s: %s", h->history_key, pgw_etcd_errmsg(h->etcd));

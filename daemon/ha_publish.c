@@ -74,6 +74,8 @@ void ha_publish_member(struct ha *h)
 	mi.clonefrom = c->tags.clonefrom;
 	mi.nosync = c->tags.nosync;
 	mi.failover_priority = c->tags.failover_priority;
+	mi.replicatefrom = c->tags.replicatefrom;
+	mi.nostream = c->tags.nostream;
 	json = pgw_member_json(&mi);
 	if (json && pgw_etcd_put(h->etcd, h->member_key, json, strlen(json), h->lease.id,
 	                         ha_op_timeout(h)) != 0)
@@ -199,6 +201,10 @@ void ha_publish_snapshot(struct ha *h, bool holds)
 	add_tag(s, "nosync", c->tags.nosync ? "true" : "false");
 	snprintf(prio, sizeof(prio), "%d", c->tags.failover_priority);
 	add_tag(s, "failover_priority", prio);
+	if (c->tags.replicatefrom)
+		add_tag(s, "replicatefrom", c->tags.replicatefrom);
+	if (c->tags.nostream)
+		add_tag(s, "nostream", "true");
 	snprintf(s->last_action, sizeof(s->last_action), "%s", pgw_action_name(h->last.kind));
 	snprintf(s->last_reason, sizeof(s->last_reason), "%s", h->last.reason);
 	publish_cluster_bodies(h, s);

@@ -578,6 +578,55 @@ struct ecase {
 	const char *err;
 };
 
+/* issue 15: tags.replicatefrom, check_timeline, max_timelines_history are read, with no
+ * "not implemented" warning; bad values are errors naming the key and the line. */
+static void test_topology_keys(void **state)
+{
+	static const struct ecase bad[] = {
+	    {BASE "tags:\n  replicatefrom: a/b\n",
+	     "t.yml:6: tags.replicatefrom: expected a member name (no '/', at most 63 bytes)"},
+	    {BASE "tags:\n  replicatefrom: [a]\n",
+	     "t.yml:6: tags.replicatefrom: expected a string, got a list"},
+	    {BASE "tags:\n  nostream: yes please\n",
+	     "t.yml:6: tags.nostream: expected a boolean, got \"yes please\""},
+	    {BASE "bootstrap:\n  dcs:\n    check_timeline: 2\n",
+	     "t.yml:7: bootstrap.dcs.check_timeline: expected a boolean, got \"2\""},
+	    {BASE "bootstrap:\n  dcs:\n    max_timelines_history: -1\n",
+	     "t.yml:7: bootstrap.dcs.max_timelines_history: expected a non-negative integer, got "
+	     "\"-1\""},
+	};
+	char err[ERRLEN], text[300];
+	struct pgw_config *cfg;
+
+	(void)state;
+	cfg = parse(BASE "tags:\n  replicatefrom: node2\n  nostream: true\nbootstrap:\n  dcs:\n"
+	                 "    check_timeline: true\n    max_timelines_history: 5\n",
+	            err);
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_string_equal(cfg->tags.replicatefrom, "node2");
+	assert_true(cfg->tags.nostream);
+	assert_true(cfg->dcs.check_timeline);
+	assert_int_equal(cfg->dcs.max_timelines_history, 5);
+	assert_int_equal(cfg->warnings.n, 0);
+	pgw_config_free(cfg);
+	cfg = parse(BASE, err);
+	assert_non_null(cfg);
+	assert_null(cfg->tags.replicatefrom);
+	assert_false(cfg->tags.nostream);
+	assert_false(cfg->dcs.check_timeline);
+	assert_int_equal(cfg->dcs.max_timelines_history, 0);
+	pgw_config_free(cfg);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_null(parse(bad[i].yaml, err));
+		assert_string_equal(err, bad[i].err);
+	}
+	/* a name longer than a member name can be (63 bytes) */
+	snprintf(text, sizeof(text), BASE "tags:\n  replicatefrom: %064d\n", 1);
+	assert_null(parse(text, err));
+	assert_non_null(strstr(err, "t.yml:6: tags.replicatefrom: expected a member name"));
+}
+
 static const struct ecase error_cases[] = {
     /* integers */
     {BASE "bootstrap:\n  dcs:\n    ttl: 3O\n",
@@ -1773,6 +1822,7 @@ int main(void)
 	    cmocka_unit_test(test_long_values_are_cut),
 	    cmocka_unit_test(test_warnings),
 	    cmocka_unit_test(test_standby_cluster),
+	    cmocka_unit_test(test_topology_keys),
 	    cmocka_unit_test(test_callbacks),
 	    cmocka_unit_test(test_empty_sections),
 	    cmocka_unit_test(test_bootstrap_replica_keys),

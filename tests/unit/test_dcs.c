@@ -67,7 +67,40 @@ static void test_partial_keeps_base(void **state)
 	assert_false(out.use_slots);
 	assert_true(out.use_pg_rewind);
 	assert_int_equal(out.pg_parameters.n, 0);
+	assert_false(out.check_timeline);
+	assert_int_equal(out.max_timelines_history, 0);
 	pgw_dcs_free(&out);
+}
+
+/* issue 15: check_timeline and max_timelines_history through the config key. */
+static void test_timeline_keys(void **state)
+{
+	struct pgw_dcs b = base(), in, out;
+	char err[256], *json;
+
+	(void)state;
+	json = pgw_dcs_to_json(&b);
+	assert_null(strstr(json, "check_timeline")); /* defaults are not written */
+	assert_null(strstr(json, "max_timelines_history"));
+	free(json);
+	assert_true(pgw_dcs_from_json("{\"check_timeline\":true,\"max_timelines_history\":3}", &b,
+	                              PGW_SAFETY_MARGIN_S, &in, err, sizeof(err)));
+	assert_true(in.check_timeline);
+	assert_int_equal(in.max_timelines_history, 3);
+	json = pgw_dcs_to_json(&in);
+	assert_non_null(strstr(json, "\"check_timeline\":true"));
+	assert_non_null(strstr(json, "\"max_timelines_history\":3"));
+	assert_true(pgw_dcs_from_json(json, &b, PGW_SAFETY_MARGIN_S, &out, err, sizeof(err)));
+	assert_true(out.check_timeline);
+	assert_int_equal(out.max_timelines_history, 3);
+	free(json);
+	pgw_dcs_free(&out);
+	/* null keeps the base, as Patroni's removal of a key does */
+	assert_true(pgw_dcs_from_json("{\"check_timeline\":null}", &in, PGW_SAFETY_MARGIN_S, &out,
+	                              err, sizeof(err)));
+	assert_true(out.check_timeline);
+	pgw_dcs_free(&out);
+	pgw_dcs_free(&in);
 }
 
 /* Bad input changes nothing: false, a message naming the key, *out untouched. */
@@ -84,6 +117,13 @@ static void test_rejected(void **state)
 	    {"{\"retry_timeout\":-1}", "retry_timeout"},
 	    {"{\"maximum_lag_on_failover\":1.5}", "maximum_lag_on_failover"},
 	    {"{\"postgresql\":[]}", "postgresql"},
+	    /* issue 15: hostile values refuse the key, never crash */
+	    {"{\"check_timeline\":\"yes\"}", "config key check_timeline: expected true or false"},
+	    {"{\"check_timeline\":1}", "check_timeline"},
+	    {"{\"max_timelines_history\":-1}", "max_timelines_history: expected an integer from 0"},
+	    {"{\"max_timelines_history\":99999999999}", "max_timelines_history"},
+	    {"{\"max_timelines_history\":\"5\"}", "max_timelines_history"},
+	    {"{\"max_timelines_history\":[1]}", "max_timelines_history"},
 	    {"{\"postgresql\":{\"use_slots\":\"no\"}}", "use_slots"},
 	    {"{\"postgresql\":{\"parameters\":[]}}", "parameters"},
 	    {"{\"postgresql\":{\"parameters\":{\"a\":{\"b\":1}}}}", "parameters.a"},
@@ -278,6 +318,7 @@ int main(void)
 	    cmocka_unit_test(test_round_trip),      cmocka_unit_test(test_partial_keeps_base),
 	    cmocka_unit_test(test_rejected),        cmocka_unit_test(test_copy_and_differ),
 	    cmocka_unit_test(test_standby_cluster), cmocka_unit_test(test_standby_effective),
+	    cmocka_unit_test(test_timeline_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

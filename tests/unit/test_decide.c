@@ -1197,6 +1197,213 @@ static void test_start_replica(void **state)
 	check(&a, PGW_ACT_START_REPLICA, "start-replica", "node1");
 }
 
+/* ---- cascading replication (tags.replicatefrom) --------------------------------- */
+
+/* node3 names node2 in tags.replicatefrom; node2's key lives on a lease and streams. */
+static void fx_cascade(struct fx *f)
+{
+	fx_replica(f);
+	f->o.self = "node3";
+	f->o.replicatefrom = "node2";
+	member(f, "node2")->lease = 5;
+	member(f, "node3")->lease = 6;
+	snprintf(member(f, "node3")->replicatefrom, PGW_NAME_MAX, "node2");
+}
+
+static void test_replicatefrom_cascades(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_cascade(&f);
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "follow-upstream",
+	      "tags.replicatefrom|was following 10.0.0.1:5432|node2 at 10.0.0.2:5432");
+	check_target(&a, "node2", "10.0.0.2", 5432);
+
+	/* repointed: it stays there */
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.0.0.2");
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following-upstream", "cascading|node2, leader node1|streaming");
+	check_target(&a, "node2", "10.0.0.2", 5432);
+
+	/* still starting: no repoint yet */
+	f.pg.accepting = false;
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.0.0.1");
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following-upstream", "node2");
+
+	/* stopped: started from node2 */
+	pg_stopped(&f, PGW_CS_SHUT_DOWN_IN_RECOVERY);
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_REPLICA, "start-replica", "from node2 (tags.replicatefrom)");
+	check_target(&a, "node2", "10.0.0.2", 5432);
+
+	/* naming the leader, or nothing: the leader, with no fallback said */
+	fx_cascade(&f);
+	f.o.replicatefrom = "node1";
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "node1");
+	assert_null(strstr(a.reason, "replicatefrom"));
+	f.o.replicatefrom = NULL;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "node1");
+}
+
+/* The named member cannot serve: the leader, and the reason says why. */
+static void test_replicatefrom_falls_back(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_cascade(&f);
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.0.0.2");
+	member(&f, "node2")->streaming = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "follow-new-leader",
+	      "was following 10.0.0.2:5432|leader is node1|node2 does not stream|following the "
+	      "leader");
+	check_target(&a, "node1", "10.0.0.1", 5432);
+
+	fx_cascade(&f);
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.0.0.2");
+	snprintf(member(&f, "node2")->state, sizeof(member(&f, "node2")->state), "stopped");
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "follow-new-leader",
+	      "not a running replica (role replica, "
+	      "state stopped)");
+
+	/* gone (its key expired with its lease), or a key without a lease (hand-written) */
+	fx_cascade(&f);
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.0.0.2");
+	remove_member(&f, "node2");
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "follow-new-leader", "node2 is not a live member");
+	fx_cascade(&f);
+	member(&f, "node2")->lease = 0;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "node1|node2 is not a live member");
+
+	/* still on the old timeline: it has not followed the new leader yet */
+	fx_cascade(&f);
+	member(&f, "node1")->timeline = 3;
+	member(&f, "node2")->timeline = 2;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "node2 is on timeline 2, the leader on 3");
+
+	/* the leader itself, promoted: not a replica */
+	fx_cascade(&f);
+	snprintf(member(&f, "node2")->role, sizeof(member(&f, "node2")->role), "master");
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "not a running replica (role master");
+
+	/* its own name */
+	fx_cascade(&f);
+	f.o.replicatefrom = "node3";
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "names this node itself");
+}
+
+/* a -> b -> a: both fall back to the leader, neither is left without a source. */
+static void test_replicatefrom_loop(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+	char why[200];
+
+	(void)state;
+	fx_cascade(&f);
+	snprintf(member(&f, "node2")->replicatefrom, PGW_NAME_MAX, "node3");
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.0.0.2");
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "follow-new-leader", "a loop, node2 replicates from this node");
+	check_target(&a, "node1", "10.0.0.1", 5432);
+	/* and from node2's side, with node3's tag */
+	assert_ptr_equal(pgw_upstream(&f.c, "node2", "node3", why, sizeof(why)),
+	                 member(&f, "node1"));
+	assert_non_null(strstr(why, "a loop, node3 replicates from this node"));
+
+	/* a longer one: node3 -> node2 -> node4 -> node3 */
+	fx_cascade(&f);
+	add_member(&f.c, "node4", "10.0.0.4", 5432, "replica", 5000)->lease = 7;
+	snprintf(member(&f, "node2")->replicatefrom, PGW_NAME_MAX, "node4");
+	snprintf(member(&f, "node4")->replicatefrom, PGW_NAME_MAX, "node3");
+	assert_ptr_equal(pgw_upstream(&f.c, "node3", "node2", why, sizeof(why)),
+	                 member(&f, "node1"));
+	assert_non_null(strstr(why, "node4 replicates from this node"));
+
+	/* a loop elsewhere (node2 <-> node4) is theirs to break: node3 keeps node2, and the
+	 * walk ends */
+	snprintf(member(&f, "node4")->replicatefrom, PGW_NAME_MAX, "node2");
+	assert_ptr_equal(pgw_upstream(&f.c, "node3", "node2", why, sizeof(why)),
+	                 member(&f, "node2"));
+	assert_string_equal(why, "");
+	/* a chain that ends at the leader, or at a name nobody has */
+	snprintf(member(&f, "node4")->replicatefrom, PGW_NAME_MAX, "node1");
+	assert_ptr_equal(pgw_upstream(&f.c, "node3", "node2", why, sizeof(why)),
+	                 member(&f, "node2"));
+	snprintf(member(&f, "node4")->replicatefrom, PGW_NAME_MAX, "ghost");
+	assert_ptr_equal(pgw_upstream(&f.c, "node3", "node2", why, sizeof(why)),
+	                 member(&f, "node2"));
+}
+
+/* tags.nostream: no primary_conninfo, WAL from restore_command; still a candidate. */
+static void test_nostream(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_replica(&f);
+	f.o.nostream = true;
+	f.o.replicatefrom = "node3"; /* nostream wins: it streams from nobody */
+	member(&f, "node3")->lease = 6;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "stop-streaming",
+	      "removing primary_conninfo|was following "
+	      "10.0.0.1:5432");
+	assert_string_equal(a.target, "");
+	assert_string_equal(a.target_host, "");
+
+	f.pg.primary_host[0] = '\0';
+	f.pg.primary_port = 0;
+	f.pg.streaming = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following-archive", "restore_command|leader node1");
+	assert_string_equal(a.target, "");
+
+	/* stopped: started without a source */
+	pg_stopped(&f, PGW_CS_SHUT_DOWN_IN_RECOVERY);
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_REPLICA, "start-replica",
+	      "tags.nostream: without primary_conninfo");
+	assert_string_equal(a.target, "");
+	assert_string_equal(a.target_host, "");
+
+	/* an empty data directory is still cloned from the leader */
+	pg_empty(&f);
+	decide(&f, &a);
+	check(&a, PGW_ACT_CLONE, "clone", "node1");
+
+	/* a nostream member serves as an upstream: it has the WAL it replayed */
+	fx_cascade(&f);
+	member(&f, "node2")->streaming = false;
+	member(&f, "node2")->nostream = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "follow-upstream", "node2");
+
+	/* and it stands for election like any replica (Patroni: nostream is about WAL
+	 * transport and slots only) */
+	fx_no_leader(&f);
+	f.o.nostream = true;
+	member(&f, "node2")->streaming = false;
+	member(&f, "node2")->nostream = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "position 5000");
+}
+
 /* ---- nobody holds the key ------------------------------------------------------ */
 
 static void test_no_fresh_lease(void **state)
@@ -1880,6 +2087,44 @@ static void test_candidate_acquires(void **state)
 	      "healthiest eligible member|taking the leader key|position 5000, leader's last 5000");
 }
 
+/* check_timeline: a node behind the history's newest timeline does not stand. */
+static void test_check_timeline(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+	const char *all[] = {"node2", "node3"};
+
+	(void)state;
+	fx_no_leader(&f);
+	f.c.history_timeline = 3; /* newest row [2, ...]: the cluster is on timeline 3 */
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "position 5000"); /* off: Patroni's default */
+
+	f.o.check_timeline = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "timeline-behind",
+	      "not standing for election|timeline 2 is behind the cluster's 3");
+	member(&f, "node2")->timeline = 0;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "timeline-behind", "timeline is unknown, the cluster's is 3");
+	member(&f, "node2")->timeline = 3;
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "position 5000");
+	/* no history: nothing to compare with */
+	member(&f, "node2")->timeline = 2;
+	f.c.history_timeline = 0;
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "position 5000");
+
+	/* node3, behind in WAL but on the cluster's timeline, is the one that takes over */
+	f.c.history_timeline = 3;
+	member(&f, "node3")->timeline = 3;
+	assert_string_equal(election(&f, all, 2), "node3");
+	/* both behind: nobody does (Patroni's rule; an operator's failover still may) */
+	member(&f, "node3")->timeline = 2;
+	assert_null(election(&f, all, 2));
+}
+
 /* ---- the election ----------------------------------------------------------- */
 
 /* Decide from each replica's view on the same cluster data; returns the one node that
@@ -2359,9 +2604,9 @@ static int rule_names(char names[][40], int max)
 
 static void test_print_rules_text(void **state)
 {
-	char names[64][40];
+	char names[128][40];
 	char *text = print_rules(false);
-	int n = rule_names(names, 64), lines = 0;
+	int n = rule_names(names, 128), lines = 0;
 
 	(void)state;
 	for (char *p = text; *p; p++)
@@ -2380,8 +2625,8 @@ static void test_print_rules_text(void **state)
 
 static void test_print_rules_dot(void **state)
 {
-	char names[64][40];
-	int n = rule_names(names, 64), edges = 0;
+	char names[128][40];
+	int n = rule_names(names, 128), edges = 0;
 	char *dot = print_rules(true), *save = NULL;
 	size_t len = strlen(dot);
 
@@ -2414,8 +2659,8 @@ static void test_print_rules_dot(void **state)
  * cannot be reached: "not-best" is the exact complement of "candidate". */
 static void test_every_rule_reached(void **state)
 {
-	char names[64][40];
-	int n = rule_names(names, 64);
+	char names[128][40];
+	int n = rule_names(names, 128);
 
 	(void)state;
 	for (int i = 0; i < n; i++) {
@@ -2467,6 +2712,10 @@ int main(void)
 	    cmocka_unit_test(test_old_primary_reclones),
 	    cmocka_unit_test(test_old_primary_keeps_data),
 	    cmocka_unit_test(test_start_replica),
+	    cmocka_unit_test(test_replicatefrom_cascades),
+	    cmocka_unit_test(test_replicatefrom_falls_back),
+	    cmocka_unit_test(test_replicatefrom_loop),
+	    cmocka_unit_test(test_nostream),
 	    cmocka_unit_test(test_no_fresh_lease),
 	    cmocka_unit_test(test_bootstrap),
 	    cmocka_unit_test(test_uninitialized_with_data),
@@ -2483,6 +2732,7 @@ int main(void)
 	    cmocka_unit_test(test_named_candidate_takes_over),
 	    cmocka_unit_test(test_paused_no_automatic_action),
 	    cmocka_unit_test(test_candidate_acquires),
+	    cmocka_unit_test(test_check_timeline),
 	    cmocka_unit_test(test_election_higher_position_wins),
 	    cmocka_unit_test(test_election_tie_priority_then_name),
 	    cmocka_unit_test(test_election_lagging_not_eligible),
