@@ -28,6 +28,9 @@ struct pgw_member {
 	bool nofailover;
 	bool noloadbalance;
 	bool nosync; /* tag nosync: never a synchronous standby */
+	/* tag replicatefrom: the member it streams from (cascading), "" = the leader */
+	char replicatefrom[PGW_NAME_MAX];
+	bool nostream; /* tag nostream: replays WAL from the archive only, never streams */
 	/* synchronous mode is on and the sync key names neither it as a synchronous
 	 * standby nor as the leader it belongs to: it may not be promoted (S2;
 	 * pgw_cluster_derive sets it) */
@@ -102,7 +105,14 @@ struct pgw_sync_key {
 	int64_t mod_revision;
 };
 
-#define PGW_FORKS_MAX 64
+#define PGW_FORKS_MAX        64
+#define PGW_STATUS_SLOTS_MAX 32
+
+/* A slot position the leader published in the status key ("slots": {name: lsn}). */
+struct pgw_status_slot {
+	char name[PGW_NAME_MAX];
+	uint64_t lsn;
+};
 
 struct pgw_cluster {
 	int64_t revision; /* header revision of the read */
@@ -115,7 +125,10 @@ struct pgw_cluster {
 	struct pgw_member members[PGW_MAX_MEMBERS];
 	int nmembers;
 	int64_t optime; /* status key optime, -1 unknown */
-	char *history;  /* raw JSON of the history key (malloc'd), NULL when absent */
+	/* the status key's slots: valid slot names with positions only */
+	struct pgw_status_slot status_slots[PGW_STATUS_SLOTS_MAX];
+	int nstatus_slots;
+	char *history; /* raw JSON of the history key (malloc'd), NULL when absent */
 	/* the history key's rows [timeline, switch_lsn, ...]: timeline forks[i].timeline ended
 	 * at forks[i].lsn (the newest PGW_FORKS_MAX rows; malformed rows are left out) */
 	struct pgw_fork {
@@ -127,6 +140,9 @@ struct pgw_cluster {
 	 * promotion, so when it is the leader's timeline - 1, row k (from 0) is where the
 	 * parent of timeline k + 2 ended, and the leader's line of descent can be walked */
 	int history_rows;
+	/* the cluster's timeline as the history key tells it: its newest row's timeline + 1
+	 * (Patroni's cluster timeline, for check_timeline); 0 unknown (no or bad history) */
+	int history_timeline;
 	bool has_config;
 	char *config; /* raw JSON of the config key (malloc'd), NULL when absent */
 	bool paused;  /* config has "pause": true */

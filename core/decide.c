@@ -293,12 +293,33 @@ static bool better(const struct pgw_member *a, const struct pgw_member *b)
 	return strcmp(a->name, b->name) < 0;
 }
 
+bool pgw_timeline_behind(const struct pgw_obs *o, char *why, size_t whylen)
+{
+	int ctl = o->cluster->history_timeline, tl = o->self_member.timeline;
+
+	if (!o->check_timeline || ctl <= 0)
+		return false;
+	if (tl <= 0) {
+		snprintf(why, whylen,
+		         "check_timeline: this node's timeline is unknown, the cluster's is %d",
+		         ctl);
+		return true;
+	}
+	if (tl >= ctl)
+		return false;
+	snprintf(why, whylen, "check_timeline: this node's timeline %d is behind the cluster's %d",
+	         tl, ctl);
+	return true;
+}
+
 bool pgw_is_best_candidate(const struct pgw_obs *o, char *why, size_t whylen)
 {
 	const struct pgw_member *self = &o->self_member;
 	const struct pgw_cluster *c = o->cluster;
 	char dummy[256];
 
+	if (pgw_timeline_behind(o, why, whylen))
+		return false;
 	if (!pgw_candidate_eligible(self, o->leader_optime, o->max_lag, why, whylen))
 		return false;
 	for (int i = 0; i < c->nmembers; i++) {
@@ -539,8 +560,10 @@ static bool g_n_failover_self(const struct pgw_obs *o, struct pgw_action *a)
 	if (!pgw_candidate_eligible(&o->self_member, o->leader_optime, o->max_lag, why,
 	                            sizeof(why)))
 		return false;
-	detail(a, "requested leader %s",
-	       o->cluster->failover.leader[0] ? o->cluster->failover.leader : "any");
+	detail(a, "requested leader %s%s",
+	       o->cluster->failover.leader[0] ? o->cluster->failover.leader : "any",
+	       o->standby_cluster ? "; standby cluster: as standby leader, no promotion" : "");
+	a->standby_leader = o->standby_cluster;
 	return true;
 }
 
@@ -583,6 +606,84 @@ static bool g_leader_lease_stale(const struct pgw_obs *o, struct pgw_action *a)
 	(void)a;
 	return pgw_obs_holds_leader(o) &&
 	       !pgw_lease_allows_writes(&o->lease, o->now_ms, o->margin_ms);
+}
+
+int64_t pgw_pre_promote_holdoff_ms(int loop_wait_s)
+{
+	return (2LL * loop_wait_s + 1) * 1000;
+}
+
+/*
+ * pre_promote vetoed the promotion but the key is still ours (the action's release
+ * failed, or PostgreSQL went down meanwhile): never promote or start as primary on
+ * it; give the key up as Patroni does.
+ */
+static bool g_leader_vetoed(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return pgw_obs_holds_leader(o) && o->pre_promote_vetoed && !pg_primary(o);
+}
+
+/* --- standby cluster: the leader follows the remote primary --- */
+
+static void set_remote(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const char *host = o->standby_host ? o->standby_host : "";
+
+	snprintf(a->target, sizeof(a->target), "%s", "standby_cluster");
+	snprintf(a->target_host, sizeof(a->target_host), "%s", host);
+	a->target_port = host[0] ? o->standby_port : 0;
+	a->standby_leader = true;
+}
+
+static bool standby_leader(const struct pgw_obs *o)
+{
+	return o->standby_cluster && pgw_obs_holds_leader(o);
+}
+
+/* running and following the remote primary (or, not answering yet, starting) */
+static bool g_standby_leader(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const char *host = o->standby_host ? o->standby_host : "";
+
+	if (!standby_leader(o) || !o->pg->running)
+		return false;
+	if (o->pg->accepting && (strcmp(o->pg->primary_host, host) != 0 ||
+	                         (host[0] && o->pg->primary_port != o->standby_port)))
+		return false;
+	set_remote(o, a);
+	if (host[0])
+		detail(a, "%s:%d, WAL receiver %s", host, o->standby_port,
+		       o->pg->streaming ? "streaming" : "not streaming");
+	else
+		detail(a, "restore_command only");
+	return true;
+}
+
+static bool g_standby_leader_follow(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!standby_leader(o) || !o->pg->running || !o->pg->accepting)
+		return false;
+	set_remote(o, a);
+	detail(a, "was following %s:%d, remote primary %s:%d",
+	       o->pg->primary_host[0] ? o->pg->primary_host : "nobody", o->pg->primary_port,
+	       a->target_host[0] ? a->target_host : "none", a->target_port);
+	return true;
+}
+
+/* stopped: started as a standby of the remote, until primary_start_timeout (then the
+ * leader-start-timeout row releases the key, as for any leader that cannot start) */
+static bool g_standby_leader_start(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!standby_leader(o) || o->pg->running || o->pg->datadir != PGW_DATADIR_VALID)
+		return false;
+	if (o->primary_down_since_ms != 0 &&
+	    o->now_ms - o->primary_down_since_ms > (int64_t)o->primary_start_timeout_s * 1000)
+		return false;
+	set_remote(o, a);
+	detail(a, "remote primary %s:%d", a->target_host[0] ? a->target_host : "none",
+	       a->target_port);
+	return true;
 }
 
 static bool g_leader_promote(const struct pgw_obs *o, struct pgw_action *a)
@@ -751,6 +852,139 @@ static bool upstream_is(const struct pgw_obs *o, const struct pgw_member *m)
 	       strcmp(o->pg->primary_host, m->conn_host) == 0;
 }
 
+const struct pgw_member *pgw_upstream(const struct pgw_cluster *c, const char *self,
+                                      const char *replicatefrom, char *why, size_t whylen)
+{
+	const struct pgw_member *l = pgw_cluster_leader_member(c), *m, *cur;
+
+	if (whylen > 0)
+		why[0] = '\0';
+	if (!replicatefrom || !replicatefrom[0] ||
+	    (c->has_leader && strcmp(replicatefrom, c->leader) == 0))
+		return l;
+	if (strcmp(replicatefrom, self) == 0) {
+		snprintf(why, whylen, "tags.replicatefrom names this node itself");
+		return l;
+	}
+	m = pgw_cluster_member(c, replicatefrom);
+	if (!m || m->lease == 0) {
+		snprintf(why, whylen, "tags.replicatefrom %s is not a live member", replicatefrom);
+		return l;
+	}
+	if (strcmp(m->role, "replica") != 0 || strcmp(m->state, "running") != 0) {
+		snprintf(why, whylen,
+		         "tags.replicatefrom %s is not a running replica (role %s, state %s)",
+		         m->name, m->role[0] ? m->role : "unknown",
+		         m->state[0] ? m->state : "unknown");
+		return l;
+	}
+	if (!m->streaming && !m->nostream) {
+		snprintf(why, whylen, "tags.replicatefrom %s does not stream", m->name);
+		return l;
+	}
+	if (l && l->timeline > 0 && m->timeline != l->timeline) {
+		snprintf(why, whylen, "tags.replicatefrom %s is on timeline %d, the leader on %d",
+		         m->name, m->timeline, l->timeline);
+		return l;
+	}
+	/* its own tag, and the tags of the members it names in turn: a chain back to this
+	 * node is a loop (a -> b -> a), and everyone on it falls back to the leader */
+	cur = m;
+	for (int hops = 0; hops < PGW_MAX_MEMBERS && cur->replicatefrom[0]; hops++) {
+		if (c->has_leader && strncmp(cur->replicatefrom, c->leader, PGW_NAME_MAX) == 0)
+			break;
+		if (strncmp(cur->replicatefrom, self, PGW_NAME_MAX) == 0) {
+			snprintf(why, whylen,
+			         "tags.replicatefrom %s: a loop, %s replicates from this node",
+			         m->name, cur->name);
+			return l;
+		}
+		cur = pgw_cluster_member(c, cur->replicatefrom);
+		if (!cur)
+			break;
+	}
+	return m;
+}
+
+/* The member this replica streams from: the leader, or tags.replicatefrom's member. */
+static const struct pgw_member *upstream(const struct pgw_obs *o, char *why, size_t whylen)
+{
+	return pgw_upstream(o->cluster, o->self, o->replicatefrom, why, whylen);
+}
+
+static bool cascading(const struct pgw_obs *o, const struct pgw_member *up)
+{
+	return up != leader_member(o);
+}
+
+/* tags.nostream: a running replica (not an old primary) that must not stream at all. */
+static bool archive_only(const struct pgw_obs *o)
+{
+	return o->nostream && follower(o) && o->pg->running && !was_primary(o);
+}
+
+static bool g_f_following_archive(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!archive_only(o) || (o->pg->accepting && o->pg->primary_host[0]))
+		return false;
+	detail(a, "leader %s", o->cluster->leader);
+	return true;
+}
+
+static bool g_f_stop_streaming(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!archive_only(o))
+		return false;
+	detail(a, "was following %s:%d", o->pg->primary_host, o->pg->primary_port);
+	return true;
+}
+
+/* A replica that cascades: running, not an old primary, its upstream not the leader. */
+static bool cascade_candidate(const struct pgw_obs *o, const struct pgw_member **up)
+{
+	char why[200];
+
+	if (!follower(o) || !o->pg->running || was_primary(o) || !leader_member(o) || o->nostream)
+		return false;
+	*up = upstream(o, why, sizeof(why));
+	return *up && cascading(o, *up);
+}
+
+static bool g_f_following_upstream(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const struct pgw_member *up;
+
+	if (!cascade_candidate(o, &up) || (o->pg->accepting && !upstream_is(o, up)))
+		return false;
+	set_target(a, up);
+	detail(a, "%s, leader %s, WAL receiver %s", a->target, o->cluster->leader,
+	       o->pg->streaming ? "streaming" : "not streaming");
+	return true;
+}
+
+static bool g_f_follow_upstream(const struct pgw_obs *o, struct pgw_action *a)
+{
+	const struct pgw_member *up;
+
+	if (!cascade_candidate(o, &up))
+		return false;
+	set_target(a, up);
+	detail(a, "was following %s:%d, tags.replicatefrom %s at %s:%d",
+	       o->pg->primary_host[0] ? o->pg->primary_host : "nobody", o->pg->primary_port,
+	       a->target, a->target_host, a->target_port);
+	return true;
+}
+
+/* Why a replica with tags.replicatefrom follows the leader instead, for the reason. */
+static void fallback_detail(const struct pgw_obs *o, struct pgw_action *a)
+{
+	char why[200];
+
+	upstream(o, why, sizeof(why));
+	if (why[0])
+		detail(a, "%s: following the leader", why);
+}
+
 static bool g_f_following(const struct pgw_obs *o, struct pgw_action *a)
 {
 	const struct pgw_member *l;
@@ -763,6 +997,7 @@ static bool g_f_following(const struct pgw_obs *o, struct pgw_action *a)
 	set_target(a, l);
 	detail(a, "%s, WAL receiver %s", a->target,
 	       o->pg->streaming ? "streaming" : "not streaming");
+	fallback_detail(o, a);
 	return true;
 }
 
@@ -774,6 +1009,7 @@ static bool g_f_follow_new(const struct pgw_obs *o, struct pgw_action *a)
 	detail(a, "was following %s:%d, leader is %s at %s:%d",
 	       o->pg->primary_host[0] ? o->pg->primary_host : "nobody", o->pg->primary_port,
 	       a->target, a->target_host, a->target_port);
+	fallback_detail(o, a);
 	return true;
 }
 
@@ -794,6 +1030,26 @@ static bool g_f_leader_tl_unknown(const struct pgw_obs *o, struct pgw_action *a)
 	detail(a, "leader %s on timeline %d, this node on timeline %d", o->cluster->leader, ltl,
 	       local_timeline(o));
 	return true;
+}
+
+/* An old primary that cannot be rewound, whose data directory the file says to keep. */
+static bool g_f_keep_data(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!follower(o) || !was_primary(o))
+		return false;
+	if (o->use_pg_rewind && o->rewind_failed && o->keep_data_on_rewind_failure) {
+		detail(a,
+		       "pg_rewind from %s failed and "
+		       "remove_data_directory_on_rewind_failure is false",
+		       o->cluster->leader);
+		return true;
+	}
+	if (!o->use_pg_rewind && o->keep_data_without_rewind) {
+		detail(a, "use_pg_rewind is off and "
+		          "remove_data_directory_on_diverged_timelines is false");
+		return true;
+	}
+	return false;
 }
 
 static bool g_f_reclone(const struct pgw_obs *o, struct pgw_action *a)
@@ -820,10 +1076,24 @@ static bool g_f_rewind(const struct pgw_obs *o, struct pgw_action *a)
 
 static bool g_f_start(const struct pgw_obs *o, struct pgw_action *a)
 {
+	char why[200];
+	const struct pgw_member *up;
+
 	if (!follower(o))
 		return false;
-	set_target(a, leader_member(o));
-	detail(a, "leader %s", a->target);
+	if (o->nostream) {
+		detail(a,
+		       "tags.nostream: without primary_conninfo, WAL from restore_command; leader "
+		       "%s",
+		       o->cluster->leader);
+		return true; /* no target: nobody to stream from */
+	}
+	up = upstream(o, why, sizeof(why));
+	set_target(a, up);
+	if (cascading(o, up))
+		detail(a, "from %s (tags.replicatefrom), leader %s", a->target, o->cluster->leader);
+	else
+		detail(a, "leader %s%s%s", a->target, why[0] ? "; " : "", why);
 	return true;
 }
 
@@ -838,6 +1108,16 @@ static bool g_n_bootstrap(const struct pgw_obs *o, struct pgw_action *a)
 {
 	(void)a;
 	return !o->cluster->initialized && o->pg->datadir == PGW_DATADIR_EMPTY;
+}
+
+static bool g_n_bootstrap_standby(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!o->standby_cluster || !g_n_bootstrap(o, a))
+		return false;
+	set_remote(o, a);
+	detail(a, "remote primary %s:%d", a->target_host[0] ? a->target_host : "none",
+	       a->target_port);
+	return true;
 }
 
 static bool g_n_watchdog_bootstrap(const struct pgw_obs *o, struct pgw_action *a)
@@ -855,6 +1135,13 @@ static bool g_n_bootstrapping(const struct pgw_obs *o, struct pgw_action *a)
 {
 	(void)a;
 	return o->cluster->sysid[0] == '\0';
+}
+
+/* No leader, an empty data directory, and a replica method that needs none (a backup). */
+static bool g_n_clone_no_leader(const struct pgw_obs *o, struct pgw_action *a)
+{
+	(void)a;
+	return o->pg->datadir == PGW_DATADIR_EMPTY && o->clone_without_leader;
 }
 
 static bool g_n_empty(const struct pgw_obs *o, struct pgw_action *a)
@@ -898,7 +1185,7 @@ static bool would_acquire(const struct pgw_obs *o)
 	struct pgw_action scratch = {0}; /* the guards append to its reason */
 	char why[200];
 
-	if (o->watchdog_unusable)
+	if (o->watchdog_unusable || o->pre_promote_vetoed)
 		return false;
 	if (g_n_failover_self(o, &scratch))
 		return true;
@@ -985,6 +1272,26 @@ static bool g_n_unprotected(const struct pgw_obs *o, struct pgw_action *a)
 	}
 	detail(a, "%s, lease %" PRIx64 "; pgwardenctl failover promotes once it is known down",
 	       lr->member[0] ? lr->member : "unknown", (uint64_t)lr->lease);
+	return true;
+}
+
+/* The vetoed node is the one a switchover or failover names: that request cannot be
+ * carried out; remove it so that the election (or the old leader) decides. */
+static bool g_n_vetoed_request(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!o->pre_promote_vetoed || !failover_usable(o) ||
+	    strcmp(o->cluster->failover.member, o->self) != 0)
+		return false;
+	detail(a, "requested leader %s",
+	       o->cluster->failover.leader[0] ? o->cluster->failover.leader : "any");
+	return true;
+}
+
+static bool g_n_vetoed(const struct pgw_obs *o, struct pgw_action *a)
+{
+	if (!o->pre_promote_vetoed)
+		return false;
+	detail(a, "for %" PRId64 " ms after the veto", pgw_pre_promote_holdoff_ms(o->loop_wait_s));
 	return true;
 }
 
@@ -1103,14 +1410,26 @@ static bool g_n_nofailover(const struct pgw_obs *o, struct pgw_action *a)
 	return o->nofailover;
 }
 
+static bool g_n_timeline_behind(const struct pgw_obs *o, struct pgw_action *a)
+{
+	char why[200];
+
+	if (!pgw_timeline_behind(o, why, sizeof(why)))
+		return false;
+	detail(a, "%s", why);
+	return true;
+}
+
 static bool g_n_candidate(const struct pgw_obs *o, struct pgw_action *a)
 {
 	char why[200];
 
 	if (!pgw_is_best_candidate(o, why, sizeof(why)))
 		return false;
-	detail(a, "position %" PRId64 ", leader's last %" PRId64, o->self_member.xlog_location,
-	       o->leader_optime);
+	detail(a, "position %" PRId64 ", leader's last %" PRId64 "%s", o->self_member.xlog_location,
+	       o->leader_optime,
+	       o->standby_cluster ? "; standby cluster: as standby leader, no promotion" : "");
+	a->standby_leader = o->standby_cluster;
 	return true;
 }
 
@@ -1156,8 +1475,21 @@ static const struct rule rules[] = {
      "renewed"},
     {"paused", "any", g_paused, PGW_ACT_NONE,
      "maintenance mode (pause): no automatic promotion, demotion, start or stop"},
+    {"pre-promote-vetoed-leader", "leader", g_leader_vetoed, PGW_ACT_RELEASE,
+     "postgresql.pre_promote vetoed this node's promotion: stopping PostgreSQL and releasing "
+     "the leader key instead of promoting"},
+    {"standby-leader", "leader", g_standby_leader, PGW_ACT_NONE,
+     "standby cluster (standby_cluster in the dynamic configuration): standby leader "
+     "following the remote primary, not promoting"},
+    {"standby-leader-follow", "leader", g_standby_leader_follow, PGW_ACT_FOLLOW,
+     "standby cluster: standby leader following another server: switching to the remote "
+     "primary"},
+    {"standby-leader-start", "leader", g_standby_leader_start, PGW_ACT_START_REPLICA,
+     "standby cluster: standby leader with PostgreSQL stopped: starting it as a standby of "
+     "the remote primary"},
     {"leader-in-recovery", "leader", g_leader_promote, PGW_ACT_PROMOTE,
-     "holding the leader key while PostgreSQL is in recovery: promoting"},
+     "holding the leader key while PostgreSQL is in recovery and no standby_cluster in the "
+     "dynamic configuration: promoting"},
     {"leader-start-timeout", "leader", g_leader_start_timeout, PGW_ACT_RELEASE,
      "PostgreSQL did not come up as primary within primary_start_timeout: releasing the leader "
      "key"},
@@ -1185,34 +1517,58 @@ static const struct rule rules[] = {
      "the data directory is not a usable PostgreSQL cluster: not touching it"},
     {"foreign-datadir", "any", g_foreign, PGW_ACT_NONE,
      "the data directory belongs to another cluster: not touching it"},
+    {"following-archive", "replica", g_f_following_archive, PGW_ACT_NONE,
+     "tags.nostream: replaying WAL from the archive (restore_command), not streaming"},
+    {"stop-streaming", "replica", g_f_stop_streaming, PGW_ACT_FOLLOW,
+     "tags.nostream: removing primary_conninfo, WAL comes from restore_command only"},
+    {"following-upstream", "replica", g_f_following_upstream, PGW_ACT_NONE,
+     "replica following the member named by tags.replicatefrom (cascading replication)"},
+    {"follow-upstream", "replica", g_f_follow_upstream, PGW_ACT_FOLLOW,
+     "tags.replicatefrom names a running, streaming member: switching to it (cascading "
+     "replication)"},
     {"following", "replica", g_f_following, PGW_ACT_NONE, "replica following the leader"},
     {"follow-new-leader", "replica", g_f_follow_new, PGW_ACT_FOLLOW,
      "replica following another primary: switching to the leader"},
     {"leader-timeline-unknown", "replica", g_f_leader_tl_unknown, PGW_ACT_NONE,
      "old primary waiting for the leader to publish its timeline before rewinding"},
+    {"keep-unrewound-data", "replica", g_f_keep_data, PGW_ACT_NONE,
+     "old primary that cannot be rewound, and the configuration keeps its data directory: "
+     "waiting for pgwardenctl reinit"},
     {"reclone", "replica", g_f_reclone, PGW_ACT_CLONE,
      "old primary cannot be rewound: re-cloning from the leader"},
     {"rewind", "replica", g_f_rewind, PGW_ACT_REWIND,
      "old primary rejoining: rewinding from the leader"},
     {"start-replica", "replica", g_f_start, PGW_ACT_START_REPLICA,
-     "PostgreSQL stopped: starting it as a replica of the leader"},
+     "PostgreSQL stopped: starting it as a replica of the leader (or of the member its "
+     "tags.replicatefrom names)"},
     {"no-fresh-lease", "no leader", g_n_no_fresh_lease, PGW_ACT_NONE,
      "no leader, but this node holds no fresh lease: it cannot take the leader key"},
     {"watchdog-no-bootstrap", "no leader", g_n_watchdog_bootstrap, PGW_ACT_NONE,
      "no cluster in etcd, but watchdog mode required and the watchdog cannot be armed: not "
      "bootstrapping"},
+    {"bootstrap-standby", "no leader", g_n_bootstrap_standby, PGW_ACT_BOOTSTRAP,
+     "no cluster in etcd, an empty data directory and standby_cluster in bootstrap.dcs: "
+     "cloning the remote primary to bootstrap a standby cluster"},
     {"bootstrap", "no leader", g_n_bootstrap, PGW_ACT_BOOTSTRAP,
      "no cluster in etcd and an empty data directory: bootstrapping a new cluster"},
     {"uninitialized-with-data", "no leader", g_n_uninitialized_data, PGW_ACT_NONE,
      "no cluster in etcd but the data directory holds data: refusing to bootstrap over it"},
     {"bootstrap-in-progress", "no leader", g_n_bootstrapping, PGW_ACT_NONE,
      "another member is bootstrapping the cluster"},
+    {"clone-no-leader", "no leader", g_n_clone_no_leader, PGW_ACT_CLONE,
+     "no leader and an empty data directory: creating a replica with a method that needs no "
+     "leader (no_leader)"},
     {"no-leader-empty", "no leader", g_n_empty, PGW_ACT_NONE,
      "no leader and an empty data directory: nothing to clone from yet"},
     {"no-leader-start", "no leader", g_n_start, PGW_ACT_START_REPLICA,
      "no leader: starting PostgreSQL as a replica to stand for election"},
     {"no-leader-starting", "no leader", g_n_starting, PGW_ACT_NONE,
      "no leader: waiting for PostgreSQL to accept connections"},
+    {"pre-promote-vetoed-request", "no leader", g_n_vetoed_request, PGW_ACT_CANCEL_SWITCHOVER,
+     "postgresql.pre_promote vetoed this node's promotion: removing the switchover or failover "
+     "request that names it"},
+    {"pre-promote-vetoed", "no leader", g_n_vetoed, PGW_ACT_NONE,
+     "postgresql.pre_promote vetoed this node's promotion: not standing for election for now"},
     {"fence-by-other", "no leader", g_n_fence_other, PGW_ACT_NONE,
      "the last leader was lost without releasing its key and another member is fencing it: "
      "waiting"},
@@ -1236,6 +1592,9 @@ static const struct rule rules[] = {
      "a switchover or failover names another member: waiting for it to take over"},
     {"nofailover", "no leader", g_n_nofailover, PGW_ACT_NONE,
      "no leader, but this node is tagged nofailover: not standing for election"},
+    {"timeline-behind", "no leader", g_n_timeline_behind, PGW_ACT_NONE,
+     "check_timeline: this node's timeline is behind the cluster's (the history key): not "
+     "standing for election"},
     {"positions-stale", "no leader", g_n_positions_stale, PGW_ACT_NONE,
      "no leader: waiting for the members' positions published after the leader's loss"},
     {"candidate", "no leader", g_n_candidate, PGW_ACT_ACQUIRE,

@@ -109,10 +109,35 @@ struct pgw_obs {
 	int loop_wait_s;
 	/* the mod_revision of the last leader key this node saw (0 unknown) */
 	int64_t leader_rev;
+	/* postgresql.pre_promote vetoed this node's promotion, within
+	 * pgw_pre_promote_holdoff_ms() and while no other member leads (step.h) */
+	bool pre_promote_vetoed;
 	bool use_pg_rewind;
-	bool rewind_failed;            /* the last rewind from the current leader failed */
+	bool rewind_failed; /* the last rewind from the current leader failed */
+	/* postgresql.remove_data_directory_on_rewind_failure / _on_diverged_timelines set
+	 * to false (local file): an old primary that cannot be rewound keeps its data
+	 * directory and waits for an operator's reinit instead of being re-cloned */
+	bool keep_data_on_rewind_failure;
+	bool keep_data_without_rewind;
+	/* a create_replica_methods method works without a leader (no_leader) */
+	bool clone_without_leader;
 	int64_t primary_down_since_ms; /* holding the key with PostgreSQL down since; 0 = up */
 	int primary_start_timeout_s;
+	/* standby_cluster in the dynamic configuration: this cluster follows a remote
+	 * primary; its leader stays a standby ("standby leader") of standby_host:port
+	 * ("" = none: restore_command only) instead of promoting */
+	bool standby_cluster;
+	const char *standby_host;
+	int standby_port;
+	/* tags.replicatefrom (local file): the member to stream from instead of the leader,
+	 * NULL or "" = the leader (pgw_upstream) */
+	const char *replicatefrom;
+	/* tags.nostream (local file): no primary_conninfo at all, WAL only through
+	 * restore_command (Patroni 3.2's meaning) */
+	bool nostream;
+	/* check_timeline (dynamic configuration): a node whose timeline is behind the
+	 * cluster's (cluster->history_timeline) does not stand for election */
+	bool check_timeline;
 };
 
 struct pgw_action {
@@ -122,6 +147,9 @@ struct pgw_action {
 	char target[PGW_NAME_MAX]; /* leader to follow/clone/rewind from, or better candidate */
 	char target_host[256];
 	int target_port;
+	/* standby cluster: the target is the remote primary (standby_cluster.host:port);
+	 * ACQUIRE/BOOTSTRAP make this node the standby leader, never a primary */
+	bool standby_leader;
 };
 
 /*
@@ -139,6 +167,11 @@ bool pgw_diverged(const struct pgw_obs *o, uint64_t *fork_lsn);
 bool pgw_control_file_primary(const struct pgw_obs *o);
 #define PGW_DIVERGED_CONFIRM_MS 15000
 
+/* How long a node whose pre_promote vetoed its promotion stays out of the election:
+ * 2 * loop_wait + 1 s, time for another member (the old leader of a vetoed switchover)
+ * to take over; then it stands again and runs pre_promote again. */
+int64_t pgw_pre_promote_holdoff_ms(int loop_wait_s);
+
 void pgw_decide(const struct pgw_obs *o, struct pgw_action *a);
 
 const char *pgw_action_name(enum pgw_action_kind k);
@@ -154,6 +187,26 @@ bool pgw_obs_holds_leader(const struct pgw_obs *o);
 bool pgw_is_best_candidate(const struct pgw_obs *o, char *why, size_t whylen);
 bool pgw_candidate_eligible(const struct pgw_member *m, int64_t leader_optime, int64_t max_lag,
                             char *why, size_t whylen);
+
+/*
+ * Cascading replication (tags.replicatefrom): the member a replica named `self`, whose
+ * tag names `replicatefrom` ("" or NULL: none), streams from.  The named member when its
+ * key (on a lease) shows a running replica that streams (or is tagged nostream: it
+ * replays from the archive and serves what it has), on the leader's timeline, and
+ * the chain of replicatefrom tags from it does not lead back to `self` (a loop would
+ * leave every member on it without a source); otherwise the leader's member (NULL when
+ * its key is missing).  *why says why the named member was not taken ("" when it was,
+ * or none is named).
+ */
+const struct pgw_member *pgw_upstream(const struct pgw_cluster *c, const char *self,
+                                      const char *replicatefrom, char *why, size_t whylen);
+
+/*
+ * check_timeline: is this node's timeline behind the cluster's (the history key's
+ * newest row + 1)?  False when check_timeline is off or the history tells no timeline;
+ * true when this node's timeline is unknown (Patroni: "can not figure out my timeline").
+ */
+bool pgw_timeline_behind(const struct pgw_obs *o, char *why, size_t whylen);
 
 /*
  * S3: must the last leader be fenced before this node may promote?  True when

@@ -254,14 +254,22 @@ void pgw_step(struct pgw_node_state *s, struct pgw_obs *o, struct pgw_action *a)
 		                      strcmp(s->back_leader, o->cluster->last_leader.member) == 0 &&
 		                      s->back_lease == o->cluster->last_leader.lease;
 	}
+	/* a standby leader runs in recovery by design: not a primary that fails to start */
 	if (pgw_obs_holds_leader(o) &&
-	    !(o->pg->running && o->pg->accepting && !o->pg->in_recovery)) {
+	    !(o->pg->running && o->pg->accepting && !o->pg->in_recovery) &&
+	    !(o->standby_cluster && o->pg->running)) {
 		if (s->primary_down_since == 0)
 			s->primary_down_since = o->now_ms;
 	} else {
 		s->primary_down_since = 0;
 	}
 	o->primary_down_since_ms = s->primary_down_since;
+	/* a veto of this node's promotion holds until another member leads, or for a while */
+	if (s->pre_promote_veto_ms != 0 &&
+	    ((o->etcd_ok && o->cluster->has_leader && strcmp(o->cluster->leader, o->self) != 0) ||
+	     o->now_ms - s->pre_promote_veto_ms >= pgw_pre_promote_holdoff_ms(o->loop_wait_s)))
+		s->pre_promote_veto_ms = 0;
+	o->pre_promote_vetoed = s->pre_promote_veto_ms != 0;
 	o->ran_as_primary = s->ran_as_primary;
 	track_divergence(s, o);
 	pgw_decide(o, a);
@@ -301,6 +309,59 @@ bool pgw_step_may_disarm(const struct pgw_node_state *s, const struct pgw_action
 	return !s->was_primary && (!held || pgw_action_gives_up(a->kind));
 }
 
+void pgw_step_vip_observed(struct pgw_node_state *s, bool present)
+{
+	s->vip_held = present;
+	if (!present)
+		s->vip_lease = 0; /* removed by someone else: added again when due */
+}
+
+const char *pgw_step_vip_drop(const struct pgw_node_state *s, const struct pgw_lease *l,
+                              int64_t now_ms, int64_t margin_ms, const struct pgw_obs *o,
+                              const struct pgw_action *a)
+{
+	if (!s->vip_held)
+		return NULL;
+	if (s->vip_lease == 0)
+		return "the address is on the interface but this daemon did not add it under a "
+		       "lease (a leftover)";
+	if (l->id != s->vip_lease)
+		return "the lease it was added under is lost";
+	if (!pgw_lease_allows_writes(l, now_ms, margin_ms))
+		return "the lease is past D - S (rule 2)";
+	if (!s->was_primary)
+		return "PostgreSQL does not run as primary";
+	if (o && o->shutdown_requested)
+		return "shutting down";
+	if (a && pgw_action_gives_up(a->kind))
+		return "giving up writing";
+	if (o && o->etcd_ok && !pgw_obs_holds_leader(o))
+		return "the leader key is not this node's";
+	return NULL;
+}
+
+bool pgw_step_vip_add(const struct pgw_node_state *s, enum pgw_action_kind k, bool holds_key,
+                      const struct pgw_lease *l, int64_t now_ms, int64_t margin_ms)
+{
+	bool leads = k == PGW_ACT_ACQUIRE || k == PGW_ACT_PROMOTE || k == PGW_ACT_LEADER_DUTIES ||
+	             k == PGW_ACT_BOOTSTRAP;
+
+	return !s->vip_held && leads && holds_key && s->was_primary &&
+	       pgw_lease_allows_writes(l, now_ms, margin_ms);
+}
+
+void pgw_step_vip_added(struct pgw_node_state *s, int64_t lease)
+{
+	s->vip_held = true;
+	s->vip_lease = lease;
+}
+
+void pgw_step_vip_dropped(struct pgw_node_state *s)
+{
+	s->vip_held = false;
+	s->vip_lease = 0;
+}
+
 void pgw_step_rewind_failed(struct pgw_node_state *s, const char *from)
 {
 	s->rewind_failed = true;
@@ -326,8 +387,14 @@ void pgw_step_fenced(struct pgw_node_state *s, const char *member, int64_t lease
 	s->fenced_lease = lease;
 }
 
+void pgw_step_pre_promote_vetoed(struct pgw_node_state *s, int64_t now_ms)
+{
+	s->pre_promote_veto_ms = now_ms > 0 ? now_ms : 1;
+}
+
 void pgw_step_promoted(struct pgw_node_state *s, char *fenced, size_t len, int64_t *fenced_lease)
 {
+	s->pre_promote_veto_ms = 0;
 	s->was_primary = true;
 	s->ran_as_primary = false; /* its WAL is the cluster's now */
 	snprintf(fenced, len, "%s", s->fenced);

@@ -77,6 +77,15 @@ struct pgw_node_state {
 	int64_t back_lease;
 	/* synchronous_mode, as leader: the barrier of the names in effect (sync.h) */
 	struct pgw_sync_track sync;
+	/* postgresql.pre_promote vetoed this node's promotion at this time (mono ms), 0 = no
+	 * veto in force; forgotten once another member leads, or after
+	 * pgw_pre_promote_holdoff_ms() */
+	int64_t pre_promote_veto_ms;
+	/* vip: the address is on this node's interface (as last seen, added or removed), and
+	 * the lease it was added under (0: not added by this daemon under a lease, e.g. left
+	 * over by a crashed one) */
+	bool vip_held;
+	int64_t vip_lease;
 };
 
 void pgw_state_init(struct pgw_node_state *s);
@@ -154,11 +163,34 @@ bool pgw_action_gives_up(enum pgw_action_kind k);
  * watchdog be disarmed?  held: the node held the key at the observation. */
 bool pgw_step_may_disarm(const struct pgw_node_state *s, const struct pgw_action *a, bool held);
 
+/*
+ * The virtual IP (vip: in the configuration).  Holding the address is part of "may
+ * accept writes" (ARCHITECTURE.md §4 rule 2): only while PostgreSQL runs as primary, the
+ * node holds the leader key on the lease the address was added under, and now < D - S
+ * of that lease.  The loop asks pgw_step_vip_drop() with o and a NULL at the rule 7
+ * check and right after each renewal, and with the cycle's observation and decision
+ * before it carries the action out: so the address goes before PostgreSQL stops
+ * accepting writes, at the same deadline.  After the action, pgw_step_vip_add() says
+ * whether to add it (holds_key: the node holds the leader key now, e.g. it took it).
+ */
+void pgw_step_vip_observed(struct pgw_node_state *s, bool present);
+/* NULL: the address may stay (or is not held); else why it must go now. */
+const char *pgw_step_vip_drop(const struct pgw_node_state *s, const struct pgw_lease *l,
+                              int64_t now_ms, int64_t margin_ms, const struct pgw_obs *o,
+                              const struct pgw_action *a);
+bool pgw_step_vip_add(const struct pgw_node_state *s, enum pgw_action_kind k, bool holds_key,
+                      const struct pgw_lease *l, int64_t now_ms, int64_t margin_ms);
+void pgw_step_vip_added(struct pgw_node_state *s, int64_t lease);
+void pgw_step_vip_dropped(struct pgw_node_state *s);
+
 /* Effects' outcomes. */
 void pgw_step_rewind_failed(struct pgw_node_state *s, const char *from);
 void pgw_step_cloned(struct pgw_node_state *s);
 void pgw_step_rewound(struct pgw_node_state *s);
 void pgw_step_fenced(struct pgw_node_state *s, const char *member, int64_t lease);
+/* pre_promote exited non-zero (or timed out) at now_ms: this node does not promote, and
+ * stays out of the election for pgw_pre_promote_holdoff_ms() (decide.c's rows). */
+void pgw_step_pre_promote_vetoed(struct pgw_node_state *s, int64_t now_ms);
 /* Promoted: PostgreSQL writes now.  Copies the member this node fenced before (if any,
  * "" otherwise) into fenced/len for the audit, and forgets it. */
 void pgw_step_promoted(struct pgw_node_state *s, char *fenced, size_t len, int64_t *fenced_lease);

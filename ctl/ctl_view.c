@@ -174,9 +174,10 @@ static void fill_row(const struct pgw_ctl_view *v, const struct pgw_ctl_member *
 	snprintf(r->cells[COL_HOST], sizeof(r->cells[0]), "%s%s%s:%d", v6 ? "[" : "", m->conn_host,
 	         v6 ? "]" : "", m->conn_port);
 	snprintf(r->cells[COL_ROLE], sizeof(r->cells[0]), "%s",
-	         r->is_leader                         ? "Leader"
-	         : pgw_sync_standby_of(v->c, m->name) ? "Sync Standby"
-	                                              : "Replica");
+	         r->is_leader && strcmp(m->role, "standby_leader") == 0 ? "Standby Leader"
+	         : r->is_leader                                         ? "Leader"
+	         : pgw_sync_standby_of(v->c, m->name)                   ? "Sync Standby"
+	                                                                : "Replica");
 	snprintf(r->cells[COL_STATE], sizeof(r->cells[0]), "%s", m->state);
 	r->has_tl = m->timeline > 0;
 	if (r->has_tl)

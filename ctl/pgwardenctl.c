@@ -728,6 +728,10 @@ static int setup(struct ctl *x, char *ns_buf, size_t ns_len)
 		fprintf(stderr, "pgwardenctl: %s\n", err);
 		return PGW_CTL_FAILED;
 	}
+	if (pgw_config_resolve_etcd_srv(x->cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "pgwardenctl: %s\n", err);
+		return PGW_CTL_FAILED;
+	}
 	x->scope = x->a->scope ? x->a->scope : x->cfg->scope;
 	ns = x->a->namespace ? x->a->namespace : x->cfg->namespace;
 	snprintf(ns_buf, ns_len, "%s%s%s", ns[0] == '/' ? "" : "/", ns,
@@ -774,6 +778,8 @@ static void set_tls(CURL *curl, const struct pgw_config *cfg)
 	const char *ca = cfg->ctl.cacert ? cfg->ctl.cacert : cfg->restapi.tls.cafile;
 	const char *cert = cfg->ctl.certfile ? cfg->ctl.certfile : cfg->restapi.tls.certfile;
 	const char *key = cfg->ctl.certfile ? cfg->ctl.keyfile : cfg->restapi.tls.keyfile;
+	const char *pass =
+	    cfg->ctl.certfile ? cfg->ctl.keyfile_password : cfg->restapi.tls.keyfile_password;
 
 	if (ca)
 		curl_easy_setopt(curl, CURLOPT_CAINFO, ca);
@@ -781,6 +787,8 @@ static void set_tls(CURL *curl, const struct pgw_config *cfg)
 		curl_easy_setopt(curl, CURLOPT_SSLCERT, cert);
 		if (key)
 			curl_easy_setopt(curl, CURLOPT_SSLKEY, key);
+		if (pass)
+			curl_easy_setopt(curl, CURLOPT_KEYPASSWD, pass);
 	}
 	if (cfg->ctl.insecure) {
 		curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);

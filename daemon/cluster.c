@@ -3,6 +3,7 @@
  * writes; see cluster.h.
  */
 #include "cluster.h"
+#include "slots.h"
 
 #include <json-c/json.h>
 #include <stdint.h>
@@ -125,7 +126,13 @@ bool pgw_member_parse(const char *json, size_t len, struct pgw_member *m)
 		m->nofailover = json_bool_field(tags, "nofailover");
 		m->noloadbalance = json_bool_field(tags, "noloadbalance");
 		m->nosync = json_bool_field(tags, "nosync");
+		m->nostream = json_bool_field(tags, "nostream");
 		m->failover_priority = (int)json_int_field(tags, "failover_priority", 1);
+		/* a name that does not fit is no member's: left out, never truncated into
+		 * another one's */
+		s = json_str_field(tags, "replicatefrom");
+		if (s && strlen(s) < sizeof(m->replicatefrom))
+			copy_str(m->replicatefrom, sizeof(m->replicatefrom), s);
 	}
 	if (json_object_object_get_ex(o, "fencing", &wd) &&
 	    json_object_is_type(wd, json_type_object)) {
@@ -156,9 +163,15 @@ static void parse_status(struct pgw_cluster *c, const struct pgw_etcd_kv *kv)
 	struct json_object *o = json_tokener_parse(kv->value);
 
 	c->optime = -1;
-	if (o && json_object_is_type(o, json_type_object))
+	c->nstatus_slots = 0;
+	if (o && json_object_is_type(o, json_type_object)) {
+		struct json_object *slots;
+
 		c->optime = json_int_field(o, "optime", -1);
-	else
+		if (json_object_object_get_ex(o, "slots", &slots))
+			c->nstatus_slots =
+			    pgw_slot_pos_parse(slots, c->status_slots, PGW_STATUS_SLOTS_MAX);
+	} else
 		add_warning(c, "%s: not JSON, optime unknown; ", "status");
 	json_object_put(o);
 }
@@ -475,6 +488,7 @@ static void parse_forks(struct pgw_cluster *c, const char *json)
 
 	c->nforks = 0;
 	c->history_rows = -1;
+	c->history_timeline = 0;
 	if (!arr || !json_object_is_type(arr, json_type_array)) {
 		add_warning(c, "%s: malformed, ignored; ", "history");
 		json_object_put(arr);
@@ -499,6 +513,9 @@ static void parse_forks(struct pgw_cluster *c, const char *json)
 		c->forks[c->nforks].timeline = (int)json_object_get_int64(tl);
 		c->forks[c->nforks].lsn = (uint64_t)json_object_get_int64(lsn);
 		c->nforks++;
+		/* the newest row only: an older one would understate the cluster's timeline */
+		if (i == n - 1 && json_object_get_int64(tl) < INT32_MAX)
+			c->history_timeline = (int)json_object_get_int64(tl) + 1;
 	}
 	json_object_put(arr);
 }
@@ -608,6 +625,13 @@ char *pgw_member_json(const struct pgw_member_info *mi)
 
 	add_str(o, "conn_url", conn);
 	add_str(o, "api_url", api);
+	if (mi->proxy_host) {
+		char *proxy =
+		    host_port_url("postgres", mi->proxy_host, mi->proxy_port, "/postgres");
+
+		add_str(o, "proxy_url", proxy);
+		free(proxy);
+	}
 	add_str(o, "state", mi->state);
 	add_str(o, "role", mi->role);
 	add_str(o, "version", mi->version);
@@ -675,6 +699,10 @@ char *pgw_member_json(const struct pgw_member_info *mi)
 	if (mi->failover_priority != 1)
 		json_object_object_add(tags, "failover_priority",
 		                       json_object_new_int(mi->failover_priority));
+	if (mi->replicatefrom && mi->replicatefrom[0])
+		add_str(tags, "replicatefrom", mi->replicatefrom);
+	if (mi->nostream)
+		json_object_object_add(tags, "nostream", json_object_new_boolean(1));
 	if (json_object_object_length(tags) > 0)
 		json_object_object_add(o, "tags", tags);
 	else
@@ -690,8 +718,17 @@ char *pgw_member_json(const struct pgw_member_info *mi)
 char *pgw_history_append(const char *old, int old_timeline, uint64_t switch_lsn, const char *reason,
                          const char *timestamp, const char *new_leader)
 {
+	return pgw_history_append_max(old, old_timeline, switch_lsn, reason, timestamp, new_leader,
+	                              0);
+}
+
+char *pgw_history_append_max(const char *old, int old_timeline, uint64_t switch_lsn,
+                             const char *reason, const char *timestamp, const char *new_leader,
+                             int max_rows)
+{
 	struct json_object *arr = old ? json_tokener_parse(old) : NULL;
 	struct json_object *line = json_object_new_array();
+	size_t n;
 	char *out;
 
 	if (!arr || !json_object_is_type(arr, json_type_array)) {
@@ -704,6 +741,9 @@ char *pgw_history_append(const char *old, int old_timeline, uint64_t switch_lsn,
 	json_object_array_add(line, json_object_new_string(timestamp));
 	json_object_array_add(line, json_object_new_string(new_leader));
 	json_object_array_add(arr, line);
+	n = json_object_array_length(arr);
+	if (max_rows > 0 && n > (size_t)max_rows)
+		json_object_array_del_idx(arr, 0, n - (size_t)max_rows);
 	out = strdup(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN |
 	                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(arr);

@@ -58,6 +58,9 @@ struct pgw_member_info {
 	const char *api_host;
 	int api_port;
 	bool api_https; /* the REST API speaks TLS: api_url is https:// */
+	/* postgresql.proxy_address: "proxy_url": postgres://host:port/postgres (NULL: none) */
+	const char *proxy_host;
+	int proxy_port;
 	const char *state;
 	const char *role;
 	const char *version;
@@ -84,6 +87,8 @@ struct pgw_member_info {
 	bool pause; /* maintenance mode is on */
 	bool nofailover, noloadbalance, clonefrom, nosync;
 	int failover_priority;
+	const char *replicatefrom; /* tags.replicatefrom, NULL or "" = none */
+	bool nostream;
 };
 /* malloc'd compact JSON */
 char *pgw_member_json(const struct pgw_member_info *mi);
@@ -92,6 +97,10 @@ char *pgw_member_json(const struct pgw_member_info *mi);
  * then the new history starts with that line). */
 char *pgw_history_append(const char *old, int old_timeline, uint64_t switch_lsn, const char *reason,
                          const char *timestamp, const char *new_leader);
+/* The same, keeping only the newest max_rows lines (max_timelines_history; 0 = all). */
+char *pgw_history_append_max(const char *old, int old_timeline, uint64_t switch_lsn,
+                             const char *reason, const char *timestamp, const char *new_leader,
+                             int max_rows);
 /* Parse "postgres://host:port/..." into host and port. */
 bool pgw_parse_conn_url(const char *url, char *host, size_t hostlen, int *port);
 

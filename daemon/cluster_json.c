@@ -81,6 +81,9 @@ static json_object *json_member_tags(const struct pgw_member *m)
 	if (m->failover_priority != 1)
 		json_object_object_add(t, "failover_priority",
 		                       json_object_new_int(m->failover_priority));
+	ADD_FIELD(t, "replicatefrom", m->replicatefrom);
+	if (m->nostream)
+		json_object_object_add(t, "nostream", json_object_new_boolean(1));
 	if (json_object_object_length(t) > 0)
 		return t;
 	json_object_put(t);
@@ -94,10 +97,13 @@ static json_object *json_member(const struct pgw_member *m, bool is_leader, bool
 	json_object *tags = json_member_tags(m);
 
 	ADD_FIELD(o, "name", m->name);
-	json_object_object_add(o, "role",
-	                       json_object_new_string(is_leader ? "leader"
-	                                              : sync    ? "sync_standby"
-	                                                        : "replica"));
+	json_object_object_add(
+	    o, "role",
+	    json_object_new_string(is_leader && strcmp(m->role, "standby_leader") == 0
+	                               ? "standby_leader"
+	                           : is_leader ? "leader"
+	                           : sync      ? "sync_standby"
+	                                       : "replica"));
 	json_object_object_add(
 	    o, "state",
 	    json_object_new_string_len(m->state, (int)strnlen(m->state, sizeof(m->state))));

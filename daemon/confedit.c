@@ -371,7 +371,9 @@ bool pgw_conf_validate(struct json_object *cfg, int safety_margin, char *err, si
 	                       safety_margin, &parsed, err, errlen))
 		return false;
 	pgw_dcs_free(&parsed);
-	return true;
+	/* what a node would leave out of slots/ignore_slots is refused here, with why */
+	pgw_slot_conf_defaults(&parsed.slots);
+	return pgw_slot_conf_parse(cfg, true, &parsed.slots, err, errlen);
 }
 
 static int cmp_key(const void *a, const void *b)

@@ -6,16 +6,20 @@
  * pgwarden understands ("bootstrap.dcs.ttl") to a type and a destination (an offset
  * into struct pgw_config); a single walker visits the mappings, looks each key path up
  * in the table, converts the value and stores it.  Keys not in the table, and Patroni
- * keys pgwarden does not implement yet, only produce warnings.  Anything malformed
- * rejects the whole file with one line:
+ * keys pgwarden does not implement yet, only produce warnings; Patroni keys pgwarden
+ * refuses by design (other DCS kinds, failsafe_mode: true) are errors that say why.
+ * Anything malformed rejects the whole file with one line:
  *   FILE:LINE: KEY.PATH: expected WHAT, got "VALUE"
  * Then the defaults are filled in and the cross-field rules are checked.
  */
 #include "config.h"
 #include "cluster_types.h"
 #include "pgparam.h"
+#include "shlex.h"
 #include "fence.h"
 #include "lease.h"
+#include "netaddr.h"
+#include "tlsciphers.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -26,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <json-c/json.h>
 #include <yaml.h>
 
 #define CONFIG_MAX_BYTES (1024 * 1024) /* a bigger file is certainly not a config */
@@ -50,6 +55,26 @@ enum ftype {
 	F_PEERS,    /* struct pgw_fence_peers: map of member -> {address, lanplus, ...} */
 	F_INITDB,   /* struct pgw_strlist: initdb options -> "--flag", "--key=value" */
 	F_CHOICE,   /* int: index of the value in the row's "a|b|c" choices */
+	F_REFUSED,  /* a Patroni key pgwarden refuses by design: error with the row's reason */
+	F_NOT_TRUE, /* bool: false is accepted, true refused with the row's reason */
+	F_HEADERS,  /* struct pgw_kvlist: map of HTTP header name -> value */
+	F_LEVELMAP, /* log.loggers: map of Python logger -> level (checked, no effect) */
+	F_ALLOW,    /* struct pgw_strlist: list of IP, CIDR or host name */
+	F_URL,      /* etcd3.url: http(s)://host:port into etcd3.hosts and etcd3.protocol */
+	F_SLOTS,    /* struct pgw_slot_conf: slots (permanent slots, slots.h) */
+	F_IGNSLOTS, /* struct pgw_slot_conf: ignore_slots */
+	F_SLOTTTL,  /* struct pgw_slot_conf: member_slots_ttl */
+	F_COMMAND,  /* struct pgw_strlist: a command line split as Patroni does, or a list */
+	F_STANDBY,  /* struct pgw_standby_cluster: bootstrap.dcs.standby_cluster (standby.h) */
+	F_VIPADDR,  /* struct pgw_vip_addr: "a.b.c.d/len" */
+	F_IFNAME,   /* char *: a network interface name */
+	F_GARP,     /* int: a count 0..PGW_VIP_ARP_MAX, or a boolean (true = default) */
+	F_BBOPTS,   /* struct pgw_strlist: pg_basebackup options -> "--flag", "--key=value" */
+	F_METHODS,  /* struct pgw_methods: "<prefix>.*" rows, any other map under prefix */
+	F_USERS,    /* struct pgw_users: bootstrap.users */
+	F_BINNAME,  /* struct pgw_kvlist: postgresql.bin_name, program -> file name */
+	F_LOGKV,    /* log.static_fields: map of field name -> scalar (log settings) */
+	F_MODE,     /* int: permissions 0..0777, octal with a leading 0 (0640) or decimal */
 };
 
 #define FL_SECRET   1u /* never quote the value in messages */
@@ -61,21 +86,56 @@ struct field {
 	size_t off;
 	unsigned flags;
 	const char *conflicts; /* another path that sets the same thing */
-	const char *choices;   /* F_CHOICE: "a|b|c", stored as the index */
+	const char *choices;   /* F_CHOICE: "a|b|c", stored as the index; F_REFUSED,
+	                          F_NOT_TRUE: the reason */
+	/* F_STR: the value's own check; false with why ("expected ..." text) */
+	bool (*check)(const char *value, char *why, size_t whylen);
 };
 
 /* Table rows: {FIELD(path, type, member)} and so on. */
 #define OFF(m)     offsetof(struct pgw_config, m)
-#define SECTION(p) p, F_SECTION, 0, 0, NULL, NULL
-#define UNIMPL(p)  p, F_UNIMPL, 0, 0, NULL, NULL
+#define SECTION(p) p, F_SECTION, 0, 0, NULL, NULL, NULL
+#define UNIMPL(p)  p, F_UNIMPL, 0, 0, NULL, NULL, NULL
 /* a dynamic setting outside bootstrap.dcs: ignored, with where it belongs */
-#define MISPLACED(p)          p, F_UNIMPL, 0, 0, NULL, "bootstrap.dcs." p
-#define FIELD(p, t, m)        p, t, OFF(m), 0, NULL, NULL
-#define SECRET(p, m)          p, F_STR, OFF(m), FL_SECRET, NULL, NULL
-#define ALIAS(p, t, m, other) p, t, OFF(m), 0, other, NULL
-#define CHOICE(p, m, choices) p, F_CHOICE, OFF(m), 0, NULL, choices
+#define MISPLACED(p)          p, F_UNIMPL, 0, 0, NULL, "bootstrap.dcs." p, NULL
+#define FIELD(p, t, m)        p, t, OFF(m), 0, NULL, NULL, NULL
+#define SECRET(p, m)          p, F_STR, OFF(m), FL_SECRET, NULL, NULL, NULL
+#define ALIAS(p, t, m, other) p, t, OFF(m), 0, other, NULL, NULL
+#define CHOICE(p, m, choices) p, F_CHOICE, OFF(m), 0, NULL, choices, NULL
+#define REFUSED(p, why)       p, F_REFUSED, 0, 0, NULL, why, NULL
+#define NOT_TRUE(p, m, why)   p, F_NOT_TRUE, OFF(m), 0, NULL, why, NULL
+#define CHECKED(p, m, fn)     p, F_STR, OFF(m), 0, NULL, NULL, fn
 
+/* postgresql.config_dir goes to pg_ctl -o (a shell word in '...') and postgresql.conf. */
+static bool config_dir_ok(const char *value, char *why, size_t whylen)
+{
+	if (!strchr(value, '\'') && !strchr(value, '\\'))
+		return true;
+	snprintf(why, whylen, "expected a directory path without ' or \\");
+	return false;
+}
+
+#define LEVEL_CHOICES "DEBUG|INFO|WARNING|ERROR|CRITICAL" /* enum pgw_log_level order */
+/* Why pgwarden refuses the other DCS kinds and failsafe_mode (README, pgwarden.yml(5)). */
+#define WHY_DCS                                                                                    \
+	"not supported by pgwarden: its lease, watchdog and fencing rules are built on etcd v3 "   \
+	"leases only (use the etcd3 section)"
+#define WHY_FAILSAFE                                                                               \
+	"true is refused by design: it keeps a primary writing while etcd is unreachable, but "    \
+	"pgwarden's leader stops writes at its lease deadline and its armed watchdog resets the "  \
+	"node when renewals stop (ARCHITECTURE.md section 4); set false or remove the key"
 #define PRIV_CHOICES "ADMINISTRATOR|OPERATOR|USER" /* enum pgw_ipmi_priv order */
+
+/* tags.replicatefrom: a member name as etcd keys and member keys carry it. */
+static bool member_name_ok(const char *s, char *why, size_t whylen)
+{
+	if (strlen(s) >= PGW_NAME_MAX || strchr(s, '/')) {
+		snprintf(why, whylen, "expected a member name (no '/', at most %d bytes)",
+		         PGW_NAME_MAX - 1);
+		return false;
+	}
+	return true;
+}
 
 static const struct field fields[] = {
     {FIELD("scope", F_NAME, scope)},
@@ -96,6 +156,13 @@ static const struct field fields[] = {
     {FIELD("etcd3.cacert", F_STR, etcd3.cacert)},
     {FIELD("etcd3.cert", F_STR, etcd3.cert)},
     {FIELD("etcd3.key", F_STR, etcd3.key)},
+    {FIELD("etcd3.url", F_URL, etcd3.hosts)},
+    {CHECKED("etcd3.srv", etcd3.srv, pgw_dns_name_ok)},
+    {CHECKED("etcd3.srv_suffix", etcd3.srv_suffix, pgw_srv_suffix_ok)},
+    {REFUSED("etcd3.proxy",
+             "not supported by pgwarden: a proxy between the leader and etcd is one more "
+             "process whose failure or buffering stops the lease renewals; connect to etcd "
+             "directly")},
 
     {SECTION("bootstrap")},
     {SECTION("bootstrap.dcs")},
@@ -110,6 +177,9 @@ static const struct field fields[] = {
     {FIELD("bootstrap.dcs.synchronous_mode", F_BOOL, dcs.synchronous_mode)},
     {FIELD("bootstrap.dcs.synchronous_mode_strict", F_BOOL, dcs.synchronous_mode_strict)},
     {FIELD("bootstrap.dcs.synchronous_node_count", F_POSINT, dcs.synchronous_node_count)},
+    {FIELD("bootstrap.dcs.slots", F_SLOTS, dcs.slots)},
+    {FIELD("bootstrap.dcs.ignore_slots", F_IGNSLOTS, dcs.slots)},
+    {FIELD("bootstrap.dcs.member_slots_ttl", F_SLOTTTL, dcs.slots)},
     {SECTION("bootstrap.dcs.postgresql")},
     {FIELD("bootstrap.dcs.postgresql.use_pg_rewind", F_BOOL, dcs.use_pg_rewind)},
     {FIELD("bootstrap.dcs.postgresql.use_slots", F_BOOL, dcs.use_slots)},
@@ -144,6 +214,16 @@ static const struct field fields[] = {
     {FIELD("postgresql.authentication.rewind.sslkey", F_STR, postgresql.rewind.sslkey)},
     {FIELD("postgresql.parameters", F_PARAMS, postgresql.parameters)},
     {FIELD("postgresql.pg_hba", F_STRLIST, postgresql.pg_hba)},
+    {SECTION("postgresql.callbacks")},
+    {FIELD("postgresql.callbacks.on_start", F_COMMAND, postgresql.callbacks[PGW_CB_ON_START])},
+    {FIELD("postgresql.callbacks.on_stop", F_COMMAND, postgresql.callbacks[PGW_CB_ON_STOP])},
+    {FIELD("postgresql.callbacks.on_restart", F_COMMAND, postgresql.callbacks[PGW_CB_ON_RESTART])},
+    {FIELD("postgresql.callbacks.on_reload", F_COMMAND, postgresql.callbacks[PGW_CB_ON_RELOAD])},
+    {FIELD("postgresql.callbacks.on_role_change", F_COMMAND,
+           postgresql.callbacks[PGW_CB_ON_ROLE_CHANGE])},
+    {FIELD("postgresql.pre_promote", F_COMMAND, postgresql.pre_promote)},
+    {FIELD("postgresql.before_stop", F_COMMAND, postgresql.before_stop)},
+    {FIELD("postgresql.callback_timeout", F_SECONDS, postgresql.callback_timeout_ms)},
 
     {SECTION("tags")},
     {FIELD("tags.nofailover", F_BOOL, tags.nofailover)},
@@ -151,16 +231,32 @@ static const struct field fields[] = {
     {FIELD("tags.clonefrom", F_BOOL, tags.clonefrom)},
     {FIELD("tags.nosync", F_BOOL, tags.nosync)},
     {FIELD("tags.failover_priority", F_NONNEG, tags.failover_priority)},
+    {CHECKED("tags.replicatefrom", tags.replicatefrom, member_name_ok)},
+    {FIELD("tags.nostream", F_BOOL, tags.nostream)},
+
+    {SECTION("log")},
+    {CHOICE("log.level", log.level, LEVEL_CHOICES)},
+    {CHOICE("log.traceback_level", log.traceback_level, LEVEL_CHOICES)},
+    {CHECKED("log.format", log.format, pgw_log_format_ok)},
+    {CHECKED("log.dateformat", log.dateformat, pgw_log_dateformat_ok)},
+    {FIELD("log.dir", F_STR, log.dir)},
+    {FIELD("log.file_num", F_NONNEG, log.file_num)},
+    {FIELD("log.file_size", F_POSINT, log.file_size)},
+    {FIELD("log.max_queue_size", F_POSINT, log.max_queue_size)},
+    {FIELD("log.loggers", F_LEVELMAP, log)},
+    {CHOICE("log.type", log.type, "plain|json")}, /* enum pgw_log_type order */
+    {FIELD("log.static_fields", F_LOGKV, log)},
+    {FIELD("log.mode", F_MODE, log.mode)},
+    {FIELD("log.deduplicate_heartbeat_logs", F_BOOL, log.deduplicate_heartbeat_logs)},
 
     /* Patroni (and planned pgwarden) keys that are not implemented yet. */
-    {UNIMPL("log")},
     {SECTION("ctl")},
     {FIELD("ctl.insecure", F_BOOL, ctl.insecure)},
     {FIELD("ctl.cacert", F_STR, ctl.cacert)},
     {FIELD("ctl.certfile", F_STR, ctl.certfile)},
     {FIELD("ctl.keyfile", F_STR, ctl.keyfile)},
     {FIELD("ctl.api_hosts", F_STRLIST, ctl.api_hosts)},
-    {UNIMPL("ctl.keyfile_password")},
+    {SECRET("ctl.keyfile_password", ctl.keyfile_password)},
     {SECTION("failover")},
     {FIELD("failover.unprotected", F_BOOL, failover_unprotected)},
     {SECTION("watchdog")},
@@ -182,18 +278,27 @@ static const struct field fields[] = {
     {FIELD("fencing.bmc.cipher_suite", F_NONNEG, fencing.bmc.cipher_suite)},
     {CHOICE("fencing.bmc.privilege", fencing.bmc.privilege, PRIV_CHOICES)},
     {FIELD("fencing.peers", F_PEERS, fencing.peers)},
-    {UNIMPL("citus")},
-    {UNIMPL("etcd")},
-    {UNIMPL("consul")},
-    {UNIMPL("zookeeper")},
-    {UNIMPL("exhibitor")},
-    {UNIMPL("kubernetes")},
-    {UNIMPL("raft")},
+    {REFUSED("citus", "not supported by pgwarden: it does not manage Citus coordinator and "
+                      "worker groups")},
+    {REFUSED("etcd", "not supported by pgwarden: it needs etcd v3 leases; use the etcd3 "
+                     "section with the same hosts")},
+    {REFUSED("consul", WHY_DCS)},
+    {REFUSED("zookeeper", WHY_DCS)},
+    {REFUSED("exhibitor", WHY_DCS)},
+    {REFUSED("kubernetes", WHY_DCS)},
+    {REFUSED("raft", WHY_DCS)},
+    {SECTION("vip")},
+    {FIELD("vip.address", F_VIPADDR, vip.address)},
+    {FIELD("vip.interface", F_IFNAME, vip.interface)},
+    {FIELD("vip.arp_notify", F_GARP, vip.arp_notify)},
     {MISPLACED("synchronous_mode")},
     {MISPLACED("synchronous_mode_strict")},
     {MISPLACED("synchronous_node_count")},
-    {UNIMPL("failsafe_mode")},
-    {UNIMPL("standby_cluster")},
+    {MISPLACED("slots")},
+    {MISPLACED("ignore_slots")},
+    {MISPLACED("member_slots_ttl")},
+    {NOT_TRUE("failsafe_mode", failsafe_mode, WHY_FAILSAFE)},
+    {MISPLACED("standby_cluster")},
     {SECTION("restapi.authentication")},
     {FIELD("restapi.authentication.username", F_STR, restapi.auth.username)},
     {SECRET("restapi.authentication.password", restapi.auth.password)},
@@ -203,57 +308,73 @@ static const struct field fields[] = {
     {SECRET("restapi.keyfile_password", restapi.tls.keyfile_password)},
     {FIELD("restapi.cafile", F_STR, restapi.tls.cafile)},
     {CHOICE("restapi.verify_client", restapi.tls.verify_client, "none|optional|required")},
-    {UNIMPL("restapi.ciphers")},
-    {UNIMPL("restapi.allowlist")},
-    {UNIMPL("restapi.allowlist_include_members")},
-    {UNIMPL("restapi.http_extra_headers")},
-    {UNIMPL("restapi.https_extra_headers")},
-    {UNIMPL("restapi.request_queue_size")},
-    {UNIMPL("etcd3.url")},
-    {UNIMPL("etcd3.proxy")},
-    {UNIMPL("etcd3.srv")},
-    {UNIMPL("etcd3.srv_suffix")},
-    {UNIMPL("bootstrap.method")},
-    {UNIMPL("bootstrap.post_bootstrap")},
-    {UNIMPL("bootstrap.post_init")},
-    {UNIMPL("bootstrap.users")},
-    {UNIMPL("bootstrap.pg_hba")},
-    {UNIMPL("bootstrap.dcs.failsafe_mode")},
-    {UNIMPL("bootstrap.dcs.standby_cluster")},
-    {UNIMPL("bootstrap.dcs.slots")},
-    {UNIMPL("bootstrap.dcs.ignore_slots")},
-    {UNIMPL("bootstrap.dcs.check_timeline")},
-    {UNIMPL("bootstrap.dcs.max_timelines_history")},
-    {UNIMPL("bootstrap.dcs.member_slots_ttl")},
-    {UNIMPL("bootstrap.dcs.postgresql.pg_hba")},
-    {UNIMPL("bootstrap.dcs.postgresql.pg_ident")},
-    {UNIMPL("bootstrap.dcs.postgresql.recovery_conf")},
-    {UNIMPL("postgresql.callbacks")},
-    {UNIMPL("postgresql.create_replica_methods")},
-    {UNIMPL("postgresql.basebackup")},
-    {UNIMPL("postgresql.recovery_conf")},
-    {UNIMPL("postgresql.custom_conf")},
-    {UNIMPL("postgresql.config_dir")},
-    {UNIMPL("postgresql.pg_ctl_timeout")},
-    {UNIMPL("postgresql.use_unix_socket")},
-    {UNIMPL("postgresql.use_unix_socket_repl")},
-    {UNIMPL("postgresql.use_pg_rewind")},
-    {UNIMPL("postgresql.remove_data_directory_on_rewind_failure")},
-    {UNIMPL("postgresql.remove_data_directory_on_diverged_timelines")},
-    {UNIMPL("postgresql.pg_ident")},
-    {UNIMPL("postgresql.bin_name")},
-    {UNIMPL("postgresql.proxy_address")},
-    {UNIMPL("postgresql.pre_promote")},
-    {UNIMPL("postgresql.before_stop")},
-    {UNIMPL("tags.replicatefrom")},
-    {UNIMPL("tags.nostream")},
+    {CHECKED("restapi.ciphers", restapi.ciphers, pgw_tls_ciphers_ok)},
+    {FIELD("restapi.allowlist", F_ALLOW, restapi.allowlist)},
+    {FIELD("restapi.allowlist_include_members", F_BOOL, restapi.allowlist_include_members)},
+    {FIELD("restapi.http_extra_headers", F_HEADERS, restapi.http_extra_headers)},
+    {FIELD("restapi.https_extra_headers", F_HEADERS, restapi.https_extra_headers)},
+    {FIELD("restapi.request_queue_size", F_POSINT, restapi.request_queue_size)},
+    {FIELD("bootstrap.method", F_NAME, bootstrap.method)},
+    {FIELD("bootstrap.*", F_METHODS, bootstrap.methods)},
+    {ALIAS("bootstrap.post_bootstrap", F_COMMAND, bootstrap.post_bootstrap, "bootstrap.post_init")},
+    {ALIAS("bootstrap.post_init", F_COMMAND, bootstrap.post_bootstrap, "bootstrap.post_bootstrap")},
+    {FIELD("bootstrap.users", F_USERS, bootstrap.users)},
+    {ALIAS("bootstrap.pg_hba", F_STRLIST, bootstrap.pg_hba, "bootstrap.dcs.postgresql.pg_hba")},
+    {NOT_TRUE("bootstrap.dcs.failsafe_mode", failsafe_mode, WHY_FAILSAFE)},
+    {FIELD("bootstrap.dcs.standby_cluster", F_STANDBY, dcs.standby)},
+    {FIELD("bootstrap.dcs.check_timeline", F_BOOL, dcs.check_timeline)},
+    {FIELD("bootstrap.dcs.max_timelines_history", F_NONNEG, dcs.max_timelines_history)},
+    /* the local file's only: pg_hba from etcd would let its writers choose who logs in */
+    {ALIAS("bootstrap.dcs.postgresql.pg_hba", F_STRLIST, bootstrap.pg_hba, "bootstrap.pg_hba")},
+    /* as pg_hba: the local file's only (who may log in as whom; commands PostgreSQL runs) */
+    {ALIAS("bootstrap.dcs.postgresql.pg_ident", F_STRLIST, postgresql.pg_ident,
+           "postgresql.pg_ident")},
+    {ALIAS("bootstrap.dcs.postgresql.recovery_conf", F_PARAMS, postgresql.recovery_conf,
+           "postgresql.recovery_conf")},
+    {FIELD("postgresql.create_replica_methods", F_STRLIST, postgresql.create_replica_methods)},
+    {FIELD("postgresql.*", F_METHODS, postgresql.replica_methods)},
+    {FIELD("postgresql.basebackup", F_BBOPTS, postgresql.basebackup_args)},
+    {ALIAS("postgresql.recovery_conf", F_PARAMS, postgresql.recovery_conf,
+           "bootstrap.dcs.postgresql.recovery_conf")},
+    {FIELD("postgresql.custom_conf", F_STR, postgresql.custom_conf)},
+    {CHECKED("postgresql.config_dir", postgresql.config_dir, config_dir_ok)},
+    {FIELD("postgresql.pg_ctl_timeout", F_POSINT, postgresql.pg_ctl_timeout)},
+    {FIELD("postgresql.use_unix_socket", F_BOOL, postgresql.use_unix_socket)},
+    {FIELD("postgresql.use_unix_socket_repl", F_BOOL, postgresql.use_unix_socket_repl)},
+    {FIELD("postgresql.use_pg_rewind", F_BOOL, postgresql.use_pg_rewind)},
+    {FIELD("postgresql.remove_data_directory_on_rewind_failure", F_BOOL,
+           postgresql.remove_on_rewind_failure)},
+    {FIELD("postgresql.remove_data_directory_on_diverged_timelines", F_BOOL,
+           postgresql.remove_on_diverged_timelines)},
+    {ALIAS("postgresql.pg_ident", F_STRLIST, postgresql.pg_ident,
+           "bootstrap.dcs.postgresql.pg_ident")},
+    {FIELD("postgresql.bin_name", F_BINNAME, postgresql.bin_name)},
+    {FIELD("postgresql.proxy_address", F_HOSTPORT, postgresql.proxy_address)},
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
-/* initdb options pgwarden sets itself (as Patroni refuses them too). */
-static const char *const initdb_forbidden[] = {"pgdata", "nosync", "pwfile", "sync-only",
-                                               "version"};
+/* Options of a tool that pgwarden sets itself (as Patroni refuses them too). */
+struct opt_tool {
+	const char *name;
+	const char *example;          /* "an initdb option name such as data-checksums" */
+	const char *const *forbidden; /* NULL-terminated */
+};
+
+static const char *const initdb_forbidden[] = {"pgdata",    "nosync",  "pwfile",
+                                               "sync-only", "version", NULL};
+static const char *const basebackup_forbidden[] = {"pgdata",      "format",
+                                                   "wal-method",  "xlog-method",
+                                                   "gzip",        "compress",
+                                                   "version",     "dbname",
+                                                   "host",        "port",
+                                                   "username",    "password",
+                                                   "no-password", "write-recovery-conf",
+                                                   "target",      NULL};
+static const struct opt_tool initdb_tool = {
+    "initdb", "an initdb option name such as data-checksums", initdb_forbidden};
+static const struct opt_tool basebackup_tool = {
+    "pg_basebackup", "a pg_basebackup option name such as max-rate", basebackup_forbidden};
 
 struct ctx {
 	const char *name; /* file name for messages */
@@ -265,6 +386,9 @@ struct ctx {
 	size_t errlen;
 	bool failed;
 	bool seen[NFIELDS];
+	size_t seen_line[NFIELDS]; /* where the key was set, for rules checked at the end */
+	const char *url_protocol;  /* etcd3.url's scheme: "http" or "https" */
+	size_t key_line;           /* the line of the key being converted (a method's name) */
 };
 
 /* ---------------------------------------------------------------- messages */
@@ -718,7 +842,19 @@ static const struct field *lookup(const char *path, size_t *index)
 	return NULL;
 }
 
+/* The "<prefix>.*" row, if any. */
+static bool lookup_wild(const char *prefix, size_t *index)
+{
+	char wild[KEYPATH_MAX + 4];
+
+	snprintf(wild, sizeof(wild), "%s.*", prefix);
+	return lookup(wild, index) != NULL;
+}
+
 /* ---------------------------------------------------------------- converters */
+
+static int conv_choice_into(struct ctx *c, const yaml_node_t *v, const struct field *f,
+                            const char *path, int *out);
 
 static void *dest(struct ctx *c, const struct field *f)
 {
@@ -814,15 +950,60 @@ static int conv_strlist(struct ctx *c, const yaml_node_t *v, const char *path,
 	return 0;
 }
 
-static int conv_params(struct ctx *c, const yaml_node_t *v, const char *path,
-                       struct pgw_kvlist *list)
+/*
+ * A command: a string split as Patroni splits it (shlex.h), or a list of arguments
+ * (pgwarden's: no quoting needed).  '' or null: none.  Each argument is one line.
+ */
+static int conv_command(struct ctx *c, const yaml_node_t *v, const char *path,
+                        struct pgw_strlist *list)
+{
+	const char *s, *err;
+	char **argv;
+	size_t len, argc;
+	int rc = 0;
+
+	strlist_free(list);
+	if (v->type == YAML_SEQUENCE_NODE) {
+		if (conv_strlist(c, v, path, list))
+			return -1;
+	} else if (!is_null(v)) {
+		if (clean_scalar(c, v, path, "a command", FL_EMPTY_OK, &s, &len))
+			return -1;
+		argv = pgw_shlex_split(s, len, &argc, &err);
+		if (!argv)
+			return fail(c, v, path, "cannot split the command as Patroni does: %s",
+			            err);
+		for (size_t i = 0; i < argc && rc == 0; i++)
+			rc = strlist_push(c, list, argv[i], strlen(argv[i]));
+		pgw_shlex_free(argv);
+		if (rc)
+			return -1;
+	}
+	if (list->n > 0 && list->items[0][0] == '\0')
+		return fail(c, v, path, "expected a command, got an empty program name");
+	/* relative to what?  The daemon's working directory is nobody's business */
+	if (list->n > 0 && strchr(list->items[0], '/') && list->items[0][0] != '/')
+		return fail(c, v, path,
+		            "expected a command that is an absolute path or a program in PATH, "
+		            "got \"%s\"",
+		            list->items[0]);
+	return 0;
+}
+
+/* One pair of a map into list->items[list->n] (then list->n++); -1 with the error. */
+typedef int (*kv_conv_fn)(struct ctx *c, const yaml_node_t *k, const yaml_node_t *val,
+                          const char *path, struct pgw_kvlist *list);
+
+/* A map (keys unique case-insensitively) into list, one pair at a time by one(). */
+static int conv_kvmap(struct ctx *c, const yaml_node_t *v, const char *path, const char *what,
+                      struct pgw_kvlist *list, kv_conv_fn one)
 {
 	size_t n;
 
 	if (is_null(v))
 		return 0;
 	if (v->type != YAML_MAPPING_NODE)
-		return expected(c, v, path, "a map", false);
+		return expected(c, v, path, what, false);
 	if (check_keys(c, v, path, true))
 		return -1;
 	n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
@@ -831,44 +1012,52 @@ static int conv_params(struct ctx *c, const yaml_node_t *v, const char *path,
 	list->items = calloc(n, sizeof(*list->items));
 	if (!list->items)
 		return oom(c);
-	for (size_t i = 0; i < n; i++) {
-		const yaml_node_t *k = node_at(c, v->data.mapping.pairs.start[i].key);
-		const yaml_node_t *val = node_at(c, v->data.mapping.pairs.start[i].value);
-		const char *ks = (const char *)k->data.scalar.value, *vs;
-		size_t klen = k->data.scalar.length, vlen;
-		char ppath[KEYPATH_MAX + 8];
-		struct pgw_kv *kv = &list->items[list->n];
-
-		if (!pgw_param_name_ok(ks, klen))
-			return expected_text(c, k, path, "a parameter name", ks, klen);
-		snprintf(ppath, sizeof(ppath), "%s.%.*s", path, (int)klen, ks);
-		if (clean_scalar(c, val, ppath, "a scalar value", FL_EMPTY_OK, &vs, &vlen))
+	for (size_t i = 0; i < n; i++)
+		if (one(c, node_at(c, v->data.mapping.pairs.start[i].key),
+		        node_at(c, v->data.mapping.pairs.start[i].value), path, list))
 			return -1;
-		kv->name = strndup(ks, klen);
-		kv->value = strndup(vs, vlen);
-		list->n++; /* freed by kvlist_free even when half-filled */
-		if (!kv->name || !kv->value)
-			return oom(c);
-	}
 	return 0;
 }
 
-static int initdb_option(struct ctx *c, const yaml_node_t *n, const char *path, const char *s,
-                         size_t len, const char *value, size_t vlen, struct pgw_strlist *list)
+/* One PostgreSQL parameter: name = scalar value. */
+static int conv_param(struct ctx *c, const yaml_node_t *k, const yaml_node_t *val, const char *path,
+                      struct pgw_kvlist *list)
 {
+	const char *ks = (const char *)k->data.scalar.value, *vs;
+	size_t klen = k->data.scalar.length, vlen;
+	char ppath[KEYPATH_MAX + 8];
+	struct pgw_kv *kv = &list->items[list->n];
+
+	if (!pgw_param_name_ok(ks, klen))
+		return expected_text(c, k, path, "a parameter name", ks, klen);
+	snprintf(ppath, sizeof(ppath), "%s.%.*s", path, (int)klen, ks);
+	if (clean_scalar(c, val, ppath, "a scalar value", FL_EMPTY_OK, &vs, &vlen))
+		return -1;
+	kv->name = strndup(ks, klen);
+	kv->value = strndup(vs, vlen);
+	list->n++; /* freed by kvlist_free even when half-filled */
+	return kv->name && kv->value ? 0 : oom(c);
+}
+
+static int tool_option(struct ctx *c, const yaml_node_t *n, const char *path,
+                       const struct opt_tool *t, const char *s, size_t len, const char *value,
+                       size_t vlen, struct pgw_strlist *list)
+{
+	char what[96];
 	char *arg;
 	int r;
 
-	if (len == 0 || s[0] == '-')
-		return expected_text(c, n, path, "an initdb option name such as data-checksums", s,
-		                     len);
+	if (len < 2 || s[0] == '-') /* long names only: "--D" means nothing */
+		return expected_text(c, n, path, t->example, s, len);
+	snprintf(what, sizeof(what), "a%s %s option name", t->name[0] == 'i' ? "n" : "", t->name);
 	for (size_t i = 0; i < len; i++)
 		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
-			return expected_text(c, n, path, "an initdb option name", s, len);
-	for (size_t i = 0; i < sizeof(initdb_forbidden) / sizeof(initdb_forbidden[0]); i++)
-		if (strlen(initdb_forbidden[i]) == len && memcmp(initdb_forbidden[i], s, len) == 0)
-			return expected_text(
-			    c, n, path, "an initdb option pgwarden does not set itself", s, len);
+			return expected_text(c, n, path, what, s, len);
+	snprintf(what, sizeof(what), "a%s %s option pgwarden does not set itself",
+	         t->name[0] == 'i' ? "n" : "", t->name);
+	for (size_t i = 0; t->forbidden[i]; i++)
+		if (strlen(t->forbidden[i]) == len && memcmp(t->forbidden[i], s, len) == 0)
+			return expected_text(c, n, path, what, s, len);
 	if (value)
 		r = asprintf(&arg, "--%.*s=%.*s", (int)len, s, (int)vlen, value);
 	else
@@ -881,8 +1070,8 @@ static int initdb_option(struct ctx *c, const yaml_node_t *n, const char *path, 
 }
 
 /* The pairs of a {key: value} map as "--key=value". */
-static int initdb_map(struct ctx *c, const yaml_node_t *m, const char *path,
-                      struct pgw_strlist *list)
+static int tool_map(struct ctx *c, const yaml_node_t *m, const char *path, const struct opt_tool *t,
+                    struct pgw_strlist *list)
 {
 	if (check_keys(c, m, path, false))
 		return -1;
@@ -892,9 +1081,15 @@ static int initdb_map(struct ctx *c, const yaml_node_t *m, const char *path,
 		const char *ks, *vs;
 		size_t klen, vlen;
 
-		if (clean_scalar(c, k, path, "an initdb option name", 0, &ks, &klen) ||
-		    clean_scalar(c, val, path, "an initdb option value", 0, &vs, &vlen) ||
-		    initdb_option(c, k, path, ks, klen, vs, vlen, list))
+		char kwhat[64], vwhat[64];
+
+		snprintf(kwhat, sizeof(kwhat), "a%s %s option name", t->name[0] == 'i' ? "n" : "",
+		         t->name);
+		snprintf(vwhat, sizeof(vwhat), "a%s %s option value", t->name[0] == 'i' ? "n" : "",
+		         t->name);
+		if (clean_scalar(c, k, path, kwhat, 0, &ks, &klen) ||
+		    clean_scalar(c, val, path, vwhat, 0, &vs, &vlen) ||
+		    tool_option(c, k, path, t, ks, klen, vs, vlen, list))
 			return -1;
 	}
 	return 0;
@@ -1004,15 +1199,20 @@ const struct pgw_fence_peer *pgw_fence_peer(const struct pgw_fence_peers *p, con
 	return NULL;
 }
 
-static int conv_initdb(struct ctx *c, const yaml_node_t *v, const char *path,
-                       struct pgw_strlist *list)
+/* initdb or pg_basebackup options: a list of "flag" or {key: value}, or one map. */
+static int conv_tool_opts(struct ctx *c, const yaml_node_t *v, const char *path,
+                          const struct opt_tool *t, struct pgw_strlist *list)
 {
 	if (is_null(v))
 		return 0;
 	if (v->type == YAML_MAPPING_NODE)
-		return initdb_map(c, v, path, list);
-	if (v->type != YAML_SEQUENCE_NODE)
-		return expected(c, v, path, "a list of initdb options", false);
+		return tool_map(c, v, path, t, list);
+	if (v->type != YAML_SEQUENCE_NODE) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "a list of %s options", t->name);
+		return expected(c, v, path, what, false);
+	}
 	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
 	     it++) {
 		const yaml_node_t *e = node_at(c, *it);
@@ -1021,22 +1221,480 @@ static int conv_initdb(struct ctx *c, const yaml_node_t *v, const char *path,
 
 		if (e && e->type == YAML_MAPPING_NODE &&
 		    e->data.mapping.pairs.top - e->data.mapping.pairs.start == 1) {
-			if (initdb_map(c, e, path, list))
+			if (tool_map(c, e, path, t, list))
 				return -1;
 			continue;
 		}
 		if (e && e->type != YAML_SCALAR_NODE)
 			return expected(c, e, path, "a flag or a single-key map", false);
-		if (clean_scalar(c, e, path, "an initdb option", 0, &s, &len) ||
-		    initdb_option(c, e, path, s, len, NULL, 0, list))
+		char what[64];
+
+		snprintf(what, sizeof(what), "a%s %s option", t->name[0] == 'i' ? "n" : "",
+		         t->name);
+		if (clean_scalar(c, e, path, what, 0, &s, &len) ||
+		    tool_option(c, e, path, t, s, len, NULL, 0, list))
 			return -1;
 	}
 	return 0;
 }
 
+/* ---------------------------------------------------------------- commands, methods */
+
+static int conv_bool_at(struct ctx *c, const yaml_node_t *v, const char *path, bool *out)
+{
+	const char *s;
+	size_t len;
+
+	if (clean_scalar(c, v, path, "a boolean", 0, &s, &len))
+		return -1;
+	if (!parse_bool(s, len, out))
+		return expected(c, v, path, "a boolean", false);
+	return 0;
+}
+
+static int kvlist_push(struct ctx *c, struct pgw_kvlist *l, const char *name, size_t nlen,
+                       const char *value, size_t vlen)
+{
+	struct pgw_kv *items = realloc(l->items, (l->n + 1) * sizeof(*items));
+
+	if (!items)
+		return oom(c);
+	l->items = items;
+	items[l->n].name = strndup(name, nlen);
+	items[l->n].value = strndup(value, vlen);
+	l->n++; /* freed by kvlist_free even when half-filled */
+	return items[l->n - 1].name && items[l->n - 1].value ? 0 : oom(c);
+}
+
+/* One key of a method's section; bootstrap says which kind of method it is. */
+static int method_key(struct ctx *c, const yaml_node_t *k, const yaml_node_t *v, const char *mpath,
+                      bool bootstrap, struct pgw_method *m)
+{
+	const char *key = (const char *)k->data.scalar.value, *s;
+	size_t klen = k->data.scalar.length, len;
+	char path[KEYPATH_MAX + 80];
+
+	snprintf(path, sizeof(path), "%s.%.*s", mpath, (int)klen, key);
+	if (!strcmp(key, "command"))
+		return conv_command(c, v, path, &m->argv);
+	if (!strcmp(key, "no_params"))
+		return conv_bool_at(c, v, path, &m->no_params);
+	if (bootstrap && !strcmp(key, "keep_existing_recovery_conf"))
+		return conv_bool_at(c, v, path, &m->keep_existing_recovery_conf);
+	if (bootstrap && !strcmp(key, "recovery_conf")) {
+		m->has_recovery_conf = true;
+		return conv_kvmap(c, v, path, "a map", &m->recovery_conf, conv_param);
+	}
+	if (bootstrap)
+		return warn(c, k, path, "unknown key, ignored");
+	if (!strcmp(key, "no_master") || !strcmp(key, "no_leader"))
+		return conv_bool_at(c, v, path, &m->no_leader);
+	if (!strcmp(key, "keep_data"))
+		return conv_bool_at(c, v, path, &m->keep_data);
+	/* any other key goes to the command as --key=value, as in Patroni */
+	for (size_t i = 0; i < klen; i++)
+		if (!isalnum((unsigned char)key[i]) && key[i] != '_' && key[i] != '-')
+			return expected_text(c, k, mpath, "an option name", key, klen);
+	if (clean_scalar(c, v, path, "a scalar value", FL_EMPTY_OK, &s, &len))
+		return -1;
+	return kvlist_push(c, &m->params, key, klen, s, len);
+}
+
+/* bootstrap.<name> or postgresql.<name>: a custom method's section (a map). */
+static int conv_method(struct ctx *c, const yaml_node_t *v, const char *path, bool bootstrap,
+                       struct pgw_methods *l)
+{
+	const char *dot = strrchr(path, '.');
+	struct pgw_method *items, *m;
+
+	if (v->type != YAML_MAPPING_NODE)
+		return warn(c, v, path, "unknown key, ignored");
+	if (check_keys(c, v, path, false))
+		return -1;
+	items = realloc(l->items, (l->n + 1) * sizeof(*items));
+	if (!items)
+		return oom(c);
+	l->items = items;
+	m = &items[l->n++];
+	*m = (struct pgw_method){.name = strdup(dot ? dot + 1 : path), .line = c->key_line};
+	if (!m->name)
+		return oom(c);
+	for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++)
+		if (method_key(c, node_at(c, p->key), node_at(c, p->value), path, bootstrap, m))
+			return -1;
+	return 0;
+}
+
+const struct pgw_method *pgw_method_find(const struct pgw_methods *m, const char *name)
+{
+	for (size_t i = 0; name && i < m->n; i++)
+		if (strcmp(m->items[i].name, name) == 0)
+			return &m->items[i];
+	return NULL;
+}
+
+/* bootstrap.users.<name>.options: role options, as Patroni passes them to CREATE ROLE. */
+static int user_options(struct ctx *c, const yaml_node_t *v, const char *path, struct pgw_user *u)
+{
+	static const char *const ok[] = {
+	    "SUPERUSER",    "NOSUPERUSER",   "CREATEDB",  "NOCREATEDB",  "CREATEROLE",
+	    "NOCREATEROLE", "INHERIT",       "NOINHERIT", "LOGIN",       "NOLOGIN",
+	    "REPLICATION",  "NOREPLICATION", "BYPASSRLS", "NOBYPASSRLS", NULL};
+	struct pgw_sb_lite {
+		char buf[512];
+		size_t off;
+	} b = {.off = 0};
+	bool login = false;
+
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_SEQUENCE_NODE)
+		return expected(c, v, path, "a list of role options", false);
+	b.buf[0] = '\0';
+	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+	     it++) {
+		const yaml_node_t *e = node_at(c, *it);
+		const char *s;
+		size_t len, i;
+
+		if (clean_scalar(c, e, path, "a role option", 0, &s, &len))
+			return -1;
+		for (i = 0; ok[i]; i++)
+			if (strlen(ok[i]) == len && !strncasecmp(ok[i], s, len))
+				break;
+		if (!ok[i])
+			return expected_text(
+			    c, e, path,
+			    "a role option (createdb, createrole, login, nologin, "
+			    "replication, superuser, inherit, bypassrls, or NO...)",
+			    s, len);
+		login = login || !strcmp(ok[i], "LOGIN") || !strcmp(ok[i], "NOLOGIN");
+		bufappend(b.buf, sizeof(b.buf), &b.off, "%s%s", b.off ? " " : "", ok[i]);
+	}
+	if (!login)
+		bufappend(b.buf, sizeof(b.buf), &b.off, "%sLOGIN", b.off ? " " : "");
+	free(u->options);
+	u->options = strdup(b.buf);
+	return u->options ? 0 : oom(c);
+}
+
+/* bootstrap.users: {name: {password: ..., options: [createdb, ...]}} */
+static int conv_users(struct ctx *c, const yaml_node_t *v, const char *path, struct pgw_users *l)
+{
+	size_t n;
+
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_MAPPING_NODE)
+		return expected(c, v, path, "a map of user names", false);
+	if (check_keys(c, v, path, false))
+		return -1;
+	n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+	l->items = n ? calloc(n, sizeof(*l->items)) : NULL;
+	if (n && !l->items)
+		return oom(c);
+	for (size_t i = 0; i < n; i++) {
+		const yaml_node_t *k = node_at(c, v->data.mapping.pairs.start[i].key);
+		const yaml_node_t *m = node_at(c, v->data.mapping.pairs.start[i].value);
+		struct pgw_user *u = &l->items[l->n++];
+		char upath[KEYPATH_MAX + 8];
+		const char *s;
+		size_t len;
+
+		if (clean_scalar(c, k, path, "a user name", 0, &s, &len))
+			return -1;
+		u->name = strndup(s, len);
+		if (!u->name)
+			return oom(c);
+		snprintf(upath, sizeof(upath), "%s.%s", path, u->name);
+		if (!is_null(m) && m->type != YAML_MAPPING_NODE)
+			return expected(c, m, upath, "a map (password, options)", false);
+		if (is_null(m) || check_keys(c, m, upath, false)) {
+			if (c->failed)
+				return -1;
+			continue;
+		}
+		for (yaml_node_pair_t *p = m->data.mapping.pairs.start;
+		     p < m->data.mapping.pairs.top; p++) {
+			const yaml_node_t *pk = node_at(c, p->key), *pv = node_at(c, p->value);
+			const char *key = (const char *)pk->data.scalar.value;
+			char kpath[KEYPATH_MAX + 80];
+
+			snprintf(kpath, sizeof(kpath), "%s.%s", upath, key);
+			if (!strcmp(key, "password")) {
+				if (clean_scalar(c, pv, kpath, "a string", FL_SECRET, &s, &len) ||
+				    store_str(c, &u->password, s, len))
+					return -1;
+			} else if (!strcmp(key, "options")) {
+				if (user_options(c, pv, kpath, u))
+					return -1;
+			} else if (warn(c, pk, kpath, "unknown key, ignored")) {
+				return -1;
+			}
+		}
+	}
+	for (size_t i = 0; i < l->n; i++)
+		if (!l->items[i].options && !(l->items[i].options = strdup("LOGIN")))
+			return oom(c);
+	return 0;
+}
+
+/* postgresql.bin_name: {pg_ctl: pg_ctl.wrapper, ...}, file names in bin_dir. */
+static int conv_binname(struct ctx *c, const yaml_node_t *v, const char *path, struct pgw_kvlist *l)
+{
+	static const char *const progs[] = {"pg_ctl",        "initdb",   "pg_controldata",
+	                                    "pg_basebackup", "postgres", "pg_isready",
+	                                    "pg_rewind",     NULL};
+
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_MAPPING_NODE)
+		return expected(c, v, path, "a map of program names", false);
+	if (check_keys(c, v, path, false))
+		return -1;
+	for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top;
+	     p++) {
+		const yaml_node_t *k = node_at(c, p->key), *val = node_at(c, p->value);
+		const char *ks = (const char *)k->data.scalar.value, *vs;
+		size_t klen = k->data.scalar.length, vlen, i;
+		char kpath[KEYPATH_MAX + 80];
+
+		for (i = 0; progs[i]; i++)
+			if (strlen(progs[i]) == klen && !memcmp(progs[i], ks, klen))
+				break;
+		if (!progs[i])
+			return expected_text(c, k, path,
+			                     "pg_ctl, initdb, pg_controldata, pg_basebackup, "
+			                     "postgres, pg_isready or pg_rewind",
+			                     ks, klen);
+		snprintf(kpath, sizeof(kpath), "%s.%.*s", path, (int)klen, ks);
+		if (clean_scalar(c, val, kpath, "a file name in bin_dir", 0, &vs, &vlen))
+			return -1;
+		if (memchr(vs, '/', vlen) || (vlen <= 2 && vs[0] == '.'))
+			return expected(c, val, kpath, "a file name in bin_dir (no '/')", false);
+		if (kvlist_push(c, l, ks, klen, vs, vlen))
+			return -1;
+	}
+	return 0;
+}
+
+/* One HTTP header name (an RFC 9110 token) -> value, for restapi.*_extra_headers. */
+static int conv_header(struct ctx *c, const yaml_node_t *k, const yaml_node_t *val,
+                       const char *path, struct pgw_kvlist *list)
+{
+	static const char *const framing[] = {"content-length", "transfer-encoding", "connection",
+	                                      "content-type"};
+	const char *ks = (const char *)k->data.scalar.value, *vs;
+	size_t klen = k->data.scalar.length, vlen;
+	char hpath[KEYPATH_MAX + 80];
+	struct pgw_kv *kv = &list->items[list->n];
+
+	for (size_t i = 0; i < klen; i++)
+		if (!isalnum((unsigned char)ks[i]) && !strchr("!#$%&'*+-.^_`|~", ks[i]))
+			return expected_text(c, k, path, "an HTTP header name (letters, digits, -)",
+			                     ks, klen);
+	if (klen == 0)
+		return expected_text(c, k, path, "an HTTP header name", ks, klen);
+	snprintf(hpath, sizeof(hpath), "%s.%.*s", path, (int)(klen > 64 ? 64 : klen), ks);
+	for (size_t i = 0; i < sizeof(framing) / sizeof(framing[0]); i++)
+		if (strlen(framing[i]) == klen && strncasecmp(framing[i], ks, klen) == 0)
+			return fail(c, k, hpath,
+			            "pgwarden sets this header itself (it frames or "
+			            "types the answer)");
+	if (clean_scalar(c, val, hpath, "a header value", FL_EMPTY_OK, &vs, &vlen))
+		return -1;
+	for (size_t i = 0; i < vlen; i++)
+		if (((unsigned char)vs[i] < 0x20 && vs[i] != '\t') || vs[i] == 0x7f)
+			return expected(c, val, hpath, "a header value without control characters",
+			                false);
+	kv->name = strndup(ks, klen);
+	kv->value = strndup(vs, vlen);
+	list->n++;
+	return kv->name && kv->value ? 0 : oom(c);
+}
+
+/*
+ * log.mode as PyYAML reads it: 0640 is octal (YAML 1.1), so is 0o640; 420 is decimal
+ * (Python's int, what Patroni passes to chmod).
+ */
+static bool parse_filemode(const char *s, size_t len, int64_t *out)
+{
+	int64_t n = 0;
+	size_t i = 0;
+	int base = 10;
+
+	if (len > 1 && s[0] == '0') {
+		base = 8;
+		i = (s[1] == 'o' || s[1] == 'O') ? 2 : 1;
+	}
+	if (i >= len)
+		return false;
+	for (; i < len; i++) {
+		if (s[i] < '0' || s[i] >= '0' + base)
+			return false;
+		n = n * base + (s[i] - '0');
+		if (n > 0777)
+			return false;
+	}
+	*out = n;
+	return true;
+}
+
+/* log.static_fields: {name: scalar}, names that do not hide the line's own fields. */
+static int conv_logfields(struct ctx *c, const yaml_node_t *v, const char *path,
+                          struct pgw_log_settings *l)
+{
+	static const char *const own[] = {"asctime", "levelname", "message"};
+	size_t n;
+
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_MAPPING_NODE)
+		return expected(c, v, path, "a map of field names to values", false);
+	if (check_keys(c, v, path, true))
+		return -1;
+	n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+	if (n == 0)
+		return 0;
+	l->static_fields = calloc(n, sizeof(*l->static_fields));
+	if (!l->static_fields)
+		return oom(c);
+	for (size_t i = 0; i < n; i++) {
+		const yaml_node_t *k = node_at(c, v->data.mapping.pairs.start[i].key);
+		const yaml_node_t *val = node_at(c, v->data.mapping.pairs.start[i].value);
+		const char *ks = (const char *)k->data.scalar.value, *vs;
+		size_t klen = k->data.scalar.length, vlen;
+		char fpath[KEYPATH_MAX + 80];
+		struct pgw_log_field *fld = &l->static_fields[l->nstatic_fields];
+
+		snprintf(fpath, sizeof(fpath), "%s.%.*s", path, (int)(klen > 64 ? 64 : klen), ks);
+		for (size_t j = 0; j < sizeof(own) / sizeof(own[0]); j++)
+			if (strlen(own[j]) == klen && !memcmp(own[j], ks, klen))
+				return fail(c, k, fpath, "every JSON line has this field already");
+		if (klen == 0 || memchr(ks, '\0', klen))
+			return expected_text(c, k, path, "a field name", ks, klen);
+		if (clean_scalar(c, val, fpath, "a scalar value", FL_EMPTY_OK, &vs, &vlen))
+			return -1;
+		fld->name = strndup(ks, klen);
+		fld->value = strndup(vs, vlen);
+		l->nstatic_fields++;
+		if (!fld->name || !fld->value)
+			return oom(c);
+	}
+	return 0;
+}
+
+/* log.loggers: {python.module: LEVEL}: checked, then it has no effect (a warning says so). */
+static int conv_levelmap(struct ctx *c, const yaml_node_t *k0, const yaml_node_t *v,
+                         const char *path)
+{
+	static const struct field level = {NULL, F_CHOICE, 0, 0, NULL, LEVEL_CHOICES, NULL};
+
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_MAPPING_NODE)
+		return expected(c, v, path, "a map of logger names to levels", false);
+	if (check_keys(c, v, path, false))
+		return -1;
+	for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top;
+	     p++) {
+		const yaml_node_t *k = node_at(c, p->key);
+		char lpath[KEYPATH_MAX + 80];
+		int ignored;
+
+		snprintf(lpath, sizeof(lpath), "%s.%.64s", path,
+		         (const char *)k->data.scalar.value);
+		if (conv_choice_into(c, node_at(c, p->value), &level, lpath, &ignored))
+			return -1;
+	}
+	return warn(c, k0, path,
+	            "levels of Python modules (Patroni's loggers); pgwarden has none, so this "
+	            "has no effect");
+}
+
+/* restapi.allowlist: a list (or one string) of IP addresses, CIDRs and host names. */
+static int conv_allow_item(struct ctx *c, const yaml_node_t *e, const char *path,
+                           struct pgw_strlist *list)
+{
+	char why[160], *tmp;
+	const char *s;
+	size_t len;
+	bool ok;
+
+	if (clean_scalar(c, e, path, "an IP address, a CIDR or a host name", 0, &s, &len))
+		return -1;
+	tmp = strndup(s, len);
+	if (!tmp)
+		return oom(c);
+	ok = pgw_allow_entry_ok(tmp, why, sizeof(why));
+	free(tmp);
+	if (!ok)
+		return fail(c, e, path, "%s", why);
+	return strlist_push(c, list, s, len);
+}
+
+static int conv_allow(struct ctx *c, const yaml_node_t *v, const char *path,
+                      struct pgw_strlist *list)
+{
+	if (is_null(v))
+		return 0;
+	if (v->type == YAML_SCALAR_NODE)
+		return conv_allow_item(c, v, path, list);
+	if (v->type != YAML_SEQUENCE_NODE)
+		return expected(c, v, path, "a list of IP addresses, CIDRs and host names", false);
+	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+	     it++)
+		if (conv_allow_item(c, node_at(c, *it), path, list))
+			return -1;
+	return 0;
+}
+
+/* etcd3.url: "http://host:port" or "https://host:port" (a trailing "/" at most). */
+static int conv_url(struct ctx *c, const yaml_node_t *v, const char *path, struct pgw_strlist *list)
+{
+	static const char what[] = "http://host:port or https://host:port";
+	const char *s, *hp;
+	size_t len, hlen;
+
+	if (clean_scalar(c, v, path, what, 0, &s, &len))
+		return -1;
+	if (len > 7 && strncasecmp(s, "http://", 7) == 0) {
+		c->url_protocol = "http";
+		hp = s + 7;
+	} else if (len > 8 && strncasecmp(s, "https://", 8) == 0) {
+		c->url_protocol = "https";
+		hp = s + 8;
+	} else {
+		return expected(c, v, path, what, false);
+	}
+	hlen = len - (size_t)(hp - s);
+	if (hlen > 0 && hp[hlen - 1] == '/')
+		hlen--;
+	if (memchr(hp, '/', hlen) || memchr(hp, '@', hlen) || memchr(hp, '?', hlen))
+		return expected(c, v, path, what, false);
+	return conv_hostport_text(c, v, path, hp, hlen, list, NULL);
+}
+
+/* A value with its own check (f->check). */
+static int conv_checked(struct ctx *c, const struct field *f, const yaml_node_t *v,
+                        const char *path, const char *s, size_t len)
+{
+	char why[256], *tmp = strndup(s, len);
+	bool ok;
+
+	if (!tmp)
+		return oom(c);
+	ok = f->check(tmp, why, sizeof(why));
+	free(tmp);
+	if (!ok)
+		return fail(c, v, path, "%s", why);
+	return store_str(c, dest(c, f), s, len);
+}
+
 /* Convert the value v of the key at path (table entry f) into the config. */
 /* One of the row's "a|b|c" words (case-insensitive); stores its index. */
-static int conv_choice(struct ctx *c, const yaml_node_t *v, const struct field *f, const char *path)
+static int conv_choice_into(struct ctx *c, const yaml_node_t *v, const struct field *f,
+                            const char *path, int *out)
 {
 	char what[96];
 	const char *s, *p = f->choices;
@@ -1051,13 +1709,182 @@ static int conv_choice(struct ctx *c, const yaml_node_t *v, const struct field *
 		size_t n = bar ? (size_t)(bar - p) : strlen(p);
 
 		if (n == len && strncasecmp(p, s, len) == 0) {
-			*(int *)dest(c, f) = i;
+			*out = i;
 			return 0;
 		}
 		p = bar ? bar + 1 : NULL;
 		i++;
 	}
 	return expected(c, v, path, what, false);
+}
+
+static int conv_choice(struct ctx *c, const yaml_node_t *v, const struct field *f, const char *path)
+{
+	return conv_choice_into(c, v, f, path, (int *)dest(c, f));
+}
+
+/* ---------------------------------------------------------------- slots */
+
+/* A YAML tree as JSON (scalars as strings, null as null), for slots.c's parsers. */
+static struct json_object *yaml_json(struct ctx *c, const yaml_node_t *n, int depth)
+{
+	struct json_object *o;
+
+	if (!n || is_null(n))
+		return NULL;
+	if (n->type == YAML_SCALAR_NODE)
+		return json_object_new_string_len((const char *)n->data.scalar.value,
+		                                  (int)n->data.scalar.length);
+	if (depth > 4)
+		return json_object_new_string("(nested too deep)");
+	if (n->type == YAML_SEQUENCE_NODE) {
+		o = json_object_new_array();
+		for (yaml_node_item_t *i = n->data.sequence.items.start;
+		     o && i < n->data.sequence.items.top; i++)
+			json_object_array_add(o, yaml_json(c, node_at(c, *i), depth + 1));
+		return o;
+	}
+	o = json_object_new_object();
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; o && p < n->data.mapping.pairs.top;
+	     p++) {
+		const yaml_node_t *k = node_at(c, p->key);
+
+		if (k && k->type == YAML_SCALAR_NODE)
+			json_object_object_add(o, (const char *)k->data.scalar.value,
+			                       yaml_json(c, node_at(c, p->value), depth + 1));
+	}
+	return o;
+}
+
+static int conv_slots(struct ctx *c, const struct field *f, const yaml_node_t *v, const char *path)
+{
+	struct pgw_slot_conf *sc = dest(c, f);
+	struct json_object *j;
+	char why[300];
+	bool ok = true;
+
+	if (is_null(v))
+		return 0;
+	if (f->type == F_SLOTS && v->type != YAML_MAPPING_NODE)
+		return expected(c, v, path, "a map of slot names", false);
+	if (f->type == F_IGNSLOTS && v->type != YAML_SEQUENCE_NODE)
+		return expected(c, v, path, "a list of maps (name, type, database, plugin)", false);
+	if (f->type == F_SLOTTTL) {
+		const char *txt;
+		size_t len;
+
+		if (clean_scalar(c, v, path, "a duration (e.g. 1800 or 30min)", 0, &txt, &len))
+			return -1;
+		j = json_object_new_string_len(txt, (int)len);
+		if (!j)
+			return oom(c);
+		ok = pgw_slot_ttl_parse(j, &sc->member_slots_ttl, why, sizeof(why));
+		json_object_put(j);
+		return ok ? 0 : fail(c, v, NULL, "bootstrap.dcs.%s", why);
+	}
+	if (v->type == YAML_MAPPING_NODE && check_keys(c, v, path, false))
+		return -1;
+	if (f->type == F_SLOTS) {
+		for (yaml_node_pair_t *p = v->data.mapping.pairs.start;
+		     ok && p < v->data.mapping.pairs.top; p++) {
+			const yaml_node_t *k = node_at(c, p->key), *val = node_at(c, p->value);
+
+			if (sc->nperm >= PGW_PERM_SLOTS_MAX)
+				return fail(c, k, path, "more than %d permanent slots",
+				            PGW_PERM_SLOTS_MAX);
+			j = yaml_json(c, val, 0);
+			ok = pgw_slot_def_parse((const char *)k->data.scalar.value, j,
+			                        &sc->perm[sc->nperm], why, sizeof(why));
+			json_object_put(j);
+			if (!ok)
+				return fail(c, val ? val : k, NULL, "bootstrap.dcs.%s", why);
+			sc->nperm++;
+		}
+		return 0;
+	}
+	for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top;
+	     i++) {
+		const yaml_node_t *e = node_at(c, *i);
+
+		if (sc->nignore >= PGW_IGNORE_MAX)
+			return fail(c, e, path, "more than %d entries", PGW_IGNORE_MAX);
+		j = yaml_json(c, e, 0);
+		ok = pgw_slot_match_parse(sc->nignore, j, &sc->ignore[sc->nignore], why,
+		                          sizeof(why));
+		json_object_put(j);
+		if (!ok)
+			return fail(c, e, NULL, "bootstrap.dcs.%s", why);
+		sc->nignore++;
+	}
+	return 0;
+}
+
+/* bootstrap.dcs.standby_cluster: the same checks as for the config key (standby.c) */
+static int conv_standby(struct ctx *c, const yaml_node_t *v, const char *path,
+                        struct pgw_standby_cluster *sc)
+{
+	struct json_object *j;
+	char why[300];
+	bool ok;
+
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_MAPPING_NODE)
+		return expected(c, v, path, "a map (host, port, restore_command, ...)", false);
+	if (check_keys(c, v, path, false))
+		return -1;
+	j = yaml_json(c, v, 0);
+	if (!j)
+		return oom(c);
+	ok = pgw_standby_parse(j, sc, why, sizeof(why));
+	json_object_put(j);
+	return ok ? 0 : fail(c, v, NULL, "bootstrap.dcs.%s", why);
+}
+
+/* vip.address, vip.interface, vip.arp_notify */
+static int conv_vip(struct ctx *c, const struct field *f, const yaml_node_t *v, const char *path)
+{
+	char why[128], what[192], buf[64];
+	const char *s;
+	size_t len;
+	int64_t n;
+	bool b;
+
+	switch (f->type) {
+	case F_VIPADDR:
+		if (clean_scalar(c, v, path, "an IPv4 address with a prefix length", 0, &s, &len))
+			return -1;
+		snprintf(buf, sizeof(buf), "%.*s", (int)(len < sizeof(buf) ? len : 0), s);
+		if (!pgw_vip_parse_address(buf, dest(c, f), why, sizeof(why))) {
+			snprintf(what, sizeof(what),
+			         "an IPv4 address with a prefix length such as "
+			         "10.0.0.100/24 (%s)",
+			         why);
+			return expected(c, v, path, what, false);
+		}
+		return 0;
+	case F_IFNAME:
+		if (clean_scalar(c, v, path, "an interface name", 0, &s, &len))
+			return -1;
+		snprintf(buf, sizeof(buf), "%.*s", (int)(len < sizeof(buf) ? len : 0), s);
+		if (!pgw_vip_ifname_valid(buf))
+			return expected(c, v, path,
+			                "an interface name (1 to 15 characters, no '/', ':' or "
+			                "blanks)",
+			                false);
+		return store_str(c, dest(c, f), s, len);
+	default:
+		snprintf(what, sizeof(what), "a number of gratuitous ARPs 0..%d, or a boolean",
+		         PGW_VIP_ARP_MAX);
+		if (clean_scalar(c, v, path, what, 0, &s, &len))
+			return -1;
+		if (parse_bool(s, len, &b))
+			n = b ? PGW_VIP_ARP_DEFAULT : 0;
+		else if (!parse_uint(s, len, PGW_VIP_ARP_MAX, &n))
+			return expected(c, v, path, what, false);
+		*(int *)dest(c, f) = (int)n;
+		return 0;
+	}
 }
 
 static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, const char *path)
@@ -1072,6 +1899,8 @@ static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, c
 	case F_STR:
 		if (clean_scalar(c, v, path, "a string", f->flags, &s, &len))
 			return -1;
+		if (f->check)
+			return conv_checked(c, f, v, path, s, len);
 		return store_str(c, dest(c, f), s, len);
 	case F_NAME:
 		if (clean_scalar(c, v, path, "a name", f->flags, &s, &len))
@@ -1121,24 +1950,67 @@ static int convert(struct ctx *c, const struct field *f, const yaml_node_t *v, c
 		*(int64_t *)dest(c, f) = n;
 		return 0;
 	case F_BOOL:
+	case F_NOT_TRUE:
 		if (clean_scalar(c, v, path, "a boolean", 0, &s, &len))
 			return -1;
 		if (!parse_bool(s, len, &b))
 			return expected(c, v, path, "a boolean", false);
+		if (b && f->type == F_NOT_TRUE)
+			return fail(c, v, path, "%s", f->choices);
 		*(bool *)dest(c, f) = b;
 		return 0;
+	case F_HEADERS:
+		return conv_kvmap(c, v, path, "a map of HTTP header names to values", dest(c, f),
+		                  conv_header);
+	case F_ALLOW:
+		return conv_allow(c, v, path, dest(c, f));
+	case F_URL:
+		return conv_url(c, v, path, dest(c, f));
+	case F_LEVELMAP:
+		break; /* walk_map: it needs the key */
 	case F_STRLIST:
 		return conv_strlist(c, v, path, dest(c, f));
 	case F_HOSTLIST:
 		return conv_hostlist(c, v, path, dest(c, f));
 	case F_PARAMS:
-		return conv_params(c, v, path, dest(c, f));
+		return conv_kvmap(c, v, path, "a map", dest(c, f), conv_param);
 	case F_INITDB:
-		return conv_initdb(c, v, path, dest(c, f));
+		return conv_tool_opts(c, v, path, &initdb_tool, dest(c, f));
+	case F_BBOPTS:
+		return conv_tool_opts(c, v, path, &basebackup_tool, dest(c, f));
+	case F_METHODS:
+		return conv_method(c, v, path, f->path[0] == 'b', dest(c, f));
+	case F_USERS:
+		return conv_users(c, v, path, dest(c, f));
+	case F_BINNAME:
+		return conv_binname(c, v, path, dest(c, f));
+	case F_LOGKV:
+		return conv_logfields(c, v, path, dest(c, f));
+	case F_MODE:
+		if (clean_scalar(c, v, path, "a file mode such as 0640", 0, &s, &len))
+			return -1;
+		if (!parse_filemode(s, len, &n))
+			return expected(c, v, path, "a file mode such as 0640 (at most 0777)",
+			                false);
+		*(int *)dest(c, f) = (int)n;
+		return 0;
 	case F_PEERS:
 		return conv_peers(c, v, path, dest(c, f));
+	case F_SLOTS:
+	case F_IGNSLOTS:
+	case F_SLOTTTL:
+		return conv_slots(c, f, v, path);
+	case F_COMMAND:
+		return conv_command(c, v, path, dest(c, f));
+	case F_STANDBY:
+		return conv_standby(c, v, path, dest(c, f));
+	case F_VIPADDR:
+	case F_IFNAME:
+	case F_GARP:
+		return conv_vip(c, f, v, path);
 	case F_SECTION:
 	case F_UNIMPL:
+	case F_REFUSED:
 		break;
 	}
 	return fail(c, v, path, "internal error: bad field type");
@@ -1161,6 +2033,8 @@ static int walk_map(struct ctx *c, const yaml_node_t *map, const char *prefix)
 			return fail(c, k, prefix, "missing value");
 		if (make_path(path, sizeof(path), prefix, k))
 			f = lookup(path, &idx);
+		if (!f && v->type == YAML_MAPPING_NODE && lookup_wild(prefix, &idx))
+			f = &fields[idx]; /* a custom method's section (F_METHODS) */
 		if (!f) {
 			if (warn(c, k, path, "unknown key, ignored"))
 				return -1;
@@ -1182,9 +2056,17 @@ static int walk_map(struct ctx *c, const yaml_node_t *map, const char *prefix)
 				return -1;
 			continue;
 		}
+		if (f->type == F_REFUSED)
+			return fail(c, k, path, "%s", f->choices);
 		if (f->conflicts && lookup(f->conflicts, &other) && c->seen[other])
 			return fail(c, k, path, "conflicts with %s", f->conflicts);
 		c->seen[idx] = true;
+		c->seen_line[idx] = line_of(k);
+		if (f->type == F_LEVELMAP) {
+			if (conv_levelmap(c, k, v, path))
+				return -1;
+			continue;
+		}
 		if (f->type == F_SECTION) {
 			if (is_null(v))
 				continue;
@@ -1194,6 +2076,7 @@ static int walk_map(struct ctx *c, const yaml_node_t *map, const char *prefix)
 				return -1;
 			continue;
 		}
+		c->key_line = line_of(k);
 		if (convert(c, f, v, path))
 			return -1;
 	}
@@ -1264,6 +2147,18 @@ static bool was_set(const struct ctx *c, const char *path)
 	return lookup(path, &i) && c->seen[i];
 }
 
+/* postgresql.callback_timeout: 60 s unless set; at least 1 s (a bound, never "none"). */
+static int finish_callbacks(struct ctx *c)
+{
+	if (!was_set(c, "postgresql.callback_timeout"))
+		c->cfg->postgresql.callback_timeout_ms = 60000;
+	else if (c->cfg->postgresql.callback_timeout_ms < 1000)
+		return fail(c, NULL, "postgresql.callback_timeout",
+		            "expected at least 1 second, got %lld ms",
+		            (long long)c->cfg->postgresql.callback_timeout_ms);
+	return 0;
+}
+
 /* fencing: defaults, and what mode required cannot do without. */
 static int finish_fencing(struct ctx *c)
 {
@@ -1274,6 +2169,7 @@ static int finish_fencing(struct ctx *c)
 		cfg->fencing.bmc.lanplus = true;
 	if (cfg->fencing.timeout == 0)
 		cfg->fencing.timeout = 30;
+
 	if (!was_set(c, "fencing.retries"))
 		cfg->fencing.retries = 2;
 	if (set_default(c, &cfg->fencing.agent, "ipmi") ||
@@ -1351,13 +2247,13 @@ static int keep_local_only_params(struct ctx *c)
 			dcs->items[kept++] = kv;
 			continue;
 		}
-		snprintf(
-		    line, sizeof(line),
-		    "%s: bootstrap.dcs.postgresql.parameters.%s: runs a command or loads code, "
-		    "so it is never written to etcd: %s",
-		    c->name, kv.name,
-		    kvlist_has(local, kv.name) ? "postgresql.parameters sets it already"
-		                               : "kept in this node's postgresql.parameters");
+		snprintf(line, sizeof(line),
+		         "%s: bootstrap.dcs.postgresql.parameters.%s: runs a command or "
+		         "loads code, "
+		         "so it is never written to etcd: %s",
+		         c->name, kv.name,
+		         kvlist_has(local, kv.name) ? "postgresql.parameters sets it already"
+		                                    : "kept in this node's postgresql.parameters");
 		if (strlist_push(c, &c->cfg->warnings, line, strlen(line)))
 			return -1;
 		if (kvlist_has(local, kv.name)) {
@@ -1393,10 +2289,10 @@ static int check_sslmode(struct ctx *c, const struct pgw_auth *a, const char *wh
 				            a->sslmode);
 			return 0;
 		}
-	return fail(
-	    c, NULL, path,
-	    "expected disable, allow, prefer, require, verify-ca or verify-full, got \"%s\"",
-	    a->sslmode);
+	return fail(c, NULL, path,
+	            "expected disable, allow, prefer, require, verify-ca or verify-full, "
+	            "got \"%s\"",
+	            a->sslmode);
 }
 
 /* The host part of host:port is a loopback address (127/8, ::1, localhost). */
@@ -1426,6 +2322,164 @@ static int check_rest_exposure(struct ctx *c)
 	            cfg->restapi.listen);
 }
 
+/* A rule broken by the key at path: the error names the line where it was set. */
+static int fail_key(struct ctx *c, const char *path, const char *msg)
+{
+	yaml_node_t at;
+	size_t i;
+
+	if (!lookup(path, &i) || !c->seen_line[i])
+		return fail(c, NULL, path, "%s", msg);
+	memset(&at, 0, sizeof(at));
+	at.start_mark.line = c->seen_line[i] - 1;
+	return fail(c, &at, path, "%s", msg);
+}
+
+/* etcd3: one of host, hosts, url, srv; the default endpoint without any. */
+static int finish_etcd3(struct ctx *c)
+{
+	static const char *const ways[] = {"etcd3.host", "etcd3.hosts", "etcd3.url", "etcd3.srv"};
+	struct pgw_config *cfg = c->cfg;
+	const char *first = NULL;
+	char msg[160];
+
+	for (size_t i = 0; i < sizeof(ways) / sizeof(ways[0]); i++) {
+		if (!was_set(c, ways[i]))
+			continue;
+		if (first) {
+			snprintf(msg, sizeof(msg), "conflicts with %s (give the endpoints one way)",
+			         first);
+			return fail_key(c, ways[i], msg);
+		}
+		first = ways[i];
+	}
+	if (c->url_protocol && was_set(c, "etcd3.protocol") &&
+	    strcmp(c->url_protocol, cfg->etcd3.protocol) != 0)
+		return fail_key(c, "etcd3.protocol", "conflicts with the scheme of etcd3.url");
+	if (c->url_protocol && !was_set(c, "etcd3.protocol") &&
+	    store_str(c, &cfg->etcd3.protocol, c->url_protocol, strlen(c->url_protocol)))
+		return -1;
+	if (cfg->etcd3.srv_suffix && !cfg->etcd3.srv)
+		return fail_key(c, "etcd3.srv_suffix", "needs etcd3.srv");
+	if (!cfg->etcd3.srv && cfg->etcd3.hosts.n == 0 &&
+	    strlist_push(c, &cfg->etcd3.hosts, "127.0.0.1:2379", 14))
+		return -1;
+	return 0;
+}
+
+static int warn_at_line(struct ctx *c, size_t line, const char *path, const char *what)
+{
+	char text[KEYPATH_MAX + 256];
+	int r = snprintf(text, sizeof(text), "%s:%zu: %s: %s", c->name, line, path, what);
+
+	return r < 0 ? oom(c) : strlist_push(c, &c->cfg->warnings, text, strlen(text));
+}
+
+static int finish_log(struct ctx *c)
+{
+	struct pgw_log_settings *l = &c->cfg->log;
+
+	if (!was_set(c, "log.file_num"))
+		l->file_num = 4;
+	if (l->file_size == 0)
+		l->file_size = 25000000;
+	if (l->max_queue_size == 0)
+		l->max_queue_size = 1000;
+	if (l->max_queue_size > 100000)
+		return fail_key(c, "log.max_queue_size", "at most 100000 lines");
+	if (l->file_num > 1000)
+		return fail_key(c, "log.file_num", "at most 1000 files");
+	size_t total = 0, idx;
+
+	for (size_t i = 0; i < l->nstatic_fields; i++)
+		total += strlen(l->static_fields[i].name) + strlen(l->static_fields[i].value) + 8;
+	if (total > 400)
+		return fail_key(c, "log.static_fields", "at most 400 bytes of names and values");
+	if (l->nstatic_fields && l->type != PGW_LOG_JSON && lookup("log.static_fields", &idx) &&
+	    warn_at_line(c, c->seen_line[idx], "log.static_fields",
+	                 "written with log.type json only, ignored"))
+		return -1;
+	return 0;
+}
+
+/*
+ * bootstrap.method names a bootstrap.<name> section with a command; the names in
+ * create_replica_methods are basebackup or a command (postgresql.<name>, else the name
+ * itself, as Patroni does).  Sections nothing names are unknown keys.
+ */
+static int check_methods(struct ctx *c)
+{
+	struct pgw_config *cfg = c->cfg;
+	const char *bm = cfg->bootstrap.method;
+	struct pgw_method *m;
+	char path[KEYPATH_MAX + 16];
+
+	if (bm && strcmp(bm, "initdb") != 0) {
+		m = (struct pgw_method *)pgw_method_find(&cfg->bootstrap.methods, bm);
+		if (!m || m->argv.n == 0) {
+			yaml_node_t at = {0}; /* only its line is used */
+			size_t i = 0;
+
+			lookup("bootstrap.method", &i);
+			at.start_mark.line = c->seen_line[i] - 1;
+			return fail(c, &at, "bootstrap.method",
+			            "names \"%s\", but bootstrap.%s.command is not set", bm, bm);
+		}
+		m->used = true;
+	}
+	for (size_t i = 0; i < cfg->postgresql.create_replica_methods.n; i++) {
+		const char *name = cfg->postgresql.create_replica_methods.items[i];
+
+		m = (struct pgw_method *)pgw_method_find(&cfg->postgresql.replica_methods, name);
+		if (m)
+			m->used = true;
+		if (strcmp(name, "basebackup") == 0)
+			continue;
+		if (!m && (strchr(name, '/') || strpbrk(name, " \t")))
+			return fail(c, NULL, "postgresql.create_replica_methods",
+			            "\"%s\": expected basebackup or the name of a method "
+			            "(postgresql.%s.command)",
+			            name, name);
+		if (m && m->argv.n == 0 && strchr(name, '/'))
+			return fail(c, NULL, "postgresql.create_replica_methods",
+			            "\"%s\": postgresql.%s.command is not set", name, name);
+	}
+	for (int b = 0; b < 2; b++) {
+		struct pgw_methods *l =
+		    b ? &cfg->bootstrap.methods : &cfg->postgresql.replica_methods;
+
+		for (size_t i = 0; i < l->n; i++) {
+			if (l->items[i].used)
+				continue;
+			snprintf(path, sizeof(path), "%s.%s", b ? "bootstrap" : "postgresql",
+			         l->items[i].name);
+			if (warn_at_line(
+			        c, l->items[i].line, path,
+			        b ? "unknown key (bootstrap.method does not name it), ignored"
+			          : "unknown key (not in create_replica_methods), ignored"))
+				return -1;
+		}
+	}
+	cfg->postgresql.use_pg_rewind_set = was_set(c, "postgresql.use_pg_rewind");
+	if (cfg->postgresql.config_dir && cfg->postgresql.config_dir[0] != '/') {
+		/* relative to the directory pgwarden starts in, as Patroni's abspath: the
+		 * path goes to postgres as config_file and into postgresql.conf */
+		char cwd[4096], *abs = NULL;
+
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    asprintf(&abs, "%s/%s", cwd, cfg->postgresql.config_dir) < 0)
+			return fail_key(c, "postgresql.config_dir",
+			                "cannot make the path absolute (getcwd failed)");
+		free(cfg->postgresql.config_dir);
+		cfg->postgresql.config_dir = abs;
+	}
+	if (!was_set(c, "postgresql.remove_data_directory_on_rewind_failure"))
+		cfg->postgresql.remove_on_rewind_failure = true;
+	if (!was_set(c, "postgresql.remove_data_directory_on_diverged_timelines"))
+		cfg->postgresql.remove_on_diverged_timelines = true;
+	return 0;
+}
+
 static int finish(struct ctx *c)
 {
 	struct pgw_config *cfg = c->cfg;
@@ -1450,7 +2504,7 @@ static int finish(struct ctx *c)
 	    set_default(c, &cfg->postgresql.replication.username, "replicator") ||
 	    default_pgpass(c))
 		return -1;
-	if (cfg->etcd3.hosts.n == 0 && strlist_push(c, &cfg->etcd3.hosts, "127.0.0.1:2379", 14))
+	if (finish_etcd3(c))
 		return -1;
 
 	if (!cfg->restapi.auth.username != !cfg->restapi.auth.password)
@@ -1463,12 +2517,18 @@ static int finish(struct ctx *c)
 		return fail(c, NULL, "restapi.protect_reads",
 		            "needs restapi.authentication (the credentials the reads then need)");
 	if (check_tls(c) || check_rest_exposure(c) || keep_local_only_params(c) ||
-	    set_default(c, &cfg->watchdog.device, "/dev/watchdog"))
+	    check_methods(c) || set_default(c, &cfg->watchdog.device, "/dev/watchdog"))
 		return -1;
 	if (cfg->watchdog.safety_margin == 0)
 		cfg->watchdog.safety_margin = PGW_SAFETY_MARGIN_S;
-	if (finish_fencing(c))
+	if (finish_callbacks(c) || finish_fencing(c) || finish_log(c))
 		return -1;
+	if (!cfg->vip.address.family != !cfg->vip.interface)
+		return fail(c, NULL, cfg->vip.interface ? "vip.address" : "vip.interface",
+		            "required with %s (vip: the address and the interface it goes on)",
+		            cfg->vip.interface ? "vip.interface" : "vip.address");
+	if (!was_set(c, "vip.arp_notify"))
+		cfg->vip.arp_notify = PGW_VIP_ARP_DEFAULT;
 	/* the timing rule has one home: lease.c */
 	if (!pgw_timing_valid(cfg->dcs.ttl, cfg->dcs.loop_wait, cfg->dcs.retry_timeout,
 	                      cfg->watchdog.safety_margin, terr, sizeof(terr)))
@@ -1488,6 +2548,7 @@ void pgw_dcs_defaults(struct pgw_dcs *d)
 	                      .use_pg_rewind = true,
 	                      .use_slots = true,
 	                      .synchronous_node_count = 1};
+	pgw_slot_conf_defaults(&d->slots);
 }
 
 static size_t line_at_offset(const char *text, size_t len, size_t offset)
@@ -1588,6 +2649,9 @@ struct pgw_config *pgw_config_parse(const char *name, const char *text, size_t l
 
 	pgw_dcs_defaults(&cfg->dcs);
 	cfg->tags.failover_priority = 1;
+	cfg->log.level = PGW_INFO;
+	cfg->log.traceback_level = PGW_ERROR;
+	cfg->log.mode = -1;
 
 	if (parse_into(c)) {
 		pgw_config_free(cfg);
@@ -1662,6 +2726,17 @@ fail_errno:
 	return NULL;
 }
 
+static void methods_free(struct pgw_methods *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->items[i].name);
+		strlist_free(&l->items[i].argv);
+		kvlist_free(&l->items[i].recovery_conf);
+		kvlist_free(&l->items[i].params);
+	}
+	free(l->items);
+}
+
 void pgw_config_free(struct pgw_config *cfg)
 {
 	if (!cfg)
@@ -1670,6 +2745,7 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->scope);
 	free(cfg->namespace);
 	free(cfg->name);
+	free(cfg->tags.replicatefrom);
 	free(cfg->user);
 	free(cfg->restapi.listen);
 	free(cfg->restapi.connect_address);
@@ -1682,6 +2758,23 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->ctl.cacert);
 	free(cfg->ctl.certfile);
 	free(cfg->ctl.keyfile);
+	free(cfg->ctl.keyfile_password);
+	strlist_free(&cfg->restapi.allowlist);
+	kvlist_free(&cfg->restapi.http_extra_headers);
+	kvlist_free(&cfg->restapi.https_extra_headers);
+	free(cfg->restapi.ciphers);
+	free(cfg->etcd3.srv);
+	free(cfg->etcd3.srv_suffix);
+	free(cfg->log.format);
+	free(cfg->log.dateformat);
+	free(cfg->log.dir);
+	for (size_t i = 0; i < cfg->log.nstatic_fields; i++) {
+		free(cfg->log.static_fields[i].name);
+		free(cfg->log.static_fields[i].value);
+	}
+	free(cfg->log.static_fields);
+	free(cfg->postgresql.config_dir);
+	free(cfg->postgresql.proxy_address);
 	strlist_free(&cfg->ctl.api_hosts);
 	free(cfg->watchdog.device);
 	free(cfg->fencing.agent);
@@ -1704,6 +2797,23 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->etcd3.key);
 	kvlist_free(&cfg->dcs.pg_parameters);
 	strlist_free(&cfg->initdb_args);
+	free(cfg->bootstrap.method);
+	methods_free(&cfg->bootstrap.methods);
+	strlist_free(&cfg->bootstrap.post_bootstrap);
+	strlist_free(&cfg->bootstrap.pg_hba);
+	for (size_t i = 0; i < cfg->bootstrap.users.n; i++) {
+		free(cfg->bootstrap.users.items[i].name);
+		free(cfg->bootstrap.users.items[i].password);
+		free(cfg->bootstrap.users.items[i].options);
+	}
+	free(cfg->bootstrap.users.items);
+	strlist_free(&cfg->postgresql.pg_ident);
+	free(cfg->postgresql.custom_conf);
+	kvlist_free(&cfg->postgresql.recovery_conf);
+	kvlist_free(&cfg->postgresql.bin_name);
+	strlist_free(&cfg->postgresql.create_replica_methods);
+	methods_free(&cfg->postgresql.replica_methods);
+	strlist_free(&cfg->postgresql.basebackup_args);
 	free(cfg->postgresql.listen);
 	free(cfg->postgresql.connect_address);
 	free(cfg->postgresql.data_dir);
@@ -1725,8 +2835,21 @@ void pgw_config_free(struct pgw_config *cfg)
 	free(cfg->postgresql.rewind.password);
 	kvlist_free(&cfg->postgresql.parameters);
 	strlist_free(&cfg->postgresql.pg_hba);
+	for (int i = 0; i < PGW_CB_COUNT; i++)
+		strlist_free(&cfg->postgresql.callbacks[i]);
+	strlist_free(&cfg->postgresql.pre_promote);
+	strlist_free(&cfg->postgresql.before_stop);
 	strlist_free(&cfg->warnings);
+	free(cfg->vip.interface);
 	free(cfg);
+}
+
+const char *pgw_cb_name(enum pgw_cb cb)
+{
+	static const char *const names[PGW_CB_COUNT] = {"on_start", "on_stop", "on_restart",
+	                                                "on_reload", "on_role_change"};
+
+	return (unsigned)cb < PGW_CB_COUNT ? names[cb] : "?";
 }
 
 const char *pgw_ipmi_priv_name(int priv)

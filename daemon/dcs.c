@@ -43,6 +43,14 @@ char *pgw_dcs_to_json(const struct pgw_dcs *d)
 		                       json_object_new_string(d->pg_parameters.items[i].value));
 	json_object_object_add(pgo, "parameters", params);
 	json_object_object_add(o, "postgresql", pgo);
+	pgw_slot_conf_to_json(&d->slots, o);
+	if (d->standby.enabled)
+		json_object_object_add(o, "standby_cluster", pgw_standby_to_json(&d->standby));
+	if (d->check_timeline)
+		json_object_object_add(o, "check_timeline", json_object_new_boolean(1));
+	if (d->max_timelines_history > 0)
+		json_object_object_add(o, "max_timelines_history",
+		                       json_object_new_int(d->max_timelines_history));
 	out = strdup(json_object_to_json_string_ext(o, JSON_FLAGS));
 	json_object_put(o);
 	return out;
@@ -137,6 +145,22 @@ static bool get_bool(struct json_object *o, const char *k, bool *v, char *err, s
 	return true;
 }
 
+/* A boolean at the top of the config key: absent or null keeps *v. */
+static bool get_top_bool(struct json_object *o, const char *k, bool *v, char *err, size_t errlen)
+{
+	struct json_object *j;
+
+	if (!json_object_object_get_ex(o, k, &j) || json_object_is_type(j, json_type_null))
+		return true;
+	if (!json_object_is_type(j, json_type_boolean)) {
+		snprintf(err, errlen, "config key %s: expected true or false, got %.60s", k,
+		         json_object_to_json_string_ext(j, JSON_FLAGS));
+		return false;
+	}
+	*v = json_object_get_boolean(j);
+	return true;
+}
+
 /* postgresql.parameters: scalars only, kept as text. */
 static bool get_params(struct json_object *pgo, struct pgw_kvlist *l, char *err, size_t errlen)
 {
@@ -187,14 +211,18 @@ static bool parse_into(struct json_object *o, struct pgw_dcs *d, int margin_s, c
 {
 	int64_t ttl = d->ttl, lw = d->loop_wait, rt = d->retry_timeout;
 	int64_t lag = d->maximum_lag_on_failover, pst = d->primary_start_timeout;
+	int64_t mth = d->max_timelines_history;
 	struct json_object *pgo;
 
 	if (!get_int(o, "ttl", 1, 86400, &ttl, err, errlen) ||
 	    !get_int(o, "loop_wait", 1, 86400, &lw, err, errlen) ||
 	    !get_int(o, "retry_timeout", 1, 86400, &rt, err, errlen) ||
 	    !get_int(o, "maximum_lag_on_failover", 0, INT64_MAX, &lag, err, errlen) ||
-	    !get_int(o, "primary_start_timeout", 0, 86400, &pst, err, errlen))
+	    !get_int(o, "primary_start_timeout", 0, 86400, &pst, err, errlen) ||
+	    !get_int(o, "max_timelines_history", 0, INT32_MAX, &mth, err, errlen) ||
+	    !get_top_bool(o, "check_timeline", &d->check_timeline, err, errlen))
 		return false;
+	d->max_timelines_history = (int)mth;
 	d->ttl = (int)ttl;
 	d->loop_wait = (int)lw;
 	d->retry_timeout = (int)rt;
@@ -210,6 +238,22 @@ static bool parse_into(struct json_object *o, struct pgw_dcs *d, int margin_s, c
 		d->synchronous_mode = sc.mode;
 		d->synchronous_mode_strict = sc.strict;
 		d->synchronous_node_count = sc.count;
+	}
+	/* slots from etcd: a bad entry is left out (and its name kept from being dropped),
+	 * never the whole key: the member slots go on (S5, slots.h) */
+	pgw_slot_conf_parse(o, false, &d->slots, err, errlen);
+	/* standby_cluster: absent from the key means removed (the cluster promotes); a bad
+	 * one rejects the whole key (S5), which keeps the node a standby */
+	{
+		struct json_object *sc = NULL;
+
+		json_object_object_get_ex(o, "standby_cluster", &sc);
+		if (!pgw_standby_parse(sc, &d->standby, err, errlen)) {
+			size_t n = strlen(err);
+
+			snprintf(err + n, errlen - n, " (config key)");
+			return false;
+		}
 	}
 	if (!json_object_object_get_ex(o, "postgresql", &pgo) ||
 	    json_object_is_type(pgo, json_type_null))

@@ -37,7 +37,7 @@ bool ha_pg_is_primary(const struct pgw_pg_state *st)
 int ha_op_timeout(const struct ha *h)
 {
 	return pgw_lease_op_timeout_ms(&h->lease, ha_mono_ms(), SAFETY_MARGIN_MS,
-	                               h->dcs.retry_timeout, h->st.was_primary);
+	                               h->dcs.retry_timeout, h->st.was_primary || h->st.vip_held);
 }
 
 /*
@@ -125,6 +125,19 @@ static int renew_lease(struct ha *h)
 	return 0;
 }
 
+/* A create_replica_methods method that works without a leader (no_leader)? */
+static bool clone_without_leader(const struct pgw_config *c)
+{
+	for (size_t i = 0; i < c->postgresql.create_replica_methods.n; i++) {
+		const struct pgw_method *m = pgw_method_find(
+		    &c->postgresql.replica_methods, c->postgresql.create_replica_methods.items[i]);
+
+		if (m && m->no_leader)
+			return true;
+	}
+	return false;
+}
+
 /* --- observation --- */
 
 void ha_observe_pg(struct ha *h)
@@ -153,6 +166,25 @@ static void read_cluster(struct ha *h)
 		pgw_warn("etcd: %s", h->cluster.warnings);
 	h->etcd_ok = true;
 	h->dcs_last_seen = ha_wall_now();
+}
+
+/* standby_cluster: what etcd says, within what the file allows (standby.h) */
+static void standby_effective(struct ha *h)
+{
+	char why[256];
+
+	pgw_standby_effective(&h->dcs.standby, &h->cfg->dcs.standby, &h->standby, why, sizeof(why));
+	if (strcmp(why, h->standby_refused) != 0 && why[0])
+		pgw_warn("dynamic configuration: standby_cluster: %s", why);
+	snprintf(h->standby_refused, sizeof(h->standby_refused), "%s", why);
+}
+
+bool ha_standby_leader(const struct ha *h)
+{
+	return h->standby.enabled && h->etcd_ok && h->cluster.has_leader && h->lease.id != 0 &&
+	       strcmp(h->cluster.leader, h->cfg->name) == 0 &&
+	       h->cluster.leader_lease == h->lease.id && h->pgst.running &&
+	       !ha_pg_is_primary(&h->pgst);
 }
 
 void ha_build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
@@ -187,8 +219,23 @@ void ha_build_obs(struct ha *h, struct pgw_obs *o, bool shutdown)
 	s->failover_priority = c->tags.failover_priority;
 	o->max_lag = h->dcs.maximum_lag_on_failover;
 	o->nofailover = c->tags.nofailover;
-	o->use_pg_rewind = h->dcs.use_pg_rewind;
+	/* postgresql.use_pg_rewind in the local file wins over the dynamic one (Patroni) */
+	o->use_pg_rewind =
+	    c->postgresql.use_pg_rewind_set ? c->postgresql.use_pg_rewind : h->dcs.use_pg_rewind;
+	o->keep_data_on_rewind_failure = !c->postgresql.remove_on_rewind_failure;
+	o->keep_data_without_rewind = !c->postgresql.remove_on_diverged_timelines;
+	o->clone_without_leader = clone_without_leader(c);
 	o->primary_start_timeout_s = h->dcs.primary_start_timeout;
+	standby_effective(h);
+	o->standby_cluster = h->standby.enabled;
+	o->standby_host = h->standby.host;
+	o->standby_port = h->standby.port;
+	o->replicatefrom = c->tags.replicatefrom;
+	o->nostream = c->tags.nostream;
+	s->nostream = c->tags.nostream;
+	o->check_timeline = h->dcs.check_timeline;
+	if (c->tags.replicatefrom)
+		snprintf(s->replicatefrom, sizeof(s->replicatefrom), "%s", c->tags.replicatefrom);
 }
 
 /* --- actions --- */
@@ -312,12 +359,14 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 	struct watch_ctx w = {h, holds, &h->leader_gone_rev};
 	bool fired = false;
 
-	if (h->st.was_primary && h->lease.id != 0) {
-		/* wake up in time to renew (or to demote) before D - S */
+	if ((h->st.was_primary || h->st.vip_held) && h->lease.id != 0) {
+		/* wake up in time to renew (or to demote, the vip first) before D - S */
 		int64_t latest = h->lease.deadline_ms - SAFETY_MARGIN_MS - 500;
 		if (latest < until)
 			until = latest;
 	}
+	if (pgw_cbrun_deadline(h->cb) != 0 && pgw_cbrun_deadline(h->cb) < until)
+		until = pgw_cbrun_deadline(h->cb); /* a hung callback is killed on time */
 	if (h->lease.lapsed_id != 0 && until > cycle_start + 1000)
 		until = cycle_start + 1000; /* try its keepalive every second: see ha_renew_lease */
 	if (replica_catching_up(h, now) && until > cycle_start + 1000)
@@ -391,22 +440,28 @@ static void cycle(struct ha *h, bool shutdown)
 	int64_t start = ha_mono_ms();
 	bool holds, etcd_down, fenced_before;
 
-	/* Rule 7: after any pause, compare the clock with D before anything else. */
+	h->won_key = false;
+	/* Rule 7: after any pause, compare the clock with D before anything else (the
+	 * virtual IP goes first, then writes stop). */
+	ha_vip_guard(h, NULL, NULL);
 	if (pgw_step_must_stop(&h->st, &h->lease, start, SAFETY_MARGIN_MS)) {
 		pgw_error("lease deadline D - S passed while running as primary: stopping "
 		          "PostgreSQL at once");
-		pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
+		ha_stop_pg(h, "immediate", false, true); /* before_stop skipped: no time left */
 		ha_observe_pg(h);
 		if (!h->st.was_primary)
 			pgw_wdguard_idle(h->wd); /* rule 5: writes stopped first */
 	}
+	pgw_cbrun_reap(h->cb); /* callbacks that ended: logged; past their bound: killed */
 	etcd_down = ha_renew_lease(h) == PGW_ETCD_EUNAVAIL;
+	ha_vip_guard(h, NULL, NULL); /* a renewal that failed up to D - S, a lost lease */
 	if (h->lease.id != 0 && h->lease.t_send_ms < start) { /* not renewed this loop */
 		pgw_wdguard_bound(h->wd,
 		                  pgw_lease_wd_bound_s(&h->lease, ha_mono_ms(), h->dcs.loop_wait));
 		ha_cap_lease(h); /* a lowered W restarted the countdown */
 	}
 	ha_observe_pg(h);
+	ha_vip_observe(h);
 	if (*h->reload) {
 		char msg[256];
 
@@ -440,10 +495,14 @@ static void cycle(struct ha *h, bool shutdown)
 	}
 	ha_log_decision(h, &a);
 	fenced_before = h->st.fenced[0] != '\0';
+	ha_vip_guard(h, &o, &a); /* before an action that gives up writing */
 	ha_act(h, &a, holds);
+	ha_vip_after(h, &a, holds);
 	watchdog_after_act(h, &a, holds);
-	if (!shutdown) /* after the safety rows: a restart as primary needs a healthy leader */
+	if (!shutdown) { /* after the safety rows: a restart as primary needs a healthy leader */
 		ha_serve_request(h, holds && a.kind == PGW_ACT_LEADER_DUTIES);
+		ha_vip_guard(h, NULL, NULL); /* e.g. restarted as a replica */
+	}
 	h->loop_mono_ms = ha_mono_ms();
 	ha_publish_snapshot(h, holds);
 	ha_notify_systemd(h, &a, holds);
@@ -461,6 +520,14 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, struct pgw_wdguar
                    volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
 	const struct pgw_etcd_tls tls = {cfg->etcd3.cacert, cfg->etcd3.cert, cfg->etcd3.key};
+	const struct pgw_rest_options rest_opts = {
+	    .tls = &cfg->restapi.tls,
+	    .backlog = cfg->restapi.request_queue_size,
+	    .ciphers = cfg->restapi.ciphers,
+	    .http_headers = &cfg->restapi.http_extra_headers,
+	    .https_headers = &cfg->restapi.https_extra_headers,
+	    .allowlist = &cfg->restapi.allowlist,
+	    .allowlist_include_members = cfg->restapi.allowlist_include_members};
 	char err[256], member[PGW_NAME_MAX + 16];
 
 	memset(h, 0, sizeof(*h));
@@ -499,8 +566,9 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, struct pgw_wdguar
 		pgw_error("out of memory");
 		return -1;
 	}
+	pgw_pg_set_logical_slots(h->pg, pgw_slot_conf_has_logical(&h->dcs.slots));
 	pgw_etcd_set_interrupt(h->etcd, wake_up, h);
-	h->rest = pgw_rest_start(cfg->restapi.listen, &cfg->restapi.tls, err, sizeof(err));
+	h->rest = pgw_rest_start(cfg->restapi.listen, &rest_opts, err, sizeof(err));
 	if (h->rest && cfg->fencing.mode == PGW_FENCE_REQUIRED)
 		pgw_rest_set_audit_log(h->rest, cfg->fencing.audit_log);
 	if (!h->rest) {
@@ -508,7 +576,8 @@ static int ha_open(struct ha *h, const struct pgw_config *cfg, struct pgw_wdguar
 		return -1;
 	}
 	h->control = pgw_control_new(cfg, h->prefix);
-	if (!h->control) {
+	h->cb = pgw_cbrun_new();
+	if (!h->control || !h->cb) {
 		pgw_error("out of memory");
 		return -1;
 	}
@@ -528,10 +597,15 @@ static void ha_close(struct ha *h)
 	if (h->rest)
 		pgw_rest_stop(h->rest); /* first: no request may use the control after this */
 	pgw_control_free(h->control);
+	/* an on_stop of the final stop gets a moment to finish, not the whole bound */
+	pgw_cbrun_free(h->cb, h->cfg->postgresql.callback_timeout_ms < 10000
+	                          ? h->cfg->postgresql.callback_timeout_ms
+	                          : 10000);
 	pgw_fencer_free(h->fencer);
 	pgw_prober_free(h->prober);
 	pgw_dcs_free(&h->dcs);
 	free(h->dcs_seen);
+	free(h->status_slots);
 	pgw_config_free(h->cfg_reloaded);
 	if (h->pg)
 		pgw_pg_free(h->pg);
@@ -568,6 +642,7 @@ int pgw_ha_run(const struct pgw_config *cfg, struct pgw_wdguard *wd, volatile si
 		pgw_sd_stopping(
 		    "shutting down: stopping PostgreSQL, then releasing the leader key");
 		cycle(h, true); /* its SHUTDOWN observed PostgreSQL after stopping it */
+		ha_vip_release(h);
 		clean = !h->st.was_primary;
 		rc = 0;
 	}

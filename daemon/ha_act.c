@@ -44,13 +44,39 @@ static void slot_for_self(const struct ha *h, char *slot, size_t len)
 		slot[0] = '\0';
 }
 
+/*
+ * Does the replica stream from a member other than the leader (tags.replicatefrom)?
+ * That member, a replica, holds no slot for it: stream without one (the leader's is
+ * not used meanwhile, see sync_slots).
+ */
+static bool cascading_to(const struct ha *h, const struct pgw_action *a)
+{
+	const struct pgw_member *l = h->etcd_ok ? pgw_cluster_leader_member(&h->cluster) : NULL;
+
+	return l && a->target_host[0] &&
+	       (l->conn_port != a->target_port || strcmp(l->conn_host, a->target_host) != 0);
+}
+
 int ha_configure_replica(struct ha *h, const struct pgw_action *a)
 {
 	char slot[64];
 
-	slot_for_self(h, slot, sizeof(slot));
+	/* the standby leader follows the remote primary with standby_cluster's settings;
+	 * its replicas follow it with their member slots (none when cascading) */
+	if (a->standby_leader) {
+		snprintf(slot, sizeof(slot), "%s", h->standby.primary_slot_name);
+	} else {
+		slot_for_self(h, slot, sizeof(slot));
+		if (cascading_to(h, a))
+			slot[0] = '\0';
+	}
+	pgw_pg_set_standby(h->pg, a->standby_leader ? &h->standby : NULL);
 	/* a standby ignores it; it matters from the instant of a promotion on */
 	pgw_pg_set_sync_names(h->pg, pgw_sync_standby_value(&h->cluster.sync_conf));
+	/* tags.nostream: never a primary_conninfo, also when a clone or a rewind from the
+	 * leader starts the replica (the core gives start and follow no target then) */
+	if (h->cfg->tags.nostream)
+		return pgw_pg_write_config(h->pg, &h->dcs.pg_parameters, "", 0, NULL);
 	return pgw_pg_write_config(h->pg, &h->dcs.pg_parameters,
 	                           a->target_host[0] ? a->target_host : "", a->target_port,
 	                           slot[0] ? slot : NULL);
@@ -58,8 +84,10 @@ int ha_configure_replica(struct ha *h, const struct pgw_action *a)
 
 static void start_replica(struct ha *h, const struct pgw_action *a)
 {
-	if (ha_configure_replica(h, a) == 0 && pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) == 0)
+	if (ha_configure_replica(h, a) == 0 && pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) == 0) {
 		h->replica_started_ms = ha_mono_ms();
+		ha_cb_started(h, "replica");
+	}
 }
 
 /*
@@ -110,7 +138,7 @@ static int take_key(struct ha *h, bool *won)
 }
 
 /* Give the key up cleanly: deleted, and the record says released (no fence needed). */
-static void give_up_key(struct ha *h)
+void ha_give_up_key(struct ha *h)
 {
 	char *rec = own_leader_record(h, true);
 	bool ok = false;
@@ -125,30 +153,210 @@ static void give_up_key(struct ha *h)
 	free(rec);
 }
 
-static void sync_slots(struct ha *h)
-{
-	const char *names[PGW_MAX_MEMBERS];
-	int n = 0;
+/* --- slots (slots.h: what is planned; here it is carried out) --- */
 
-	if (!h->dcs.use_slots)
+#define SLOTS_LISTED_MAX 64
+
+/* Warnings about slots: at most one a minute (they would come every loop). */
+static void slot_warn(struct ha *h, const char *what, const char *name, const char *why)
+{
+	int64_t now = ha_mono_ms();
+
+	if (h->slot_warned_ms && now - h->slot_warned_ms < 60000)
 		return;
+	h->slot_warned_ms = now;
+	pgw_warn("replication slot %s: %s: %s", name, what, why);
+}
+
+/* The status key's "slots" object from the PUBLISH ops (NULL when none). */
+static void keep_positions(struct ha *h, const struct pgw_slot_op *ops, int n)
+{
+	struct json_object *o = json_object_new_object();
+
+	for (int i = 0; o && i < n; i++)
+		if (ops[i].kind == PGW_SLOT_PUBLISH)
+			json_object_object_add(o, ops[i].slot.name,
+			                       json_object_new_int64((int64_t)ops[i].lsn));
+	free(h->status_slots);
+	h->status_slots = o && json_object_object_length(o) > 0
+	                      ? strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN))
+	                      : NULL;
+	json_object_put(o);
+}
+
+/*
+ * A replica copies the leader's permanent logical slots (PostgreSQL 15 has no failover
+ * slots): each slot file is read from the leader, then PostgreSQL is stopped, the
+ * files are put into pg_replslot and it starts again (it reads slots only at startup).
+ * From then on the loop advances them to the positions the leader publishes.
+ */
+static void copy_logical_slots(struct ha *h, const struct pgw_slot_op *ops, int n)
+{
+	const struct pgw_member *l = pgw_cluster_leader_member(&h->cluster);
+	unsigned char *data[PGW_PERM_SLOTS_MAX] = {0};
+	size_t len[PGW_PERM_SLOTS_MAX] = {0};
+	const char *names[PGW_PERM_SLOTS_MAX];
+	struct pgw_action a = {0};
+	int k = 0;
+
+	uint64_t oldest = 0;
+
+	if (!l || pgw_pg_oldest_wal(h->pg, &oldest, PG_OBSERVE_TIMEOUT_MS) != 0)
+		return;
+	for (int i = 0; i < n && k < PGW_PERM_SLOTS_MAX; i++) {
+		if (ops[i].kind != PGW_SLOT_COPY)
+			continue;
+		if (pgw_pg_read_leader_slot(h->pg, l->conn_host, l->conn_port, &ops[i].slot,
+		                            &data[k], &len[k], PG_OBSERVE_TIMEOUT_MS * 5) != 0) {
+			slot_warn(h, "cannot copy it from the leader", ops[i].slot.name,
+			          pgw_pg_last_error(h->pg));
+			continue;
+		}
+		/* a copy that needs WAL this replica no longer has could never be advanced */
+		if (pgw_pg_slot_file_restart_lsn(data[k], len[k]) < oldest) {
+			slot_warn(
+			    h, "not copied yet", ops[i].slot.name,
+			    "the leader's slot still needs WAL older than this replica's oldest "
+			    "segment (copied once its consumer moves it on)");
+			free(data[k]);
+			data[k] = NULL;
+			continue;
+		}
+		names[k++] = ops[i].slot.name;
+	}
+	if (k == 0)
+		return;
+	pgw_info("copying %d permanent logical slot(s) from leader %s (first %s): restarting "
+	         "PostgreSQL, which reads slots only at startup",
+	         k, l->name, names[0]);
+	snprintf(a.target_host, sizeof(a.target_host), "%s", l->conn_host);
+	a.target_port = l->conn_port;
+	h->member_state = "restarting";
+	ha_publish_member(h);
+	if (pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS) == 0) {
+		for (int i = 0; i < k; i++)
+			if (pgw_pg_install_slot(h->pg, names[i], data[i], len[i]) != 0)
+				pgw_error("cannot install slot %s: %s", names[i],
+				          pgw_pg_last_error(h->pg));
+		if (ha_configure_replica(h, &a) != 0 ||
+		    pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) != 0) {
+			/* never leave a replica down for a slot: without them, and again */
+			pgw_error("PostgreSQL did not start with the copied slots: removing them");
+			pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
+			for (int i = 0; i < k; i++)
+				pgw_pg_remove_slot_dir(h->pg, names[i]);
+			pgw_pg_start(h->pg, PG_START_TIMEOUT_MS);
+		}
+		h->replica_started_ms = ha_mono_ms();
+	}
+	h->member_state = NULL;
+	for (int i = 0; i < k; i++)
+		free(data[i]);
+}
+
+/* One loop of slot upkeep: the leader (primary) or a replica following it. */
+/* A member that streams from another member (tags.replicatefrom), not from the leader,
+ * or not at all (tags.nostream): the leader keeps no slot for it (once inactive, dropped
+ * after member_slots_ttl). */
+static bool cascades(const struct pgw_cluster *c, const struct pgw_member *m)
+{
+	char why[200];
+	const struct pgw_member *up = pgw_upstream(c, m->name, m->replicatefrom, why, sizeof(why));
+
+	return m->nostream || (up && up != pgw_cluster_leader_member(c));
+}
+
+static void sync_slots(struct ha *h, bool primary)
+{
+	struct pgw_slot_info have[SLOTS_LISTED_MAX];
+	char names[PGW_MAX_MEMBERS][PGW_SLOT_NAME_MAX], self[PGW_SLOT_NAME_MAX];
+	const char *members[PGW_MAX_MEMBERS];
+	struct pgw_slot_view v = {.primary = primary,
+	                          .paused = h->cluster.paused,
+	                          .use_slots = h->dcs.use_slots,
+	                          .self = self,
+	                          .members = members,
+	                          .slots = have,
+	                          .leader_pos = h->cluster.status_slots,
+	                          .nleader_pos = primary ? 0 : h->cluster.nstatus_slots,
+	                          .now_ms = ha_mono_ms()};
+	struct pgw_slot_op *ops;
+	int n, copies = 0;
+
+	if (!h->dcs.use_slots || !h->etcd_ok)
+		return;
+	pgw_pg_slot_name(h->cfg->name, self, sizeof(self));
 	/* a member counts only while its key lives on a lease (a daemon keeps it alive):
 	 * keys written without one (by hand, or by a hostile writer) would hold WAL and
 	 * fill max_replication_slots (issue 11, item 9) */
 	for (int i = 0; i < h->cluster.nmembers; i++)
-		if (strcmp(h->cluster.members[i].name, h->cfg->name) != 0 &&
-		    h->cluster.members[i].lease != 0)
-			names[n++] = h->cluster.members[i].name;
-	pgw_pg_sync_slots(h->pg, names, n, PG_OBSERVE_TIMEOUT_MS);
+		if (h->cluster.members[i].lease != 0 &&
+		    !(primary && cascades(&h->cluster, &h->cluster.members[i]))) {
+			pgw_pg_slot_name(h->cluster.members[i].name, names[v.nmembers],
+			                 sizeof(names[0]));
+			members[v.nmembers] = names[v.nmembers];
+			v.nmembers++;
+		}
+	v.nslots =
+	    pgw_pg_list_slots(h->pg, have, SLOTS_LISTED_MAX, &v.wal_logical, PG_OBSERVE_TIMEOUT_MS);
+	ops = calloc(PGW_SLOT_OPS_MAX, sizeof(*ops));
+	if (v.nslots < 0 || !ops) {
+		free(ops);
+		return;
+	}
+	n = pgw_slots_plan(&h->dcs.slots, &v, h->slot_absent, &h->nslot_absent, ops,
+	                   PGW_SLOT_OPS_MAX);
+	for (int i = 0; i < n; i++) {
+		const struct pgw_slot_op *op = &ops[i];
+		int rc = 0;
+
+		switch (op->kind) {
+		case PGW_SLOT_CREATE:
+			rc = pgw_pg_create_slot(h->pg, &op->slot, op->reserve,
+			                        PG_OBSERVE_TIMEOUT_MS * 5);
+			break;
+		case PGW_SLOT_DROP:
+			pgw_info("replication slot %s: dropping: %s", op->slot.name, op->why);
+			rc = pgw_pg_drop_slot(h->pg, op->slot.name, PG_OBSERVE_TIMEOUT_MS);
+			break;
+		case PGW_SLOT_ADVANCE:
+			rc = pgw_pg_advance_slot(h->pg, &op->slot, op->lsn,
+			                         PG_OBSERVE_TIMEOUT_MS * 5);
+			/* a copy whose WAL is gone is useless: dropped, copied again later */
+			if (rc != 0 && op->slot.type == PGW_SLOT_LOGICAL &&
+			    strstr(pgw_pg_last_error(h->pg), "has already been removed"))
+				pgw_pg_drop_slot(h->pg, op->slot.name, PG_OBSERVE_TIMEOUT_MS);
+			break;
+		case PGW_SLOT_COPY:
+			copies++;
+			break;
+		case PGW_SLOT_NO_LOGICAL:
+			slot_warn(h, "not created", op->slot.name, op->why);
+			break;
+		case PGW_SLOT_PUBLISH:
+			break;
+		}
+		if (rc != 0)
+			slot_warn(h, "failed", op->slot.name, pgw_pg_last_error(h->pg));
+	}
+	if (primary)
+		keep_positions(h, ops, n);
+	if (copies > 0)
+		copy_logical_slots(h, ops, n);
+	free(ops);
 }
 
 static void publish_status(struct ha *h, uint64_t optime)
 {
-	char buf[64];
+	char *buf = NULL;
 
-	snprintf(buf, sizeof(buf), "{\"optime\":%" PRIu64 "}", optime);
+	if (asprintf(&buf, "{\"optime\":%" PRIu64 "%s%s}", optime,
+	             h->status_slots ? ",\"slots\":" : "",
+	             h->status_slots ? h->status_slots : "") < 0)
+		return;
 	if (pgw_etcd_put(h->etcd, h->status_key, buf, strlen(buf), 0, ha_op_timeout(h)) != 0)
 		pgw_warn("cannot write %s: %s", h->status_key, pgw_etcd_errmsg(h->etcd));
+	free(buf);
 }
 
 static void record_history(struct ha *h, int new_tl)
@@ -164,7 +372,8 @@ static void record_history(struct ha *h, int new_tl)
 	timestamp_iso(ts, sizeof(ts));
 	/* [the timeline that ended, where, ...], as in the history file (and Patroni's key):
 	 * a replica promoted from an older timeline forks off that one, not new_tl - 1 */
-	hist = pgw_history_append(h->cluster.history, parent, lsn, reason, ts, h->cfg->name);
+	hist = pgw_history_append_max(h->cluster.history, parent, lsn, reason, ts, h->cfg->name,
+	                              h->dcs.max_timelines_history);
 	if (hist &&
 	    pgw_etcd_put(h->etcd, h->history_key, hist, strlen(hist), 0, ha_op_timeout(h)) != 0)
 		pgw_warn("cannot write %s: %s", h->history_key, pgw_etcd_errmsg(h->etcd));
@@ -279,7 +488,7 @@ static bool sync_before_promote(struct ha *h)
  * renewal pets the watchdog, rule 3): a promotion may outlast W.  False once that
  * lease is lost or no longer allows writes; the next step then demotes.
  */
-static bool keep_key_lease(void *arg)
+bool ha_keep_key_lease(void *arg)
 {
 	struct ha *h = arg;
 	int64_t id = h->lease.id;
@@ -298,26 +507,27 @@ static void promote(struct ha *h)
 	char fenced[PGW_NAME_MAX];
 	int64_t fenced_lease;
 
-	if (!sync_before_promote(h))
+	if (!ha_pre_promote(h) || !sync_before_promote(h))
 		return;
-	if (pgw_pg_promote(h->pg, PG_PROMOTE_TIMEOUT_MS, keep_key_lease, h) != 0) {
+	if (pgw_pg_promote(h->pg, PG_PROMOTE_TIMEOUT_MS, ha_keep_key_lease, h) != 0) {
 		pgw_error("promotion failed; will retry while holding the leader key");
 		return;
 	}
 	pgw_pg_observe(h->pg, PG_OBSERVE_TIMEOUT_MS, &st);
 	pgw_info("promoted: now primary on timeline %d", st.timeline);
+	ha_cb_fire(h, PGW_CB_ON_ROLE_CHANGE, "master");
 	ha_renew_lease(h); /* the promotion's checkpoint may have been long: renew (and pet) now */
 	pgw_step_promoted(&h->st, fenced, sizeof(fenced), &fenced_lease);
 	if (fenced[0]) /* S4: the promotion that follows a fence is audited too */
 		pgw_fencer_promoted(h->fencer, fenced, fenced_lease, st.timeline);
 	record_history(h, st.timeline);
+	sync_slots(h, true);
 	publish_status(h, st.wal_lsn);
-	sync_slots(h);
 	clear_failover(h); /* a switchover or failover that brought us here is done */
 }
 
 /* Renew now (petting the watchdog, rule 3); true while writes are still allowed. */
-static bool renewed(struct ha *h)
+bool ha_renewed(struct ha *h)
 {
 	ha_renew_lease(h);
 	if (pgw_lease_allows_writes(&h->lease, ha_mono_ms(), SAFETY_MARGIN_MS))
@@ -333,33 +543,91 @@ static bool renewed(struct ha *h)
  */
 static bool arm_for_primary(struct ha *h)
 {
-	return renewed(h) && ha_arm_watchdog(h);
+	return ha_renewed(h) && ha_arm_watchdog(h);
 }
 
-static void act_bootstrap(struct ha *h)
+/* bootstrap.method when it names a custom method (config.c checked it has a command). */
+static const struct pgw_method *custom_bootstrap(const struct pgw_config *c)
+{
+	if (!c->bootstrap.method || strcmp(c->bootstrap.method, "initdb") == 0)
+		return NULL;
+	return pgw_method_find(&c->bootstrap.methods, c->bootstrap.method);
+}
+
+/*
+ * Make the new cluster's data directory (initdb, or the custom method, whose exit
+ * status decides), start it as primary (a custom method's recovery ends first),
+ * create the roles and run post_bootstrap.  A custom method may restore a large
+ * backup: the lease holding the leader key is renewed meanwhile.
+ */
+static bool make_new_cluster(struct ha *h)
+{
+	const struct pgw_method *m = custom_bootstrap(h->cfg);
+	const struct pgw_kvlist *params = &h->cfg->dcs.pg_parameters;
+	bool ok;
+
+	h->member_state = m ? "running custom bootstrap script" : "initializing new cluster";
+	ha_publish_member(h);
+	if (!m)
+		ok = pgw_pg_initdb(h->pg, PG_START_TIMEOUT_MS) == 0 && arm_for_primary(h) &&
+		     pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) == 0;
+	else {
+		pgw_pg_set_keep(h->pg, ha_keep_key_lease, h);
+		ok = pgw_pg_custom_bootstrap(h->pg, m, params, PG_CLONE_TIMEOUT_MS) == 0;
+		pgw_pg_set_keep(h->pg, NULL, NULL);
+		/* no wait in pg_ctl: a recovery may last longer than any start timeout */
+		ok = ok && arm_for_primary(h) && pgw_pg_start(h->pg, 0) == 0 &&
+		     pgw_pg_wait_writable(h->pg, PG_CLONE_TIMEOUT_MS, ha_keep_key_lease, h) == 0;
+	}
+	return ok && ha_renewed(h) && pgw_pg_bootstrap_roles(h->pg, PG_START_TIMEOUT_MS) == 0 &&
+	       pgw_pg_post_bootstrap(h->pg, PG_START_TIMEOUT_MS) == 0 &&
+	       pgw_pg_bootstrap_done(h->pg, params) == 0;
+}
+
+/*
+ * A standby cluster's first member: its data directory is a copy of the remote primary
+ * (pg_basebackup, or standby_cluster.create_replica_methods), started as its standby.
+ * Nothing here accepts writes: the watchdog is not armed for it.
+ */
+static bool make_standby_cluster(struct ha *h, const struct pgw_action *a)
+{
+	bool ok;
+
+	h->member_state = "creating standby leader";
+	ha_publish_member(h);
+	pgw_pg_set_keep(h->pg, ha_keep_key_lease, h);
+	ok = pgw_pg_create_standby_leader(h->pg, &h->standby, PG_CLONE_TIMEOUT_MS) == 0;
+	pgw_pg_set_keep(h->pg, NULL, NULL);
+	if (!ok)
+		pgw_error("standby cluster: cannot copy the remote primary: %s",
+		          pgw_pg_last_error(h->pg));
+	return ok && ha_configure_replica(h, a) == 0 &&
+	       pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) == 0;
+}
+
+static void act_bootstrap(struct ha *h, const struct pgw_action *a)
 {
 	bool won = false;
 	char *cfgjson, *rec, sysid[32];
 	struct pgw_pg_state st;
+	bool standby = a->standby_leader;
 
 	if (take_key(h, &won) != 0 || !won)
 		return;
+	h->won_key = true;
 	if (pgw_etcd_create(h->etcd, h->init_key, "", 0, 0, ha_op_timeout(h), &won) != 0 || !won) {
 		pgw_info("another member started the bootstrap first");
-		give_up_key(h);
+		ha_give_up_key(h);
 		return;
 	}
-	h->member_state = "initializing new cluster";
-	ha_publish_member(h);
-	if (pgw_pg_initdb(h->pg, PG_START_TIMEOUT_MS) != 0 || !arm_for_primary(h) ||
-	    pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) != 0 || !renewed(h) ||
-	    pgw_pg_bootstrap_roles(h->pg, PG_START_TIMEOUT_MS) != 0) {
+	if (standby ? !make_standby_cluster(h, a) : !make_new_cluster(h)) {
 		pgw_error("bootstrap failed: removing the half-made data directory and the "
 		          "initialize key so that a member can try again");
 		pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
+		pgw_pg_bootstrap_abort(h->pg);
 		remove_datadir(h);
 		pgw_etcd_delete_if_value(h->etcd, h->init_key, "", ha_op_timeout(h), &won);
-		give_up_key(h);
+		ha_give_up_key(h);
 		h->member_state = NULL;
 		return;
 	}
@@ -381,16 +649,27 @@ static void act_bootstrap(struct ha *h)
 		pgw_etcd_create(h->etcd, h->config_key, cfgjson, strlen(cfgjson), 0,
 		                ha_op_timeout(h), &won);
 	free(cfgjson);
+	if (standby) {
+		pgw_info("bootstrapped standby cluster %s (system identifier %s) following %s:%d",
+		         h->cfg->scope, sysid, a->target_host[0] ? a->target_host : "no host",
+		         a->target_port);
+		h->replica_started_ms = ha_mono_ms();
+		ha_cb_started(h, "standby_leader");
+		return;
+	}
 	pgw_step_pg_writable(&h->st);
 	publish_status(h, st.wal_lsn);
 	pgw_info("bootstrapped cluster %s with system identifier %s", h->cfg->scope, sysid);
+	ha_cb_started(h, "master");
 }
 
 void ha_act_clone(struct ha *h, const struct pgw_action *a)
 {
 	h->member_state = "creating replica";
 	ha_publish_member(h);
-	if (pgw_pg_basebackup(h->pg, a->target_host, a->target_port, PG_CLONE_TIMEOUT_MS) == 0) {
+	/* postgresql.create_replica_methods in order (basebackup by default) */
+	if (pgw_pg_create_replica(h->pg, a->target_host, a->target_port, PG_CLONE_TIMEOUT_MS) ==
+	    0) {
 		pgw_step_cloned(&h->st);
 		start_replica(h, a);
 	}
@@ -400,7 +679,7 @@ void ha_act_clone(struct ha *h, const struct pgw_action *a)
 static void act_rewind(struct ha *h, const struct pgw_action *a)
 {
 	if (h->pgst.running)
-		pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
+		ha_stop_pg(h, "fast", false, true);
 	if (pgw_pg_rewind(h->pg, a->target_host, a->target_port, PG_CLONE_TIMEOUT_MS) != 0) {
 		pgw_error("pg_rewind from %s failed: the data directory will be re-cloned",
 		          a->target);
@@ -414,7 +693,7 @@ static void act_rewind(struct ha *h, const struct pgw_action *a)
 
 static void act_follow(struct ha *h, const struct pgw_action *a)
 {
-	if (ha_configure_replica(h, a) == 0 && pgw_pg_reload(h->pg) == 0)
+	if (ha_configure_replica(h, a) == 0 && ha_reload_pg(h) == 0)
 		h->replica_started_ms = ha_mono_ms();
 }
 
@@ -569,7 +848,7 @@ static void act_fence(struct ha *h, const struct pgw_action *a)
 	h->member_state = NULL;
 }
 
-static void act_acquire(struct ha *h)
+static void act_acquire(struct ha *h, const struct pgw_action *a)
 {
 	bool won = false;
 
@@ -583,6 +862,13 @@ static void act_acquire(struct ha *h)
 		pgw_info("another member took the leader key first");
 		return;
 	}
+	h->won_key = true;
+	if (a->standby_leader) {
+		/* the next cycle's standby-leader rows point it at the remote primary */
+		pgw_info("took the leader key as standby leader of a standby cluster: not "
+		         "promoting");
+		return;
+	}
 	pgw_info("took the leader key: promoting");
 	promote(h);
 }
@@ -591,17 +877,18 @@ static void act_start_primary(struct ha *h)
 {
 	if (pgw_pg_write_config(h->pg, &h->dcs.pg_parameters, NULL, 0, NULL) != 0)
 		return;
-	pgw_step_pg_writable(&h->st); /* it may accept writes before the next observation */
-	pgw_pg_start(h->pg, 0);       /* no wait: the loop keeps renewing the lease */
+	pgw_step_pg_writable(&h->st);    /* it may accept writes before the next observation */
+	if (pgw_pg_start(h->pg, 0) == 0) /* no wait: the loop keeps renewing the lease */
+		ha_cb_started(h, "master");
 }
 
 static void act_demote(struct ha *h, const char *mode)
 {
-	pgw_pg_stop(h->pg, mode, PG_STOP_TIMEOUT_MS);
+	ha_stop_pg(h, mode, false, true);
 	pgw_step_pg_stopped(&h->st);
 	/* a key left by an earlier lease of ours would only block the election */
 	if (h->etcd_ok && h->cluster.has_leader && strcmp(h->cluster.leader, h->cfg->name) == 0)
-		give_up_key(h);
+		ha_give_up_key(h);
 }
 
 /* Stop PostgreSQL cleanly; when holding the key, publish the final position (so
@@ -611,16 +898,13 @@ static void step_down(struct ha *h, bool held)
 	struct pgw_controldata cd;
 
 	/* the shutdown checkpoint may outlast W: a switchover must not reset the node */
-	if (held)
-		pgw_pg_set_keep(h->pg, keep_key_lease, h);
-	pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
-	pgw_pg_set_keep(h->pg, NULL, NULL);
+	ha_stop_pg(h, "fast", held, true);
 	pgw_step_pg_stopped(&h->st);
 	if (!held)
 		return;
 	if (pgw_pg_controldata(h->pg, &cd) == 0)
 		publish_status(h, cd.checkpoint_lsn);
-	give_up_key(h);
+	ha_give_up_key(h);
 }
 
 static void act_shutdown(struct ha *h, bool held)
@@ -639,9 +923,16 @@ void ha_act(struct ha *h, const struct pgw_action *a, bool holds)
 {
 	switch (a->kind) {
 	case PGW_ACT_NONE:
+		/* a replica streaming from the leader keeps the permanent slots */
+		if (strcmp(a->rule, "following") == 0 && h->pgst.running && h->pgst.in_recovery)
+			sync_slots(h, false);
+		/* the standby leader keeps its replicas' member slots, as a primary does */
+		else if (strcmp(a->rule, "standby-leader") == 0 && h->pgst.running &&
+		         h->pgst.accepting)
+			sync_slots(h, true);
 		break;
 	case PGW_ACT_BOOTSTRAP:
-		act_bootstrap(h);
+		act_bootstrap(h, a);
 		break;
 	case PGW_ACT_CLONE:
 		ha_act_clone(h, a);
@@ -656,14 +947,14 @@ void ha_act(struct ha *h, const struct pgw_action *a, bool holds)
 		act_rewind(h, a);
 		break;
 	case PGW_ACT_ACQUIRE:
-		act_acquire(h);
+		act_acquire(h, a);
 		break;
 	case PGW_ACT_PROMOTE:
 		promote(h);
 		break;
 	case PGW_ACT_LEADER_DUTIES:
 		sync_duties(h);
-		sync_slots(h);
+		sync_slots(h, true);
 		publish_status(h, h->pgst.wal_lsn);
 		break;
 	case PGW_ACT_START_PRIMARY:
@@ -676,9 +967,9 @@ void ha_act(struct ha *h, const struct pgw_action *a, bool holds)
 		act_demote(h, "fast");
 		break;
 	case PGW_ACT_RELEASE:
-		pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
+		ha_stop_pg(h, "fast", false, true);
 		pgw_step_pg_stopped(&h->st);
-		give_up_key(h);
+		ha_give_up_key(h);
 		break;
 	case PGW_ACT_SHUTDOWN:
 		act_shutdown(h, holds);

@@ -15,8 +15,8 @@ void ha_publish_member(struct ha *h)
 	struct pgw_member_info mi = {0};
 	struct pgw_wd_status wd;
 	struct pgw_fence_state fs;
-	char *conn_host = NULL, *api_host = NULL, *json;
-	int conn_port = 0, api_port = 0;
+	char *conn_host = NULL, *api_host = NULL, *proxy_host = NULL, *json;
+	int conn_port = 0, api_port = 0, proxy_port = 0;
 
 	if (h->lease.id == 0)
 		return;
@@ -31,8 +31,13 @@ void ha_publish_member(struct ha *h)
 	mi.api_host = api_host;
 	mi.api_port = api_port;
 	mi.api_https = c->restapi.tls.certfile != NULL;
+	if (c->postgresql.proxy_address &&
+	    pgw_split_hostport(c->postgresql.proxy_address, &proxy_host, &proxy_port)) {
+		mi.proxy_host = proxy_host;
+		mi.proxy_port = proxy_port;
+	}
 	mi.state = ha_observed_state(h);
-	mi.role = pgw_pg_role_name(&h->pgst);
+	mi.role = ha_standby_leader(h) ? "standby_leader" : pgw_pg_role_name(&h->pgst);
 	mi.version = PGW_VERSION;
 	mi.xlog_location = pgw_pg_wal_position(&h->pgst);
 	mi.receive_lsn =
@@ -69,6 +74,8 @@ void ha_publish_member(struct ha *h)
 	mi.clonefrom = c->tags.clonefrom;
 	mi.nosync = c->tags.nosync;
 	mi.failover_priority = c->tags.failover_priority;
+	mi.replicatefrom = c->tags.replicatefrom;
+	mi.nostream = c->tags.nostream;
 	json = pgw_member_json(&mi);
 	if (json && pgw_etcd_put(h->etcd, h->member_key, json, strlen(json), h->lease.id,
 	                         ha_op_timeout(h)) != 0)
@@ -76,6 +83,7 @@ void ha_publish_member(struct ha *h)
 	free(json);
 	free(conn_host);
 	free(api_host);
+	free(proxy_host);
 }
 
 void ha_log_decision(struct ha *h, const struct pgw_action *a)
@@ -102,6 +110,28 @@ static void add_tag(struct pgw_snapshot *s, const char *k, const char *v)
 	s->ntags++;
 }
 
+/*
+ * restapi.allowlist_include_members: the members' api_url hosts that are literal
+ * addresses, from keys with a lease.  What etcd says is not trusted with more
+ * (ARCHITECTURE.md §7): one address per member, never a network, no DNS lookups of
+ * names read there (they could block the loop, or point anywhere).
+ */
+static void publish_member_addrs(const struct ha *h, struct pgw_snapshot *s)
+{
+	s->nmember_addrs = 0;
+	if (!h->cfg->restapi.allowlist_include_members || !h->etcd_ok)
+		return;
+	for (int i = 0; i < h->cluster.nmembers && s->nmember_addrs < PGW_REST_MEMBER_ADDRS; i++) {
+		const struct pgw_member *m = &h->cluster.members[i];
+		char host[256];
+		int port;
+
+		if (m->lease != 0 && pgw_parse_conn_url(m->api_url, host, sizeof(host), &port) &&
+		    !strchr(host, '/') && pgw_cidr_parse(host, &s->member_addrs[s->nmember_addrs]))
+			s->nmember_addrs++;
+	}
+}
+
 /* Add the /cluster, /history and /config bodies from the last etcd read, publish. */
 static void publish_cluster_bodies(struct ha *h, struct pgw_snapshot *s)
 {
@@ -120,6 +150,7 @@ static void publish_cluster_bodies(struct ha *h, struct pgw_snapshot *s)
 	}
 	s->cluster_json = cluster;
 	s->history_json = history;
+	publish_member_addrs(h, s);
 	pgw_rest_publish(h->rest, s); /* copies the bodies */
 	free(sched);
 	free(cluster);
@@ -145,6 +176,7 @@ void ha_publish_snapshot(struct ha *h, bool holds)
 	          : ha_pg_is_primary(&h->pgst)         ? PGW_ROLE_PRIMARY
 	                                               : PGW_ROLE_REPLICA;
 	s->holds_leader_key = holds;
+	s->standby_leader = holds && ha_standby_leader(h);
 	s->cluster_unlocked = h->etcd_ok && !h->cluster.has_leader;
 	s->state_str = ha_observed_state(h);
 	s->pg = h->pgst;
@@ -169,6 +201,10 @@ void ha_publish_snapshot(struct ha *h, bool holds)
 	add_tag(s, "nosync", c->tags.nosync ? "true" : "false");
 	snprintf(prio, sizeof(prio), "%d", c->tags.failover_priority);
 	add_tag(s, "failover_priority", prio);
+	if (c->tags.replicatefrom)
+		add_tag(s, "replicatefrom", c->tags.replicatefrom);
+	if (c->tags.nostream)
+		add_tag(s, "nostream", "true");
 	snprintf(s->last_action, sizeof(s->last_action), "%s", pgw_action_name(h->last.kind));
 	snprintf(s->last_reason, sizeof(s->last_reason), "%s", h->last.reason);
 	publish_cluster_bodies(h, s);

@@ -6,7 +6,7 @@
 #include "ha_int.h"
 
 /* Rewrite postgresql.conf for the current role with the new parameters, reload. */
-static void refresh_pg_config(struct ha *h)
+void ha_refresh_pg_config(struct ha *h)
 {
 	const struct pgw_member *l = pgw_cluster_leader_member(&h->cluster);
 	struct pgw_action a;
@@ -16,7 +16,11 @@ static void refresh_pg_config(struct ha *h)
 		return; /* written before the next start anyway */
 	memset(&a, 0, sizeof(a));
 	if (h->pgst.in_recovery) {
-		if (l && strcmp(l->name, h->cfg->name) != 0) {
+		if (ha_standby_leader(h)) {
+			snprintf(a.target_host, sizeof(a.target_host), "%s", h->standby.host);
+			a.target_port = h->standby.port;
+			a.standby_leader = true;
+		} else if (l && strcmp(l->name, h->cfg->name) != 0) {
 			snprintf(a.target_host, sizeof(a.target_host), "%s", l->conn_host);
 			a.target_port = l->conn_port;
 		}
@@ -24,7 +28,7 @@ static void refresh_pg_config(struct ha *h)
 	} else {
 		rc = pgw_pg_write_config(h->pg, &h->dcs.pg_parameters, NULL, 0, NULL);
 	}
-	if (rc == 0 && pgw_pg_reload(h->pg) == 0)
+	if (rc == 0 && ha_reload_pg(h) == 0)
 		pgw_info("dynamic configuration: PostgreSQL parameters applied with a reload");
 }
 
@@ -50,11 +54,19 @@ void ha_apply_dynamic_config(struct ha *h)
 		pgw_info("dynamic configuration: ttl %d, loop_wait %d, retry_timeout %d "
 		         "(a new ttl applies from the next lease)",
 		         next.ttl, next.loop_wait, next.retry_timeout);
+	if (next.slots.refused[0])
+		pgw_error(
+		    "dynamic configuration: slot settings left out (no slot of these names is "
+		    "created or dropped): %s",
+		    next.slots.refused);
 	params = pgw_dcs_params_differ(&h->dcs, &next);
+	/* permanent logical slots need wal_level logical and hot_standby_feedback */
+	if (pgw_pg_set_logical_slots(h->pg, pgw_slot_conf_has_logical(&next.slots)))
+		params = true;
 	pgw_dcs_free(&h->dcs);
 	h->dcs = next;
 	if (params)
-		refresh_pg_config(h);
+		ha_refresh_pg_config(h);
 }
 
 static bool same_str(const char *a, const char *b)
@@ -157,7 +169,7 @@ int ha_reload_config(struct ha *h, char *msg, size_t len)
 	pgw_pg_set_config(h->pg, next);
 	pgw_config_free(h->cfg_reloaded); /* only this thread used it */
 	h->cfg_reloaded = next;
-	refresh_pg_config(h);
+	ha_refresh_pg_config(h);
 	pgw_info("reloaded %s", next->path);
 	return snprintf(msg, len, "reloaded %s", next->path), 200;
 }
@@ -170,7 +182,7 @@ static int do_restart(struct ha *h, const struct pgw_rq_verdict *v, char *msg, s
 	struct pgw_action a;
 
 	pgw_info("REST: restarting PostgreSQL [%s]", v->rule);
-	pgw_pg_stop(h->pg, "fast", PG_STOP_TIMEOUT_MS);
+	ha_stop_pg(h, "fast", false, false); /* on_restart once it is back, not on_stop */
 	if (v->as_primary) {
 		/* the loop is blocked meanwhile: never let the start run past D - S */
 		budget =
@@ -192,6 +204,7 @@ static int do_restart(struct ha *h, const struct pgw_rq_verdict *v, char *msg, s
 		    pgw_pg_start(h->pg, PG_START_TIMEOUT_MS) != 0)
 			return snprintf(msg, len, "restart failed: %s", "see the log"), 503;
 	}
+	ha_cb_fire(h, PGW_CB_ON_RESTART, v->as_primary ? "master" : "replica");
 	return snprintf(msg, len, "restarted successfully"), 200;
 }
 
@@ -205,7 +218,7 @@ static int do_reinit(struct ha *h, const struct pgw_rq_verdict *v, char *msg, si
 	snprintf(a.target_host, sizeof(a.target_host), "%s", v->target_host);
 	a.target_port = v->target_port;
 	pgw_info("REST: reinitializing from %s", v->target);
-	pgw_pg_stop(h->pg, "immediate", PG_STOP_TIMEOUT_MS);
+	ha_stop_pg(h, "immediate", false, true);
 	ha_act_clone(h, &a);
 	ha_observe_pg(h);
 	if (!h->pgst.running)

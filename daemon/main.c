@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <grp.h>
+#include <net/if.h>
 #include <pwd.h>
 #include <sys/prctl.h>
 #include <signal.h>
@@ -29,6 +30,7 @@
 #include "audit.h"
 #include "watchdog.h"
 #include "log.h"
+#include "vip.h"
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t reload_requested;
@@ -115,13 +117,20 @@ static int install_signals(void)
 	return 0;
 }
 
-/* Started as root: become cfg->user for good (PostgreSQL never runs as root). */
+/* Started as root: become cfg->user for good (PostgreSQL never runs as root).  With a
+ * vip, CAP_NET_ADMIN and CAP_NET_RAW stay (vip.h); otherwise no capability at all. */
 static int drop_privileges(const struct pgw_config *cfg)
 {
+	bool vip = cfg->vip.address.family != 0;
 	struct passwd *pw;
+	char why[256];
 
 	if (geteuid() != 0)
 		return 0;
+	if (pgw_vip_caps_prepare(vip, why, sizeof(why)) != 0) {
+		pgw_error("%s", why);
+		return -1;
+	}
 	pw = getpwnam(cfg->user);
 	if (!pw) {
 		pgw_error("%s: user: no such user \"%s\"", cfg->path, cfg->user);
@@ -136,14 +145,47 @@ static int drop_privileges(const struct pgw_config *cfg)
 		pgw_error("cannot switch to user %s: %s", pw->pw_name, strerror(errno));
 		return -1;
 	}
+	if (pgw_vip_caps_limit(vip, why, sizeof(why)) != 0) {
+		pgw_error("%s", why);
+		return -1;
+	}
 	if (setuid(0) == 0) {
 		pgw_error("privilege drop to %s did not stick", pw->pw_name);
 		return -1;
 	}
 	setenv("HOME", pw->pw_dir, 1);
 	setenv("USER", pw->pw_name, 1);
-	pgw_info("running as user %s (uid %d)", pw->pw_name, (int)pw->pw_uid);
+	pgw_info("running as user %s (uid %d)%s", pw->pw_name, (int)pw->pw_uid,
+	         vip ? " with CAP_NET_ADMIN and CAP_NET_RAW (vip)" : "");
 	return 0;
+}
+
+/* Not started as root (systemd's User=): keep no more than the vip needs, and pass
+ * nothing on to PostgreSQL (ambient capabilities would). */
+static int limit_capabilities(const struct pgw_config *cfg)
+{
+	char why[256];
+
+	if (geteuid() == 0)
+		return 0; /* drop_privileges did it */
+	if (pgw_vip_caps_limit(cfg->vip.address.family != 0, why, sizeof(why)) == 0)
+		return 0;
+	pgw_error("%s", why);
+	return -1;
+}
+
+/* vip.interface may appear later (a bond, a VLAN): only a warning. */
+static void check_vip_interface(const struct pgw_config *cfg, bool to_stdout)
+{
+	if (!cfg->vip.interface || if_nametoindex(cfg->vip.interface) != 0)
+		return;
+	if (to_stdout)
+		printf("%s: warning: vip.interface: no interface \"%s\" on this machine now\n",
+		       cfg->path, cfg->vip.interface);
+	else
+		pgw_warn("%s: vip.interface: no interface \"%s\" on this machine now: the "
+		         "virtual IP cannot be added until it exists",
+		         cfg->path, cfg->vip.interface);
 }
 
 /*
@@ -161,6 +203,23 @@ static int check_fencing_secret(const struct pgw_config *cfg)
 		return 0;
 	pgw_error("%s: %s", cfg->path, err);
 	return -1;
+}
+
+/* A daemon that starts holds no lease: the virtual IP on the interface is a leftover of
+ * a dead one (rule 2), and goes first, before a leftover primary is stopped. */
+static void remove_leftover_vip(const struct pgw_config *cfg)
+{
+	char addr[64];
+
+	if (!cfg->vip.interface || pgw_vip_present(cfg->vip.interface, &cfg->vip.address) != 1)
+		return;
+	pgw_vip_format(&cfg->vip.address, addr, sizeof(addr));
+	if (pgw_vip_del(cfg->vip.interface, &cfg->vip.address) != 0)
+		pgw_error("vip: cannot remove the leftover %s from %s: %s", addr,
+		          cfg->vip.interface, strerror(errno));
+	else
+		pgw_warn("vip: removed %s from %s: a leftover (this daemon holds no lease yet)",
+		         addr, cfg->vip.interface);
 }
 
 static struct pgw_config *load_config(const char *path)
@@ -220,11 +279,24 @@ int main(int argc, char **argv)
 	if (!cfg)
 		return 1;
 	if (check_only) {
+		check_vip_interface(cfg, true);
 		printf("%s: configuration is valid\n", path);
 		pgw_config_free(cfg);
 		return 0;
 	}
 	pgw_log_set_ident(cfg->name);
+	pgw_log_apply(&cfg->log);
+	/* etcd3.srv: the endpoints come from DNS, once, at start */
+	{
+		char err[768];
+
+		if (pgw_config_resolve_etcd_srv(cfg, err, sizeof(err)) != 0) {
+			pgw_error("%s", err);
+			pgw_config_free(cfg);
+			return 1;
+		}
+	}
+	remove_leftover_vip(cfg);
 	/* a primary left running by a daemon that died is stopped before the device is
 	 * opened: opening disables the watchdog its peers count on (simulator seed 61418) */
 	if (cfg->watchdog.mode != PGW_WD_OFF && cfg->postgresql.data_dir &&
@@ -247,7 +319,9 @@ int main(int argc, char **argv)
 	}
 	/* the watchdog device is root's: open it first, keep the descriptor */
 	wd = pgw_wdguard_open(cfg);
-	if (drop_privileges(cfg) != 0 || check_fencing_secret(cfg) != 0) {
+	check_vip_interface(cfg, false);
+	if (limit_capabilities(cfg) != 0 || drop_privileges(cfg) != 0 ||
+	    check_fencing_secret(cfg) != 0) {
 		pgw_wdguard_close(wd, true);
 		pgw_config_free(cfg);
 		return 1;
@@ -263,7 +337,11 @@ int main(int argc, char **argv)
 		pgw_config_free(cfg);
 		return 1;
 	}
+	/* log.dir: the writer thread starts after the keeper's fork and the privilege
+	 * drop (the file is the run-time user's) */
+	pgw_log_open_file(&cfg->log);
 	rc = pgw_ha_run(cfg, wd, &stop_requested, &reload_requested);
+	pgw_log_close_file();
 	pgw_config_free(cfg);
 	return rc;
 }

@@ -48,6 +48,7 @@ extern char **environ;
 #define MAX_RESULTS                4
 #define KEEP_EVERY_MS              1000  /* how often pgw_pg_keep_fn is called */
 #define PROMOTE_REQUEST_TIMEOUT_MS 10000 /* pg_ctl promote -W */
+#define NOT_RUNNING_GRACE_MS       5000  /* no postmaster that long while waiting: it died */
 
 struct pgw_pg {
 	const struct pgw_config *cfg;
@@ -66,6 +67,18 @@ struct pgw_pg {
 	/* synchronous_mode: synchronous_standby_names written last in postgresql.conf
 	 * (over any parameter); NULL when pgwarden leaves it alone */
 	char *sync_names;
+	/* standby leader: standby_cluster's recovery settings (pgw_pg_set_standby) */
+	bool has_standby;
+	struct pgw_standby_cluster standby;
+	/* permanent logical slots: wal_level = logical, hot_standby_feedback = on (last) */
+	bool logical_slots;
+	/* during a custom bootstrap (pgw_pg_custom_bootstrap until pgw_pg_bootstrap_done):
+	 * the method's recovery settings (with recovery.signal), whether to keep the
+	 * signal files the method left, and trust for the superuser from this host (the
+	 * restored cluster may have another password until the roles are set) */
+	const struct pgw_kvlist *boot_recovery;
+	bool boot_keep_signals;
+	bool boot_trust;
 };
 
 /* Flags of run_cmd(). */
@@ -198,6 +211,54 @@ static char *local_connect_host(const char *listen_host)
 	return strndup(listen_host, n);
 }
 
+const char *pgw_pg_config_dir(const struct pgw_config *cfg)
+{
+	return cfg->postgresql.config_dir ? cfg->postgresql.config_dir : cfg->postgresql.data_dir;
+}
+
+/* A parameter's value from the local file, else from bootstrap.dcs; NULL when unset. */
+static const char *param_value(const struct pgw_config *cfg, const char *name)
+{
+	const struct pgw_kvlist *lists[] = {&cfg->postgresql.parameters, &cfg->dcs.pg_parameters};
+
+	for (size_t l = 0; l < 2; l++)
+		for (size_t i = 0; i < lists[l]->n; i++)
+			if (lists[l]->items[i].name && !strcasecmp(lists[l]->items[i].name, name))
+				return lists[l]->items[i].value;
+	return NULL;
+}
+
+/*
+ * postgresql.use_unix_socket, as Patroni: the first absolute directory in
+ * unix_socket_directories ("" when the parameter is unset: libpq's default socket);
+ * NULL when it names no absolute directory (relative ones are relative to the data
+ * directory, '@' ones abstract): then TCP.
+ */
+char *pgw_pg_unix_socket_host(const struct pgw_config *cfg)
+{
+	const char *v = param_value(cfg, "unix_socket_directories");
+
+	if (!v)
+		return strdup("");
+	while (*v) {
+		size_t n = strcspn(v, ",");
+		const char *s = v, *e = v + n;
+
+		while (s < e && (*s == ' ' || *s == '\t'))
+			s++;
+		while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (e - s >= 2 && *s == '"' && e[-1] == '"') {
+			s++;
+			e--;
+		}
+		if (s < e && *s == '/' && !memchr(s, '"', (size_t)(e - s)))
+			return strndup(s, (size_t)(e - s));
+		v += n + (v[n] == ',');
+	}
+	return NULL;
+}
+
 static char *path_in(const char *dir, const char *name)
 {
 	return xasprintf("%s/%s", dir, name);
@@ -236,8 +297,10 @@ static int fsync_parent(const char *path)
 	return rc;
 }
 
-/* Replace path with text (mode `mode`): write "<path>.tmp", fsync, rename, fsync dir. */
-static int write_file_atomic(struct pgw_pg *pg, const char *path, const char *text, mode_t mode)
+/* Replace path with len bytes of data (mode `mode`): write "<path>.tmp", fsync, rename,
+ * fsync dir. */
+static int write_bytes_atomic(struct pgw_pg *pg, const char *path, const void *data, size_t len,
+                              mode_t mode)
 {
 	char *tmp = xasprintf("%s.tmp", path);
 	int fd, saved;
@@ -247,7 +310,7 @@ static int write_file_atomic(struct pgw_pg *pg, const char *path, const char *te
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (fd < 0)
 		goto fail;
-	if (fchmod(fd, mode) < 0 || pgw_write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, mode) < 0 || pgw_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
 		saved = errno;
 		close(fd);
 		errno = saved;
@@ -265,6 +328,11 @@ fail:
 	unlink(tmp);
 	free(tmp);
 	return -1;
+}
+
+static int write_file_atomic(struct pgw_pg *pg, const char *path, const char *text, mode_t mode)
+{
+	return write_bytes_atomic(pg, path, text, strlen(text), mode);
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -478,10 +546,35 @@ fail_setup:
 	return -1;
 }
 
-/* The full path of a PostgreSQL program. */
+/* The full path of a PostgreSQL program (postgresql.bin_name may rename it). */
 static char *bin(const struct pgw_pg *pg, const char *prog)
 {
+	const struct pgw_kvlist *names = &pg->cfg->postgresql.bin_name;
+
+	for (size_t i = 0; i < names->n; i++)
+		if (strcmp(names->items[i].name, prog) == 0)
+			return path_in(pg->bin_dir, names->items[i].value);
 	return path_in(pg->bin_dir, prog);
+}
+
+/* A command's program: an absolute path as it is, a bare name looked up in PATH. */
+static char *find_program(const char *name)
+{
+	const char *path = getenv("PATH"), *p;
+
+	if (strchr(name, '/'))
+		return strdup(name);
+	for (p = path && *path ? path : "/usr/local/bin:/usr/bin:/bin"; p;) {
+		const char *colon = strchr(p, ':');
+		int n = colon ? (int)(colon - p) : (int)strlen(p);
+		char *cand = xasprintf("%.*s/%s", n, p, name);
+
+		if (cand && n > 0 && access(cand, X_OK) == 0)
+			return cand;
+		free(cand);
+		p = colon ? colon + 1 : NULL;
+	}
+	return strdup(name); /* execve fails, and run_cmd says so */
 }
 
 /* ---- pg_controldata --------------------------------------------------------------- */
@@ -779,7 +872,7 @@ static bool pq_wait(PGconn *conn, short events, int64_t deadline)
 	return rc > 0;
 }
 
-static PGconn *pq_start(struct pgw_pg *pg, int64_t deadline)
+static PGconn *pq_start(struct pgw_pg *pg, const char *dbname, int64_t deadline)
 {
 	char port[16], timeout[16], options[64];
 	int left = remaining_ms(deadline);
@@ -789,7 +882,7 @@ static PGconn *pq_start(struct pgw_pg *pg, int64_t deadline)
 	                    "options",  "application_name",
 	                    NULL};
 	const char *val[] = {
-	    pg->local_host, port,    su_name(pg->cfg), "postgres", pg->cfg->postgresql.pgpass,
+	    pg->local_host, port,    su_name(pg->cfg), dbname, pg->cfg->postgresql.pgpass,
 	    timeout,        options, "pgwarden",       NULL};
 
 	snprintf(port, sizeof(port), "%d", pg->local_port);
@@ -798,10 +891,10 @@ static PGconn *pq_start(struct pgw_pg *pg, int64_t deadline)
 	return PQconnectStartParams(kw, val, 0);
 }
 
-/* Connect to the local server (non-blocking, bounded by deadline). */
-static PGconn *pq_connect(struct pgw_pg *pg, int64_t deadline)
+/* Connect to the local server's database dbname (non-blocking, bounded by deadline). */
+static PGconn *pq_connect(struct pgw_pg *pg, const char *dbname, int64_t deadline)
 {
-	PGconn *conn = pq_start(pg, deadline);
+	PGconn *conn = pq_start(pg, dbname, deadline);
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 
 	if (!conn || PQstatus(conn) == CONNECTION_BAD)
@@ -832,7 +925,7 @@ static PGconn *pq_conn(struct pgw_pg *pg, int64_t deadline)
 	if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK)
 		return pg->conn;
 	pq_drop(pg);
-	pg->conn = pq_connect(pg, deadline);
+	pg->conn = pq_connect(pg, "postgres", deadline);
 	return pg->conn;
 }
 
@@ -1150,7 +1243,8 @@ struct conf_list {
 static bool conf_protected(const char *name)
 {
 	static const char *const names[] = {"listen_addresses",  "port",
-	                                    "hba_file",          "primary_conninfo",
+	                                    "hba_file",          "ident_file",
+	                                    "config_file",       "primary_conninfo",
 	                                    "primary_slot_name", "recovery_target_timeline"};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -1295,12 +1389,15 @@ static int conf_defaults(const struct pgw_config *cfg, struct conf_list *l, char
 	}
 	owned[0] = host;
 	owned[1] = xasprintf("%d", port);
-	owned[2] = xasprintf("%s/pg_hba.conf", cfg->postgresql.data_dir);
-	if (!owned[1] || !owned[2])
+	owned[2] = xasprintf("%s/pg_hba.conf", pgw_pg_config_dir(cfg));
+	owned[3] = xasprintf("%s/pg_ident.conf", pgw_pg_config_dir(cfg));
+	if (!owned[1] || !owned[2] || !owned[3])
 		rc = -1;
 	rc |= conf_set(l, "listen_addresses", host);
 	rc |= conf_set(l, "port", owned[1] ? owned[1] : "");
 	rc |= conf_set(l, "hba_file", owned[2] ? owned[2] : "");
+	/* postgresql.config_dir: pg_ident.conf there too (data_dir: initdb's place) */
+	rc |= conf_set(l, "ident_file", owned[3] ? owned[3] : "");
 	rc |= conf_set(l, "wal_level", "replica");
 	rc |= conf_set(l, "hot_standby", "on");
 	rc |= conf_set(l, "wal_log_hints", "on");
@@ -1325,6 +1422,18 @@ static bool conf_emit(struct pgw_sb *b, const char *name, const char *value, cha
 	return true;
 }
 
+/* postgresql.recovery_conf on a standby (restore_command, ...), but not what pgwarden sets. */
+static bool conf_emit_recovery(struct pgw_sb *b, const struct pgw_kvlist *kv, char *err,
+                               size_t errlen)
+{
+	bool ok = true;
+
+	for (size_t i = 0; ok && i < kv->n; i++)
+		if (!conf_protected(kv->items[i].name))
+			ok = conf_emit(b, kv->items[i].name, kv->items[i].value, err, errlen);
+	return ok;
+}
+
 static bool conf_emit_standby(struct pgw_sb *b, const struct pgw_config *cfg,
                               const char *primary_host, int primary_port, const char *slot,
                               char *err, size_t errlen)
@@ -1335,7 +1444,8 @@ static bool conf_emit_standby(struct pgw_sb *b, const struct pgw_config *cfg,
 	if (!primary_host[0]) {
 		/* a standby with nobody to follow yet: replays what it has, waits */
 		pgw_sb_add(b, "\n# standby without a primary to follow\n");
-		return conf_emit(b, "recovery_target_timeline", "latest", err, errlen);
+		return conf_emit(b, "recovery_target_timeline", "latest", err, errlen) &&
+		       conf_emit_recovery(b, &cfg->postgresql.recovery_conf, err, errlen);
 	}
 	ci = primary_conninfo(cfg, primary_host, primary_port);
 	ok = ci != NULL;
@@ -1346,6 +1456,7 @@ static bool conf_emit_standby(struct pgw_sb *b, const struct pgw_config *cfg,
 	if (ok && slot && slot[0])
 		ok = conf_emit(b, "primary_slot_name", slot, err, errlen);
 	ok = ok && conf_emit(b, "recovery_target_timeline", "latest", err, errlen);
+	ok = ok && conf_emit_recovery(b, &cfg->postgresql.recovery_conf, err, errlen);
 	free(ci);
 	return ok;
 }
@@ -1355,7 +1466,7 @@ char *pgw_pg_render_conf(const struct pgw_config *cfg, const struct pgw_kvlist *
                          size_t errlen)
 {
 	struct conf_list l = {0};
-	char *owned[3] = {NULL, NULL, NULL};
+	char *owned[4] = {NULL, NULL, NULL, NULL};
 	struct pgw_sb b = {0};
 	bool ok;
 
@@ -1367,14 +1478,20 @@ char *pgw_pg_render_conf(const struct pgw_config *cfg, const struct pgw_kvlist *
 		pgw_sb_add(&b, CONF_MARKER
 		           ": every change here is overwritten; set parameters\n"
 		           "# in pgwarden's configuration.  initdb's settings are in the include.\n"
-		           "include 'postgresql.base.conf'\n\n");
+		           "include ");
+		if (!quote_guc(&b, cfg->postgresql.custom_conf ? cfg->postgresql.custom_conf
+		                                               : "postgresql.base.conf")) {
+			snprintf(err, errlen, "postgresql.custom_conf: cannot be written safely");
+			ok = false;
+		}
+		pgw_sb_add(&b, "\n\n");
 		for (size_t i = 0; ok && i < l.n; i++)
 			ok = conf_emit(&b, l.items[i].name, l.items[i].value, err, errlen);
 	}
 	if (ok && primary_host)
 		ok = conf_emit_standby(&b, cfg, primary_host, primary_port, slot, err, errlen);
 	free(l.items);
-	for (size_t i = 0; i < 3; i++)
+	for (size_t i = 0; i < 4; i++)
 		free(owned[i]);
 	if (ok && b.oom)
 		snprintf(err, errlen, "out of memory");
@@ -1387,10 +1504,18 @@ char *pgw_pg_render_conf(const struct pgw_config *cfg, const struct pgw_kvlist *
 
 static char *render_hba(struct pgw_pg *pg)
 {
-	const struct pgw_strlist *lines = &pg->cfg->postgresql.pg_hba;
+	const struct pgw_strlist *lines =
+	    pg->cfg->postgresql.pg_hba.n ? &pg->cfg->postgresql.pg_hba : &pg->cfg->bootstrap.pg_hba;
 	struct pgw_sb b = {0};
 
 	pgw_sb_add(&b, CONF_MARKER ": every change here is overwritten.\n");
+	if (pg->boot_trust && !strpbrk(su_name(pg->cfg), " \t\n\r\"")) {
+		/* custom bootstrap: the restored cluster's superuser may have another password
+		 * until pgw_pg_bootstrap_roles sets ours; pgw_pg_bootstrap_done removes this */
+		pgw_sb_add(&b, "# until the end of the custom bootstrap\nhost all \"");
+		pgw_sb_add(&b, su_name(pg->cfg));
+		pgw_sb_add(&b, "\" samehost trust\n");
+	}
 	if (lines->n == 0) {
 		/* peer, not trust: a local OS user is not a superuser (issue 11, item 14);
 		 * pgwarden itself connects over TCP with its password */
@@ -1401,8 +1526,7 @@ static char *render_hba(struct pgw_pg *pg)
 	}
 	for (size_t i = 0; i < lines->n; i++) {
 		if (strpbrk(lines->items[i], "\n\r")) {
-			set_err(pg, true, "postgresql.pg_hba: line %zu contains a line break",
-			        i + 1);
+			set_err(pg, true, "pg_hba: line %zu contains a line break", i + 1);
 			pgw_sb_free(&b);
 			return NULL;
 		}
@@ -1450,8 +1574,12 @@ static int write_pgpass(struct pgw_pg *pg, const char *leader_host, int leader_p
 	char *text;
 	int rc;
 
-	pgpass_line(&b, pg->local_host ? pg->local_host : "127.0.0.1", pg->local_port, su_name(cfg),
-	            &cfg->postgresql.superuser);
+	/* a connection through a unix socket matches the host field "localhost" (libpq) */
+	pgpass_line(&b,
+	            !pg->local_host                                  ? "127.0.0.1"
+	            : pg->local_host[0] == '/' || !pg->local_host[0] ? "localhost"
+	                                                             : pg->local_host,
+	            pg->local_port, su_name(cfg), &cfg->postgresql.superuser);
 	if (leader_host) {
 		pgpass_line(&b, leader_host, leader_port, repl_name(cfg),
 		            &cfg->postgresql.replication);
@@ -1497,11 +1625,56 @@ static bool written_by_us(const char *path)
 	return !strcmp(head, CONF_MARKER);
 }
 
+/* The text of a (small) file; NULL when it cannot be read. */
+static char *read_small_file(const char *path)
+{
+	struct pgw_sb b = {0};
+	char buf[4096];
+	size_t n;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return NULL;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0 && b.len < 1024 * 1024)
+		pgw_sb_addn(&b, buf, n);
+	fclose(f);
+	return pgw_sb_take(&b);
+}
+
+/*
+ * postgresql.config_dir: initdb's settings copied to <config_dir>/postgresql.base.conf
+ * once, from the data directory (where initdb or pg_basebackup put them): its
+ * postgresql.base.conf when the node ran without config_dir before, else its
+ * postgresql.conf unless pgwarden wrote it.  The data directory's files stay (postgres
+ * reads config_file, never them).
+ */
+static int copy_base_conf(struct pgw_pg *pg, const char *base)
+{
+	char *old = path_in(pg->data_dir, "postgresql.base.conf");
+	char *src = old && file_exists(old) ? old : path_in(pg->data_dir, "postgresql.conf");
+	char *text = NULL;
+	int rc;
+
+	if (src && file_exists(src) && !written_by_us(src))
+		text = read_small_file(src);
+	if (text)
+		pgw_info("keeping %s as %s", src, base);
+	rc =
+	    write_file_atomic(pg, base, text ? text : "# no settings of initdb were found\n", 0600);
+	free(text);
+	if (src != old)
+		free(src);
+	free(old);
+	return rc;
+}
+
 /* Keep initdb's postgresql.conf as postgresql.base.conf (once). */
 static int ensure_base_conf(struct pgw_pg *pg, const char *conf, const char *base)
 {
 	if (file_exists(base))
 		return 0;
+	if (pg->cfg->postgresql.config_dir)
+		return copy_base_conf(pg, base);
 	if (file_exists(conf) && !written_by_us(conf)) {
 		pgw_info("keeping %s as %s", conf, base);
 		if (rename(conf, base) < 0) {
@@ -1518,8 +1691,8 @@ static int ensure_base_conf(struct pgw_pg *pg, const char *conf, const char *bas
 static int write_postgresql_conf(struct pgw_pg *pg, const struct pgw_kvlist *dcs_params,
                                  const char *primary_host, int primary_port, const char *slot)
 {
-	char *conf = path_in(pg->data_dir, "postgresql.conf");
-	char *base = path_in(pg->data_dir, "postgresql.base.conf");
+	char *conf = path_in(pgw_pg_config_dir(pg->cfg), "postgresql.conf");
+	char *base = path_in(pgw_pg_config_dir(pg->cfg), "postgresql.base.conf");
 	char err[512] = "";
 	char *text = NULL;
 	int rc = -1;
@@ -1540,6 +1713,56 @@ static int write_postgresql_conf(struct pgw_pg *pg, const struct pgw_kvlist *dcs
 		else
 			pgw_sb_free(&b);
 	}
+	if (text && primary_host && pg->has_standby) {
+		const struct pgw_standby_cluster *sc = &pg->standby;
+		struct pgw_sb b = {0};
+		bool ok = true;
+
+		/* after postgresql.recovery_conf: the last setting wins */
+		pgw_sb_add(&b, text);
+		pgw_sb_add(&b, "\n# standby leader of a standby cluster (standby_cluster)\n");
+		free(text);
+		if (sc->restore_command[0])
+			ok =
+			    conf_emit(&b, "restore_command", sc->restore_command, err, sizeof(err));
+		if (ok && sc->archive_cleanup_command[0])
+			ok = conf_emit(&b, "archive_cleanup_command", sc->archive_cleanup_command,
+			               err, sizeof(err));
+		if (ok && sc->recovery_min_apply_delay[0])
+			ok = conf_emit(&b, "recovery_min_apply_delay", sc->recovery_min_apply_delay,
+			               err, sizeof(err));
+		text = ok && !b.oom ? pgw_sb_take(&b) : NULL;
+		if (!text)
+			pgw_sb_free(&b);
+	}
+	if (text && pg->boot_recovery) {
+		struct pgw_sb b = {0};
+		bool ok = true;
+
+		pgw_sb_add(&b, text);
+		pgw_sb_add(&b, "\n# the custom bootstrap's recovery_conf (until it ends)\n");
+		free(text);
+		for (size_t i = 0; ok && i < pg->boot_recovery->n; i++)
+			ok = conf_emit(&b, pg->boot_recovery->items[i].name,
+			               pg->boot_recovery->items[i].value, err, sizeof(err));
+		text = ok ? pgw_sb_take(&b) : NULL;
+		if (!ok)
+			pgw_sb_free(&b);
+	}
+	if (text && pg->logical_slots) {
+		struct pgw_sb b = {0};
+
+		pgw_sb_add(&b, text);
+		pgw_sb_add(&b, "# permanent logical slots (slots): decoding on the primary, the\n"
+		               "# standbys' copies kept usable by their feedback\n"
+		               "wal_level = 'logical'\nhot_standby_feedback = 'on'\n");
+		free(text);
+		text = b.oom ? NULL : pgw_sb_take(&b);
+		if (!text) {
+			pgw_sb_free(&b);
+			snprintf(err, sizeof(err), "out of memory");
+		}
+	}
 	if (!text) {
 		set_err(pg, true, "cannot write %s: %s", conf, err);
 		goto out;
@@ -1554,7 +1777,7 @@ out:
 
 static int write_hba(struct pgw_pg *pg)
 {
-	char *path = path_in(pg->data_dir, "pg_hba.conf");
+	char *path = path_in(pgw_pg_config_dir(pg->cfg), "pg_hba.conf");
 	char *text = render_hba(pg);
 	int rc = -1;
 
@@ -1565,14 +1788,42 @@ static int write_hba(struct pgw_pg *pg)
 	return rc;
 }
 
-static int set_standby_signal(struct pgw_pg *pg, bool standby)
+/* postgresql.pg_ident: pg_ident.conf (initdb's file stays when it is not set; in
+ * config_dir, one without maps is written once). */
+static int write_ident(struct pgw_pg *pg)
 {
-	char *path = path_in(pg->data_dir, "standby.signal");
+	const struct pgw_strlist *lines = &pg->cfg->postgresql.pg_ident;
+	struct pgw_sb b = {0};
+	char *path, *text;
+	int rc = -1;
+
+	if (lines->n == 0 && !pg->cfg->postgresql.config_dir)
+		return 0;
+	pgw_sb_add(&b, CONF_MARKER ": every change here is overwritten.\n");
+	for (size_t i = 0; i < lines->n; i++) {
+		pgw_sb_add(&b, lines->items[i]);
+		pgw_sb_add(&b, "\n");
+	}
+	text = pgw_sb_take(&b);
+	path = path_in(pgw_pg_config_dir(pg->cfg), "pg_ident.conf");
+	if (lines->n == 0 && path && file_exists(path))
+		rc = 0; /* config_dir without postgresql.pg_ident: the operator's file stays */
+	else if (text && path)
+		rc = write_file_atomic(pg, path, text, 0600);
+	free(text);
+	free(path);
+	return rc;
+}
+
+/* name in the data directory: created (empty) or removed. */
+static int set_signal(struct pgw_pg *pg, const char *name, bool present)
+{
+	char *path = path_in(pg->data_dir, name);
 	int rc = 0;
 
 	if (!path)
 		return -1;
-	if (standby) {
+	if (present) {
 		rc = write_file_atomic(pg, path, "", 0600);
 	} else if (unlink(path) < 0 && errno != ENOENT) {
 		set_err(pg, true, "cannot remove %s: %s", path, strerror(errno));
@@ -1582,6 +1833,19 @@ static int set_standby_signal(struct pgw_pg *pg, bool standby)
 	}
 	free(path);
 	return rc;
+}
+
+/*
+ * standby.signal on a standby; recovery.signal only while a custom bootstrap
+ * recovers (its recovery_conf); both left alone while a custom bootstrap keeps
+ * what its method wrote (keep_existing_recovery_conf).
+ */
+static int set_signals(struct pgw_pg *pg, bool standby)
+{
+	if (pg->boot_keep_signals && !standby)
+		return 0;
+	return set_signal(pg, "standby.signal", standby) ||
+	       set_signal(pg, "recovery.signal", !standby && pg->boot_recovery != NULL);
 }
 
 static void warn_protected(const struct pgw_kvlist *kv, const char *origin)
@@ -1602,10 +1866,16 @@ int pgw_pg_write_config(struct pgw_pg *pg, const struct pgw_kvlist *dcs_params,
 		        pg->data_dir);
 		return -1;
 	}
+	if (pg->cfg->postgresql.config_dir && mkdir(pg->cfg->postgresql.config_dir, 0700) != 0 &&
+	    errno != EEXIST) {
+		set_err(pg, true, "cannot create postgresql.config_dir %s: %s",
+		        pg->cfg->postgresql.config_dir, strerror(errno));
+		return -1;
+	}
 	warn_protected(dcs_params, "dcs postgresql.parameters");
 	warn_protected(&pg->cfg->postgresql.parameters, "postgresql.parameters");
 	if (write_postgresql_conf(pg, dcs_params, primary_host, primary_port, slot) < 0 ||
-	    write_hba(pg) < 0 || set_standby_signal(pg, primary_host != NULL) < 0 ||
+	    write_hba(pg) < 0 || write_ident(pg) < 0 || set_signals(pg, primary_host != NULL) < 0 ||
 	    write_pgpass(pg, primary_host, primary_port) < 0)
 		return -1;
 	if (primary_host)
@@ -1642,7 +1912,16 @@ struct pgw_pg *pgw_pg_new(const struct pgw_config *cfg)
 		pg->bin_dir = cfg->postgresql.bin_dir ? cfg->postgresql.bin_dir : DEFAULT_BIN_DIR;
 		pg->data_dir = cfg->postgresql.data_dir;
 		pg->log_path = xasprintf("%s.log", cfg->postgresql.data_dir);
-		pg->local_host = local_connect_host(host);
+		pg->local_host = NULL;
+		if (cfg->postgresql.use_unix_socket) {
+			pg->local_host = pgw_pg_unix_socket_host(cfg);
+			if (!pg->local_host)
+				pgw_warn(
+				    "postgresql.use_unix_socket: unix_socket_directories names "
+				    "no absolute directory; connecting over TCP");
+		}
+		if (!pg->local_host)
+			pg->local_host = local_connect_host(host);
 		pg->local_port = port;
 	}
 	free(host);
@@ -1813,10 +2092,35 @@ int pgw_pg_start(struct pgw_pg *pg, int timeout_ms)
 		pgw_info("PostgreSQL in %s is already running", pg->data_dir);
 		return 0;
 	}
-	if (timeout_ms == 0) /* do not wait: the caller polls with pgw_pg_observe */
-		return pg_ctl(pg, 30000, "start", "-W", "-l", pg->log_path, (char *)NULL);
-	snprintf(secs, sizeof(secs), "%d", pgctl_seconds(timeout_ms));
-	return pg_ctl(pg, timeout_ms, "start", "-w", "-t", secs, "-l", pg->log_path, (char *)NULL);
+	/* postgresql.bin_name.postgres: pg_ctl -p (pg_ctl finds "postgres" beside itself) */
+	char *postgres = bin(pg, "postgres");
+	/* postgresql.config_dir: postgres reads <config_dir>/postgresql.conf (pg_ctl hands
+	 * -o to /bin/sh: config.c refuses a ' in the path) */
+	char *opts =
+	    pg->cfg->postgresql.config_dir
+	        ? xasprintf("-c 'config_file=%s/postgresql.conf'", pg->cfg->postgresql.config_dir)
+	        : NULL;
+	int rc;
+
+	if (!postgres || (pg->cfg->postgresql.config_dir && !opts)) {
+		free(postgres);
+		return -1;
+	}
+	if (timeout_ms == 0) { /* do not wait: the caller polls with pgw_pg_observe */
+		rc = opts ? pg_ctl(pg, 30000, "start", "-W", "-l", pg->log_path, "-p", postgres,
+		                   "-o", opts, (char *)NULL)
+		          : pg_ctl(pg, 30000, "start", "-W", "-l", pg->log_path, "-p", postgres,
+		                   (char *)NULL);
+	} else {
+		snprintf(secs, sizeof(secs), "%d", pgctl_seconds(timeout_ms));
+		rc = opts ? pg_ctl(pg, timeout_ms, "start", "-w", "-t", secs, "-l", pg->log_path,
+		                   "-p", postgres, "-o", opts, (char *)NULL)
+		          : pg_ctl(pg, timeout_ms, "start", "-w", "-t", secs, "-l", pg->log_path,
+		                   "-p", postgres, (char *)NULL);
+	}
+	free(opts);
+	free(postgres);
+	return rc;
 }
 
 int pgw_pg_stop(struct pgw_pg *pg, const char *mode, int timeout_ms)
@@ -1839,6 +2143,14 @@ int pgw_pg_stop(struct pgw_pg *pg, const char *mode, int timeout_ms)
 int pgw_pg_reload(struct pgw_pg *pg)
 {
 	return pg_ctl(pg, RELOAD_TIMEOUT_MS, "reload", (char *)NULL);
+}
+
+bool pgw_pg_set_logical_slots(struct pgw_pg *pg, bool on)
+{
+	bool changed = pg->logical_slots != on;
+
+	pg->logical_slots = on;
+	return changed;
 }
 
 bool pgw_pg_set_sync_names(struct pgw_pg *pg, const char *names)
@@ -1869,7 +2181,7 @@ void pgw_pg_set_keep(struct pgw_pg *pg, pgw_pg_keep_fn keep, void *keep_arg)
 /* Wait until pg_is_in_recovery() is false (after pg_ctl promote), keeping the lease. */
 static int confirm_promoted(struct pgw_pg *pg, int64_t deadline)
 {
-	int64_t next_keep = now_ms() + KEEP_EVERY_MS;
+	int64_t next_keep = now_ms() + KEEP_EVERY_MS, down_since = 0;
 
 	do {
 		PGresult *r = pq_query(pg, "checking promotion", "SELECT pg_is_in_recovery()", 0,
@@ -1879,7 +2191,17 @@ static int confirm_promoted(struct pgw_pg *pg, int64_t deadline)
 		PQclear(r);
 		if (!in_recovery)
 			return 0;
-		if (now_ms() >= next_keep) {
+		/* a server just started with pg_ctl -W may not have written its pid yet */
+		if (is_running(pg))
+			down_since = 0;
+		else if (down_since == 0)
+			down_since = now_ms();
+		else if (now_ms() - down_since > NOT_RUNNING_GRACE_MS) {
+			set_err(pg, true, "PostgreSQL in %s stopped while in recovery (see %s)",
+			        pg->data_dir, pg->log_path);
+			return -1;
+		}
+		if (now_ms() >= next_keep && pg->keep) {
 			if (!pg->keep(pg->keep_arg)) {
 				set_err(pg, true,
 				        "promote: gave up waiting for %s to leave recovery: "
@@ -1983,12 +2305,31 @@ int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout
 	conninfo_add(&ci, "passfile", pg->cfg->postgresql.pgpass ? pg->cfg->postgresql.pgpass : "");
 	conninfo_tls(&ci, &pg->cfg->postgresql.replication);
 	char *conninfo = pgw_sb_take(&ci);
-	char *argv[] = {prog, "-D",     clone, "-d",   conninfo ? conninfo : (char *)"",
-	                "-X", "stream", "-c",  "fast", "--no-password",
-	                NULL};
+	const struct pgw_strlist *opts = &pg->cfg->postgresql.basebackup_args;
+	char **argv = calloc(opts->n + 12, sizeof(*argv));
+	bool checkpoint = false;
+	int n = 0;
 
-	if (!prog || !clone || !res || !conninfo || refuse_if_running(pg, "pg_basebackup") < 0 ||
-	    write_pgpass(pg, host, port) < 0 || remove_tree(pg, clone) < 0)
+	if (argv) {
+		char *fixed[] = {
+		    prog, "-D",     clone,          "-d", conninfo ? conninfo : (char *)"",
+		    "-X", "stream", "--no-password"};
+
+		for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+			argv[n++] = fixed[i];
+		/* postgresql.basebackup, as Patroni passes it (checkpoint: fast by default) */
+		for (size_t i = 0; i < opts->n; i++) {
+			checkpoint = checkpoint || !strncmp(opts->items[i], "--checkpoint", 12);
+			argv[n++] = opts->items[i];
+		}
+		if (!checkpoint) {
+			argv[n++] = "-c";
+			argv[n++] = "fast";
+		}
+	}
+	if (!prog || !clone || !res || !conninfo || !argv ||
+	    refuse_if_running(pg, "pg_basebackup") < 0 || write_pgpass(pg, host, port) < 0 ||
+	    remove_tree(pg, clone) < 0)
 		goto out;
 	pgw_info("cloning %s from %s:%d", pg->data_dir, host, port);
 	if (run_cmd(pg, argv, "PGCONNECT_TIMEOUT=" CLONE_CONNECT_TIMEOUT, timeout_ms, 0, res) < 0) {
@@ -1997,6 +2338,7 @@ int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout
 	}
 	rc = swap_in_clone(pg, clone);
 out:
+	free(argv);
 	free(res);
 	free(conninfo);
 	free(clone);
@@ -2004,7 +2346,10 @@ out:
 	return rc;
 }
 
-static char *rewind_source(const struct pgw_pg *pg, const char *host, int port)
+/* A connection to the leader as pg_rewind's user (or the superuser); options: libpq's
+ * "options" (NULL: none). */
+static char *leader_conninfo(const struct pgw_pg *pg, const char *host, int port,
+                             const char *options)
 {
 	struct pgw_sb b = {0};
 	char portstr[16];
@@ -2016,6 +2361,8 @@ static char *rewind_source(const struct pgw_pg *pg, const char *host, int port)
 	conninfo_add(&b, "dbname", "postgres");
 	conninfo_add(&b, "passfile", pg->cfg->postgresql.pgpass);
 	conninfo_add(&b, "connect_timeout", CLONE_CONNECT_TIMEOUT);
+	if (options)
+		conninfo_add(&b, "options", options);
 	conninfo_tls(&b, rewind_auth(pg->cfg));
 	return pgw_sb_take(&b);
 }
@@ -2023,7 +2370,7 @@ static char *rewind_source(const struct pgw_pg *pg, const char *host, int port)
 int pgw_pg_rewind(struct pgw_pg *pg, const char *host, int port, int timeout_ms)
 {
 	char *prog = bin(pg, "pg_rewind");
-	char *conninfo = rewind_source(pg, host, port);
+	char *conninfo = leader_conninfo(pg, host, port, NULL);
 	char *source = conninfo ? xasprintf("--source-server=%s", conninfo) : NULL;
 	struct cmd_result *res = malloc(sizeof(*res));
 	char *argv[] = {prog, "-D", (char *)pg->data_dir, source, NULL};
@@ -2045,6 +2392,320 @@ int pgw_pg_rewind(struct pgw_pg *pg, const char *host, int port, int timeout_ms)
 	free(conninfo);
 	free(prog);
 	return rc;
+}
+
+/* ---- custom bootstrap and replica methods (Patroni's) ------------------------------- */
+
+/* argv of a custom command: its words (the first looked up in PATH), then extra. */
+static char **command_argv(const struct pgw_strlist *words, const char *name,
+                           const struct pgw_strlist *extra)
+{
+	size_t n = words->n ? words->n : 1;
+	char **argv = calloc(n + extra->n + 1, sizeof(*argv));
+
+	if (!argv)
+		return NULL;
+	argv[0] = find_program(words->n ? words->items[0] : name);
+	if (!argv[0]) {
+		free(argv);
+		return NULL;
+	}
+	for (size_t i = 1; i < words->n; i++)
+		argv[i] = words->items[i];
+	for (size_t i = 0; i < extra->n; i++)
+		argv[n + i] = extra->items[i];
+	return argv;
+}
+
+static void command_free(char **argv)
+{
+	if (argv)
+		free(argv[0]);
+	free(argv);
+}
+
+/* Run a custom command (its output logged), bounded by timeout_ms.  0 on exit status 0. */
+static int run_custom(struct pgw_pg *pg, const char *what, const struct pgw_strlist *words,
+                      const char *name, const struct pgw_strlist *extra, const char *extra_env,
+                      int timeout_ms)
+{
+	char **argv = command_argv(words, name, extra);
+	struct cmd_result *res = malloc(sizeof(*res));
+	int rc = -1;
+
+	if (argv && res) {
+		pgw_info("%s: running %s", what, argv[0]);
+		rc = run_cmd(pg, argv, extra_env, timeout_ms, 0, res);
+		if (rc == 0) {
+			char tail[TAIL_MAX + 64];
+
+			out_tail(&res->out, tail, sizeof(tail));
+			pgw_info("%s: %s exited with status 0: %s", what, argv[0],
+			         tail[0] ? tail : "(no output)");
+		}
+	} else {
+		set_err(pg, true, "%s: out of memory", what);
+	}
+	free(res);
+	command_free(argv);
+	return rc;
+}
+
+static int push_arg(struct pgw_strlist *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int push_arg(struct pgw_strlist *l, const char *fmt, ...)
+{
+	char **items = realloc(l->items, (l->n + 1) * sizeof(*items));
+	va_list ap;
+	int r;
+
+	if (!items)
+		return -1;
+	l->items = items;
+	va_start(ap, fmt);
+	r = vasprintf(&items[l->n], fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -1;
+	l->n++;
+	return 0;
+}
+
+static void args_free(struct pgw_strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->items[i]);
+	free(l->items);
+	*l = (struct pgw_strlist){0};
+}
+
+static bool has_pg_version(const struct pgw_pg *pg)
+{
+	char *v = path_in(pg->data_dir, "PG_VERSION");
+	bool ok = v && file_exists(v);
+
+	free(v);
+	return ok;
+}
+
+int pgw_pg_custom_bootstrap(struct pgw_pg *pg, const struct pgw_method *m,
+                            const struct pgw_kvlist *dcs_params, int timeout_ms)
+{
+	struct pgw_strlist extra = {0};
+	char *promote = NULL;
+	int rc = -1;
+
+	if (make_parent(pg) != 0 || refuse_if_running(pg, "custom bootstrap") < 0)
+		return -1;
+	/* Patroni's arguments: --scope and --datadir, unless no_params */
+	if (!m->no_params && (push_arg(&extra, "--scope=%s", pg->cfg->scope) < 0 ||
+	                      push_arg(&extra, "--datadir=%s", pg->data_dir) < 0))
+		goto out;
+	if (run_custom(pg, "bootstrap method", &m->argv, m->name, &extra, NULL, timeout_ms) < 0)
+		goto out;
+	if (!has_pg_version(pg)) {
+		set_err(pg, true,
+		        "bootstrap method %s exited with status 0 but left no "
+		        "PostgreSQL data directory in %s",
+		        m->name, pg->data_dir);
+		goto out;
+	}
+	/* no promote trigger left by a backup: PostgreSQL would promote by itself */
+	promote = path_in(pg->data_dir, "promote");
+	if (promote)
+		unlink(promote);
+	pg->boot_trust = true;
+	pg->boot_recovery = m->has_recovery_conf ? &m->recovery_conf : NULL;
+	pg->boot_keep_signals = !m->has_recovery_conf && m->keep_existing_recovery_conf;
+	rc = pgw_pg_write_config(pg, dcs_params, NULL, 0, NULL);
+out:
+	free(promote);
+	args_free(&extra);
+	return rc;
+}
+
+int pgw_pg_wait_writable(struct pgw_pg *pg, int timeout_ms, pgw_pg_keep_fn keep, void *keep_arg)
+{
+	int rc;
+
+	pgw_pg_set_keep(pg, keep, keep_arg);
+	rc = confirm_promoted(pg, now_ms() + timeout_ms);
+	pgw_pg_set_keep(pg, NULL, NULL);
+	return rc;
+}
+
+void pgw_pg_bootstrap_abort(struct pgw_pg *pg)
+{
+	pg->boot_trust = pg->boot_keep_signals = false;
+	pg->boot_recovery = NULL;
+}
+
+int pgw_pg_bootstrap_done(struct pgw_pg *pg, const struct pgw_kvlist *dcs_params)
+{
+	if (!pg->boot_trust && !pg->boot_recovery && !pg->boot_keep_signals)
+		return 0;
+	pg->boot_trust = pg->boot_keep_signals = false;
+	pg->boot_recovery = NULL;
+	if (pgw_pg_write_config(pg, dcs_params, NULL, 0, NULL) < 0)
+		return -1;
+	pq_drop(pg); /* the next connection logs in with the password */
+	return pgw_pg_reload(pg);
+}
+
+int pgw_pg_post_bootstrap(struct pgw_pg *pg, int timeout_ms)
+{
+	const struct pgw_strlist *cmd = &pg->cfg->bootstrap.post_bootstrap;
+	struct pgw_strlist extra = {0};
+	struct pgw_sb ci = {0};
+	char port[16];
+	int rc = -1;
+
+	if (cmd->n == 0)
+		return 0;
+	/* Patroni's argument: a connection string to the new primary as the superuser
+	 * (the password in PGPASSFILE), and synchronous_commit local */
+	snprintf(port, sizeof(port), "%d", pg->local_port);
+	conninfo_add(&ci, "dbname", "postgres");
+	conninfo_add(&ci, "user", su_name(pg->cfg));
+	conninfo_add(&ci, "host", pg->local_host);
+	conninfo_add(&ci, "port", port);
+	char *connstr = pgw_sb_take(&ci);
+
+	if (connstr && push_arg(&extra, "%s", connstr) == 0)
+		rc = run_custom(pg, "post_bootstrap", cmd, NULL, &extra,
+		                "PGOPTIONS=-c synchronous_commit=local", timeout_ms);
+	free(connstr);
+	args_free(&extra);
+	return rc;
+}
+
+/* The replication connection string a replica method gets (--connstring). */
+static char *replica_connstring(const struct pgw_pg *pg, const char *host, int port)
+{
+	struct pgw_sb b = {0};
+	char portstr[16];
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	conninfo_add(&b, "dbname", "postgres");
+	conninfo_add(&b, "user", repl_name(pg->cfg));
+	conninfo_add(&b, "host", host);
+	conninfo_add(&b, "port", portstr);
+	conninfo_tls(&b, &pg->cfg->postgresql.replication);
+	return pgw_sb_take(&b);
+}
+
+/* One custom replica method: --key=value for its other keys, then Patroni's four. */
+static int replica_method(struct pgw_pg *pg, const char *name, const struct pgw_method *m,
+                          const char *host, int port, int timeout_ms)
+{
+	static const struct pgw_method none = {0};
+	struct pgw_strlist extra = {0};
+	char *connstr = host ? replica_connstring(pg, host, port) : strdup("");
+	int rc = -1;
+
+	if (!m)
+		m = &none;
+	if (!connstr || refuse_if_running(pg, name) < 0)
+		goto out;
+	for (size_t i = 0; i < m->params.n; i++)
+		if (push_arg(&extra, "--%s=%s", m->params.items[i].name, m->params.items[i].value) <
+		    0)
+			goto out;
+	if (!m->no_params && (push_arg(&extra, "--scope=%s", pg->cfg->scope) < 0 ||
+	                      push_arg(&extra, "--role=replica") < 0 ||
+	                      push_arg(&extra, "--datadir=%s", pg->data_dir) < 0 ||
+	                      push_arg(&extra, "--connstring=%s", connstr) < 0))
+		goto out;
+	if (!m->keep_data && remove_tree(pg, pg->data_dir) < 0)
+		goto out;
+	if (host && write_pgpass(pg, host, port) < 0)
+		goto out;
+	pgw_info("creating the replica with method %s", name);
+	rc = run_custom(pg, "replica method", &m->argv, name, &extra, NULL, timeout_ms);
+	if (rc == 0 && !has_pg_version(pg)) {
+		set_err(pg, true,
+		        "replica method %s exited with status 0 but left no "
+		        "PostgreSQL data directory in %s",
+		        name, pg->data_dir);
+		rc = -1;
+	}
+	if (rc != 0 && !m->keep_data)
+		remove_tree(pg, pg->data_dir);
+out:
+	free(connstr);
+	args_free(&extra);
+	return rc;
+}
+
+static int create_replica(struct pgw_pg *pg, const char *const *items, size_t nitems,
+                          const char *host, int port, int timeout_ms)
+{
+	size_t n = nitems ? nitems : 1;
+
+	if (host && !host[0])
+		host = NULL;
+	if (make_parent(pg) != 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		const char *name = nitems ? items[i] : "basebackup";
+		const struct pgw_method *m =
+		    pgw_method_find(&pg->cfg->postgresql.replica_methods, name);
+
+		if (strcmp(name, "basebackup") == 0) {
+			if (host && pgw_pg_basebackup(pg, host, port, timeout_ms) == 0)
+				return 0;
+		} else if (host || (m && m->no_leader)) {
+			if (replica_method(pg, name, m, host, port, timeout_ms) == 0) {
+				pgw_info("replica created with method %s", name);
+				return 0;
+			}
+		} else {
+			continue; /* needs a leader to copy from */
+		}
+		if (i + 1 < n)
+			pgw_warn("replica method %s failed: trying %s", name, items[i + 1]);
+	}
+	set_err(pg, true, "no replica method succeeded%s", host ? "" : " without a leader");
+	return -1;
+}
+
+int pgw_pg_create_replica(struct pgw_pg *pg, const char *host, int port, int timeout_ms)
+{
+	const struct pgw_strlist *names = &pg->cfg->postgresql.create_replica_methods;
+
+	return create_replica(pg, (const char *const *)names->items, names->n, host, port,
+	                      timeout_ms);
+}
+
+int pgw_pg_create_standby_leader(struct pgw_pg *pg, const struct pgw_standby_cluster *sc,
+                                 int timeout_ms)
+{
+	const char *items[PGW_SC_METHODS_MAX];
+	size_t n = 0;
+
+	/* names from etcd choose among the methods of the local file only (section 7) */
+	for (int i = 0; i < sc->nmethods; i++) {
+		if (strcmp(sc->methods[i], "basebackup") != 0 &&
+		    !pgw_method_find(&pg->cfg->postgresql.replica_methods, sc->methods[i])) {
+			pgw_warn("standby_cluster.create_replica_methods: %s is not a method of "
+			         "this node's file: skipped",
+			         sc->methods[i]);
+			continue;
+		}
+		items[n++] = sc->methods[i];
+	}
+	if (sc->nmethods > 0 && n == 0) {
+		set_err(pg, true, "standby_cluster.create_replica_methods: no usable method");
+		return -1;
+	}
+	return create_replica(pg, items, n, sc->host, sc->port, timeout_ms);
+}
+
+void pgw_pg_set_standby(struct pgw_pg *pg, const struct pgw_standby_cluster *sc)
+{
+	pg->has_standby = sc != NULL;
+	if (sc)
+		pg->standby = *sc;
 }
 
 /* ---- roles and slots -------------------------------------------------------------- */
@@ -2125,20 +2786,45 @@ static int grant_rewind(struct pgw_pg *pg, const char *user, int64_t deadline)
 	return rc;
 }
 
+/* bootstrap.users (Patroni 3.0 still creates them): not the three pgwarden manages. */
+static int bootstrap_users(struct pgw_pg *pg, int64_t deadline)
+{
+	const struct pgw_config *cfg = pg->cfg;
+	const struct pgw_users *u = &cfg->bootstrap.users;
+
+	for (size_t i = 0; i < u->n; i++) {
+		const char *name = u->items[i].name;
+
+		if (!strcmp(name, su_name(cfg)) || !strcmp(name, repl_name(cfg)) ||
+		    !strcmp(name, rewind_name(cfg)))
+			continue;
+		if (ensure_role(pg, name, u->items[i].password, u->items[i].options, deadline) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int roles_in_tx(struct pgw_pg *pg, int64_t deadline)
 {
 	const struct pgw_config *cfg = pg->cfg;
 	const char *su = su_name(cfg), *repl = repl_name(cfg), *rew = rewind_name(cfg);
 
+	/* a custom bootstrap restored another cluster: give the superuser our password */
+	if (pg->boot_trust && cfg->postgresql.superuser.password &&
+	    ensure_role(pg, su, cfg->postgresql.superuser.password, "SUPERUSER LOGIN", deadline) <
+	        0)
+		return -1;
 	if (strcmp(repl, su) && ensure_role(pg, repl, cfg->postgresql.replication.password,
 	                                    "REPLICATION LOGIN", deadline) < 0)
 		return -1;
-	if (!strcmp(rew, su))
-		return 0;
-	if (strcmp(rew, repl) &&
-	    ensure_role(pg, rew, cfg->postgresql.rewind.password, "LOGIN", deadline) < 0)
-		return -1;
-	return grant_rewind(pg, rew, deadline);
+	if (strcmp(rew, su)) {
+		if (strcmp(rew, repl) &&
+		    ensure_role(pg, rew, cfg->postgresql.rewind.password, "LOGIN", deadline) < 0)
+			return -1;
+		if (grant_rewind(pg, rew, deadline) < 0)
+			return -1;
+	}
+	return bootstrap_users(pg, deadline);
 }
 
 int pgw_pg_bootstrap_roles(struct pgw_pg *pg, int timeout_ms)
@@ -2162,20 +2848,46 @@ int pgw_pg_bootstrap_roles(struct pgw_pg *pg, int timeout_ms)
 	return pq_exec(pg, "committing roles", "COMMIT", 0, NULL, deadline);
 }
 
-static bool slot_wanted(const char *slot, char (*wanted)[64], int n)
+static void copy_field(char *dst, size_t len, const PGresult *r, int row, int col)
 {
-	for (int i = 0; i < n; i++)
-		if (!strcmp(slot, wanted[i]))
-			return true;
-	return false;
+	snprintf(dst, len, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
 }
 
-static bool slot_exists(const PGresult *r, const char *slot)
+int pgw_pg_list_slots(struct pgw_pg *pg, struct pgw_slot_info *out, int max, bool *wal_logical,
+                      int timeout_ms)
 {
-	for (int i = 0; i < PQntuples(r); i++)
-		if (!strcmp(PQgetvalue(r, i, 0), slot))
-			return true;
-	return false;
+	int64_t deadline = now_ms() + timeout_ms;
+	PGresult *r =
+	    pq_query(pg, "reading wal_level", "SELECT current_setting('wal_level') = 'logical'", 0,
+	             NULL, deadline, PGRES_TUPLES_OK);
+	int n = 0;
+
+	if (!r)
+		return -1;
+	*wal_logical = PQntuples(r) == 1 && col_bool(r, 0);
+	PQclear(r);
+	r = pq_query(pg, "listing replication slots",
+	             "SELECT slot_name, slot_type = 'logical', database, plugin, active,"
+	             " (CASE WHEN slot_type = 'logical' THEN confirmed_flush_lsn ELSE restart_lsn"
+	             " END - '0/0'::pg_lsn)::bigint FROM pg_catalog.pg_replication_slots"
+	             " ORDER BY slot_name",
+	             0, NULL, deadline, PGRES_TUPLES_OK);
+	if (!r)
+		return -1;
+	for (int i = 0; i < PQntuples(r) && n < max; i++, n++) {
+		struct pgw_slot_info *s = &out[n];
+
+		memset(s, 0, sizeof(*s));
+		copy_field(s->name, sizeof(s->name), r, i, 0);
+		s->type = PQgetvalue(r, i, 1)[0] == 't' ? PGW_SLOT_LOGICAL : PGW_SLOT_PHYSICAL;
+		copy_field(s->database, sizeof(s->database), r, i, 2);
+		copy_field(s->plugin, sizeof(s->plugin), r, i, 3);
+		s->active = PQgetvalue(r, i, 4)[0] == 't';
+		s->position =
+		    PQgetisnull(r, i, 5) ? 0 : (uint64_t)strtoull(PQgetvalue(r, i, 5), NULL, 10);
+	}
+	PQclear(r);
+	return n;
 }
 
 /* How many more slots may be created: two stay free for the operator's own tools. */
@@ -2191,77 +2903,247 @@ static int slot_room(struct pgw_pg *pg, int64_t deadline)
 	return room > 0 ? room : 0;
 }
 
-static int create_slot(struct pgw_pg *pg, const char *slot, int64_t deadline)
+/* One statement in the local database db (a connection of its own, closed after). */
+static PGresult *query_in_db(struct pgw_pg *pg, const char *db, const char *what, const char *sql,
+                             int nparams, const char *const *params, int64_t deadline)
 {
-	const char *params[] = {slot};
+	PGconn *saved = pg->conn;
+	PGresult *r = NULL;
+
+	pg->conn = pq_connect(pg, db, deadline);
+	if (pg->conn)
+		r = pq_query(pg, what, sql, nparams, params, deadline, PGRES_TUPLES_OK);
+	else {
+		char cause[sizeof(pg->err)];
+
+		memcpy(cause, pg->err, sizeof(cause));
+		set_err(pg, true, "%s: database %s: %s", what, db, cause);
+	}
+	pq_drop(pg);
+	pg->conn = saved;
+	return r;
+}
+
+int pgw_pg_create_slot(struct pgw_pg *pg, const struct pgw_slot_def *d, bool reserve,
+                       int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	const char *params[] = {d->name, d->type == PGW_SLOT_LOGICAL ? d->plugin
+	                                 : reserve                   ? "true"
+	                                                             : "false"};
 	PGresult *r;
 
-	pgw_info("creating physical replication slot %s", slot);
-	/* WAL is reserved from the member's first connection, not from now: a member key
-	 * that no replica stands behind holds no WAL (wal_keep_size covers the gap) */
-	r = pq_query(pg, "creating a replication slot",
-	             "SELECT pg_catalog.pg_create_physical_replication_slot($1, false)", 1, params,
-	             deadline, PGRES_TUPLES_OK);
+	if (slot_room(pg, deadline) <= 0) {
+		set_err(pg, true,
+		        "no room for replication slot %s: max_replication_slots is full (two are "
+		        "kept free)",
+		        d->name);
+		return -1;
+	}
+	if (d->type == PGW_SLOT_LOGICAL) {
+		pgw_info("creating logical replication slot %s (database %s, plugin %s)", d->name,
+		         d->database, d->plugin);
+		r = query_in_db(pg, d->database, "creating a logical replication slot",
+		                "SELECT pg_catalog.pg_create_logical_replication_slot($1, $2)", 2,
+		                params, deadline);
+	} else {
+		pgw_info("creating physical replication slot %s", d->name);
+		/* a member's slot reserves WAL from the member's first connection, not from
+		 * now: a member key that no replica stands behind holds no WAL */
+		r = pq_query(
+		    pg, "creating a replication slot",
+		    "SELECT pg_catalog.pg_create_physical_replication_slot($1, $2::boolean)", 2,
+		    params, deadline, PGRES_TUPLES_OK);
+	}
 	PQclear(r);
 	return r ? 0 : -1;
 }
 
-static void drop_slot(struct pgw_pg *pg, const char *slot, int64_t deadline)
+int pgw_pg_drop_slot(struct pgw_pg *pg, const char *name, int timeout_ms)
 {
-	const char *params[] = {slot};
+	const char *params[] = {name};
 	PGresult *r;
 
-	pgw_info("dropping physical replication slot %s", slot);
+	pgw_info("dropping replication slot %s", name);
 	r = pq_query(pg, "dropping a replication slot",
 	             "SELECT pg_catalog.pg_drop_replication_slot(slot_name)"
 	             " FROM pg_catalog.pg_replication_slots WHERE slot_name = $1 AND NOT active",
-	             1, params, deadline, PGRES_TUPLES_OK);
+	             1, params, now_ms() + timeout_ms, PGRES_TUPLES_OK);
 	PQclear(r);
+	return r ? 0 : -1;
 }
 
-int pgw_pg_sync_slots(struct pgw_pg *pg, const char *const *names, int n, int timeout_ms)
+int pgw_pg_advance_slot(struct pgw_pg *pg, const struct pgw_slot_def *d, uint64_t lsn,
+                        int timeout_ms)
 {
 	int64_t deadline = now_ms() + timeout_ms;
-	char(*wanted)[64] = calloc(n > 0 ? (size_t)n : 1, 64);
-	PGresult *r = NULL;
-	int rc = -1, room;
+	char text[32];
+	const char *params[] = {d->name, text};
+	const char *sql = "SELECT pg_catalog.pg_replication_slot_advance($1, $2::pg_lsn)";
+	PGresult *r;
 
-	if (!wanted)
-		return -1;
-	for (int i = 0; i < n; i++)
-		pgw_pg_slot_name(names[i], wanted[i], 64);
-	r = pq_query(pg, "listing replication slots",
-	             "SELECT slot_name, active FROM pg_catalog.pg_replication_slots"
-	             " WHERE slot_type = 'physical'",
-	             0, NULL, deadline, PGRES_TUPLES_OK);
-	if (!r)
-		goto out;
-	rc = 0;
-	room = -1; /* asked only when a slot is missing: no extra query in a steady loop */
-	for (int i = 0; i < n; i++) {
-		if (!wanted[i][0] || slot_exists(r, wanted[i]) || slot_wanted(wanted[i], wanted, i))
-			continue;
-		if (room < 0)
-			room = slot_room(pg, deadline);
-		if (room <= 0) {
-			pgw_warn(
-			    "no replication slot for %s: max_replication_slots is full (two are "
-			    "kept free)",
-			    names[i]);
-			rc = -1;
-			continue;
-		}
-		if (create_slot(pg, wanted[i], deadline) < 0)
-			rc = -1;
-		else
-			room--;
-	}
-	for (int i = 0; i < PQntuples(r); i++)
-		if (!slot_wanted(PQgetvalue(r, i, 0), wanted, n) && PQgetvalue(r, i, 1)[0] != 't')
-			drop_slot(pg, PQgetvalue(r, i, 0), deadline);
-out:
+	pgw_lsn_format(lsn, text, sizeof(text));
+	if (d->type == PGW_SLOT_LOGICAL)
+		r = query_in_db(pg, d->database, "advancing a logical replication slot", sql, 2,
+		                params, deadline);
+	else
+		r = pq_query(pg, "advancing a replication slot", sql, 2, params, deadline,
+		             PGRES_TUPLES_OK);
 	PQclear(r);
-	free(wanted);
+	return r ? 0 : -1;
+}
+
+/* PostgreSQL's CRC-32C (Castagnoli), bitwise: a slot file is a few hundred bytes. */
+static uint32_t crc32c(const unsigned char *p, size_t n)
+{
+	uint32_t crc = 0xFFFFFFFFu;
+
+	while (n--) {
+		crc ^= *p++;
+		for (int k = 0; k < 8; k++)
+			crc = crc & 1 ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+	}
+	return crc ^ 0xFFFFFFFFu;
+}
+
+#define SLOT_MAGIC     0x1051CA1u /* ReplicationSlotOnDisk.magic */
+#define SLOT_FILE_MAX  4096
+#define SLOT_FILE_HEAD 16 /* magic, checksum, version, length */
+
+/* A whole ReplicationSlotOnDisk: magic, and the checksum over everything after it. */
+bool pgw_pg_slot_file_ok(const unsigned char *data, size_t len)
+{
+	uint32_t magic, sum;
+
+	if (len < SLOT_FILE_HEAD || len > SLOT_FILE_MAX)
+		return false;
+	memcpy(&magic, data, 4);
+	memcpy(&sum, data + 4, 4);
+	return magic == SLOT_MAGIC && sum == crc32c(data + 8, len - 8);
+}
+
+uint64_t pgw_pg_slot_file_restart_lsn(const unsigned char *data, size_t len)
+{
+	uint64_t lsn = 0;
+
+	/* ReplicationSlotOnDisk: 16 bytes of header, then ReplicationSlotPersistentData:
+	 * name (64), database, persistency, xmin, catalog_xmin (4 each), restart_lsn */
+	if (len >= SLOT_FILE_HEAD + 88)
+		memcpy(&lsn, data + SLOT_FILE_HEAD + 80, 8);
+	return lsn;
+}
+
+int pgw_pg_oldest_wal(struct pgw_pg *pg, uint64_t *lsn, int timeout_ms)
+{
+	PGresult *r =
+	    pq_query(pg, "finding the oldest WAL segment",
+	             "SELECT min(('x' || substr(name, 9, 8))::bit(32)::bigint * 4294967296 +"
+	             " ('x' || substr(name, 17, 8))::bit(32)::bigint * (SELECT setting::bigint FROM"
+	             " pg_catalog.pg_settings WHERE name = 'wal_segment_size'))"
+	             " FROM pg_catalog.pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'",
+	             0, NULL, now_ms() + timeout_ms, PGRES_TUPLES_OK);
+	int rc = r && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) ? 0 : -1;
+
+	if (rc == 0)
+		*lsn = (uint64_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return rc;
+}
+
+int pgw_pg_read_leader_slot(struct pgw_pg *pg, const char *host, int port,
+                            const struct pgw_slot_def *d, unsigned char **data, size_t *len,
+                            int timeout_ms)
+{
+	char opts[64];
+	char *conninfo;
+	const char *params[] = {d->name, d->database, d->plugin};
+	const int formats[] = {0, 0, 0};
+	PGconn *conn = NULL;
+	PGresult *r = NULL;
+	int rc = -1;
+
+	*data = NULL;
+	*len = 0;
+	snprintf(opts, sizeof(opts), "-c statement_timeout=%d", timeout_ms);
+	conninfo = leader_conninfo(pg, host, port, opts);
+	if (!conninfo || write_pgpass(pg, host, port) < 0)
+		goto out;
+	conn = PQconnectdb(conninfo);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		set_err(pg, true, "copying slot %s: connecting to %s:%d: %.*s", d->name, host, port,
+		        (int)strcspn(PQerrorMessage(conn), "\n"), PQerrorMessage(conn));
+		goto out;
+	}
+	/* the slot as the leader has it on disk, only if it is the one slots defines */
+	r = PQexecParams(conn,
+	                 "SELECT pg_catalog.pg_read_binary_file('pg_replslot/' || slot_name ||"
+	                 " '/state') FROM pg_catalog.pg_replication_slots WHERE slot_name = $1"
+	                 " AND slot_type = 'logical' AND database = $2 AND plugin = $3",
+	                 3, NULL, params, NULL, formats, 1);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+		const char *why = PQresultStatus(r) == PGRES_TUPLES_OK
+		                      ? "no such logical slot there (with that database and plugin)"
+		                      : PQresultErrorMessage(r);
+
+		set_err(pg, true, "copying slot %s from %s:%d: %.*s", d->name, host, port,
+		        (int)strcspn(why, "\n"), why);
+		goto out;
+	}
+	*len = (size_t)PQgetlength(r, 0, 0);
+	if (!pgw_pg_slot_file_ok((const unsigned char *)PQgetvalue(r, 0, 0), *len)) {
+		set_err(pg, true, "copying slot %s from %s:%d: not a valid slot file (%zu bytes)",
+		        d->name, host, port, *len);
+		goto out;
+	}
+	*data = malloc(*len);
+	if (*data) {
+		memcpy(*data, PQgetvalue(r, 0, 0), *len);
+		rc = 0;
+	}
+out:
+	if (rc < 0)
+		*len = 0;
+	PQclear(r);
+	PQfinish(conn);
+	free(conninfo);
+	return rc;
+}
+
+int pgw_pg_install_slot(struct pgw_pg *pg, const char *name, const unsigned char *data, size_t len)
+{
+	char *dir = NULL, *file = NULL;
+	int rc = -1;
+
+	if (!pgw_slot_name_ok(name, strlen(name)) || !pgw_pg_slot_file_ok(data, len) ||
+	    refuse_if_running(pg, "installing a slot") < 0)
+		return -1;
+	dir = xasprintf("%s/pg_replslot/%s", pg->data_dir, name);
+	file = dir ? xasprintf("%s/state", dir) : NULL;
+	if (!file)
+		goto out;
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		set_err(pg, true, "cannot create %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	rc = write_bytes_atomic(pg, file, data, len, 0600);
+	if (rc == 0 && fsync_parent(dir) < 0)
+		pgw_warn("cannot fsync the directory of %s: %s", dir, strerror(errno));
+out:
+	free(file);
+	free(dir);
+	return rc;
+}
+
+int pgw_pg_remove_slot_dir(struct pgw_pg *pg, const char *name)
+{
+	char *dir;
+	int rc;
+
+	if (!pgw_slot_name_ok(name, strlen(name)) || refuse_if_running(pg, "removing a slot") < 0)
+		return -1;
+	dir = xasprintf("%s/pg_replslot/%s", pg->data_dir, name);
+	rc = dir ? remove_tree(pg, dir) : -1;
+	free(dir);
 	return rc;
 }
 

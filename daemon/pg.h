@@ -99,14 +99,83 @@ void pgw_pg_set_keep(struct pgw_pg *pg, pgw_pg_keep_fn keep, void *keep_arg);
  */
 int pgw_pg_promote(struct pgw_pg *pg, int timeout_ms, pgw_pg_keep_fn keep, void *keep_arg);
 
+/*
+ * bootstrap.method (Patroni's custom bootstrap): run the method's command (with
+ * --scope and --datadir unless no_params), which must leave a data directory, then
+ * write the configuration as a primary; its recovery_conf goes into postgresql.conf
+ * with recovery.signal (PostgreSQL 12+), keep_existing_recovery_conf keeps the signal
+ * files it left, else they are removed.  Until pgw_pg_bootstrap_done, pg_hba.conf
+ * trusts the superuser from this host (the restored cluster may know another
+ * password) and the recovery settings stay.
+ */
+int pgw_pg_custom_bootstrap(struct pgw_pg *pg, const struct pgw_method *m,
+                            const struct pgw_kvlist *dcs_params, int timeout_ms);
+/* Wait until the started server leaves recovery (a custom bootstrap's restore), calling
+ * keep about once a second; -1 when it stops or the time is out. */
+int pgw_pg_wait_writable(struct pgw_pg *pg, int timeout_ms, pgw_pg_keep_fn keep, void *keep_arg);
+/* End a custom bootstrap: the normal pg_hba.conf and postgresql.conf, reload. */
+int pgw_pg_bootstrap_done(struct pgw_pg *pg, const struct pgw_kvlist *dcs_params);
+/* A failed bootstrap: forget the custom bootstrap's settings (trust, recovery). */
+void pgw_pg_bootstrap_abort(struct pgw_pg *pg);
+/* bootstrap.post_bootstrap (or post_init): run it with a connection string to the new
+ * primary as its last argument.  0 when unset or it exited with status 0. */
+int pgw_pg_post_bootstrap(struct pgw_pg *pg, int timeout_ms);
+/*
+ * postgresql.create_replica_methods in order (default: basebackup) until one
+ * succeeds: basebackup is pgw_pg_basebackup; a custom method empties the data
+ * directory (unless keep_data) and runs its command with --scope, --role=replica,
+ * --datadir and --connstring (unless no_params) after its own --key=value options.
+ * host NULL or "": no leader, only methods with no_leader are tried.
+ */
+int pgw_pg_create_replica(struct pgw_pg *pg, const char *host, int port, int timeout_ms);
+/*
+ * Standby cluster: create this node's data directory from the remote primary
+ * (sc->host:port, or without one a no_leader method), with standby_cluster's
+ * create_replica_methods when given (only names that are basebackup or a method of the
+ * local file), else postgresql.create_replica_methods' default, basebackup.
+ */
+int pgw_pg_create_standby_leader(struct pgw_pg *pg, const struct pgw_standby_cluster *sc,
+                                 int timeout_ms);
+/* The standby leader's recovery settings (restore_command, archive_cleanup_command,
+ * recovery_min_apply_delay), written with the next standby configuration; NULL: none
+ * (a replica of the standby leader, or a primary). */
+void pgw_pg_set_standby(struct pgw_pg *pg, const struct pgw_standby_cluster *sc);
+
 /* Remove the data directory and clone it from host:port with pg_basebackup. */
 int pgw_pg_basebackup(struct pgw_pg *pg, const char *host, int port, int timeout_ms);
 /* Rewind the (stopped) data directory from the primary at host:port with pg_rewind. */
 int pgw_pg_rewind(struct pgw_pg *pg, const char *host, int port, int timeout_ms);
 
-/* Physical slots on a primary: create the missing ones among names, drop pgwarden's
- * slots that are not in names (only slots whose name is a member name form). */
-int pgw_pg_sync_slots(struct pgw_pg *pg, const char *const *names, int n, int timeout_ms);
+/* The local server's slots (at most max) and whether wal_level is logical; -1 on error. */
+int pgw_pg_list_slots(struct pgw_pg *pg, struct pgw_slot_info *out, int max, bool *wal_logical,
+                      int timeout_ms);
+/* Create a slot: physical (reserve: WAL from now, else from the first connection) or
+ * logical in its database.  Two of max_replication_slots are always left free. */
+int pgw_pg_create_slot(struct pgw_pg *pg, const struct pgw_slot_def *d, bool reserve,
+                       int timeout_ms);
+/* Drop the slot if it is not active. */
+int pgw_pg_drop_slot(struct pgw_pg *pg, const char *name, int timeout_ms);
+/* pg_replication_slot_advance (a logical slot in its own database; works in recovery). */
+int pgw_pg_advance_slot(struct pgw_pg *pg, const struct pgw_slot_def *d, uint64_t lsn,
+                        int timeout_ms);
+/* The leader's pg_replslot/<name>/state, read over libpq as pg_rewind's user, only if that
+ * slot is the logical slot d (database, plugin); malloc'd into *data. */
+int pgw_pg_read_leader_slot(struct pgw_pg *pg, const char *host, int port,
+                            const struct pgw_slot_def *d, unsigned char **data, size_t *len,
+                            int timeout_ms);
+/* Is this a whole slot file (magic and CRC-32C as PostgreSQL checks them at startup)? */
+bool pgw_pg_slot_file_ok(const unsigned char *data, size_t len);
+/* The restart_lsn recorded in a slot file (PostgreSQL 15's layout). */
+uint64_t pgw_pg_slot_file_restart_lsn(const unsigned char *data, size_t len);
+/* Where the oldest WAL segment in the local pg_wal begins. */
+int pgw_pg_oldest_wal(struct pgw_pg *pg, uint64_t *lsn, int timeout_ms);
+/* Write pg_replslot/<name>/state into the stopped data directory (read at the next start). */
+int pgw_pg_install_slot(struct pgw_pg *pg, const char *name, const unsigned char *data, size_t len);
+/* Remove pg_replslot/<name> from the stopped data directory. */
+int pgw_pg_remove_slot_dir(struct pgw_pg *pg, const char *name);
+/* Permanent logical slots exist: postgresql.conf gets wal_level = logical and
+ * hot_standby_feedback = on.  True when this changed (write the config again). */
+bool pgw_pg_set_logical_slots(struct pgw_pg *pg, bool on);
 
 /* The member name as a slot name: lower case, [a-z0-9_] only, others become '_'. */
 void pgw_pg_slot_name(const char *member, char *out, size_t outlen);
@@ -137,6 +206,18 @@ int pgw_pg_parse_controldata(const char *text, struct pgw_controldata *cd);
 char *pgw_pg_render_conf(const struct pgw_config *cfg, const struct pgw_kvlist *dcs_params,
                          const char *primary_host, int primary_port, const char *slot, char *err,
                          size_t errlen);
+
+/*
+ * postgresql.use_unix_socket: the host for the daemon's own connections: the first
+ * absolute directory of unix_socket_directories (local parameters, else
+ * bootstrap.dcs's), "" (libpq's default socket) when unset, NULL when it names none
+ * (TCP).  malloc'd.
+ */
+char *pgw_pg_unix_socket_host(const struct pgw_config *cfg);
+
+/* Where postgresql.conf, pg_hba.conf and pg_ident.conf live: postgresql.config_dir,
+ * else the data directory. */
+const char *pgw_pg_config_dir(const struct pgw_config *cfg);
 
 /* "0/3000060" <-> integer. */
 bool pgw_lsn_parse(const char *s, uint64_t *lsn);

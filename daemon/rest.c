@@ -28,6 +28,7 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <microhttpd.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -41,6 +42,7 @@
 
 #include "audit.h"
 #include "log.h"
+#include "tlsciphers.h"
 
 #define REST_MAX_BODY        (64 * 1024)
 #define REST_THREADS         2u /* one may wait in a switchover; the other serves checks */
@@ -84,7 +86,16 @@ struct pgw_rest {
 	int64_t log_window_ms;
 	int log_count, log_suppressed;
 	char *tls_cert, *tls_key, *tls_ca, *tls_key_password; /* PEM text, kept for MHD */
-	pthread_mutex_t mu;                                   /* guards everything below */
+	char tls_priority[640];                               /* restapi.ciphers, "" default */
+	int backlog;                                          /* restapi.request_queue_size */
+	struct pgw_kv *headers; /* restapi.http(s)_extra_headers (copies), set at start */
+	size_t nheaders;
+	/* restapi.allowlist (resolved at start) and, with allowlist_include_members, the
+	 * published members' addresses (in the snapshot, under mu): who may write */
+	bool allow_on, allow_members;
+	struct pgw_cidr *allow;
+	size_t nallow;
+	pthread_mutex_t mu; /* guards everything below */
 	bool have_snap;
 	struct pgw_snapshot snap; /* its *_json point into `bodies` (or are NULL) */
 	struct rest_bodies bodies;
@@ -295,8 +306,8 @@ static bool lag_ok(const struct pgw_snapshot *s, const struct rest_query *q)
 
 static bool replica_ok(const struct pgw_snapshot *s, const struct rest_query *q)
 {
-	return s->role == PGW_ROLE_REPLICA && s->pg.running && !s->noloadbalance && lag_ok(s, q) &&
-	       tags_match(s, q);
+	return s->role == PGW_ROLE_REPLICA && !s->standby_leader && s->pg.running &&
+	       !s->noloadbalance && lag_ok(s, q) && tags_match(s, q);
 }
 
 static bool liveness_ok(const struct pgw_snapshot *s, int64_t now_mono_ms)
@@ -310,7 +321,7 @@ static bool readiness_ok(const struct pgw_snapshot *s)
 {
 	if (!s->pg.running)
 		return false;
-	return (s->holds_leader_key && s->role == PGW_ROLE_PRIMARY) ||
+	return (s->holds_leader_key && s->role == PGW_ROLE_PRIMARY) || s->standby_leader ||
 	       (s->role == PGW_ROLE_REPLICA && s->pg.streaming);
 }
 
@@ -339,7 +350,7 @@ static int status_core(const struct pgw_snapshot *s, const char *path, const str
 	if (path_is(path, "/leader"))
 		return code(s->holds_leader_key);
 	if (path_is(path, "/standby-leader") || path_is(path, "/standby_leader"))
-		return MHD_HTTP_SERVICE_UNAVAILABLE; /* no standby clusters yet */
+		return code(s->standby_leader && s->pg.running && tags_match(s, q));
 	if (path_is(path, "/replica"))
 		return code(replica_ok(s, q));
 	if (path_is(path, "/async") || path_is(path, "/asynchronous"))
@@ -347,7 +358,8 @@ static int status_core(const struct pgw_snapshot *s, const char *path, const str
 	if (path_is(path, "/sync") || path_is(path, "/synchronous"))
 		return code(replica_ok(s, q) && s->sync_standby);
 	if (path_is(path, "/read-only"))
-		return code(primary_ok(s, now_mono_ms) || replica_ok(s, q));
+		return code(primary_ok(s, now_mono_ms) || replica_ok(s, q) ||
+		            (s->standby_leader && s->pg.running));
 	if (path_is(path, "/health"))
 		return code(s->pg.running);
 	if (path_is(path, "/liveness"))
@@ -563,7 +575,9 @@ static void json_add_pg(json_object *o, const struct pgw_snapshot *s)
 	if (pg->postmaster_start_time > 0)
 		json_object_object_add(o, "postmaster_start_time",
 		                       json_time(pg->postmaster_start_time));
-	json_object_object_add(o, "role", json_object_new_string(role_name(s->role)));
+	json_object_object_add(
+	    o, "role",
+	    json_object_new_string(s->standby_leader ? "standby_leader" : role_name(s->role)));
 	if (pg->server_version > 0)
 		json_object_object_add(o, "server_version",
 		                       json_object_new_int(pg->server_version));
@@ -718,7 +732,8 @@ static void metrics_node(struct metrics *m, const struct pgw_snapshot *s)
 	metric_flag(m, "patroni_primary", "Value is 1 if this node is the leader, 0 otherwise.",
 	            primary_ok(s, mono_ms()));
 	metric_flag(m, "patroni_standby_leader",
-	            "Value is 1 if this node is the standby_leader, 0 otherwise.", false);
+	            "Value is 1 if this node is the standby_leader, 0 otherwise.",
+	            s->standby_leader);
 	metric_flag(m, "patroni_replica", "Value is 1 if this node is a replica, 0 otherwise.",
 	            s->role == PGW_ROLE_REPLICA);
 	metric_flag(m, "patroni_sync_standby",
@@ -838,9 +853,18 @@ char *pgw_rest_metrics_text(const struct pgw_snapshot *s)
 
 /* ---- HTTP ----------------------------------------------------------------- */
 
+static bool log_allowed(struct pgw_rest *r, int *dropped);
+
+/* restapi.http_extra_headers on every answer, https_extra_headers too over TLS. */
+static void add_extra_headers(const struct pgw_rest *r, struct MHD_Response *resp)
+{
+	for (size_t i = 0; i < r->nheaders; i++)
+		MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
+}
+
 /* content_type NULL: none (an empty answer). */
-static enum MHD_Result reply(struct MHD_Connection *c, int status, char *body,
-                             const char *content_type)
+static enum MHD_Result reply(const struct pgw_rest *r, struct MHD_Connection *c, int status,
+                             char *body, const char *content_type)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
@@ -856,6 +880,7 @@ static enum MHD_Result reply(struct MHD_Connection *c, int status, char *body,
 	if (content_type)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, REST_ALLOW);
+	add_extra_headers(r, resp);
 	ret = MHD_queue_response(c, (unsigned int)status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -970,14 +995,14 @@ static enum MHD_Result answer_fencing(struct pgw_rest *r, struct MHD_Connection 
 	char *body = r->audit_log ? pgw_audit_tail_json(r->audit_log, 100) : strdup("[]");
 
 	if (body == NULL)
-		return reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+		return reply(r, c, MHD_HTTP_INTERNAL_SERVER_ERROR,
 		             error_body("cannot read the fencing audit log", r->audit_log),
 		             REST_JSON_TYPE);
 	if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0) {
 		free(body);
-		return reply(c, MHD_HTTP_OK, NULL, NULL);
+		return reply(r, c, MHD_HTTP_OK, NULL, NULL);
 	}
-	return reply(c, MHD_HTTP_OK, body, REST_JSON_TYPE);
+	return reply(r, c, MHD_HTTP_OK, body, REST_JSON_TYPE);
 }
 
 static enum MHD_Result answer_get(struct pgw_rest *r, struct MHD_Connection *c, const char *url,
@@ -996,11 +1021,11 @@ static enum MHD_Result answer_get(struct pgw_rest *r, struct MHD_Connection *c, 
 	body = fallback_body(status, kind, url, body);
 	if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0) {
 		free(body);
-		return reply(c, status, NULL, NULL);
+		return reply(r, c, status, NULL, NULL);
 	}
 	if (body == NULL)
 		return MHD_NO; /* out of memory: drop the connection */
-	return reply(c, status, body,
+	return reply(r, c, status, body,
 	             kind == BODY_METRICS && status == MHD_HTTP_OK ? REST_METRICS_TYPE
 	                                                           : REST_JSON_TYPE);
 }
@@ -1027,12 +1052,13 @@ static bool body_too_large(struct MHD_Connection *c)
 }
 
 /* First call for a request: refuse an oversized body at once, else start reading. */
-static enum MHD_Result begin_request(struct MHD_Connection *c, void **req_cls)
+static enum MHD_Result begin_request(const struct pgw_rest *r, struct MHD_Connection *c,
+                                     void **req_cls)
 {
 	struct rest_req *req;
 
 	if (body_too_large(c))
-		return reply(c, MHD_HTTP_CONTENT_TOO_LARGE,
+		return reply(r, c, MHD_HTTP_CONTENT_TOO_LARGE,
 		             error_body("request body larger than", "65536 bytes"), REST_JSON_TYPE);
 	req = calloc(1, sizeof(*req));
 	if (req == NULL)
@@ -1091,7 +1117,7 @@ static bool auth_ok(const struct pgw_rest *r, struct MHD_Connection *c)
 	return ok;
 }
 
-static enum MHD_Result answer_unauthorized(struct MHD_Connection *c)
+static enum MHD_Result answer_unauthorized(const struct pgw_rest *r, struct MHD_Connection *c)
 {
 	char *body = error_body("authentication required", NULL);
 	struct MHD_Response *resp;
@@ -1105,6 +1131,7 @@ static enum MHD_Result answer_unauthorized(struct MHD_Connection *c)
 		return MHD_NO;
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, REST_JSON_TYPE);
+	add_extra_headers(r, resp);
 	ret = MHD_queue_basic_auth_fail_response(c, "pgwarden", resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -1155,20 +1182,20 @@ static enum MHD_Result answer_write(struct pgw_rest *r, struct MHD_Connection *c
 	int status;
 
 	if (r->write_fn == NULL)
-		return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+		return reply(r, c, MHD_HTTP_METHOD_NOT_ALLOWED,
 		             error_body("method not allowed:", method), REST_JSON_TYPE);
 	if (!auth_ok(r, c))
-		return answer_unauthorized(c);
+		return answer_unauthorized(r, c);
 	why = write_refusal(c, &status);
 	if (why)
-		return reply(c, status, error_body(why, NULL), REST_JSON_TYPE);
+		return reply(r, c, status, error_body(why, NULL), REST_JSON_TYPE);
 	status = r->write_fn(r->write_arg, method, url, req->body ? req->body : "", req->body_len,
 	                     &resp);
 	if (resp == NULL)
 		resp = strdup("");
 	if (resp == NULL)
 		return MHD_NO;
-	return reply(c, status, resp,
+	return reply(r, c, status, resp,
 	             resp[0] == '{' || resp[0] == '[' ? REST_JSON_TYPE : "text/plain");
 }
 
@@ -1273,6 +1300,44 @@ static void headers_arrived(struct pgw_rest *r, struct MHD_Connection *c)
 	pthread_mutex_unlock(&r->pend_mu);
 }
 
+/*
+ * restapi.allowlist / allowlist_include_members (Patroni's meaning): with either set,
+ * only those addresses may call POST, PUT, PATCH and DELETE; reads stay open.  A
+ * refusal is logged (rate-limited with libmicrohttpd's messages).
+ */
+static bool allowed(struct pgw_rest *r, struct MHD_Connection *c, const char *method,
+                    const char *url)
+{
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr *sa;
+	struct pgw_cidr who;
+	char addr[INET6_ADDRSTRLEN] = "?", esc[256];
+	bool ok = false;
+	int dropped;
+
+	if (!r->allow_on)
+		return true;
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	sa = ci ? ci->client_addr : NULL;
+	if (sa && pgw_cidr_from_sockaddr(sa, &who)) {
+		for (size_t i = 0; i < r->nallow && !ok; i++)
+			ok = pgw_cidr_match(&r->allow[i], sa);
+		if (!ok && r->allow_members) {
+			pthread_mutex_lock(&r->mu);
+			for (int i = 0; r->have_snap && i < r->snap.nmember_addrs && !ok; i++)
+				ok = pgw_cidr_match(&r->snap.member_addrs[i], sa);
+			pthread_mutex_unlock(&r->mu);
+		}
+		inet_ntop(who.family, who.addr, addr, sizeof(addr));
+	}
+	if (!ok && log_allowed(r, &dropped)) {
+		pgw_log_escape(esc, sizeof(esc), url);
+		pgw_warn("restapi %s: %s %s from %s refused: not in restapi.allowlist%s", r->listen,
+		         method, esc, addr, r->allow_members ? " nor a member's address" : "");
+	}
+	return ok;
+}
+
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -1284,19 +1349,26 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *c, const
 	(void)upload_data;
 	if (req == NULL)
 		headers_arrived(cls, c);
+	if (req == NULL && !method_is_read(method) && !allowed(cls, c, method, url))
+		return reply(
+		    cls, c, MHD_HTTP_FORBIDDEN,
+		    error_body("access denied: this address may not call the unsafe endpoints "
+		               "(restapi.allowlist)",
+		               NULL),
+		    REST_JSON_TYPE);
 	if (req == NULL && needs_client_cert(cls, method) && !client_cert_ok(c))
 		return reply(
-		    c, MHD_HTTP_FORBIDDEN,
+		    cls, c, MHD_HTTP_FORBIDDEN,
 		    error_body("a client certificate signed by restapi.cafile is required", NULL),
 		    REST_JSON_TYPE);
 	if (req == NULL)
-		return begin_request(c, req_cls);
+		return begin_request(cls, c, req_cls);
 	if (*upload_data_size > 0)
 		return keep_body(cls, req, upload_data, upload_data_size);
 	if (!method_is_read(method))
 		return answer_write(cls, c, url, method, req);
 	if (read_protected(cls, url) && !auth_ok(cls, c))
-		return answer_unauthorized(c);
+		return answer_unauthorized(cls, c);
 	return answer_get(cls, c, url, method);
 }
 
@@ -1461,6 +1533,10 @@ static struct MHD_Daemon *start_mhd(struct pgw_rest *r, const struct sockaddr_st
 	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, REST_CONN_MEMORY, NULL);
 	OPT(MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)request_done, NULL);
 	OPT(MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)notify_connection, r);
+	if (r->backlog > 0)
+		OPT(MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)r->backlog, NULL);
+	if (r->tls_cert && r->tls_priority[0])
+		OPT(MHD_OPTION_HTTPS_PRIORITIES, 0, r->tls_priority);
 	if (r->tls_cert) {
 		flags |= MHD_USE_TLS;
 		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, r->tls_cert);
@@ -1541,9 +1617,117 @@ static bool tls_load(struct pgw_rest *r, const struct pgw_rest_tls_config *t, ch
 	return true;
 }
 
-struct pgw_rest *pgw_rest_start(const char *listen, const struct pgw_rest_tls_config *tls,
-                                char *err, size_t errlen)
+/* The extra headers, copied (https ones only over TLS). */
+static bool headers_load(struct pgw_rest *r, const struct pgw_rest_options *o)
 {
+	const struct pgw_kvlist *lists[2] = {o->http_headers,
+	                                     r->tls_cert ? o->https_headers : NULL};
+	size_t n = 0;
+
+	for (int l = 0; l < 2; l++)
+		n += lists[l] ? lists[l]->n : 0;
+	if (n == 0)
+		return true;
+	r->headers = calloc(n, sizeof(*r->headers));
+	if (!r->headers)
+		return false;
+	for (int l = 0; l < 2; l++)
+		for (size_t i = 0; lists[l] && i < lists[l]->n; i++) {
+			struct pgw_kv *kv = &r->headers[r->nheaders++];
+
+			kv->name = strdup(lists[l]->items[i].name);
+			kv->value = strdup(lists[l]->items[i].value);
+			if (!kv->name || !kv->value)
+				return false;
+		}
+	return true;
+}
+
+static bool allow_add(struct pgw_rest *r, const struct pgw_cidr *net)
+{
+	struct pgw_cidr *a = realloc(r->allow, (r->nallow + 1) * sizeof(*a));
+
+	if (!a)
+		return false;
+	r->allow = a;
+	r->allow[r->nallow++] = *net;
+	return true;
+}
+
+/* restapi.allowlist: networks as they are, host names resolved (all their addresses). */
+static bool allow_load(struct pgw_rest *r, const struct pgw_rest_options *o, char *err,
+                       size_t errlen)
+{
+	r->allow_members = o->allowlist_include_members;
+	r->allow_on = r->allow_members || (o->allowlist && o->allowlist->n > 0);
+	for (size_t i = 0; o->allowlist && i < o->allowlist->n; i++) {
+		const char *e = o->allowlist->items[i];
+		struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+		struct pgw_cidr net;
+		int rc;
+
+		if (pgw_cidr_parse(e, &net)) {
+			if (!allow_add(r, &net))
+				goto oom;
+			continue;
+		}
+		rc = getaddrinfo(e, NULL, &hints, &res);
+		if (rc != 0) {
+			pgw_warn("restapi.allowlist: %s: %s; it is left out (fails closed)", e,
+			         gai_strerror(rc));
+			continue;
+		}
+		for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
+			if (pgw_cidr_from_sockaddr(ai->ai_addr, &net) && !allow_add(r, &net)) {
+				freeaddrinfo(res);
+				goto oom;
+			}
+		freeaddrinfo(res);
+	}
+	return true;
+oom:
+	snprintf(err, errlen, "restapi.allowlist: out of memory");
+	return false;
+}
+
+static void options_free(struct pgw_rest *r)
+{
+	for (size_t i = 0; i < r->nheaders; i++) {
+		free(r->headers[i].name);
+		free(r->headers[i].value);
+	}
+	free(r->headers);
+	free(r->allow);
+}
+
+/* Everything of opts but listen; false with err. */
+static bool options_load(struct pgw_rest *r, const struct pgw_rest_options *o, char *err,
+                         size_t errlen)
+{
+	char why[256];
+
+	if (!o)
+		return true;
+	if (!tls_load(r, o->tls, err, errlen))
+		return false;
+	r->backlog = o->backlog;
+	if (o->ciphers && r->tls_cert &&
+	    !pgw_tls_priority(o->ciphers, r->tls_priority, sizeof(r->tls_priority), why,
+	                      sizeof(why))) {
+		snprintf(err, errlen, "restapi.ciphers: %s", why);
+		return false;
+	}
+	if (!headers_load(r, o)) {
+		snprintf(err, errlen, "restapi extra headers: out of memory");
+		return false;
+	}
+	return allow_load(r, o, err, errlen);
+}
+
+struct pgw_rest *pgw_rest_start(const char *listen, const struct pgw_rest_options *opts, char *err,
+                                size_t errlen)
+{
+	const struct pgw_rest_tls_config *tls = opts ? opts->tls : NULL;
 	struct sockaddr_storage ss;
 	const union MHD_DaemonInfo *info;
 	socklen_t len;
@@ -1557,8 +1741,9 @@ struct pgw_rest *pgw_rest_start(const char *listen, const struct pgw_rest_tls_co
 		return NULL;
 	}
 	snprintf(r->listen, sizeof(r->listen), "%s", listen);
-	if (!tls_load(r, tls, err, errlen)) {
+	if (!options_load(r, opts, err, errlen)) {
 		tls_free(r);
+		options_free(r);
 		free(r);
 		return NULL;
 	}
@@ -1578,6 +1763,7 @@ struct pgw_rest *pgw_rest_start(const char *listen, const struct pgw_rest_tls_co
 		pthread_mutex_destroy(&r->mu);
 		pthread_mutex_destroy(&r->pend_mu);
 		tls_free(r);
+		options_free(r);
 		free(r);
 		return NULL;
 	}
@@ -1657,5 +1843,6 @@ void pgw_rest_stop(struct pgw_rest *r)
 	free(r->auth_password);
 	free(r->audit_log);
 	tls_free(r);
+	options_free(r);
 	free(r);
 }

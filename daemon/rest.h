@@ -8,8 +8,8 @@
  *   /, /primary, /master, /read-write, /leader, /replica (?lag=N[unit],
  *   ?tag_KEY=VALUE), /read-only, /health, /liveness, /readiness, /patroni.
  * Every role endpoint answers with the JSON body of GET /patroni.
- *   /sync, /synchronous, /standby-leader, /standby_leader: always 503 (no
- *   synchronous mode, no standby cluster yet); /async, /asynchronous: as /replica.
+ *   /standby-leader, /standby_leader: the leader of a standby cluster (standby.h);
+ *   /async, /asynchronous: as /replica.
  *   /cluster, /config: the published cluster_json / config_json (503 with
  *   {"error": ...} while NULL); /history: history_json ("[]" while NULL);
  *   /metrics: Prometheus text (text/plain; version=0.0.4), see pgw_rest_metrics_text.
@@ -21,13 +21,15 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "netaddr.h"
 #include "pg.h"
 #include "fencer.h"
 #include "wdguard.h"
 
 enum pgw_role { PGW_ROLE_UNINITIALIZED, PGW_ROLE_PRIMARY, PGW_ROLE_REPLICA };
 
-#define PGW_MAX_TAGS 8
+#define PGW_MAX_TAGS          8
+#define PGW_REST_MEMBER_ADDRS 32 /* members' addresses for allowlist_include_members */
 
 struct pgw_snapshot {
 	char scope[128];
@@ -35,6 +37,7 @@ struct pgw_snapshot {
 	char version[32];       /* pgwarden version */
 	enum pgw_role role;     /* from the local PostgreSQL (in recovery or not) */
 	bool holds_leader_key;  /* this node holds the leader key with its live lease */
+	bool standby_leader;    /* ... of a standby cluster, running as a standby (standby.h) */
 	bool cluster_unlocked;  /* no leader key in the last read */
 	const char *state_str;  /* "running", "stopped", "starting", "crashed", ... (static) */
 	struct pgw_pg_state pg; /* the last observation of PostgreSQL */
@@ -70,16 +73,34 @@ struct pgw_snapshot {
 	int64_t lease_budget_ms; /* D - S - now when published (negative: past); 0 without lease */
 	int64_t writes_until_ms; /* CLOCK_MONOTONIC ms of D - S (rule 2); 0 without lease */
 	bool has_lease;
+	/* restapi.allowlist_include_members: the literal addresses of the api_urls of the
+	 * members whose keys carry a lease, one address each (never a network) */
+	struct pgw_cidr member_addrs[PGW_REST_MEMBER_ADDRS];
+	int nmember_addrs;
 };
 
 struct pgw_rest;
 
+/* What the restapi section sets besides listen (all optional). */
+struct pgw_rest_options {
+	const struct pgw_rest_tls_config *tls;  /* HTTPS when tls->certfile is set */
+	int backlog;                            /* restapi.request_queue_size; 0: MHD's */
+	const char *ciphers;                    /* restapi.ciphers (OpenSSL syntax); NULL */
+	const struct pgw_kvlist *http_headers;  /* restapi.http_extra_headers */
+	const struct pgw_kvlist *https_headers; /* restapi.https_extra_headers (TLS only) */
+	/* restapi.allowlist (addresses, CIDRs, host names resolved now) and
+	 * allowlist_include_members: with either, only those may call the unsafe methods */
+	const struct pgw_strlist *allowlist;
+	bool allowlist_include_members;
+};
+
 /*
- * Start listening on host:port (a literal address), over HTTPS when tls and
- * tls->certfile are set; NULL with err filled on failure (naming the key and file).
+ * Start listening on host:port (a literal address), over HTTPS when opts->tls and its
+ * certfile are set; opts may be NULL.  NULL with err filled on failure (naming the key
+ * and file).
  */
-struct pgw_rest *pgw_rest_start(const char *listen, const struct pgw_rest_tls_config *tls,
-                                char *err, size_t errlen);
+struct pgw_rest *pgw_rest_start(const char *listen, const struct pgw_rest_options *opts, char *err,
+                                size_t errlen);
 /* The TCP port actually bound (useful with port 0 in tests). */
 int pgw_rest_port(const struct pgw_rest *r);
 void pgw_rest_publish(struct pgw_rest *r, const struct pgw_snapshot *snap);

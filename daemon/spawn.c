@@ -74,25 +74,30 @@ pid_t pgw_spawn(char *const argv[], char *const env[], int in, int out, int fd3)
 	return pid;
 }
 
+void pgw_keep_tail(char *buf, size_t size, size_t *len, const char *p, size_t n)
+{
+	const size_t cap = size - 1;
+
+	if (n >= cap) {
+		memcpy(buf, p + n - cap, cap);
+		*len = cap;
+	} else {
+		if (*len + n > cap) {
+			size_t drop = *len + n - cap;
+
+			memmove(buf, buf + drop, *len - drop);
+			*len -= drop;
+		}
+		memcpy(buf + *len, p, n);
+		*len += n;
+	}
+	buf[*len] = '\0';
+}
+
 /* Append to the output, keeping its last out_size - 1 bytes. */
 static void keep_output(struct pgw_child_wait *w, const char *p, size_t n)
 {
-	const size_t cap = w->out_size - 1;
-
-	if (n >= cap) {
-		memcpy(w->out, p + n - cap, cap);
-		w->out_len = cap;
-	} else {
-		if (w->out_len + n > cap) {
-			size_t drop = w->out_len + n - cap;
-
-			memmove(w->out, w->out + drop, w->out_len - drop);
-			w->out_len -= drop;
-		}
-		memcpy(w->out + w->out_len, p, n);
-		w->out_len += n;
-	}
-	w->out[w->out_len] = '\0';
+	pgw_keep_tail(w->out, w->out_size, &w->out_len, p, n);
 }
 
 /* Wait up to wait_ms for output and read what is there; *fd = -1 after EOF or an error. */

@@ -33,6 +33,12 @@ __attribute__((noreturn)) void pgw_child_exec(char *const argv[], char *const en
  */
 pid_t pgw_spawn(char *const argv[], char *const env[], int in, int out, int fd3);
 
+/*
+ * Append n bytes of output to buf (size bytes, *len used, NUL-terminated), keeping
+ * only its last size - 1 bytes.
+ */
+void pgw_keep_tail(char *buf, size_t size, size_t *len, const char *p, size_t n);
+
 /* Waiting for a child: what to do, and what it did. */
 struct pgw_child_wait {
 	int64_t deadline;     /* CLOCK_MONOTONIC ms: then the group is SIGKILLed */

@@ -148,6 +148,20 @@ def remove_stale():
             sh("umount", "-l", mp, check=False)
 
 
+def setup_run():
+    """None when the rig can run here, after installing the signal handlers, becoming
+    the subreaper and removing stale runs; else why it cannot (a reason to skip)."""
+    if os.geteuid() != 0:
+        return "the fault rig needs root (namespaces, cgroups, tmpfs)"
+    why = harness.preflight()
+    if why:
+        return why
+    harness.install_handlers()
+    harness.become_subreaper()
+    remove_stale()
+    return None
+
+
 def _teardown_net(n):
     for line in sh("ip", "netns", "list", check=False).stdout.split("\n"):
         name = line.split(" ")[0]

@@ -17,24 +17,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 SEEDS = [int(s) for s in os.environ.get("PGWF_TEST_SEEDS", "101 102").split()]
 
 
-def _why_not():
-    if os.geteuid() != 0:
-        return "the fault rig needs root (namespaces, cgroups, tmpfs)"
-    import harness
-    return harness.preflight()
-
-
 @pytest.fixture(scope="module")
 def runmod():
-    why = _why_not()
-    if why:
-        pytest.skip(why)
     import harness
     import rig
+    why = rig.setup_run()
+    if why:
+        pytest.skip(why)
     import run
-    harness.install_handlers()
-    harness.become_subreaper()
-    rig.remove_stale()
     yield run
     harness.cleanup_all()
 

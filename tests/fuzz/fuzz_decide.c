@@ -213,6 +213,18 @@ static void decide_and_check(const struct pgw_obs *o)
 
 	if (!o->etcd_ok)
 		CHECK(!is_primary_kind(a.kind), "takes or uses the leader role while etcd is down");
+	/* tags.replicatefrom: a replica streams from the leader, or from a live, running,
+	 * streaming replica other than itself */
+	if (o->etcd_ok && o->cluster->has_leader && !o->nostream &&
+	    (a.kind == PGW_ACT_FOLLOW || a.kind == PGW_ACT_START_REPLICA) &&
+	    strcmp(a.target, o->cluster->leader) != 0) {
+		const struct pgw_member *t = pgw_cluster_member(o->cluster, a.target);
+
+		CHECK(t && t->lease != 0 && (t->streaming || t->nostream) &&
+		          strcmp(t->role, "replica") == 0 &&
+		          strcmp(t->state, "running") == 0 && strcmp(t->name, o->self) != 0,
+		      "streams from a member that is neither the leader nor a healthy replica");
+	}
 	if (o->etcd_ok && o->cluster->has_leader)
 		CHECK(a.kind != PGW_ACT_ACQUIRE && a.kind != PGW_ACT_BOOTSTRAP,
 		      "acquire/bootstrap while the cluster has a leader");
@@ -306,17 +318,22 @@ static void decide_and_check(const struct pgw_obs *o)
 	if (o->shutdown_requested)
 		CHECK(a.kind == PGW_ACT_SHUTDOWN, "shutdown not honoured");
 
-	/* actions aimed at the leader name it and its address */
+	/* actions aimed at the leader name it and its address; follow and start may aim at
+	 * the upstream tags.replicatefrom chose instead (pgw_upstream) */
 	if (a.kind == PGW_ACT_CLONE || a.kind == PGW_ACT_REWIND || a.kind == PGW_ACT_FOLLOW ||
 	    (a.kind == PGW_ACT_START_REPLICA && o->cluster->has_leader)) {
-		const struct pgw_member *l = pgw_cluster_leader_member(o->cluster);
+		const struct pgw_member *l = pgw_cluster_leader_member(o->cluster), *t = l;
 
 		CHECK(o->etcd_ok && o->cluster->has_leader && l, "replica action without a leader");
-		if (l)
-			CHECK(strcmp(a.target, l->name) == 0 &&
-			          strcmp(a.target_host, l->conn_host) == 0 &&
-			          a.target_port == l->conn_port,
-			      "target is not the leader's address");
+		if (l && (a.kind == PGW_ACT_FOLLOW || a.kind == PGW_ACT_START_REPLICA))
+			t = pgw_upstream(o->cluster, o->self, o->replicatefrom, why, sizeof(why));
+		if (o->nostream && (a.kind == PGW_ACT_FOLLOW || a.kind == PGW_ACT_START_REPLICA))
+			CHECK(!a.target[0] && !a.target_host[0], "nostream, yet a source to stream from");
+		else if (t)
+			CHECK(strcmp(a.target, t->name) == 0 &&
+			          strcmp(a.target_host, t->conn_host) == 0 &&
+			          a.target_port == t->conn_port,
+			      "target is neither the leader's address nor its upstream's");
 	}
 }
 
@@ -340,6 +357,9 @@ static void random_member(struct rd *r, struct pgw_member *m)
 	m->lease = (int64_t)rd_pick(r, 4);
 	m->watchdog_armed = rd_bool(r);
 	m->mod_revision = (int64_t)rd_pick(r, 64);
+	if (rd_bool(r))
+		rd_pool(r, m->replicatefrom, sizeof(m->replicatefrom), names, NPOOL(names));
+	m->nostream = rd_pick(r, 4) == 0;
 }
 
 static struct world {
@@ -493,6 +513,7 @@ static void random_obs(struct rd *r)
 
 	/* maintenance mode and switchover/failover requests */
 	w.c.paused = rd_pick(r, 8) == 0;
+	w.c.history_timeline = (int)(int8_t)rd_bits(r, 1);
 	memset(&w.c.failover, 0, sizeof(w.c.failover));
 	if (rd_pick(r, 3) == 0) {
 		w.c.failover.present = true;
@@ -549,6 +570,9 @@ static void random_obs(struct rd *r)
 	o->leader_rev = rd_bool(r) ? 0 : (int64_t)rd_pick(r, 64);
 	o->loop_wait_s = (int)rd_pick(r, 12);
 	o->no_leader_for_ms = rd_bool(r) ? 0 : (int64_t)rd_pick(r, 64) * 500;
+	o->replicatefrom = rd_bool(r) ? NULL : names[rd_pick(r, NPOOL(names))];
+	o->check_timeline = rd_bool(r);
+	o->nostream = rd_pick(r, 4) == 0;
 	nudge(r);
 }
 

@@ -88,3 +88,44 @@ def test_data_dir_under_a_missing_directory(make_cluster):
     c.wait_healthy(120)
     assert os.path.isdir(os.path.join(node.dir, "pg", "15", "main", "base"))
     assert os.stat(os.path.join(node.dir, "pg")).st_mode & 0o777 == 0o700
+
+
+def test_check_config_accepts_the_patroni_keys_of_issue_15(node):
+    """Every key of issue 15 passes --check-config without a "not implemented" warning."""
+    extra = {
+        "log": {"level": "WARNING", "traceback_level": "ERROR",
+                "format": "%(asctime)s %(levelname)s: %(message)s",
+                "dateformat": "%Y-%m-%d %H:%M:%S", "dir": node.dir, "file_num": 4,
+                "file_size": 25000000, "max_queue_size": 1000},
+        "restapi": {"allowlist": ["127.0.0.1", "10.0.0.0/8", "localhost"],
+                    "allowlist_include_members": True,
+                    "http_extra_headers": {"X-Frame-Options": "SAMEORIGIN"},
+                    "https_extra_headers": {"Strict-Transport-Security": "max-age=31536000"},
+                    "request_queue_size": 5,
+                    "ciphers": "ECDHE-RSA-AES256-GCM-SHA384:!SSLv3:!TLSv1:!TLSv1.1"},
+        "ctl": {"keyfile_password": "x"},
+        "failsafe_mode": False,
+        "bootstrap": {"dcs": {"failsafe_mode": False}},
+    }
+    cfg = deep_merge(node.config, extra)
+    del cfg["etcd3"]["hosts"]
+    cfg["etcd3"]["url"] = "http://127.0.0.1:2379"
+    node.write_config(to_yaml(cfg) + "\n")
+    rc, out, err = run("--check-config", node.config_path)
+    assert rc == 0, "rc %d\nstdout: %s\nstderr: %s" % (rc, out, err)
+    assert "not implemented" not in out + err and "unknown key" not in out + err, out + err
+
+
+@pytest.mark.parametrize("key,value,line_re,msg", [
+    ("failsafe_mode", True, r"^failsafe_mode: true$", "true is refused by design"),
+    ("consul", {"host": "127.0.0.1:8500"}, r"^consul:$", "not supported by pgwarden"),
+    ("etcd", {"host": "127.0.0.1:2379"}, r"^etcd:$", "not supported by pgwarden"),
+    ("kubernetes", {"namespace": "x"}, r"^kubernetes:$", "not supported by pgwarden"),
+])
+def test_check_config_refuses_keys_pgwarden_does_not_support(node, key, value, line_re, msg):
+    text = to_yaml(deep_merge(node.config, {key: value})) + "\n"
+    node.write_config(text)
+    line = find_line(text, line_re)
+    rc, out, err = run("--check-config", node.config_path)
+    assert rc != 0, "accepted:\n" + out + err
+    assert ("%s:%d: %s: %s" % (node.config_path, line, key, msg)) in out + err, out + err

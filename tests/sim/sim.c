@@ -19,6 +19,10 @@
  *       main random stream), no commit the primary acknowledged is missing on a node
  *       it promotes (a commit is acknowledged once every standby named in the
  *       primary's synchronous_standby_names has it, or at once when none is named);
+ *   VIP (the virtual IP, issue 15): never two powered nodes holding the address at
+ *       one instant (with failover.unprotected on, expected like S1), and a node
+ *       whose daemon runs its loop holds it only as primary, with the leader key, before
+ *       D - S of its lease;
  *   liveness: once no fault is active (a dead node the design covers is allowed)
  *       a writable primary holding the leader key exists within liveness_bound_ms().
  *
@@ -188,6 +192,7 @@ struct node {
 	int request;       /* an operator's POST: 1 /restart, 2 /reinitialize (0 none) */
 	bool nofailover;
 	int64_t repl_lag; /* synchronous_mode seeds: its standby stays this far behind */
+	bool vip;         /* the virtual IP is on its interface (lost with power only) */
 };
 
 struct world {
@@ -206,7 +211,8 @@ struct world {
 	bool manual_failover; /* an operator failover named the promoting node */
 	/* results */
 	int violations;
-	int s1_expected; /* S1 breaches with failover.unprotected on */
+	int s1_expected;  /* S1 breaches with failover.unprotected on */
+	int vip_expected; /* two VIP holders with failover.unprotected on */
 	int64_t promotions, fences;
 	int64_t stale_loss; /* promotions behind a replica whose key was stale */
 	int64_t leader_pos; /* the highest position a leader published */
@@ -531,6 +537,7 @@ static void power_off(struct node *nd, const char *why, int64_t back_after)
 	if (nd->pg.running)
 		pg_stop(nd, true);
 	nd->powered = false;
+	nd->vip = false; /* addresses live in RAM */
 	nd->alive = false;
 	nd->frozen = false;
 	nd->stopped = false;
@@ -570,6 +577,11 @@ static void daemon_start(struct node *nd)
 	nd->busy_until = 0;
 	nd->pending = PGW_ACT_NONE;
 	ev(nd, "daemon: started");
+	/* main.c: a leftover virtual IP goes first (a new daemon holds no lease) */
+	if (nd->vip) {
+		nd->vip = false;
+		ev(nd, "vip: leftover removed at start");
+	}
 	/* main.c: a primary left by the dead daemon is stopped before the device is opened
 	 * (pgw_pg_stop_leftover_primary) */
 	if (W.cfg.wd_mode != 0 && pg_may_write(nd)) {
@@ -1004,6 +1016,37 @@ static void promote_pg(struct node *nd)
 	W.manual_failover = false;
 }
 
+/* ha.c wait_next: a primary (or the VIP's holder) wakes in time to renew or demote
+ * before D - S */
+static void wake_in_time(struct node *nd)
+{
+	if ((nd->st.was_primary || nd->st.vip_held) && nd->lease.id != 0 &&
+	    nd->next_cycle > nd->lease.deadline_ms - margin_ms() - 500)
+		nd->next_cycle = nd->lease.deadline_ms - margin_ms() - 500;
+}
+
+/* ha_vip.c: the core says when the address goes (o, a NULL: between observations) ... */
+static void vip_guard(struct node *nd, const struct pgw_obs *o, const struct pgw_action *a)
+{
+	const char *why = pgw_step_vip_drop(&nd->st, &nd->lease, W.now, margin_ms(), o, a);
+
+	if (!why)
+		return;
+	nd->vip = false;
+	pgw_step_vip_dropped(&nd->st);
+	ev(nd, "vip: removed (%s)", why);
+}
+
+/* ... and when it comes, after an action */
+static void vip_after(struct node *nd, enum pgw_action_kind k, bool holds)
+{
+	if (!pgw_step_vip_add(&nd->st, k, holds, &nd->lease, W.now, margin_ms()))
+		return;
+	nd->vip = true;
+	pgw_step_vip_added(&nd->st, nd->lease.id);
+	ev(nd, "vip: added");
+}
+
 /* The daemon's part, once it runs again: it promoted, renew, clear the failover key. */
 static void promote(struct node *nd)
 {
@@ -1015,6 +1058,8 @@ static void promote(struct node *nd)
 		return;
 	pgw_step_promoted(&nd->st, fenced, sizeof(fenced), &fl);
 	renew(nd);
+	vip_after(nd, PGW_ACT_PROMOTE, holds_key(nd));
+	wake_in_time(nd); /* ha.c waits after promote() with the primary's wake-up */
 	if (etcd_reach(nd)) {
 		W.e.optime = nd->pg.lsn;
 		if (W.e.failover.present) {
@@ -1321,6 +1366,7 @@ static void cycle(struct node *nd)
 	struct pgw_action a;
 	bool holds;
 
+	vip_guard(nd, NULL, NULL); /* ha.c: the address first, then rule 7 */
 	if (pgw_step_must_stop(&nd->st, &nd->lease, W.now, margin_ms())) {
 		ev(nd, "rule 7: past D - S as primary: immediate stop");
 		pg_stop(nd, true);
@@ -1340,8 +1386,10 @@ static void cycle(struct node *nd)
 		}
 	}
 	cap_lease(nd);
+	vip_guard(nd, NULL, NULL); /* a renewal that failed, a lost lease */
 	observe(nd, &ps);
 	pgw_step_pg_observed(&nd->st, &ps);
+	pgw_step_vip_observed(&nd->st, nd->vip);
 	publish_member(nd, &ps);
 	read_cluster(nd);
 	pgw_step_cluster_read(&nd->st, nd->etcd_ok, &nd->cluster, &ps, W.now);
@@ -1368,7 +1416,9 @@ static void cycle(struct node *nd)
 	if (strcmp(a.rule, nd->last_rule) != 0 || verbose)
 		ev(nd, "decide [%s] %s: %s", a.rule, pgw_action_name(a.kind), a.reason);
 	snprintf(nd->last_rule, sizeof(nd->last_rule), "%s", a.rule);
+	vip_guard(nd, &o, &a);
 	act(nd, &a, holds);
+	vip_after(nd, a.kind, holds || holds_key(nd));
 	if (pgw_action_gives_up(a.kind)) {
 		observe(nd, &ps);
 		pgw_step_pg_observed(&nd->st, &ps);
@@ -1376,8 +1426,10 @@ static void cycle(struct node *nd)
 	/* (ha.c promotes inside act(); here the promotion completes later) */
 	if (pgw_step_may_disarm(&nd->st, &a, holds) && nd->pending != PGW_ACT_PROMOTE)
 		wd_idle(nd);
-	if (nd->request)
+	if (nd->request) {
 		serve_request(nd, holds && a.kind == PGW_ACT_LEADER_DUTIES);
+		vip_guard(nd, NULL, NULL);
+	}
 	/* fast takeover: the loop probes the leader while it waits */
 	{
 		const struct pgw_member *l = pgw_cluster_leader_member(&nd->cluster);
@@ -1421,9 +1473,7 @@ static void cycle(struct node *nd)
 	nd->next_cycle = nd->busy_until + (int64_t)W.cfg.loop_wait * 1000;
 	/* ha.c wait_next: a primary wakes in time to renew or demote before D - S; a lapsed
 	 * lease is tried every second */
-	if (nd->st.was_primary && nd->lease.id != 0 &&
-	    nd->next_cycle > nd->lease.deadline_ms - margin_ms() - 500)
-		nd->next_cycle = nd->lease.deadline_ms - margin_ms() - 500;
+	wake_in_time(nd);
 	if (nd->lease.lapsed_id != 0 && nd->next_cycle > nd->busy_until + 1000)
 		nd->next_cycle = nd->busy_until + 1000;
 	if (nd->next_cycle < W.now + TICK_MS)
@@ -1786,6 +1836,37 @@ static bool healthy(void)
 	return ok > 0 && W.e.initialized;
 }
 
+/* The virtual IP: one holder at most; a daemon that runs its loop holds it only as the
+ * leader primary before D - S (a hung or dead one is the watchdog's, like its writes). */
+static void check_vip(void)
+{
+	int holders = 0;
+
+	for (int i = 0; i < W.cfg.nodes; i++) {
+		const struct node *nd = &W.n[i];
+
+		if (!nd->powered || !nd->vip)
+			continue;
+		holders++;
+		if (!nd->alive || nd->stopped || nd->frozen)
+			continue;
+		if (!nd->st.was_primary || !holds_key(nd) ||
+		    !pgw_lease_allows_writes(&nd->lease, W.now, margin_ms()))
+			violation("VIP: %s holds the address as %s, %s the leader key, %.2f s %s "
+			          "D - S",
+			          nd->name, nd->st.was_primary ? "primary" : "no primary",
+			          holds_key(nd) ? "with" : "without",
+			          (nd->lease.deadline_ms - margin_ms() - W.now) / 1000.0,
+			          nd->lease.id ? "before" : "(no lease) before");
+	}
+	if (holders > 1) {
+		if (W.cfg.unprotected)
+			W.vip_expected++;
+		else
+			violation("VIP: %d nodes hold the address", holders);
+	}
+}
+
 static void check(void)
 {
 	int writers = 0;
@@ -1800,6 +1881,7 @@ static void check(void)
 			if (holds_key(&W.n[i]))
 				primary = true;
 		}
+	check_vip();
 	if (writers > 1) {
 		if (W.cfg.unprotected) {
 			W.s1_expected++;

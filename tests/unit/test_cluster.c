@@ -353,6 +353,15 @@ static void test_history_forks(void **state)
 	assert_int_equal(c.history_rows, -1);
 	assert_int_equal(c.forks[0].timeline, 4);
 	assert_int_equal(c.forks[0].lsn, 9999999999LL);
+	assert_int_equal(c.history_timeline, 0); /* the newest row is unusable */
+	pgw_cluster_clear(&c);
+	range_free(&rg);
+
+	/* check_timeline's cluster timeline: the newest row's + 1 */
+	range_init(&rg, 4);
+	add_kv(&rg, PREFIX "history", "[[1,5,\"r\"],[2,9,\"r\"]]", 0);
+	assert_int_equal(pgw_cluster_parse(&rg.r, PREFIX, &c), 0);
+	assert_int_equal(c.history_timeline, 3);
 	pgw_cluster_clear(&c);
 	range_free(&rg);
 
@@ -604,6 +613,33 @@ static void roundtrip(const struct pgw_member_info *mi, struct pgw_member *m)
 	free(json);
 }
 
+/* tags.replicatefrom: published, read back; a name that cannot be a member's is not. */
+static void test_member_replicatefrom(void **state)
+{
+	struct pgw_member_info mi = info_base();
+	struct pgw_member m;
+	char json[300];
+
+	(void)state;
+	roundtrip(&mi, &m);
+	assert_string_equal(m.replicatefrom, "");
+	assert_false(m.nostream);
+	mi.replicatefrom = "node2";
+	mi.nostream = true;
+	roundtrip(&mi, &m);
+	assert_string_equal(m.replicatefrom, "node2");
+	assert_true(m.nostream);
+	snprintf(json, sizeof(json),
+	         "{\"conn_url\":\"postgres://h:5/p\",\"tags\":{\"replicatefrom\":\"%070d\"}}", 1);
+	memset(&m, 0, sizeof(m));
+	assert_true(pgw_member_parse(json, strlen(json), &m));
+	assert_string_equal(m.replicatefrom, "");
+	snprintf(json, sizeof(json),
+	         "{\"conn_url\":\"postgres://h:5/p\",\"tags\":{\"replicatefrom\":[1]}}");
+	assert_true(pgw_member_parse(json, strlen(json), &m));
+	assert_string_equal(m.replicatefrom, "");
+}
+
 static void test_member_json_roundtrip(void **state)
 {
 	struct pgw_member_info mi = info_base();
@@ -775,6 +811,17 @@ static void test_history_append(void **state)
 		free(h);
 	}
 
+	/* max_timelines_history: the newest rows only */
+	h = pgw_history_append_max("[[1,1,\"a\"],[2,2,\"b\"],[3,3,\"c\"]]", 4, 4, "r", "t", "n", 2);
+	assert_string_equal(h, "[[3,3,\"c\"],[4,4,\"r\",\"t\",\"n\"]]");
+	free(h);
+	h = pgw_history_append_max("[[1,1,\"a\"]]", 2, 2, "r", "t", "n", 1);
+	assert_string_equal(h, "[[2,2,\"r\",\"t\",\"n\"]]");
+	free(h);
+	h = pgw_history_append_max("[[1,1,\"a\"]]", 2, 2, "r", "t", "n", 0); /* 0: all */
+	assert_string_equal(h, "[[1,1,\"a\"],[2,2,\"r\",\"t\",\"n\"]]");
+	free(h);
+
 	/* an LSN above 2^63 does not turn into garbage silently: it is kept as a number */
 	h = pgw_history_append("[]", 1, 0x7fffffffffffffffULL, "r", "t", "n");
 	assert_string_equal(h, "[[1,9223372036854775807,\"r\",\"t\",\"n\"]]");
@@ -859,6 +906,7 @@ int main(void)
 	    cmocka_unit_test(test_keys_outside_prefix),
 	    cmocka_unit_test(test_history_last_one_wins_and_cleared),
 	    cmocka_unit_test(test_member_json_roundtrip),
+	    cmocka_unit_test(test_member_replicatefrom),
 	    cmocka_unit_test(test_member_parse_edges),
 	    cmocka_unit_test(test_history_append),
 	    cmocka_unit_test(test_parse_conn_url),

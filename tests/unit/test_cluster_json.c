@@ -210,12 +210,17 @@ static void test_tags(void **state)
 	c.members[0].nofailover = true;     /* node3 */
 	c.members[2].noloadbalance = true;  /* node2 */
 	c.members[2].failover_priority = 0; /* node2 */
+	c.members[2].nostream = true;
+	snprintf(c.members[2].replicatefrom, sizeof(c.members[2].replicatefrom), "node3");
 	o = parse(pgw_cluster_json(&c, false, NULL));
 	list = members(o, 3);
 	assert_absent(member(list, 0, "node1"), "tags");
 	tags = get(member(list, 1, "node2"), "tags", json_type_object);
 	assert_true(json_object_get_boolean(get(tags, "noloadbalance", json_type_boolean)));
 	assert_int_equal(json_object_get_int(get(tags, "failover_priority", json_type_int)), 0);
+	assert_string_equal(json_object_get_string(get(tags, "replicatefrom", json_type_string)),
+	                    "node3");
+	assert_true(json_object_get_boolean(get(tags, "nostream", json_type_boolean)));
 	assert_absent(tags, "nofailover");
 	tags = get(member(list, 2, "node3"), "tags", json_type_object);
 	assert_true(json_object_get_boolean(get(tags, "nofailover", json_type_boolean)));

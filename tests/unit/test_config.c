@@ -578,6 +578,55 @@ struct ecase {
 	const char *err;
 };
 
+/* issue 15: tags.replicatefrom, check_timeline, max_timelines_history are read, with no
+ * "not implemented" warning; bad values are errors naming the key and the line. */
+static void test_topology_keys(void **state)
+{
+	static const struct ecase bad[] = {
+	    {BASE "tags:\n  replicatefrom: a/b\n",
+	     "t.yml:6: tags.replicatefrom: expected a member name (no '/', at most 63 bytes)"},
+	    {BASE "tags:\n  replicatefrom: [a]\n",
+	     "t.yml:6: tags.replicatefrom: expected a string, got a list"},
+	    {BASE "tags:\n  nostream: yes please\n",
+	     "t.yml:6: tags.nostream: expected a boolean, got \"yes please\""},
+	    {BASE "bootstrap:\n  dcs:\n    check_timeline: 2\n",
+	     "t.yml:7: bootstrap.dcs.check_timeline: expected a boolean, got \"2\""},
+	    {BASE "bootstrap:\n  dcs:\n    max_timelines_history: -1\n",
+	     "t.yml:7: bootstrap.dcs.max_timelines_history: expected a non-negative integer, got "
+	     "\"-1\""},
+	};
+	char err[ERRLEN], text[300];
+	struct pgw_config *cfg;
+
+	(void)state;
+	cfg = parse(BASE "tags:\n  replicatefrom: node2\n  nostream: true\nbootstrap:\n  dcs:\n"
+	                 "    check_timeline: true\n    max_timelines_history: 5\n",
+	            err);
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_string_equal(cfg->tags.replicatefrom, "node2");
+	assert_true(cfg->tags.nostream);
+	assert_true(cfg->dcs.check_timeline);
+	assert_int_equal(cfg->dcs.max_timelines_history, 5);
+	assert_int_equal(cfg->warnings.n, 0);
+	pgw_config_free(cfg);
+	cfg = parse(BASE, err);
+	assert_non_null(cfg);
+	assert_null(cfg->tags.replicatefrom);
+	assert_false(cfg->tags.nostream);
+	assert_false(cfg->dcs.check_timeline);
+	assert_int_equal(cfg->dcs.max_timelines_history, 0);
+	pgw_config_free(cfg);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_null(parse(bad[i].yaml, err));
+		assert_string_equal(err, bad[i].err);
+	}
+	/* a name longer than a member name can be (63 bytes) */
+	snprintf(text, sizeof(text), BASE "tags:\n  replicatefrom: %064d\n", 1);
+	assert_null(parse(text, err));
+	assert_non_null(strstr(err, "t.yml:6: tags.replicatefrom: expected a member name"));
+}
+
 static const struct ecase error_cases[] = {
     /* integers */
     {BASE "bootstrap:\n  dcs:\n    ttl: 3O\n",
@@ -625,6 +674,49 @@ static const struct ecase error_cases[] = {
      "t.yml:2: name: expected a name, got a list"},
     {BASE "etcd3:\n  protocol: ftp\n", "t.yml:6: etcd3.protocol: expected http or https, got "
                                        "\"ftp\""},
+    /* bootstrap and replica methods (issue 15) */
+    {BASE "bootstrap:\n  method: restore\n",
+     "t.yml:6: bootstrap.method: names \"restore\", but bootstrap.restore.command is not set"},
+    {BASE "bootstrap:\n  method: restore\n  restore:\n    no_params: true\n",
+     "t.yml:6: bootstrap.method: names \"restore\", but bootstrap.restore.command is not set"},
+    {BASE "bootstrap:\n  method: r\n  r:\n    command: /bin/x 'a b\n",
+     "t.yml:8: bootstrap.r.command: cannot split the command as Patroni does: no closing "
+     "quotation"},
+    {BASE "bootstrap:\n  method: r\n  r:\n    command: bin/x\n",
+     "t.yml:8: bootstrap.r.command: expected a command that is an absolute path or a program "
+     "in PATH, got \"bin/x\""},
+    {BASE "bootstrap:\n  method: r\n  r:\n    command: /bin/x\n    no_params: 3\n",
+     "t.yml:9: bootstrap.r.no_params: expected a boolean, got \"3\""},
+    {BASE "  basebackup:\n    - pgdata: /x\n",
+     "t.yml:6: postgresql.basebackup: expected a pg_basebackup option pgwarden does not set "
+     "itself, got \"pgdata\""},
+    {BASE "  basebackup: {wal-method: fetch}\n",
+     "t.yml:5: postgresql.basebackup: expected a pg_basebackup option pgwarden does not set "
+     "itself, got \"wal-method\""},
+    {BASE "  basebackup: [D]\n",
+     "t.yml:5: postgresql.basebackup: expected a pg_basebackup option name such as max-rate, "
+     "got \"D\""},
+    {BASE "  basebackup: -D /x\n",
+     "t.yml:5: postgresql.basebackup: expected a list of pg_basebackup options, got \"-D /x\""},
+    {BASE "  bin_name:\n    pg_ctl: /usr/bin/pg_ctl\n",
+     "t.yml:6: postgresql.bin_name.pg_ctl: expected a file name in bin_dir (no '/'), got "
+     "\"/usr/bin/pg_ctl\""},
+    {BASE "  bin_name:\n    psql: x\n",
+     "t.yml:6: postgresql.bin_name: expected pg_ctl, initdb, pg_controldata, pg_basebackup, "
+     "postgres, pg_isready or pg_rewind, got \"psql\""},
+    {BASE "  pg_ctl_timeout: 0\n",
+     "t.yml:5: postgresql.pg_ctl_timeout: expected a positive integer, got \"0\""},
+    {BASE "  remove_data_directory_on_rewind_failure: maybe\n",
+     "t.yml:5: postgresql.remove_data_directory_on_rewind_failure: expected a boolean, got "
+     "\"maybe\""},
+    {BASE "  create_replica_methods: [a/b]\n",
+     "t.yml: postgresql.create_replica_methods: \"a/b\": expected basebackup or the name of a "
+     "method (postgresql.a/b.command)"},
+    {BASE "bootstrap:\n  users:\n    u:\n      options: [drop table]\n",
+     "t.yml:8: bootstrap.users.u.options: expected a role option (createdb, createrole, login, "
+     "nologin, replication, superuser, inherit, bypassrls, or NO...), got \"drop table\""},
+    {BASE "bootstrap:\n  post_init: /a\n  post_bootstrap: /b\n",
+     "t.yml:7: bootstrap.post_bootstrap: conflicts with bootstrap.post_init"},
     /* list of strings */
     {BASE "  pg_hba: local all all trust\n",
      "t.yml:5: postgresql.pg_hba: expected a list of strings, got \"local all all trust\""},
@@ -808,6 +900,181 @@ static void test_errors(void **state)
 	}
 }
 
+/* ---- issue 15: log, restapi, ctl, etcd3 keys; keys refused by design ------- */
+
+/* Every one of these keys is accepted, stored, and warns of nothing but log.loggers. */
+static void test_issue15_keys(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg = parse(
+	    BASE
+	    "log:\n  level: warning\n  traceback_level: DEBUG\n"
+	    "  format: '%(asctime)s %(levelname)-8s: %(message)s'\n"
+	    "  dateformat: '%Y-%m-%d %H:%M:%S'\n  dir: /var/log/pgwarden\n  file_num: 0\n"
+	    "  file_size: 1000\n  max_queue_size: 50\n  loggers:\n    urllib3: DEBUG\n"
+	    "restapi:\n  allowlist: [127.0.0.1, '10.0.0.0/8', '::1', 'fd00::/8', db1.example]\n"
+	    "  allowlist_include_members: true\n"
+	    "  http_extra_headers:\n    X-Frame-Options: SAMEORIGIN\n    X-Empty: ''\n"
+	    "  https_extra_headers:\n    Strict-Transport-Security: max-age=31536000\n"
+	    "  request_queue_size: 64\n"
+	    "  ciphers: 'ECDHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES256-GCM-SHA384:!SSLv1:"
+	    "!SSLv2:!SSLv3:!TLSv1:!TLSv1.1'\n"
+	    "ctl:\n  certfile: /c.pem\n  keyfile: /k.pem\n  keyfile_password: sekrit\n"
+	    "etcd3:\n  url: https://etcd.example:2379/\n"
+	    "failsafe_mode: false\nbootstrap:\n  dcs:\n    failsafe_mode: off\n",
+	    err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->log.level, 2);
+	assert_int_equal(cfg->log.traceback_level, 0);
+	assert_string_equal(cfg->log.format, "%(asctime)s %(levelname)-8s: %(message)s");
+	assert_string_equal(cfg->log.dir, "/var/log/pgwarden");
+	assert_int_equal(cfg->log.file_num, 0);
+	assert_int_equal(cfg->log.file_size, 1000);
+	assert_int_equal(cfg->log.max_queue_size, 50);
+	assert_int_equal(cfg->restapi.allowlist.n, 5);
+	assert_string_equal(cfg->restapi.allowlist.items[4], "db1.example");
+	assert_true(cfg->restapi.allowlist_include_members);
+	assert_int_equal(cfg->restapi.http_extra_headers.n, 2);
+	assert_string_equal(cfg->restapi.http_extra_headers.items[0].name, "X-Frame-Options");
+	assert_string_equal(cfg->restapi.http_extra_headers.items[0].value, "SAMEORIGIN");
+	assert_int_equal(cfg->restapi.https_extra_headers.n, 1);
+	assert_int_equal(cfg->restapi.request_queue_size, 64);
+	assert_non_null(cfg->restapi.ciphers);
+	assert_string_equal(cfg->ctl.keyfile_password, "sekrit");
+	assert_int_equal(cfg->etcd3.hosts.n, 1);
+	assert_string_equal(cfg->etcd3.hosts.items[0], "etcd.example:2379");
+	assert_string_equal(cfg->etcd3.protocol, "https");
+	assert_false(cfg->failsafe_mode);
+	assert_int_equal(cfg->warnings.n, 1);
+	assert_string_equal(cfg->warnings.items[0],
+	                    "t.yml:14: log.loggers: levels of Python modules (Patroni's "
+	                    "loggers); pgwarden has none, so this has no effect");
+	pgw_config_free(cfg);
+}
+
+/* Defaults of the log section (Patroni's: INFO, 4 files of 25 MB, 1000 queued). */
+static void test_issue15_defaults(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg =
+	    parse(BASE "etcd3:\n  srv: example.org\n  srv_suffix: prod\n", err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->log.level, 1);
+	assert_null(cfg->log.dir);
+	assert_int_equal(cfg->log.file_num, 4);
+	assert_int_equal(cfg->log.file_size, 25000000);
+	assert_int_equal(cfg->log.max_queue_size, 1000);
+	assert_int_equal(cfg->restapi.allowlist.n, 0);
+	assert_false(cfg->restapi.allowlist_include_members);
+	assert_int_equal(cfg->etcd3.hosts.n, 0); /* from DNS at start */
+	assert_string_equal(cfg->etcd3.srv, "example.org");
+	assert_int_equal(cfg->warnings.n, 0);
+	pgw_config_free(cfg);
+}
+
+/* Errors: file, line, key, and a message that starts like this. */
+static const struct ecase issue15_errors[] = {
+    {BASE "log:\n  level: LOUD\n",
+     "t.yml:6: log.level: expected one of DEBUG|INFO|WARNING|ERROR|CRITICAL, got \"LOUD\""},
+    {BASE "log:\n  traceback_level: 10\n",
+     "t.yml:6: log.traceback_level: expected one of DEBUG|INFO|WARNING|ERROR|CRITICAL"},
+    {BASE "log:\n  format: '%(asctime)s %(funcName)s %(message)s'\n",
+     "t.yml:6: log.format: unsupported placeholder \"%(funcName)s\"; accepted: %(asctime)s"},
+    {BASE "log:\n  format: '%(asctime)s %(levelname)s'\n",
+     "t.yml:6: log.format: has no %(message)s"},
+    {BASE "log:\n  format: '%(message)x'\n", "t.yml:6: log.format: unsupported placeholder"},
+    {BASE "log:\n  dateformat: '%H:%M:%S.%f'\n",
+     "t.yml:6: log.dateformat: unsupported conversion \"%f\""},
+    {BASE "log:\n  file_size: 0\n", "t.yml:6: log.file_size: expected a positive integer"},
+    {BASE "log:\n  file_num: -1\n", "t.yml:6: log.file_num: expected a non-negative integer"},
+    {BASE "log:\n  max_queue_size: 1000000\n", "t.yml:6: log.max_queue_size: at most 100000"},
+    {BASE "log:\n  loggers:\n    urllib3: NOISY\n",
+     "t.yml:7: log.loggers.urllib3: expected one of DEBUG|INFO|WARNING|ERROR|CRITICAL"},
+    {BASE "restapi:\n  allowlist: ['10.0.0.1/8']\n",
+     "t.yml:6: restapi.allowlist: expected an IP address, a network such as 10.0.0.0/8 (no "
+     "host bits set) or a host name, got \"10.0.0.1/8\""},
+    {BASE "restapi:\n  allowlist:\n    - 127.0.0.1\n    - 10.0.0.0/33\n",
+     "t.yml:8: restapi.allowlist: expected an IP address, a network"},
+    {BASE "restapi:\n  allowlist: ['bad_host!']\n", "t.yml:6: restapi.allowlist: expected"},
+    {BASE "restapi:\n  allowlist: ['300.1.1.1']\n", "t.yml:6: restapi.allowlist: expected"},
+    {BASE "restapi:\n  allowlist_include_members: maybe\n",
+     "t.yml:6: restapi.allowlist_include_members: expected a boolean"},
+    {BASE "restapi:\n  http_extra_headers:\n    X-A: \"a\\r\\nSet-Cookie: x\"\n",
+     "t.yml:7: restapi.http_extra_headers.X-A: expected a header value without line breaks "
+     "or NUL bytes, got \"a\\r\\nSet-Cookie: x\""},
+    {BASE "restapi:\n  https_extra_headers:\n    X-A: \"a\\x01b\"\n",
+     "t.yml:7: restapi.https_extra_headers.X-A: expected a header value without control "
+     "characters"},
+    {BASE "restapi:\n  http_extra_headers:\n    \"X A\": v\n",
+     "t.yml:7: restapi.http_extra_headers: expected an HTTP header name"},
+    {BASE "restapi:\n  http_extra_headers:\n    \"X-A:\\nX-B\": v\n",
+     "t.yml:7: restapi.http_extra_headers: expected an HTTP header name"},
+    {BASE "restapi:\n  http_extra_headers:\n    Content-Length: 5\n",
+     "t.yml:7: restapi.http_extra_headers.Content-Length: pgwarden sets this header itself"},
+    {BASE "restapi:\n  http_extra_headers: [a]\n",
+     "t.yml:6: restapi.http_extra_headers: expected a map of HTTP header names to values"},
+    {BASE "restapi:\n  request_queue_size: 0\n",
+     "t.yml:6: restapi.request_queue_size: expected a positive integer"},
+    {BASE "restapi:\n  ciphers: 'HIGH:!aNULL'\n",
+     "t.yml:6: restapi.ciphers: \"HIGH\" is not a cipher suite pgwarden knows"},
+    {BASE "restapi:\n  ciphers: '!SSLv3'\n", "t.yml:6: restapi.ciphers: names no cipher suite"},
+    {BASE "etcd3:\n  url: ftp://e:2379\n",
+     "t.yml:6: etcd3.url: expected http://host:port or https://host:port, got \"ftp://e:2379\""},
+    {BASE "etcd3:\n  url: http://e:2379/v3\n", "t.yml:6: etcd3.url: expected http://host:port"},
+    {BASE "etcd3:\n  hosts: [a:1]\n  url: http://e:2379\n",
+     "t.yml:7: etcd3.url: conflicts with etcd3.hosts (give the endpoints one way)"},
+    {BASE "etcd3:\n  url: http://e:2379\n  protocol: https\n",
+     "t.yml:7: etcd3.protocol: conflicts with the scheme of etcd3.url"},
+    {BASE "etcd3:\n  srv: example.org\n  host: a:1\n",
+     "t.yml:6: etcd3.srv: conflicts with etcd3.host"},
+    {BASE "etcd3:\n  srv_suffix: prod\n", "t.yml:6: etcd3.srv_suffix: needs etcd3.srv"},
+    {BASE "etcd3:\n  srv: 'exa mple.org'\n", "t.yml:6: etcd3.srv: expected a DNS name"},
+    {BASE "etcd3:\n  srv: example.org\n  srv_suffix: a.b\n",
+     "t.yml:7: etcd3.srv_suffix: expected letters, digits and '-'"},
+    {BASE "etcd3:\n  proxy: http://p:3128\n",
+     "t.yml:6: etcd3.proxy: not supported by pgwarden: a proxy between the leader and etcd"},
+    {BASE "ctl:\n  keyfile_password: [x]\n",
+     "t.yml:6: ctl.keyfile_password: expected a string, got a list"},
+    {BASE "failsafe_mode: true\n",
+     "t.yml:5: failsafe_mode: true is refused by design: it keeps a primary writing while "
+     "etcd is unreachable"},
+    {BASE "bootstrap:\n  dcs:\n    failsafe_mode: on\n",
+     "t.yml:7: bootstrap.dcs.failsafe_mode: true is refused by design"},
+    {BASE "consul:\n  host: 127.0.0.1:8500\n",
+     "t.yml:5: consul: not supported by pgwarden: its lease, watchdog and fencing rules are "
+     "built on etcd v3 leases only (use the etcd3 section)"},
+    {BASE "etcd:\n  host: 127.0.0.1:2379\n",
+     "t.yml:5: etcd: not supported by pgwarden: it needs etcd v3 leases"},
+    {BASE "zookeeper:\n  hosts: [z:2181]\n", "t.yml:5: zookeeper: not supported by pgwarden"},
+    {BASE "exhibitor:\n  hosts: [e]\n", "t.yml:5: exhibitor: not supported by pgwarden"},
+    {BASE "kubernetes:\n  namespace: x\n", "t.yml:5: kubernetes: not supported by pgwarden"},
+    {BASE "raft:\n  data_dir: x\n", "t.yml:5: raft: not supported by pgwarden"},
+    {BASE "citus:\n  group: 0\n", "t.yml:5: citus: not supported by pgwarden"},
+};
+
+static void test_issue15_errors(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(issue15_errors) / sizeof(issue15_errors[0]); i++) {
+		char err[ERRLEN];
+		struct pgw_config *cfg = parse(issue15_errors[i].yaml, err);
+		const char *want = issue15_errors[i].err;
+
+		if (cfg) {
+			pgw_config_free(cfg);
+			fail_msg("case %zu parsed, expected: %s", i, want);
+		}
+		if (strncmp(err, want, strlen(want)) != 0)
+			fail_msg("case %zu:\n  got:  %s\n  want: %s...", i, err, want);
+	}
+}
+
 /* Loopback needs no credential; beyond it basic auth or required client certs do. */
 static void test_rest_exposure_allowed(void **state)
 {
@@ -930,19 +1197,155 @@ static void test_long_values_are_cut(void **state)
 
 /* ---- warnings ----------------------------------------------------------- */
 
+/* Patroni's bootstrap and replica-creation keys (issue 15). */
+static void test_bootstrap_replica_keys(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg;
+	const struct pgw_method *m;
+
+	(void)state;
+	cfg = parse(BASE "  create_replica_methods: [wal_g, basebackup]\n"
+	                 "  wal_g:\n"
+	                 "    command: wal-g \"backup-fetch\" 'a b' c\\ d\n"
+	                 "    no_master: true\n"
+	                 "    threads: 4\n"
+	                 "  basebackup:\n    - verbose\n    - max-rate: 10M\n"
+	                 "  bin_name: {pg_ctl: pg_ctl.w, postgres: pg.w}\n"
+	                 "  pg_ctl_timeout: 60\n"
+	                 "  use_pg_rewind: false\n"
+	                 "  remove_data_directory_on_diverged_timelines: false\n"
+	                 "  pg_ident: [\"m a b\"]\n"
+	                 "  custom_conf: /etc/x.conf\n"
+	                 "  recovery_conf: {restore_command: cp /a/%f %p}\n"
+	                 "bootstrap:\n"
+	                 "  method: restore\n"
+	                 "  restore:\n"
+	                 "    command: /bin/restore --x=\"a b\"\n"
+	                 "    keep_existing_recovery_conf: true\n"
+	                 "    recovery_conf: {recovery_target_action: promote}\n"
+	                 "  post_init: /bin/post.sh x\n"
+	                 "  users:\n    admin: {password: pw, options: [createrole, NOLOGIN]}\n"
+	                 "    plain: {}\n"
+	                 "  pg_hba: [\"host all all 0.0.0.0/0 md5\"]\n",
+	            err);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->warnings.n, 0);
+	assert_int_equal(cfg->postgresql.create_replica_methods.n, 2);
+	m = pgw_method_find(&cfg->postgresql.replica_methods, "wal_g");
+	assert_non_null(m);
+	assert_int_equal(m->argv.n, 4);
+	assert_string_equal(m->argv.items[0], "wal-g");
+	assert_string_equal(m->argv.items[1], "backup-fetch");
+	assert_string_equal(m->argv.items[2], "a b");
+	assert_string_equal(m->argv.items[3], "c d");
+	assert_true(m->no_leader);
+	assert_false(m->keep_data);
+	assert_int_equal(m->params.n, 1);
+	assert_string_equal(m->params.items[0].name, "threads");
+	assert_string_equal(m->params.items[0].value, "4");
+	assert_int_equal(cfg->postgresql.basebackup_args.n, 2);
+	assert_string_equal(cfg->postgresql.basebackup_args.items[0], "--verbose");
+	assert_string_equal(cfg->postgresql.basebackup_args.items[1], "--max-rate=10M");
+	assert_int_equal(cfg->postgresql.bin_name.n, 2);
+	assert_string_equal(cfg->postgresql.bin_name.items[1].value, "pg.w");
+	assert_int_equal(cfg->postgresql.pg_ctl_timeout, 60);
+	assert_true(cfg->postgresql.use_pg_rewind_set);
+	assert_false(cfg->postgresql.use_pg_rewind);
+	assert_true(cfg->postgresql.remove_on_rewind_failure); /* pgwarden's default */
+	assert_false(cfg->postgresql.remove_on_diverged_timelines);
+	assert_string_equal(cfg->postgresql.pg_ident.items[0], "m a b");
+	assert_string_equal(cfg->postgresql.custom_conf, "/etc/x.conf");
+	assert_string_equal(cfg->postgresql.recovery_conf.items[0].value, "cp /a/%f %p");
+	assert_string_equal(cfg->bootstrap.method, "restore");
+	m = pgw_method_find(&cfg->bootstrap.methods, "restore");
+	assert_non_null(m);
+	assert_int_equal(m->argv.n, 2);
+	assert_string_equal(m->argv.items[1], "--x=a b");
+	assert_true(m->keep_existing_recovery_conf);
+	assert_true(m->has_recovery_conf);
+	assert_string_equal(m->recovery_conf.items[0].name, "recovery_target_action");
+	assert_int_equal(cfg->bootstrap.post_bootstrap.n, 2);
+	assert_int_equal(cfg->bootstrap.users.n, 2);
+	assert_string_equal(cfg->bootstrap.users.items[0].options, "CREATEROLE NOLOGIN");
+	assert_string_equal(cfg->bootstrap.users.items[0].password, "pw");
+	assert_string_equal(cfg->bootstrap.users.items[1].options, "LOGIN");
+	assert_string_equal(cfg->bootstrap.pg_hba.items[0], "host all all 0.0.0.0/0 md5");
+	pgw_config_free(cfg);
+
+	/* a method section nothing names is an unknown key; defaults otherwise */
+	cfg = parse(BASE "  spare:\n    command: /bin/x\n"
+	                 "bootstrap:\n  method: initdb\n  other:\n    command: /bin/y\n",
+	            err);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->warnings.n, 2);
+	assert_string_equal(cfg->warnings.items[0],
+	                    "t.yml:5: postgresql.spare: unknown key (not in "
+	                    "create_replica_methods), ignored");
+	assert_string_equal(cfg->warnings.items[1],
+	                    "t.yml:9: bootstrap.other: unknown key (bootstrap.method does not "
+	                    "name it), ignored");
+	assert_false(cfg->postgresql.use_pg_rewind_set);
+	assert_true(cfg->postgresql.remove_on_diverged_timelines);
+	pgw_config_free(cfg);
+}
+
+/* bootstrap.dcs.standby_cluster: implemented (no warning), checked as the config key is */
+static void test_standby_cluster(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg = parse(BASE "bootstrap:\n"
+	                                    "  dcs:\n"
+	                                    "    standby_cluster:\n"
+	                                    "      host: 10.1.2.3\n"
+	                                    "      port: 5433\n"
+	                                    "      primary_slot_name: standby_b\n"
+	                                    "      create_replica_methods: [basebackup]\n"
+	                                    "      restore_command: cp /arch/%f %p\n"
+	                                    "      recovery_min_apply_delay: 5min\n",
+	                               err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->warnings.n, 0);
+	assert_true(cfg->dcs.standby.enabled);
+	assert_string_equal(cfg->dcs.standby.host, "10.1.2.3");
+	assert_int_equal(cfg->dcs.standby.port, 5433);
+	assert_string_equal(cfg->dcs.standby.primary_slot_name, "standby_b");
+	assert_string_equal(cfg->dcs.standby.methods[0], "basebackup");
+	assert_string_equal(cfg->dcs.standby.restore_command, "cp /arch/%f %p");
+	assert_string_equal(cfg->dcs.standby.recovery_min_apply_delay, "5min");
+	pgw_config_free(cfg);
+
+	cfg = parse(BASE "bootstrap:\n  dcs:\n    standby_cluster:\n      port: 5433\n", err);
+	assert_null(cfg);
+	assert_non_null(strstr(err, "needs host (the remote primary) or restore_command"));
+	cfg = parse(BASE "bootstrap:\n  dcs:\n    standby_cluster:\n      host: a b\n", err);
+	assert_null(cfg);
+	assert_non_null(strstr(err, "standby_cluster.host"));
+	cfg = parse(BASE "bootstrap:\n  dcs:\n    standby_cluster:\n      host: h\n      port: 0\n",
+	            err);
+	assert_null(cfg);
+	assert_non_null(strstr(err, "standby_cluster.port"));
+	cfg = parse(BASE "bootstrap:\n  dcs:\n    standby_cluster: h\n", err);
+	assert_null(cfg);
+	assert_non_null(strstr(err, "bootstrap.dcs.standby_cluster"));
+}
+
 static void test_warnings(void **state)
 {
 	char err[ERRLEN];
 	struct pgw_config *cfg = parse(BASE "  parameters:\n"
 	                                    "    custom.thing: 1\n"
 	                                    "    anything_at_all: x\n"
-	                                    "  callbacks:\n"
-	                                    "    on_start: /bin/true\n"
+	                                    "  use_unix_socket:\n"
+	                                    "    true\n"
 	                                    "foo: 1\n"
 	                                    "restapi:\n"
 	                                    "  bar: {deep: [1, 2]}\n"
-	                                    "citus:\n"
-	                                    "  group: 0\n"
+	                                    "standby_cluster:\n"
+	                                    "  host: h\n"
 	                                    "bootstrap.dcs:\n"
 	                                    "  ttl: 5\n"
 	                                    "tags:\n"
@@ -954,17 +1357,87 @@ static void test_warnings(void **state)
 		fail_msg("%s", err);
 	assert_int_equal(cfg->postgresql.parameters.n, 2);
 	assert_int_equal(cfg->dcs.ttl, 30);
-	assert_int_equal(cfg->warnings.n, 6);
-	assert_string_equal(
-	    cfg->warnings.items[0],
-	    "t.yml:8: postgresql.callbacks: not implemented by pgwarden yet, ignored");
-	assert_string_equal(cfg->warnings.items[1], "t.yml:10: foo: unknown key, ignored");
-	assert_string_equal(cfg->warnings.items[2], "t.yml:12: restapi.bar: unknown key, ignored");
+	/* use_unix_socket is implemented (issue 15): no warning, the value is read */
+	assert_true(cfg->postgresql.use_unix_socket);
+	assert_int_equal(cfg->warnings.n, 5);
+	assert_string_equal(cfg->warnings.items[0], "t.yml:10: foo: unknown key, ignored");
+	assert_string_equal(cfg->warnings.items[1], "t.yml:12: restapi.bar: unknown key, ignored");
+	assert_string_equal(cfg->warnings.items[2],
+	                    "t.yml:13: standby_cluster: a dynamic setting: ignored here, set "
+	                    "bootstrap.dcs.standby_cluster (or pgwardenctl edit-config)");
 	assert_string_equal(cfg->warnings.items[3],
-	                    "t.yml:13: citus: not implemented by pgwarden yet, ignored");
-	assert_string_equal(cfg->warnings.items[4],
 	                    "t.yml:15: bootstrap.dcs: unknown key, ignored");
-	assert_string_equal(cfg->warnings.items[5], "t.yml:18: tags.: unknown key, ignored");
+	assert_string_equal(cfg->warnings.items[4], "t.yml:18: tags.: unknown key, ignored");
+	pgw_config_free(cfg);
+}
+
+static void assert_argv(const struct pgw_strlist *l, size_t n, ...)
+{
+	va_list ap;
+
+	assert_int_equal(l->n, n);
+	va_start(ap, n);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(l->items[i], va_arg(ap, const char *));
+	va_end(ap);
+}
+
+/* postgresql.callbacks, pre_promote, before_stop: Patroni's keys, split as Patroni
+ * splits them (shlex), or a list; no "not implemented" warning. */
+static void test_callbacks(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg =
+	    parse(BASE "  callbacks:\n"
+	               "    on_start: /bin/cb.sh\n"
+	               "    on_stop: \"/bin/cb.sh 'a b' c\\\\ d \\\"e f\\\"\"\n"
+	               "    on_restart: [/bin/cb.sh, 'x y']\n"
+	               "    on_reload: ''\n"
+	               "    on_role_change: /bin/cb.sh --role-change\n"
+	               "  pre_promote: /usr/bin/fence --check\n"
+	               "  before_stop: /bin/drain\n"
+	               "  callback_timeout: 2.5\n",
+	          err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->warnings.n, 0);
+	assert_argv(&cfg->postgresql.callbacks[PGW_CB_ON_START], 1, "/bin/cb.sh");
+	assert_argv(&cfg->postgresql.callbacks[PGW_CB_ON_STOP], 4, "/bin/cb.sh", "a b", "c d",
+	            "e f");
+	assert_argv(&cfg->postgresql.callbacks[PGW_CB_ON_RESTART], 2, "/bin/cb.sh", "x y");
+	assert_argv(&cfg->postgresql.callbacks[PGW_CB_ON_RELOAD], 0);
+	assert_argv(&cfg->postgresql.callbacks[PGW_CB_ON_ROLE_CHANGE], 2, "/bin/cb.sh",
+	            "--role-change");
+	assert_argv(&cfg->postgresql.pre_promote, 2, "/usr/bin/fence", "--check");
+	assert_argv(&cfg->postgresql.before_stop, 1, "/bin/drain");
+	assert_int_equal(cfg->postgresql.callback_timeout_ms, 2500);
+	assert_string_equal(pgw_cb_name(PGW_CB_ON_ROLE_CHANGE), "on_role_change");
+	pgw_config_free(cfg);
+
+	cfg = parse(BASE, err);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->postgresql.callback_timeout_ms, 60000);
+	assert_int_equal(cfg->postgresql.pre_promote.n, 0);
+	pgw_config_free(cfg);
+
+	assert_null(parse(BASE "  pre_promote: \"/bin/x 'unclosed\"\n", err));
+	assert_string_equal(err, "t.yml:5: postgresql.pre_promote: cannot split the command as "
+	                         "Patroni does: no closing quotation");
+	assert_null(parse(BASE "  callbacks:\n    on_stop: \"'' x\"\n", err));
+	assert_string_equal(err, "t.yml:6: postgresql.callbacks.on_stop: expected a command, got "
+	                         "an empty program name");
+	assert_null(parse(BASE "  callbacks:\n    on_stop: {a: b}\n", err));
+	assert_null(parse(BASE "  callback_timeout: 0.5\n", err));
+	assert_string_equal(err, "t.yml: postgresql.callback_timeout: expected at least 1 second, "
+	                         "got 500 ms");
+	/* an unknown callback is an unknown key, as for any section */
+	cfg = parse(BASE "  callbacks:\n    post_promote: /bin/x\n", err);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->warnings.n, 1);
+	assert_string_equal(cfg->warnings.items[0],
+	                    "t.yml:6: postgresql.callbacks.post_promote: unknown key, ignored");
 	pgw_config_free(cfg);
 }
 
@@ -983,6 +1456,116 @@ static void test_empty_sections(void **state)
 	assert_int_equal(cfg->dcs.ttl, 30);
 	assert_int_equal(cfg->warnings.n, 0);
 	pgw_config_free(cfg);
+}
+
+/* Issue 15: postgresql.config_dir, use_unix_socket(_repl), proxy_address and the log
+ * keys type, static_fields, mode, deduplicate_heartbeat_logs: read, no warning. */
+static void test_issue15_rest_keys(void **state)
+{
+	char err[ERRLEN];
+	struct pgw_config *cfg = parse(BASE "  config_dir: /etc/postgresql/15/main\n"
+	                                    "  use_unix_socket: true\n"
+	                                    "  use_unix_socket_repl: true\n"
+	                                    "  proxy_address: 127.0.0.1:6432\n"
+	                                    "log:\n"
+	                                    "  type: json\n"
+	                                    "  static_fields:\n"
+	                                    "    app: pgwarden\n"
+	                                    "    dc: 3\n"
+	                                    "  mode: 0644\n"
+	                                    "  deduplicate_heartbeat_logs: true\n",
+	                               err);
+
+	(void)state;
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->warnings.n, 0);
+	assert_string_equal(cfg->postgresql.config_dir, "/etc/postgresql/15/main");
+	assert_true(cfg->postgresql.use_unix_socket);
+	assert_true(cfg->postgresql.use_unix_socket_repl);
+	assert_string_equal(cfg->postgresql.proxy_address, "127.0.0.1:6432");
+	assert_int_equal(cfg->log.type, PGW_LOG_JSON);
+	assert_int_equal(cfg->log.nstatic_fields, 2);
+	assert_string_equal(cfg->log.static_fields[0].name, "app");
+	assert_string_equal(cfg->log.static_fields[0].value, "pgwarden");
+	assert_string_equal(cfg->log.static_fields[1].name, "dc");
+	assert_string_equal(cfg->log.static_fields[1].value, "3");
+	assert_int_equal(cfg->log.mode, 0644);
+	assert_true(cfg->log.deduplicate_heartbeat_logs);
+	pgw_config_free(cfg);
+
+	/* defaults; decimal and 0o modes; a relative config_dir made absolute */
+	cfg = parse(BASE "  config_dir: conf\nlog:\n  mode: 420\n", err);
+	if (!cfg)
+		fail_msg("%s", err);
+	assert_int_equal(cfg->log.mode, 420);
+	assert_int_equal(cfg->log.type, PGW_LOG_PLAIN);
+	assert_false(cfg->postgresql.use_unix_socket);
+	assert_null(cfg->postgresql.proxy_address);
+	assert_true(cfg->postgresql.config_dir[0] == '/');
+	assert_non_null(strstr(cfg->postgresql.config_dir, "/conf"));
+	pgw_config_free(cfg);
+	cfg = parse(BASE "log:\n  mode: 0o600\n", err);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->log.mode, 0600);
+	pgw_config_free(cfg);
+	cfg = parse(BASE, err);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->log.mode, -1);
+	assert_null(cfg->postgresql.config_dir);
+	pgw_config_free(cfg);
+
+	/* static_fields without type json: a warning that says they are not written */
+	cfg = parse(BASE "log:\n  static_fields: {a: b}\n", err);
+	assert_non_null(cfg);
+	assert_int_equal(cfg->warnings.n, 1);
+	assert_string_equal(cfg->warnings.items[0], "t.yml:6: log.static_fields: written with "
+	                                            "log.type json only, ignored");
+	pgw_config_free(cfg);
+}
+
+/* Bad values of the issue 15 keys: errors that name the key and the line. */
+static void test_issue15_rest_bad_values(void **state)
+{
+	static const struct {
+		const char *yaml, *want;
+	} cases[] = {
+	    {BASE "  use_unix_socket: maybe\n",
+	     "t.yml:5: postgresql.use_unix_socket: expected a boolean, got \"maybe\""},
+	    {BASE "  use_unix_socket_repl: [1]\n",
+	     "t.yml:5: postgresql.use_unix_socket_repl: expected a boolean, got a list"},
+	    {BASE "  proxy_address: nope\n",
+	     "t.yml:5: postgresql.proxy_address: expected host:port, got \"nope\""},
+	    {BASE "  config_dir: \"/etc/it's\"\n",
+	     "t.yml:5: postgresql.config_dir: expected a directory path without ' or \\"},
+	    {BASE "  config_dir: ''\n",
+	     "t.yml:5: postgresql.config_dir: expected a string, got \"\""},
+	    {BASE "log:\n  type: xml\n",
+	     "t.yml:6: log.type: expected one of plain|json, got \"xml\""},
+	    {BASE "log:\n  mode: 0999\n",
+	     "t.yml:6: log.mode: expected a file mode such as 0640 (at most 0777), got \"0999\""},
+	    {BASE "log:\n  mode: 1000\n",
+	     "t.yml:6: log.mode: expected a file mode such as 0640 (at most 0777), got \"1000\""},
+	    {BASE "log:\n  static_fields: [a]\n",
+	     "t.yml:6: log.static_fields: expected a map of field names to values, got a list"},
+	    {BASE "log:\n  static_fields:\n    message: x\n",
+	     "t.yml:7: log.static_fields.message: every JSON line has this field already"},
+	    {BASE "log:\n  static_fields:\n    a: [1]\n",
+	     "t.yml:7: log.static_fields.a: expected a scalar value, got a list"},
+	    {BASE "log:\n  deduplicate_heartbeat_logs: 2\n",
+	     "t.yml:6: log.deduplicate_heartbeat_logs: expected a boolean, got \"2\""},
+	};
+	char err[ERRLEN];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct pgw_config *cfg = parse(cases[i].yaml, err);
+
+		if (cfg)
+			fail_msg("case %zu parsed", i);
+		if (strcmp(err, cases[i].want))
+			fail_msg("case %zu:\n  got:  %s\n  want: %s", i, err, cases[i].want);
+	}
 }
 
 static void test_anchors_and_aliases(void **state)
@@ -1238,9 +1821,18 @@ int main(void)
 	    cmocka_unit_test(test_small_or_no_error_buffer),
 	    cmocka_unit_test(test_long_values_are_cut),
 	    cmocka_unit_test(test_warnings),
+	    cmocka_unit_test(test_standby_cluster),
+	    cmocka_unit_test(test_topology_keys),
+	    cmocka_unit_test(test_callbacks),
 	    cmocka_unit_test(test_empty_sections),
+	    cmocka_unit_test(test_bootstrap_replica_keys),
 	    cmocka_unit_test(test_anchors_and_aliases),
+	    cmocka_unit_test(test_issue15_rest_keys),
+	    cmocka_unit_test(test_issue15_rest_bad_values),
 	    cmocka_unit_test(test_split_hostport),
+	    cmocka_unit_test(test_issue15_keys),
+	    cmocka_unit_test(test_issue15_defaults),
+	    cmocka_unit_test(test_issue15_errors),
 	    cmocka_unit_test_prestate(test_fuzz, &e),
 	};
 

@@ -105,6 +105,29 @@ static void test_list_table(void **state)
 	fixture_free(&f);
 }
 
+/* A standby cluster's leader (issue 15): "Standby Leader", as Patroni's list says. */
+static void test_list_standby_leader(void **state)
+{
+	struct fixture f;
+	char *out;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	add_kv(&f, "initialize", "7321");
+	add_kv(&f, "leader", "node1");
+	add_kv(&f, "members/node1",
+	       "{\"conn_url\":\"postgres://127.0.0.1:5432/postgres\",\"state\":\"running\","
+	       "\"role\":\"standby_leader\",\"xlog_location\":50331648,\"timeline\":2}");
+	add_kv(&f, "members/node2", NODE2_JSON);
+	parse(&f);
+	out = pgw_ctl_render_list(&f.v, PGW_FMT_TABLE, false);
+	assert_non_null(out);
+	assert_non_null(strstr(out, "| node1  | 127.0.0.1:5432 | Standby Leader |"));
+	assert_non_null(strstr(out, "| Replica "));
+	free(out);
+	fixture_free(&f);
+}
+
 /* Issue 11, item 13: a state from etcd cannot drive the operator's terminal. */
 static void test_list_escapes_control_characters(void **state)
 {
@@ -827,6 +850,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_list_table),
+	    cmocka_unit_test(test_list_standby_leader),
 	    cmocka_unit_test(test_list_escapes_control_characters),
 	    cmocka_unit_test(test_list_tags_pending_pause),
 	    cmocka_unit_test(test_topology_and_yaml),

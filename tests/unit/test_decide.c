@@ -504,6 +504,206 @@ static void test_leader_in_recovery_promotes(void **state)
 	check(&a, PGW_ACT_PROMOTE, "leader-in-recovery", "in recovery|promoting");
 }
 
+/* ---- standby cluster: the leader follows a remote primary ------------------------ */
+
+/* node1 holds the key of a standby cluster and streams from the remote 10.9.9.9:5433. */
+static void fx_standby_leader(struct fx *f)
+{
+	fx_leader(f);
+	f->o.standby_cluster = true;
+	f->o.standby_host = "10.9.9.9";
+	f->o.standby_port = 5433;
+	f->pg.in_recovery = true;
+	f->pg.streaming = true;
+	snprintf(f->pg.primary_host, sizeof(f->pg.primary_host), "10.9.9.9");
+	f->pg.primary_port = 5433;
+	snprintf(member(f, "node1")->role, sizeof(member(f, "node1")->role), "standby_leader");
+}
+
+static void test_standby_leader_stays_standby(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_standby_leader(&f);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "standby-leader",
+	      "standby leader|not promoting|10.9.9.9:5433|streaming");
+	check_target(&a, "standby_cluster", "10.9.9.9", 5433);
+	assert_true(a.standby_leader);
+
+	/* starting, not answering yet: waiting, never promoting */
+	f.pg.accepting = false;
+	f.pg.primary_host[0] = '\0';
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "standby-leader", "not promoting");
+
+	/* in recovery for longer than primary_start_timeout: by design, not a failed start */
+	f.pg.accepting = true;
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.9.9.9");
+	f.o.primary_down_since_ms = NOW - 3600000;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "standby-leader", "not promoting");
+
+	/* restore_command only: no host to follow */
+	f.o.standby_host = "";
+	f.pg.primary_host[0] = '\0';
+	f.pg.primary_port = 0;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "standby-leader", "restore_command only");
+	check_target(&a, "standby_cluster", "", 0);
+}
+
+static void test_standby_leader_repoints_and_starts(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* a replica that took the key still follows the old standby leader */
+	fx_standby_leader(&f);
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.0.0.3");
+	f.pg.primary_port = 5432;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "standby-leader-follow",
+	      "switching to the remote primary|was following 10.0.0.3:5432|10.9.9.9:5433");
+	check_target(&a, "standby_cluster", "10.9.9.9", 5433);
+	assert_true(a.standby_leader);
+
+	/* same host, other port: not the remote */
+	fx_standby_leader(&f);
+	f.pg.primary_port = 5432;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "standby-leader-follow", "10.9.9.9:5433");
+
+	fx_standby_leader(&f);
+	pg_stopped(&f, PGW_CS_SHUT_DOWN_IN_RECOVERY);
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_REPLICA, "standby-leader-start",
+	      "starting it as a standby of the remote primary|10.9.9.9:5433");
+	check_target(&a, "standby_cluster", "10.9.9.9", 5433);
+	assert_true(a.standby_leader);
+
+	/* down for longer than primary_start_timeout: released as for any leader */
+	f.o.primary_down_since_ms = NOW - 300001;
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "leader-start-timeout", "primary_start_timeout");
+	f.o.primary_down_since_ms = NOW - 300000;
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_REPLICA, "standby-leader-start", "remote primary");
+
+	/* no usable data: released as for any leader */
+	f.pg.datadir = PGW_DATADIR_EMPTY;
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "leader-no-data", "releasing");
+}
+
+static void test_standby_removed_promotes(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_standby_leader(&f);
+	f.o.standby_cluster = false; /* standby_cluster removed from the config key */
+	decide(&f, &a);
+	check(&a, PGW_ACT_PROMOTE, "leader-in-recovery",
+	      "no standby_cluster in the dynamic configuration|promoting");
+	assert_false(a.standby_leader);
+
+	/* the promotion's safety rows still come first */
+	lease_budget(&f, 0);
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "leader-lease-stale", "not promoting");
+	fx_standby_leader(&f);
+	f.o.standby_cluster = false;
+	f.c.paused = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "paused", "no automatic promotion");
+	fx_standby_leader(&f);
+	f.o.standby_cluster = false;
+	f.o.pre_promote_vetoed = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "pre-promote-vetoed-leader", "instead of promoting");
+}
+
+static void test_standby_safety_rows_first(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* without the key (another leader), the standby rows never apply */
+	fx_standby_leader(&f);
+	set_leader(&f, "node3", 333);
+	decide(&f, &a);
+	assert_true(strncmp(a.rule, "standby-leader", 14) != 0);
+	assert_false(a.standby_leader);
+
+	/* a primary holding the key is left as it is (pgwarden never demotes it into a
+	 * standby leader) */
+	fx_standby_leader(&f);
+	f.pg.in_recovery = false;
+	f.pg.primary_host[0] = '\0';
+	decide(&f, &a);
+	check(&a, PGW_ACT_LEADER_DUTIES, "leader-healthy", "primary");
+
+	/* etcd unreachable: nothing */
+	fx_standby_leader(&f);
+	f.o.etcd_ok = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "etcd-unreachable", "keeping the current role");
+}
+
+static void test_standby_election_and_bootstrap(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* the standby leader is lost: the best replica takes the key, as standby leader */
+	fx_no_leader(&f);
+	f.o.standby_cluster = true;
+	f.o.standby_host = "10.9.9.9";
+	f.o.standby_port = 5433;
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "taking the leader key|as standby leader");
+	assert_true(a.standby_leader);
+	f.o.standby_cluster = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "taking the leader key");
+	assert_false(a.standby_leader);
+
+	/* a failover request naming this node: the same */
+	f.o.standby_cluster = true;
+	f.c.failover.present = true;
+	snprintf(f.c.failover.member, sizeof(f.c.failover.member), "node2");
+	f.c.failover.mod_revision = 10;
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "failover-to-this-node", "as standby leader");
+	assert_true(a.standby_leader);
+
+	/* a new standby cluster: cloned from the remote primary, not initdb */
+	fx_no_leader(&f);
+	f.c.initialized = false;
+	f.c.sysid[0] = '\0';
+	f.c.nmembers = 0;
+	pg_empty(&f);
+	f.o.standby_cluster = true;
+	f.o.standby_host = "10.9.9.9";
+	f.o.standby_port = 5433;
+	decide(&f, &a);
+	check(&a, PGW_ACT_BOOTSTRAP, "bootstrap-standby",
+	      "cloning the remote primary|standby cluster|10.9.9.9:5433");
+	check_target(&a, "standby_cluster", "10.9.9.9", 5433);
+	assert_true(a.standby_leader);
+	f.o.standby_cluster = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_BOOTSTRAP, "bootstrap", "bootstrapping a new cluster");
+	assert_false(a.standby_leader);
+}
+
 static void test_leader_lease_stale(void **state)
 {
 	struct fx f;
@@ -948,6 +1148,36 @@ static void test_old_primary_reclones(void **state)
 	check_target(&a, "node1", "10.0.0.1", 5432);
 }
 
+/* remove_data_directory_on_rewind_failure / _on_diverged_timelines: false keeps the data. */
+static void test_old_primary_keeps_data(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_replica(&f);
+	pg_stopped(&f, PGW_CS_SHUT_DOWN);
+	f.o.rewind_failed = true;
+	f.o.keep_data_on_rewind_failure = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "keep-unrewound-data",
+	      "remove_data_directory_on_rewind_failure is false");
+	f.o.keep_data_without_rewind = true; /* only when pg_rewind is off */
+	f.o.keep_data_on_rewind_failure = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_CLONE, "reclone", "pg_rewind failed");
+	f.o.rewind_failed = false;
+	f.o.use_pg_rewind = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "keep-unrewound-data",
+	      "remove_data_directory_on_diverged_timelines is false");
+	/* a rewind that can still run is not held back */
+	f.o.use_pg_rewind = true;
+	member(&f, "node1")->timeline = 3;
+	decide(&f, &a);
+	check(&a, PGW_ACT_REWIND, "rewind", "leader node1");
+}
+
 static void test_start_replica(void **state)
 {
 	struct fx f;
@@ -965,6 +1195,213 @@ static void test_start_replica(void **state)
 	f.o.cd_valid = false;
 	decide(&f, &a);
 	check(&a, PGW_ACT_START_REPLICA, "start-replica", "node1");
+}
+
+/* ---- cascading replication (tags.replicatefrom) --------------------------------- */
+
+/* node3 names node2 in tags.replicatefrom; node2's key lives on a lease and streams. */
+static void fx_cascade(struct fx *f)
+{
+	fx_replica(f);
+	f->o.self = "node3";
+	f->o.replicatefrom = "node2";
+	member(f, "node2")->lease = 5;
+	member(f, "node3")->lease = 6;
+	snprintf(member(f, "node3")->replicatefrom, PGW_NAME_MAX, "node2");
+}
+
+static void test_replicatefrom_cascades(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_cascade(&f);
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "follow-upstream",
+	      "tags.replicatefrom|was following 10.0.0.1:5432|node2 at 10.0.0.2:5432");
+	check_target(&a, "node2", "10.0.0.2", 5432);
+
+	/* repointed: it stays there */
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.0.0.2");
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following-upstream", "cascading|node2, leader node1|streaming");
+	check_target(&a, "node2", "10.0.0.2", 5432);
+
+	/* still starting: no repoint yet */
+	f.pg.accepting = false;
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.0.0.1");
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following-upstream", "node2");
+
+	/* stopped: started from node2 */
+	pg_stopped(&f, PGW_CS_SHUT_DOWN_IN_RECOVERY);
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_REPLICA, "start-replica", "from node2 (tags.replicatefrom)");
+	check_target(&a, "node2", "10.0.0.2", 5432);
+
+	/* naming the leader, or nothing: the leader, with no fallback said */
+	fx_cascade(&f);
+	f.o.replicatefrom = "node1";
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "node1");
+	assert_null(strstr(a.reason, "replicatefrom"));
+	f.o.replicatefrom = NULL;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "node1");
+}
+
+/* The named member cannot serve: the leader, and the reason says why. */
+static void test_replicatefrom_falls_back(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_cascade(&f);
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.0.0.2");
+	member(&f, "node2")->streaming = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "follow-new-leader",
+	      "was following 10.0.0.2:5432|leader is node1|node2 does not stream|following the "
+	      "leader");
+	check_target(&a, "node1", "10.0.0.1", 5432);
+
+	fx_cascade(&f);
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.0.0.2");
+	snprintf(member(&f, "node2")->state, sizeof(member(&f, "node2")->state), "stopped");
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "follow-new-leader",
+	      "not a running replica (role replica, "
+	      "state stopped)");
+
+	/* gone (its key expired with its lease), or a key without a lease (hand-written) */
+	fx_cascade(&f);
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.0.0.2");
+	remove_member(&f, "node2");
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "follow-new-leader", "node2 is not a live member");
+	fx_cascade(&f);
+	member(&f, "node2")->lease = 0;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "node1|node2 is not a live member");
+
+	/* still on the old timeline: it has not followed the new leader yet */
+	fx_cascade(&f);
+	member(&f, "node1")->timeline = 3;
+	member(&f, "node2")->timeline = 2;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "node2 is on timeline 2, the leader on 3");
+
+	/* the leader itself, promoted: not a replica */
+	fx_cascade(&f);
+	snprintf(member(&f, "node2")->role, sizeof(member(&f, "node2")->role), "master");
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "not a running replica (role master");
+
+	/* its own name */
+	fx_cascade(&f);
+	f.o.replicatefrom = "node3";
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following", "names this node itself");
+}
+
+/* a -> b -> a: both fall back to the leader, neither is left without a source. */
+static void test_replicatefrom_loop(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+	char why[200];
+
+	(void)state;
+	fx_cascade(&f);
+	snprintf(member(&f, "node2")->replicatefrom, PGW_NAME_MAX, "node3");
+	snprintf(f.pg.primary_host, sizeof(f.pg.primary_host), "10.0.0.2");
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "follow-new-leader", "a loop, node2 replicates from this node");
+	check_target(&a, "node1", "10.0.0.1", 5432);
+	/* and from node2's side, with node3's tag */
+	assert_ptr_equal(pgw_upstream(&f.c, "node2", "node3", why, sizeof(why)),
+	                 member(&f, "node1"));
+	assert_non_null(strstr(why, "a loop, node3 replicates from this node"));
+
+	/* a longer one: node3 -> node2 -> node4 -> node3 */
+	fx_cascade(&f);
+	add_member(&f.c, "node4", "10.0.0.4", 5432, "replica", 5000)->lease = 7;
+	snprintf(member(&f, "node2")->replicatefrom, PGW_NAME_MAX, "node4");
+	snprintf(member(&f, "node4")->replicatefrom, PGW_NAME_MAX, "node3");
+	assert_ptr_equal(pgw_upstream(&f.c, "node3", "node2", why, sizeof(why)),
+	                 member(&f, "node1"));
+	assert_non_null(strstr(why, "node4 replicates from this node"));
+
+	/* a loop elsewhere (node2 <-> node4) is theirs to break: node3 keeps node2, and the
+	 * walk ends */
+	snprintf(member(&f, "node4")->replicatefrom, PGW_NAME_MAX, "node2");
+	assert_ptr_equal(pgw_upstream(&f.c, "node3", "node2", why, sizeof(why)),
+	                 member(&f, "node2"));
+	assert_string_equal(why, "");
+	/* a chain that ends at the leader, or at a name nobody has */
+	snprintf(member(&f, "node4")->replicatefrom, PGW_NAME_MAX, "node1");
+	assert_ptr_equal(pgw_upstream(&f.c, "node3", "node2", why, sizeof(why)),
+	                 member(&f, "node2"));
+	snprintf(member(&f, "node4")->replicatefrom, PGW_NAME_MAX, "ghost");
+	assert_ptr_equal(pgw_upstream(&f.c, "node3", "node2", why, sizeof(why)),
+	                 member(&f, "node2"));
+}
+
+/* tags.nostream: no primary_conninfo, WAL from restore_command; still a candidate. */
+static void test_nostream(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_replica(&f);
+	f.o.nostream = true;
+	f.o.replicatefrom = "node3"; /* nostream wins: it streams from nobody */
+	member(&f, "node3")->lease = 6;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "stop-streaming",
+	      "removing primary_conninfo|was following "
+	      "10.0.0.1:5432");
+	assert_string_equal(a.target, "");
+	assert_string_equal(a.target_host, "");
+
+	f.pg.primary_host[0] = '\0';
+	f.pg.primary_port = 0;
+	f.pg.streaming = false;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "following-archive", "restore_command|leader node1");
+	assert_string_equal(a.target, "");
+
+	/* stopped: started without a source */
+	pg_stopped(&f, PGW_CS_SHUT_DOWN_IN_RECOVERY);
+	decide(&f, &a);
+	check(&a, PGW_ACT_START_REPLICA, "start-replica",
+	      "tags.nostream: without primary_conninfo");
+	assert_string_equal(a.target, "");
+	assert_string_equal(a.target_host, "");
+
+	/* an empty data directory is still cloned from the leader */
+	pg_empty(&f);
+	decide(&f, &a);
+	check(&a, PGW_ACT_CLONE, "clone", "node1");
+
+	/* a nostream member serves as an upstream: it has the WAL it replayed */
+	fx_cascade(&f);
+	member(&f, "node2")->streaming = false;
+	member(&f, "node2")->nostream = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_FOLLOW, "follow-upstream", "node2");
+
+	/* and it stands for election like any replica (Patroni: nostream is about WAL
+	 * transport and slots only) */
+	fx_no_leader(&f);
+	f.o.nostream = true;
+	member(&f, "node2")->streaming = false;
+	member(&f, "node2")->nostream = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "position 5000");
 }
 
 /* ---- nobody holds the key ------------------------------------------------------ */
@@ -1328,6 +1765,24 @@ static void test_no_leader_empty(void **state)
 	check(&a, PGW_ACT_NONE, "no-leader-empty", "nothing to clone from yet");
 }
 
+/* A replica method that needs no leader (no_leader: a backup) clones without one. */
+static void test_no_leader_clone_from_backup(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	fx_no_leader(&f);
+	pg_empty(&f);
+	f.o.clone_without_leader = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_CLONE, "clone-no-leader", "needs no leader");
+	assert_string_equal(a.target_host, "");
+	f.c.sysid[0] = '\0'; /* not while another member bootstraps */
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "bootstrap-in-progress", "bootstrapping");
+}
+
 static void test_no_leader_start(void **state)
 {
 	struct fx f;
@@ -1358,6 +1813,63 @@ static void test_no_leader_starting(void **state)
 	f.pg.accepting = false;
 	decide(&f, &a);
 	check(&a, PGW_ACT_NONE, "no-leader-starting", "waiting for PostgreSQL");
+}
+
+/* ---- pre_promote's veto (postgresql.pre_promote exited non-zero) ---------- */
+
+static void request_switchover(struct fx *f, const char *leader, const char *member, double at);
+
+static void test_pre_promote_veto(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+
+	(void)state;
+	/* the best candidate does not take the key while vetoed */
+	fx_no_leader(&f);
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "healthiest");
+	f.o.pre_promote_vetoed = true;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "pre-promote-vetoed", "pre_promote vetoed|not standing");
+	/* a switchover or failover naming it cannot be carried out: removed */
+	request_switchover(&f, "node1", "node2", 0);
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_CANCEL_SWITCHOVER, "pre-promote-vetoed-request", "removing|node1");
+	request_switchover(&f, "", "node2", 0);
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_CANCEL_SWITCHOVER, "pre-promote-vetoed-request", "any");
+	/* one naming another member is not this node's to remove */
+	request_switchover(&f, "node1", "node3", 0);
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "pre-promote-vetoed", "not standing");
+	memset(&f.c.failover, 0, sizeof(f.c.failover));
+	/* nor does it fence the lost leader to take over (it would not take over) */
+	f.o.fencing_required = true;
+	last_leader(&f, "node1");
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_NONE, "pre-promote-vetoed", "not standing");
+	f.o.pre_promote_vetoed = false;
+	decide_as(&f, "node2", &a);
+	check(&a, PGW_ACT_FENCE, "fence-before-promote", "node1");
+
+	/* the key is still held (its release failed): never promote on it, release it */
+	fx_leader(&f);
+	f.pg.in_recovery = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_PROMOTE, "leader-in-recovery", "promoting");
+	f.o.pre_promote_vetoed = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "pre-promote-vetoed-leader", "vetoed|releasing");
+	pg_stopped(&f, PGW_CS_SHUT_DOWN_IN_RECOVERY); /* nor start it as primary */
+	decide(&f, &a);
+	check(&a, PGW_ACT_RELEASE, "pre-promote-vetoed-leader", "instead of promoting");
+	/* a primary already writing is not demoted by a stale veto */
+	fx_leader(&f);
+	f.o.pre_promote_vetoed = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_LEADER_DUTIES, "leader-healthy", "primary");
+	assert_int_equal(pgw_pre_promote_holdoff_ms(10), 21000);
 }
 
 /* ---- switchover, failover, pause ------------------------------------------ */
@@ -1573,6 +2085,44 @@ static void test_candidate_acquires(void **state)
 	decide(&f, &a);
 	check(&a, PGW_ACT_ACQUIRE, "candidate",
 	      "healthiest eligible member|taking the leader key|position 5000, leader's last 5000");
+}
+
+/* check_timeline: a node behind the history's newest timeline does not stand. */
+static void test_check_timeline(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+	const char *all[] = {"node2", "node3"};
+
+	(void)state;
+	fx_no_leader(&f);
+	f.c.history_timeline = 3; /* newest row [2, ...]: the cluster is on timeline 3 */
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "position 5000"); /* off: Patroni's default */
+
+	f.o.check_timeline = true;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "timeline-behind",
+	      "not standing for election|timeline 2 is behind the cluster's 3");
+	member(&f, "node2")->timeline = 0;
+	decide(&f, &a);
+	check(&a, PGW_ACT_NONE, "timeline-behind", "timeline is unknown, the cluster's is 3");
+	member(&f, "node2")->timeline = 3;
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "position 5000");
+	/* no history: nothing to compare with */
+	member(&f, "node2")->timeline = 2;
+	f.c.history_timeline = 0;
+	decide(&f, &a);
+	check(&a, PGW_ACT_ACQUIRE, "candidate", "position 5000");
+
+	/* node3, behind in WAL but on the cluster's timeline, is the one that takes over */
+	f.c.history_timeline = 3;
+	member(&f, "node3")->timeline = 3;
+	assert_string_equal(election(&f, all, 2), "node3");
+	/* both behind: nobody does (Patroni's rule; an operator's failover still may) */
+	member(&f, "node3")->timeline = 2;
+	assert_null(election(&f, all, 2));
 }
 
 /* ---- the election ----------------------------------------------------------- */
@@ -2054,9 +2604,9 @@ static int rule_names(char names[][40], int max)
 
 static void test_print_rules_text(void **state)
 {
-	char names[64][40];
+	char names[128][40];
 	char *text = print_rules(false);
-	int n = rule_names(names, 64), lines = 0;
+	int n = rule_names(names, 128), lines = 0;
 
 	(void)state;
 	for (char *p = text; *p; p++)
@@ -2075,8 +2625,8 @@ static void test_print_rules_text(void **state)
 
 static void test_print_rules_dot(void **state)
 {
-	char names[64][40];
-	int n = rule_names(names, 64), edges = 0;
+	char names[128][40];
+	int n = rule_names(names, 128), edges = 0;
 	char *dot = print_rules(true), *save = NULL;
 	size_t len = strlen(dot);
 
@@ -2109,8 +2659,8 @@ static void test_print_rules_dot(void **state)
  * cannot be reached: "not-best" is the exact complement of "candidate". */
 static void test_every_rule_reached(void **state)
 {
-	char names[64][40];
-	int n = rule_names(names, 64);
+	char names[128][40];
+	int n = rule_names(names, 128);
 
 	(void)state;
 	for (int i = 0; i < n; i++) {
@@ -2140,6 +2690,11 @@ int main(void)
 	    cmocka_unit_test(test_primary_own_name_other_lease),
 	    cmocka_unit_test(test_primary_without_key),
 	    cmocka_unit_test(test_leader_in_recovery_promotes),
+	    cmocka_unit_test(test_standby_leader_stays_standby),
+	    cmocka_unit_test(test_standby_leader_repoints_and_starts),
+	    cmocka_unit_test(test_standby_removed_promotes),
+	    cmocka_unit_test(test_standby_safety_rows_first),
+	    cmocka_unit_test(test_standby_election_and_bootstrap),
 	    cmocka_unit_test(test_leader_lease_stale),
 	    cmocka_unit_test(test_leader_postgres_down_and_timeout),
 	    cmocka_unit_test(test_leader_starting),
@@ -2155,14 +2710,21 @@ int main(void)
 	    cmocka_unit_test(test_diverged_replica),
 	    cmocka_unit_test(test_old_primary_waits_for_timeline),
 	    cmocka_unit_test(test_old_primary_reclones),
+	    cmocka_unit_test(test_old_primary_keeps_data),
 	    cmocka_unit_test(test_start_replica),
+	    cmocka_unit_test(test_replicatefrom_cascades),
+	    cmocka_unit_test(test_replicatefrom_falls_back),
+	    cmocka_unit_test(test_replicatefrom_loop),
+	    cmocka_unit_test(test_nostream),
 	    cmocka_unit_test(test_no_fresh_lease),
 	    cmocka_unit_test(test_bootstrap),
 	    cmocka_unit_test(test_uninitialized_with_data),
 	    cmocka_unit_test(test_bootstrap_in_progress),
 	    cmocka_unit_test(test_no_leader_empty),
+	    cmocka_unit_test(test_no_leader_clone_from_backup),
 	    cmocka_unit_test(test_no_leader_start),
 	    cmocka_unit_test(test_no_leader_starting),
+	    cmocka_unit_test(test_pre_promote_veto),
 	    cmocka_unit_test(test_switchover_hands_over),
 	    cmocka_unit_test(test_switchover_scheduled),
 	    cmocka_unit_test(test_stale_requests_do_not_choose),
@@ -2170,6 +2732,7 @@ int main(void)
 	    cmocka_unit_test(test_named_candidate_takes_over),
 	    cmocka_unit_test(test_paused_no_automatic_action),
 	    cmocka_unit_test(test_candidate_acquires),
+	    cmocka_unit_test(test_check_timeline),
 	    cmocka_unit_test(test_election_higher_position_wins),
 	    cmocka_unit_test(test_election_tie_priority_then_name),
 	    cmocka_unit_test(test_election_lagging_not_eligible),

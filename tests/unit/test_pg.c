@@ -697,6 +697,94 @@ static void test_write_config_lost_base(void **state)
 	pgw_pg_free(pg);
 }
 
+/* postgresql.config_dir: the three files there, initdb's settings copied there once
+ * (from the data directory's postgresql.base.conf when the node ran without
+ * config_dir before), and postgresql.conf points at them. */
+static void test_write_config_dir(void **state)
+{
+	struct fixture *f = *state;
+	struct pgw_pg *pg;
+	char path[256], cdir[160], want[400];
+	struct stat st;
+
+	snprintf(cdir, sizeof(cdir), "%s/conf", f->dir);
+	f->cfg.postgresql.config_dir = cdir;
+	pg = pgw_pg_new(&f->cfg);
+	assert_non_null(pg);
+	make_dir(f->data);
+	snprintf(path, sizeof(path), "%s/postgresql.conf", f->data);
+	write_text(path, "# initdb's\nshared_buffers = 128MB\n", 0600);
+	assert_int_equal(pgw_pg_write_config(pg, NULL, "127.0.0.9", 5432, "node_1"), 0);
+	assert_int_equal(stat(cdir, &st), 0); /* created */
+	assert_int_equal(st.st_mode & 0777, 0700);
+	snprintf(path, sizeof(path), "%s/postgresql.base.conf", cdir);
+	assert_string_equal(read_text(path), "# initdb's\nshared_buffers = 128MB\n");
+	snprintf(path, sizeof(path), "%s/postgresql.conf", cdir);
+	snprintf(want, sizeof(want),
+	         "\nhba_file = '%s/pg_hba.conf'\nident_file = '%s/pg_ident.conf'\n", cdir, cdir);
+	assert_non_null(strstr(read_text(path), want));
+	assert_non_null(strstr(read_text(path), "primary_slot_name = 'node_1'"));
+	snprintf(path, sizeof(path), "%s/pg_hba.conf", cdir);
+	assert_int_equal(stat(path, &st), 0);
+	snprintf(path, sizeof(path), "%s/pg_ident.conf", cdir);
+	assert_int_equal(stat(path, &st), 0);
+	/* the data directory keeps initdb's file and gets no pgwarden file but the signal */
+	snprintf(path, sizeof(path), "%s/postgresql.conf", f->data);
+	assert_string_equal(read_text(path), "# initdb's\nshared_buffers = 128MB\n");
+	snprintf(path, sizeof(path), "%s/pg_hba.conf", f->data);
+	assert_int_not_equal(stat(path, &st), 0);
+	snprintf(path, sizeof(path), "%s/standby.signal", f->data);
+	assert_int_equal(stat(path, &st), 0);
+	/* an operator's pg_ident.conf in config_dir stays */
+	snprintf(path, sizeof(path), "%s/pg_ident.conf", cdir);
+	write_text(path, "mine\n", 0600);
+	assert_int_equal(pgw_pg_write_config(pg, NULL, NULL, 0, NULL), 0);
+	assert_string_equal(read_text(path), "mine\n");
+	pgw_pg_free(pg);
+
+	/* a node that ran without config_dir: its postgresql.base.conf is the source */
+	snprintf(path, sizeof(path), "%s/postgresql.base.conf", cdir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/postgresql.base.conf", f->data);
+	write_text(path, "# the old base\n", 0600);
+	pg = pgw_pg_new(&f->cfg);
+	assert_int_equal(pgw_pg_write_config(pg, NULL, NULL, 0, NULL), 0);
+	snprintf(path, sizeof(path), "%s/postgresql.base.conf", cdir);
+	assert_string_equal(read_text(path), "# the old base\n");
+	pgw_pg_free(pg);
+	f->cfg.postgresql.config_dir = NULL;
+}
+
+/* postgresql.use_unix_socket: the host of the daemon's connections. */
+static void test_unix_socket_host(void **state)
+{
+	struct fixture *f = *state;
+	struct pgw_kv p[] = {{"unix_socket_directories", " .., \"/run/pg a\" ,/tmp"}};
+	struct pgw_kv rel[] = {{"unix_socket_directories", "..,@abstract"}};
+	char *h;
+
+	f->cfg.postgresql.parameters = (struct pgw_kvlist){NULL, 0};
+	h = pgw_pg_unix_socket_host(&f->cfg);
+	assert_string_equal(h, ""); /* unset: libpq's default socket */
+	free(h);
+	f->cfg.postgresql.parameters = (struct pgw_kvlist){p, 1};
+	h = pgw_pg_unix_socket_host(&f->cfg);
+	assert_string_equal(h, "/run/pg a"); /* the first absolute entry */
+	free(h);
+	f->cfg.postgresql.parameters = (struct pgw_kvlist){rel, 1};
+	assert_null(pgw_pg_unix_socket_host(&f->cfg)); /* none absolute: TCP */
+	/* with use_unix_socket the password file's line is for localhost */
+	f->cfg.postgresql.parameters = (struct pgw_kvlist){p, 1};
+	f->cfg.postgresql.use_unix_socket = true;
+	struct pgw_pg *pg = pgw_pg_new(&f->cfg);
+
+	make_dir(f->data);
+	assert_int_equal(pgw_pg_write_config(pg, NULL, NULL, 0, NULL), 0);
+	assert_string_equal(read_text(f->pgpass), "localhost:5433:*:postgres:su\\:pw\n");
+	pgw_pg_free(pg);
+	f->cfg.postgresql.use_unix_socket = false;
+}
+
 /* ---- observation without a server, child programs --------------------------------- */
 
 static void test_observe_no_server(void **state)
@@ -893,6 +981,8 @@ int main(void)
 	    T(test_render_rejects),
 	    T(test_write_config),
 	    T(test_write_config_lost_base),
+	    T(test_write_config_dir),
+	    T(test_unix_socket_host),
 	    T(test_observe_no_server),
 	    T(test_controldata_command),
 	    T(test_command_failure_tail),

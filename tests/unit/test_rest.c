@@ -147,6 +147,14 @@ static void uninitialized(struct pgw_snapshot *s)
 	s->pg.postmaster_start_time = 0;
 }
 
+/* the leader of a standby cluster: holds the key, runs as a standby of the remote */
+static void standby_leader(struct pgw_snapshot *s)
+{
+	replica_streaming(s);
+	s->holds_leader_key = true;
+	s->standby_leader = true;
+}
+
 static void stale_loop(struct pgw_snapshot *s)
 {
 	replica_streaming(s);
@@ -286,6 +294,15 @@ static const struct status_case status_cases[] = {
     {"rn /async", replica_noloadbalance, "/async", NULL, 503},
     {"st /async", stopped_node, "/async", NULL, 503},
     {"rs /standby-leader", replica_streaming, "/standby-leader", NULL, 503},
+    {"sl /standby-leader", standby_leader, "/standby-leader", NULL, 200},
+    {"sl /standby_leader", standby_leader, "/standby_leader", NULL, 200},
+    {"sl /standby-leader tag", standby_leader, "/standby-leader", "tag_dc=nowhere", 503},
+    {"sl /leader", standby_leader, "/leader", NULL, 200},
+    {"sl /primary", standby_leader, "/primary", NULL, 503},
+    {"sl /", standby_leader, "/", NULL, 503},
+    {"sl /replica", standby_leader, "/replica", NULL, 503},
+    {"sl /read-only", standby_leader, "/read-only", NULL, 200},
+    {"sl /readiness", standby_leader, "/readiness", NULL, 200},
 
     {"pk /cluster null", primary_with_key, "/cluster", NULL, 503},
     {"pk /config null", primary_with_key, "/config", NULL, 503},
@@ -428,6 +445,21 @@ static void test_json_primary(void **state)
 	assert_absent(o, "pending_restart");
 	assert_absent(o, "pause");
 	assert_absent(o, "watchdog_failed");
+	json_object_put(o);
+}
+
+static void test_json_standby_leader(void **state)
+{
+	struct pgw_snapshot s;
+	json_object *o, *xlog;
+
+	(void)state;
+	standby_leader(&s);
+	o = body_of(&s);
+	assert_string_equal(json_object_get_string(get(o, "role", json_type_string)),
+	                    "standby_leader");
+	xlog = get(o, "xlog", json_type_object);
+	get(xlog, "received_location", json_type_int);
 	json_object_put(o);
 }
 
@@ -1454,6 +1486,7 @@ int main(void)
 	    cmocka_unit_test(test_liveness_ttl_fallback),
 	    cmocka_unit_test(test_json_primary),
 	    cmocka_unit_test(test_json_replica),
+	    cmocka_unit_test(test_json_standby_leader),
 	    cmocka_unit_test(test_json_uninitialized_and_odd_strings),
 	    cmocka_unit_test(test_metrics_primary),
 	    cmocka_unit_test(test_metrics_replica),

@@ -466,6 +466,57 @@ static void test_primary_down_since(void **state)
 	assert_int_equal(f.s.primary_down_since, 0);
 }
 
+/* pre_promote's veto: seen by the decision until another member leads, or for the
+ * hold-off; a promotion forgets it. */
+static void test_pre_promote_veto(void **state)
+{
+	struct fx f;
+	struct pgw_action a;
+	char fenced[PGW_NAME_MAX];
+	int64_t fl;
+
+	(void)state;
+	fx_init(&f);
+	lose_leader(&f, true);
+	snprintf(f.c.sysid, sizeof(f.c.sysid), "1"); /* bootstrapped */
+	f.o.loop_wait_s = 10;
+	f.o.now_ms = 100000;
+	pgw_lease_renewed(&f.o.lease, 12, 99000, 30);
+	decide(&f, &a);
+	assert_false(f.o.pre_promote_vetoed);
+	assert_string_not_equal(a.rule, "pre-promote-vetoed");
+
+	pgw_step_pre_promote_vetoed(&f.s, 100000);
+	decide(&f, &a);
+	assert_true(f.o.pre_promote_vetoed);
+	assert_int_equal(a.kind, PGW_ACT_NONE);
+	assert_string_equal(a.rule, "pre-promote-vetoed");
+	/* still within 2 * loop_wait + 1 s */
+	f.o.now_ms = 100000 + pgw_pre_promote_holdoff_ms(10) - 1;
+	pgw_lease_renewed(&f.o.lease, 12, f.o.now_ms, 30);
+	decide(&f, &a);
+	assert_true(f.o.pre_promote_vetoed);
+	/* then it stands again (and runs pre_promote again) */
+	f.o.now_ms += 1;
+	decide(&f, &a);
+	assert_false(f.o.pre_promote_vetoed);
+	assert_string_not_equal(a.rule, "pre-promote-vetoed");
+	assert_int_equal(f.s.pre_promote_veto_ms, 0);
+
+	/* another member took over: the veto has done its job */
+	pgw_step_pre_promote_vetoed(&f.s, f.o.now_ms);
+	f.c.has_leader = true;
+	snprintf(f.c.leader, sizeof(f.c.leader), "node3");
+	decide(&f, &a);
+	assert_false(f.o.pre_promote_vetoed);
+	assert_int_equal(f.s.pre_promote_veto_ms, 0);
+
+	/* a promotion forgets it */
+	pgw_step_pre_promote_vetoed(&f.s, f.o.now_ms);
+	pgw_step_promoted(&f.s, fenced, sizeof(fenced), &fl);
+	assert_int_equal(f.s.pre_promote_veto_ms, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -480,6 +531,7 @@ int main(void)
 	    cmocka_unit_test(test_ran_as_primary),
 	    cmocka_unit_test(test_watchdog_effects),
 	    cmocka_unit_test(test_primary_down_since),
+	    cmocka_unit_test(test_pre_promote_veto),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
