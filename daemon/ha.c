@@ -375,7 +375,9 @@ static void wait_next(struct ha *h, int64_t cycle_start, bool holds)
 	wait = until - now;
 	if (wait <= 0 || wake_up(h))
 		return;
-	ha_probe_leader(h); /* (or stops the prober when there is nobody to watch) */
+	if (!ha_watching_leader(h))
+		ha_probe_leader(
+		    h); /* stops the prober: nobody to watch (else probe_between asks) */
 	if (h->etcd_ok && ha_watching_leader(h)) {
 		/* asks the prober after each of its rounds */
 		watch_in_slices(h, until, ha_probe_interval_ms(h), &w, probe_between, false);
