@@ -17,6 +17,7 @@ Throughout, no two nodes hold the VIP at once (the hand-made leftover aside).
 Everything (namespaces, veths, bridge, cgroups, tmpfs, monitors) is removed even on failure.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -198,6 +199,10 @@ def test_vip_follows_the_primary(vrig):
 
     # 2. switchover: the old leader removes the VIP before the new leader adds it
     cand = next(n for n in rig.nodes if n is not leader)
+    # the switchover is refused until the candidate's member key says it is a running
+    # replica (make test once saw "role: uninitialized" right after the bootstrap)
+    wait_until(lambda: json.loads(rig.etcd_get("members/%s" % cand.name) or "{}")
+               .get("role") == "replica", 60, "%s's member key to say replica" % cand.name)
     rc, out = rig.ctl("switchover", "--leader", leader.name, "--candidate", cand.name,
                       "--force")
     assert rc == 0, out
